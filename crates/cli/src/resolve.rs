@@ -1,0 +1,1 @@
+//! The CLI's resolver: the system's (timeout, cache), `--resolve`, `--no-dns`.

@@ -1,0 +1,1 @@
+//! What the CLI injects into the core: resolver, fingerprint key, data directory.
