@@ -1,5 +1,7 @@
 //! The `conductor` command-line tool: glue between the crates, nothing more.
 
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -20,8 +22,12 @@ pub mod exit {
     pub const APPROVE: u8 = 2;
     pub const USAGE: u8 = 64;
     pub const DATA: u8 = 65;
+    /// A named input file does not exist or cannot be read.
+    pub const NOINPUT: u8 = 66;
     pub const SOFTWARE: u8 = 70;
     pub const IO: u8 = 74;
+    /// The installation is misconfigured (e.g. an unusable fingerprint key file).
+    pub const CONFIG: u8 = 78;
 }
 
 /// Conductor: a pre-authorization gate for AI agent tool calls.
@@ -34,12 +40,31 @@ pub mod exit {
     name = "conductor",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = MAIN_AFTER_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+const MAIN_AFTER_HELP: &str = "\
+Examples:
+  # decide one request (exit 0 allow, 1 deny, 2 approval required)
+  conductor check --policy examples/policy.yaml --request examples/requests/metadata-decimal-ip.json
+
+  # decide a stream of requests, one JSON object per line
+  conductor check --policy examples/policy.yaml --jsonl --no-dns < examples/requests.jsonl
+
+  # validate a policy, then run its tests
+  conductor policy validate examples/policy.yaml
+  conductor policy test examples/policy.test.yaml
+
+Exit statuses: 0 success/allow, 1 deny/failed expectation, 2 approval required,
+64 bad usage, 65 invalid policy or request, 66 missing input file,
+74 I/O error, 78 unusable installation (e.g. fingerprint key file).
+
+Docs: README.md, docs/policy-tests.md, docs/wrap.md";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -70,6 +95,169 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(run(cli))
+}
+
+/// Errors the commands report. [`exit_code`] maps each to an exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The command line is wrong (exit 64).
+    #[error("{0}")]
+    Usage(String),
+    /// A named input file cannot be opened (exit 66).
+    #[error("cannot read {what} `{path}`: {reason}")]
+    NoInput {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
+    /// The policy is invalid (exit 65); the rendering carries every problem.
+    #[error("invalid policy `{path}`")]
+    Policy {
+        path: String,
+        error: Box<conductor_policy::LoadError>,
+    },
+    /// A request or other input document is invalid (exit 65).
+    #[error("{0}")]
+    Data(String),
+    /// Reading input or writing output failed (exit 74).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The one place that maps an error to an exit status (DESIGN.md, "Command line").
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<CliError>() {
+            return match e {
+                CliError::Usage(_) => exit::USAGE,
+                CliError::NoInput { .. } => exit::NOINPUT,
+                CliError::Policy { .. } | CliError::Data(_) => exit::DATA,
+                CliError::Io { .. } => exit::IO,
+            };
+        }
+        if cause.is::<conductor_policy::LoadError>() || cause.is::<conductor_core::RequestError>() {
+            return exit::DATA;
+        }
+        if cause.is::<world::WorldError>() {
+            return exit::CONFIG;
+        }
+        if cause.is::<io::Error>() {
+            return exit::IO;
+        }
+    }
+    exit::SOFTWARE
+}
+
+/// Whether an error is a closed standard output (a reader such as `head` went away):
+/// the command then stops quietly.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Print an error on standard error (never panics, even when stderr is closed) and
+/// return its exit status.
+pub fn report(err: &anyhow::Error) -> u8 {
+    let code = exit_code(err);
+    let mut stderr = io::stderr().lock();
+    let policy = err
+        .chain()
+        .find_map(|c| match c.downcast_ref::<CliError>() {
+            Some(CliError::Policy { error, .. }) => Some(error.render(color_stderr())),
+            _ => None,
+        });
+    match policy {
+        Some(rendered) => {
+            let _ = writeln!(stderr, "conductor: {err}");
+            let _ = writeln!(stderr, "{}", rendered.trim_end());
+        }
+        None => {
+            let _ = writeln!(stderr, "conductor: error: {err:#}");
+        }
+    }
+    code
+}
+
+/// Finish a command: its status, or the reported error's.
+pub fn finish(result: anyhow::Result<u8>) -> u8 {
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => exit::OK,
+        Err(e) => report(&e),
+    }
+}
+
+/// Whether diagnostics on stderr may use colour (a terminal, and `NO_COLOR` unset).
+pub fn color_stderr() -> bool {
+    io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Write a line on standard error, ignoring failures (stderr may be closed).
+pub(crate) fn warn(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "conductor: {message}");
+}
+
+/// Check that `path` names a readable file before a loader touches it, so that a
+/// missing file is reported as such (exit 66) rather than as invalid content.
+pub(crate) fn require_file(what: &'static str, path: &Path) -> Result<(), CliError> {
+    let fail = |reason: String| CliError::NoInput {
+        what,
+        path: path.display().to_string(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(io_reason(&e)))?;
+    if meta.is_dir() {
+        return Err(fail("it is a directory".into()));
+    }
+    std::fs::File::open(path).map_err(|e| fail(io_reason(&e)))?;
+    Ok(())
+}
+
+/// A lowercase reason for an I/O error, without Rust's `(os error N)` noise.
+pub(crate) fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => {
+            let s = e.to_string();
+            let s = s.split(" (os error").next().unwrap_or(&s).to_string();
+            let mut chars = s.chars();
+            match chars.next() {
+                Some(c) => c.to_lowercase().chain(chars).collect(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// Load a policy file; a missing file is [`CliError::NoInput`], an invalid one
+/// [`CliError::Policy`].
+pub(crate) fn load_policy(path: &Path) -> Result<conductor_policy::Policy, CliError> {
+    require_file("policy", path)?;
+    conductor_policy::load_file(path).map_err(|e| CliError::Policy {
+        path: path.display().to_string(),
+        error: Box::new(e),
+    })
+}
+
+/// How a path is shown in messages.
+pub(crate) fn shown(path: &Path) -> String {
+    if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// `-` or nothing means standard input.
+pub(crate) fn is_stdin(path: Option<&PathBuf>) -> bool {
+    path.is_none_or(|p| p.as_os_str() == "-")
 }
 
 /// Run a parsed command line and return its exit status.

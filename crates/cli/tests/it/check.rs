@@ -1,1 +1,402 @@
-//! Tests of `conductor check`.
+//! Tests of `conductor check`: exit statuses for every path, the JSON and human
+//! outputs (snapshots), `--jsonl`, errors, and a reader that goes away.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::{conductor_in, fixtures, redact, run, run_in, snap, workspace};
+
+const SEARCH: &str = r#"{"agent":"research-bot","tool":"search.web","arguments":{"q":"mcp"}}"#;
+const ISSUE_BY_RESEARCHER: &str =
+    r#"{"agent":"research-bot","tool":"github.create_issue","arguments":{"repo":"acme/x"}}"#;
+const MERGE: &str = r#"{"agent":"deploy-bot","tool":"github.merge_pull_request","arguments":{"repo":"acme/widgets"}}"#;
+/// The motivating attack (DESIGN.md): 2852039166 is 169.254.169.254 written as one
+/// decimal number, the cloud metadata endpoint (CVE-2026-26118 class).
+const METADATA: &str = r#"{"agent":"research-bot","tool":"fetch.fetch","arguments":{"url":"http://2852039166/latest/meta-data/"}}"#;
+
+fn check(extra: &[&str], stdin: impl AsRef<[u8]>) -> crate::Run {
+    let mut args = vec!["check", "--policy", "policy.yaml", "--no-dns"];
+    args.extend_from_slice(extra);
+    run(&args, stdin)
+}
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn checks_of(decision: &Value) -> Vec<String> {
+    decision["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["check"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn allow_exits_0_and_prints_the_decision() {
+    let r = check(&[], SEARCH);
+    assert_eq!(r.code, 0, "{r:?}");
+    let d = json(&r.stdout);
+    assert_eq!(d["decision"], "allow");
+    assert!(d["policy"].as_str().unwrap().starts_with("sha256:"));
+    snap!("check_allow_json", redact(&r.stdout));
+}
+
+#[test]
+fn deny_exits_1_and_names_the_check() {
+    let r = check(&[], ISSUE_BY_RESEARCHER);
+    assert_eq!(r.code, 1, "{r:?}");
+    let d = json(&r.stdout);
+    assert_eq!(d["decision"], "deny");
+    assert_eq!(checks_of(&d), ["tool"]);
+    snap!("check_deny_tool_json", redact(&r.stdout));
+}
+
+#[test]
+fn approval_required_exits_2() {
+    let r = check(&[], MERGE);
+    assert_eq!(r.code, 2, "{r:?}");
+    let d = json(&r.stdout);
+    assert_eq!(d["decision"], "approve");
+    assert!(
+        d["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["rule"] == "roles.operator.approve[0]"),
+        "{d}"
+    );
+}
+
+#[test]
+fn an_unknown_agent_is_denied_by_identity() {
+    let r = check(&[], r#"{"agent":"mallory-bot","tool":"search.web"}"#);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(checks_of(&json(&r.stdout)), ["identity"]);
+}
+
+#[test]
+fn the_motivating_attack_is_denied_as_cloud_metadata() {
+    let r = check(&[], METADATA);
+    assert_eq!(r.code, 1, "{r:?}");
+    let d = json(&r.stdout);
+    assert_eq!(d["decision"], "deny");
+    let reasons = d["reasons"].as_array().unwrap();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r["check"] == "destination"
+                && r["rule"] == "destinations.blocked.cloud-metadata"),
+        "{d}"
+    );
+    assert_eq!(d["destinations"][0]["host"], "169.254.169.254", "{d}");
+    snap!("check_deny_metadata_json", redact(&r.stdout));
+}
+
+#[test]
+fn human_format_explains_the_decision() {
+    let r = check(&["--format", "human"], METADATA);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.starts_with("DENY  research-bot calls fetch.fetch"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("destinations.blocked.cloud-metadata"),
+        "{}",
+        r.stdout
+    );
+    snap!("check_deny_metadata_human", redact(&r.stdout));
+
+    let r = check(&["--format", "human"], SEARCH);
+    assert_eq!(r.code, 0, "{r:?}");
+    snap!("check_allow_human", redact(&r.stdout));
+}
+
+#[test]
+fn the_request_can_come_from_a_file_or_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("req.json");
+    std::fs::write(&path, ISSUE_BY_RESEARCHER).unwrap();
+    let r = check(&["--request", path.to_str().unwrap()], "");
+    assert_eq!(r.code, 1, "{r:?}");
+    let r = check(&["--request", "-"], SEARCH);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[test]
+fn jsonl_decides_every_line_in_order_and_exits_0() {
+    let input = format!("{SEARCH}\n{ISSUE_BY_RESEARCHER}\n\n{MERGE}\n");
+    let r = check(&["--jsonl"], &input);
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<Value> = r.stdout.lines().map(json).collect();
+    let effects: Vec<&str> = lines
+        .iter()
+        .map(|d| d["decision"].as_str().unwrap())
+        .collect();
+    // The blank line is skipped; everything else keeps its order.
+    assert_eq!(effects, ["allow", "deny", "approve"]);
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+}
+
+#[test]
+fn jsonl_denies_a_malformed_line_goes_on_and_exits_65() {
+    let input = format!(
+        "{SEARCH}\n{{\"agent\": \"research-bot\", \"tool\": \n{SEARCH}\n{{\"agent\":\"a\",\"tool\":\"s.t\",\"colour\":1}}\n"
+    );
+    let r = check(&["--jsonl"], &input);
+    assert_eq!(r.code, 65, "{r:?}");
+    let lines: Vec<Value> = r.stdout.lines().map(json).collect();
+    assert_eq!(lines.len(), 4, "{}", r.stdout);
+    assert_eq!(lines[0]["decision"], "allow");
+    assert_eq!(lines[1]["decision"], "deny");
+    assert_eq!(checks_of(&lines[1]), ["input"]);
+    assert_eq!(lines[2]["decision"], "allow");
+    assert_eq!(lines[3]["decision"], "deny");
+    assert_eq!(checks_of(&lines[3]), ["input"]);
+    assert!(r.stderr.contains("line 2"), "{}", r.stderr);
+    assert!(r.stderr.contains("line 4"), "{}", r.stderr);
+    assert!(r.stderr.contains("`colour`"), "{}", r.stderr);
+    snap!("check_jsonl_malformed_stderr", redact(&r.stderr));
+}
+
+#[test]
+fn jsonl_denies_a_line_that_is_not_utf8() {
+    let mut input = vec![0xff, 0xfe];
+    input.extend_from_slice(SEARCH.as_bytes());
+    input.extend_from_slice(format!("\n{SEARCH}\n").as_bytes());
+    let r = check(&["--jsonl"], &input);
+    assert_eq!(r.code, 65, "{r:?}");
+    let lines: Vec<Value> = r.stdout.lines().map(json).collect();
+    assert_eq!(lines.len(), 2, "{}", r.stdout);
+    assert_eq!(lines[0]["decision"], "deny");
+    assert_eq!(lines[1]["decision"], "allow");
+    assert!(r.stderr.contains("not valid UTF-8"), "{}", r.stderr);
+}
+
+#[test]
+fn a_malformed_request_exits_65_without_a_decision() {
+    for bad in [
+        "",
+        "{",
+        "[1, 2]",
+        r#"{"agent": "research-bot"}"#,
+        r#"{"agent":"research-bot","tool":"search.web","colour":"red"}"#,
+        r#"{"agent":"research-bot","tool":"search.web"} {"agent":"x","tool":"y.z"}"#,
+    ] {
+        let r = check(&[], bad);
+        assert_eq!(r.code, 65, "{bad}: {r:?}");
+        assert!(r.stdout.is_empty(), "{bad}: {}", r.stdout);
+        assert!(
+            r.stderr.contains("invalid request `<stdin>`"),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
+    let r = check(&[], "{\n  \"agent\": \"research-bot\",\n  \"tool\": 7\n}");
+    snap!("check_malformed_request_stderr", redact(&r.stderr));
+}
+
+#[test]
+fn an_invalid_policy_exits_65_with_every_problem_located() {
+    let r = run(
+        &["check", "--policy", "invalid-policy.yaml", "--no-dns"],
+        SEARCH,
+    );
+    assert_eq!(r.code, 65, "{r:?}");
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert!(r.stderr.contains("invalid-policy.yaml:5:"), "{}", r.stderr);
+    snap!("check_invalid_policy_stderr", redact(&r.stderr));
+}
+
+#[test]
+fn a_missing_file_exits_66() {
+    let r = run(&["check", "--policy", "no-such.yaml"], SEARCH);
+    assert_eq!(r.code, 66, "{r:?}");
+    assert_eq!(
+        r.stderr,
+        "conductor: error: cannot read policy `no-such.yaml`: no such file\n"
+    );
+    let r = check(&["--request", "no-such.json"], "");
+    assert_eq!(r.code, 66, "{r:?}");
+    assert!(r.stderr.contains("`no-such.json`"), "{}", r.stderr);
+    let r = run(&["check", "--policy", "."], SEARCH);
+    assert_eq!(r.code, 66, "{r:?}");
+}
+
+#[test]
+fn bad_usage_exits_64() {
+    for args in [
+        &["check"][..],
+        &["check", "--policy"],
+        &["check", "--policy", "policy.yaml", "--frobnicate"],
+        &["check", "--policy", "policy.yaml", "--format", "xml"],
+        &[
+            "check",
+            "--policy",
+            "policy.yaml",
+            "--resolve",
+            "no-equals-sign",
+        ],
+        &[
+            "check",
+            "--policy",
+            "policy.yaml",
+            "--resolve",
+            "host=not-an-ip",
+        ],
+        &["no-such-command"],
+        &[],
+    ] {
+        let r = run(args, SEARCH);
+        assert_eq!(r.code, 64, "{args:?}: {r:?}");
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+        assert!(!r.stderr.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn resolve_fixes_what_a_host_resolves_to() {
+    let req = r#"{"agent":"research-bot","tool":"fetch.fetch","arguments":{"url":"https://en.wikipedia.org/wiki/MCP"}}"#;
+    // Without an address the host cannot be resolved, which is a deny.
+    let r = check(&[], req);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(checks_of(&json(&r.stdout)), ["destination"]);
+    let r = check(&["--resolve", "en.wikipedia.org=208.80.154.224"], req);
+    assert_eq!(r.code, 0, "{r:?}");
+    // A name that resolves to the metadata address is as bad as the address itself.
+    let r = check(&["--resolve", "en.wikipedia.org=169.254.169.254"], req);
+    assert_eq!(r.code, 1, "{r:?}");
+}
+
+#[test]
+fn an_unusable_fingerprint_key_stops_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("bad.key");
+    std::fs::write(&key, "not hex").unwrap();
+    let out = conductor_in(&fixtures())
+        .args(["check", "--policy", "policy.yaml", "--no-dns"])
+        .env("CONDUCTOR_FINGERPRINT_KEY_FILE", &key)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("fingerprint key file"), "{stderr}");
+}
+
+#[test]
+fn the_key_is_created_in_the_data_directory_on_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = conductor_in(&fixtures())
+        .args(["check", "--policy", "policy.yaml", "--no-dns"])
+        .env_remove("CONDUCTOR_FINGERPRINT_KEY_FILE")
+        .env("XDG_DATA_HOME", dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = out;
+    out.stdin
+        .take()
+        .unwrap()
+        .write_all(SEARCH.as_bytes())
+        .unwrap();
+    let status = out.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let key = std::fs::read_to_string(dir.path().join("conductor/fingerprint.key")).unwrap();
+    assert_eq!(key.trim().len(), 64);
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let mut child = conductor_in(&fixtures())
+        .args(["check", "--policy", "policy.yaml", "--no-dns", "--jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        for _ in 0..20_000 {
+            if stdin.write_all(SEARCH.as_bytes()).is_err() || stdin.write_all(b"\n").is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("\"allow\""), "{first}");
+    drop(stdout); // like `| head -1`
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+}
+
+#[test]
+fn check_help_teaches_with_examples() {
+    let r = run(&["check", "--help"], "");
+    assert_eq!(r.code, 0, "{r:?}");
+    for needle in [
+        "--jsonl",
+        "--resolve",
+        "--no-dns",
+        "Examples:",
+        "2852039166",
+        "Exit status",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle}: {}", r.stdout);
+    }
+}
+
+/// The README's "run the main job" command, on the bundled examples: every line is
+/// decided, and the decisions are the ones examples/policy.test.yaml expects.
+#[test]
+fn the_bundled_examples_decide_as_documented() {
+    let input = std::fs::read_to_string(workspace().join("examples/requests.jsonl")).unwrap();
+    let r = run_in(
+        &workspace(),
+        &[
+            "check",
+            "--policy",
+            "examples/policy.yaml",
+            "--jsonl",
+            "--no-dns",
+            "--resolve",
+            "en.wikipedia.org=208.80.154.224",
+            "--resolve",
+            "api.github.com=140.82.112.6",
+            "--resolve",
+            "notes.corp.example.com=93.184.215.14",
+        ],
+        &input,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let summary: Vec<String> = r
+        .stdout
+        .lines()
+        .map(json)
+        .enumerate()
+        .map(|(i, d)| {
+            let mut checks = checks_of(&d);
+            checks.dedup();
+            format!(
+                "{:>2} {:<7} {}",
+                i + 1,
+                d["decision"].as_str().unwrap(),
+                checks.join(",")
+            )
+        })
+        .collect();
+    assert_eq!(summary.len(), input.lines().count());
+    snap!("examples_requests_jsonl", summary.join("\n"));
+}
