@@ -151,7 +151,9 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
             match std::str::from_utf8(&buf) {
                 Err(_) => Err("not valid UTF-8".to_string()),
                 Ok(text) if text.trim().is_empty() => continue,
-                Ok(text) => Request::from_json(text).map_err(|e| e.message),
+                // The whole request is on one line: its column is what matters.
+                Ok(text) => Request::from_json(text)
+                    .map_err(|e| e.message.replace(" at line 1 column ", " at column ")),
             }
         };
         let (request, decision) = match parsed {
@@ -183,7 +185,7 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
     }
     if invalid > 0 {
         crate::warn(format_args!(
-            "{invalid} of {line_no} line(s) of `{name}` could not be read as requests and were denied"
+            "{invalid} of {line_no} line(s) of `{name}` could not be read as requests and were denied; exiting 65"
         ));
         return Ok(exit::DATA);
     }
