@@ -5,7 +5,7 @@
 //! cannot be parsed gets a `deny` decision (check `input`) on its output line, a
 //! message on stderr, and the command exits 65 at the end.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -105,6 +105,12 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
         .map(crate::shown)
         .unwrap_or_else(|| "<stdin>".to_string());
     let input: Box<dyn Read> = if crate::is_stdin(args.request.as_ref()) {
+        if io::stdin().is_terminal() {
+            return Err(CliError::Usage(
+                "no request: pipe one in, or name a file with `--request FILE` (see `conductor check --help`)".into(),
+            )
+            .into());
+        }
         Box::new(io::stdin().lock())
     } else {
         let path = args.request.as_deref().unwrap_or(std::path::Path::new("-"));
