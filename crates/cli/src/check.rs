@@ -34,12 +34,16 @@ Always: 64 bad usage, 65 invalid policy or request, 66 missing input file,
 
 Examples:
   # the motivating attack: 2852039166 is 169.254.169.254, the cloud metadata service
-  echo '{\"agent\":\"research-bot\",\"tool\":\"fetch.fetch\",\"arguments\":{\"url\":\"http://2852039166/latest/meta-data/\"}}' \\
-    | conductor check --policy examples/policy.yaml --no-dns --format human
+  conductor check --policy examples/policy.yaml --format human \\
+    --request examples/requests/metadata-decimal-ip.json
+
+  # one request from standard input
+  echo '{\"agent\":\"intern-bot\",\"tool\":\"search.web\",\"arguments\":{\"q\":\"mcp\"}}' \\
+    | conductor check --policy examples/policy.yaml
 
   # a batch, offline, with a fixed address for one host
   conductor check --policy examples/policy.yaml --jsonl --no-dns \\
-    --resolve en.wikipedia.org=198.51.100.7 < examples/requests.jsonl
+    --resolve en.wikipedia.org=208.80.154.224 < examples/requests.jsonl
 
   # use the exit status in a script
   if conductor check --policy policy.yaml --request req.json > decision.json; then echo allowed; fi";

@@ -71,7 +71,11 @@ pub enum Command {
     /// Decide requests against a policy and print the decisions.
     Check(check::CheckArgs),
     /// Validate and test policy files.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  conductor policy validate examples/policy.yaml\n  \
+                      conductor policy test examples/policy.test.yaml"
+    )]
     Policy(policy_cmd::PolicyCommand),
     /// Inspect, verify and export the audit trail.
     #[command(subcommand)]

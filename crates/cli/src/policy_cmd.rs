@@ -42,7 +42,7 @@ decision and, optionally, the checks and rules the decision must name:
   version: 1
   policy: policy.yaml            # relative to this test file
   resolve:                       # optional; no other host resolves (no DNS, ever)
-    en.wikipedia.org: [198.51.100.7]
+    en.wikipedia.org: [208.80.154.224]
   cases:
     - name: the metadata service through a decimal IP is denied
       request:
