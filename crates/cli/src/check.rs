@@ -125,7 +125,7 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
             reason: crate::io_reason(&e),
         })?)
     };
-    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut out = crate::Stdout::new();
 
     if !args.jsonl {
         let text = read_bounded(input, &name)?;
@@ -134,12 +134,9 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
         let decision = conductor_core::decide(&policy, &request, &world);
         let code = effect_code(decision.decision);
         // A reader that went away (EPIPE) does not change what was decided.
-        match write_decision(&mut out, args.format, None, Some(&request), &decision)
+        write_decision(&mut out, args.format, None, Some(&request), &decision)
             .and_then(|()| out.flush())
-        {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-            other => other.context("cannot write to standard output")?,
-        }
+            .context("cannot write to standard output")?;
         return Ok(code);
     }
 
@@ -179,7 +176,8 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
                 (None, invalid_input_decision(policy.sha256(), line_no))
             }
         };
-        match write_decision(
+        // Flushed per line: a reader may be waiting for this decision to send the next.
+        write_decision(
             &mut out,
             args.format,
             Some(line_no),
@@ -187,10 +185,10 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
             &decision,
         )
         .and_then(|()| out.flush())
-        {
-            // The reader went away: stop quietly.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
-            other => other.context("cannot write to standard output")?,
+        .context("cannot write to standard output")?;
+        if out.closed() {
+            // The reader went away: nobody is left to read the remaining decisions.
+            break;
         }
     }
     if invalid > 0 {

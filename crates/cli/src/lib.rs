@@ -189,11 +189,78 @@ pub fn report(err: &anyhow::Error) -> u8 {
 }
 
 /// Finish a command: its status, or the reported error's.
+///
+/// Commands write through [`Stdout`], which absorbs a closed pipe, so their status
+/// stays the real one (a failed test run piped into `head` still fails). A broken pipe
+/// that reaches this point anyway ends the command quietly, but never with success.
 pub fn finish(result: anyhow::Result<u8>) -> u8 {
     match result {
         Ok(code) => code,
-        Err(e) if is_broken_pipe(&e) => exit::OK,
+        Err(e) if is_broken_pipe(&e) => exit::IO,
         Err(e) => report(&e),
+    }
+}
+
+/// Standard output for command results. When the reader goes away (EPIPE, e.g.
+/// `| head -1`), further output is discarded silently and [`Stdout::closed`] turns
+/// true; every other write error is returned.
+pub struct Stdout<W: Write = io::BufWriter<io::StdoutLock<'static>>> {
+    inner: W,
+    closed: bool,
+}
+
+impl Stdout {
+    /// Buffered, locked standard output.
+    pub fn new() -> Self {
+        Stdout::wrap(io::BufWriter::new(io::stdout().lock()))
+    }
+}
+
+impl Default for Stdout {
+    fn default() -> Self {
+        Stdout::new()
+    }
+}
+
+impl<W: Write> Stdout<W> {
+    pub fn wrap(inner: W) -> Self {
+        Stdout {
+            inner,
+            closed: false,
+        }
+    }
+
+    /// Whether the reader has gone away.
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    fn absorb<T>(&mut self, r: io::Result<T>, closed_value: T) -> io::Result<T> {
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(closed_value)
+            }
+            other => other,
+        }
+    }
+}
+
+impl<W: Write> Write for Stdout<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let r = self.inner.write(buf);
+        self.absorb(r, buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let r = self.inner.flush();
+        self.absorb(r, ())
     }
 }
 

@@ -93,7 +93,7 @@ pub fn run(cmd: PolicyCommand) -> u8 {
 
 fn validate(path: &Path) -> anyhow::Result<u8> {
     let policy = crate::load_policy(path)?;
-    let mut out = io::stdout().lock();
+    let mut out = crate::Stdout::new();
     writeln!(
         out,
         "ok: `{}` is valid ({})",
@@ -281,7 +281,7 @@ enum FileOutcome {
 }
 
 fn test(files: &[PathBuf], filter: Option<&str>) -> anyhow::Result<u8> {
-    let mut out = io::stdout().lock();
+    let mut out = crate::Stdout::new();
     let mut passed = 0usize;
     let mut failed = 0usize;
     let mut invalid = 0usize;

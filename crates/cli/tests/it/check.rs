@@ -400,3 +400,47 @@ fn the_bundled_examples_decide_as_documented() {
     assert_eq!(summary.len(), input.lines().count());
     snap!("examples_requests_jsonl", summary.join("\n"));
 }
+
+#[test]
+fn a_closed_stdout_keeps_the_decision_status() {
+    let mut child = conductor_in(&fixtures())
+        .args(["check", "--policy", "policy.yaml", "--no-dns"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ISSUE_BY_RESEARCHER.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_overlong_request_is_refused() {
+    let big = format!(
+        r#"{{"agent":"research-bot","tool":"search.web","arguments":{{"q":"{}"}}}}"#,
+        "a".repeat(17 * 1024 * 1024)
+    );
+    let r = check(&[], &big);
+    assert_eq!(r.code, 65, "code {}: {}", r.code, r.stderr);
+    assert!(r.stdout.is_empty());
+    assert!(r.stderr.contains("longer than"), "{}", r.stderr);
+
+    let r = check(&["--jsonl"], format!("{big}\n{SEARCH}\n"));
+    assert_eq!(r.code, 65, "code {}: {}", r.code, r.stderr);
+    let lines: Vec<Value> = r.stdout.lines().map(json).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(checks_of(&lines[0]), ["input"]);
+    assert_eq!(lines[1]["decision"], "allow");
+}

@@ -220,3 +220,23 @@ fn the_documented_test_format_example_parses() {
     assert!(!r.stderr.contains("invalid test file"), "{}", r.stderr);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }
+
+/// A reader that goes away (`| head -1`) must not turn a failing run into a pass.
+#[test]
+fn test_a_closed_stdout_keeps_the_real_status() {
+    let mut child = crate::conductor_in(&crate::fixtures())
+        .args(["policy", "test", "failing.test.yaml"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
