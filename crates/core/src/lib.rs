@@ -6,11 +6,52 @@
 //! CONTRACT (used by the CLI and transports; keep these signatures):
 //! [`Request`], [`Request::from_json`], [`Decision`], [`Effect`], [`Check`], [`Reason`],
 //! [`World`], [`decide`], [`label_result`], [`may_ever_call`], [`action_of`].
+//!
+//! # Semantics (DESIGN.md, with the choices it leaves open)
+//!
+//! Every check runs and every failing one adds reasons; the decision is `deny` when
+//! any reason was added, else `approve` when an approve rule applies, else `allow`.
+//!
+//! - **input**: the tool name must be `<server>.<tool>` (server `[a-z0-9_-]+`, tool
+//!   part non-empty, printable, at most 256 bytes) and the arguments a JSON object.
+//!   A malformed tool name skips the tool/role check (it cannot match anything
+//!   meaningfully) but every other check still runs.
+//! - **identity**: the agent must be defined (`agents`).
+//! - **tool / role**: over the agent's rules (roles with `extends` flattened), a
+//!   rule *names* the tool when one of its globs matches; it *applies* when it also
+//!   covers the tool's action and its `when` conditions hold. A `deny` rule also
+//!   applies when a condition cannot be evaluated (wrong argument type: fail
+//!   closed); a missing argument fails a condition, so such a deny does not apply.
+//!   Applying deny rules → `deny`, check `tool`. Else applying approve rules →
+//!   `approve` (reasons carry the approve rule ids, check `tool`). Else an applying
+//!   allow rule → allowed. Else `deny`: check `role` with one reason per allow or
+//!   approve rule that names the tool but does not apply (action or `when`), or,
+//!   when no allow/approve rule names the tool at all, check `tool` with rule
+//!   `agents.<agent>.roles`.
+//! - **workflow**: a named workflow must exist (`workflows`), list one of the
+//!   agent's effective roles (`workflows.<w>.roles`; a role extending a listed
+//!   role counts) and match the tool (`workflows.<w>.tools`).
+//! - **destination**: the policy's destination check over the tool's declared
+//!   pointers and literals (and scanned URLs); each violation is a reason.
+//! - **data**: the policy's scanner over the arguments (keys too). A finding whose
+//!   label level is above the agent's clearance → `data.labels.<label>`; above the
+//!   egress maximum of a destination of the call → that egress rule's id. The
+//!   egress maximum of a destination is the `max` of the **first** `data.egress`
+//!   entry with a matching `to:` pattern (file order, like a firewall), else
+//!   `default_egress` (`data.default_egress`).
+//! - **flow**: the same egress maxima apply to the levels of `session_labels`; a
+//!   label the policy does not define counts as the highest level.
+//!
+//! Messages never contain argument values or matched data: they name detectors,
+//! labels, JSON pointers and canonical hosts.
+
+use std::collections::BTreeSet;
 
 use conductor_net::{Destination, Resolver};
-use conductor_policy::Policy;
+use conductor_policy::{Action, Agent, DataPolicy, Eval, Policy, Rule, RuleKind};
 use conductor_scan::{Finding, FingerprintKey};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// The request the core decides on (DESIGN.md, "The request the core decides on").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,15 +80,78 @@ fn empty_object() -> serde_json::Value {
 pub struct RequestError {
     /// Lowercase, names the field and the place (line/column) where possible.
     pub message: String,
+    /// 1-based line of the problem (0 when unknown).
+    pub line: usize,
+    /// 1-based column of the problem (0 when unknown).
+    pub column: usize,
 }
+
+/// Largest request accepted by [`Request::from_json`], in bytes.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 impl Request {
     /// Parse one request from JSON text; the error names what was wrong and where.
     pub fn from_json(text: &str) -> Result<Request, RequestError> {
-        serde_json::from_str(text).map_err(|e| RequestError {
-            message: e.to_string(),
-        })
+        if text.len() > MAX_REQUEST_BYTES {
+            return Err(RequestError {
+                message: format!(
+                    "the request is {} bytes, more than the limit of {MAX_REQUEST_BYTES}",
+                    text.len()
+                ),
+                line: 0,
+                column: 0,
+            });
+        }
+        serde_json::from_str(text).map_err(|e| request_error(text, &e))
     }
+}
+
+fn request_error(text: &str, e: &serde_json::Error) -> RequestError {
+    let mut message = e.to_string();
+    if e.classify() == serde_json::error::Category::Data && !message.contains("field `") {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => {
+                if let Some(field) = mistyped_field(&m) {
+                    message = format!("field `{field}`: {message}");
+                }
+            }
+            Ok(_) => {
+                message = format!(
+                    "a request is a json object with `agent`, `tool` and optional `arguments`, `workflow`, `session`, `session_labels` ({message})"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+    RequestError {
+        message,
+        line: e.line(),
+        column: e.column(),
+    }
+}
+
+/// The first field whose JSON type is wrong for a [`Request`].
+fn mistyped_field(m: &serde_json::Map<String, Value>) -> Option<&'static str> {
+    let string = |k: &str| m.get(k).is_some_and(|v| !v.is_string());
+    let opt_string = |k: &str| m.get(k).is_some_and(|v| !(v.is_string() || v.is_null()));
+    if string("agent") {
+        return Some("agent");
+    }
+    if string("tool") {
+        return Some("tool");
+    }
+    if opt_string("workflow") {
+        return Some("workflow");
+    }
+    if opt_string("session") {
+        return Some("session");
+    }
+    if m.get("session_labels")
+        .is_some_and(|v| !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+    {
+        return Some("session_labels");
+    }
+    None
 }
 
 /// The outcome. Order of strength: `deny` > `approve` > `allow`.
@@ -76,6 +180,24 @@ pub enum Check {
     Audit,
 }
 
+impl Check {
+    /// The name used in decisions (`tool`, `role`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Identity => "identity",
+            Check::Tool => "tool",
+            Check::Role => "role",
+            Check::Workflow => "workflow",
+            Check::Destination => "destination",
+            Check::Data => "data",
+            Check::Flow => "flow",
+            Check::Pin => "pin",
+            Check::Input => "input",
+            Check::Audit => "audit",
+        }
+    }
+}
+
 /// One failing check (or, for `approve`, the rule that requires approval).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
@@ -102,36 +224,517 @@ pub struct World<'a> {
     pub fingerprint_key: &'a FingerprintKey,
 }
 
+/// Longest tool name accepted (bytes).
+pub const MAX_TOOL_NAME: usize = 256;
+
+/// Why `tool` is not a qualified tool name `<server>.<tool>`, if it is not.
+pub fn tool_name_problem(tool: &str) -> Option<String> {
+    let shown = show(tool);
+    if tool.len() > MAX_TOOL_NAME {
+        return Some(format!(
+            "tool name `{shown}` is longer than {MAX_TOOL_NAME} bytes"
+        ));
+    }
+    let Some((server, name)) = tool.split_once('.') else {
+        return Some(format!(
+            "tool name `{shown}` is not a qualified name `<server>.<tool>`"
+        ));
+    };
+    if server.is_empty()
+        || !server
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Some(format!(
+            "tool name `{shown}` has an invalid server id; server ids match `[a-z0-9_-]+`"
+        ));
+    }
+    if name.is_empty() {
+        return Some(format!("tool name `{shown}` has an empty tool part"));
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Some(format!(
+            "tool name `{shown}` contains whitespace or control characters"
+        ));
+    }
+    None
+}
+
+/// User input shown in a message: control characters escaped, at most 80 characters.
+fn show(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == 80 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() || c == '`' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Decide one request. Never panics; anything that cannot be evaluated is a deny.
 pub fn decide(policy: &Policy, request: &Request, world: &World<'_>) -> Decision {
-    let _ = (request, world);
-    Decision {
-        decision: Effect::Deny,
-        reasons: vec![Reason {
+    let mut denials: Vec<Reason> = Vec::new();
+    let mut approvals: Vec<Reason> = Vec::new();
+    let tool = request.tool.as_str();
+
+    // input
+    let tool_ok = match tool_name_problem(tool) {
+        None => true,
+        Some(message) => {
+            denials.push(Reason {
+                check: Check::Input,
+                rule: "request.tool".into(),
+                message,
+            });
+            false
+        }
+    };
+    if !request.arguments.is_object() {
+        denials.push(Reason {
             check: Check::Input,
-            rule: "core".into(),
-            message: "the decision core is not implemented yet".into(),
-        }],
-        destinations: Vec::new(),
-        findings: Vec::new(),
+            rule: "request.arguments".into(),
+            message: "arguments must be a json object".into(),
+        });
+    }
+
+    // identity
+    let agent = policy.agent(&request.agent);
+    if agent.is_none() {
+        denials.push(Reason {
+            check: Check::Identity,
+            rule: "agents".into(),
+            message: format!(
+                "agent `{}` is not defined in the policy",
+                show(&request.agent)
+            ),
+        });
+    }
+
+    // tool / role
+    let action = policy.action_of(tool);
+    if let (Some(agent), true) = (agent, tool_ok) {
+        tool_and_role(
+            policy,
+            agent,
+            tool,
+            action,
+            &request.arguments,
+            &mut denials,
+            &mut approvals,
+        );
+    }
+
+    // workflow
+    if let Some(w) = &request.workflow {
+        workflow_check(policy, agent, w, tool, tool_ok, &mut denials);
+    }
+
+    // destination
+    let (pointers, literals) = match policy.tool_fact(tool) {
+        Some(f) => (f.pointers.as_slice(), f.literals.as_slice()),
+        None => (&[][..], &[][..]),
+    };
+    let outcome =
+        policy
+            .destinations()
+            .evaluate(&request.arguments, pointers, literals, world.resolver);
+    for v in &outcome.violations {
+        denials.push(Reason {
+            check: Check::Destination,
+            rule: v.rule.clone(),
+            message: v.message.clone(),
+        });
+    }
+
+    // data and flow
+    let data = policy.data();
+    let findings = data.scanner.scan(&request.arguments, world.fingerprint_key);
+    let egress: Vec<(&Destination, usize, String)> = outcome
+        .destinations
+        .iter()
+        .map(|d| {
+            let (max, id) = egress_of(data, d);
+            (d, max, id)
+        })
+        .collect();
+    data_check(
+        data,
+        agent,
+        &request.agent,
+        &findings,
+        &egress,
+        &mut denials,
+    );
+    flow_check(data, &request.session_labels, &egress, &mut denials);
+
+    dedup(&mut denials);
+    let (decision, reasons) = if !denials.is_empty() {
+        (Effect::Deny, denials)
+    } else if !approvals.is_empty() {
+        (Effect::Approve, approvals)
+    } else {
+        (Effect::Allow, Vec::new())
+    };
+    Decision {
+        decision,
+        reasons,
+        destinations: outcome.destinations,
+        findings,
         policy: policy.sha256().to_string(),
     }
 }
 
-/// The data labels a tool *result* carries (for raising a session's labels).
-pub fn label_result(policy: &Policy, result: &serde_json::Value, world: &World<'_>) -> Vec<String> {
-    let _ = (policy, result, world);
-    Vec::new()
+fn dedup(reasons: &mut Vec<Reason>) {
+    let mut seen = std::collections::HashSet::new();
+    reasons.retain(|r| seen.insert((r.check, r.rule.clone(), r.message.clone())));
 }
 
-/// Whether `agent` could call `tool` under some arguments (used to filter `tools/list`).
+/// Conditions of a rule, combined: any failing condition → `Fails`; else any
+/// condition that cannot be evaluated → `Error`; else `Holds`.
+fn eval_when(rule: &Rule, arguments: &Value) -> Eval {
+    let mut error = None;
+    for c in &rule.when {
+        match c.eval(arguments) {
+            Eval::Holds => {}
+            f @ Eval::Fails(_) => return f,
+            e @ Eval::Error(_) => {
+                if error.is_none() {
+                    error = Some(e);
+                }
+            }
+        }
+    }
+    error.unwrap_or(Eval::Holds)
+}
+
+fn tool_and_role(
+    policy: &Policy,
+    agent: &Agent,
+    tool: &str,
+    action: Action,
+    arguments: &Value,
+    denials: &mut Vec<Reason>,
+    approvals: &mut Vec<Reason>,
+) {
+    let shown = show(tool);
+    let mut denied = Vec::new();
+    let mut approve = Vec::new();
+    let mut allowed = false;
+    let mut near_misses: Vec<Reason> = Vec::new();
+    for rule in policy.candidate_rules(agent, tool) {
+        if !rule.names_tool(tool) {
+            continue;
+        }
+        let covers = rule.covers_action(action);
+        match rule.kind {
+            RuleKind::Deny => {
+                if !covers {
+                    continue;
+                }
+                match eval_when(rule, arguments) {
+                    Eval::Holds => denied.push(Reason {
+                        check: Check::Tool,
+                        rule: rule.id.clone(),
+                        message: format!(
+                            "role `{}` denies `{shown}` to agent `{}`",
+                            rule.role,
+                            show(&agent.name)
+                        ),
+                    }),
+                    Eval::Error(m) => denied.push(Reason {
+                        check: Check::Tool,
+                        rule: rule.id.clone(),
+                        message: format!(
+                            "role `{}` denies `{shown}` to agent `{}` ({m}; a deny whose condition cannot be evaluated applies)",
+                            rule.role,
+                            show(&agent.name)
+                        ),
+                    }),
+                    Eval::Fails(_) => {}
+                }
+            }
+            RuleKind::Allow | RuleKind::Approve => {
+                if !covers {
+                    let allowed_actions = rule
+                        .actions
+                        .map(|s| s.names().join(", "))
+                        .unwrap_or_default();
+                    near_misses.push(Reason {
+                        check: Check::Role,
+                        rule: rule.id.clone(),
+                        message: format!(
+                            "role `{}` {} `{shown}` only for {allowed_actions}; it is a `{}` action",
+                            rule.role,
+                            verb(rule.kind),
+                            action.name()
+                        ),
+                    });
+                    continue;
+                }
+                match eval_when(rule, arguments) {
+                    Eval::Holds => {
+                        if rule.kind == RuleKind::Allow {
+                            allowed = true;
+                        } else {
+                            approve.push(Reason {
+                                check: Check::Tool,
+                                rule: rule.id.clone(),
+                                message: format!(
+                                    "role `{}` requires a human to approve `{shown}`",
+                                    rule.role
+                                ),
+                            });
+                        }
+                    }
+                    Eval::Fails(m) | Eval::Error(m) => near_misses.push(Reason {
+                        check: Check::Role,
+                        rule: rule.id.clone(),
+                        message: format!(
+                            "role `{}` {} `{shown}` only under conditions this call fails: {m}",
+                            rule.role,
+                            verb(rule.kind)
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+    if !denied.is_empty() {
+        denials.extend(denied);
+    } else if !approve.is_empty() {
+        approvals.extend(approve);
+    } else if allowed {
+    } else if !near_misses.is_empty() {
+        denials.extend(near_misses);
+    } else {
+        let message = if agent.roles.is_empty() {
+            format!(
+                "agent `{}` has no roles, so it may not call `{shown}`",
+                show(&agent.name)
+            )
+        } else {
+            format!(
+                "no rule of agent `{}`'s roles ({}) allows `{shown}`",
+                show(&agent.name),
+                agent.effective_roles.join(", ")
+            )
+        };
+        denials.push(Reason {
+            check: Check::Tool,
+            rule: format!("agents.{}.roles", agent.name),
+            message,
+        });
+    }
+}
+
+fn verb(kind: RuleKind) -> &'static str {
+    match kind {
+        RuleKind::Approve => "allows (with approval)",
+        _ => "allows",
+    }
+}
+
+fn workflow_check(
+    policy: &Policy,
+    agent: Option<&Agent>,
+    workflow: &str,
+    tool: &str,
+    tool_ok: bool,
+    denials: &mut Vec<Reason>,
+) {
+    let Some(wf) = policy.workflow(workflow) else {
+        denials.push(Reason {
+            check: Check::Workflow,
+            rule: "workflows".into(),
+            message: format!("workflow `{}` is not defined in the policy", show(workflow)),
+        });
+        return;
+    };
+    if let Some(agent) = agent
+        && !wf.roles.iter().any(|r| agent.effective_roles.contains(r))
+    {
+        denials.push(Reason {
+            check: Check::Workflow,
+            rule: format!("workflows.{}.roles", wf.name),
+            message: format!(
+                "workflow `{}` is for roles {}; agent `{}` has none of them",
+                wf.name,
+                wf.roles.join(", "),
+                show(&agent.name)
+            ),
+        });
+    }
+    if tool_ok && !wf.tools.iter().any(|g| g.matches(tool)) {
+        denials.push(Reason {
+            check: Check::Workflow,
+            rule: format!("workflows.{}.tools", wf.name),
+            message: format!(
+                "workflow `{}` does not include tool `{}`",
+                wf.name,
+                show(tool)
+            ),
+        });
+    }
+}
+
+/// The egress maximum of a destination and the id of the rule that sets it.
+fn egress_of(data: &DataPolicy, d: &Destination) -> (usize, String) {
+    for e in &data.egress {
+        if e.to.iter().any(|p| p.matches(d)) {
+            return (e.max, e.id.clone());
+        }
+    }
+    (data.default_egress, "data.default_egress".into())
+}
+
+fn dest_name(d: &Destination) -> String {
+    if d.host.is_empty() {
+        "an unparseable destination".into()
+    } else {
+        format!("`{}`", show(&d.host))
+    }
+}
+
+fn level_of_label(data: &DataPolicy, label: &str) -> (usize, bool) {
+    match data.labels.get(label) {
+        Some(&l) => (l, true),
+        // INVARIANT: a label the policy does not define is treated as the highest level.
+        None => (data.top(), false),
+    }
+}
+
+fn data_check(
+    data: &DataPolicy,
+    agent: Option<&Agent>,
+    agent_name: &str,
+    findings: &[Finding],
+    egress: &[(&Destination, usize, String)],
+    denials: &mut Vec<Reason>,
+) {
+    // An unknown agent has the lowest clearance.
+    let clearance = agent.map_or(0, |a| a.clearance);
+    for f in findings {
+        let (level, _) = level_of_label(data, &f.label);
+        let what = format!(
+            "`{}` found `{}` data (level `{}`) at `{}`",
+            f.detector,
+            f.label,
+            data.level_name(level),
+            f.pointer
+        );
+        if level > clearance {
+            denials.push(Reason {
+                check: Check::Data,
+                rule: format!("data.labels.{}", f.label),
+                message: format!(
+                    "{what}, above the clearance `{}` of agent `{}`",
+                    data.level_name(clearance),
+                    show(agent_name)
+                ),
+            });
+        }
+        for (d, max, id) in egress {
+            if level > *max {
+                denials.push(Reason {
+                    check: Check::Data,
+                    rule: id.clone(),
+                    message: format!(
+                        "{what}; {} accepts at most `{}`",
+                        dest_name(d),
+                        data.level_name(*max)
+                    ),
+                });
+            }
+        }
+    }
+}
+
+fn flow_check(
+    data: &DataPolicy,
+    session_labels: &[String],
+    egress: &[(&Destination, usize, String)],
+    denials: &mut Vec<Reason>,
+) {
+    let labels: BTreeSet<&str> = session_labels.iter().map(String::as_str).collect();
+    for label in labels {
+        let (level, known) = level_of_label(data, label);
+        for (d, max, id) in egress {
+            if level > *max {
+                let what = if known {
+                    format!(
+                        "the session has received `{}` data (level `{}`)",
+                        show(label),
+                        data.level_name(level)
+                    )
+                } else {
+                    format!(
+                        "the session has received data labelled `{}`, which the policy does not define (treated as the highest level `{}`)",
+                        show(label),
+                        data.level_name(level)
+                    )
+                };
+                denials.push(Reason {
+                    check: Check::Flow,
+                    rule: id.clone(),
+                    message: format!(
+                        "{what}; {} accepts at most `{}`",
+                        dest_name(d),
+                        data.level_name(*max)
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// The data labels a tool *result* carries (for raising a session's labels),
+/// sorted and without duplicates.
+pub fn label_result(policy: &Policy, result: &serde_json::Value, world: &World<'_>) -> Vec<String> {
+    let labels: BTreeSet<String> = policy
+        .data()
+        .scanner
+        .scan(result, world.fingerprint_key)
+        .into_iter()
+        .map(|f| f.label)
+        .collect();
+    labels.into_iter().collect()
+}
+
+/// Whether `agent` could call `tool` under some arguments (used to filter `tools/list`):
+/// some allow or approve rule of the agent names the tool and covers its action, and
+/// no deny rule without `when` conditions names it and covers its action.
 pub fn may_ever_call(policy: &Policy, agent: &str, tool: &str) -> bool {
-    let _ = (policy, agent, tool);
-    false
+    let Some(agent) = policy.agent(agent) else {
+        return false;
+    };
+    if tool_name_problem(tool).is_some() {
+        return false;
+    }
+    let action = policy.action_of(tool);
+    let mut some_allow = false;
+    for rule in policy.candidate_rules(agent, tool) {
+        if !rule.names_tool(tool) || !rule.covers_action(action) {
+            continue;
+        }
+        match rule.kind {
+            RuleKind::Deny => {
+                if rule.when.is_empty() {
+                    return false;
+                }
+            }
+            RuleKind::Allow | RuleKind::Approve => some_allow = true,
+        }
+    }
+    some_allow
 }
 
 /// The action a tool performs per the policy's `tools:` facts (default `execute`).
 pub fn action_of(policy: &Policy, tool: &str) -> &'static str {
-    let _ = (policy, tool);
-    "execute"
+    policy.action_of(tool).name()
 }

@@ -4,13 +4,49 @@
 //! - [`load_file`], [`load_str`] → [`Policy`] or [`LoadError`]
 //! - [`Policy::sha256`]
 //! - [`LoadError::render`]: every problem as `file:line:col` with a caret
+//!
+//! Loading happens in three steps, each refusing hostile input early:
+//! 1. size: files over [`MAX_POLICY_BYTES`] are refused before parsing;
+//! 2. YAML → spanned tree ([`node`]), under serde-saphyr budgets: nesting depth 32,
+//!    at most 1,000 aliases and 20,000 replayed alias events (alias bombs), one
+//!    document, 200,000 nodes;
+//! 3. tree → `Raw*` structs (unknown keys are errors) → validated, compiled
+//!    [`Policy`]. Steps 3's problems are all collected and reported together.
+//!
+//! Compiled form: per agent, the rules of its roles with `extends` flattened
+//! (diamonds deduplicated), each with a stable id such as `roles.operator.allow[0]`;
+//! tool globs compiled (dialect in [`glob`]); `tools:` facts looked up by exact
+//! name first, then by glob, most specific (most literal characters) first, file
+//! order breaking ties.
+
+mod compile;
+mod de;
+mod error;
+pub mod glob;
+mod model;
+mod node;
+mod raw;
 
 use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+pub use compile::{DEFAULT_LEVELS, check_pointer};
+pub use error::{LoadError, Problem};
+pub use model::{
+    Action, ActionSet, Agent, Condition, DataPolicy, EgressRule, Eval, Rule, RuleKind, Test,
+    ToolFact, Workflow, json_eq,
+};
+pub use node::MAX_POLICY_BYTES;
+
+use conductor_net::DestPolicy;
+use model::Compiled;
 
 /// A validated, compiled policy. Immutable; cheap to share behind an `Arc`.
 #[derive(Debug, Clone)]
 pub struct Policy {
     sha256: String,
+    c: Compiled,
 }
 
 impl Policy {
@@ -18,39 +54,159 @@ impl Policy {
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
-}
 
-/// Every problem found in a policy file (all of them, not only the first).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid policy `{name}`: {} problem(s)", .count)]
-pub struct LoadError {
-    name: String,
-    count: usize,
-}
+    /// The agent named `name`.
+    pub fn agent(&self, name: &str) -> Option<&Agent> {
+        self.c.agents.get(name)
+    }
 
-impl LoadError {
-    /// Human rendering: one block per problem, `file:line:col`, the source line and a caret.
-    pub fn render(&self, color: bool) -> String {
-        let _ = color;
-        format!("{self}")
+    /// Every agent, in no particular order.
+    pub fn agents(&self) -> impl Iterator<Item = &Agent> {
+        self.c.agents.values()
+    }
+
+    /// Every rule of the agent's (effective) roles.
+    pub fn rules_of<'a>(&'a self, agent: &'a Agent) -> impl Iterator<Item = &'a Rule> + 'a {
+        agent
+            .rules
+            .iter()
+            .filter_map(|&i| self.c.rules.get(i as usize))
+    }
+
+    /// The rules of the agent whose tool globs could match `tool`: the exact-name
+    /// bucket plus every rule with a wildcard glob (callers still test
+    /// [`Rule::names_tool`]). Rules come in policy order, each once.
+    pub fn candidate_rules<'a>(
+        &'a self,
+        agent: &'a Agent,
+        tool: &str,
+    ) -> impl Iterator<Item = &'a Rule> + 'a {
+        let exact = agent.exact.get(tool).map_or(&[][..], Vec::as_slice);
+        // A rule with both an exact glob and a wildcard glob is in both lists;
+        // skip it in the wildcard pass when it was in the exact bucket.
+        let wild = agent
+            .wild
+            .iter()
+            .filter(move |i| !exact.contains(i))
+            .filter_map(|&i| self.c.rules.get(i as usize));
+        exact
+            .iter()
+            .filter_map(|&i| self.c.rules.get(i as usize))
+            .chain(wild)
+    }
+
+    /// The `tools:` fact for `tool`: exact-name entry first, else the most
+    /// specific matching glob entry.
+    pub fn tool_fact(&self, tool: &str) -> Option<&ToolFact> {
+        if let Some(&i) = self.c.tools_exact.get(tool) {
+            return self.c.tools.get(i);
+        }
+        self.c
+            .tools_glob
+            .iter()
+            .filter_map(|&i| self.c.tools.get(i))
+            .find(|f| f.pattern.matches(tool))
+    }
+
+    /// The action `tool` performs (`execute` when the policy does not say).
+    pub fn action_of(&self, tool: &str) -> Action {
+        self.tool_fact(tool).map_or(Action::Execute, |f| f.action)
+    }
+
+    pub fn workflow(&self, name: &str) -> Option<&Workflow> {
+        self.c.workflows.get(name)
+    }
+
+    /// The compiled `destinations:` section.
+    pub fn destinations(&self) -> &DestPolicy {
+        &self.c.destinations
+    }
+
+    /// The compiled `data:` section (or its secure default).
+    pub fn data(&self) -> &DataPolicy {
+        &self.c.data
     }
 }
 
 /// Load and compile the policy at `path` (files it references, such as gitleaks
 /// rule files, are resolved relative to its directory).
 pub fn load_file(path: &Path) -> Result<Policy, LoadError> {
-    Err(LoadError {
-        name: path.display().to_string(),
-        count: 1,
-    })
+    let name = path.display().to_string();
+    let text = match compile::read_limited(path, MAX_POLICY_BYTES as u64) {
+        Ok(t) => t,
+        Err(m) => {
+            return Err(LoadError::new(
+                &name,
+                "",
+                vec![Problem::at(
+                    None,
+                    format!("cannot read the policy file: {m}"),
+                )],
+            ));
+        }
+    };
+    let base = path.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    });
+    load_str(&text, &name, base)
 }
 
 /// Load and compile policy text. `name` is used in diagnostics; `base_dir` resolves
 /// referenced files (none allowed when `None`).
 pub fn load_str(source: &str, name: &str, base_dir: Option<&Path>) -> Result<Policy, LoadError> {
-    let _ = (source, base_dir);
-    Err(LoadError {
-        name: name.to_string(),
-        count: 1,
-    })
+    let root = match node::parse(source) {
+        Ok(n) => n,
+        Err(e) => {
+            return Err(LoadError::new(
+                name,
+                source,
+                vec![Problem::at(e.loc, e.message)],
+            ));
+        }
+    };
+    let (raw, de_problems) = de::collect::<raw::RawPolicy>(&root);
+    let Some(raw) = raw else {
+        return Err(LoadError::new(
+            name,
+            source,
+            problems_or_default(de_problems),
+        ));
+    };
+    let mut problems = problems_from(de_problems);
+    let start = node::Loc {
+        line: 1,
+        col: 1,
+        offset: 0,
+        len: 0,
+    };
+    match compile::compile(raw, start, base_dir) {
+        Ok(c) if problems.is_empty() => Ok(Policy {
+            sha256: format!("sha256:{}", hex::encode(Sha256::digest(source.as_bytes()))),
+            c,
+        }),
+        Ok(_) => Err(LoadError::new(name, source, problems)),
+        Err(more) => {
+            problems.extend(more);
+            Err(LoadError::new(name, source, problems))
+        }
+    }
+}
+
+fn problems_from(p: Vec<de::DeProblem>) -> Vec<Problem> {
+    p.into_iter()
+        .map(|p| Problem::at(p.loc, p.message))
+        .collect()
+}
+
+fn problems_or_default(p: Vec<de::DeProblem>) -> Vec<Problem> {
+    let out = problems_from(p);
+    if out.is_empty() {
+        vec![Problem::at(None, "the policy could not be read")]
+    } else {
+        out
+    }
 }

@@ -1,0 +1,121 @@
+//! The policy file as written (version 1). Unknown keys are errors; every
+//! problem is collected (see [`crate::de`]). Validation and compilation happen
+//! in [`crate::compile`].
+
+use serde::Deserialize;
+
+use crate::de::{Entries, Lenient, Sp};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub version: Option<Sp<serde_json::Value>>,
+    #[serde(default)]
+    pub agents: Lenient<Entries<Lenient<RawAgent>>>,
+    #[serde(default)]
+    pub roles: Lenient<Entries<Lenient<RawRole>>>,
+    #[serde(default)]
+    pub tools: Lenient<Entries<Lenient<RawTool>>>,
+    #[serde(default)]
+    pub destinations: Lenient<Sp<RawDestinations>>,
+    #[serde(default)]
+    pub data: Lenient<Sp<RawData>>,
+    #[serde(default)]
+    pub workflows: Lenient<Entries<Lenient<RawWorkflow>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    #[serde(default)]
+    pub roles: Vec<Sp<String>>,
+    pub clearance: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    #[serde(default)]
+    pub extends: Vec<Sp<String>>,
+    #[serde(default)]
+    pub allow: Vec<Lenient<Sp<RawRule>>>,
+    #[serde(default)]
+    pub approve: Vec<Lenient<Sp<RawRule>>>,
+    #[serde(default)]
+    pub deny: Vec<Lenient<Sp<RawRule>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub tools: Sp<Vec<Sp<String>>>,
+    pub actions: Option<Sp<Vec<Sp<String>>>>,
+    #[serde(default)]
+    pub when: Entries<Lenient<Sp<RawConstraint>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConstraint {
+    pub glob: Option<Sp<String>>,
+    pub regex: Option<Sp<String>>,
+    pub equals: Option<Sp<serde_json::Value>>,
+    pub one_of: Option<Sp<Vec<serde_json::Value>>>,
+    pub min: Option<Sp<f64>>,
+    pub max: Option<Sp<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTool {
+    pub action: Option<Sp<String>>,
+    #[serde(default)]
+    pub destinations: Vec<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestinations {
+    #[serde(default)]
+    pub allow: Vec<Sp<String>>,
+    #[serde(default)]
+    pub deny: Vec<Sp<String>>,
+    #[serde(default)]
+    pub permit: Vec<Sp<String>>,
+    pub scan: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawData {
+    pub levels: Option<Sp<Vec<Sp<String>>>>,
+    #[serde(default)]
+    pub labels: Entries<Lenient<RawLabel>>,
+    #[serde(default)]
+    pub egress: Vec<Lenient<Sp<RawEgress>>>,
+    pub default_egress: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLabel {
+    pub level: Sp<String>,
+    #[serde(default)]
+    pub detect: Vec<Sp<serde_json::Value>>,
+    #[serde(default, rename = "match")]
+    pub patterns: Vec<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEgress {
+    pub to: Sp<Vec<Sp<String>>>,
+    pub max: Sp<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkflow {
+    pub roles: Sp<Vec<Sp<String>>>,
+    pub tools: Sp<Vec<Sp<String>>>,
+}
