@@ -850,11 +850,12 @@ fn compile_tools(cx: &mut Cx<'_>, raw: &RawPolicy) -> ToolIndex {
     let mut exact = HashMap::new();
     let mut globs = Vec::new();
     for (key, t) in entries(&raw.tools) {
+        let mut ok = true;
         let pattern = match Glob::new(&key.value) {
-            Ok(g) => g,
+            Ok(g) => Some(g),
             Err(e) => {
                 cx.err(key.loc, format!("invalid tool glob: {e}"));
-                continue;
+                None
             }
         };
         let action = match &t.action {
@@ -867,13 +868,13 @@ fn compile_tools(cx: &mut Cx<'_>, raw: &RawPolicy) -> ToolIndex {
                         format!("unknown action `{}`", a.value),
                         format!("actions are {}", one_of(&Action::NAMES)),
                     );
-                    continue;
+                    ok = false;
+                    Action::Execute
                 }
             },
         };
         let mut pointers = Vec::new();
         let mut literals = Vec::new();
-        let mut ok = true;
         for d in &t.destinations {
             if d.value.starts_with('/') {
                 match check_pointer(&d.value) {
@@ -890,9 +891,9 @@ fn compile_tools(cx: &mut Cx<'_>, raw: &RawPolicy) -> ToolIndex {
                 literals.push(d.value.clone());
             }
         }
-        if !ok {
+        let (true, Some(pattern)) = (ok, pattern) else {
             continue;
-        }
+        };
         let i = facts.len();
         match pattern.literal() {
             Some(l) => {

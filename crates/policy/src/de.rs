@@ -119,6 +119,14 @@ impl de::Error for DeError {
             de::Unexpected::Str(s) => format!("the string `{s}`"),
             other => other.to_string(),
         };
+        let exp = match exp.to_string().as_str() {
+            "f32" | "f64" | "i8" | "i16" | "i32" | "i64" | "i128" | "u8" | "u16" | "u32"
+            | "u64" | "u128" => "a number".to_string(),
+            "a sequence" => "a list".to_string(),
+            "a borrowed string" => "a string".to_string(),
+            "a map" => "a mapping".to_string(),
+            other => other.to_string(),
+        };
         DeError::custom(format_args!("expected {exp}, found {found}"))
     }
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {

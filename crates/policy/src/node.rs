@@ -178,6 +178,7 @@ fn options() -> serde_saphyr::Options {
             max_alias_expansions_per_anchor: 100,
         },
         strict_booleans: true,
+        reject_unsupported_tags: true,
         with_snippet: false,
     }
 }
@@ -221,17 +222,65 @@ fn convert_error(source: &str, e: &serde_saphyr::Error) -> YamlError {
             len: 0,
         }
     });
-    let opts = serde_saphyr::render_options! {
-        snippets: serde_saphyr::SnippetMode::Off,
+    let message = match friendly(e) {
+        Some(m) => m,
+        None => {
+            let opts = serde_saphyr::render_options! {
+                snippets: serde_saphyr::SnippetMode::Off,
+            };
+            let mut message = e.render_with_options(opts);
+            // The plain rendering ends in " at line X, column Y"; the location is
+            // shown separately, so cut it off.
+            if let Some(i) = message.find(" at line ") {
+                message.truncate(i);
+            }
+            let m = lowercase_first(message.trim());
+            if m.contains("recursion limit") {
+                "the policy nests too deeply (at most 32 levels)".to_string()
+            } else {
+                m
+            }
+        }
     };
-    let mut message = e.render_with_options(opts);
-    // The plain rendering ends in " at line X, column Y"; the location is shown
-    // separately, so cut it off.
-    if let Some(i) = message.rfind(" at line ") {
-        message.truncate(i);
-    }
-    let message = lowercase_first(message.trim());
     YamlError { message, loc }
+}
+
+const ALIAS_LIMIT: &str = "the policy uses yaml aliases (`*name`) beyond the limits (1,000 aliases, 20,000 copied nodes): a policy file is refused when its aliases could expand it without bound";
+
+/// Messages for the errors a hostile file provokes, without library internals.
+fn friendly(e: &serde_saphyr::Error) -> Option<String> {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut e = e;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = e {
+        e = error;
+    }
+    Some(match e {
+        E::Budget { breach, .. } => match breach {
+            B::Depth { .. } => "the policy nests too deeply (at most 32 levels)".into(),
+            B::Documents { .. } => {
+                "a policy file holds a single yaml document; remove the second `---`".into()
+            }
+            B::Aliases { .. }
+            | B::Anchors { .. }
+            | B::RecordedAnchorEvents { .. }
+            | B::RecordedAnchorBytes { .. }
+            | B::AliasAnchorRatio { .. } => ALIAS_LIMIT.into(),
+            B::Events { .. } | B::Nodes { .. } => {
+                "the policy has too many yaml nodes (at most 200,000)".into()
+            }
+            _ => "the policy exceeds a size limit of the policy reader".into(),
+        },
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. } => ALIAS_LIMIT.into(),
+        E::DuplicateMappingKey { key, .. } => match key {
+            Some(k) => format!("duplicate key `{k}`"),
+            None => "duplicate key".into(),
+        },
+        _ => return None,
+    })
 }
 
 /// Byte offset of a 1-based (line, column-in-characters) position.

@@ -1,0 +1,126 @@
+//! What a loaded policy compiles to.
+
+use conductor_policy::{Action, load_str};
+
+use crate::fixture;
+
+#[test]
+fn design_example_loads() {
+    let p = conductor_policy::load_file(&fixture("design.yaml"))
+        .unwrap_or_else(|e| panic!("{}", e.render(false)));
+    assert!(p.sha256().starts_with("sha256:"));
+    assert_eq!(p.sha256().len(), "sha256:".len() + 64);
+    let deploy = p.agent("deploy-bot").unwrap();
+    assert_eq!(deploy.effective_roles, vec!["operator", "researcher"]);
+    assert_eq!(p.data().level_name(deploy.clearance), "confidential");
+}
+
+#[test]
+fn sha256_is_of_the_file_bytes() {
+    let a = load_str("version: 1\n", "a", None).unwrap();
+    let b = load_str("version: 1\n# comment\n", "b", None).unwrap();
+    assert_ne!(a.sha256(), b.sha256());
+    // printf 'version: 1\n' | sha256sum
+    assert_eq!(
+        a.sha256(),
+        "sha256:09bfcc6a14b83e2192b8673677725c84883ee9cd0c70e45c9ec09daa8f2b2847"
+    );
+}
+
+#[test]
+fn rule_ids_are_paths_into_the_policy() {
+    let p = load_str(
+        r#"version: 1
+agents: {a: {roles: [top]}}
+roles:
+  base:
+    allow: [{tools: ["x.*"]}, {tools: ["y.*"]}]
+    deny: [{tools: ["x.z"]}]
+  l: {extends: [base]}
+  r: {extends: [base]}
+  top:
+    extends: [l, r]
+    approve: [{tools: ["y.m"]}]
+"#,
+        "p",
+        None,
+    )
+    .unwrap();
+    let a = p.agent("a").unwrap();
+    let ids: Vec<&str> = p.rules_of(a).map(|r| r.id.as_str()).collect();
+    // The diamond's base appears once.
+    assert_eq!(
+        ids,
+        vec![
+            "roles.top.approve[0]",
+            "roles.base.allow[0]",
+            "roles.base.allow[1]",
+            "roles.base.deny[0]",
+        ]
+    );
+}
+
+#[test]
+fn tool_facts_exact_then_most_specific_glob() {
+    let p = load_str(
+        r#"version: 1
+tools:
+  "*": {action: admin}
+  github.*: {action: write}
+  github.get_*: {action: read}
+  github.get_secret: {action: admin}
+  fetch.fetch: {destinations: [/url, "https://example.com"]}
+"#,
+        "p",
+        None,
+    )
+    .unwrap();
+    assert_eq!(p.action_of("github.get_secret"), Action::Admin);
+    assert_eq!(p.action_of("github.get_repo"), Action::Read);
+    assert_eq!(p.action_of("github.push"), Action::Write);
+    assert_eq!(p.action_of("other.x"), Action::Admin);
+    // Declared without an action: execute.
+    assert_eq!(p.action_of("fetch.fetch"), Action::Execute);
+    let f = p.tool_fact("fetch.fetch").unwrap();
+    assert_eq!(f.pointers, vec!["/url"]);
+    assert_eq!(f.literals, vec!["https://example.com"]);
+}
+
+#[test]
+fn undeclared_tools_are_execute() {
+    let p = load_str("version: 1\n", "p", None).unwrap();
+    assert_eq!(p.action_of("a.b"), Action::Execute);
+    assert!(p.tool_fact("a.b").is_none());
+}
+
+#[test]
+fn no_data_section_means_the_secure_default() {
+    let p = load_str("version: 1\n", "p", None).unwrap();
+    let d = p.data();
+    assert!(!d.declared);
+    assert_eq!(
+        d.levels,
+        vec!["public", "internal", "confidential", "secret"]
+    );
+    assert_eq!(d.labels.get("credentials"), Some(&3));
+    assert_eq!(d.default_egress, 0);
+}
+
+#[test]
+fn yaml_anchors_within_budget_are_fine() {
+    let p = load_str(
+        r#"version: 1
+x-read: &read [read]
+agents: {a: {roles: [r]}}
+roles:
+  r:
+    allow:
+      - {tools: ["a.*"], actions: *read}
+      - {tools: ["b.*"], actions: *read}
+"#,
+        "p",
+        None,
+    );
+    // `x-read` is not a policy key: anchors must live inside known keys.
+    assert!(p.is_err());
+}
