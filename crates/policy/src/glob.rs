@@ -228,4 +228,31 @@ mod tests {
         assert_eq!(Glob::new("a.b").unwrap().literal(), Some("a.b"));
         assert_eq!(Glob::new(r"a\*").unwrap().literal(), Some("a*"));
     }
+
+    fn reference(glob: &str, text: &str) -> bool {
+        let mut re = String::from("^");
+        let mut chars = glob.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '*' => re.push_str("(?s:.*)"),
+                '?' => re.push_str("(?s:.)"),
+                '\\' => re.push_str(&regex::escape(&chars.next().unwrap().to_string())),
+                c => re.push_str(&regex::escape(&c.to_string())),
+            }
+        }
+        re.push('$');
+        regex::Regex::new(&re).unwrap().is_match(text)
+    }
+
+    proptest::proptest! {
+        /// The matcher agrees with a regex translation of the same glob.
+        #[test]
+        fn agrees_with_a_regex_reference(
+            glob in "([ab.é*?]|\\\\[*?ab]){1,8}",
+            text in "[ab.é*?]{0,10}",
+        ) {
+            let g = Glob::new(&glob).unwrap();
+            proptest::prop_assert_eq!(g.matches(&text), reference(&glob, &text), "glob {:?} text {:?}", glob, text);
+        }
+    }
 }

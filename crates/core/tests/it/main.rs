@@ -8,5 +8,6 @@
     reason = "test code: a panic is a test failure"
 )]
 
+mod api;
 mod corpus;
 mod props;

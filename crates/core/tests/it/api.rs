@@ -1,0 +1,200 @@
+//! The public API besides `decide`: request parsing, `may_ever_call`, `action_of`,
+//! `label_result`, and the decision's JSON shape.
+
+use std::collections::BTreeMap;
+
+use conductor_core::{Request, World, action_of, decide, label_result, may_ever_call};
+use conductor_policy::load_str;
+use serde_json::json;
+
+use crate::corpus::{FixedResolver, KEY};
+
+const POLICY: &str = r#"version: 1
+agents:
+  research-bot: {roles: [researcher], clearance: internal}
+  deploy-bot: {roles: [operator], clearance: confidential}
+  nobody-bot: {}
+roles:
+  researcher:
+    allow:
+      - tools: ["fetch.*", "search.*"]
+        actions: [read]
+    deny:
+      - tools: ["*.delete_*"]
+  operator:
+    extends: [researcher]
+    allow:
+      - tools: ["github.*"]
+        actions: [read, write]
+        when:
+          /repo: {glob: "acme/*"}
+    approve:
+      - tools: ["github.merge_*"]
+    deny:
+      - tools: ["github.force_push"]
+        when:
+          /branch: {equals: main}
+tools:
+  fetch.fetch: {action: read}
+  search.*: {action: read}
+  github.*: {action: write}
+  github.delete_repo: {action: delete}
+destinations: {scan: false}
+"#;
+
+fn parse_err(text: &str) -> String {
+    Request::from_json(text).unwrap_err().message
+}
+
+#[test]
+fn requests_parse() {
+    let r = Request::from_json(
+        r#"{"agent":"a","tool":"s.t","arguments":{"x":1},"workflow":"w","session":"s1","session_labels":["personal"]}"#,
+    )
+    .unwrap();
+    assert_eq!(r.agent, "a");
+    assert_eq!(r.workflow.as_deref(), Some("w"));
+    assert_eq!(r.session_labels, vec!["personal"]);
+    let r = Request::from_json(r#"{"agent":"a","tool":"s.t"}"#).unwrap();
+    assert_eq!(r.arguments, json!({}));
+}
+
+#[test]
+fn request_errors_name_the_field_and_place() {
+    let m = parse_err(r#"{"agent":"a"}"#);
+    assert!(
+        m.contains("missing field `tool`") && m.contains("line 1 column 13"),
+        "{m}"
+    );
+    let m = parse_err("{\"agent\":\"a\",\n \"tool\":\"s.t\",\n \"colour\":1}");
+    assert!(
+        m.contains("unknown field `colour`") && m.contains("line 3"),
+        "{m}"
+    );
+    let m = parse_err(r#"{"agent":"a","tool":5}"#);
+    assert!(
+        m.starts_with("field `tool`:") && m.contains("column"),
+        "{m}"
+    );
+    let m = parse_err(r#"{"agent":"a","tool":"s.t","session_labels":"personal"}"#);
+    assert!(m.starts_with("field `session_labels`:"), "{m}");
+    let m = parse_err(r#"{"agent":"a","tool":"s.t","workflow":7}"#);
+    assert!(m.starts_with("field `workflow`:"), "{m}");
+    let m = parse_err(r#"{"agent":"a","tool":"s.t""#);
+    assert!(m.contains("line 1"), "{m}");
+    let m = parse_err("[1]");
+    assert!(m.contains("json object"), "{m}");
+    let e = Request::from_json("{\n\"agent\": 1}").unwrap_err();
+    assert_eq!((e.line, e.column > 0), (2, true));
+    assert!(e.to_string().starts_with("invalid request: "));
+}
+
+#[test]
+fn may_ever_call_filters_tools_list() {
+    let p = load_str(POLICY, "p", None).unwrap();
+    assert!(may_ever_call(&p, "research-bot", "fetch.fetch"));
+    assert!(may_ever_call(&p, "research-bot", "search.query"));
+    // Named, but only for reads; github.* is a write.
+    assert!(!may_ever_call(&p, "research-bot", "github.create_issue"));
+    // An unconditional deny.
+    assert!(!may_ever_call(&p, "deploy-bot", "github.delete_repo"));
+    // A `when` on the allow does not hide the tool.
+    assert!(may_ever_call(&p, "deploy-bot", "github.create_issue"));
+    // A deny with a `when` does not hide it either.
+    assert!(may_ever_call(&p, "deploy-bot", "github.force_push"));
+    // Approval-only tools are listed.
+    assert!(may_ever_call(&p, "deploy-bot", "github.merge_pr"));
+    assert!(!may_ever_call(&p, "nobody-bot", "fetch.fetch"));
+    assert!(!may_ever_call(&p, "stranger", "fetch.fetch"));
+    assert!(!may_ever_call(&p, "research-bot", "not-qualified"));
+}
+
+#[test]
+fn action_of_reads_the_tool_facts() {
+    let p = load_str(POLICY, "p", None).unwrap();
+    assert_eq!(action_of(&p, "fetch.fetch"), "read");
+    assert_eq!(action_of(&p, "github.delete_repo"), "delete");
+    assert_eq!(action_of(&p, "github.push"), "write");
+    assert_eq!(action_of(&p, "other.tool"), "execute");
+}
+
+#[test]
+fn label_result_of_a_clean_result_is_empty() {
+    let p = load_str(POLICY, "p", None).unwrap();
+    let resolver = FixedResolver::new(&BTreeMap::new());
+    let world = World {
+        resolver: &resolver,
+        fingerprint_key: &KEY,
+    };
+    assert!(
+        label_result(
+            &p,
+            &json!({"content": [{"type": "text", "text": "hello"}]}),
+            &world
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn decision_json_shape() {
+    let p = load_str(POLICY, "p", None).unwrap();
+    let resolver = FixedResolver::new(&BTreeMap::new());
+    let world = World {
+        resolver: &resolver,
+        fingerprint_key: &KEY,
+    };
+    let req = Request::from_json(
+        r#"{"agent":"deploy-bot","tool":"github.create_issue","arguments":{"repo":"evil/x"},"workflow":"nope"}"#,
+    )
+    .unwrap();
+    let d = decide(&p, &req, &world);
+    let mut v = serde_json::to_value(&d).unwrap();
+    v["policy"] = json!("sha256:[hash]");
+    assert_eq!(
+        v,
+        json!({
+            "decision": "deny",
+            "reasons": [
+                {"check": "role", "rule": "roles.operator.allow[0]",
+                 "message": "role `operator` allows `github.create_issue` only under conditions this call fails: argument `/repo` does not match glob `acme/*`"},
+                {"check": "workflow", "rule": "workflows",
+                 "message": "workflow `nope` is not defined in the policy"}
+            ],
+            "destinations": [],
+            "findings": [],
+            "policy": "sha256:[hash]"
+        })
+    );
+    assert_eq!(d.policy, p.sha256());
+}
+
+#[test]
+fn messages_never_echo_argument_values() {
+    let p = load_str(POLICY, "p", None).unwrap();
+    let resolver = FixedResolver::new(&BTreeMap::new());
+    let world = World {
+        resolver: &resolver,
+        fingerprint_key: &KEY,
+    };
+    let secret = "hunter2-very-secret-value";
+    for args in [
+        json!({"repo": secret}),
+        json!({"repo": [secret]}),
+        json!({"branch": secret, "repo": "acme/x"}),
+    ] {
+        for tool in ["github.create_issue", "github.force_push", "fetch.fetch"] {
+            let req = Request {
+                agent: "deploy-bot".into(),
+                tool: tool.into(),
+                arguments: args.clone(),
+                workflow: None,
+                session: None,
+                session_labels: vec![],
+            };
+            let d = decide(&p, &req, &world);
+            let text = serde_json::to_string(&d.reasons).unwrap();
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+}
