@@ -8,7 +8,19 @@
 //! [`AuditStore::flush`], [`NewRecord`], [`Receipt`], [`AuditOptions`], [`Durability`],
 //! [`default_path`], [`canonical_json`], [`request_digest`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+mod jcs;
+mod merkle;
+pub mod ocsf;
+mod read;
+mod record;
+mod store;
+pub mod time;
+
+pub use read::{AuditReader, Break, BreakKind, Checkpoint, Filter, ReadError, VerifyReport};
+pub use record::{GENESIS, Record, chain_hash, hash_text, parse_hash};
+pub use store::AuditStore;
 
 /// How hard a commit tries to survive.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,37 +79,6 @@ pub enum AuditError {
     Store { path: String, message: String },
 }
 
-/// A shared, thread-safe handle on an audit store.
-#[derive(Debug, Clone)]
-pub struct AuditStore {
-    path: PathBuf,
-}
-
-impl AuditStore {
-    /// Open (creating if needed) the store at `path`.
-    pub fn open(path: &Path, opts: AuditOptions) -> Result<Self, AuditError> {
-        let _ = opts;
-        Err(AuditError::Store {
-            path: path.display().to_string(),
-            message: "not implemented yet".into(),
-        })
-    }
-
-    /// Append one record and return once it is committed.
-    pub fn append(&self, record: NewRecord) -> Result<Receipt, AuditError> {
-        let _ = record;
-        Err(AuditError::Store {
-            path: self.path.display().to_string(),
-            message: "not implemented yet".into(),
-        })
-    }
-
-    /// Wait until everything appended so far is committed.
-    pub fn flush(&self) -> Result<(), AuditError> {
-        Ok(())
-    }
-}
-
 /// The default store: `conductor/audit.db` in the user's data directory
 /// (`$XDG_DATA_HOME`, else `$HOME/.local/share`).
 pub fn default_path() -> Option<PathBuf> {
@@ -110,11 +91,14 @@ pub fn default_path() -> Option<PathBuf> {
 
 /// RFC 8785 (JCS) canonical JSON text of `value`.
 pub fn canonical_json(value: &serde_json::Value) -> String {
-    value.to_string()
+    let mut out = String::new();
+    jcs::write_value(&mut out, value);
+    out
 }
 
 /// `sha256:<hex>` of [`canonical_json`] of `value`.
 pub fn request_digest(value: &serde_json::Value) -> String {
-    let _ = value;
-    String::new()
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(canonical_json(value).as_bytes());
+    format!("sha256:{}", hex::encode(digest))
 }

@@ -1,0 +1,1 @@
+//! Export to OCSF (placeholder, filled in below).

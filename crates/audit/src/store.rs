@@ -1,0 +1,338 @@
+//! The SQLite store and its writer thread (group commit).
+//!
+//! One writer thread per open handle owns the write connection. Appenders hand it a
+//! prepared record and wait; the writer takes whatever is queued (up to [`MAX_BATCH`]),
+//! and in ONE `BEGIN IMMEDIATE` transaction reads the chain head, inserts the batch chained
+//! onto it, and commits. Only then does each appender get its receipt.
+//!
+//! INVARIANT: the chain head is read under SQLite's write lock (`BEGIN IMMEDIATE`), in the
+//! same transaction that inserts onto it, so processes sharing a store never fork the chain.
+//! INVARIANT: a receipt is sent only after `COMMIT` returned; any failure answers every
+//! record of the batch with an error (the caller denies).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::record::{self, GENESIS, Prepared};
+use crate::{AuditError, AuditOptions, Durability, NewRecord, Receipt};
+
+/// Most records committed in one transaction.
+pub(crate) const MAX_BATCH: usize = 4096;
+
+/// How long a writer waits for another process's write lock before failing the batch.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The format tag stored in `meta`.
+pub(crate) const FORMAT: &str = "conductor-audit/1";
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    record TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+";
+
+type Reply = mpsc::SyncSender<Result<Receipt, AuditError>>;
+
+enum Job {
+    Append(Prepared, Reply),
+    Flush(mpsc::SyncSender<()>),
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    tx: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Job::Append(..) => "Append",
+            Job::Flush(..) => "Flush",
+        })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer after it has committed what is queued.
+        self.tx.take();
+        if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A shared, thread-safe handle on an audit store.
+#[derive(Debug, Clone)]
+pub struct AuditStore {
+    inner: Arc<Inner>,
+}
+
+pub(crate) fn store_err(path: &Path, message: impl std::fmt::Display) -> AuditError {
+    AuditError::Store {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Create the file (and its parent directories) with owner-only permissions, if missing.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A random store id (names the log in checkpoints).
+fn random_id() -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 12];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok();
+    if !ok {
+        // Unique enough as a name; it is not a secret.
+        let t = crate::time::now_micros().to_le_bytes();
+        let p = std::process::id().to_le_bytes();
+        for (i, b) in t.iter().chain(p.iter()).enumerate() {
+            if let Some(slot) = buf.get_mut(i) {
+                *slot = *b;
+            }
+        }
+    }
+    hex::encode(buf)
+}
+
+impl AuditStore {
+    /// Open (creating if needed) the store at `path`.
+    pub fn open(path: &Path, opts: AuditOptions) -> Result<Self, AuditError> {
+        let err = |m: &dyn std::fmt::Display| store_err(path, m);
+        create_private(path).map_err(|e| err(&e))?;
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| err(&e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| err(&e))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(|e| err(&e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(err(&format!(
+                "cannot switch to write-ahead logging (journal mode is `{mode}`)"
+            )));
+        }
+        let sync = match opts.durability {
+            Durability::Normal => "NORMAL",
+            Durability::Fsync => "FULL",
+        };
+        conn.execute_batch(&format!("PRAGMA synchronous={sync};"))
+            .map_err(|e| err(&e))?;
+        init_schema(&mut conn).map_err(|e| err(&e))?;
+
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread_path = path.to_path_buf();
+        let writer = std::thread::Builder::new()
+            .name("conductor-audit-writer".into())
+            .spawn(move || writer_loop(conn, &thread_path, &rx))
+            .map_err(|e| err(&e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                tx: Some(tx),
+                writer: Some(writer),
+            }),
+        })
+    }
+
+    fn sender(&self) -> Result<&mpsc::Sender<Job>, AuditError> {
+        self.inner
+            .tx
+            .as_ref()
+            .ok_or_else(|| store_err(&self.inner.path, "the audit store is closed"))
+    }
+
+    /// The file this store writes.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Append one record and return once it is committed.
+    pub fn append(&self, record: NewRecord) -> Result<Receipt, AuditError> {
+        let prepared = Prepared::new(&record);
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.sender()?
+            .send(Job::Append(prepared, reply_tx))
+            .map_err(|_| store_err(&self.inner.path, "the audit writer has stopped"))?;
+        match reply_rx.recv() {
+            Ok(r) => r,
+            Err(_) => Err(store_err(&self.inner.path, "the audit writer has stopped")),
+        }
+    }
+
+    /// Wait until everything appended so far is committed.
+    pub fn flush(&self) -> Result<(), AuditError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.sender()?
+            .send(Job::Flush(tx))
+            .map_err(|_| store_err(&self.inner.path, "the audit writer has stopped"))?;
+        rx.recv()
+            .map_err(|_| store_err(&self.inner.path, "the audit writer has stopped"))
+    }
+}
+
+/// A failed write: SQLite's error, or a store whose content we refuse to extend.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    Sql(rusqlite::Error),
+    Refused(String),
+}
+
+impl From<rusqlite::Error> for WriteError {
+    fn from(e: rusqlite::Error) -> Self {
+        WriteError::Sql(e)
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Sql(e) => write!(f, "{e}"),
+            WriteError::Refused(m) => f.write_str(m),
+        }
+    }
+}
+
+pub(crate) fn init_schema(conn: &mut Connection) -> Result<(), WriteError> {
+    let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    txn.execute_batch(SCHEMA)?;
+    let format: Option<String> = txn
+        .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match format {
+        None => {
+            txn.execute(
+                "INSERT INTO meta (key, value) VALUES ('format', ?1)",
+                [FORMAT],
+            )?;
+            txn.execute(
+                "INSERT INTO meta (key, value) VALUES ('origin', ?1)",
+                [format!("conductor.invalid/audit/{}", random_id())],
+            )?;
+        }
+        Some(f) if f == FORMAT => {}
+        Some(f) => {
+            return Err(WriteError::Refused(format!(
+                "unsupported audit store format `{f}`"
+            )));
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn writer_loop(mut conn: Connection, path: &Path, rx: &mpsc::Receiver<Job>) {
+    let mut batch: Vec<(Prepared, Reply)> = Vec::with_capacity(64);
+    let mut flushes: Vec<mpsc::SyncSender<()>> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Append(p, r) => batch.push((p, r)),
+                Job::Flush(f) => flushes.push(f),
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if !batch.is_empty() {
+            match commit_batch(&mut conn, &batch) {
+                Ok(receipts) => {
+                    for ((_, reply), receipt) in batch.drain(..).zip(receipts) {
+                        let _ = reply.send(Ok(receipt));
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for (_, reply) in batch.drain(..) {
+                        let _ = reply.send(Err(store_err(path, &message)));
+                    }
+                }
+            }
+        }
+        for f in flushes.drain(..) {
+            let _ = f.send(());
+        }
+    }
+}
+
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &[(Prepared, Reply)],
+) -> Result<Vec<Receipt>, WriteError> {
+    let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let head: Option<(i64, String)> = txn
+        .prepare_cached("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (mut seq, mut prev) = match head {
+        None => (0u64, GENESIS),
+        Some((s, h)) => {
+            let s = u64::try_from(s).map_err(|_| corrupt("the last record has a negative seq"))?;
+            let h = record::parse_hash(&h)
+                .ok_or_else(|| corrupt("the last record's hash is not `sha256:<hex>`"))?;
+            (s, h)
+        }
+    };
+    let time = crate::time::format_micros(crate::time::now_micros());
+    let mut receipts = Vec::with_capacity(batch.len());
+    {
+        let mut insert =
+            txn.prepare_cached("INSERT INTO records (seq, record, hash) VALUES (?1, ?2, ?3)")?;
+        for (prepared, _) in batch {
+            seq += 1;
+            let text = prepared.finish(seq, &time, &prev);
+            let hash = record::chain_hash(&prev, &text);
+            let hash_s = record::hash_text(&hash);
+            let seq_i = i64::try_from(seq).map_err(|_| corrupt("seq overflow"))?;
+            insert.execute(rusqlite::params![seq_i, text, hash_s])?;
+            receipts.push(Receipt { seq, hash: hash_s });
+            prev = hash;
+        }
+    }
+    txn.commit()?;
+    Ok(receipts)
+}
+
+fn corrupt(msg: &str) -> WriteError {
+    WriteError::Refused(format!("corrupt audit store: {msg}"))
+}

@@ -1,0 +1,1 @@
+//! RFC 8785 (JCS) test vectors and properties of `canonical_json`.

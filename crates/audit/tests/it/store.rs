@@ -1,0 +1,207 @@
+//! The store's basic behaviour: receipts, record content, reopening, failures.
+
+use std::os::unix::fs::PermissionsExt;
+
+use conductor_audit::{AuditOptions, AuditReader, AuditStore, Durability, Filter, NewRecord};
+
+use crate::common::{fill, record, temp_store, verify};
+
+#[test]
+fn receipts_are_consecutive_and_chain_verifies() {
+    let (_d, path, store) = temp_store();
+    let mut last = 0;
+    for i in 0..50 {
+        let r = store.append(record(i)).unwrap();
+        assert_eq!(r.seq, last + 1);
+        assert!(
+            r.hash.starts_with("sha256:") && r.hash.len() == 71,
+            "{}",
+            r.hash
+        );
+        last = r.seq;
+    }
+    store.flush().unwrap();
+    let report = verify(&path);
+    assert!(report.broken.is_none(), "{:?}", report.broken);
+    assert_eq!(report.verified, 50);
+    let (seq, hash) = report.head.unwrap();
+    assert_eq!(seq, 50);
+    let reader = AuditReader::open(&path).unwrap();
+    assert_eq!(reader.head().unwrap(), Some((50, hash)));
+}
+
+#[test]
+fn record_holds_what_the_caller_gave_and_what_the_store_added() {
+    let (_d, path, store) = temp_store();
+    let given = record(7);
+    let receipt = store.append(given.clone()).unwrap();
+    let reader = AuditReader::open(&path).unwrap();
+    let recs = reader.last(10).unwrap();
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(r.seq, 1);
+    assert_eq!(r.hash, receipt.hash);
+    assert_eq!(r.agent, given.agent);
+    assert_eq!(r.session, given.session);
+    assert_eq!(r.workflow, given.workflow);
+    assert_eq!(r.server, given.server);
+    assert_eq!(r.tool, given.tool);
+    assert_eq!(r.action, given.action);
+    assert_eq!(r.decision, given.decision);
+    assert_eq!(r.reasons, given.reasons);
+    assert_eq!(r.destinations, given.destinations);
+    assert_eq!(r.findings, given.findings);
+    assert_eq!(r.policy, given.policy);
+    assert_eq!(r.request_digest, given.request_digest);
+    assert_eq!(r.arguments, given.arguments);
+    assert_eq!(r.latency_us, given.latency_us);
+    assert_eq!(r.prev, format!("sha256:{}", "0".repeat(64)));
+    // RFC 3339 UTC with microseconds, taken by the store.
+    assert_eq!(r.time.len(), 27, "{}", r.time);
+    assert!(r.time.ends_with('Z'));
+    assert!(conductor_audit::time::parse_rfc3339(&r.time).is_some());
+}
+
+#[test]
+fn optional_fields_may_be_absent() {
+    let (_d, path, store) = temp_store();
+    store
+        .append(NewRecord {
+            event: "check".into(),
+            agent: "a".into(),
+            tool: "t.x".into(),
+            action: "execute".into(),
+            decision: "deny".into(),
+            ..NewRecord::default()
+        })
+        .unwrap();
+    let recs = AuditReader::open(&path).unwrap().last(1).unwrap();
+    assert_eq!(recs[0].session, None);
+    assert_eq!(recs[0].arguments, None);
+    assert!(verify(&path).broken.is_none());
+}
+
+#[test]
+fn reopening_continues_the_chain() {
+    let (_d, path, store) = temp_store();
+    fill(&store, 5);
+    drop(store);
+    let store = AuditStore::open(
+        &path,
+        AuditOptions {
+            durability: Durability::Fsync,
+        },
+    )
+    .unwrap();
+    assert_eq!(store.append(record(5)).unwrap().seq, 6);
+    let report = verify(&path);
+    assert!(report.broken.is_none());
+    assert_eq!(report.verified, 6);
+}
+
+#[test]
+fn store_file_is_private_and_parents_are_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/c/audit.db");
+    let store = AuditStore::open(&path, AuditOptions::default()).unwrap();
+    store.append(record(1)).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let wal = path.with_file_name("audit.db-wal");
+    if wal.exists() {
+        assert_eq!(
+            std::fs::metadata(&wal).unwrap().permissions().mode() & 0o077,
+            0
+        );
+    }
+}
+
+#[test]
+fn unusable_paths_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the file should be.
+    let err = AuditStore::open(dir.path(), AuditOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("cannot be used"), "{err}");
+    // A file that is not a database.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![b'x'; 8192]).unwrap();
+    let err = AuditStore::open(&junk, AuditOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("junk.db"), "{err}");
+    // A parent that is a file.
+    let err = AuditStore::open(&junk.join("audit.db"), AuditOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("cannot be used"), "{err}");
+}
+
+#[test]
+fn a_store_that_becomes_unwritable_fails_appends() {
+    let (_d, path, store) = temp_store();
+    fill(&store, 3);
+    // Another connection holds the write lock beyond the busy timeout.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let err = store.append(record(3)).unwrap_err();
+    assert!(err.to_string().contains("locked"), "{err}");
+    conn.execute_batch("ROLLBACK").unwrap();
+    // After the lock is gone, appends work again and the chain is whole.
+    assert_eq!(store.append(record(4)).unwrap().seq, 4);
+    assert!(verify(&path).broken.is_none());
+}
+
+#[test]
+fn handles_are_clone_send_sync() {
+    fn assert_send_sync<T: Clone + Send + Sync + 'static>() {}
+    assert_send_sync::<AuditStore>();
+}
+
+#[test]
+fn query_filters_by_agent_tool_decision_and_time() {
+    let (_d, path, store) = temp_store();
+    fill(&store, 40);
+    let reader = AuditReader::open(&path).unwrap();
+    let collect = |f: Filter| {
+        let mut v = Vec::new();
+        reader
+            .for_each(&f, |r| {
+                v.push(r);
+                true
+            })
+            .unwrap();
+        v
+    };
+    let all = collect(Filter::default());
+    assert_eq!(all.len(), 40);
+    let denies = collect(Filter {
+        decision: Some("deny".into()),
+        ..Filter::default()
+    });
+    assert_eq!(denies.len(), 10);
+    assert!(denies.iter().all(|r| r.decision == "deny"));
+    let gh = collect(Filter {
+        tool: Some("github.*".into()),
+        ..Filter::default()
+    });
+    assert_eq!(gh.len(), 10);
+    let a1 = collect(Filter {
+        agent: Some("agent-1".into()),
+        ..Filter::default()
+    });
+    assert!(a1.iter().all(|r| r.agent == "agent-1") && !a1.is_empty());
+    let future = collect(Filter {
+        since: Some("2999-01-01T00:00:00.000000Z".into()),
+        ..Filter::default()
+    });
+    assert!(future.is_empty());
+    let past = collect(Filter {
+        until: Some("2999-01-01T00:00:00.000000Z".into()),
+        ..Filter::default()
+    });
+    assert_eq!(past.len(), 40);
+    let after = collect(Filter {
+        after_seq: Some(35),
+        ..Filter::default()
+    });
+    assert_eq!(
+        after.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![36, 37, 38, 39, 40]
+    );
+}
