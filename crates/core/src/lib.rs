@@ -374,6 +374,8 @@ pub fn decide(policy: &Policy, request: &Request, world: &World<'_>) -> Decision
     flow_check(data, &request.session_labels, &egress, &mut denials);
 
     dedup(&mut denials);
+    // INVARIANT: `allow` only when no check added a reason and no approve rule
+    // applied; every path that could not evaluate something added a reason above.
     let (decision, reasons) = if !denials.is_empty() {
         (Effect::Deny, denials)
     } else if !approvals.is_empty() {
@@ -447,6 +449,8 @@ fn tool_and_role(
                             show(&agent.name)
                         ),
                     }),
+                    // INVARIANT: a deny whose condition cannot be evaluated applies
+                    // (fail closed); an allow in the same situation does not.
                     Eval::Error(m) => denied.push(Reason {
                         check: Check::Tool,
                         rule: rule.id.clone(),
@@ -505,6 +509,8 @@ fn tool_and_role(
             }
         }
     }
+    // INVARIANT: deny > approve > allow; without an applying allow (or approve)
+    // rule the call is denied — there is no implicit allow.
     if !denied.is_empty() {
         denials.extend(denied);
     } else if !approve.is_empty() {
@@ -617,7 +623,7 @@ fn data_check(
     egress: &[(&Destination, usize, String)],
     denials: &mut Vec<Reason>,
 ) {
-    // An unknown agent has the lowest clearance.
+    // INVARIANT: an unknown agent has the lowest clearance.
     let clearance = agent.map_or(0, |a| a.clearance);
     for f in findings {
         let (level, _) = level_of_label(data, &f.label);

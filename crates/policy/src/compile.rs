@@ -813,14 +813,16 @@ fn compile_agents(
 }
 
 /// Split an agent's rules into exact-name buckets and the rest (rules with a
-/// wildcard glob). A rule with both kinds of globs is in both.
+/// wildcard glob). A rule with both kinds of globs is in both. Entries are
+/// positions in `ids` (ascending), so merged lookups keep the agent's rule order.
 fn index_rules(ids: &[u32], rules: &[Rule]) -> (HashMap<String, Vec<u32>>, Vec<u32>) {
     let mut exact: HashMap<String, Vec<u32>> = HashMap::new();
     let mut wild = Vec::new();
-    for &i in ids {
+    for (pos, &i) in ids.iter().enumerate() {
         let Some(r) = rules.get(i as usize) else {
             continue;
         };
+        let pos = u32::try_from(pos).unwrap_or(u32::MAX);
         let mut has_wild = false;
         let mut names = BTreeSet::new();
         for g in &r.tools {
@@ -832,10 +834,10 @@ fn index_rules(ids: &[u32], rules: &[Rule]) -> (HashMap<String, Vec<u32>>, Vec<u
             }
         }
         for n in names {
-            exact.entry(n).or_default().push(i);
+            exact.entry(n).or_default().push(pos);
         }
         if has_wild {
-            wild.push(i);
+            wild.push(pos);
         }
     }
     (exact, wild)

@@ -75,24 +75,19 @@ impl Policy {
 
     /// The rules of the agent whose tool globs could match `tool`: the exact-name
     /// bucket plus every rule with a wildcard glob (callers still test
-    /// [`Rule::names_tool`]). Rules come in policy order, each once.
+    /// [`Rule::names_tool`]). Rules come in the agent's rule order, each once.
     pub fn candidate_rules<'a>(
         &'a self,
         agent: &'a Agent,
         tool: &str,
     ) -> impl Iterator<Item = &'a Rule> + 'a {
         let exact = agent.exact.get(tool).map_or(&[][..], Vec::as_slice);
-        // A rule with both an exact glob and a wildcard glob is in both lists;
-        // skip it in the wildcard pass when it was in the exact bucket.
-        let wild = agent
-            .wild
-            .iter()
-            .filter(move |i| !exact.contains(i))
-            .filter_map(|&i| self.c.rules.get(i as usize));
-        exact
-            .iter()
-            .filter_map(|&i| self.c.rules.get(i as usize))
-            .chain(wild)
+        Merge {
+            a: exact,
+            b: &agent.wild,
+        }
+        .filter_map(|pos| agent.rules.get(pos as usize))
+        .filter_map(|&i| self.c.rules.get(i as usize))
     }
 
     /// The `tools:` fact for `tool`: exact-name entry first, else the most
@@ -208,5 +203,41 @@ fn problems_or_default(p: Vec<de::DeProblem>) -> Vec<Problem> {
         vec![Problem::at(None, "the policy could not be read")]
     } else {
         out
+    }
+}
+
+/// Merge two ascending index lists into one ascending list without duplicates.
+struct Merge<'a> {
+    a: &'a [u32],
+    b: &'a [u32],
+}
+
+impl Iterator for Merge<'_> {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        match (self.a.split_first(), self.b.split_first()) {
+            (Some((&x, ra)), Some((&y, rb))) => {
+                if x < y {
+                    self.a = ra;
+                    Some(x)
+                } else if y < x {
+                    self.b = rb;
+                    Some(y)
+                } else {
+                    self.a = ra;
+                    self.b = rb;
+                    Some(x)
+                }
+            }
+            (Some((&x, ra)), None) => {
+                self.a = ra;
+                Some(x)
+            }
+            (None, Some((&y, rb))) => {
+                self.b = rb;
+                Some(y)
+            }
+            (None, None) => None,
+        }
     }
 }

@@ -254,9 +254,9 @@ pub struct Agent {
     pub clearance: usize,
     /// Indices into the policy's rules: every rule of every effective role.
     pub rules: Vec<u32>,
-    /// Rules whose tool globs include an exact name, by that name.
+    /// Rules whose tool globs include an exact name, by that name (positions in `rules`).
     pub(crate) exact: HashMap<String, Vec<u32>>,
-    /// Rules with at least one wildcard tool glob.
+    /// Rules with at least one wildcard tool glob (positions in `rules`).
     pub(crate) wild: Vec<u32>,
 }
 

@@ -124,3 +124,36 @@ roles:
     // `x-read` is not a policy key: anchors must live inside known keys.
     assert!(p.is_err());
 }
+
+#[test]
+fn candidate_rules_keep_the_agent_rule_order() {
+    let p = load_str(
+        r#"version: 1
+agents: {a: {roles: [top]}}
+roles:
+  base:
+    allow: [{tools: ["x.y"]}, {tools: ["x.*"]}, {tools: ["z.z", "x.y"]}, {tools: ["q.q"]}]
+  top:
+    extends: [base]
+    deny: [{tools: ["*"]}, {tools: ["x.y"]}]
+"#,
+        "p",
+        None,
+    )
+    .unwrap();
+    let a = p.agent("a").unwrap();
+    let ids: Vec<&str> = p.candidate_rules(a, "x.y").map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![
+            "roles.top.deny[0]",
+            "roles.top.deny[1]",
+            "roles.base.allow[0]",
+            "roles.base.allow[1]",
+            "roles.base.allow[2]",
+        ]
+    );
+    // `q.q` is neither an exact name nor a wildcard match for `x.y`.
+    let all: Vec<&str> = p.rules_of(a).map(|r| r.id.as_str()).collect();
+    assert_eq!(all.len(), 6);
+}
