@@ -21,6 +21,12 @@ use crate::raw::{RawConstraint, RawData, RawPolicy, RawRole, RawRule};
 pub const MAX_REGEX_LEN: usize = 4096;
 /// Compiled-size limit for a policy regex (bytes of compiled program).
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Regexes that fit in this compiled size are charged this much to the budget;
+/// larger ones are charged [`REGEX_SIZE_LIMIT`].
+const REGEX_SMALL: usize = 64 << 10;
+/// Total compiled-regex budget of one policy (with the charges above: 512 small
+/// regexes, or 32 large ones), so a policy cannot exhaust memory with regexes.
+pub const REGEX_BUDGET: usize = 32 << 20;
 /// Largest gitleaks rules file accepted.
 pub const MAX_GITLEAKS_BYTES: u64 = 2 * 1024 * 1024;
 
@@ -30,9 +36,28 @@ pub const DEFAULT_LEVELS: [&str; 4] = ["public", "internal", "confidential", "se
 struct Cx<'a> {
     problems: Vec<Problem>,
     base_dir: Option<&'a Path>,
+    /// What is left of [`REGEX_BUDGET`].
+    regex_budget: usize,
 }
 
 impl Cx<'_> {
+    /// Compile a policy regex, charging the policy's regex budget.
+    fn regex(&mut self, src: &str, anchored: bool) -> Result<regex::Regex, String> {
+        if self.regex_budget == 0 {
+            return Err(format!(
+                "too many regexes: a policy's regexes may compile to at most {} MiB in total",
+                REGEX_BUDGET >> 20
+            ));
+        }
+        let limit = REGEX_SIZE_LIMIT.min(self.regex_budget);
+        let (re, charge) = match compile_regex_limited(src, anchored, REGEX_SMALL.min(limit)) {
+            Ok(re) => (re, REGEX_SMALL),
+            Err(_) => (compile_regex_limited(src, anchored, limit)?, limit),
+        };
+        self.regex_budget = self.regex_budget.saturating_sub(charge);
+        Ok(re)
+    }
+
     fn err(&mut self, loc: Loc, message: impl Into<String>) {
         self.problems.push(Problem::at(Some(loc), message));
     }
@@ -51,6 +76,7 @@ pub fn compile(
     let mut cx = Cx {
         problems: Vec::new(),
         base_dir,
+        regex_budget: REGEX_BUDGET,
     };
 
     match &raw.version {
@@ -206,7 +232,7 @@ fn compile_data(cx: &mut Cx<'_>, raw: Option<&Sp<RawData>>) -> Option<DataPolicy
             }
         }
         for (i, p) in label.patterns.iter().enumerate() {
-            if let Err(m) = compile_regex(&p.value, false) {
+            if let Err(m) = cx.regex(&p.value, false) {
                 cx.err(p.loc, m);
                 reported.insert((name.value.clone(), Some(i)));
                 ok = false;
@@ -400,7 +426,7 @@ pub fn io_message(e: &std::io::Error) -> String {
 }
 
 /// Compile a policy regex with size limits. `anchored` wraps it as `^(?:…)$`.
-pub fn compile_regex(src: &str, anchored: bool) -> Result<regex::Regex, String> {
+fn compile_regex_limited(src: &str, anchored: bool, limit: usize) -> Result<regex::Regex, String> {
     if src.len() > MAX_REGEX_LEN {
         return Err(format!(
             "the regex is {} bytes long, more than the limit of {MAX_REGEX_LEN}",
@@ -413,8 +439,8 @@ pub fn compile_regex(src: &str, anchored: bool) -> Result<regex::Regex, String> 
         src.to_string()
     };
     regex::RegexBuilder::new(&full)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .size_limit(limit)
+        .dfa_size_limit(256 << 10)
         .nest_limit(64)
         .build()
         .map_err(|e| match e {
@@ -580,7 +606,7 @@ fn compile_constraint(cx: &mut Cx<'_>, c: &Sp<RawConstraint>) -> Option<Vec<Test
         }
     }
     if let Some(r) = &raw.regex {
-        match compile_regex(&r.value, true) {
+        match cx.regex(&r.value, true) {
             Ok(regex) => tests.push(Test::Regex {
                 source: r.value.clone(),
                 regex,

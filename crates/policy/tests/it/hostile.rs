@@ -117,3 +117,28 @@ fn empty_and_missing_files_are_refused() {
     let e = conductor_policy::load_file(std::path::Path::new("/nonexistent/p.yaml")).unwrap_err();
     assert!(e.render(false).contains("no such file"));
 }
+
+/// Many regexes that each fit the per-regex limit still cannot add up without
+/// bound: the policy's total regex budget is enforced.
+#[test]
+fn regex_budget_is_enforced() {
+    let mut text = String::from(
+        "version: 1\nroles:\n  r:\n    allow:\n      - tools: [\"x.y\"]\n        when:\n",
+    );
+    for i in 0..40 {
+        // Each needs more than the small charge (Unicode classes are large).
+        text.push_str(&format!(
+            "          /a{i}: {{regex: \"\\\\w+@\\\\w+{i}\"}}\n"
+        ));
+    }
+    let out = refuse(&text);
+    assert!(out.contains("too many regexes"), "{out}");
+    // A realistic number of small regexes is fine.
+    let mut ok = String::from(
+        "version: 1\nroles:\n  r:\n    allow:\n      - tools: [\"x.y\"]\n        when:\n",
+    );
+    for i in 0..100 {
+        ok.push_str(&format!("          /a{i}: {{regex: \"[A-Z]+-{i}\"}}\n"));
+    }
+    assert!(conductor_policy::load_str(&ok, "p", None).is_ok());
+}
