@@ -205,3 +205,20 @@ fn query_filters_by_agent_tool_decision_and_time() {
         vec![36, 37, 38, 39, 40]
     );
 }
+
+/// Regression: serde_json's default float parser is not correctly rounded, so a stored
+/// record with such a number re-canonicalized differently and verify cried tamper. The
+/// crate enables serde_json's `float_roundtrip`.
+#[test]
+fn records_with_awkward_doubles_verify() {
+    let (_d, path, store) = temp_store();
+    let mut r = record(1);
+    let args: serde_json::Value = serde_json::from_str(
+        r#"{"a": 333333333.33333329, "b": 7.735772404845903e290, "c": 0.1, "d": 1e-7, "e": 123456789012345678901}"#,
+    )
+    .unwrap();
+    r.arguments = Some(args);
+    store.append(r).unwrap();
+    let report = verify(&path);
+    assert!(report.broken.is_none(), "{:?}", report.broken);
+}
