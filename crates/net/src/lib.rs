@@ -9,9 +9,24 @@
 //! - [`DestPolicySpec`] → [`DestPolicy::compile`] → [`DestPolicy::evaluate`] → [`DestOutcome`]
 //! - [`DestPattern::parse`] / [`DestPattern::matches`] (used by data egress rules)
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
+
+pub mod canon;
+mod classes;
+mod extract;
+pub mod ip;
+mod pattern;
+
+pub use canon::{CanonError, Canonical, Host, canonicalize};
+pub use classes::{classes_of, name_hit};
+pub use extract::find_in_text;
+pub use pattern::DestPattern;
+
+use crate::canon::safe;
+use crate::pattern::Mode;
 
 /// A built-in class of destinations that is blocked unless the policy's
 /// `destinations.permit` opens it.
@@ -137,22 +152,85 @@ pub struct DestOutcome {
     pub violations: Vec<Violation>,
 }
 
+/// At most this many destinations are checked per call; more is a deny
+/// (`destinations.limit`), so a call cannot make the gate resolve without bound.
+pub const MAX_DESTINATIONS: usize = 64;
+
+/// Longest `input` kept in a [`Destination`]; longer inputs are cut (with `…`).
+const MAX_INPUT_SHOWN: usize = 2048;
+
 /// A compiled `destinations:` section.
 #[derive(Debug, Clone)]
 pub struct DestPolicy {
     spec: DestPolicySpec,
+    allow: Vec<DestPattern>,
+    deny: Vec<DestPattern>,
+    permitted: Vec<Class>,
+}
+
+/// A destination string found in a call, before canonicalization.
+struct Found {
+    input: String,
+    pointer: Option<String>,
+    /// Set when the value at a declared pointer is not a string (or number).
+    not_a_string: Option<&'static str>,
 }
 
 impl DestPolicy {
     /// Compile the section; every bad entry is reported, not only the first.
     pub fn compile(spec: &DestPolicySpec) -> Result<Self, Vec<PatternError>> {
-        // PLACEHOLDER until the destination issue lands.
-        Ok(DestPolicy { spec: spec.clone() })
+        let mut errors = Vec::new();
+        let mut compile_list = |list: &'static str, entries: &[String]| {
+            let mut out = Vec::new();
+            for (index, e) in entries.iter().enumerate() {
+                match DestPattern::parse(e) {
+                    Ok(p) => out.push(p),
+                    Err(message) => errors.push(PatternError {
+                        list,
+                        index,
+                        message,
+                    }),
+                }
+            }
+            out
+        };
+        let allow = compile_list("allow", &spec.allow);
+        let deny = compile_list("deny", &spec.deny);
+        let mut permitted = Vec::new();
+        for (index, name) in spec.permit.iter().enumerate() {
+            match Class::from_name(name) {
+                Some(c) => permitted.push(c),
+                None => errors.push(PatternError {
+                    list: "permit",
+                    index,
+                    message: format!(
+                        "`{}` is not a destination class; expected one of {}",
+                        safe(name),
+                        Class::ALL.map(|c| format!("`{}`", c.name())).join(", ")
+                    ),
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(DestPolicy {
+                spec: spec.clone(),
+                allow,
+                deny,
+                permitted,
+            })
+        } else {
+            Err(errors)
+        }
     }
 
     /// Whether URL-looking strings anywhere in the arguments are destinations.
     pub fn scans(&self) -> bool {
         self.spec.scan
+    }
+
+    /// Whether `class` is opened by `permit`.
+    pub fn permits(&self, class: Class) -> bool {
+        self.permitted.contains(&class)
     }
 
     /// Extract the destinations of a call (declared JSON `pointers` into the
@@ -165,45 +243,367 @@ impl DestPolicy {
         literals: &[String],
         resolver: &dyn Resolver,
     ) -> DestOutcome {
-        // PLACEHOLDER until the destination issue lands: fail closed on any declared input.
-        let _ = (arguments, resolver);
+        let found = collect(arguments, pointers, literals, self.spec.scan);
         let mut out = DestOutcome::default();
-        for (i, lit) in pointers.iter().chain(literals).enumerate() {
-            out.destinations.push(Destination {
-                input: lit.clone(),
-                pointer: None,
-                scheme: String::new(),
-                host: String::new(),
-                port: None,
-                addresses: Vec::new(),
-                classes: Vec::new(),
-            });
+        let mut cache: HashMap<String, Result<Vec<IpAddr>, ResolveError>> = HashMap::new();
+        for f in found.iter().take(MAX_DESTINATIONS) {
+            self.check_one(f, resolver, &mut cache, &mut out);
+        }
+        if found.len() > MAX_DESTINATIONS {
             out.violations.push(Violation {
-                rule: "destinations.unparseable".into(),
-                message: "destination checks are not implemented yet".into(),
-                destination: i,
+                rule: "destinations.limit".into(),
+                message: format!(
+                    "the call names {} destinations; at most {MAX_DESTINATIONS} are checked, so it is denied",
+                    found.len()
+                ),
+                destination: out.destinations.len().saturating_sub(1),
             });
         }
         out
     }
-}
 
-/// One `allow`/`deny`/egress pattern: optional scheme, host glob or CIDR, optional port.
-#[derive(Debug, Clone)]
-pub struct DestPattern {
-    raw: String,
-}
-
-impl DestPattern {
-    /// Parse a pattern such as `https://*.github.com`, `*.internal`, `198.51.100.0/24`, `*`.
-    pub fn parse(pattern: &str) -> Result<Self, String> {
-        Ok(DestPattern {
-            raw: pattern.to_string(),
-        })
+    fn check_one(
+        &self,
+        f: &Found,
+        resolver: &dyn Resolver,
+        cache: &mut HashMap<String, Result<Vec<IpAddr>, ResolveError>>,
+        out: &mut DestOutcome,
+    ) {
+        let index = out.destinations.len();
+        let mut dest = Destination {
+            input: shown_input(&f.input),
+            pointer: f.pointer.clone(),
+            scheme: String::new(),
+            host: String::new(),
+            port: None,
+            addresses: Vec::new(),
+            classes: Vec::new(),
+        };
+        let mut violations = Vec::new();
+        let mut deny = |rule: String, message: String| {
+            violations.push(Violation {
+                rule,
+                message,
+                destination: index,
+            })
+        };
+        let where_ = match &f.pointer {
+            Some(p) => format!("the argument at `{}`", safe(p)),
+            None => "a declared destination".to_string(),
+        };
+        if let Some(kind) = f.not_a_string {
+            deny(
+                "destinations.unparseable".into(),
+                format!("{where_} is a destination but holds {kind}, not a URL or host"),
+            );
+            out.destinations.push(dest);
+            out.violations.append(&mut violations);
+            return;
+        }
+        let c = match canonicalize(&f.input) {
+            Ok(c) => c,
+            Err(e) => {
+                deny(
+                    "destinations.unparseable".into(),
+                    format!("`{}` in {where_} cannot be checked: {e}", short(&f.input)),
+                );
+                out.destinations.push(dest);
+                out.violations.append(&mut violations);
+                return;
+            }
+        };
+        dest.scheme = c.scheme.clone();
+        dest.port = c.port;
+        dest.host = c.host.as_ref().map(ToString::to_string).unwrap_or_default();
+        let w = &c.written;
+        if let Some(other) = &c.mismatch {
+            deny(
+                "destinations.parser-mismatch".into(),
+                format!(
+                    "`{w}` is ambiguous: WHATWG URL parsers read host `{}`{}, RFC 3986 parsers read {other}",
+                    safe(&dest.host),
+                    c.port.map(|p| format!(" port {p}")).unwrap_or_default()
+                ),
+            );
+        }
+        let web = matches!(c.scheme.as_str(), "" | "http" | "https");
+        if !web
+            && !self.allow.iter().any(|p| {
+                p.scheme.as_deref() == Some(c.scheme.as_str())
+                    && p.matches_scheme_port(&dest, Mode::Strict)
+            })
+        {
+            deny(
+                "destinations.scheme".into(),
+                format!(
+                    "`{w}` uses the scheme `{}`; only http and https are allowed unless an allow entry names the scheme",
+                    safe(&c.scheme)
+                ),
+            );
+        }
+        let Some(host) = &c.host else {
+            if web {
+                deny(
+                    "destinations.unparseable".into(),
+                    format!("`{w}` has no host"),
+                );
+            }
+            out.destinations.push(dest);
+            out.violations.append(&mut violations);
+            return;
+        };
+        // Classes, from the address or (for names) from the name or the resolver.
+        let mut blocked: Vec<(Class, String)> = Vec::new();
+        match host {
+            Host::Ip(a) => dest.addresses.push(*a),
+            Host::Name(name) => {
+                if let Some((class, what)) = name_hit(name) {
+                    dest.classes.push(class);
+                    if !self.permits(class) {
+                        blocked.push((
+                            class,
+                            format!("`{w}` names {what}, {}", classes::phrase(class)),
+                        ));
+                    }
+                } else if self.needs_resolution(&dest) {
+                    let r = cache
+                        .entry(name.clone())
+                        .or_insert_with(|| resolver.resolve(name))
+                        .clone();
+                    match r {
+                        Ok(addrs) if !addrs.is_empty() => dest.addresses = addrs,
+                        Ok(_) => deny(
+                            "destinations.unresolvable".into(),
+                            format!("`{w}` cannot be checked: `{}` does not resolve", safe(name)),
+                        ),
+                        Err(e) => deny(
+                            "destinations.unresolvable".into(),
+                            format!("`{w}` cannot be checked: {e}"),
+                        ),
+                    }
+                }
+            }
+        }
+        // INVARIANT: every address is classified, and every unpermitted class denies.
+        for a in &dest.addresses {
+            let hits = classes::hits(*a);
+            for h in &hits {
+                dest.classes.push(h.class);
+            }
+            if let Some(h) = hits.iter().find(|h| !self.permits(h.class)) {
+                if blocked.iter().any(|(c, _)| *c == h.class) {
+                    continue;
+                }
+                let carried = match h.via {
+                    Some((how, v4)) => format!(", which carries IPv4 {v4} ({})", how.name()),
+                    None => String::new(),
+                };
+                let detail = if h.class == Class::Reserved {
+                    format!(" ({})", h.what)
+                } else {
+                    String::new()
+                };
+                let verb = match host {
+                    Host::Ip(_) if w.contains(&a.to_string()) && carried.is_empty() => "is",
+                    _ => "resolves to",
+                };
+                blocked.push((
+                    h.class,
+                    format!(
+                        "`{w}` {verb} {a}{carried}, {}{detail}",
+                        classes::phrase(h.class)
+                    ),
+                ));
+            }
+        }
+        dest.classes.sort();
+        dest.classes.dedup();
+        for (class, message) in blocked {
+            deny(format!("destinations.blocked.{}", class.name()), message);
+        }
+        for (i, p) in self.deny.iter().enumerate() {
+            if p.matches_mode(&dest, Mode::Loose) {
+                deny(
+                    format!("destinations.deny[{i}]"),
+                    format!("`{w}` matches the deny entry `{}`", safe(p.as_str())),
+                );
+            }
+        }
+        if !self
+            .allow
+            .iter()
+            .any(|p| p.matches_mode(&dest, Mode::Strict))
+        {
+            let message = if self.allow.is_empty() {
+                format!("`{w}` is not allowed: `destinations.allow` is empty, so no destination is")
+            } else {
+                format!("`{w}` matches no entry of `destinations.allow`")
+            };
+            deny("destinations.allow".into(), message);
+        }
+        out.destinations.push(dest);
+        out.violations.append(&mut violations);
     }
 
-    /// Whether the (already canonicalized and resolved) destination matches.
-    pub fn matches(&self, dest: &Destination) -> bool {
-        self.raw == "*" || self.raw == dest.host
+    /// Whether the verdict on a (not name-blocked) host name depends on its addresses.
+    /// When a deny entry already matches by name, or no allow entry can match, the name
+    /// is not resolved: a denied name should not even leak out through DNS.
+    fn needs_resolution(&self, dest: &Destination) -> bool {
+        let denied_by_name = self
+            .deny
+            .iter()
+            .any(|p| !p.host.needs_addresses() && p.matches_mode(dest, Mode::Loose));
+        let may_be_allowed = self.allow.iter().any(|p| {
+            p.matches_scheme_port(dest, Mode::Strict)
+                && (p.host.needs_addresses() || p.matches_host(dest, Mode::Strict))
+        });
+        !denied_by_name && may_be_allowed
+    }
+}
+
+/// The input as shown in a decision: a userinfo password replaced by `***`, cut to
+/// [`MAX_INPUT_SHOWN`] bytes.
+fn shown_input(input: &str) -> String {
+    let mut s = input.to_string();
+    if let Some(start) = s.find("://").map(|i| i + 3) {
+        let rest = s.get(start..).unwrap_or("");
+        let end = rest
+            .find(['/', '\\', '?', '#'])
+            .map_or(s.len(), |e| start + e);
+        if let Some(authority) = s.get(start..end)
+            && let Some(at) = authority.rfind('@')
+            && let Some(colon) = authority.get(..at).and_then(|u| u.find(':'))
+        {
+            s.replace_range(start + colon + 1..start + at, "***");
+        }
+    }
+    if s.len() > MAX_INPUT_SHOWN {
+        let mut cut = MAX_INPUT_SHOWN;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// A short, safe excerpt of an input for messages.
+fn short(input: &str) -> String {
+    let cut: String = input.chars().take(60).collect();
+    let more = if cut.len() < input.len() { "…" } else { "" };
+    format!("{}{more}", safe(&cut))
+}
+
+fn escape_token(t: &str) -> String {
+    t.replace('~', "~0").replace('/', "~1")
+}
+
+fn collect(
+    arguments: &serde_json::Value,
+    pointers: &[String],
+    literals: &[String],
+    scan: bool,
+) -> Vec<Found> {
+    use serde_json::Value;
+    let mut found: Vec<Found> = Vec::new();
+    let mut declared: Vec<String> = Vec::new();
+    let push = |found: &mut Vec<Found>, input: String, pointer: Option<String>| {
+        if !found.iter().any(|f| f.input == input) {
+            found.push(Found {
+                input,
+                pointer,
+                not_a_string: None,
+            });
+        }
+    };
+    for p in pointers {
+        let value = if p.is_empty() {
+            Some(arguments)
+        } else {
+            arguments.pointer(p)
+        };
+        let items: Vec<(String, &Value)> = match value {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{p}/{i}"), v))
+                .collect(),
+            Some(v) => vec![(p.clone(), v)],
+        };
+        for (ptr, v) in items {
+            match v {
+                Value::String(s) => push(&mut found, s.clone(), Some(ptr.clone())),
+                Value::Number(n) => push(&mut found, n.to_string(), Some(ptr.clone())),
+                Value::Null => {}
+                other => found.push(Found {
+                    input: String::new(),
+                    pointer: Some(ptr.clone()),
+                    not_a_string: Some(match other {
+                        Value::Bool(_) => "a boolean",
+                        Value::Array(_) => "an array",
+                        _ => "an object",
+                    }),
+                }),
+            }
+            declared.push(ptr);
+        }
+    }
+    for l in literals {
+        push(&mut found, l.clone(), None);
+    }
+    if scan {
+        let mut stack: Vec<(String, &Value)> = vec![(String::new(), arguments)];
+        while let Some((ptr, v)) = stack.pop() {
+            match v {
+                Value::String(s) => scan_string(s, &ptr, &declared, &mut found),
+                Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate().rev() {
+                        stack.push((format!("{ptr}/{i}"), item));
+                    }
+                }
+                Value::Object(map) => {
+                    for (k, item) in map.iter().rev() {
+                        let child = format!("{ptr}/{}", escape_token(k));
+                        scan_string(k, &child, &declared, &mut found);
+                        stack.push((child, item));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+fn scan_string(s: &str, ptr: &str, declared: &[String], found: &mut Vec<Found>) {
+    let is_declared = declared.iter().any(|d| d == ptr);
+    let add = |text: &str, found: &mut Vec<Found>| {
+        let whole = text.trim() == s.trim();
+        if is_declared && whole {
+            return;
+        }
+        if !found.iter().any(|f| f.input == text) {
+            found.push(Found {
+                input: text.to_string(),
+                pointer: Some(ptr.to_string()),
+                not_a_string: None,
+            });
+        }
+    };
+    let mut texts = vec![s.to_string()];
+    if let Some(d) = extract::percent_decoded(s) {
+        texts.push(d);
+    }
+    for t in &texts {
+        for (start, end) in find_in_text(t) {
+            if let Some(sub) = t.get(start..end) {
+                add(sub, found);
+            }
+        }
+        if extract::whole_is_blocked_name(t) {
+            add(t.trim(), found);
+        }
     }
 }

@@ -1,0 +1,258 @@
+//! Finding destinations: declared JSON pointers, declared literals and (with `scan`)
+//! URL-looking strings anywhere in the arguments.
+//!
+//! "URL-looking" (documented in `crates/net/README.md`) is, inside any string (object
+//! keys included), wherever it occurs in the text:
+//! 1. `scheme://…`, `scheme:\\…` and the like (any RFC 3986 scheme), and for the
+//!    WHATWG special schemes (`http`, `https`, `ws`, `wss`, `ftp`, `file`) also
+//!    `scheme:/host` and `scheme:host`, which browsers and the `url` crate accept;
+//! 2. a word starting with `//` or `\\` followed by a host that is an IP address or
+//!    contains a dot (`//169.254.169.254/x`, `\\fileserver.corp\share`);
+//! 3. a word that is a dotted-quad IPv4 address in any base (`169.254.169.254`,
+//!    `0xa9.0xfe.0xa9.0xfe`, `0251.0376.0251.0376`), optionally with `:port`;
+//! 4. a word that is an IPv6 address, bare or in brackets (`fd00:ec2::254`, `[::1]:80`);
+//! 5. a whole string (trimmed) that is a name blocked by name (`metadata.google.internal`,
+//!    `localhost:6379`);
+//! 6. and all of the above again in the percent-decoded text when the string contains
+//!    percent-escapes (`?next=http%3A%2F%2F169.254.169.254%2F`).
+//!
+//! Words end at whitespace and at `"`, `'`, `<`, `>`, `` ` ``, `(`, `)`, `,`, `;`, `|`,
+//! `{`, `}`; trailing `.`, `:`, `!`, `?`, `]` (unbalanced) are dropped. Dotless or
+//! short IPv4 forms (`2852039166`, `127.1`) are *not* found by scanning (they are
+//! ordinary numbers); they are destinations when a tool declares the argument.
+
+use crate::canon::{Host, canonical_host_text};
+use crate::classes::name_hit;
+use crate::ip::parse_ipv4_legacy;
+
+const SPECIAL: &[&str] = &["http", "https", "ws", "wss", "ftp", "file"];
+
+fn is_scheme_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')
+}
+
+fn is_word_end(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '"' | '\'' | '<' | '>' | '`' | '(' | ')' | ',' | ';' | '|' | '{' | '}'
+        )
+}
+
+/// Trim what commonly follows a URL in prose.
+fn trim_tail(s: &str) -> &str {
+    let mut t = s;
+    loop {
+        let before = t.len();
+        t = t.trim_end_matches(['.', ':', '!', '?', '*']);
+        if t.ends_with(']') && t.matches('[').count() < t.matches(']').count() {
+            t = t.get(..t.len() - 1).unwrap_or("");
+        }
+        if t.len() == before {
+            return t;
+        }
+    }
+}
+
+/// Byte ranges of URL-looking substrings of `text` (see the module docs, items 1–5).
+pub fn find_in_text(text: &str) -> Vec<(usize, usize)> {
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    let bytes = text.as_bytes();
+    // 1. scheme:…
+    let mut from = 0;
+    while let Some(rel) = text.get(from..).and_then(|t| t.find(':')) {
+        let colon = from + rel;
+        from = colon + 1;
+        let mut start = colon;
+        while start > 0 && bytes.get(start - 1).copied().is_some_and(is_scheme_char) {
+            start -= 1;
+        }
+        // The scheme starts with a letter; skip leading digits/punctuation.
+        while start < colon && !bytes.get(start).is_some_and(|b| b.is_ascii_alphabetic()) {
+            start += 1;
+        }
+        if start == colon {
+            continue;
+        }
+        let scheme = text.get(start..colon).unwrap_or("").to_ascii_lowercase();
+        let after = text.get(colon + 1..).unwrap_or("");
+        let slashes = after.starts_with("//")
+            || after.starts_with("\\\\")
+            || after.starts_with("/\\")
+            || after.starts_with("\\/");
+        let special = SPECIAL.contains(&scheme.as_str());
+        let ok = slashes
+            || (special
+                && after
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c == '/' || c == '\\' || c.is_alphanumeric() || c == '['));
+        if !ok {
+            continue;
+        }
+        let end_rel = after.find(is_word_end).unwrap_or(after.len());
+        let candidate = trim_tail(text.get(start..colon + 1 + end_rel).unwrap_or(""));
+        // `scheme:` alone (or `scheme://`) is not a destination.
+        if candidate.len() > colon + 1 - start {
+            found.push((start, start + candidate.len()));
+        }
+    }
+    // 2–4: words.
+    let mut pos = 0;
+    for word in text.split(is_word_end) {
+        let wstart = pos;
+        pos += word.len()
+            + text
+                .get(wstart + word.len()..)
+                .and_then(|t| t.chars().next())
+                .map_or(0, char::len_utf8);
+        let w = trim_tail(word);
+        if w.is_empty() || found.iter().any(|&(s, e)| wstart >= s && wstart < e) {
+            continue;
+        }
+        if word_is_destination(w) {
+            found.push((wstart, wstart + w.len()));
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+fn word_is_destination(w: &str) -> bool {
+    if let Some(rest) = w
+        .strip_prefix("//")
+        .or_else(|| w.strip_prefix("\\\\"))
+        .or_else(|| w.strip_prefix("/\\"))
+        .or_else(|| w.strip_prefix("\\/"))
+    {
+        let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+        let authority = rest.get(..end).unwrap_or("");
+        let hostport = authority.rsplit('@').next().unwrap_or(authority);
+        if hostport.starts_with('[') {
+            return true;
+        }
+        let host = hostport.split(':').next().unwrap_or(hostport);
+        return host.contains('.')
+            && host
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_alphanumeric() || c == '%');
+    }
+    // Drop a path.
+    let head = w.split(['/', '?', '#']).next().unwrap_or(w);
+    if head.starts_with('[') {
+        return head.contains(']')
+            && canonical_host_text(head.get(..=head.find(']').unwrap_or(0)).unwrap_or("")).is_ok();
+    }
+    if head.matches(':').count() >= 2 {
+        let addr = head.split('%').next().unwrap_or(head);
+        return addr.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let host = head.split(':').next().unwrap_or(head);
+    let port_ok = head
+        .split_once(':')
+        .is_none_or(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !port_ok {
+        return false;
+    }
+    let h = host.strip_suffix('.').unwrap_or(host);
+    h.split('.').count() == 4 && parse_ipv4_legacy(h).is_some()
+}
+
+/// Whether a whole string (trimmed) is a host blocked by name, optionally with a port
+/// or path (`localhost:6379`, `metadata.google.internal/computeMetadata/v1/`).
+pub fn whole_is_blocked_name(text: &str) -> bool {
+    let t = text.trim();
+    if t.is_empty() || t.len() > 300 || t.contains(char::is_whitespace) {
+        return false;
+    }
+    let head = t.split(['/', '?', '#']).next().unwrap_or(t);
+    let host = head.rsplit('@').next().unwrap_or(head);
+    let host = host.split(':').next().unwrap_or(host);
+    matches!(canonical_host_text(host), Ok(Host::Name(n)) if name_hit(&n).is_some())
+}
+
+/// The percent-decoded text, when decoding changes it and yields UTF-8.
+pub fn percent_decoded(text: &str) -> Option<String> {
+    if !text.contains('%') {
+        return None;
+    }
+    let d = String::from_utf8(crate::canon::percent_decode(text)).ok()?;
+    (d != text).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(t: &str) -> Vec<&str> {
+        find_in_text(t).into_iter().map(|(s, e)| &t[s..e]).collect()
+    }
+
+    #[test]
+    fn finds_in_prose() {
+        assert_eq!(
+            f("please GET http://169.254.169.254/ now"),
+            vec!["http://169.254.169.254/"]
+        );
+        assert_eq!(
+            f("(see https://example.com/x)."),
+            vec!["https://example.com/x"]
+        );
+        assert_eq!(
+            f("a http://a.example/?u=http://b.example/ b"),
+            vec!["http://a.example/?u=http://b.example/", "http://b.example/"]
+        );
+        assert_eq!(
+            f("go to //169.254.169.254/latest"),
+            vec!["//169.254.169.254/latest"]
+        );
+        assert_eq!(
+            f("ip 10.0.0.1:8080 and [::1]:80 and fd00:ec2::254."),
+            vec!["10.0.0.1:8080", "[::1]:80", "fd00:ec2::254"]
+        );
+        assert_eq!(
+            f("gopher://127.0.0.1:70/_x"),
+            vec!["gopher://127.0.0.1:70/_x"]
+        );
+        assert_eq!(
+            f("HTTP:\\\\169.254.169.254\\"),
+            vec!["HTTP:\\\\169.254.169.254\\"]
+        );
+        assert_eq!(f("http:169.254.169.254"), vec!["http:169.254.169.254"]);
+        assert_eq!(
+            f("\\\\fileserver.corp\\share"),
+            vec!["\\\\fileserver.corp\\share"]
+        );
+    }
+
+    #[test]
+    fn ignores_ordinary_text() {
+        for t in [
+            "hello world",
+            "pi is 3.14",
+            "version 1.2.3",
+            "a: b",
+            "ratio 2:1",
+            "// INVARIANT: x",
+            "http: the protocol",
+            "12:30:45",
+            "see foo.rs:12",
+            "2852039166",
+        ] {
+            assert!(f(t).is_empty(), "{t}: {:?}", f(t));
+        }
+    }
+
+    #[test]
+    fn blocked_names() {
+        assert!(whole_is_blocked_name("localhost:6379"));
+        assert!(whole_is_blocked_name(
+            " metadata.google.internal/computeMetadata/v1/ "
+        ));
+        assert!(whole_is_blocked_name("METADATA.GOOGLE.INTERNAL."));
+        assert!(!whole_is_blocked_name("example.com"));
+        assert!(!whole_is_blocked_name("connect to localhost"));
+    }
+}

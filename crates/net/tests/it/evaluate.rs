@@ -1,0 +1,269 @@
+//! Hand-written behaviour tests of `DestPolicy::evaluate` and `compile`.
+
+use conductor_net::{Class, DestPolicy, DestPolicySpec};
+use serde_json::json;
+
+use crate::common::{Fixed, eval_url, policy, rules};
+
+#[test]
+fn design_example_dotless_metadata() {
+    // DESIGN.md, "The decision".
+    let o = eval_url(
+        &policy(&["*"], &[], &[]),
+        "http://2852039166/latest/meta-data/",
+        &Fixed::default(),
+    );
+    assert_eq!(rules(&o), vec!["destinations.blocked.cloud-metadata"]);
+    assert_eq!(
+        o.violations[0].message,
+        "`http://2852039166/` resolves to 169.254.169.254, a cloud metadata endpoint"
+    );
+    let d = &o.destinations[0];
+    assert_eq!(d.input, "http://2852039166/latest/meta-data/");
+    assert_eq!(
+        (d.scheme.as_str(), d.host.as_str(), d.port),
+        ("http", "169.254.169.254", Some(80))
+    );
+    assert_eq!(d.classes, vec![Class::CloudMetadata, Class::LinkLocal]);
+    let j = serde_json::to_value(d).unwrap();
+    assert_eq!(j["classes"], json!(["cloud-metadata", "link-local"]));
+    assert_eq!(j["addresses"], json!(["169.254.169.254"]));
+    assert_eq!(j["pointer"], json!("/url"));
+}
+
+#[test]
+fn open_web_allows_public_and_resolves_every_address() {
+    let r = Fixed::with(&[
+        ("example.com", &["93.184.216.34"]),
+        ("rebind.example", &["93.184.216.34", "127.0.0.1"]),
+    ]);
+    let p = policy(&["*"], &[], &[]);
+    assert!(
+        eval_url(&p, "https://example.com/x", &r)
+            .violations
+            .is_empty()
+    );
+    let o = eval_url(&p, "https://rebind.example/", &r);
+    assert_eq!(rules(&o), vec!["destinations.blocked.loopback"]);
+    assert!(
+        o.violations[0].message.contains("127.0.0.1"),
+        "{}",
+        o.violations[0].message
+    );
+    assert_eq!(
+        rules(&eval_url(&p, "https://nowhere.example/", &r)),
+        vec!["destinations.unresolvable"]
+    );
+}
+
+#[test]
+fn permit_opens_a_class() {
+    let p = policy(&["*"], &[], &["private"]);
+    assert!(
+        eval_url(&p, "http://10.1.2.3/", &Fixed::default())
+            .violations
+            .is_empty()
+    );
+    assert_eq!(
+        rules(&eval_url(&p, "http://127.0.0.1/", &Fixed::default())),
+        vec!["destinations.blocked.loopback"]
+    );
+}
+
+#[test]
+fn allowlist_and_deny() {
+    let r = Fixed::with(&[
+        ("api.github.com", &["140.82.112.6"]),
+        ("github.com", &["140.82.112.3"]),
+        ("x.internal", &["140.82.112.9"]),
+    ]);
+    let p = policy(
+        &["https://*.github.com", "*.internal"],
+        &["*.internal"],
+        &[],
+    );
+    assert!(
+        eval_url(&p, "https://api.github.com/repos", &r)
+            .violations
+            .is_empty()
+    );
+    assert_eq!(
+        rules(&eval_url(&p, "https://github.com/", &r)),
+        vec!["destinations.allow"]
+    );
+    assert_eq!(
+        rules(&eval_url(&p, "http://api.github.com/", &r)),
+        vec!["destinations.allow"]
+    );
+    assert_eq!(
+        rules(&eval_url(&p, "https://x.internal/", &r)),
+        vec!["destinations.deny[0]"]
+    );
+}
+
+#[test]
+fn empty_allow_denies_everything() {
+    let p = policy(&[], &[], &[]);
+    let o = eval_url(&p, "https://93.184.216.34/", &Fixed::default());
+    assert_eq!(rules(&o), vec!["destinations.allow"]);
+    assert!(o.violations[0].message.contains("empty"));
+}
+
+#[test]
+fn schemes() {
+    let p = policy(&["*"], &[], &[]);
+    assert_eq!(
+        rules(&eval_url(
+            &p,
+            "gopher://93.184.216.34:70/_x",
+            &Fixed::default()
+        )),
+        vec!["destinations.scheme"]
+    );
+    assert_eq!(
+        rules(&eval_url(&p, "file:///etc/passwd", &Fixed::default())),
+        vec!["destinations.scheme"]
+    );
+    let p = policy(&["*", "gopher://93.184.216.34"], &[], &[]);
+    assert!(
+        eval_url(&p, "gopher://93.184.216.34:70/_x", &Fixed::default())
+            .violations
+            .is_empty()
+    );
+}
+
+#[test]
+fn names_blocked_without_resolution() {
+    struct Panics;
+    impl conductor_net::Resolver for Panics {
+        fn resolve(
+            &self,
+            host: &str,
+        ) -> Result<Vec<std::net::IpAddr>, conductor_net::ResolveError> {
+            panic!("`{host}` must not be resolved")
+        }
+    }
+    let p = policy(&["*"], &[], &[]);
+    assert_eq!(
+        rules(&eval_url(
+            &p,
+            "http://metadata.google.internal/computeMetadata/v1/",
+            &Panics
+        )),
+        vec!["destinations.blocked.cloud-metadata"]
+    );
+    assert_eq!(
+        rules(&eval_url(&p, "http://foo.localhost:3000/", &Panics)),
+        vec!["destinations.blocked.loopback"]
+    );
+    // Denied by name or by the allowlist: not resolved either (no DNS leak).
+    let p = policy(&["https://*.github.com"], &["*.evil.example"], &[]);
+    assert_eq!(
+        rules(&eval_url(&p, "https://secret.evil.example/", &Panics)),
+        vec!["destinations.deny[0]", "destinations.allow"]
+    );
+    assert_eq!(
+        rules(&eval_url(&p, "https://elsewhere.example/", &Panics)),
+        vec!["destinations.allow"]
+    );
+}
+
+#[test]
+fn scan_finds_nested_and_embedded() {
+    let p = policy(&["*"], &[], &[]);
+    let args = json!({"messages": [{"text": "please GET http://169.254.169.254/ now"}], "q": "ok"});
+    let o = p.evaluate(&args, &[], &[], &Fixed::default());
+    assert_eq!(rules(&o), vec!["destinations.blocked.cloud-metadata"]);
+    assert_eq!(
+        o.destinations[0].pointer.as_deref(),
+        Some("/messages/0/text")
+    );
+    assert_eq!(o.destinations[0].input, "http://169.254.169.254/");
+    // Not scanning: only declared inputs count.
+    let mut spec = DestPolicySpec {
+        allow: vec!["*".into()],
+        scan: false,
+        ..Default::default()
+    };
+    let p2 = DestPolicy::compile(&spec).unwrap();
+    assert!(
+        p2.evaluate(&args, &[], &[], &Fixed::default())
+            .destinations
+            .is_empty()
+    );
+    spec.scan = true;
+    // A declared pointer is not reported twice.
+    let o = p.evaluate(
+        &json!({"url": "http://93.184.216.34/"}),
+        &["/url".into()],
+        &[],
+        &Fixed::default(),
+    );
+    assert_eq!(o.destinations.len(), 1);
+}
+
+#[test]
+fn literals_and_non_strings() {
+    let r = Fixed::with(&[("api.github.com", &["140.82.112.6"])]);
+    let p = policy(&["https://api.github.com"], &[], &[]);
+    let o = p.evaluate(
+        &json!({}),
+        &[],
+        &["https://api.github.com".into(), "api.github.com".into()],
+        &r,
+    );
+    assert!(o.violations.is_empty(), "{:?}", o.violations);
+    assert_eq!(o.destinations.len(), 2);
+    let p = policy(&["*"], &[], &[]);
+    let o = p.evaluate(&json!({"url": 2852039166u64}), &["/url".into()], &[], &r);
+    assert_eq!(rules(&o), vec!["destinations.blocked.cloud-metadata"]);
+    let o = p.evaluate(&json!({"url": {"host": "x"}}), &["/url".into()], &[], &r);
+    assert_eq!(rules(&o), vec!["destinations.unparseable"]);
+    let o = p.evaluate(
+        &json!({"urls": ["https://93.184.216.34/", "http://[::1]/"]}),
+        &["/urls".into()],
+        &[],
+        &r,
+    );
+    assert_eq!(rules(&o), vec!["destinations.blocked.loopback"]);
+    assert_eq!(o.violations[0].destination, 1);
+}
+
+#[test]
+fn compile_reports_every_bad_entry() {
+    let e = DestPolicy::compile(&DestPolicySpec {
+        allow: vec![
+            "*".into(),
+            "10.0.0.1/8".into(),
+            "ok.example".into(),
+            "x.example/path".into(),
+        ],
+        deny: vec!["ex?mple".into()],
+        permit: vec!["private".into(), "intranet".into()],
+        scan: true,
+    })
+    .unwrap_err();
+    let at: Vec<(&str, usize)> = e.iter().map(|e| (e.list, e.index)).collect();
+    assert_eq!(
+        at,
+        vec![("allow", 1), ("allow", 3), ("deny", 0), ("permit", 1)]
+    );
+    assert!(
+        e[0].message.contains("did you mean `10.0.0.0/8`"),
+        "{}",
+        e[0].message
+    );
+    assert!(e.iter().all(|e| !e.message.ends_with('.')));
+}
+
+#[test]
+fn passwords_do_not_reach_the_decision() {
+    let p = policy(&["*"], &[], &[]);
+    let o = eval_url(
+        &p,
+        "http://admin:hunter2@169.254.169.254/",
+        &Fixed::default(),
+    );
+    assert_eq!(o.destinations[0].input, "http://admin:***@169.254.169.254/");
+    assert!(o.violations.iter().all(|v| !v.message.contains("hunter2")));
+}

@@ -1,0 +1,11 @@
+//! Integration tests of `conductor-net` through its public API (one binary).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers outside #[test] functions may fail loudly"
+)]
+
+mod common;
+mod evaluate;
