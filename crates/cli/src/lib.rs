@@ -177,8 +177,8 @@ pub fn report(err: &anyhow::Error) -> u8 {
             _ => None,
         });
     match policy {
+        // The rendering names the file in every problem and ends with a summary.
         Some(rendered) => {
-            let _ = writeln!(stderr, "conductor: {err}");
             let _ = writeln!(stderr, "{}", rendered.trim_end());
         }
         None => {

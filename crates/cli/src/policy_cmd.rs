@@ -220,7 +220,9 @@ fn parse_test_file(path: &Path, text: &str) -> Result<TestFile, TestFileErrors> 
         // Through the same parser as `conductor check`, so a test proves what check does.
         let request = serde_json::to_string(&raw_case.request)
             .map_err(|e| e.to_string())
-            .and_then(|json| Request::from_json(&json).map_err(|e| e.message));
+            .and_then(|json| {
+                Request::from_json(&json).map_err(|e| strip_json_position(&e.message))
+            });
         let request = match request {
             Ok(r) => r,
             Err(message) => {
@@ -250,6 +252,22 @@ fn parse_test_file(path: &Path, text: &str) -> Result<TestFile, TestFileErrors> 
     } else {
         Err(TestFileErrors(errors))
     }
+}
+
+/// Drop serde_json's ` at line N column M`: it points into the re-serialized request,
+/// not into the test file (the case's own place is shown instead).
+fn strip_json_position(message: &str) -> String {
+    if let Some(i) = message.rfind(" at line ") {
+        let tail = message.get(i + " at line ".len()..).unwrap_or_default();
+        let mut parts = tail.split(" column ");
+        let is_num = |p: Option<&str>| {
+            p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        if is_num(parts.next()) && is_num(parts.next()) && parts.next().is_none() {
+            return message.get(..i).unwrap_or(message).to_string();
+        }
+    }
+    message.to_string()
 }
 
 fn first_line_lowercase(s: &str) -> String {
