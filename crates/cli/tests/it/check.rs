@@ -444,3 +444,37 @@ fn an_overlong_request_is_refused() {
     assert_eq!(checks_of(&lines[0]), ["input"]);
     assert_eq!(lines[1]["decision"], "allow");
 }
+
+/// The README's 60-second example is real output: this fails when the example policy,
+/// request or output format changes and the README was not updated with a fresh run.
+#[test]
+fn the_readme_shows_real_output() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let block_after = |marker: &str| -> String {
+        let at = readme
+            .find(marker)
+            .unwrap_or_else(|| panic!("no `{marker}` in README.md"));
+        let rest = &readme[at..];
+        let open = rest.find("```").unwrap();
+        let body = &rest[open..];
+        let start = body.find('\n').unwrap() + 1;
+        let end = start + body[start..].find("```").unwrap();
+        body[start..end].to_string()
+    };
+    let args = [
+        "check",
+        "--policy",
+        "examples/policy.yaml",
+        "--no-dns",
+        "--request",
+        "examples/requests/metadata-decimal-ip.json",
+    ];
+    let r = run_in(&workspace(), &args, "");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(block_after("<!-- readme-json"), r.stdout);
+    let mut human = args.to_vec();
+    human.extend(["--format", "human"]);
+    let r = run_in(&workspace(), &human, "");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(block_after("<!-- readme-human"), r.stdout);
+}
