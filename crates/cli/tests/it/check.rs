@@ -478,3 +478,53 @@ fn the_readme_shows_real_output() {
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(block_after("<!-- readme-human"), r.stdout);
 }
+
+/// Secrets never leave through the gate's own outputs: the decision names the
+/// detector, the label, the JSON pointer and a keyed fingerprint, never the value.
+#[test]
+fn a_secret_in_the_arguments_is_denied_and_never_printed() {
+    let secret_id = "AKIA2OGYBAH6TQKRXEVN";
+    let secret_key = "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";
+    for format in ["json", "human"] {
+        let r = run_in(
+            &workspace(),
+            &[
+                "check",
+                "--policy",
+                "examples/policy.yaml",
+                "--no-dns",
+                "--resolve",
+                "notes.corp.example.com=93.184.215.14",
+                "--request",
+                "examples/requests/deny-secret-in-notes.json",
+                "--format",
+                format,
+            ],
+            "",
+        );
+        assert_eq!(r.code, 1, "{r:?}");
+        for s in [secret_id, secret_key, &secret_key[..12]] {
+            assert!(!r.stdout.contains(s), "{format}: leaked: {}", r.stdout);
+            assert!(!r.stderr.contains(s), "{format}: leaked: {}", r.stderr);
+        }
+        assert!(r.stdout.contains("hmac-sha256:"), "{format}: {}", r.stdout);
+        if format == "json" {
+            let d = json(&r.stdout);
+            assert_eq!(
+                checks_of(&d).first().map(String::as_str),
+                Some("data"),
+                "{d}"
+            );
+            assert!(
+                d["findings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f["label"] == "credentials" && f["pointer"] == "/body"),
+                "{d}"
+            );
+        } else {
+            snap!("check_deny_secret_human", redact(&r.stdout));
+        }
+    }
+}
