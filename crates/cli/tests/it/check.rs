@@ -510,11 +510,7 @@ fn a_secret_in_the_arguments_is_denied_and_never_printed() {
         assert!(r.stdout.contains("hmac-sha256:"), "{format}: {}", r.stdout);
         if format == "json" {
             let d = json(&r.stdout);
-            assert_eq!(
-                checks_of(&d).first().map(String::as_str),
-                Some("data"),
-                "{d}"
-            );
+            assert!(checks_of(&d).iter().any(|c| c == "data"), "{d}");
             assert!(
                 d["findings"]
                     .as_array()
