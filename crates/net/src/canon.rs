@@ -68,7 +68,13 @@ impl Canonical {
             _ => String::new(),
         };
         if self.scheme.is_empty() {
-            format!("{host}{port}")
+            // `//host:port`, not `host:port`: a host named like a scheme (`data:80`)
+            // must not read as one.
+            if port.is_empty() {
+                host
+            } else {
+                format!("//{host}{port}")
+            }
         } else if self.host.is_none() {
             format!("{}:", self.scheme)
         } else {
@@ -378,7 +384,13 @@ fn rfc3986_host_port(s: &str) -> Rfc {
         return Rfc::Invalid("more than one `@` in the authority".into());
     }
     let hostport = match authority.rfind('@') {
-        Some(at) => authority.get(at + 1..).unwrap_or(""),
+        Some(at) => {
+            let userinfo = authority.get(..at).unwrap_or("");
+            if let Some(why) = userinfo_problem(userinfo) {
+                return Rfc::Invalid(why);
+            }
+            authority.get(at + 1..).unwrap_or("")
+        }
         None => authority,
     };
     let (host_raw, port_raw) = if hostport.starts_with('[') {
@@ -422,6 +434,25 @@ fn rfc3986_host_port(s: &str) -> Rfc {
         Ok(host) => Rfc::Parsed { host, port },
         Err(e) => Rfc::Invalid(e),
     }
+}
+
+/// Why a userinfo is not RFC 3986 userinfo, if it is not: characters outside
+/// `unreserved / pct-encoded / sub-delims / ":"` (non-ASCII is allowed, as in IRIs), or
+/// a percent-encoded delimiter that a parser which decodes first would split on.
+fn userinfo_problem(userinfo: &str) -> Option<String> {
+    if let Some(c) = userinfo
+        .chars()
+        .find(|&c| c.is_ascii() && !(c.is_ascii_alphanumeric() || "-._~%!$&'()*+,;=:".contains(c)))
+    {
+        return Some(format!("the userinfo contains `{}`", c.escape_default()));
+    }
+    let lower = userinfo.to_ascii_lowercase();
+    for enc in ["%2f", "%5c", "%3f", "%23"] {
+        if lower.contains(enc) {
+            return Some(format!("the userinfo hides a delimiter as `{enc}`"));
+        }
+    }
+    None
 }
 
 /// The origin as written (for messages): scheme, host and port; no userinfo, path,

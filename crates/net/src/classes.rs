@@ -137,13 +137,13 @@ const V4_TABLE: &[V4] = &[
         0,
         8,
         Unspecified,
-        "\"this network\" (RFC 791); on Linux it reaches the local host",
+        "\"this network\", RFC 791; on Linux 0.0.0.0 reaches the local host",
     ),
-    v4(127, 0, 0, 0, 8, Loopback, "loopback (RFC 1122)"),
-    v4(169, 254, 0, 0, 16, LinkLocal, "link-local (RFC 3927)"),
-    v4(10, 0, 0, 0, 8, Private, "private-use (RFC 1918)"),
-    v4(172, 16, 0, 0, 12, Private, "private-use (RFC 1918)"),
-    v4(192, 168, 0, 0, 16, Private, "private-use (RFC 1918)"),
+    v4(127, 0, 0, 0, 8, Loopback, "loopback, RFC 1122"),
+    v4(169, 254, 0, 0, 16, LinkLocal, "link-local, RFC 3927"),
+    v4(10, 0, 0, 0, 8, Private, "private-use, RFC 1918"),
+    v4(172, 16, 0, 0, 12, Private, "private-use, RFC 1918"),
+    v4(192, 168, 0, 0, 16, Private, "private-use, RFC 1918"),
     v4(
         100,
         64,
@@ -151,9 +151,9 @@ const V4_TABLE: &[V4] = &[
         0,
         10,
         Private,
-        "shared address space / carrier-grade NAT (RFC 6598)",
+        "shared address space / carrier-grade NAT, RFC 6598",
     ),
-    v4(224, 0, 0, 0, 4, Multicast, "multicast (RFC 5771)"),
+    v4(224, 0, 0, 0, 4, Multicast, "multicast, RFC 5771"),
     v4(
         192,
         0,
@@ -161,7 +161,7 @@ const V4_TABLE: &[V4] = &[
         0,
         24,
         Reserved,
-        "IETF protocol assignments (RFC 6890)",
+        "IETF protocol assignments, RFC 6890",
     ),
     v4(
         192,
@@ -170,7 +170,7 @@ const V4_TABLE: &[V4] = &[
         0,
         24,
         Reserved,
-        "documentation TEST-NET-1 (RFC 5737)",
+        "documentation TEST-NET-1, RFC 5737",
     ),
     v4(
         198,
@@ -179,7 +179,7 @@ const V4_TABLE: &[V4] = &[
         0,
         24,
         Reserved,
-        "documentation TEST-NET-2 (RFC 5737)",
+        "documentation TEST-NET-2, RFC 5737",
     ),
     v4(
         203,
@@ -188,9 +188,9 @@ const V4_TABLE: &[V4] = &[
         0,
         24,
         Reserved,
-        "documentation TEST-NET-3 (RFC 5737)",
+        "documentation TEST-NET-3, RFC 5737",
     ),
-    v4(198, 18, 0, 0, 15, Reserved, "benchmarking (RFC 2544)"),
+    v4(198, 18, 0, 0, 15, Reserved, "benchmarking, RFC 2544"),
     v4(
         192,
         88,
@@ -198,7 +198,7 @@ const V4_TABLE: &[V4] = &[
         0,
         24,
         Reserved,
-        "deprecated 6to4 relay anycast (RFC 7526)",
+        "deprecated 6to4 relay anycast, RFC 7526",
     ),
     v4(
         240,
@@ -207,7 +207,7 @@ const V4_TABLE: &[V4] = &[
         0,
         4,
         Reserved,
-        "reserved for future use (RFC 1112)",
+        "reserved for future use, RFC 1112",
     ),
     v4(
         255,
@@ -216,7 +216,7 @@ const V4_TABLE: &[V4] = &[
         255,
         32,
         Reserved,
-        "limited broadcast (RFC 919)",
+        "limited broadcast, RFC 919",
     ),
 ];
 
@@ -263,85 +263,85 @@ const V6_TABLE: &[V6] = &[
         [0, 0, 0, 0, 0, 0, 0, 1],
         128,
         Loopback,
-        "loopback (RFC 4291)",
+        "loopback, RFC 4291",
     ),
     v6(
         [0xfe80, 0, 0, 0, 0, 0, 0, 0],
         10,
         LinkLocal,
-        "link-local (RFC 4291)",
+        "link-local, RFC 4291",
     ),
     v6(
         [0xfc00, 0, 0, 0, 0, 0, 0, 0],
         7,
         Private,
-        "unique local (RFC 4193)",
+        "unique local, RFC 4193",
     ),
     v6(
         [0xfec0, 0, 0, 0, 0, 0, 0, 0],
         10,
         Private,
-        "deprecated site-local (RFC 3879)",
+        "deprecated site-local, RFC 3879",
     ),
     v6(
         [0x0064, 0xff9b, 0x0001, 0, 0, 0, 0, 0],
         48,
         Private,
-        "local-use IPv4/IPv6 translation (RFC 8215)",
+        "local-use IPv4/IPv6 translation, RFC 8215",
     ),
     v6(
         [0xff00, 0, 0, 0, 0, 0, 0, 0],
         8,
         Multicast,
-        "multicast (RFC 4291)",
+        "multicast, RFC 4291",
     ),
     v6(
         [0x2001, 0x0db8, 0, 0, 0, 0, 0, 0],
         32,
         Reserved,
-        "documentation (RFC 3849)",
+        "documentation, RFC 3849",
     ),
     v6(
         [0x3fff, 0, 0, 0, 0, 0, 0, 0],
         20,
         Reserved,
-        "documentation (RFC 9637)",
+        "documentation, RFC 9637",
     ),
     v6(
         [0x0100, 0, 0, 0, 0, 0, 0, 0],
         64,
         Reserved,
-        "discard-only (RFC 6666)",
+        "discard-only, RFC 6666",
     ),
     v6(
         [0x0100, 0, 0, 0, 0x0001, 0, 0, 0],
         64,
         Reserved,
-        "dummy IPv6 prefix (RFC 9780)",
+        "dummy IPv6 prefix, RFC 9780",
     ),
     v6(
         [0x2001, 0x0002, 0, 0, 0, 0, 0, 0],
         48,
         Reserved,
-        "benchmarking (RFC 5180)",
+        "benchmarking, RFC 5180",
     ),
     v6(
         [0x2001, 0x0010, 0, 0, 0, 0, 0, 0],
         28,
         Reserved,
-        "deprecated ORCHID (RFC 4843)",
+        "deprecated ORCHID, RFC 4843",
     ),
     v6(
         [0x2001, 0, 0, 0, 0, 0, 0, 0],
         23,
         Reserved,
-        "IETF protocol assignments (RFC 2928)",
+        "IETF protocol assignments, RFC 2928",
     ),
     v6(
         [0x5f00, 0, 0, 0, 0, 0, 0, 0],
         16,
         Reserved,
-        "segment routing SIDs (RFC 9602)",
+        "segment routing SIDs, RFC 9602",
     ),
 ];
 
@@ -399,17 +399,21 @@ const NAMES: &[(&str, Class, &str)] = &[
         CloudMetadata,
         "an Azure metadata name",
     ),
-    ("localhost", Loopback, "the loopback name (RFC 6761)"),
-    ("localhost.localdomain", Loopback, "a common loopback alias"),
-    ("ip6-localhost", Loopback, "a common loopback alias"),
-    ("ip6-loopback", Loopback, "a common loopback alias"),
+    ("localhost", Loopback, "the loopback host name of RFC 6761"),
+    (
+        "localhost.localdomain",
+        Loopback,
+        "a common alias of `localhost`",
+    ),
+    ("ip6-localhost", Loopback, "a common alias of `localhost`"),
+    ("ip6-loopback", Loopback, "a common alias of `localhost`"),
 ];
 
 /// One reason an address is in a class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit {
     pub class: Class,
-    /// What the matching table entry is, e.g. "private-use (RFC 1918)".
+    /// What the matching table entry is, e.g. "private-use, RFC 1918".
     pub what: &'static str,
     /// The IPv4 address this hit was found on, when it was carried inside IPv6.
     pub via: Option<(Embedding, Ipv4Addr)>,

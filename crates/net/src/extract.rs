@@ -173,13 +173,24 @@ pub fn whole_is_blocked_name(text: &str) -> bool {
     matches!(canonical_host_text(host), Ok(Host::Name(n)) if name_hit(&n).is_some())
 }
 
-/// The percent-decoded text, when decoding changes it and yields UTF-8.
-pub fn percent_decoded(text: &str) -> Option<String> {
-    if !text.contains('%') {
-        return None;
+/// The percent-decoded forms of `text` (decoded once, twice, three times — as long as
+/// decoding changes it and yields UTF-8), for destinations hidden in parameters.
+pub fn percent_decoded(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current = text.to_string();
+    for _ in 0..3 {
+        if !current.contains('%') {
+            break;
+        }
+        match String::from_utf8(crate::canon::percent_decode(&current)) {
+            Ok(d) if d != current => {
+                out.push(d.clone());
+                current = d;
+            }
+            _ => break,
+        }
     }
-    let d = String::from_utf8(crate::canon::percent_decode(text)).ok()?;
-    (d != text).then_some(d)
+    out
 }
 
 #[cfg(test)]

@@ -320,7 +320,7 @@ impl DestPolicy {
             deny(
                 "destinations.parser-mismatch".into(),
                 format!(
-                    "`{w}` is ambiguous: WHATWG URL parsers read host `{}`{}, RFC 3986 parsers read {other}",
+                    "`{w}` is ambiguous: a WHATWG URL parser reads host `{}`{}, an RFC 3986 parser reads {other}",
                     safe(&dest.host),
                     c.port.map(|p| format!(" port {p}")).unwrap_or_default()
                 ),
@@ -362,7 +362,7 @@ impl DestPolicy {
                     if !self.permits(class) {
                         blocked.push((
                             class,
-                            format!("`{w}` names {what}, {}", classes::phrase(class)),
+                            format!("`{w}` is {what}, {}", classes::phrase(class)),
                         ));
                     }
                 } else if self.needs_resolution(&dest) {
@@ -390,7 +390,11 @@ impl DestPolicy {
             for h in &hits {
                 dest.classes.push(h.class);
             }
-            if let Some(h) = hits.iter().find(|h| !self.permits(h.class)) {
+            if let Some(h) = hits
+                .iter()
+                .filter(|h| !self.permits(h.class))
+                .min_by_key(|h| h.class)
+            {
                 if blocked.iter().any(|(c, _)| *c == h.class) {
                     continue;
                 }
@@ -579,31 +583,32 @@ fn collect(
 
 fn scan_string(s: &str, ptr: &str, declared: &[String], found: &mut Vec<Found>) {
     let is_declared = declared.iter().any(|d| d == ptr);
-    let add = |text: &str, found: &mut Vec<Found>| {
-        let whole = text.trim() == s.trim();
-        if is_declared && whole {
-            return;
-        }
-        if !found.iter().any(|f| f.input == text) {
-            found.push(Found {
-                input: text.to_string(),
-                pointer: Some(ptr.to_string()),
-                not_a_string: None,
-            });
-        }
-    };
     let mut texts = vec![s.to_string()];
-    if let Some(d) = extract::percent_decoded(s) {
-        texts.push(d);
-    }
+    texts.extend(extract::percent_decoded(s));
     for t in &texts {
+        let lead = t.len() - t.trim_start().len();
+        let mut hits: Vec<&str> = Vec::new();
         for (start, end) in find_in_text(t) {
+            // A declared value is a destination as a whole already; what starts where it
+            // starts is that destination (or a prefix of it), not another one.
+            if is_declared && start <= lead {
+                continue;
+            }
             if let Some(sub) = t.get(start..end) {
-                add(sub, found);
+                hits.push(sub);
             }
         }
-        if extract::whole_is_blocked_name(t) {
-            add(t.trim(), found);
+        if !is_declared && extract::whole_is_blocked_name(t) {
+            hits.push(t.trim());
+        }
+        for h in hits {
+            if !found.iter().any(|f| f.input == h) {
+                found.push(Found {
+                    input: h.to_string(),
+                    pointer: Some(ptr.to_string()),
+                    not_a_string: None,
+                });
+            }
         }
     }
 }

@@ -8,4 +8,6 @@
 )]
 
 mod common;
+mod corpus;
 mod evaluate;
+mod props;
