@@ -38,6 +38,26 @@ pub(crate) fn write_value(out: &mut String, value: &Value) {
             out.push(']');
         }
         Value::Object(map) => {
+            // serde_json's map is usually already in byte order, which equals UTF-16 order
+            // unless names mix U+E000..U+FFFF with supplementary characters: sort only when
+            // the iteration order is not already the canonical one.
+            let sorted = map
+                .keys()
+                .zip(map.keys().skip(1))
+                .all(|(a, b)| utf16_cmp(a, b).is_lt());
+            if sorted {
+                out.push('{');
+                for (i, (k, v)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_string(out, k);
+                    out.push(':');
+                    write_value(out, v);
+                }
+                out.push('}');
+                return;
+            }
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
             members.sort_by(|a, b| utf16_cmp(a.0, b.0));
             out.push('{');
@@ -110,6 +130,13 @@ pub(crate) fn write_number(out: &mut String, f: f64) {
     }
     if f < 0.0 {
         out.push('-');
+    }
+    // Integers up to 2^53 print as their digits: with a spacing of at most 1 between
+    // doubles there, no shorter digit string round-trips (ECMA-262 Number::toString).
+    if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{}", f.abs() as u128);
+        return;
     }
     // Rust's `{:e}` prints the shortest digit string that round-trips (like ECMAScript's
     // algorithm, ECMA-262 Number::toString step 5): "d[.ddd]e[-]x".

@@ -53,79 +53,116 @@ pub struct Record {
 
 /// The caller-side part of a record, already in canonical form (built outside the writer
 /// thread so that the writer only adds `seq`, `time` and `prev`).
+///
+/// The members are written in RFC 8785 order (ASCII names: byte order) straight into four
+/// segments, split where the store's own members `prev`, `seq` and `time` go:
+/// `{ head , "prev" , mid , "seq" , tail , "time" , last }`. `head`, `mid` and `last`
+/// always hold at least one member; `tail` (`server`, `session`) may be empty.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    fields: Vec<(&'static str, String)>,
+    head: String,
+    mid: String,
+    tail: String,
+    last: String,
+}
+
+fn member(out: &mut String, key: &str, value: impl FnOnce(&mut String)) {
+    if !out.is_empty() {
+        out.push(',');
+    }
+    out.push('"');
+    out.push_str(key);
+    out.push_str("\":");
+    value(out);
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(
+            HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'),
+        ));
+        out.push(char::from(
+            HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0'),
+        ));
+    }
 }
 
 impl Prepared {
     pub(crate) fn new(r: &NewRecord) -> Self {
-        let mut fields: Vec<(&'static str, String)> = Vec::with_capacity(20);
-        let s = |v: &str| {
-            let mut out = String::with_capacity(v.len() + 2);
-            jcs::write_string(&mut out, v);
-            out
-        };
-        let j = |v: &serde_json::Value| {
-            let mut out = String::new();
-            jcs::write_value(&mut out, v);
-            out
-        };
-        fields.push(("v", RECORD_VERSION.to_string()));
-        fields.push(("event", s(&r.event)));
-        fields.push(("agent", s(&r.agent)));
-        if let Some(v) = &r.session {
-            fields.push(("session", s(v)));
+        fn s(v: &str) -> impl FnOnce(&mut String) + '_ {
+            move |out| jcs::write_string(out, v)
         }
-        if let Some(v) = &r.workflow {
-            fields.push(("workflow", s(v)));
+        fn j(v: &serde_json::Value) -> impl FnOnce(&mut String) + '_ {
+            move |out| jcs::write_value(out, v)
         }
-        if let Some(v) = &r.server {
-            fields.push(("server", s(v)));
-        }
-        fields.push(("tool", s(&r.tool)));
-        fields.push(("action", s(&r.action)));
-        fields.push(("decision", s(&r.decision)));
-        fields.push(("reasons", j(&r.reasons)));
-        fields.push(("destinations", j(&r.destinations)));
-        fields.push(("findings", j(&r.findings)));
-        fields.push(("policy", s(&r.policy)));
-        fields.push(("request_digest", s(&r.request_digest)));
+        // INVARIANT: members are written in ascending byte order of their (ASCII) names,
+        // which is RFC 8785's UTF-16 order; `record::tests` checks it against
+        // `canonical_json` for every combination of optional members.
+        let mut head = String::with_capacity(512);
+        member(&mut head, "action", s(&r.action));
+        member(&mut head, "agent", s(&r.agent));
         if let Some(v) = &r.arguments {
-            fields.push(("arguments", j(v)));
+            member(&mut head, "arguments", j(v));
         }
-        // latency_us is a JSON number: format it as JCS does (a double).
-        let mut lat = String::new();
-        jcs::write_number(&mut lat, r.latency_us as f64);
-        fields.push(("latency_us", lat));
-        Self { fields }
+        member(&mut head, "decision", s(&r.decision));
+        member(&mut head, "destinations", j(&r.destinations));
+        member(&mut head, "event", s(&r.event));
+        member(&mut head, "findings", j(&r.findings));
+        member(&mut head, "latency_us", |out| {
+            jcs::write_number(out, r.latency_us as f64);
+        });
+        member(&mut head, "policy", s(&r.policy));
+        // "prev" goes here.
+        let mut mid = String::with_capacity(256);
+        member(&mut mid, "reasons", j(&r.reasons));
+        member(&mut mid, "request_digest", s(&r.request_digest));
+        // "seq" goes here.
+        let mut tail = String::new();
+        if let Some(v) = &r.server {
+            member(&mut tail, "server", s(v));
+        }
+        if let Some(v) = &r.session {
+            member(&mut tail, "session", s(v));
+        }
+        // "time" goes here.
+        let mut last = String::with_capacity(64);
+        member(&mut last, "tool", s(&r.tool));
+        member(&mut last, "v", |out| {
+            jcs::write_number(out, RECORD_VERSION as f64)
+        });
+        if let Some(v) = &r.workflow {
+            member(&mut last, "workflow", s(v));
+        }
+        Self {
+            head,
+            mid,
+            tail,
+            last,
+        }
     }
 
     /// The canonical record text once the store has assigned `seq`, `time` and `prev`.
     pub(crate) fn finish(&self, seq: u64, time: &str, prev: &[u8; 32]) -> String {
-        let mut seq_s = String::new();
-        jcs::write_number(&mut seq_s, seq as f64);
-        let mut time_s = String::new();
-        jcs::write_string(&mut time_s, time);
-        let prev_s = format!("\"{}\"", hash_text(prev));
-        let mut all: Vec<(&str, &str)> =
-            self.fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        all.push(("seq", &seq_s));
-        all.push(("time", &time_s));
-        all.push(("prev", &prev_s));
-        // INVARIANT: member names are ASCII, so byte order is RFC 8785's UTF-16 order.
-        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut out = String::with_capacity(all.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
+        let mut out = String::with_capacity(
+            self.head.len() + self.mid.len() + self.tail.len() + self.last.len() + 160,
+        );
         out.push('{');
-        for (i, (k, v)) in all.into_iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('"');
-            out.push_str(k);
-            out.push_str("\":");
-            out.push_str(v);
+        out.push_str(&self.head);
+        out.push_str(",\"prev\":\"sha256:");
+        push_hex(&mut out, prev);
+        out.push_str("\",");
+        out.push_str(&self.mid);
+        out.push_str(",\"seq\":");
+        jcs::write_number(&mut out, seq as f64);
+        if !self.tail.is_empty() {
+            out.push(',');
+            out.push_str(&self.tail);
         }
+        out.push_str(",\"time\":");
+        jcs::write_string(&mut out, time);
+        out.push(',');
+        out.push_str(&self.last);
         out.push('}');
         out
     }
@@ -141,7 +178,10 @@ pub fn chain_hash(prev: &[u8; 32], canonical: &str) -> [u8; 32] {
 
 /// `sha256:<hex>`.
 pub fn hash_text(h: &[u8; 32]) -> String {
-    format!("sha256:{}", hex::encode(h))
+    let mut out = String::with_capacity(71);
+    out.push_str("sha256:");
+    push_hex(&mut out, h);
+    out
 }
 
 /// Parse `sha256:<64 hex digits>`.
@@ -174,13 +214,25 @@ mod tests {
             latency_us: 17,
             ..NewRecord::default()
         };
-        let text = Prepared::new(&r).finish(3, "2026-01-01T00:00:00.000000Z", &GENESIS);
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(crate::canonical_json(&value), text);
-        let back: Record = serde_json::from_value(value).unwrap();
-        assert_eq!(back.seq, 3);
-        assert_eq!(back.agent, "research-bot");
-        assert_eq!(back.workflow, None);
-        assert_eq!(back.prev, hash_text(&GENESIS));
+        for mask in 0..16u8 {
+            let mut r = r.clone();
+            r.session = (mask & 1 != 0).then(|| "s\u{1}\"1".to_string());
+            r.workflow = (mask & 2 != 0).then(|| "wf".to_string());
+            r.server = (mask & 4 != 0).then(|| "fetch".to_string());
+            if mask & 8 == 0 {
+                r.arguments = None;
+            }
+            let text = Prepared::new(&r).finish(3, "2026-01-01T00:00:00.000000Z", &GENESIS);
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(crate::canonical_json(&value), text, "mask {mask}");
+            let back: Record = serde_json::from_value(value).unwrap();
+            assert_eq!(back.seq, 3);
+            assert_eq!(back.agent, "research-bot");
+            assert_eq!(back.workflow, r.workflow);
+            assert_eq!(back.session, r.session);
+            assert_eq!(back.server, r.server);
+            assert_eq!(back.arguments, r.arguments);
+            assert_eq!(back.prev, hash_text(&GENESIS));
+        }
     }
 }

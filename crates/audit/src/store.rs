@@ -11,8 +11,9 @@
 //! record of the batch with an error (the caller denies).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -39,7 +40,43 @@ CREATE TABLE IF NOT EXISTS records (
 );
 ";
 
-type Reply = mpsc::SyncSender<Result<Receipt, AuditError>>;
+/// Where the writer puts one appender's outcome (a one-shot slot: one allocation, one
+/// futex wake).
+#[derive(Debug, Default)]
+struct Slot {
+    value: Mutex<Option<Result<Receipt, AuditError>>>,
+    ready: Condvar,
+}
+
+type Reply = Arc<Slot>;
+
+impl Slot {
+    fn put(&self, r: Result<Receipt, AuditError>) {
+        if let Ok(mut v) = self.value.lock() {
+            *v = Some(r);
+        }
+        self.ready.notify_one();
+    }
+
+    fn take(&self, path: &Path, writer_alive: impl Fn() -> bool) -> Result<Receipt, AuditError> {
+        let stopped = || store_err(path, "the audit writer has stopped");
+        let mut v = self.value.lock().map_err(|_| stopped())?;
+        loop {
+            if let Some(r) = v.take() {
+                return r;
+            }
+            if !writer_alive() {
+                return Err(stopped());
+            }
+            // A timeout only to notice a writer that died without answering.
+            v = self
+                .ready
+                .wait_timeout(v, Duration::from_millis(500))
+                .map_err(|_| stopped())?
+                .0;
+        }
+    }
+}
 
 enum Job {
     Append(Prepared, Reply),
@@ -156,11 +193,24 @@ impl AuditStore {
             .map_err(|e| err(&e))?;
         init_schema(&mut conn).map_err(|e| err(&e))?;
 
+        // Checkpoints (copying the WAL back into the database) run on their own
+        // connection and thread, off the commit path; without that connection the writer
+        // keeps SQLite's automatic checkpoints.
+        let checkpointer = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .ok();
+        if checkpointer.is_some() {
+            conn.execute_batch("PRAGMA wal_autocheckpoint=0;")
+                .map_err(|e| err(&e))?;
+        }
+
         let (tx, rx) = mpsc::channel::<Job>();
         let thread_path = path.to_path_buf();
         let writer = std::thread::Builder::new()
             .name("conductor-audit-writer".into())
-            .spawn(move || writer_loop(conn, &thread_path, &rx))
+            .spawn(move || writer_loop(conn, checkpointer, &thread_path, &rx))
             .map_err(|e| err(&e))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -186,14 +236,14 @@ impl AuditStore {
     /// Append one record and return once it is committed.
     pub fn append(&self, record: NewRecord) -> Result<Receipt, AuditError> {
         let prepared = Prepared::new(&record);
-        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        let slot = Arc::new(Slot::default());
         self.sender()?
-            .send(Job::Append(prepared, reply_tx))
+            .send(Job::Append(prepared, Arc::clone(&slot)))
             .map_err(|_| store_err(&self.inner.path, "the audit writer has stopped"))?;
-        match reply_rx.recv() {
-            Ok(r) => r,
-            Err(_) => Err(store_err(&self.inner.path, "the audit writer has stopped")),
-        }
+        // INVARIANT: the only way out with Ok is the receipt the writer put after COMMIT.
+        slot.take(&self.inner.path, || {
+            self.inner.writer.as_ref().is_some_and(|w| !w.is_finished())
+        })
     }
 
     /// Wait until everything appended so far is committed.
@@ -259,7 +309,85 @@ pub(crate) fn init_schema(conn: &mut Connection) -> Result<(), WriteError> {
     Ok(())
 }
 
-fn writer_loop(mut conn: Connection, path: &Path, rx: &mpsc::Receiver<Job>) {
+/// Work for the notifier thread, in commit order.
+enum Notice {
+    Done(Vec<(Reply, Result<Receipt, AuditError>)>),
+    Flushed(mpsc::SyncSender<()>),
+}
+
+/// Wakes appenders whose batch has committed, so that the writer can start the next
+/// batch instead of spending its time in futex wake-ups.
+fn notifier_loop(rx: &mpsc::Receiver<Notice>) {
+    while let Ok(notice) = rx.recv() {
+        match notice {
+            Notice::Done(replies) => {
+                for (slot, result) in replies {
+                    slot.put(result);
+                }
+            }
+            Notice::Flushed(f) => {
+                let _ = f.send(());
+            }
+        }
+    }
+}
+
+/// Copies the WAL back into the database every [`CHECKPOINT_EVERY`] while there are
+/// commits, with PASSIVE checkpoints (which never block writers).
+fn checkpointer_loop(conn: &Connection, rx: &mpsc::Receiver<()>, dirty: &AtomicBool) {
+    loop {
+        match rx.recv_timeout(CHECKPOINT_EVERY) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if dirty.swap(false, Ordering::Relaxed) {
+            // A failed or partial checkpoint only leaves a longer WAL; the records are
+            // committed either way.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
+    }
+}
+
+/// How often the background checkpointer looks for new commits.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+fn writer_loop(
+    mut conn: Connection,
+    checkpointer: Option<Connection>,
+    path: &Path,
+    rx: &mpsc::Receiver<Job>,
+) {
+    let (notice_tx, notice_rx) = mpsc::channel::<Notice>();
+    let notifier = std::thread::Builder::new()
+        .name("conductor-audit-notify".into())
+        .spawn(move || notifier_loop(&notice_rx));
+    // Without a notifier thread, answer from this thread.
+    let (notice_tx, mut local) = match notifier {
+        Ok(handle) => (Some(notice_tx), Some(handle)),
+        Err(_) => (None, None),
+    };
+    let notify = |n: Notice| match &notice_tx {
+        Some(tx) => {
+            if let Err(mpsc::SendError(n)) = tx.send(n) {
+                notifier_loop_one(n);
+            }
+        }
+        None => notifier_loop_one(n),
+    };
+    let dirty = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let checkpoint_thread = checkpointer.and_then(|c| {
+        let dirty = Arc::clone(&dirty);
+        std::thread::Builder::new()
+            .name("conductor-audit-checkpoint".into())
+            .spawn(move || checkpointer_loop(&c, &stop_rx, &dirty))
+            .ok()
+    });
+    if checkpoint_thread.is_none() {
+        // No background checkpoints after all: let SQLite checkpoint on commit again.
+        let _ = conn.execute_batch("PRAGMA wal_autocheckpoint=1000;");
+    }
+
     let mut batch: Vec<(Prepared, Reply)> = Vec::with_capacity(64);
     let mut flushes: Vec<mpsc::SyncSender<()>> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -275,23 +403,45 @@ fn writer_loop(mut conn: Connection, path: &Path, rx: &mpsc::Receiver<Job>) {
             next = rx.try_recv().ok();
         }
         if !batch.is_empty() {
-            match commit_batch(&mut conn, &batch) {
-                Ok(receipts) => {
-                    for ((_, reply), receipt) in batch.drain(..).zip(receipts) {
-                        let _ = reply.send(Ok(receipt));
+            let replies: Vec<(Reply, Result<Receipt, AuditError>)> =
+                match commit_batch(&mut conn, &batch) {
+                    Ok(receipts) => {
+                        dirty.store(true, Ordering::Relaxed);
+                        batch
+                            .drain(..)
+                            .zip(receipts)
+                            .map(|((_, reply), receipt)| (reply, Ok(receipt)))
+                            .collect()
                     }
-                }
-                Err(e) => {
-                    let message = e.to_string();
-                    for (_, reply) in batch.drain(..) {
-                        let _ = reply.send(Err(store_err(path, &message)));
+                    Err(e) => {
+                        let message = e.to_string();
+                        batch
+                            .drain(..)
+                            .map(|(_, reply)| (reply, Err(store_err(path, &message))))
+                            .collect()
                     }
-                }
-            }
+                };
+            notify(Notice::Done(replies));
         }
         for f in flushes.drain(..) {
-            let _ = f.send(());
+            notify(Notice::Flushed(f));
         }
+    }
+    drop(notice_tx);
+    if let Some(h) = local.take() {
+        let _ = h.join();
+    }
+    drop(stop_tx);
+    if let Some(h) = checkpoint_thread {
+        let _ = h.join();
+    }
+}
+
+fn notifier_loop_one(n: Notice) {
+    let (tx, rx) = mpsc::channel();
+    if tx.send(n).is_ok() {
+        drop(tx);
+        notifier_loop(&rx);
     }
 }
 

@@ -1,0 +1,102 @@
+//! Append throughput (many concurrent appenders) and append-and-wait latency (one
+//! appender at a time), default durability (WAL, synchronous=NORMAL).
+//!
+//! `cargo bench -p conductor-audit --bench append`
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmark code: a failure aborts the run"
+)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use conductor_audit::{AuditOptions, AuditStore, NewRecord};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// A typical record: a denied fetch with one destination, one reason, small arguments.
+fn record(i: u64) -> NewRecord {
+    NewRecord {
+        event: "tools/call".into(),
+        agent: "research-bot".into(),
+        session: Some("9f1c2d3e".into()),
+        workflow: Some("market-research".into()),
+        server: Some("fetch".into()),
+        tool: "fetch.fetch".into(),
+        action: "read".into(),
+        decision: "deny".into(),
+        reasons: serde_json::json!([{"check": "destination", "rule": "destinations.blocked.cloud-metadata",
+            "message": "http://2852039166/ resolves to 169.254.169.254, a cloud metadata endpoint"}]),
+        destinations: serde_json::json!([{"input": "http://2852039166/latest/meta-data/", "scheme": "http",
+            "host": "169.254.169.254", "port": 80, "addresses": ["169.254.169.254"],
+            "classes": ["cloud-metadata", "link-local"]}]),
+        findings: serde_json::json!([]),
+        policy: format!("sha256:{}", "ab".repeat(32)),
+        request_digest: format!("sha256:{i:064x}"),
+        arguments: Some(serde_json::json!({"url": "http://2852039166/latest/meta-data/"})),
+        latency_us: 12,
+    }
+}
+
+fn open() -> (tempfile::TempDir, AuditStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AuditStore::open(&dir.path().join("audit.db"), AuditOptions::default()).unwrap();
+    (dir, store)
+}
+
+/// Records/s with `threads` appenders, each appending and waiting in a loop.
+fn run_concurrent(store: &AuditStore, threads: u64, total: u64) -> Duration {
+    let per = total / threads;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let store = store.clone();
+            s.spawn(move || {
+                for i in 0..per {
+                    black_box(store.append(record(t * per + i)).unwrap());
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn throughput(c: &mut Criterion) {
+    let mut g = c.benchmark_group("append_throughput");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    for threads in [16u64, 64, 256] {
+        const PER_SAMPLE: u64 = 16_384;
+        g.throughput(Throughput::Elements(PER_SAMPLE));
+        let (_dir, store) = open();
+        g.bench_function(format!("{threads}_appenders"), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| run_concurrent(&store, threads, PER_SAMPLE))
+                    .sum()
+            });
+        });
+    }
+    g.finish();
+}
+
+fn latency(c: &mut Criterion) {
+    let mut g = c.benchmark_group("append_latency");
+    g.measurement_time(Duration::from_secs(10));
+    let (_dir, store) = open();
+    let mut i = 0u64;
+    g.bench_function("one_appender", |b| {
+        b.iter_batched(
+            || {
+                i += 1;
+                record(i)
+            },
+            |r| black_box(store.append(r).unwrap()),
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    g.finish();
+}
+
+criterion_group!(benches, throughput, latency);
+criterion_main!(benches);
