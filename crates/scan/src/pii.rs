@@ -1,0 +1,771 @@
+//! Personal-data detectors without regexes: `email`, `phone`, `payment-card`, `us-ssn`,
+//! `iban`. Each is gated on a cheap byte test (`@`, a digit) and then checked by hand,
+//! so their cost is one pass over the text.
+
+/// Which number detectors are wanted, and the context a key gives.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NumberWants {
+    pub phone: bool,
+    pub card: bool,
+    pub ssn: bool,
+    pub iban: bool,
+    /// The string is the value of a key that names a phone number.
+    pub phone_key: bool,
+    /// The string is the value of a key that names a social security number.
+    pub ssn_key: bool,
+}
+
+impl NumberWants {
+    pub(crate) fn any(&self) -> bool {
+        self.phone || self.card || self.ssn || self.iban
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NumberKind {
+    Phone,
+    Card,
+    Ssn,
+    Iban,
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn at(s: &[u8], i: usize) -> u8 {
+    s.get(i).copied().unwrap_or(0)
+}
+
+fn before(s: &[u8], i: usize) -> u8 {
+    i.checked_sub(1).map_or(0, |j| at(s, j))
+}
+
+// ---- email ----------------------------------------------------------------------
+
+/// File extensions that follow `@` in asset names (`icon@2x.png`), not top-level domains.
+const NOT_TLDS: &[&[u8]] = &[
+    b"png",
+    b"jpg",
+    b"jpeg",
+    b"gif",
+    b"svg",
+    b"webp",
+    b"ico",
+    b"js",
+    b"css",
+    b"ts",
+    b"map",
+    b"json",
+    b"txt",
+    b"md",
+    b"lock",
+    b"yaml",
+    b"yml",
+    b"toml",
+    b"py",
+    b"rs",
+    b"go",
+    b"tsx",
+    b"jsx",
+    b"mjs",
+    b"cjs",
+    b"local",
+    b"localhost",
+    b"localdomain",
+    b"internal",
+    b"lan",
+];
+
+fn local_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'')
+}
+
+/// Find e-mail addresses (RFC 5322 dot-atom local parts, DNS host names).
+pub(crate) fn find_emails(s: &[u8], out: &mut Vec<(usize, usize)>) {
+    for a in memchr::memchr_iter(b'@', s) {
+        // Local part.
+        let mut ls = a;
+        while ls > 0 && a - ls < 64 && local_char(before(s, ls)) {
+            ls -= 1;
+        }
+        while ls < a && matches!(at(s, ls), b'.' | b'\'') {
+            ls += 1;
+        }
+        if ls == a || at(s, a - 1) == b'.' {
+            continue;
+        }
+        // Userinfo of a URL (`scheme://user:pass@host`) is not an address.
+        let mut rs = ls;
+        while rs > 0 && ls - rs < 256 {
+            let b = before(s, rs);
+            if b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'<' | b'>' | b'(' | b'[') {
+                break;
+            }
+            rs -= 1;
+        }
+        if s.get(rs..ls)
+            .is_some_and(|run| memchr::memmem::find(run, b"://").is_some())
+        {
+            continue;
+        }
+        // Domain: labels separated by dots, at least two, alphabetic TLD.
+        let mut i = a + 1;
+        let mut labels = 0usize;
+        let mut last_label = (i, i);
+        let mut end = a + 1;
+        loop {
+            let ls2 = i;
+            while i < s.len()
+                && (at(s, i).is_ascii_alphanumeric() || at(s, i) == b'-')
+                && i - ls2 < 63
+            {
+                i += 1;
+            }
+            if i == ls2 || at(s, ls2) == b'-' || at(s, i - 1) == b'-' {
+                break;
+            }
+            labels += 1;
+            last_label = (ls2, i);
+            end = i;
+            if at(s, i) == b'.' && at(s, i + 1).is_ascii_alphanumeric() {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if labels < 2 || end - a > 254 {
+            continue;
+        }
+        let Some(tld) = s.get(last_label.0..last_label.1) else {
+            continue;
+        };
+        if tld.len() < 2 || tld.len() > 24 || !tld.iter().all(u8::is_ascii_alphabetic) {
+            continue;
+        }
+        let tld_lower = tld.to_ascii_lowercase();
+        if NOT_TLDS.contains(&tld_lower.as_slice()) {
+            continue;
+        }
+        let next = at(s, end);
+        if next == b'_' || next == b'@' || next == b'-' {
+            continue;
+        }
+        // scp-style remotes: git@github.com:org/repo.git
+        if next == b':' {
+            let n2 = at(s, end + 1);
+            if n2 != 0 && !n2.is_ascii_whitespace() && !n2.is_ascii_digit() {
+                continue;
+            }
+        }
+        out.push((ls, end));
+    }
+}
+
+// ---- numbers --------------------------------------------------------------------
+
+/// The next ASCII digit at or after `from`; skips digit-free 32-byte blocks quickly.
+fn next_digit(s: &[u8], from: usize) -> Option<usize> {
+    let rest = s.get(from..)?;
+    let mut chunks = rest.chunks_exact(32);
+    let mut off = from;
+    for c in chunks.by_ref() {
+        let any = c
+            .iter()
+            .fold(false, |acc, &b| acc | (b.wrapping_sub(b'0') < 10));
+        if any {
+            return c.iter().position(|b| b.is_ascii_digit()).map(|p| off + p);
+        }
+        off += 32;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|b| b.is_ascii_digit())
+        .map(|p| off + p)
+}
+
+const MAX_GROUPS: usize = 16;
+
+/// A run of digit groups joined by short separators (` `, `-`, `.`, `(`, `)`).
+struct Cluster {
+    groups: [(usize, usize); MAX_GROUPS],
+    n: usize,
+    /// The cluster continued beyond `MAX_GROUPS` groups.
+    overflow: bool,
+    end: usize,
+}
+
+impl Cluster {
+    fn group(&self, i: usize) -> (usize, usize) {
+        self.groups.get(i).copied().unwrap_or((0, 0))
+    }
+    fn len(&self, i: usize) -> usize {
+        let (a, b) = self.group(i);
+        b - a
+    }
+    /// Separator bytes between group `i` and `i + 1`.
+    fn sep<'a>(&self, s: &'a [u8], i: usize) -> &'a [u8] {
+        let (_, e) = self.group(i);
+        let (n, _) = self.group(i + 1);
+        s.get(e..n).unwrap_or(&[])
+    }
+}
+
+fn cluster(s: &[u8], d: usize) -> Cluster {
+    let mut c = Cluster {
+        groups: [(0, 0); MAX_GROUPS],
+        n: 0,
+        overflow: false,
+        end: d,
+    };
+    let mut i = d;
+    loop {
+        let gs = i;
+        while at(s, i).is_ascii_digit() {
+            i += 1;
+        }
+        if c.n < MAX_GROUPS {
+            if let Some(g) = c.groups.get_mut(c.n) {
+                *g = (gs, i);
+            }
+            c.n += 1;
+        } else {
+            c.overflow = true;
+        }
+        c.end = i;
+        // Separator: up to 3 bytes of ` -.()`, then a digit.
+        let mut j = i;
+        while j < s.len() && j - i < 3 && matches!(at(s, j), b' ' | b'-' | b'.' | b'(' | b')') {
+            j += 1;
+        }
+        if j > i && at(s, j).is_ascii_digit() {
+            let sep = s.get(i..j).unwrap_or(&[]);
+            // A sentence end (`. `) or two different dashes/dots is not a separator.
+            let dots = sep.iter().filter(|&&b| b == b'.' || b == b'-').count();
+            if dots > 1 {
+                break;
+            }
+            i = j;
+        } else {
+            break;
+        }
+    }
+    c
+}
+
+fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, &d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(d - b'0');
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum.is_multiple_of(10)
+}
+
+/// Known issuer prefixes and lengths (ISO/IEC 7812 IIN ranges as published by the networks).
+fn iin_ok(d: &[u8]) -> bool {
+    let n = d.len();
+    let p = |k: usize| -> u32 {
+        d.iter()
+            .take(k)
+            .fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0'))
+    };
+    match at(d, 0) {
+        // Visa
+        b'4' => matches!(n, 13 | 16 | 19),
+        // Mastercard 51-55, 2221-2720; Maestro 50, 56-58
+        b'5' => {
+            (p(2) >= 51 && p(2) <= 55 && n == 16)
+                || (matches!(p(2), 50 | 56..=58) && (12..=19).contains(&n))
+        }
+        b'2' => (2221..=2720).contains(&p(4)) && n == 16,
+        // Amex 34/37; Diners 300-305, 36, 38-39; JCB 3528-3589
+        b'3' => {
+            (matches!(p(2), 34 | 37) && n == 15)
+                || ((300..=305).contains(&p(3)) && (14..=19).contains(&n))
+                || (matches!(p(2), 36 | 38 | 39) && (14..=19).contains(&n))
+                || ((3528..=3589).contains(&p(4)) && (16..=19).contains(&n))
+        }
+        // Discover 6011, 644-649, 65; UnionPay 62; Maestro 6x
+        b'6' => (16..=19).contains(&n) || (12..=19).contains(&n) && matches!(p(2), 63 | 67),
+        b'1' => p(4) == 1800 && n == 15,
+        _ => false,
+    }
+}
+
+fn card_grouping_ok(lens: &[usize]) -> bool {
+    match lens {
+        [_] => true,
+        [4, 6, 5] | [4, 6, 4] => true,
+        [init @ .., last] => init.iter().all(|&l| l == 4) && (1..=4).contains(last),
+        [] => false,
+    }
+}
+
+fn ssn_ok(area: u32, group: u32, serial: u32) -> bool {
+    // SSA: area 000, 666 and 900-999 are never issued; group 00 and serial 0000 neither.
+    // 078-05-1120 and 219-09-9999 were voided after publication in advertising.
+    area != 0
+        && area != 666
+        && area < 900
+        && group != 0
+        && serial != 0
+        && !(area == 78 && group == 5 && serial == 1120)
+        && !(area == 219 && group == 9 && serial == 9999)
+}
+
+fn num(s: &[u8], (a, b): (usize, usize)) -> u32 {
+    s.get(a..b).unwrap_or(&[]).iter().fold(0u32, |acc, &c| {
+        acc.saturating_mul(10).saturating_add(u32::from(c - b'0'))
+    })
+}
+
+fn context_before(s: &[u8], start: usize, words: &[&[u8]]) -> bool {
+    let from = start.saturating_sub(40);
+    let Some(w) = s.get(from..start) else {
+        return false;
+    };
+    let lower = w.to_ascii_lowercase();
+    words
+        .iter()
+        .any(|k| memchr::memmem::find(&lower, k).is_some())
+}
+
+const PHONE_WORDS: &[&[u8]] = &[
+    b"phone",
+    b"tel",
+    b"mobile",
+    b"cell",
+    b"fax",
+    b"call",
+    b"whatsapp",
+    b"sms",
+    b"contact",
+    b"handy",
+    b"portable",
+];
+const SSN_WORDS: &[&[u8]] = &[
+    b"ssn",
+    b"social security",
+    b"social-security",
+    b"ss#",
+    b"ss no",
+];
+
+/// IBAN lengths per country (ISO 13616 registry, SWIFT IBAN Registry).
+fn iban_len(cc: [u8; 2]) -> Option<usize> {
+    Some(match &cc {
+        b"AD" => 24,
+        b"AE" => 23,
+        b"AL" => 28,
+        b"AT" => 20,
+        b"AZ" => 28,
+        b"BA" => 20,
+        b"BE" => 16,
+        b"BG" => 22,
+        b"BH" => 22,
+        b"BR" => 29,
+        b"BY" => 28,
+        b"CH" => 21,
+        b"CR" => 22,
+        b"CY" => 28,
+        b"CZ" => 24,
+        b"DE" => 22,
+        b"DK" => 18,
+        b"DO" => 28,
+        b"EE" => 20,
+        b"EG" => 29,
+        b"ES" => 24,
+        b"FI" => 18,
+        b"FO" => 18,
+        b"FR" => 27,
+        b"GB" => 22,
+        b"GE" => 22,
+        b"GI" => 23,
+        b"GL" => 18,
+        b"GR" => 27,
+        b"GT" => 28,
+        b"HR" => 21,
+        b"HU" => 28,
+        b"IE" => 22,
+        b"IL" => 23,
+        b"IQ" => 23,
+        b"IS" => 26,
+        b"IT" => 27,
+        b"JO" => 30,
+        b"KW" => 30,
+        b"KZ" => 20,
+        b"LB" => 28,
+        b"LC" => 32,
+        b"LI" => 21,
+        b"LT" => 20,
+        b"LU" => 20,
+        b"LV" => 21,
+        b"MC" => 27,
+        b"MD" => 24,
+        b"ME" => 22,
+        b"MK" => 19,
+        b"MR" => 27,
+        b"MT" => 31,
+        b"MU" => 30,
+        b"NL" => 18,
+        b"NO" => 15,
+        b"PK" => 24,
+        b"PL" => 28,
+        b"PS" => 29,
+        b"PT" => 25,
+        b"QA" => 29,
+        b"RO" => 24,
+        b"RS" => 22,
+        b"SA" => 24,
+        b"SC" => 31,
+        b"SE" => 24,
+        b"SI" => 19,
+        b"SK" => 24,
+        b"SM" => 27,
+        b"ST" => 25,
+        b"SV" => 28,
+        b"TL" => 23,
+        b"TN" => 24,
+        b"TR" => 26,
+        b"UA" => 29,
+        b"VA" => 22,
+        b"VG" => 24,
+        b"XK" => 20,
+        _ => return None,
+    })
+}
+
+/// An IBAN starting at `cs` (the country code): returns its end.
+fn iban_at(s: &[u8], cs: usize) -> Option<usize> {
+    let cc = [at(s, cs), at(s, cs + 1)];
+    let want = iban_len(cc)?;
+    let mut chars: Vec<u8> = Vec::with_capacity(want);
+    let mut i = cs;
+    while chars.len() < want {
+        let b = at(s, i);
+        if b.is_ascii_uppercase() || b.is_ascii_digit() {
+            chars.push(b);
+            i += 1;
+        } else if b == b' ' && !chars.is_empty() && {
+            let n = at(s, i + 1);
+            n.is_ascii_uppercase() || n.is_ascii_digit()
+        } {
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    if is_word(at(s, i)) {
+        return None;
+    }
+    // mod-97 over BBAN + country + check digits (ISO 7064 MOD 97-10).
+    let mut rem = 0u32;
+    for &b in chars.iter().skip(4).chain(chars.iter().take(4)) {
+        if b.is_ascii_digit() {
+            rem = (rem * 10 + u32::from(b - b'0')) % 97;
+        } else {
+            rem = (rem * 100 + u32::from(b - b'A') + 10) % 97;
+        }
+    }
+    (rem == 1).then_some(i)
+}
+
+/// Find phone numbers, payment cards, US SSNs and IBANs.
+pub(crate) fn find_numbers(s: &[u8], w: NumberWants, out: &mut Vec<(NumberKind, usize, usize)>) {
+    let mut from = 0;
+    while let Some(d) = next_digit(s, from) {
+        // IBAN: two capital letters right before the check digits.
+        if w.iban && d >= 2 {
+            let (c0, c1) = (at(s, d - 2), at(s, d - 1));
+            if c0.is_ascii_uppercase()
+                && c1.is_ascii_uppercase()
+                && !is_word(before(s, d - 2))
+                && let Some(end) = iban_at(s, d - 2)
+            {
+                out.push((NumberKind::Iban, d - 2, end));
+                from = end;
+                continue;
+            }
+        }
+        let c = cluster(s, d);
+        from = c.end.max(d + 1);
+        // Lead: `+` or `(` before the first group; the byte before that must end a word.
+        let mut lead = d;
+        if before(s, lead) == b'(' {
+            lead -= 1;
+        }
+        let plus = before(s, lead) == b'+';
+        if plus {
+            lead -= 1;
+        }
+        let lb = before(s, lead);
+        if is_word(lb) || matches!(lb, b'.' | b'-' | b'/' | b'\\' | b'+' | b',') && !plus {
+            continue;
+        }
+        let rb = at(s, c.end);
+        if is_word(rb)
+            || (rb == b'.' && at(s, c.end + 1).is_ascii_digit())
+            || rb == b'/'
+            || rb == b':' && at(s, c.end + 1).is_ascii_digit()
+        {
+            continue;
+        }
+        if c.overflow {
+            continue;
+        }
+        let mut found = false;
+        if w.card {
+            found = find_card(s, &c, out);
+        }
+        if !found && w.ssn {
+            found = find_ssn(s, &c, w.ssn_key, out);
+        }
+        if !found && w.phone {
+            find_phone(s, &c, lead, plus, w.phone_key, out);
+        }
+    }
+}
+
+fn find_card(s: &[u8], c: &Cluster, out: &mut Vec<(NumberKind, usize, usize)>) -> bool {
+    let total: usize = (0..c.n).map(|i| c.len(i)).sum();
+    if total < 13 {
+        return false;
+    }
+    for a in 0..c.n {
+        if a > 0 && c.sep(s, a - 1) != b" " {
+            continue;
+        }
+        let mut digits = 0;
+        let mut lens = [0usize; MAX_GROUPS];
+        for b in a..c.n {
+            digits += c.len(b);
+            if let Some(l) = lens.get_mut(b - a) {
+                *l = c.len(b);
+            }
+            if digits > 19 {
+                break;
+            }
+            if digits < 13 {
+                continue;
+            }
+            if b + 1 < c.n && c.sep(s, b) != b" " {
+                continue;
+            }
+            let seps_same = (a..b).all(|k| {
+                let sp = c.sep(s, k);
+                (sp == b" " || sp == b"-") && sp == c.sep(s, a)
+            });
+            if !seps_same || !card_grouping_ok(lens.get(..=b - a).unwrap_or(&[])) {
+                continue;
+            }
+            let ds: Vec<u8> = (a..=b)
+                .flat_map(|k| {
+                    let (x, y) = c.group(k);
+                    s.get(x..y).unwrap_or(&[]).iter().copied()
+                })
+                .collect();
+            let first = ds.first().copied().unwrap_or(b'0');
+            if ds.iter().all(|&x| x == first) || !iin_ok(&ds) || !luhn(&ds) {
+                continue;
+            }
+            out.push((NumberKind::Card, c.group(a).0, c.group(b).1));
+            return true;
+        }
+    }
+    false
+}
+
+fn find_ssn(
+    s: &[u8],
+    c: &Cluster,
+    key_ctx: bool,
+    out: &mut Vec<(NumberKind, usize, usize)>,
+) -> bool {
+    // Formatted: AAA-GG-SSSS (or spaces, with context); the groups are the whole cluster
+    // or set off by spaces.
+    for a in 0..c.n.saturating_sub(2) {
+        if c.len(a) != 3 || c.len(a + 1) != 2 || c.len(a + 2) != 4 {
+            continue;
+        }
+        let (s1, s2) = (c.sep(s, a), c.sep(s, a + 1));
+        if s1 != s2 || !(s1 == b"-" || s1 == b" ") {
+            continue;
+        }
+        if (a > 0 && c.sep(s, a - 1) != b" ") || (a + 3 < c.n && c.sep(s, a + 2) != b" ") {
+            continue;
+        }
+        let start = c.group(a).0;
+        if s1 == b" " && !(key_ctx || context_before(s, start, SSN_WORDS)) {
+            continue;
+        }
+        if ssn_ok(
+            num(s, c.group(a)),
+            num(s, c.group(a + 1)),
+            num(s, c.group(a + 2)),
+        ) {
+            out.push((NumberKind::Ssn, start, c.group(a + 2).1));
+            return true;
+        }
+    }
+    // Bare nine digits, with context.
+    if c.n == 1 && c.len(0) == 9 {
+        let (x, _) = c.group(0);
+        if key_ctx || context_before(s, x, SSN_WORDS) {
+            let area = num(s, (x, x + 3));
+            let group = num(s, (x + 3, x + 5));
+            let serial = num(s, (x + 5, x + 9));
+            if ssn_ok(area, group, serial) {
+                out.push((NumberKind::Ssn, x, x + 9));
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn phone_sep_ok(sep: &[u8]) -> bool {
+    matches!(
+        sep,
+        b" " | b"-" | b"." | b") " | b")" | b" (" | b"(" | b") (" | b" - "
+    )
+}
+
+fn find_phone(
+    s: &[u8],
+    c: &Cluster,
+    lead: usize,
+    plus: bool,
+    key_ctx: bool,
+    out: &mut Vec<(NumberKind, usize, usize)>,
+) {
+    let total: usize = (0..c.n).map(|i| c.len(i)).sum();
+    let seps_ok = (0..c.n.saturating_sub(1)).all(|k| phone_sep_ok(c.sep(s, k)));
+    // E.164 written with `+`: 8 to 15 digits, country code not starting with 0.
+    if plus {
+        let first = at(s, c.group(0).0);
+        if seps_ok && (8..=15).contains(&total) && first != b'0' && c.len(0) <= 4
+            || (c.n == 1 && (8..=15).contains(&total) && first != b'0')
+        {
+            out.push((NumberKind::Phone, lead, c.end));
+        }
+        return;
+    }
+    // NANP: (NXX) NXX-XXXX, NXX-NXX-XXXX, NXX.NXX.XXXX, optionally led by `1-`/`1 `.
+    for a in 0..c.n.saturating_sub(2) {
+        if c.len(a) != 3 || c.len(a + 1) != 3 || c.len(a + 2) != 4 {
+            continue;
+        }
+        let (ga, gb) = (c.group(a), c.group(a + 1));
+        if !(b'2'..=b'9').contains(&at(s, ga.0)) || !(b'2'..=b'9').contains(&at(s, gb.0)) {
+            continue;
+        }
+        let (s1, s2) = (c.sep(s, a), c.sep(s, a + 1));
+        let paren = before(s, ga.0) == b'('
+            && (s1 == b") " || s1 == b")")
+            && matches!(s2, b"-" | b"." | b" ");
+        let same = s1 == s2 && matches!(s1, b"-" | b".");
+        let spaced = s1 == b" " && s2 == b" " && (key_ctx || context_before(s, ga.0, PHONE_WORDS));
+        if !(paren || same || spaced) {
+            continue;
+        }
+        // What comes before must be nothing, a leading `1`, or a space.
+        let mut start = if paren { ga.0 - 1 } else { ga.0 };
+        if a > 0 {
+            let prev = c.sep(s, a - 1);
+            let lead_one = a == 1
+                && c.len(0) == 1
+                && at(s, c.group(0).0) == b'1'
+                && matches!(prev, b" " | b"-" | b" (" | b"(" | b".");
+            if lead_one {
+                start = c.group(0).0;
+            } else if prev != b" " && prev != b" (" {
+                continue;
+            }
+        }
+        if a + 3 < c.n && c.sep(s, a + 2) != b" " {
+            continue;
+        }
+        out.push((NumberKind::Phone, start, c.group(a + 2).1));
+        return;
+    }
+    // National formats with context: "Tel: 020 7946 0958".
+    if (key_ctx || context_before(s, lead, PHONE_WORDS))
+        && seps_ok
+        && (7..=15).contains(&total)
+        && c.n >= 1
+    {
+        if c.n == 1 && !key_ctx && total < 9 {
+            return;
+        }
+        out.push((NumberKind::Phone, lead, c.end));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nums(s: &str) -> Vec<(NumberKind, String)> {
+        let mut out = Vec::new();
+        let w = NumberWants {
+            phone: true,
+            card: true,
+            ssn: true,
+            iban: true,
+            ..NumberWants::default()
+        };
+        find_numbers(s.as_bytes(), w, &mut out);
+        out.into_iter()
+            .map(|(k, a, b)| (k, s[a..b].to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn luhn_known() {
+        assert!(luhn(b"4111111111111111"));
+        assert!(!luhn(b"4111111111111112"));
+    }
+
+    #[test]
+    fn numbers_found() {
+        assert_eq!(
+            nums("card 4111 1111 1111 1111."),
+            vec![(NumberKind::Card, "4111 1111 1111 1111".into())]
+        );
+        assert_eq!(
+            nums("ssn 123-45-6789"),
+            vec![(NumberKind::Ssn, "123-45-6789".into())]
+        );
+        assert_eq!(
+            nums("call (212) 555-0123"),
+            vec![(NumberKind::Phone, "(212) 555-0123".into())]
+        );
+        assert_eq!(
+            nums("+44 20 7946 0958"),
+            vec![(NumberKind::Phone, "+44 20 7946 0958".into())]
+        );
+        assert_eq!(
+            nums("GB82 WEST 1234 5698 7654 32"),
+            vec![(NumberKind::Iban, "GB82 WEST 1234 5698 7654 32".into())]
+        );
+        assert!(nums("on 2024-01-15 at 12:30, v1.2.3, 192.168.1.1").is_empty());
+    }
+
+    #[test]
+    fn emails_found() {
+        let s =
+            "mail alice@example.com or git@github.com:org/repo.git icon@2x.png https://u:p@h.io";
+        let mut out = Vec::new();
+        find_emails(s.as_bytes(), &mut out);
+        let got: Vec<&str> = out.iter().map(|&(a, b)| &s[a..b]).collect();
+        assert_eq!(got, vec!["alice@example.com"]);
+    }
+}

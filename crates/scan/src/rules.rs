@@ -1,0 +1,780 @@
+//! The built-in `secrets` rules.
+//!
+//! Each rule names the keywords (lowercase) that must occur before its regex is run
+//! (the Aho-Corasick prefilter), the window around a keyword hit the regex is run on,
+//! and the checks a match must pass (entropy, placeholder rejection, a format check).
+//!
+//! Sources of the formats: gitleaks `config/gitleaks.toml` (rule ids noted as `gl:`),
+//! the vendors' public token-format documentation (noted inline), and RFC 7519 (JWT),
+//! RFC 3986 (userinfo), RFC 7468 (PEM).
+//!
+//! Regexes are compiled as byte regexes with Unicode off (ASCII `\w`, `\s`, `\b`), like
+//! gitleaks' Go RE2 semantics.
+
+/// A format check beyond the regex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verify {
+    None,
+    /// Header decodes to a JSON object with `alg`.
+    Jwt,
+    /// First part base64url-decodes to a Discord snowflake (17-20 digits).
+    Discord,
+    /// `scheme://user:pass@host`; database schemes are reported as `database-url`.
+    UrlPassword,
+    /// `name = value`: the name must look secret-ish, the value like a secret.
+    Generic,
+    /// `Basic <base64>` decodes to `user:password`.
+    BasicAuth,
+    /// A bearer token: high entropy, not a placeholder.
+    Bearer,
+    /// A PEM/PGP block with a real-looking body.
+    PrivateKey,
+    /// Mixed-case base64 of high entropy (not a hex digest).
+    AwsSecret,
+    /// The URL around `sig=` carries SAS parameters (`sv=`, `se=`, `sp=`).
+    SasToken,
+    /// The text around `Password=` is an ADO.NET/ODBC connection string.
+    AdoNet,
+}
+
+/// One built-in rule. `id` is reported as `secrets.<id>`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BuiltinRule {
+    pub id: &'static str,
+    /// Lowercase keywords; at least one must occur (case-insensitively) for the regex to run.
+    pub keywords: &'static [&'static str],
+    /// The keyword must occur with exactly the case of `case_keywords` (same order).
+    pub case_keywords: Option<&'static [&'static str]>,
+    /// The keyword must not follow `[A-Za-z0-9_]`.
+    pub word_start: bool,
+    pub regex: &'static str,
+    /// Which capture group is the secret; `None`: the first group that took part.
+    pub group: Option<usize>,
+    /// Minimum Shannon entropy (bits per byte) of the secret.
+    pub min_entropy: f64,
+    pub verify: Verify,
+    /// Bytes before / after a keyword hit that the regex is run on.
+    pub before: usize,
+    pub after: usize,
+    /// Suppressed when a more specific `secrets` finding overlaps it.
+    pub low_priority: bool,
+}
+
+const P: BuiltinRule = BuiltinRule {
+    id: "",
+    keywords: &[],
+    case_keywords: None,
+    word_start: true,
+    regex: "",
+    group: None,
+    min_entropy: 3.0,
+    verify: Verify::None,
+    before: 4,
+    after: 400,
+    low_priority: false,
+};
+
+/// Context rules: a keyword names the secret, the value follows within a few bytes.
+const C: BuiltinRule = BuiltinRule {
+    word_start: false,
+    before: 80,
+    after: 400,
+    ..P
+};
+
+// Token end: the secret must not continue.
+macro_rules! end {
+    () => {
+        r"(?:[^A-Za-z0-9_\-]|$)"
+    };
+}
+
+pub(crate) static RULES: &[BuiltinRule] = &[
+    // ---- cloud: AWS --------------------------------------------------------------
+    // gl:aws-access-token; AWS IAM "unique ID prefixes" (IAM user guide, reference_identifiers).
+    BuiltinRule {
+        id: "aws-access-key-id",
+        keywords: &[
+            "akia", "asia", "abia", "acca", "a3t", "agpa", "aida", "aroa", "aipa", "anpa", "anva",
+            "apka",
+        ],
+        case_keywords: Some(&[
+            "AKIA", "ASIA", "ABIA", "ACCA", "A3T", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA",
+            "APKA",
+        ]),
+        regex: r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z2-7]{16})\b",
+        ..P
+    },
+    // AWS secret access key: 40 base64 characters, only in context (aws/secret nearby).
+    BuiltinRule {
+        id: "aws-secret-access-key",
+        keywords: &["aws", "secret"],
+        regex: r#"(?i)(?:aws|secret)[a-z0-9_.\-]{0,40}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"]?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#,
+        min_entropy: 4.0,
+        verify: Verify::AwsSecret,
+        ..C
+    },
+    // STS session tokens start with the base64 of their protobuf/`origin_ec` header.
+    BuiltinRule {
+        id: "aws-session-token",
+        keywords: &["iqojb3jpz2lux2vj", "fwogzxivyxdze"],
+        case_keywords: Some(&["IQoJb3JpZ2luX2Vj", "FwoGZXIvYXdzE"]),
+        regex: r"\b((?:IQoJb3JpZ2luX2Vj|FwoGZXIvYXdzE)[A-Za-z0-9/+=]{100,})",
+        min_entropy: 4.0,
+        after: 8192,
+        ..P
+    },
+    BuiltinRule {
+        id: "aws-session-token",
+        keywords: &[
+            "session_token",
+            "sessiontoken",
+            "session-token",
+            "security-token",
+            "security_token",
+        ],
+        regex: r#"(?i)(?:session[_\-]?token|security[_\-]token)['"]?\s{0,5}(?:=|:|=>|:=)\s{0,5}['"]?([A-Za-z0-9/+=]{100,})"#,
+        min_entropy: 4.0,
+        after: 8192,
+        ..C
+    },
+    // ---- cloud: Google ----------------------------------------------------------
+    // gl:gcp-api-key
+    BuiltinRule {
+        id: "gcp-api-key",
+        keywords: &["aiza"],
+        case_keywords: Some(&["AIza"]),
+        regex: concat!(r"\b(AIza[0-9A-Za-z_\-]{35})", end!()),
+        min_entropy: 3.5,
+        ..P
+    },
+    // A service-account key file: `"private_key_id": "<40 hex>"` (the key itself is
+    // found by `private-key`; whole objects are also checked structurally).
+    BuiltinRule {
+        id: "gcp-service-account",
+        keywords: &["private_key_id"],
+        regex: r#"\\?"private_key_id\\?"\s*:\s*\\?"([a-f0-9]{40})\\?""#,
+        before: 4,
+        after: 120,
+        ..C
+    },
+    // Google OAuth client secrets (`GOCSPX-` + 28), Google Identity docs.
+    BuiltinRule {
+        id: "google-oauth-client-secret",
+        keywords: &["gocspx-"],
+        case_keywords: Some(&["GOCSPX-"]),
+        regex: concat!(r"\b(GOCSPX-[A-Za-z0-9_\-]{28})", end!()),
+        ..P
+    },
+    // ---- cloud: Azure -----------------------------------------------------------
+    // Storage connection strings: `...;AccountKey=<88 base64>;...` (Azure Storage docs).
+    BuiltinRule {
+        id: "azure-storage-account-key",
+        keywords: &["accountkey"],
+        regex: r"(?i)\bAccountKey\s*=\s*([A-Za-z0-9+/]{40,100}={0,2})",
+        min_entropy: 4.0,
+        ..C
+    },
+    // Service Bus / Event Hubs connection strings: `SharedAccessKey=<base64>`.
+    BuiltinRule {
+        id: "azure-shared-access-key",
+        keywords: &["sharedaccesskey"],
+        regex: r"(?i)\bSharedAccessKey\s*=\s*([A-Za-z0-9+/]{40,100}={0,2})",
+        min_entropy: 4.0,
+        ..C
+    },
+    // SAS tokens: `sv=2022-11-02&ss=b&...&se=...&sig=<base64, url-encoded>`.
+    BuiltinRule {
+        id: "azure-sas-token",
+        keywords: &["sig="],
+        regex: r"(?i)\bsig=([A-Za-z0-9%+/]{30,}(?:=|%3d){0,2})",
+        min_entropy: 3.5,
+        verify: Verify::SasToken,
+        before: 8,
+        after: 300,
+        ..C
+    },
+    // gl:azure-ad-client-secret
+    BuiltinRule {
+        id: "azure-ad-client-secret",
+        keywords: &["q~"],
+        case_keywords: Some(&["Q~"]),
+        word_start: false,
+        regex: r#"(?:^|[\\'"\x60\s>=:(,])([a-zA-Z0-9_~.]{3}\dQ~[a-zA-Z0-9_~.\-]{31,34})(?:$|[\\'"\x60\s<),])"#,
+        before: 8,
+        after: 60,
+        ..P
+    },
+    // ---- source hosting and CI --------------------------------------------------
+    // GitHub token formats (GitHub blog "Behind GitHub's new authentication token formats"), gl:github-*.
+    BuiltinRule {
+        id: "github-pat",
+        keywords: &["ghp_"],
+        regex: r"\b(ghp_[0-9a-zA-Z]{36})\b",
+        ..P
+    },
+    BuiltinRule {
+        id: "github-oauth",
+        keywords: &["gho_"],
+        regex: r"\b(gho_[0-9a-zA-Z]{36})\b",
+        ..P
+    },
+    BuiltinRule {
+        id: "github-user-token",
+        keywords: &["ghu_"],
+        regex: r"\b(ghu_[0-9a-zA-Z]{36})\b",
+        ..P
+    },
+    BuiltinRule {
+        id: "github-app-token",
+        keywords: &["ghs_"],
+        regex: r"\b(ghs_[0-9a-zA-Z]{36})\b",
+        ..P
+    },
+    BuiltinRule {
+        id: "github-refresh-token",
+        keywords: &["ghr_"],
+        regex: r"\b(ghr_[0-9a-zA-Z]{36,76})\b",
+        ..P
+    },
+    BuiltinRule {
+        id: "github-fine-grained-pat",
+        keywords: &["github_pat_"],
+        regex: r"\b(github_pat_[0-9A-Za-z_]{82})\b",
+        ..P
+    },
+    // gl:gitlab-pat, gl:gitlab-pat-routable
+    BuiltinRule {
+        id: "gitlab-pat",
+        keywords: &["glpat-"],
+        regex: concat!(
+            r"\b(glpat-[0-9A-Za-z_\-]{20,300}(?:\.[0-9a-z]{9})?)",
+            end!()
+        ),
+        ..P
+    },
+    // gl:gitlab-{deploy,runner,ptt,feed,incoming-mail,kubernetes-agent,oauth-app,cicd-job,scim,feature-flag}, gl:gitlab-rrt
+    BuiltinRule {
+        id: "gitlab-token",
+        keywords: &[
+            "gldt-",
+            "glrt-",
+            "glptt-",
+            "glft-",
+            "glimt-",
+            "glagent-",
+            "gloas-",
+            "glcbt-",
+            "glsoat-",
+            "glffct-",
+            "gr1348941",
+        ],
+        regex: concat!(
+            r"\b((?:gldt|glrt|glptt|glft|glimt|glagent|gloas|glcbt|glsoat|glffct)-[0-9A-Za-z_\-]{20,300}|GR1348941[0-9A-Za-z_\-]{20})",
+            end!()
+        ),
+        ..P
+    },
+    // Bitbucket app passwords (`ATBB` prefix, Atlassian docs), repository/workspace access tokens (`ATCTT3`).
+    BuiltinRule {
+        id: "bitbucket-token",
+        keywords: &["atbb", "atctt3"],
+        case_keywords: Some(&["ATBB", "ATCTT3"]),
+        regex: concat!(
+            r"\b(ATBB[A-Za-z0-9_=.\-]{28,}|ATCTT3[A-Za-z0-9_=\-]{100,300})",
+            end!()
+        ),
+        ..P
+    },
+    // gl:atlassian-api-token
+    BuiltinRule {
+        id: "atlassian-api-token",
+        keywords: &["atatt3"],
+        case_keywords: Some(&["ATATT3"]),
+        regex: concat!(r"\b(ATATT3[A-Za-z0-9_=\-]{186})", end!()),
+        ..P
+    },
+    // gl:npm-access-token
+    BuiltinRule {
+        id: "npm-token",
+        keywords: &["npm_"],
+        regex: r"\b(npm_[A-Za-z0-9]{36})\b",
+        ..P
+    },
+    // gl:pypi-upload-token (macaroon: base64 of the `pypi.org` / `test.pypi.org` location).
+    BuiltinRule {
+        id: "pypi-token",
+        keywords: &["pypi-ageichlwas5vcmc", "pypi-agendgvzdc5wexbplm9yzw"],
+        case_keywords: Some(&["pypi-AgEIcHlwaS5vcmc", "pypi-AgENdGVzdC5weXBpLm9yZw"]),
+        regex: r"\b(pypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_\-]{50,1000})",
+        after: 1100,
+        ..P
+    },
+    // Docker Hub personal / organization access tokens (`dckr_pat_`, `dckr_oat_`), Docker docs.
+    BuiltinRule {
+        id: "dockerhub-token",
+        keywords: &["dckr_pat_", "dckr_oat_"],
+        regex: concat!(r"\b(dckr_(?:pat|oat)_[A-Za-z0-9_\-]{27,})", end!()),
+        ..P
+    },
+    // gl:huggingface-access-token, gl:huggingface-organization-api-token
+    BuiltinRule {
+        id: "huggingface-token",
+        keywords: &["hf_", "api_org_"],
+        regex: r"\b((?:hf|api_org)_[A-Za-z0-9]{34,40})\b",
+        ..P
+    },
+    // ---- payments and messaging -------------------------------------------------
+    // gl:stripe-access-token (Stripe API keys docs: sk_/rk_ + live/test).
+    BuiltinRule {
+        id: "stripe-secret-key",
+        keywords: &[
+            "sk_live_", "sk_test_", "sk_prod_", "rk_live_", "rk_test_", "rk_prod_",
+        ],
+        regex: r"\b((?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{20,247})\b",
+        ..P
+    },
+    // Stripe webhook signing secrets (`whsec_`), Stripe webhooks docs.
+    BuiltinRule {
+        id: "stripe-webhook-secret",
+        keywords: &["whsec_"],
+        regex: r"\b(whsec_[A-Za-z0-9+/=]{32,})",
+        ..P
+    },
+    // gl:slack-bot-token, gl:slack-legacy-bot-token
+    BuiltinRule {
+        id: "slack-bot-token",
+        keywords: &["xoxb-"],
+        regex: concat!(r"\b(xoxb-[0-9]{8,14}-[0-9A-Za-z\-]{10,})", end!()),
+        ..P
+    },
+    // gl:slack-user-token
+    BuiltinRule {
+        id: "slack-user-token",
+        keywords: &["xoxp-"],
+        regex: concat!(r"\b(xoxp-[0-9]{8,14}-[0-9A-Za-z\-]{10,})", end!()),
+        ..P
+    },
+    // gl:slack-app-token
+    BuiltinRule {
+        id: "slack-app-token",
+        keywords: &["xapp-"],
+        regex: concat!(r"(?i)\b(xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)", end!()),
+        ..P
+    },
+    // gl:slack-legacy-token, gl:slack-legacy-workspace-token, gl:slack-config-*
+    BuiltinRule {
+        id: "slack-token",
+        keywords: &["xoxa-", "xoxo-", "xoxs-", "xoxr-", "xoxe-", "xoxe.xox"],
+        regex: concat!(r"\b((?:xoxe\.)?xox[aorsebp]-[0-9A-Za-z\-]{10,})", end!()),
+        ..P
+    },
+    // gl:slack-webhook-url
+    BuiltinRule {
+        id: "slack-webhook",
+        keywords: &["hooks.slack.com"],
+        word_start: false,
+        regex: r"((?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{30,80})",
+        before: 12,
+        after: 120,
+        ..P
+    },
+    // gl:twilio-api-key (`SK` + 32 hex); Twilio account SIDs (`AC` + 32 hex).
+    BuiltinRule {
+        id: "twilio-api-key",
+        keywords: &["sk"],
+        case_keywords: Some(&["SK"]),
+        regex: r"\b(SK[0-9a-fA-F]{32})\b",
+        before: 1,
+        after: 40,
+        ..P
+    },
+    BuiltinRule {
+        id: "twilio-account-sid",
+        keywords: &["ac"],
+        case_keywords: Some(&["AC"]),
+        regex: r"\b(AC[0-9a-f]{32})\b",
+        before: 1,
+        after: 40,
+        ..P
+    },
+    BuiltinRule {
+        id: "twilio-auth-token",
+        keywords: &["twilio"],
+        regex: r#"(?i)twilio[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=)\s{0,5}['"]?([0-9a-f]{32})\b"#,
+        ..C
+    },
+    // gl:sendgrid-api-token (`SG.` + 22 + `.` + 43).
+    BuiltinRule {
+        id: "sendgrid-api-key",
+        keywords: &["sg."],
+        case_keywords: Some(&["SG."]),
+        regex: concat!(r"\b(SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43})", end!()),
+        ..P
+    },
+    // gl:mailgun-private-api-token (`key-` + 32 hex).
+    BuiltinRule {
+        id: "mailgun-api-key",
+        keywords: &["key-"],
+        regex: r"\b(key-[0-9a-f]{32})\b",
+        ..P
+    },
+    // gl:mailchimp-api-key (32 hex + `-us<dc>`).
+    BuiltinRule {
+        id: "mailchimp-api-key",
+        keywords: &["-us"],
+        word_start: false,
+        regex: r"\b([0-9a-f]{32}-us[0-9]{1,2})\b",
+        before: 34,
+        after: 8,
+        ..P
+    },
+    // gl:sendinblue-api-token
+    BuiltinRule {
+        id: "sendinblue-api-key",
+        keywords: &["xkeysib-"],
+        regex: r"\b(xkeysib-[a-f0-9]{64}-[A-Za-z0-9]{16})\b",
+        ..P
+    },
+    // Telegram Bot API tokens: `<bot id>:AA<33>` (core.telegram.org/bots/api#authorizing-your-bot).
+    BuiltinRule {
+        id: "telegram-bot-token",
+        keywords: &[":aa"],
+        case_keywords: Some(&[":AA"]),
+        word_start: false,
+        regex: concat!(r"(?:^|[^0-9])([0-9]{8,10}:AA[0-9A-Za-z_\-]{33})", end!()),
+        before: 12,
+        after: 40,
+        ..P
+    },
+    // Discord bot tokens: base64url(user id) . timestamp . HMAC (discord.com/developers/docs/reference#authentication).
+    BuiltinRule {
+        id: "discord-bot-token",
+        keywords: &["discord", "token", "bot"],
+        regex: concat!(
+            r"\b([MNO][A-Za-z0-9_\-]{23,27}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,40})",
+            end!()
+        ),
+        verify: Verify::Discord,
+        before: 200,
+        after: 300,
+        ..C
+    },
+    // Discord webhooks (discord.com/developers/docs/resources/webhook).
+    BuiltinRule {
+        id: "discord-webhook",
+        keywords: &["discord"],
+        regex: r"(https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_\-]{60,72})",
+        before: 40,
+        after: 200,
+        ..C
+    },
+    // ---- AI providers -----------------------------------------------------------
+    // gl:openai-api-key (`T3BlbkFJ` = base64 of "OpenAI").
+    BuiltinRule {
+        id: "openai-api-key",
+        keywords: &["t3blbkfj", "sk-proj-", "sk-svcacct-", "sk-admin-"],
+        case_keywords: Some(&["T3BlbkFJ", "sk-proj-", "sk-svcacct-", "sk-admin-"]),
+        word_start: false,
+        regex: concat!(
+            r"\b(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,200}T3BlbkFJ[A-Za-z0-9_\-]{20,200}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{80,300})",
+            end!()
+        ),
+        before: 230,
+        after: 420,
+        ..P
+    },
+    // gl:anthropic-api-key, gl:anthropic-admin-api-key
+    BuiltinRule {
+        id: "anthropic-api-key",
+        keywords: &["sk-ant-"],
+        regex: concat!(
+            r"\b(sk-ant-(?:api|admin|oat|ort)\d{2}-[A-Za-z0-9_\-]{80,120})",
+            end!()
+        ),
+        ..P
+    },
+    // Groq (`gsk_` + 52), console.groq.com keys.
+    BuiltinRule {
+        id: "groq-api-key",
+        keywords: &["gsk_"],
+        regex: r"\b(gsk_[A-Za-z0-9]{52})\b",
+        ..P
+    },
+    // Replicate (`r8_` + 37), replicate.com/account/api-tokens.
+    BuiltinRule {
+        id: "replicate-api-token",
+        keywords: &["r8_"],
+        regex: r"\b(r8_[A-Za-z0-9]{37})\b",
+        ..P
+    },
+    // gl:perplexity-api-key
+    BuiltinRule {
+        id: "perplexity-api-key",
+        keywords: &["pplx-"],
+        regex: r"\b(pplx-[A-Za-z0-9]{48})\b",
+        ..P
+    },
+    // xAI (`xai-` + 80), console.x.ai.
+    BuiltinRule {
+        id: "xai-api-key",
+        keywords: &["xai-"],
+        regex: r"\b(xai-[A-Za-z0-9]{80})\b",
+        ..P
+    },
+    // ---- keys and tokens ---------------------------------------------------------
+    // gl:private-key; RFC 7468 labels (RSA/EC/DSA/OPENSSH/ENCRYPTED/PKCS#8 "PRIVATE KEY"),
+    // RFC 4880 armor (PGP PRIVATE KEY BLOCK). A truncated block without END also counts.
+    BuiltinRule {
+        id: "private-key",
+        keywords: &["-----begin"],
+        word_start: false,
+        regex: r"-----BEGIN[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]{64,}?-----END[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----|[\r\n\t A-Za-z0-9+/=:,\\\-]{64,})",
+        group: Some(0),
+        min_entropy: 0.0,
+        verify: Verify::PrivateKey,
+        before: 0,
+        after: 65536,
+        ..P
+    },
+    // gl:age-secret-key
+    BuiltinRule {
+        id: "age-secret-key",
+        keywords: &["age-secret-key-1"],
+        regex: r"\b(AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})\b",
+        ..P
+    },
+    // RFC 7519 JWTs: base64url(header).base64url(payload).signature (gl:jwt).
+    BuiltinRule {
+        id: "jwt",
+        keywords: &["eyj", "eyai"],
+        case_keywords: Some(&["eyJ", "eyAi"]),
+        regex: concat!(
+            r"\b(ey[A-Za-z0-9_\-]{10,}\.ey[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]*)",
+            end!()
+        ),
+        verify: Verify::Jwt,
+        after: 16384,
+        ..P
+    },
+    // RFC 3986 userinfo with a password: `scheme://user:password@host`.
+    BuiltinRule {
+        id: "url-password",
+        keywords: &["://"],
+        word_start: false,
+        regex: r#"\b([a-zA-Z][a-zA-Z0-9+.\-]{1,30})://([^\s:/?#@"'<>\[\]\\]{0,128}):([^\s/?#@"'<>\\]{1,256})@[A-Za-z0-9.\-_\[\]:%]+"#,
+        group: Some(3),
+        min_entropy: 0.0,
+        verify: Verify::UrlPassword,
+        before: 40,
+        after: 600,
+        ..P
+    },
+    // ADO.NET / ODBC connection strings: `Server=...;User Id=...;Password=...;`.
+    BuiltinRule {
+        id: "connection-string-password",
+        keywords: &["password", "pwd"],
+        regex: r#"(?i)(?:^|[;"'\s])(?:password|pwd)\s*=\s*([^;"'\r\n]{1,200})"#,
+        min_entropy: 0.0,
+        verify: Verify::AdoNet,
+        before: 4,
+        after: 220,
+        ..C
+    },
+    // HTTP Basic credentials (RFC 7617).
+    BuiltinRule {
+        id: "basic-auth",
+        keywords: &["basic"],
+        regex: r"(?i)\bbasic\s+([A-Za-z0-9+/]{8,}={0,2})(?:[^A-Za-z0-9+/=]|$)",
+        min_entropy: 0.0,
+        verify: Verify::BasicAuth,
+        before: 4,
+        after: 600,
+        ..C
+    },
+    // HTTP Bearer tokens (RFC 6750).
+    BuiltinRule {
+        id: "bearer-token",
+        keywords: &["bearer"],
+        regex: r"(?i)\bbearer\s+([A-Za-z0-9._~+/\-]{20,}=*)",
+        min_entropy: 3.5,
+        verify: Verify::Bearer,
+        before: 4,
+        after: 4096,
+        low_priority: true,
+        ..C
+    },
+    // gl:generic-api-key, narrowed: a secret-ish name assigned a secret-looking value.
+    BuiltinRule {
+        id: "generic-secret",
+        keywords: &[
+            "password",
+            "passwd",
+            "pwd",
+            "secret",
+            "token",
+            "api_key",
+            "apikey",
+            "api-key",
+            "access_key",
+            "access-key",
+            "accesskey",
+            "auth_key",
+            "credential",
+            "private_key",
+        ],
+        regex: r#"(?i)([a-z0-9_.\-]{0,40}(?:password|passwd|pwd|secret|token|api[_\-]?key|access[_\-]?key|auth[_\-]?key|credentials?|private[_\-]?key)[a-z0-9_.\-]{0,30})['"]?\s{0,5}(?:=|:|:=|=>|\|\|=)\s{0,5}['"\x60]?([^\s'"\x60;,<>(){}\[\]]{8,200})"#,
+        group: Some(2),
+        min_entropy: 0.0,
+        verify: Verify::Generic,
+        before: 80,
+        after: 320,
+        low_priority: true,
+        ..C
+    },
+    // ---- more SaaS formats (gitleaks rule ids in comments) -----------------------
+    // gl:shopify-*
+    BuiltinRule {
+        id: "shopify-token",
+        keywords: &["shpat_", "shpca_", "shppa_", "shpss_"],
+        regex: r"\b(shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32})\b",
+        ..P
+    },
+    // gl:digitalocean-*
+    BuiltinRule {
+        id: "digitalocean-token",
+        keywords: &["dop_v1_", "doo_v1_", "dor_v1_"],
+        regex: r"\b(do[opr]_v1_[a-f0-9]{64})\b",
+        ..P
+    },
+    // gl:linear-api-key
+    BuiltinRule {
+        id: "linear-api-key",
+        keywords: &["lin_api_"],
+        regex: r"\b(lin_api_[A-Za-z0-9]{40})\b",
+        ..P
+    },
+    // gl:postman-api-token
+    BuiltinRule {
+        id: "postman-api-key",
+        keywords: &["pmak-"],
+        case_keywords: Some(&["PMAK-"]),
+        regex: r"\b(PMAK-[a-fA-F0-9]{24}-[a-fA-F0-9]{34})\b",
+        ..P
+    },
+    // gl:doppler-api-token
+    BuiltinRule {
+        id: "doppler-token",
+        keywords: &["dp.pt."],
+        regex: r"\b(dp\.pt\.[A-Za-z0-9]{43})\b",
+        ..P
+    },
+    // gl:databricks-api-token
+    BuiltinRule {
+        id: "databricks-token",
+        keywords: &["dapi"],
+        case_keywords: Some(&["dapi"]),
+        regex: r"\b(dapi[a-f0-9]{32}(?:-\d)?)\b",
+        ..P
+    },
+    // gl:vault-service-token, gl:vault-batch-token
+    BuiltinRule {
+        id: "vault-token",
+        keywords: &["hvs.", "hvb."],
+        regex: concat!(r"\b(hv[sb]\.[A-Za-z0-9_\-]{90,300})", end!()),
+        ..P
+    },
+    // gl:sentry-user-token, gl:sentry-org-token
+    BuiltinRule {
+        id: "sentry-token",
+        keywords: &["sntryu_", "sntrys_"],
+        regex: r"\b(sntryu_[a-f0-9]{64}|sntrys_eyJ[A-Za-z0-9+/=_]{60,600})",
+        after: 800,
+        ..P
+    },
+    // gl:grafana-service-account-token, gl:grafana-cloud-api-token
+    BuiltinRule {
+        id: "grafana-token",
+        keywords: &["glsa_", "glc_"],
+        regex: r"\b(glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,400}={0,3})",
+        ..P
+    },
+    // gl:new-relic-user-api-key
+    BuiltinRule {
+        id: "new-relic-api-key",
+        keywords: &["nrak-"],
+        case_keywords: Some(&["NRAK-"]),
+        regex: r"\b(NRAK-[A-Z0-9]{27})\b",
+        ..P
+    },
+    // gl:pulumi-api-token
+    BuiltinRule {
+        id: "pulumi-token",
+        keywords: &["pul-"],
+        regex: r"\b(pul-[a-f0-9]{40})\b",
+        ..P
+    },
+    // gl:rubygems-api-token
+    BuiltinRule {
+        id: "rubygems-token",
+        keywords: &["rubygems_"],
+        regex: r"\b(rubygems_[a-f0-9]{48})\b",
+        ..P
+    },
+    // gl:square-access-token (`sq0atp-`), Square OAuth secrets (`sq0csp-`).
+    BuiltinRule {
+        id: "square-token",
+        keywords: &["sq0atp-", "sq0csp-"],
+        regex: concat!(r"\b(sq0(?:atp|csp)-[0-9A-Za-z_\-]{22,60})", end!()),
+        ..P
+    },
+    // gl:heroku-api-key-v2
+    BuiltinRule {
+        id: "heroku-api-key",
+        keywords: &["hrku-aa"],
+        case_keywords: Some(&["HRKU-AA"]),
+        regex: concat!(r"\b(HRKU-AA[0-9A-Za-z_\-]{58})", end!()),
+        ..P
+    },
+    // Tailscale keys (`tskey-<kind>-<id>-<secret>`), tailscale.com/kb/1085/auth-keys.
+    BuiltinRule {
+        id: "tailscale-key",
+        keywords: &["tskey-"],
+        regex: concat!(r"\b(tskey-[a-z]+-[A-Za-z0-9]{6,}-[A-Za-z0-9]{20,})", end!()),
+        ..P
+    },
+    // gl:notion-api-token
+    BuiltinRule {
+        id: "notion-token",
+        keywords: &["ntn_"],
+        regex: r"\b(ntn_[0-9]{11}[A-Za-z0-9]{35})\b",
+        ..P
+    },
+    // gl:alibaba-access-key-id
+    BuiltinRule {
+        id: "alibaba-access-key-id",
+        keywords: &["ltai"],
+        case_keywords: Some(&["LTAI"]),
+        regex: r"\b(LTAI[A-Za-z0-9]{20})\b",
+        ..P
+    },
+    // gl:1password-service-account-token
+    BuiltinRule {
+        id: "1password-service-account-token",
+        keywords: &["ops_eyj"],
+        case_keywords: Some(&["ops_eyJ"]),
+        regex: r"\b(ops_eyJ[a-zA-Z0-9+/]{250,}={0,3})",
+        after: 4096,
+        ..P
+    },
+    // gl:planetscale-*
+    BuiltinRule {
+        id: "planetscale-token",
+        keywords: &["pscale_tkn_", "pscale_oauth_", "pscale_pw_"],
+        regex: concat!(
+            r"\b(pscale_(?:tkn|oauth|pw)_[A-Za-z0-9_=.\-]{32,64})",
+            end!()
+        ),
+        ..P
+    },
+];

@@ -1,0 +1,301 @@
+//! Pointers, keys, encodings, user rules, gitleaks import, budgets, redaction.
+
+use conductor_scan::{
+    BUDGET_DETECTOR, FingerprintKey, LabelSpec, ScanLimits, Scanner, parse_gitleaks_toml, redact,
+};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use crate::corpus::{Rng, all_builtins, key};
+
+fn gh(rng: &mut Rng) -> String {
+    format!(
+        "ghp_{}",
+        rng.pick(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            36
+        )
+    )
+}
+
+fn two_labels() -> Scanner {
+    Scanner::new(&[
+        LabelSpec {
+            name: "credentials".into(),
+            builtins: vec!["secrets".into()],
+            ..LabelSpec::default()
+        },
+        LabelSpec {
+            name: "personal".into(),
+            builtins: vec!["email".into(), "phone".into()],
+            ..LabelSpec::default()
+        },
+        LabelSpec {
+            name: "project-x".into(),
+            patterns: vec![r"(?i)\bproject[- ]x\b".into()],
+            ..LabelSpec::default()
+        },
+    ])
+    .unwrap()
+}
+
+#[test]
+fn labels_pointers_and_order() {
+    let mut rng = Rng::new(1);
+    let t = gh(&mut rng);
+    let v = json!({"b": ["mail bob@example.com", {"x/y~z": format!("tok {t}")}], "a": "Project X plans"});
+    let f = two_labels().scan(&v, &key());
+    let got: Vec<(&str, &str, &str, usize)> = f
+        .iter()
+        .map(|f| {
+            (
+                f.detector.as_str(),
+                f.label.as_str(),
+                f.pointer.as_str(),
+                f.start,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("match[0]", "project-x", "/a", 0),
+            ("email", "personal", "/b/0", 5),
+            ("secrets.github-pat", "credentials", "/b/1/x~1y~0z", 4),
+        ]
+    );
+    assert_eq!(f[2].end - f[2].start, 40);
+}
+
+#[test]
+fn object_keys_are_scanned() {
+    let mut rng = Rng::new(2);
+    let t = gh(&mut rng);
+    let v = json!({"outer": {t.clone(): 1}});
+    let f = all_builtins().scan(&v, &key());
+    assert_eq!(f.len(), 1);
+    assert!(f[0].in_key);
+    assert_eq!(f[0].pointer, format!("/outer/{t}"));
+    let red = redact(&v, &f);
+    assert_eq!(red, json!({"outer": {"[REDACTED:all]": 1}}));
+}
+
+#[test]
+fn encoded_strings_are_decoded_once() {
+    use base64::Engine as _;
+    let mut rng = Rng::new(3);
+    let t = gh(&mut rng);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("token={t}"));
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{{\"t\":\"{t}\"}}"));
+    let pct = format!("q=1&token%3D{}", t.replace('_', "%5F"));
+    let nested = json!({"k": format!("tok {t}")}).to_string();
+    let twice = base64::engine::general_purpose::STANDARD.encode(&b64);
+    let v = json!({"b64": b64, "url": url, "pct": pct, "json": nested, "twice": twice});
+    let f = all_builtins().scan(&v, &key());
+    let enc: Vec<(&str, Option<&str>)> = f
+        .iter()
+        .map(|f| (f.pointer.as_str(), f.encoding.as_deref()))
+        .collect();
+    assert_eq!(
+        enc,
+        vec![
+            ("/b64", Some("base64")),
+            // The raw JSON text already shows the token; the decoded copy is a duplicate.
+            ("/json", None),
+            ("/pct", Some("percent")),
+            ("/url", Some("base64")),
+        ],
+        "base64 of base64 is not decoded twice"
+    );
+    let red = redact(&v, &f);
+    assert_eq!(red["b64"], "[REDACTED:all]");
+    assert_eq!(red["pct"], "[REDACTED:all]");
+    assert!(red["json"].as_str().unwrap().contains("[REDACTED:all]"));
+    assert_eq!(red["twice"], v["twice"]);
+}
+
+#[test]
+fn escaped_json_inside_a_string_is_decoded() {
+    // \u escapes hide the token from the raw text; decoding the JSON shows it.
+    let mut rng = Rng::new(4);
+    let t = gh(&mut rng);
+    let hidden: String = t.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+    let inner = format!("{{\"token\": \"{hidden}\"}}");
+    let f = all_builtins().scan(&json!({"body": inner}), &key());
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].encoding.as_deref(), Some("json"));
+    assert_eq!(f[0].pointer, "/body");
+}
+
+#[test]
+fn gcp_service_account_object_is_recognised() {
+    let mut rng = Rng::new(5);
+    let body = rng.pick(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        256,
+    );
+    let sa = json!({"type": "service_account", "private_key": body, "client_email": "a@b.iam.gserviceaccount.com"});
+    let scanner = Scanner::new(&[LabelSpec {
+        name: "c".into(),
+        builtins: vec!["secrets".into()],
+        ..LabelSpec::default()
+    }])
+    .unwrap();
+    let f = scanner.scan(&json!({"creds": sa.clone()}), &key());
+    assert!(
+        f.iter()
+            .any(|f| f.detector == "secrets.gcp-service-account"
+                && f.pointer == "/creds/private_key")
+    );
+    let as_text = scanner.scan(&json!({"creds": sa.to_string()}), &key());
+    assert!(
+        as_text
+            .iter()
+            .any(|f| f.detector == "secrets.gcp-service-account"
+                && f.encoding.as_deref() == Some("json"))
+    );
+}
+
+#[test]
+fn fingerprints_are_keyed() {
+    let mut rng = Rng::new(6);
+    let t = gh(&mut rng);
+    let s = all_builtins();
+    let a = s.scan_str(&format!("x {t}"), &FingerprintKey([1; 32]));
+    let b = s.scan_str(&format!("{t} y"), &FingerprintKey([1; 32]));
+    let c = s.scan_str(&format!("x {t}"), &FingerprintKey([2; 32]));
+    assert_eq!(a[0].fingerprint, b[0].fingerprint);
+    assert_ne!(a[0].fingerprint, c[0].fingerprint);
+}
+
+#[test]
+fn gitleaks_rules_are_imported_and_applied() {
+    let path = format!(
+        "{}/tests/corpus/gitleaks-sample.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let rules = parse_gitleaks_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(rules.len(), 3, "the path-only rule is skipped");
+    let scanner = Scanner::new(&[LabelSpec {
+        name: "team".into(),
+        gitleaks: rules,
+        ..LabelSpec::default()
+    }])
+    .unwrap();
+    let mut rng = Rng::new(7);
+    let tok = rng.pick(b"abcdefghijklmnopqrstuvwxyz0123456789", 32);
+    let v = json!({
+        "hit": format!("ACME_TOKEN = \"acme_{tok}\""),
+        "allowed": format!("acme_0000000000{}", &tok[..22]),
+        "stopword": format!("acme_{}example{}", &tok[..10], &tok[..15]),
+        "no_keyword": "ACMX_zzzz",
+        "internal": format!("https://intra.corp/{}", rng.pick(b"0123456789", 12)),
+        "lowentropy": "acme_abababababababababababababab",
+    });
+    let f = scanner.scan(&v, &key());
+    let got: Vec<(&str, &str)> = f
+        .iter()
+        .map(|f| (f.detector.as_str(), f.pointer.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("gitleaks.acme-token", "/hit"),
+            ("gitleaks.corp-url", "/internal")
+        ]
+    );
+    // The secret group is what is reported.
+    let s = v["hit"].as_str().unwrap();
+    assert_eq!(&s[f[0].start..f[0].end], format!("acme_{tok}"));
+}
+
+#[test]
+fn budget_exhaustion_fails_closed() {
+    let v = json!({"a": "x".repeat(1000), "b": "y".repeat(1000)});
+    let f = two_labels().scan_with_limits(
+        &v,
+        &key(),
+        ScanLimits {
+            max_total_bytes: 1500,
+        },
+    );
+    let labels: Vec<&str> = f
+        .iter()
+        .filter(|f| f.detector == BUDGET_DETECTOR)
+        .map(|f| f.label.as_str())
+        .collect();
+    assert_eq!(labels, vec!["credentials", "personal", "project-x"]);
+    assert!(two_labels().scan(&v, &key()).is_empty());
+}
+
+#[test]
+fn a_16_mib_argument_is_scanned_to_the_end() {
+    let mut rng = Rng::new(8);
+    let t = gh(&mut rng);
+    let mut big = String::with_capacity(16 << 20);
+    let filler = "The quick brown fox jumps over the lazy dog; token count 42, call 3. ";
+    while big.len() < (16 << 20) - 100 {
+        big.push_str(filler);
+    }
+    big.push_str(&t);
+    let f = all_builtins().scan(&json!({"blob": big}), &key());
+    assert_eq!(
+        f.len(),
+        1,
+        "{:?}",
+        f.iter().map(|f| &f.detector).collect::<Vec<_>>()
+    );
+    assert_eq!(f[0].end, big.len());
+}
+
+#[test]
+fn builtin_only_scanner_always_compiles() {
+    for b in conductor_scan::BUILTIN_DETECTORS {
+        let s = Scanner::new(&[LabelSpec {
+            name: "l".into(),
+            builtins: vec![(*b).to_string()],
+            ..LabelSpec::default()
+        }]);
+        assert!(s.is_ok(), "{b}");
+        assert!(conductor_scan::is_builtin(b));
+    }
+    assert!(!conductor_scan::is_builtin("secret"));
+}
+
+#[test]
+fn redaction_replaces_only_the_spans() {
+    let mut rng = Rng::new(9);
+    let t = gh(&mut rng);
+    let v = json!({"m": format!("a {t} b alice@example.com c"), "n": 5});
+    let f = two_labels().scan(&v, &key());
+    let red = redact(&v, &f);
+    assert_eq!(
+        red,
+        json!({"m": "a [REDACTED:credentials] b [REDACTED:personal] c", "n": 5})
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn spans_are_in_bounds_and_on_char_boundaries(s in "\\PC{0,200}", prefix in "[a-zA-Z0-9 @+().:=_-]{0,40}") {
+        let text = format!("{prefix}{s}");
+        let v = Value::String(text.clone());
+        for f in all_builtins().scan(&v, &key()) {
+            if f.encoding.is_none() {
+                prop_assert!(f.start < f.end && f.end <= text.len());
+                prop_assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end));
+            }
+        }
+    }
+
+    #[test]
+    fn redaction_is_idempotent(words in proptest::collection::vec("[a-z]{1,8}|[0-9]{1,4}|@|[A-Z]{2}[0-9]{2}", 0..30)) {
+        let v = Value::String(words.join(" "));
+        let s = all_builtins();
+        let once = redact(&v, &s.scan(&v, &key()));
+        let twice = redact(&once, &s.scan(&once, &key()));
+        prop_assert_eq!(once, twice);
+    }
+}
