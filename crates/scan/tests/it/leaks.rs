@@ -64,9 +64,19 @@ fn redaction_removes_every_finding() {
         let red = redact(&c.value, &found);
         let text = serde_json::to_string(&red).unwrap();
         // A service-account key id is an identifier, not a secret: it is left alone.
-        let ids_only = c.source.contains("\"private_key_id\": \"${hex:40}\", \"private_key\"");
-        for g in c.generated.iter().filter(|g| g.len() >= 8 && !(ids_only && g.len() == 40)) {
-            assert!(!text.contains(g.as_str()), "line {}: a generated value survives redaction", c.line);
+        let ids_only = c
+            .source
+            .contains("\"private_key_id\": \"${hex:40}\", \"private_key\"");
+        for g in c
+            .generated
+            .iter()
+            .filter(|g| g.len() >= 8 && !(ids_only && g.len() == 40))
+        {
+            assert!(
+                !text.contains(g.as_str()),
+                "line {}: a generated value survives redaction",
+                c.line
+            );
         }
         assert!(
             text.contains("[REDACTED:all]"),
