@@ -15,6 +15,7 @@ fn alias_bomb_is_refused() {
     }
     let out = refuse(&text);
     assert!(out.contains("yaml aliases"), "{out}");
+    insta::assert_snapshot!("alias_bomb", out);
 }
 
 #[test]
@@ -65,6 +66,7 @@ fn huge_files_are_refused_before_reading_them_whole() {
 fn many_documents_are_refused() {
     let out = refuse("version: 1\n---\nversion: 1\n");
     assert!(out.contains("single yaml document"), "{out}");
+    insta::assert_snapshot!("many_documents", out);
 }
 
 /// Tags that construct objects are the classic YAML RCE (e.g. PyYAML's
@@ -73,6 +75,7 @@ fn many_documents_are_refused() {
 fn constructor_tags_are_refused() {
     let out = refuse("version: 1\nagents: !!python/object/apply:os.system [\"id\"]\n");
     assert!(out.contains("unsupported tag"), "{out}");
+    insta::assert_snapshot!("constructor_tag", out);
 }
 
 #[test]
