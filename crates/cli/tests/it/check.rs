@@ -395,6 +395,8 @@ fn the_bundled_examples_decide_as_documented() {
                 d["decision"].as_str().unwrap(),
                 checks.join(",")
             )
+            .trim_end()
+            .to_string()
         })
         .collect();
     assert_eq!(summary.len(), input.lines().count());
