@@ -22,6 +22,11 @@ pub use read::{AuditReader, Break, BreakKind, Checkpoint, Filter, ReadError, Ver
 pub use record::{GENESIS, Record, chain_hash, hash_text, parse_hash};
 pub use store::AuditStore;
 
+/// The SQLite binding the store uses, for tests elsewhere that tamper with a store's
+/// file directly (not part of the contract).
+#[doc(hidden)]
+pub use rusqlite;
+
 /// How hard a commit tries to survive.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Durability {
