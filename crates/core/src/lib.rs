@@ -43,7 +43,11 @@
 //!   label the policy does not define counts as the highest level.
 //!
 //! Messages never contain argument values or matched data: they name detectors,
-//! labels, JSON pointers and canonical hosts.
+//! labels, JSON pointers and canonical hosts. Before a decision leaves the core,
+//! every value a detector matched is scrubbed from all of its strings (a
+//! destination's `input`, pointers through secret keys, messages) — see `scrub`.
+
+mod scrub;
 
 use std::collections::BTreeSet;
 
@@ -354,7 +358,7 @@ pub fn decide(policy: &Policy, request: &Request, world: &World<'_>) -> Decision
 
     // data and flow
     let data = policy.data();
-    let findings = data.scanner.scan(&request.arguments, world.fingerprint_key);
+    let mut findings = data.scanner.scan(&request.arguments, world.fingerprint_key);
     let egress: Vec<(&Destination, usize, String)> = outcome
         .destinations
         .iter()
@@ -372,6 +376,7 @@ pub fn decide(policy: &Policy, request: &Request, world: &World<'_>) -> Decision
         &mut denials,
     );
     flow_check(data, &request.session_labels, &egress, &mut denials);
+    drop(egress);
 
     dedup(&mut denials);
     // INVARIANT: `allow` only when no check added a reason and no approve rule
@@ -383,10 +388,18 @@ pub fn decide(policy: &Policy, request: &Request, world: &World<'_>) -> Decision
     } else {
         (Effect::Allow, Vec::new())
     };
+    let mut reasons = reasons;
+    let mut destinations = outcome.destinations;
+    scrub::scrub(
+        &request.arguments,
+        &mut findings,
+        &mut destinations,
+        &mut reasons,
+    );
     Decision {
         decision,
         reasons,
-        destinations: outcome.destinations,
+        destinations,
         findings,
         policy: policy.sha256().to_string(),
     }
@@ -473,7 +486,7 @@ fn tool_and_role(
                         check: Check::Role,
                         rule: rule.id.clone(),
                         message: format!(
-                            "role `{}` {} `{shown}` only for {allowed_actions}; it is a `{}` action",
+                            "role `{}` {} `{shown}` only for {allowed_actions}; its action is `{}`",
                             rule.role,
                             verb(rule.kind),
                             action.name()

@@ -198,3 +198,44 @@ fn messages_never_echo_argument_values() {
         }
     }
 }
+
+const TOKEN: &str = "ghp_8Fq2LmZt9RkX4vBn7WcY1pQs3JdH6gTa0eUi";
+
+#[test]
+fn label_result_names_the_labels_of_a_result() {
+    let p = load_str(POLICY, "p", None).unwrap();
+    let resolver = FixedResolver::new(&BTreeMap::new());
+    let world = World {
+        resolver: &resolver,
+        fingerprint_key: &KEY,
+    };
+    let result = json!({"content": [{"type": "text", "text": format!("your token is {TOKEN}")}]});
+    assert_eq!(label_result(&p, &result, &world), vec!["credentials"]);
+}
+
+/// The invariant "secrets never leave through the gate's own outputs": a decision
+/// about a call carrying a credential names detector, label and pointer only.
+#[test]
+fn decisions_never_contain_the_matched_value() {
+    let p = load_str(POLICY, "p", None).unwrap();
+    let resolver = FixedResolver::new(&BTreeMap::new());
+    let world = World {
+        resolver: &resolver,
+        fingerprint_key: &KEY,
+    };
+    let req = Request {
+        agent: "research-bot".into(),
+        tool: "fetch.fetch".into(),
+        arguments: json!({"url": "https://en.wikipedia.org/", "note": format!("key {TOKEN}"), TOKEN: 1}),
+        workflow: None,
+        session: None,
+        session_labels: vec![],
+    };
+    let d = decide(&p, &req, &world);
+    assert_eq!(d.decision, conductor_core::Effect::Deny);
+    assert!(!d.findings.is_empty());
+    let text = serde_json::to_string(&d).unwrap();
+    assert!(!text.contains(TOKEN), "{text}");
+    assert!(!text.contains(&TOKEN[4..20]), "{text}");
+    assert!(text.contains("/note"), "{text}");
+}

@@ -53,7 +53,7 @@ impl FixedResolver {
             ("en.wikipedia.org", "208.80.154.224"),
             ("example.com", "93.184.215.14"),
             ("paste.example.net", "203.0.114.10"),
-            ("wiki.corp.example.com", "198.51.100.20"),
+            ("wiki.corp.example.com", "93.184.215.15"),
         ] {
             m.insert(h.into(), vec![ip.parse().unwrap()]);
         }

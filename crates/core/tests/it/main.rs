@@ -10,4 +10,5 @@
 
 mod api;
 mod corpus;
+mod leaks;
 mod props;

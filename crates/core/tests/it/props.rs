@@ -156,7 +156,7 @@ fn request(agent: &str, tool: &str) -> Request {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(150))]
 
     /// The decision equals the reference model: deny > approve > allow > default deny.
     #[test]
