@@ -348,6 +348,9 @@ fn checkpointer_loop(conn: &Connection, rx: &mpsc::Receiver<()>, dirty: &AtomicB
     }
 }
 
+/// Batches up to this size are answered by the writer itself.
+const INLINE_REPLIES: usize = 2;
+
 /// How often the background checkpointer looks for new commits.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
@@ -421,7 +424,15 @@ fn writer_loop(
                             .collect()
                     }
                 };
-            notify(Notice::Done(replies));
+            if replies.len() <= INLINE_REPLIES {
+                // At low load, waking the appender directly is quicker than a hop
+                // through the notifier thread.
+                for (slot, result) in replies {
+                    slot.put(result);
+                }
+            } else {
+                notify(Notice::Done(replies));
+            }
         }
         for f in flushes.drain(..) {
             notify(Notice::Flushed(f));
