@@ -283,6 +283,19 @@ fn show(s: &str) -> String {
 
 /// Decide one request. Never panics; anything that cannot be evaluated is a deny.
 pub fn decide(policy: &Policy, request: &Request, world: &World<'_>) -> Decision {
+    decide_with_pointers(policy, request, &[], world)
+}
+
+/// [`decide`], with extra JSON pointers whose values are destinations — e.g. the
+/// fields a transport learned from the tool's input schema (`format: uri`, a
+/// property named `url`). They add to the policy's declared pointers; they never
+/// replace or weaken them.
+pub fn decide_with_pointers(
+    policy: &Policy,
+    request: &Request,
+    extra_pointers: &[String],
+    world: &World<'_>,
+) -> Decision {
     let mut denials: Vec<Reason> = Vec::new();
     let mut approvals: Vec<Reason> = Vec::new();
     let tool = request.tool.as_str();
@@ -340,9 +353,20 @@ pub fn decide(policy: &Policy, request: &Request, world: &World<'_>) -> Decision
     }
 
     // destination
-    let (pointers, literals) = match policy.tool_fact(tool) {
+    let (declared, literals) = match policy.tool_fact(tool) {
         Some(f) => (f.pointers.as_slice(), f.literals.as_slice()),
         None => (&[][..], &[][..]),
+    };
+    let merged: Vec<String>;
+    let pointers = if extra_pointers.is_empty() {
+        declared
+    } else {
+        merged = declared
+            .iter()
+            .chain(extra_pointers.iter().filter(|p| !declared.contains(p)))
+            .cloned()
+            .collect();
+        merged.as_slice()
     };
     let outcome =
         policy
