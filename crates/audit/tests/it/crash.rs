@@ -141,3 +141,75 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
         .unwrap();
     assert!(all_acks.iter().all(|s| seen.contains(s)));
 }
+
+/// Not a test: the body of the disk-full child. Appends until `append` fails, printing
+/// `ack <seq>` for each success and `error <message>` for the failure.
+#[test]
+#[ignore = "child process of the disk-full test; does nothing on its own"]
+fn child_until_error() {
+    let Some(db) = std::env::var_os(ENV_DB) else {
+        return;
+    };
+    let store = AuditStore::open(Path::new(&db), AuditOptions::default()).unwrap();
+    let mut out = std::io::stdout();
+    for i in 0..1_000_000u64 {
+        match store.append(record(i)) {
+            Ok(r) => writeln!(out, "ack {}", r.seq).unwrap(),
+            Err(e) => {
+                writeln!(out, "error {e}").unwrap();
+                return;
+            }
+        }
+    }
+    writeln!(out, "no error").unwrap();
+}
+
+/// Disk full: the child runs with a file-size limit (`ulimit -f`, SIGXFSZ ignored, so a
+/// write past the limit fails with EFBIG as on a full disk). `append` must return an
+/// error — not panic, not succeed — and what was acknowledged must be there, verified.
+#[test]
+fn a_full_disk_fails_appends_and_keeps_what_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 600; exec \"$0\" \"$@\"")
+        .arg(&exe)
+        .args([
+            "--ignored",
+            "--exact",
+            "crash::child_until_error",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ENV_DB, &db)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut acks = Vec::new();
+    let mut error = None;
+    for line in stdout.lines() {
+        if let Some(pos) = line.find("ack ") {
+            acks.push(line[pos + 4..].trim().parse::<u64>().unwrap());
+        } else if let Some(pos) = line.find("error ") {
+            error = Some(line[pos + 6..].to_string());
+        }
+    }
+    assert!(
+        out.status.success(),
+        "child failed: {:?}\n{stdout}",
+        out.status
+    );
+    let error = error.unwrap_or_else(|| panic!("no append failed:\n{stdout}"));
+    assert!(error.contains("cannot be used"), "{error}");
+    assert!(
+        !acks.is_empty(),
+        "nothing was written before the disk filled"
+    );
+    let report = verify(&db);
+    assert!(report.broken.is_none(), "{:?}", report.broken);
+    let (head, _) = report.head.unwrap();
+    assert!(*acks.iter().max().unwrap() <= head);
+}
