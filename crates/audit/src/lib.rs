@@ -7,6 +7,48 @@
 //! [`AuditStore::open`], [`AuditStore::append`] (blocks until committed, thread-safe),
 //! [`AuditStore::flush`], [`NewRecord`], [`Receipt`], [`AuditOptions`], [`Durability`],
 //! [`default_path`], [`canonical_json`], [`request_digest`].
+//! Additions for readers (the `conductor audit` commands): [`AuditReader`] (verify,
+//! query, tail, head), [`Record`], [`Filter`], [`Checkpoint`], [`VerifyReport`],
+//! [`ocsf::event`], [`time`], and the chain primitives [`chain_hash`], [`hash_text`],
+//! [`parse_hash`], [`GENESIS`].
+//!
+//! # Record
+//!
+//! A stored record is the RFC 8785 canonical JSON object of: `v` (format, 1), `seq`
+//! (1, 2, 3, … without gaps), `time` (RFC 3339 UTC with microseconds, taken by the store
+//! inside the commit), `event`, `agent`, `session`?, `workflow`?, `server`?, `tool`,
+//! `action`, `decision`, `reasons`, `destinations`, `findings`, `policy`,
+//! `request_digest`, `arguments`? (as the caller gave them: the caller redacts),
+//! `latency_us`, and `prev` (the previous record's hash). `?` members are left out when
+//! absent.
+//!
+//! # Chain
+//!
+//! `hash = SHA-256(prev_hash_bytes ‖ canonical_record_bytes)`, written `sha256:<hex>`;
+//! the first record's `prev` is 32 zero bytes. [`AuditReader::verify`] walks the chain
+//! from seq 1 and reports the first record that does not fit: a missing seq (deleted),
+//! a record that names another seq (inserted, reordered), a `prev` that is not the
+//! previous hash (something before it changed), a hash that is not the record's
+//! (modified), or text that is not canonical JSON (edited by hand).
+//!
+//! A chain cannot show that its tail was cut off, so [`Checkpoint`]s of the head are
+//! printed for anchoring elsewhere, in the C2SP tlog-checkpoint note format: origin
+//! line (`conductor.invalid/audit/<random id>`, fixed when the store is created), tree
+//! size, base64 RFC 6962 Merkle tree head over the canonical records. They are not
+//! signed (yet); `verify` against a saved checkpoint detects a cut-off tail and a
+//! rewritten history.
+//!
+//! # Store
+//!
+//! SQLite in WAL mode, one file (mode 0600, parents created). Each open handle has a
+//! writer thread that commits whatever is queued in one `BEGIN IMMEDIATE` transaction
+//! (group commit), reading the chain head under the write lock so that processes
+//! sharing the file never fork the chain; `append` returns only after that COMMIT.
+//! [`Durability::Normal`] (`synchronous=NORMAL`) survives SIGKILL of the process;
+//! [`Durability::Fsync`] (`synchronous=FULL`) also power loss. A lock held by another
+//! writer for more than 5 s, a full disk, a damaged file, or an unusable path make
+//! `append` return an error; nothing panics. Dropping the last handle waits for the
+//! writer to finish what is queued (a short blocking join).
 
 use std::path::PathBuf;
 

@@ -88,3 +88,20 @@ fn flush_waits_for_everything_appended_before_it() {
     store.flush().unwrap();
     assert_eq!(verify(&db).verified, 400);
 }
+
+#[test]
+fn processes_racing_to_create_a_store_share_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new/audit.db");
+    let children: Vec<_> = (0..3).map(|_| spawn_child(&db, 2, 100)).collect();
+    let mut seqs = HashSet::new();
+    for child in children {
+        for s in collect_acks(child, None) {
+            assert!(seqs.insert(s), "seq {s} acknowledged twice");
+        }
+    }
+    assert_eq!(seqs.len(), 600);
+    let report = verify(&db);
+    assert!(report.broken.is_none(), "{:?}", report.broken);
+    assert_eq!(report.verified, 600);
+}
