@@ -49,12 +49,35 @@ pub struct Canonical {
     pub zone: Option<String>,
     /// Set when the RFC 3986 reading disagrees with the WHATWG one: what it read.
     pub mismatch: Option<String>,
-    /// The origin as written (scheme, host and port, no userinfo/path/query), made safe
-    /// for messages: control characters escaped, truncated.
-    pub written: String,
+    /// How the input named its scheme (for [`Canonical::written`]).
+    form: Form,
+}
+
+/// How to show the origin of a canonicalized input, as written (see [`Origin::written`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin(Form);
+
+impl Origin {
+    /// The origin as written in `input` (the string that was canonicalized): scheme,
+    /// host and port, no userinfo, path or query (they may carry secrets), made safe for
+    /// messages (control characters escaped, truncated).
+    pub fn written(self, input: &str) -> String {
+        let s = input.trim_matches(|c: char| c <= ' ');
+        written_origin(s, &self.0)
+    }
 }
 
 impl Canonical {
+    /// See [`Origin::written`].
+    pub fn written(&self, input: &str) -> String {
+        self.origin().written(input)
+    }
+
+    /// What [`Canonical::written`] needs, without borrowing `self`.
+    pub fn origin(&self) -> Origin {
+        Origin(self.form)
+    }
+
     /// The canonical text: `scheme://host[:port]/`, or `host[:port]` without a scheme.
     /// Canonicalizing this text gives back the same scheme, host and port.
     pub fn to_canonical_string(&self) -> String {
@@ -146,6 +169,7 @@ const KNOWN_SCHEMES: &[&str] = &[
 ];
 
 /// How the input names its scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Form {
     /// `scheme:…`; the string is parsed as it is.
     Scheme,
@@ -153,6 +177,8 @@ enum Form {
     Relative,
     /// `host[:port][/…]`; parsed after `http://`, reported without scheme.
     Bare,
+    /// A bare IPv6 address (`fd00:ec2::254`, `fe80::1%eth0`).
+    BareV6,
 }
 
 fn form_of(s: &str) -> Form {
@@ -160,8 +186,9 @@ fn form_of(s: &str) -> Form {
         let (scheme, after) = s.split_at(colon);
         let after = after.get(1..).unwrap_or("");
         if is_scheme(scheme) {
-            let lower = scheme.to_ascii_lowercase();
-            if KNOWN_SCHEMES.contains(&lower.as_str()) || after.starts_with(['/', '\\']) {
+            if after.starts_with(['/', '\\'])
+                || KNOWN_SCHEMES.iter().any(|k| k.eq_ignore_ascii_case(scheme))
+            {
                 return Form::Scheme;
             }
             // `example.com:8080`, `localhost:6379/0`: a host and a port.
@@ -205,18 +232,36 @@ pub fn canonicalize(input: &str) -> Result<Canonical, CanonError> {
                 port: None,
                 zone: zone.map(percent_decode_lossy),
                 mismatch: None,
-                written: safe(s),
+                form: Form::BareV6,
             });
         }
     }
     let form = form_of(s);
-    let prefixed = match form {
-        Form::Scheme => s.to_string(),
-        Form::Relative => format!("http:{s}"),
-        Form::Bare => format!("http://{s}"),
+    if form == Form::Scheme
+        && let Some(c) = simple_http(s)
+    {
+        return Ok(c);
+    }
+    general(s, form)
+}
+
+/// Canonicalization without the fast path (for the property test that checks it).
+#[cfg(test)]
+fn canonicalize_general(input: &str) -> Result<Canonical, CanonError> {
+    let s = input.trim_matches(|c: char| c <= ' ');
+    general(s, form_of(s))
+}
+
+/// The general path: WHATWG parse (the `url` crate), RFC 3986 parse, compare.
+fn general(s: &str, form: Form) -> Result<Canonical, CanonError> {
+    let prefixed: std::borrow::Cow<'_, str> = match form {
+        Form::Scheme => std::borrow::Cow::Borrowed(s),
+        Form::Relative => std::borrow::Cow::Owned(format!("http:{s}")),
+        Form::Bare | Form::BareV6 => std::borrow::Cow::Owned(format!("http://{s}")),
     };
     let (text, zone) = strip_zone(&prefixed);
-    let url = url::Url::parse(&text).map_err(|e| CanonError::Invalid(e.to_string()))?;
+    let url =
+        url::Url::parse(authority_prefix(&text)).map_err(|e| CanonError::Invalid(e.to_string()))?;
     let scheme = match form {
         Form::Scheme => url.scheme().to_string(),
         _ => String::new(),
@@ -234,7 +279,7 @@ pub fn canonicalize(input: &str) -> Result<Canonical, CanonError> {
     };
     // The second reading.
     let parse_scheme = url.scheme();
-    let rfc = rfc3986_host_port(&text);
+    let rfc = rfc3986_host_port(&text, url.host_str().zip(host.as_ref()));
     let w_port = url.port_or_known_default();
     let port = if scheme.is_empty() {
         // Only an explicit port counts for a bare host (the WHATWG reading drops `:80`).
@@ -265,13 +310,77 @@ pub fn canonicalize(input: &str) -> Result<Canonical, CanonError> {
         port,
         zone,
         mismatch,
-        written: written_origin(s, &form),
+        form,
+    })
+}
+
+/// The commonest destination — `http://` or `https://`, a lowercase LDH host name, an
+/// optional port, then nothing or a path, query or fragment — read without the general
+/// parsers. For exactly these strings both readings are the text itself: UTS 46 maps
+/// lowercase ASCII letters, digits, `-` and `.` to themselves, there is no userinfo,
+/// percent-escape, bracket, backslash, tab or newline that a parser could treat
+/// differently, and a last label that is not numeric keeps it from being an IPv4 address.
+/// Anything else returns `None` and takes the general path.
+// INVARIANT: `simple_http(s) == Some(c)` implies the general path gives `c` too; the
+// property test `simple_http_agrees_with_the_parsers` checks it.
+fn simple_http(s: &str) -> Option<Canonical> {
+    let (scheme, rest) = if let Some(r) = s.strip_prefix("https://") {
+        ("https", r)
+    } else {
+        ("http", s.strip_prefix("http://")?)
+    };
+    let b = rest.as_bytes();
+    let end = b
+        .iter()
+        .position(|&c| matches!(c, b'/' | b'?' | b'#' | b'\\'))
+        .unwrap_or(b.len());
+    if b.get(end) == Some(&b'\\') || b.iter().any(|&c| matches!(c, b'\t' | b'\n' | b'\r')) {
+        return None;
+    }
+    let authority = rest.get(..end)?;
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let hb = host.as_bytes();
+    let ldh = !hb.is_empty()
+        && hb
+            .iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+        && hb.first() != Some(&b'.')
+        && hb.last() != Some(&b'.')
+        && !hb.windows(2).any(|w| w == b"..");
+    if !ldh || host.starts_with("xn--") || hb.windows(5).any(|w| w == b".xn--") {
+        return None;
+    }
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let numeric = last.bytes().all(|c| c.is_ascii_digit())
+        || last
+            .strip_prefix("0x")
+            .is_some_and(|h| h.bytes().all(|c| c.is_ascii_hexdigit()));
+    if numeric {
+        return None;
+    }
+    let port = match port {
+        None | Some("") => default_port(scheme),
+        Some(p) if p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit()) => {
+            Some(p.parse::<u32>().ok().and_then(|n| u16::try_from(n).ok())?)
+        }
+        Some(_) => return None,
+    };
+    Some(Canonical {
+        scheme: scheme.to_string(),
+        host: Some(Host::Name(host.to_string())),
+        port,
+        zone: None,
+        mismatch: None,
+        form: Form::Scheme,
     })
 }
 
 /// Remove an IPv6 zone id (`%25eth0`, `%eth0`) from the first bracketed host, which
 /// the URL standard rejects but curl and `getaddrinfo` accept.
-fn strip_zone(s: &str) -> (String, Option<String>) {
+fn strip_zone(s: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
     if let Some(open) = s.find('[')
         && let Some(close_rel) = s.get(open..).and_then(|r| r.find(']'))
     {
@@ -284,10 +393,10 @@ fn strip_zone(s: &str) -> (String, Option<String>) {
             let mut out = String::with_capacity(s.len());
             out.push_str(s.get(..open + pct).unwrap_or(""));
             out.push_str(s.get(close..).unwrap_or(""));
-            return (out, Some(zone));
+            return (std::borrow::Cow::Owned(out), Some(zone));
         }
     }
-    (s.to_string(), None)
+    (std::borrow::Cow::Borrowed(s), None)
 }
 
 /// Percent-decode bytes (`%XX`; a `%` not followed by two hex digits stays as it is).
@@ -336,8 +445,21 @@ pub fn canonical_host_text(raw: &str) -> Result<Host, String> {
             .map(|a| Host::Ip(IpAddr::V6(a)))
             .map_err(|_| format!("`{}` is not an IPv6 address", safe(inner)));
     }
-    let ascii = idna::domain_to_ascii_cow(decoded.as_bytes(), idna::AsciiDenyList::URL)
-        .map_err(|_| format!("`{}` is not a valid host name", safe(&decoded)))?;
+    // Fast path: plain lowercase LDH names (and IPv4 spellings) need no UTS 46 pass.
+    // INVARIANT: the fast path only takes strings UTS 46 maps to themselves: ASCII
+    // lowercase letters, digits, `-`, `_`, `.`, and no `xn--` label (those are checked).
+    let plain = !decoded.is_empty()
+        && decoded.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
+        && !decoded.starts_with("xn--")
+        && !decoded.as_bytes().windows(5).any(|w| w == b".xn--");
+    let ascii = if plain {
+        std::borrow::Cow::Borrowed(decoded.as_ref())
+    } else {
+        idna::domain_to_ascii_cow(decoded.as_bytes(), idna::AsciiDenyList::URL)
+            .map_err(|_| format!("`{}` is not a valid host name", safe(&decoded)))?
+    };
     if ascii.is_empty() {
         return Err("the host is empty".into());
     }
@@ -345,7 +467,11 @@ pub fn canonical_host_text(raw: &str) -> Result<Host, String> {
         return Ok(Host::Ip(IpAddr::V4(a)));
     }
     let name = ascii.strip_suffix('.').unwrap_or(&ascii);
-    if name.is_empty() || name.ends_with('.') || name.starts_with('.') || name.contains("..") {
+    if name.is_empty()
+        || name.ends_with('.')
+        || name.starts_with('.')
+        || name.as_bytes().windows(2).any(|w| w == b"..")
+    {
         return Err(format!("`{}` has an empty label", safe(&ascii)));
     }
     let last = name.rsplit('.').next().unwrap_or(name);
@@ -371,7 +497,7 @@ enum Rfc {
 /// The RFC 3986 reading of `s` (which starts with a scheme): authority after `//`,
 /// up to the first `/`, `?` or `#`; userinfo up to the last `@`; port after the first
 /// `:` outside brackets. The port is the explicit one, if any.
-fn rfc3986_host_port(s: &str) -> Rfc {
+fn rfc3986_host_port(s: &str, whatwg: Option<(&str, &Host)>) -> Rfc {
     let Some((_, rest)) = s.split_once(':') else {
         return Rfc::NoAuthority;
     };
@@ -430,9 +556,48 @@ fn rfc3986_host_port(s: &str) -> Rfc {
             }
         }
     };
+    // The same text canonicalizes the same way: reuse the WHATWG side's work.
+    if let Some((text, host)) = whatwg
+        && text == host_raw
+    {
+        return Rfc::Parsed {
+            host: host.clone(),
+            port,
+        };
+    }
     match canonical_host_text(host_raw) {
         Ok(host) => Rfc::Parsed { host, port },
         Err(e) => Rfc::Invalid(e),
+    }
+}
+
+/// The prefix of `text` up to the end of its authority, for the WHATWG parse: the path,
+/// query and fragment cannot change the scheme, host or port, and parsing them is most
+/// of the work. Only for the special schemes other than `file` and only when `text` has
+/// no tab or newline (which the URL standard removes wherever they are); otherwise all
+/// of `text`.
+// INVARIANT: the cut is at the first `/`, `\`, `?` or `#` after the slashes that follow
+// the scheme — exactly where the URL standard's authority state ends for these schemes.
+fn authority_prefix(text: &str) -> &str {
+    if text.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\r')) {
+        return text;
+    }
+    let Some(colon) = text.find(':') else {
+        return text;
+    };
+    let scheme = text.get(..colon).unwrap_or("");
+    if !["http", "https", "ws", "wss", "ftp"]
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(scheme))
+    {
+        return text;
+    }
+    let after = text.get(colon + 1..).unwrap_or("");
+    let slashes = after.len() - after.trim_start_matches(['/', '\\']).len();
+    let authority = after.get(slashes..).unwrap_or("");
+    match authority.find(['/', '\\', '?', '#']) {
+        Some(end) => text.get(..colon + 1 + slashes + end).unwrap_or(text),
+        None => text,
     }
 }
 
@@ -466,12 +631,13 @@ fn written_origin(s: &str, form: &Form) -> String {
                     // No authority (`mailto:`, `data:`): the scheme says enough.
                     return safe(&format!("{scheme}:"));
                 }
-                (format!("{scheme}://"), trimmed)
+                (Some(scheme), trimmed)
             }
-            None => (String::new(), s),
+            None => (None, s),
         },
-        Form::Relative => ("//".to_string(), s.trim_start_matches(['/', '\\'])),
-        Form::Bare => (String::new(), s),
+        Form::Relative => (Some(""), s.trim_start_matches(['/', '\\'])),
+        Form::Bare => (None, s),
+        Form::BareV6 => return safe(s),
     };
     let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
     let authority = rest.get(..end).unwrap_or("");
@@ -479,8 +645,23 @@ fn written_origin(s: &str, form: &Form) -> String {
         Some(at) => authority.get(at + 1..).unwrap_or(""),
         None => authority,
     };
-    let tail = if matches!(form, Form::Bare) { "" } else { "/" };
-    safe(&format!("{prefix}{hostport}{tail}"))
+    let mut out = String::with_capacity(hostport.len() + 16);
+    if let Some(scheme) = prefix {
+        if !scheme.is_empty() {
+            out.push_str(scheme);
+            out.push(':');
+        }
+        out.push_str("//");
+    }
+    out.push_str(hostport);
+    if !matches!(form, Form::Bare) {
+        out.push('/');
+    }
+    if out.len() <= 120 && out.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'`') {
+        out
+    } else {
+        safe(&out)
+    }
 }
 
 /// Escape control and other invisible characters and truncate, for messages.
@@ -588,13 +769,56 @@ mod tests {
         assert_eq!(
             canonicalize("http://u:secret@2852039166/latest?x=1")
                 .unwrap()
-                .written,
+                .written("http://u:secret@2852039166/latest?x=1"),
             "http://2852039166/"
         );
         assert_eq!(
-            canonicalize("example.com:81/x").unwrap().written,
+            canonicalize("example.com:81/x")
+                .unwrap()
+                .written("example.com:81/x"),
             "example.com:81"
         );
+    }
+
+    proptest::proptest! {
+        /// Parsing only up to the end of the authority gives the WHATWG parser's own
+        /// answer for scheme, host and port (or its own failure).
+        #[test]
+        fn authority_prefix_changes_nothing(
+            scheme in "(http|HTTPS|ws|wss|ftp|gopher|file)",
+            sep in "[:/\\\\]{1,4}",
+            rest in "[a-z0-9.@:%\\[\\]/\\\\?#\t -]{0,30}",
+        ) {
+            let text = format!("{scheme}{sep}{rest}");
+            let full = url::Url::parse(&text);
+            let cut = url::Url::parse(authority_prefix(&text));
+            match (full, cut) {
+                (Ok(a), Ok(b)) => {
+                    proptest::prop_assert_eq!(a.scheme(), b.scheme());
+                    proptest::prop_assert_eq!(a.host_str(), b.host_str(), "{}", text);
+                    proptest::prop_assert_eq!(a.port(), b.port(), "{}", text);
+                }
+                (Err(_), Err(_)) => {}
+                (a, b) => proptest::prop_assert!(false, "`{}`: {:?} vs {:?}", text, a, b),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The fast path answers exactly what the general path answers.
+        #[test]
+        fn simple_http_agrees_with_the_parsers(
+            scheme in "(http|https|HTTP|ftp)://",
+            host in "[a-z0-9.-]{0,12}(\\.(com|0x1f|12|xn--bcher-kva|-|))?",
+            port in "(:[0-9]{0,6})?",
+            rest in "[/?#\\\\@a-z%]{0,6}",
+        ) {
+            let text = format!("{scheme}{host}{port}{rest}");
+            if let Some(fast) = simple_http(&text) {
+                let slow = canonicalize_general(&text);
+                proptest::prop_assert_eq!(Ok(fast), slow, "{}", text);
+            }
+        }
     }
 
     #[test]

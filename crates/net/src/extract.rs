@@ -39,6 +39,31 @@ fn is_word_end(c: char) -> bool {
         )
 }
 
+/// Where the word at the start of `text` ends (byte offset), as `find(is_word_end)`
+/// would say, with a byte loop for the ASCII part.
+fn word_end(text: &str) -> usize {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c < 0x80 {
+            if is_word_end(char::from(c)) {
+                return i;
+            }
+            i += 1;
+        } else {
+            // A non-ASCII character: decode it (it may be a Unicode space).
+            let Some(ch) = text.get(i..).and_then(|t| t.chars().next()) else {
+                return i;
+            };
+            if is_word_end(ch) {
+                return i;
+            }
+            i += ch.len_utf8();
+        }
+    }
+    b.len()
+}
+
 /// Trim what commonly follows a URL in prose.
 fn trim_tail(s: &str) -> &str {
     let mut t = s;
@@ -57,6 +82,13 @@ fn trim_tail(s: &str) -> &str {
 /// Byte ranges of URL-looking substrings of `text` (see the module docs, items 1–5).
 pub fn find_in_text(text: &str) -> Vec<(usize, usize)> {
     let mut found: Vec<(usize, usize)> = Vec::new();
+    // Every kind of hit has a `:`, a `.`, a `/` or a `\`.
+    if !text
+        .bytes()
+        .any(|b| matches!(b, b':' | b'.' | b'/' | b'\\'))
+    {
+        return found;
+    }
     let bytes = text.as_bytes();
     // 1. scheme:…
     let mut from = 0;
@@ -74,15 +106,14 @@ pub fn find_in_text(text: &str) -> Vec<(usize, usize)> {
         if start == colon {
             continue;
         }
-        let scheme = text.get(start..colon).unwrap_or("").to_ascii_lowercase();
+        let scheme = text.get(start..colon).unwrap_or("");
         let after = text.get(colon + 1..).unwrap_or("");
         let slashes = after.starts_with("//")
             || after.starts_with("\\\\")
             || after.starts_with("/\\")
             || after.starts_with("\\/");
-        let special = SPECIAL.contains(&scheme.as_str());
         let ok = slashes
-            || (special
+            || (SPECIAL.iter().any(|k| k.eq_ignore_ascii_case(scheme))
                 && after
                     .chars()
                     .next()
@@ -90,33 +121,58 @@ pub fn find_in_text(text: &str) -> Vec<(usize, usize)> {
         if !ok {
             continue;
         }
-        let end_rel = after.find(is_word_end).unwrap_or(after.len());
+        let end_rel = word_end(after);
         let candidate = trim_tail(text.get(start..colon + 1 + end_rel).unwrap_or(""));
         // `scheme:` alone (or `scheme://`) is not a destination.
         if candidate.len() > colon + 1 - start {
             found.push((start, start + candidate.len()));
         }
     }
-    // 2–4: words.
-    let mut pos = 0;
-    for word in text.split(is_word_end) {
-        let wstart = pos;
-        pos += word.len()
-            + text
-                .get(wstart + word.len()..)
-                .and_then(|t| t.chars().next())
-                .map_or(0, char::len_utf8);
-        let w = trim_tail(word);
-        if w.is_empty() || found.iter().any(|&(s, e)| wstart >= s && wstart < e) {
-            continue;
+    // 2–4: words, in the text outside the URLs found above (which are in order of
+    // their start: they were found left to right).
+    let urls = found.len();
+    let mut at = 0;
+    for i in 0..=urls {
+        let (gap_end, next_at) = match found.get(i) {
+            Some(&(s, e)) if i < urls => (s, e),
+            _ => (text.len(), text.len()),
+        };
+        if gap_end > at
+            && let Some(gap) = text.get(at..gap_end)
+            && maybe_word_hit(gap)
+        {
+            let mut pos = at;
+            for word in gap.split(is_word_end) {
+                let wstart = pos;
+                pos += word.len()
+                    + text
+                        .get(wstart + word.len()..)
+                        .and_then(|t| t.chars().next())
+                        .map_or(0, char::len_utf8);
+                let w = trim_tail(word);
+                if !w.is_empty() && word_is_destination(w) {
+                    found.push((wstart, wstart + w.len()));
+                }
+            }
         }
-        if word_is_destination(w) {
-            found.push((wstart, wstart + w.len()));
-        }
+        at = at.max(next_at);
     }
     found.sort_unstable();
     found.dedup();
     found
+}
+
+/// Whether a stretch of text can hold a word hit at all: `//` or `\\\\` (rule 2), `[` or
+/// two `:` (IPv6), or a digit next to a `.` (IPv4). Cheap, so most prose skips the
+/// word pass.
+fn maybe_word_hit(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.windows(2).any(|w| match w {
+        [b'/' | b'\\', b'/' | b'\\'] => true,
+        [b'[', _] | [_, b'['] => true,
+        [x, b'.'] | [b'.', x] => x.is_ascii_digit(),
+        _ => false,
+    }) || b.iter().filter(|&&c| c == b':').count() >= 2
 }
 
 fn word_is_destination(w: &str) -> bool {
@@ -164,12 +220,27 @@ fn word_is_destination(w: &str) -> bool {
 /// or path (`localhost:6379`, `metadata.google.internal/computeMetadata/v1/`).
 pub fn whole_is_blocked_name(text: &str) -> bool {
     let t = text.trim();
-    if t.is_empty() || t.len() > 300 || t.contains(char::is_whitespace) {
+    // The shortest blocked name is `metadata` (8 bytes).
+    if t.len() < 8 || t.len() > 300 {
         return false;
     }
-    let head = t.split(['/', '?', '#']).next().unwrap_or(t);
+    let b = t.as_bytes();
+    let head_end = b
+        .iter()
+        .position(|&c| matches!(c, b'/' | b'?' | b'#'))
+        .unwrap_or(b.len());
+    let Some(head) = t.get(..head_end) else {
+        return false;
+    };
+    // A URL with a scheme is `find_in_text`'s business.
+    if head.ends_with(':') && t.get(head_end..).is_some_and(|r| r.starts_with("//")) {
+        return false;
+    }
     let host = head.rsplit('@').next().unwrap_or(head);
     let host = host.split(':').next().unwrap_or(host);
+    if host.len() < 8 || host.contains(char::is_whitespace) {
+        return false;
+    }
     matches!(canonical_host_text(host), Ok(Host::Name(n)) if name_hit(&n).is_some())
 }
 
@@ -177,6 +248,9 @@ pub fn whole_is_blocked_name(text: &str) -> bool {
 /// decoding changes it and yields UTF-8), for destinations hidden in parameters.
 pub fn percent_decoded(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    if !text.as_bytes().contains(&b'%') {
+        return out;
+    }
     let mut current = text.to_string();
     for _ in 0..3 {
         if !current.contains('%') {

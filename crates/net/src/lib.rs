@@ -9,7 +9,7 @@
 //! - [`DestPolicySpec`] → [`DestPolicy::compile`] → [`DestPolicy::evaluate`] → [`DestOutcome`]
 //! - [`DestPattern::parse`] / [`DestPattern::matches`] (used by data egress rules)
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -168,9 +168,12 @@ pub struct DestPolicy {
     permitted: Vec<Class>,
 }
 
+/// What one call has resolved so far (a call names few hosts: a list is enough).
+type Cache = Vec<(String, Result<Vec<IpAddr>, ResolveError>)>;
+
 /// A destination string found in a call, before canonicalization.
-struct Found {
-    input: String,
+struct Found<'a> {
+    input: Cow<'a, str>,
     pointer: Option<String>,
     /// Set when the value at a declared pointer is not a string (or number).
     not_a_string: Option<&'static str>,
@@ -245,7 +248,8 @@ impl DestPolicy {
     ) -> DestOutcome {
         let found = collect(arguments, pointers, literals, self.spec.scan);
         let mut out = DestOutcome::default();
-        let mut cache: HashMap<String, Result<Vec<IpAddr>, ResolveError>> = HashMap::new();
+        let mut cache: Cache = Vec::new();
+        out.destinations.reserve(found.len().min(MAX_DESTINATIONS));
         for f in found.iter().take(MAX_DESTINATIONS) {
             self.check_one(f, resolver, &mut cache, &mut out);
         }
@@ -264,9 +268,9 @@ impl DestPolicy {
 
     fn check_one(
         &self,
-        f: &Found,
+        f: &Found<'_>,
         resolver: &dyn Resolver,
-        cache: &mut HashMap<String, Result<Vec<IpAddr>, ResolveError>>,
+        cache: &mut Cache,
         out: &mut DestOutcome,
     ) {
         let index = out.destinations.len();
@@ -279,7 +283,7 @@ impl DestPolicy {
             addresses: Vec::new(),
             classes: Vec::new(),
         };
-        let mut violations = Vec::new();
+        let violations = &mut out.violations;
         let mut deny = |rule: String, message: String| {
             violations.push(Violation {
                 rule,
@@ -287,17 +291,19 @@ impl DestPolicy {
                 destination: index,
             })
         };
-        let where_ = match &f.pointer {
+        let where_ = || match &f.pointer {
             Some(p) => format!("the argument at `{}`", safe(p)),
             None => "a declared destination".to_string(),
         };
         if let Some(kind) = f.not_a_string {
             deny(
                 "destinations.unparseable".into(),
-                format!("{where_} is a destination but holds {kind}, not a URL or host"),
+                format!(
+                    "{} is a destination but holds {kind}, not a URL or host",
+                    where_()
+                ),
             );
             out.destinations.push(dest);
-            out.violations.append(&mut violations);
             return;
         }
         let c = match canonicalize(&f.input) {
@@ -305,31 +311,59 @@ impl DestPolicy {
             Err(e) => {
                 deny(
                     "destinations.unparseable".into(),
-                    format!("`{}` in {where_} cannot be checked: {e}", short(&f.input)),
+                    format!(
+                        "`{}` in {} cannot be checked: {e}",
+                        short(&f.input),
+                        where_()
+                    ),
                 );
                 out.destinations.push(dest);
-                out.violations.append(&mut violations);
                 return;
             }
         };
-        dest.scheme = c.scheme.clone();
-        dest.port = c.port;
-        dest.host = c.host.as_ref().map(ToString::to_string).unwrap_or_default();
-        let w = &c.written;
-        if let Some(other) = &c.mismatch {
+        let w = Written {
+            cell: std::cell::OnceCell::new(),
+            origin: c.origin(),
+            input: &f.input,
+        };
+        let Canonical {
+            scheme,
+            host,
+            port,
+            mismatch,
+            ..
+        } = c;
+        dest.scheme = scheme;
+        dest.port = port;
+        // The host moves into the destination; `ip` remembers an address host.
+        let ip = match host {
+            Some(Host::Ip(a)) => {
+                dest.host = match a {
+                    IpAddr::V4(v4) => ipv4_text(v4),
+                    IpAddr::V6(_) => a.to_string(),
+                };
+                Some(a)
+            }
+            Some(Host::Name(n)) => {
+                dest.host = n;
+                None
+            }
+            None => None,
+        };
+        if let Some(other) = &mismatch {
             deny(
                 "destinations.parser-mismatch".into(),
                 format!(
                     "`{w}` is ambiguous: a WHATWG URL parser reads host `{}`{}, an RFC 3986 parser reads {other}",
                     safe(&dest.host),
-                    c.port.map(|p| format!(" port {p}")).unwrap_or_default()
+                    dest.port.map(|p| format!(" port {p}")).unwrap_or_default()
                 ),
             );
         }
-        let web = matches!(c.scheme.as_str(), "" | "http" | "https");
+        let web = matches!(dest.scheme.as_str(), "" | "http" | "https");
         if !web
             && !self.allow.iter().any(|p| {
-                p.scheme.as_deref() == Some(c.scheme.as_str())
+                p.scheme.as_deref() == Some(dest.scheme.as_str())
                     && p.matches_scheme_port(&dest, Mode::Strict)
             })
         {
@@ -337,11 +371,11 @@ impl DestPolicy {
                 "destinations.scheme".into(),
                 format!(
                     "`{w}` uses the scheme `{}`; only http and https are allowed unless an allow entry names the scheme",
-                    safe(&c.scheme)
+                    safe(&dest.scheme)
                 ),
             );
         }
-        let Some(host) = &c.host else {
+        if dest.host.is_empty() {
             if web {
                 deny(
                     "destinations.unparseable".into(),
@@ -349,15 +383,14 @@ impl DestPolicy {
                 );
             }
             out.destinations.push(dest);
-            out.violations.append(&mut violations);
             return;
-        };
+        }
         // Classes, from the address or (for names) from the name or the resolver.
         let mut blocked: Vec<(Class, String)> = Vec::new();
-        match host {
-            Host::Ip(a) => dest.addresses.push(*a),
-            Host::Name(name) => {
-                if let Some((class, what)) = name_hit(name) {
+        match ip {
+            Some(a) => dest.addresses.push(a),
+            None => {
+                if let Some((class, what)) = name_hit(&dest.host) {
                     dest.classes.push(class);
                     if !self.permits(class) {
                         blocked.push((
@@ -366,15 +399,22 @@ impl DestPolicy {
                         ));
                     }
                 } else if self.needs_resolution(&dest) {
-                    let r = cache
-                        .entry(name.clone())
-                        .or_insert_with(|| resolver.resolve(name))
-                        .clone();
+                    let r = match cache.iter().find(|(n, _)| *n == dest.host) {
+                        Some((_, r)) => r.clone(),
+                        None => {
+                            let r = resolver.resolve(&dest.host);
+                            cache.push((dest.host.clone(), r.clone()));
+                            r
+                        }
+                    };
                     match r {
                         Ok(addrs) if !addrs.is_empty() => dest.addresses = addrs,
                         Ok(_) => deny(
                             "destinations.unresolvable".into(),
-                            format!("`{w}` cannot be checked: `{}` does not resolve", safe(name)),
+                            format!(
+                                "`{w}` cannot be checked: `{}` does not resolve",
+                                safe(&dest.host)
+                            ),
                         ),
                         Err(e) => deny(
                             "destinations.unresolvable".into(),
@@ -390,38 +430,45 @@ impl DestPolicy {
             for h in &hits {
                 dest.classes.push(h.class);
             }
-            if let Some(h) = hits
+            let Some(h) = hits
                 .iter()
                 .filter(|h| !self.permits(h.class))
                 .min_by_key(|h| h.class)
-            {
-                if blocked.iter().any(|(c, _)| *c == h.class) {
-                    continue;
-                }
-                let carried = match h.via {
-                    Some((how, v4)) => format!(", which carries IPv4 {v4} ({})", how.name()),
-                    None => String::new(),
-                };
-                let detail = if h.class == Class::Reserved {
-                    format!(" ({})", h.what)
-                } else {
-                    String::new()
-                };
-                let verb = match host {
-                    Host::Ip(_) if w.contains(&a.to_string()) && carried.is_empty() => "is",
-                    _ => "resolves to",
-                };
-                blocked.push((
-                    h.class,
-                    format!(
-                        "`{w}` {verb} {a}{carried}, {}{detail}",
-                        classes::phrase(h.class)
-                    ),
-                ));
+            else {
+                continue;
+            };
+            if blocked.iter().any(|(c, _)| *c == h.class) {
+                continue;
             }
+            let carried = match h.via {
+                Some((how, v4)) => format!(", which carries IPv4 {v4} ({})", how.name()),
+                None => String::new(),
+            };
+            let detail = if h.class == Class::Reserved {
+                format!(" ({})", h.what)
+            } else {
+                String::new()
+            };
+            // An address host is shown as the destination's host text.
+            let (verb, shown) = match ip {
+                Some(_) if carried.is_empty() && w.as_str().contains(dest.host.as_str()) => {
+                    ("is", dest.host.clone())
+                }
+                Some(_) => ("resolves to", dest.host.clone()),
+                None => ("resolves to", a.to_string()),
+            };
+            blocked.push((
+                h.class,
+                format!(
+                    "`{w}` {verb} {shown}{carried}, {}{detail}",
+                    classes::phrase(h.class)
+                ),
+            ));
         }
-        dest.classes.sort();
-        dest.classes.dedup();
+        if dest.classes.len() > 1 {
+            dest.classes.sort_unstable();
+            dest.classes.dedup();
+        }
         for (class, message) in blocked {
             deny(format!("destinations.blocked.{}", class.name()), message);
         }
@@ -446,7 +493,6 @@ impl DestPolicy {
             deny("destinations.allow".into(), message);
         }
         out.destinations.push(dest);
-        out.violations.append(&mut violations);
     }
 
     /// Whether the verdict on a (not name-blocked) host name depends on its addresses.
@@ -462,6 +508,43 @@ impl DestPolicy {
                 && (p.host.needs_addresses() || p.matches_host(dest, Mode::Strict))
         });
         !denied_by_name && may_be_allowed
+    }
+}
+
+/// `a.to_string()` without the formatting machinery (this is on every call's path).
+fn ipv4_text(a: std::net::Ipv4Addr) -> String {
+    let mut out = String::with_capacity(15);
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if o >= 100 {
+            out.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            out.push(char::from(b'0' + (o / 10) % 10));
+        }
+        out.push(char::from(b'0' + o % 10));
+    }
+    out
+}
+
+/// The origin as written, computed only when a message needs it.
+struct Written<'a> {
+    cell: std::cell::OnceCell<String>,
+    origin: canon::Origin,
+    input: &'a str,
+}
+
+impl Written<'_> {
+    fn as_str(&self) -> &str {
+        self.cell.get_or_init(|| self.origin.written(self.input))
+    }
+}
+
+impl std::fmt::Display for Written<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -499,20 +582,47 @@ fn short(input: &str) -> String {
     format!("{}{more}", safe(&cut))
 }
 
+/// RFC 6901 lookup (like `Value::pointer`, without allocating for plain tokens).
+fn json_pointer<'v>(value: &'v serde_json::Value, pointer: &str) -> Option<&'v serde_json::Value> {
+    if pointer.is_empty() {
+        return Some(value);
+    }
+    let rest = pointer.strip_prefix('/')?;
+    let mut target = value;
+    for raw in rest.split('/') {
+        let token: std::borrow::Cow<'_, str> = if raw.contains('~') {
+            std::borrow::Cow::Owned(raw.replace("~1", "/").replace("~0", "~"))
+        } else {
+            std::borrow::Cow::Borrowed(raw)
+        };
+        target = match target {
+            serde_json::Value::Object(map) => map.get(token.as_ref())?,
+            serde_json::Value::Array(items) => {
+                if token.len() > 1 && token.starts_with('0') {
+                    return None;
+                }
+                items.get(token.parse::<usize>().ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(target)
+}
+
 fn escape_token(t: &str) -> String {
     t.replace('~', "~0").replace('/', "~1")
 }
 
-fn collect(
-    arguments: &serde_json::Value,
+fn collect<'a>(
+    arguments: &'a serde_json::Value,
     pointers: &[String],
-    literals: &[String],
+    literals: &'a [String],
     scan: bool,
-) -> Vec<Found> {
+) -> Vec<Found<'a>> {
     use serde_json::Value;
-    let mut found: Vec<Found> = Vec::new();
+    let mut found: Vec<Found<'a>> = Vec::new();
     let mut declared: Vec<String> = Vec::new();
-    let push = |found: &mut Vec<Found>, input: String, pointer: Option<String>| {
+    let push = |found: &mut Vec<Found<'a>>, input: Cow<'a, str>, pointer: Option<String>| {
         if !found.iter().any(|f| f.input == input) {
             found.push(Found {
                 input,
@@ -522,11 +632,7 @@ fn collect(
         }
     };
     for p in pointers {
-        let value = if p.is_empty() {
-            Some(arguments)
-        } else {
-            arguments.pointer(p)
-        };
+        let value = json_pointer(arguments, p);
         let items: Vec<(String, &Value)> = match value {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
@@ -538,11 +644,11 @@ fn collect(
         };
         for (ptr, v) in items {
             match v {
-                Value::String(s) => push(&mut found, s.clone(), Some(ptr.clone())),
-                Value::Number(n) => push(&mut found, n.to_string(), Some(ptr.clone())),
+                Value::String(s) => push(&mut found, Cow::Borrowed(s.as_str()), Some(ptr.clone())),
+                Value::Number(n) => push(&mut found, Cow::Owned(n.to_string()), Some(ptr.clone())),
                 Value::Null => {}
                 other => found.push(Found {
-                    input: String::new(),
+                    input: Cow::Borrowed(""),
                     pointer: Some(ptr.clone()),
                     not_a_string: Some(match other {
                         Value::Bool(_) => "a boolean",
@@ -555,23 +661,31 @@ fn collect(
         }
     }
     for l in literals {
-        push(&mut found, l.clone(), None);
+        push(&mut found, Cow::Borrowed(l.as_str()), None);
     }
     if scan {
-        let mut stack: Vec<(String, &Value)> = vec![(String::new(), arguments)];
-        while let Some((ptr, v)) = stack.pop() {
+        // Depth-first, with an explicit stack (no recursion limit to hit) and the path
+        // kept as segments: a pointer string is only built for a string that holds a hit.
+        let mut path: Vec<Seg<'a>> = Vec::new();
+        let mut stack: Vec<(usize, Option<Seg<'a>>, &'a Value)> = vec![(0, None, arguments)];
+        while let Some((depth, seg, v)) = stack.pop() {
+            path.truncate(depth.saturating_sub(1));
+            if let Some(seg) = seg {
+                path.push(seg);
+            }
             match v {
-                Value::String(s) => scan_string(s, &ptr, &declared, &mut found),
+                Value::String(s) => scan_string(s, &path, &declared, &mut found),
                 Value::Array(items) => {
                     for (i, item) in items.iter().enumerate().rev() {
-                        stack.push((format!("{ptr}/{i}"), item));
+                        stack.push((depth + 1, Some(Seg::Index(i)), item));
                     }
                 }
                 Value::Object(map) => {
                     for (k, item) in map.iter().rev() {
-                        let child = format!("{ptr}/{}", escape_token(k));
-                        scan_string(k, &child, &declared, &mut found);
-                        stack.push((child, item));
+                        path.push(Seg::Key(k));
+                        scan_string(k, &path, &declared, &mut found);
+                        path.pop();
+                        stack.push((depth + 1, Some(Seg::Key(k)), item));
                     }
                 }
                 _ => {}
@@ -581,34 +695,133 @@ fn collect(
     found
 }
 
-fn scan_string(s: &str, ptr: &str, declared: &[String], found: &mut Vec<Found>) {
-    let is_declared = declared.iter().any(|d| d == ptr);
-    let mut texts = vec![s.to_string()];
-    texts.extend(extract::percent_decoded(s));
-    for t in &texts {
+/// One step of a JSON pointer.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn pointer_of(path: &[Seg<'_>]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        out.push('/');
+        match seg {
+            Seg::Key(k) if k.contains(['~', '/']) => out.push_str(&escape_token(k)),
+            Seg::Key(k) => out.push_str(k),
+            Seg::Index(i) => out.push_str(&i.to_string()),
+        }
+    }
+    out
+}
+
+fn scan_string<'a>(s: &'a str, path: &[Seg<'_>], declared: &[String], found: &mut Vec<Found<'a>>) {
+    let decoded = extract::percent_decoded(s);
+    let mut hits: Vec<(Cow<'a, str>, bool)> = Vec::new();
+    // Decoded texts are new strings: their hits are owned.
+    let collect_hits = |t: &str, hits: &mut Vec<(Cow<'a, str>, bool)>| {
         let lead = t.len() - t.trim_start().len();
-        let mut hits: Vec<&str> = Vec::new();
         for (start, end) in find_in_text(t) {
-            // A declared value is a destination as a whole already; what starts where it
-            // starts is that destination (or a prefix of it), not another one.
-            if is_declared && start <= lead {
-                continue;
-            }
             if let Some(sub) = t.get(start..end) {
-                hits.push(sub);
+                hits.push((Cow::Owned(sub.to_string()), start <= lead));
             }
         }
-        if !is_declared && extract::whole_is_blocked_name(t) {
-            hits.push(t.trim());
+        if extract::whole_is_blocked_name(t) {
+            hits.push((Cow::Owned(t.trim().to_string()), true));
         }
-        for h in hits {
-            if !found.iter().any(|f| f.input == h) {
-                found.push(Found {
-                    input: h.to_string(),
-                    pointer: Some(ptr.to_string()),
-                    not_a_string: None,
-                });
+    };
+    // The original text: hits borrow from it.
+    {
+        let lead = s.len() - s.trim_start().len();
+        for (start, end) in find_in_text(s) {
+            if let Some(sub) = s.get(start..end) {
+                hits.push((Cow::Borrowed(sub), start <= lead));
             }
+        }
+        if extract::whole_is_blocked_name(s) {
+            hits.push((Cow::Borrowed(s.trim()), true));
+        }
+    }
+    for t in &decoded {
+        collect_hits(t, &mut hits);
+    }
+    if hits.is_empty() {
+        return;
+    }
+    let is_declared = declared.iter().any(|d| path_is(path, d));
+    let mut ptr: Option<String> = None;
+    for (h, at_start) in hits {
+        // A declared value is a destination as a whole already; what starts where it
+        // starts is that destination (or a prefix of it), not another one.
+        if is_declared && at_start {
+            continue;
+        }
+        if !found.iter().any(|f| f.input == h) {
+            let pointer = ptr.get_or_insert_with(|| pointer_of(path)).clone();
+            found.push(Found {
+                input: h,
+                pointer: Some(pointer),
+                not_a_string: None,
+            });
+        }
+    }
+}
+
+/// Whether `path` is the JSON pointer `pointer` (without building the pointer text).
+fn path_is(path: &[Seg<'_>], pointer: &str) -> bool {
+    let Some(rest) = pointer.strip_prefix('/') else {
+        return path.is_empty() && pointer.is_empty();
+    };
+    let mut tokens = rest.split('/');
+    for seg in path {
+        let Some(t) = tokens.next() else {
+            return false;
+        };
+        let same = match seg {
+            Seg::Key(k) if t.contains('~') => t.replace("~1", "/").replace("~0", "~") == *k,
+            Seg::Key(k) => t == *k,
+            Seg::Index(i) => {
+                t.parse::<usize>().ok() == Some(*i) && (t == "0" || !t.starts_with('0'))
+            }
+        };
+        if !same {
+            return false;
+        }
+    }
+    tokens.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Seg, path_is, pointer_of};
+
+    #[test]
+    fn path_is_agrees_with_pointer_of() {
+        let paths: Vec<Vec<Seg<'_>>> = vec![
+            vec![],
+            vec![Seg::Key("")],
+            vec![Seg::Key("url")],
+            vec![Seg::Key("a/b"), Seg::Index(0)],
+            vec![Seg::Key("~x"), Seg::Index(10), Seg::Key("y")],
+        ];
+        for p in &paths {
+            let text = pointer_of(p);
+            for q in &paths {
+                assert_eq!(path_is(q, &text), pointer_of(q) == text, "{text}");
+            }
+        }
+        assert!(!path_is(&[Seg::Index(1)], "/01"));
+    }
+    #[test]
+    fn ipv4_text_is_display() {
+        for a in [
+            [0, 0, 0, 0],
+            [169, 254, 169, 254],
+            [10, 9, 100, 255],
+            [1, 20, 199, 5],
+        ] {
+            let a = std::net::Ipv4Addr::from(a);
+            assert_eq!(super::ipv4_text(a), a.to_string());
         }
     }
 }

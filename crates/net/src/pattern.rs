@@ -277,7 +277,9 @@ impl DestPattern {
     /// Host part only; address patterns look at `dest.addresses`.
     pub(crate) fn matches_host(&self, dest: &Destination, mode: Mode) -> bool {
         let host = dest.host.as_str();
-        let is_ip = host.parse::<IpAddr>().is_ok();
+        // Canonical hosts: IPv6 text has a `:`, IPv4 text is digits and dots, and a
+        // canonical name is neither (its last label is never numeric).
+        let is_ip = host.contains(':') || host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
         match &self.host {
             HostPat::Any => true,
             HostPat::Name(n) => !is_ip && host == n,
