@@ -26,6 +26,17 @@ pub(crate) fn entropy(s: &[u8]) -> f64 {
         .sum()
 }
 
+/// Substring search for short haystacks (no searcher to build).
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&n0, rest) = needle.split_first()?;
+    hay.iter().enumerate().position(|(i, &c)| {
+        c == n0
+            && hay
+                .get(i + 1..i + 1 + rest.len())
+                .is_some_and(|x| x.iter().zip(rest).all(|(a, b)| a == b))
+    })
+}
+
 /// Words that mark documentation examples and template placeholders.
 const PLACEHOLDER_WORDS: &[&str] = &[
     "xxxx",
@@ -57,12 +68,12 @@ pub(crate) fn is_placeholder(v: &[u8]) -> bool {
         let lower = v.to_ascii_lowercase();
         if PLACEHOLDER_WORDS
             .iter()
-            .any(|w| memchr::memmem::find(&lower, w.as_bytes()).is_some())
+            .any(|w| find(&lower, w.as_bytes()).is_some())
         {
             return true;
         }
         // AWS documents its example keys with an `EXAMPLE` suffix (AKIAIOSFODNN7EXAMPLE).
-        if memchr::memmem::find(v, b"EXAMPLE").is_some() {
+        if find(v, b"EXAMPLE").is_some() {
             return true;
         }
     }
@@ -73,10 +84,10 @@ pub(crate) fn is_placeholder(v: &[u8]) -> bool {
     if matches!(first, b'$' | b'<' | b'%' | b'{' | b'[') {
         return true;
     }
-    if memchr::memmem::find(v, b"${").is_some()
-        || memchr::memmem::find(v, b"{{").is_some()
-        || memchr::memmem::find(v, b"****").is_some()
-        || memchr::memmem::find(v, b"...").is_some()
+    if find(v, b"${").is_some()
+        || find(v, b"{{").is_some()
+        || find(v, b"****").is_some()
+        || find(v, b"...").is_some()
     {
         return true;
     }
@@ -133,8 +144,7 @@ fn is_reference(v: &[u8]) -> bool {
         b"args.",
         b"props.",
     ];
-    REFS.iter()
-        .any(|r| memchr::memmem::find(&lower, r).is_some())
+    REFS.iter().any(|r| find(&lower, r).is_some())
 }
 
 /// A value that could be a real secret (generic rules and context rules).
@@ -431,7 +441,7 @@ fn url_password(text: &[u8], m: (usize, usize), secret: &[u8]) -> Verdict {
     let Some(mtext) = text.get(m.0..m.1) else {
         return Verdict::Reject;
     };
-    let scheme_end = memchr::memmem::find(mtext, b"://").unwrap_or(0);
+    let scheme_end = find(mtext, b"://").unwrap_or(0);
     let scheme = mtext
         .get(..scheme_end)
         .map(<[u8]>::to_ascii_lowercase)
@@ -495,7 +505,7 @@ fn sas_ok(text: &[u8], m: (usize, usize)) -> bool {
     let tok = token_around(text, m).to_ascii_lowercase();
     [&b"sv="[..], b"se=", b"sp=", b"srt=", b"sr="]
         .iter()
-        .filter(|p| memchr::memmem::find(&tok, p).is_some())
+        .filter(|p| find(&tok, p).is_some())
         .count()
         >= 2
 }
@@ -531,8 +541,7 @@ fn ado_ok(text: &[u8], m: (usize, usize)) -> bool {
         b"user=",
         b"address=",
     ];
-    KEYS.iter()
-        .any(|k| memchr::memmem::find(&line, k).is_some())
+    KEYS.iter().any(|k| find(&line, k).is_some())
 }
 
 #[cfg(test)]

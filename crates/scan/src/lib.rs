@@ -38,7 +38,7 @@ mod rules;
 
 use std::sync::{Arc, OnceLock};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use regex::bytes::{Regex, RegexBuilder};
@@ -51,7 +51,7 @@ pub use gitleaks::{
 
 use checks::Verdict;
 use pii::{NumberKind, NumberWants};
-use rules::{BuiltinRule, Verify};
+use rules::{BuiltinRule, Follow, Verify};
 
 /// Built-in detector names a label's `detect:` may use.
 pub const BUILTIN_DETECTORS: &[&str] = &[
@@ -191,6 +191,7 @@ struct Trigger {
     /// Exact-case spelling the hit must have (`None`: any case).
     case: Option<&'static str>,
     word_start: bool,
+    follow: Follow,
 }
 
 #[derive(Debug, Default)]
@@ -198,7 +199,10 @@ struct Engine {
     labels: Vec<String>,
     rules: Vec<RegexRule>,
     ac: Option<AhoCorasick>,
+    keywords: Vec<String>,
     triggers: Vec<Vec<Trigger>>,
+    /// Case-sensitive literal keywords searched with memmem: (finder, trigger).
+    literals: Vec<(memchr::memmem::Finder<'static>, Trigger)>,
     always: Vec<usize>,
     secrets: Vec<usize>,
     email: Vec<usize>,
@@ -293,6 +297,20 @@ impl Scanner {
                 };
                 let idx = e.rules.len();
                 e.rules.push(builtin_rule(r, re.clone(), e.secrets.clone()));
+                if r.literal {
+                    for kw in r.case_keywords.unwrap_or(r.keywords) {
+                        e.literals.push((
+                            memchr::memmem::Finder::new(kw.as_bytes()).into_owned(),
+                            Trigger {
+                                rule: idx,
+                                case: None,
+                                word_start: r.word_start,
+                                follow: r.follow,
+                            },
+                        ));
+                    }
+                    continue;
+                }
                 for (ki, kw) in r.keywords.iter().enumerate() {
                     let case = r.case_keywords.and_then(|c| c.get(ki).copied());
                     add_kw(
@@ -301,6 +319,7 @@ impl Scanner {
                             rule: idx,
                             case,
                             word_start: r.word_start,
+                            follow: r.follow,
                         },
                         &mut keywords,
                     );
@@ -393,6 +412,7 @@ impl Scanner {
                                 rule: idx,
                                 case: None,
                                 word_start: false,
+                                follow: Follow::Any,
                             },
                             &mut keywords,
                         );
@@ -418,6 +438,7 @@ impl Scanner {
                                         rule: t.rule,
                                         case: None,
                                         word_start: false,
+                                        follow: t.follow,
                                     })
                                     .collect()
                             })
@@ -431,6 +452,7 @@ impl Scanner {
             let ac = AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::LeftmostLongest)
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(&keywords)
                 .map_err(|err| {
                     vec![ScanConfigError {
@@ -440,6 +462,7 @@ impl Scanner {
                     }]
                 })?;
             e.ac = Some(ac);
+            e.keywords = keywords.clone();
             e.triggers = expanded;
         }
         Ok(Scanner { inner: Arc::new(e) })
@@ -482,10 +505,34 @@ impl Scanner {
         finish(cx)
     }
 
+    #[doc(hidden)]
+    /// Keyword hits per keyword in `text` (for tuning the prefilter).
+    pub fn keyword_hits(&self, text: &str) -> Vec<(String, usize)> {
+        let e = &self.inner;
+        let mut counts = vec![0usize; e.keywords.len()];
+        if let Some(ac) = &e.ac {
+            for m in ac.find_iter(text) {
+                if let Some(c) = counts.get_mut(m.pattern().as_usize()) {
+                    *c += 1;
+                }
+            }
+        }
+        let mut v: Vec<(String, usize)> = e
+            .keywords
+            .iter()
+            .cloned()
+            .zip(counts)
+            .filter(|x| x.1 > 0)
+            .collect();
+        v.sort_by_key(|x| std::cmp::Reverse(x.1));
+        v
+    }
+
     /// Whether the scanner has any detector at all.
     pub fn is_empty(&self) -> bool {
         let e = &self.inner;
         e.rules.is_empty()
+            && e.literals.is_empty()
             && e.email.is_empty()
             && e.phone.is_empty()
             && e.card.is_empty()
@@ -856,6 +903,45 @@ fn as_percent(s: &str) -> Option<String> {
     mostly_text(&text).then_some(text)
 }
 
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// The cheap check of what follows a keyword ending at `at`.
+fn follows(f: Follow, t: &[u8], at: usize) -> bool {
+    let b = |i: usize| t.get(i).copied().unwrap_or(0);
+    match f {
+        Follow::Any => true,
+        Follow::Assign => {
+            let mut i = at;
+            while i < t.len()
+                && i - at < 40
+                && (b(i).is_ascii_alphanumeric() || matches!(b(i), b'_' | b'.' | b'-'))
+            {
+                i += 1;
+            }
+            if b(i) == b'\\' {
+                i += 1;
+            }
+            if matches!(b(i), b'"' | b'\'') {
+                i += 1;
+            }
+            let sp = i;
+            while i < t.len() && i - sp < 5 && matches!(b(i), b' ' | b'\t') {
+                i += 1;
+            }
+            matches!(b(i), b'=' | b':' | b'|')
+        }
+        Follow::Space => {
+            let mut i = at;
+            while i < t.len() && i - at < 5 && matches!(b(i), b' ' | b'\t') {
+                i += 1;
+            }
+            i > at && (b(i).is_ascii_alphanumeric() || matches!(b(i), b'+' | b'/' | b'-' | b'_'))
+        }
+    }
+}
+
 fn is_token_byte(b: u8) -> bool {
     !(b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'`' | b'<' | b'>'))
 }
@@ -867,59 +953,83 @@ const SMALL: usize = 2048;
 fn scan_text(e: &Engine, t: &[u8], key_ctx: Option<&str>) -> Vec<Hit> {
     let mut hits: Vec<Hit> = Vec::new();
     // 1. Keyword prefilter → windows per rule.
+    let mut windows: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+    let mut on_hit = |tr: &Trigger, ms: usize, me: usize| {
+        if let Some(case) = tr.case
+            && !eq_bytes(t.get(ms..me).unwrap_or(&[]), case.as_bytes())
+        {
+            return;
+        }
+        if tr.word_start
+            && ms > 0
+            && t.get(ms - 1)
+                .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return;
+        }
+        if !follows(tr.follow, t, me) {
+            return;
+        }
+        let Some(rule) = e.rules.get(tr.rule) else {
+            return;
+        };
+        let (ws, we) = if t.len() <= SMALL {
+            (0, t.len())
+        } else {
+            (
+                ms.saturating_sub(rule.before),
+                (me + rule.after).min(t.len()),
+            )
+        };
+        match windows.iter_mut().find(|(r, _)| *r == tr.rule) {
+            Some((_, v)) => match v.last_mut() {
+                Some(last) if ws <= last.1 => last.1 = last.1.max(we),
+                _ => v.push((ws, we)),
+            },
+            None => windows.push((tr.rule, vec![(ws, we)])),
+        }
+    };
     if let Some(ac) = &e.ac {
-        let mut windows: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
         for m in ac.find_iter(t) {
-            let (ms, me) = (m.start(), m.end());
-            let Some(trs) = e.triggers.get(m.pattern().as_usize()) else {
-                continue;
-            };
-            for tr in trs {
-                if let Some(case) = tr.case
-                    && t.get(ms..me) != Some(case.as_bytes())
-                {
-                    continue;
-                }
-                if tr.word_start
-                    && ms > 0
-                    && t.get(ms - 1)
-                        .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_')
-                {
-                    continue;
-                }
-                let Some(rule) = e.rules.get(tr.rule) else {
-                    continue;
-                };
-                let (ws, we) = if t.len() <= SMALL {
-                    (0, t.len())
-                } else {
-                    (
-                        ms.saturating_sub(rule.before),
-                        (me + rule.after).min(t.len()),
-                    )
-                };
-                match windows.iter_mut().find(|(r, _)| *r == tr.rule) {
-                    Some((_, v)) => match v.last_mut() {
-                        Some(last) if ws <= last.1 => last.1 = last.1.max(we),
-                        _ => v.push((ws, we)),
-                    },
-                    None => windows.push((tr.rule, vec![(ws, we)])),
+            if let Some(trs) = e.triggers.get(m.pattern().as_usize()) {
+                for tr in trs {
+                    on_hit(tr, m.start(), m.end());
                 }
             }
         }
-        for (ri, ws) in windows {
-            for (a, b) in ws {
-                // Extend to token boundaries so that `\b` and anchors see whole tokens.
-                let mut a2 = a;
-                while a2 > 0 && a - a2 < 256 && t.get(a2 - 1).is_some_and(|&c| is_token_byte(c)) {
-                    a2 -= 1;
+    }
+    for (f, tr) in &e.literals {
+        let n = f.needle().len();
+        for ms in f.find_iter(t) {
+            on_hit(tr, ms, ms + n);
+        }
+    }
+    // Literal hits come after the automaton's: keep each rule's windows ordered.
+    for (_, v) in &mut windows {
+        if !v.is_sorted() {
+            v.sort_unstable();
+            let mut merged: Vec<(usize, usize)> = Vec::with_capacity(v.len());
+            for w in v.drain(..) {
+                match merged.last_mut() {
+                    Some(last) if w.0 <= last.1 => last.1 = last.1.max(w.1),
+                    _ => merged.push(w),
                 }
-                let mut b2 = b;
-                while b2 < t.len() && b2 - b < 256 && t.get(b2).is_some_and(|&c| is_token_byte(c)) {
-                    b2 += 1;
-                }
-                run_rule(e, ri, t, a2, b2, &mut hits);
             }
+            *v = merged;
+        }
+    }
+    for (ri, ws) in windows {
+        for (a, b) in ws {
+            // Extend to token boundaries so that `\b` and anchors see whole tokens.
+            let mut a2 = a;
+            while a2 > 0 && a - a2 < 256 && t.get(a2 - 1).is_some_and(|&c| is_token_byte(c)) {
+                a2 -= 1;
+            }
+            let mut b2 = b;
+            while b2 < t.len() && b2 - b < 256 && t.get(b2).is_some_and(|&c| is_token_byte(c)) {
+                b2 += 1;
+            }
+            run_rule(e, ri, t, a2, b2, &mut hits);
         }
     }
     // 2. Rules without keywords (user patterns, keyword-less gitleaks rules).

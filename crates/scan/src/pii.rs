@@ -105,7 +105,7 @@ pub(crate) fn find_emails(s: &[u8], out: &mut Vec<(usize, usize)>) {
             rs -= 1;
         }
         if s.get(rs..ls)
-            .is_some_and(|run| memchr::memmem::find(run, b"://").is_some())
+            .is_some_and(|run| crate::checks::find(run, b"://").is_some())
         {
             continue;
         }
@@ -194,6 +194,8 @@ struct Cluster {
     /// The cluster continued beyond `MAX_GROUPS` groups.
     overflow: bool,
     end: usize,
+    /// Digits in all groups.
+    total: usize,
 }
 
 impl Cluster {
@@ -212,19 +214,18 @@ impl Cluster {
     }
 }
 
-fn cluster(s: &[u8], d: usize) -> Cluster {
-    let mut c = Cluster {
-        groups: [(0, 0); MAX_GROUPS],
-        n: 0,
-        overflow: false,
-        end: d,
-    };
+fn fill_cluster(s: &[u8], d: usize, c: &mut Cluster) {
+    c.n = 0;
+    c.total = 0;
+    c.overflow = false;
+    c.end = d;
     let mut i = d;
     loop {
         let gs = i;
         while at(s, i).is_ascii_digit() {
             i += 1;
         }
+        c.total += i - gs;
         if c.n < MAX_GROUPS {
             if let Some(g) = c.groups.get_mut(c.n) {
                 *g = (gs, i);
@@ -251,7 +252,6 @@ fn cluster(s: &[u8], d: usize) -> Cluster {
             break;
         }
     }
-    c
 }
 
 fn luhn(digits: &[u8]) -> bool {
@@ -332,10 +332,23 @@ fn context_before(s: &[u8], start: usize, words: &[&[u8]]) -> bool {
     let Some(w) = s.get(from..start) else {
         return false;
     };
-    let lower = w.to_ascii_lowercase();
-    words
-        .iter()
-        .any(|k| memchr::memmem::find(&lower, k).is_some())
+    let mut buf = [0u8; 40];
+    let n = w.len().min(40);
+    for (d, c) in buf.iter_mut().zip(w) {
+        *d = c.to_ascii_lowercase();
+    }
+    let hay = buf.get(..n).unwrap_or(&[]);
+    words.iter().any(|k| {
+        let Some((&k0, rest)) = k.split_first() else {
+            return false;
+        };
+        hay.iter().enumerate().any(|(i, &c)| {
+            c == k0
+                && hay
+                    .get(i + 1..i + 1 + rest.len())
+                    .is_some_and(|x| x == rest)
+        })
+    })
 }
 
 const PHONE_WORDS: &[&[u8]] = &[
@@ -481,6 +494,13 @@ fn iban_at(s: &[u8], cs: usize) -> Option<usize> {
 /// Find phone numbers, payment cards, US SSNs and IBANs.
 pub(crate) fn find_numbers(s: &[u8], w: NumberWants, out: &mut Vec<(NumberKind, usize, usize)>) {
     let mut from = 0;
+    let mut c = Cluster {
+        groups: [(0, 0); MAX_GROUPS],
+        n: 0,
+        overflow: false,
+        end: 0,
+        total: 0,
+    };
     while let Some(d) = next_digit(s, from) {
         // IBAN: two capital letters right before the check digits.
         if w.iban && d >= 2 {
@@ -495,8 +515,21 @@ pub(crate) fn find_numbers(s: &[u8], w: NumberWants, out: &mut Vec<(NumberKind, 
                 continue;
             }
         }
-        let c = cluster(s, d);
+        // Digits glued to a word (hex ids, `v1`, `abc123`): skip the whole word.
+        if is_word(before(s, d)) {
+            let mut j = d;
+            while is_word(at(s, j)) {
+                j += 1;
+            }
+            from = j;
+            continue;
+        }
+        fill_cluster(s, d, &mut c);
         from = c.end.max(d + 1);
+        // Nothing below has fewer than 7 digits.
+        if c.total < 7 {
+            continue;
+        }
         // Lead: `+` or `(` before the first group; the byte before that must end a word.
         let mut lead = d;
         if before(s, lead) == b'(' {
@@ -697,11 +730,7 @@ fn find_phone(
         return;
     }
     // National formats with context: "Tel: 020 7946 0958".
-    if (key_ctx || context_before(s, lead, PHONE_WORDS))
-        && seps_ok
-        && (7..=15).contains(&total)
-        && c.n >= 1
-    {
+    if seps_ok && (7..=15).contains(&total) && (key_ctx || context_before(s, lead, PHONE_WORDS)) {
         if c.n == 1 && !key_ctx && total < 9 {
             return;
         }

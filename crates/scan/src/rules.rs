@@ -37,6 +37,17 @@ pub(crate) enum Verify {
     AdoNet,
 }
 
+/// What must follow a keyword hit for the rule's regex to be worth running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Follow {
+    Any,
+    /// A name continues (`[A-Za-z0-9_.-]`), then an optional quote, spaces, and `=`,
+    /// `:` or `|`: an assignment such as `DB_PASSWORD=`, `"api_key": `, `token: `.
+    Assign,
+    /// Spaces, then a token (`Basic dXNl...`, `Bearer ...`).
+    Space,
+}
+
 /// One built-in rule. `id` is reported as `secrets.<id>`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BuiltinRule {
@@ -47,6 +58,12 @@ pub(crate) struct BuiltinRule {
     pub case_keywords: Option<&'static [&'static str]>,
     /// The keyword must not follow `[A-Za-z0-9_]`.
     pub word_start: bool,
+    /// A cheap check of the bytes after the keyword.
+    pub follow: Follow,
+    /// Search `case_keywords` case-sensitively with memchr's SIMD substring search
+    /// instead of the shared automaton (for short keywords that are frequent in any
+    /// case but rare in the exact case, like `SK`).
+    pub literal: bool,
     pub regex: &'static str,
     /// Which capture group is the secret; `None`: the first group that took part.
     pub group: Option<usize>,
@@ -65,6 +82,8 @@ const P: BuiltinRule = BuiltinRule {
     keywords: &[],
     case_keywords: None,
     word_start: true,
+    follow: Follow::Any,
+    literal: false,
     regex: "",
     group: None,
     min_entropy: 3.0,
@@ -77,6 +96,7 @@ const P: BuiltinRule = BuiltinRule {
 /// Context rules: a keyword names the secret, the value follows within a few bytes.
 const C: BuiltinRule = BuiltinRule {
     word_start: false,
+    follow: Follow::Assign,
     before: 80,
     after: 400,
     ..P
@@ -192,6 +212,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         verify: Verify::SasToken,
         before: 8,
         after: 300,
+        follow: Follow::Any,
         ..C
     },
     // gl:azure-ad-client-secret
@@ -387,6 +408,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         regex: r"\b(SK[0-9a-fA-F]{32})\b",
         before: 1,
         after: 40,
+        literal: true,
         ..P
     },
     BuiltinRule {
@@ -396,6 +418,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         regex: r"\b(AC[0-9a-f]{32})\b",
         before: 1,
         after: 40,
+        literal: true,
         ..P
     },
     BuiltinRule {
@@ -450,7 +473,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // Discord bot tokens: base64url(user id) . timestamp . HMAC (discord.com/developers/docs/reference#authentication).
     BuiltinRule {
         id: "discord-bot-token",
-        keywords: &["discord", "token", "bot"],
+        keywords: &["discord", "bot"],
         regex: concat!(
             r"\b([MNO][A-Za-z0-9_\-]{23,27}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,40})",
             end!()
@@ -458,6 +481,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         verify: Verify::Discord,
         before: 200,
         after: 300,
+        follow: Follow::Any,
         ..C
     },
     // Discord webhooks (discord.com/developers/docs/resources/webhook).
@@ -467,6 +491,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         regex: r"(https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_\-]{60,72})",
         before: 40,
         after: 200,
+        follow: Follow::Any,
         ..C
     },
     // ---- AI providers -----------------------------------------------------------
@@ -590,6 +615,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         verify: Verify::BasicAuth,
         before: 4,
         after: 600,
+        follow: Follow::Space,
         ..C
     },
     // HTTP Bearer tokens (RFC 6750).
@@ -602,6 +628,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         before: 4,
         after: 4096,
         low_priority: true,
+        follow: Follow::Space,
         ..C
     },
     // gl:generic-api-key, narrowed: a secret-ish name assigned a secret-looking value.

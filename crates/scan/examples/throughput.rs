@@ -1,0 +1,64 @@
+//! Scan the mixed 1 MiB corpus of the criterion bench `N` times with a chosen
+//! detector set, for CPU-time measurements on a shared machine:
+//!
+//! `perf stat -e task-clock cargo run --release -p conductor-scan --example throughput -- all 100`
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "example code"
+)]
+
+use conductor_scan::{FingerprintKey, LabelSpec, Scanner};
+use serde_json::{Value, json};
+
+include!("../benches/support/mixed.rs");
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let which = args.get(1).map_or("all", String::as_str);
+    let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(50);
+    let builtins: Vec<String> = match which {
+        "all" => conductor_scan::BUILTIN_DETECTORS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        other => other.split(',').map(str::to_string).collect(),
+    };
+    let s = Scanner::new(&[LabelSpec {
+        name: "l".into(),
+        builtins,
+        ..LabelSpec::default()
+    }])
+    .unwrap();
+    let key = FingerprintKey([9; 32]);
+    let text = mixed_text(1 << 20, 42);
+    let v = Value::String(text.clone());
+    let lines = json!({"documents": text.lines().map(|l| Value::String(l.to_string())).collect::<Vec<_>>()});
+    let doc = if args.get(3).is_some_and(|a| a == "lines") {
+        &lines
+    } else {
+        &v
+    };
+    if let Some(p) = std::env::var_os("DUMP") {
+        std::fs::write(p, &text).unwrap();
+    }
+    if std::env::var_os("KEYWORDS").is_some() {
+        eprintln!("{:?}", s.keyword_hits(&text));
+    }
+    let mut found = 0;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        found += s.scan(doc, &key).len();
+    }
+    let el = t.elapsed();
+    println!(
+        "{which}: {n} x {} bytes in {:?} wall ({:.0} MB/s wall), {} findings per scan",
+        text.len(),
+        el,
+        (n * text.len()) as f64 / el.as_secs_f64() / 1e6,
+        found / n.max(1)
+    );
+}
