@@ -45,36 +45,60 @@ fn open() -> (tempfile::TempDir, AuditStore) {
     (dir, store)
 }
 
-/// Records/s with `threads` appenders, each appending and waiting in a loop.
-fn run_concurrent(store: &AuditStore, threads: u64, total: u64) -> Duration {
-    let per = total / threads;
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let store = store.clone();
-            s.spawn(move || {
-                for i in 0..per {
-                    black_box(store.append(record(t * per + i)).unwrap());
-                }
-            });
+/// A pool of `threads` appenders that stay alive across samples (as a gateway's
+/// blocking threads do): each sample hands them `total` records and waits for all.
+struct Pool {
+    work: Vec<std::sync::mpsc::Sender<u64>>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Pool {
+    fn new(store: &AuditStore, threads: u64) -> Self {
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let work = (0..threads)
+            .map(|t| {
+                let (tx, rx) = std::sync::mpsc::channel::<u64>();
+                let store = store.clone();
+                let done_tx = done_tx.clone();
+                std::thread::spawn(move || {
+                    let mut i = t << 40;
+                    while let Ok(n) = rx.recv() {
+                        for _ in 0..n {
+                            i += 1;
+                            black_box(store.append(record(i)).unwrap());
+                        }
+                        done_tx.send(()).unwrap();
+                    }
+                });
+                tx
+            })
+            .collect();
+        Self { work, done }
+    }
+
+    fn run(&self, total: u64) -> Duration {
+        let per = total / self.work.len() as u64;
+        let start = Instant::now();
+        for w in &self.work {
+            w.send(per).unwrap();
         }
-    });
-    start.elapsed()
+        for _ in &self.work {
+            self.done.recv().unwrap();
+        }
+        start.elapsed()
+    }
 }
 
 fn throughput(c: &mut Criterion) {
     let mut g = c.benchmark_group("append_throughput");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     for threads in [16u64, 64, 256] {
-        const PER_SAMPLE: u64 = 16_384;
+        const PER_SAMPLE: u64 = 65_536;
         g.throughput(Throughput::Elements(PER_SAMPLE));
         let (_dir, store) = open();
+        let pool = Pool::new(&store, threads);
         g.bench_function(format!("{threads}_appenders"), |b| {
-            b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| run_concurrent(&store, threads, PER_SAMPLE))
-                    .sum()
-            });
+            b.iter_custom(|iters| (0..iters).map(|_| pool.run(PER_SAMPLE)).sum());
         });
     }
     g.finish();
