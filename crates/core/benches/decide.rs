@@ -71,7 +71,33 @@ fn bench(c: &mut Criterion) {
         eprintln!("the generated policy allows nothing");
         std::process::exit(1)
     };
+    // The first allowed call with no arguments (no `when`, nothing for the data
+    // scanner): the pure identity + tool + role + workflow path.
+    let mut bare = None;
+    'bare: for a in 0..100 {
+        for w in 0..10 {
+            for s in 0..40 {
+                for t in 0..25 {
+                    let r = request(
+                        &format!("a{a}"),
+                        &format!("s{s}.t{t}"),
+                        Some(&format!("w{w}")),
+                        json!({}),
+                    );
+                    if decide(&policy, &r, &world).decision == Effect::Allow {
+                        bare = Some(r);
+                        break 'bare;
+                    }
+                }
+            }
+        }
+    }
+    let Some(bare) = bare else {
+        eprintln!("the generated policy allows nothing without arguments");
+        std::process::exit(1)
+    };
     let cases = [
+        ("allow_no_args", bare),
         ("allow", allowed.clone()),
         ("deny_tool", request("a13", "s9.nothing", None, json!({}))),
         (

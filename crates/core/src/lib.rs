@@ -430,8 +430,20 @@ pub fn decide_with_pointers(
 }
 
 fn dedup(reasons: &mut Vec<Reason>) {
-    let mut seen = std::collections::HashSet::new();
-    reasons.retain(|r| seen.insert((r.check, r.rule.clone(), r.message.clone())));
+    // Few reasons per decision: a quadratic scan beats hashing.
+    let mut i = 0;
+    while i < reasons.len() {
+        let dup = reasons
+            .get(..i)
+            .unwrap_or_default()
+            .iter()
+            .any(|r| Some(r) == reasons.get(i));
+        if dup {
+            reasons.remove(i);
+        } else {
+            i += 1;
+        }
+    }
 }
 
 /// Conditions of a rule, combined: any failing condition → `Fails`; else any

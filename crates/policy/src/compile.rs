@@ -11,7 +11,7 @@ use crate::de::{Entries, Lenient, Sp, one_of};
 use crate::error::Problem;
 use crate::glob::Glob;
 use crate::model::{
-    Action, ActionSet, Agent, Compiled, Condition, DataPolicy, EgressRule, Rule, RuleKind, Test,
+    Action, ActionSet, Agent, RuleIndex, Compiled, Condition, DataPolicy, EgressRule, Rule, RuleKind, Test,
     ToolFact, Workflow,
 };
 use crate::node::Loc;
@@ -821,7 +821,7 @@ fn compile_agents(
                 agent_rules.extend(ids);
             }
         }
-        let (exact, wild) = index_rules(&agent_rules, rules);
+        let index = index_rules(&agent_rules, rules);
         out.insert(
             name.value.clone(),
             Agent {
@@ -830,43 +830,50 @@ fn compile_agents(
                 effective_roles: effective,
                 clearance,
                 rules: agent_rules,
-                exact,
-                wild,
+                index,
             },
         );
     }
     out
 }
 
-/// Split an agent's rules into exact-name buckets and the rest (rules with a
-/// wildcard glob). A rule with both kinds of globs is in both. Entries are
-/// positions in `ids` (ascending), so merged lookups keep the agent's rule order.
-fn index_rules(ids: &[u32], rules: &[Rule]) -> (HashMap<String, Vec<u32>>, Vec<u32>) {
-    let mut exact: HashMap<String, Vec<u32>> = HashMap::new();
-    let mut wild = Vec::new();
+/// Index an agent's rules for lookup by tool name: rules with an exact-name glob
+/// by that name, rules with a `<server>.`-prefixed wildcard glob by server, and
+/// the rest (wildcards over the server id). A rule with several globs is in every
+/// bucket one of them belongs to. Entries are positions in `ids` (ascending), so
+/// merged lookups keep the agent's rule order.
+fn index_rules(ids: &[u32], rules: &[Rule]) -> RuleIndex {
+    let mut index = RuleIndex::default();
     for (pos, &i) in ids.iter().enumerate() {
         let Some(r) = rules.get(i as usize) else {
             continue;
         };
         let pos = u32::try_from(pos).unwrap_or(u32::MAX);
-        let mut has_wild = false;
+        let mut any_server = false;
         let mut names = BTreeSet::new();
+        let mut servers = BTreeSet::new();
         for g in &r.tools {
-            match g.literal() {
-                Some(l) => {
+            match (g.literal(), g.server()) {
+                (Some(l), _) => {
                     names.insert(l.to_string());
                 }
-                None => has_wild = true,
+                (None, Some(s)) => {
+                    servers.insert(s.to_string());
+                }
+                (None, None) => any_server = true,
             }
         }
         for n in names {
-            exact.entry(n).or_default().push(pos);
+            index.exact.entry(n).or_default().push(pos);
         }
-        if has_wild {
-            wild.push(pos);
+        for s in servers {
+            index.by_server.entry(s).or_default().push(pos);
+        }
+        if any_server {
+            index.wild.push(pos);
         }
     }
-    (exact, wild)
+    index
 }
 
 // ---------------------------------------------------------------- tools

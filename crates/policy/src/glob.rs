@@ -95,6 +95,26 @@ impl Glob {
         }
     }
 
+    /// The server id every name this glob matches must have, when the glob starts
+    /// with a literal `<server>.` (server ids match `[a-z0-9_-]+` and contain no
+    /// `.`, so the first `.` of a qualified name ends the server id).
+    pub fn server(&self) -> Option<&str> {
+        let lit = match &self.matcher {
+            Matcher::Exact(s) | Matcher::Prefix(s) => s.as_str(),
+            Matcher::General(t) => match t.first() {
+                Some(Token::Lit(l)) => l.as_str(),
+                _ => return None,
+            },
+            Matcher::Suffix(_) | Matcher::Any => return None,
+        };
+        let (server, _) = lit.split_once('.')?;
+        let valid = !server.is_empty()
+            && server
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        valid.then_some(server)
+    }
+
     /// Number of literal characters: a measure of specificity (more is more specific).
     pub fn literal_len(&self) -> usize {
         match &self.matcher {
@@ -218,6 +238,16 @@ mod tests {
         assert!(Glob::new(r"a\").is_err());
         assert!(Glob::new("").is_err());
         assert!(m("[ab]", "[ab]"));
+    }
+
+    #[test]
+    fn server_prefix() {
+        assert_eq!(Glob::new("github.*").unwrap().server(), Some("github"));
+        assert_eq!(Glob::new("github.a*b").unwrap().server(), Some("github"));
+        assert_eq!(Glob::new("git*.x").unwrap().server(), None);
+        assert_eq!(Glob::new("*.x").unwrap().server(), None);
+        assert_eq!(Glob::new("Git.x*").unwrap().server(), None);
+        assert_eq!(Glob::new("g?t.x").unwrap().server(), None);
     }
 
     #[test]

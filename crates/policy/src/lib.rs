@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 pub use compile::{DEFAULT_LEVELS, check_pointer};
 pub use error::{LoadError, Problem};
 pub use model::{
-    Action, ActionSet, Agent, Condition, DataPolicy, EgressRule, Eval, Rule, RuleKind, Test,
+    Action, ActionSet, Agent, RuleIndex, Condition, DataPolicy, EgressRule, Eval, Rule, RuleKind, Test,
     ToolFact, Workflow, json_eq,
 };
 pub use node::MAX_POLICY_BYTES;
@@ -73,19 +73,25 @@ impl Policy {
             .filter_map(|&i| self.c.rules.get(i as usize))
     }
 
-    /// The rules of the agent whose tool globs could match `tool`: the exact-name
-    /// bucket plus every rule with a wildcard glob (callers still test
-    /// [`Rule::names_tool`]). Rules come in the agent's rule order, each once.
+    /// The rules of the agent whose tool globs could match `tool`: its exact-name
+    /// bucket, its server's bucket and every rule with a wildcard over the server
+    /// id (callers still test [`Rule::names_tool`]). Rules come in the agent's rule
+    /// order, each once.
     pub fn candidate_rules<'a>(
         &'a self,
         agent: &'a Agent,
         tool: &str,
     ) -> impl Iterator<Item = &'a Rule> + 'a {
-        let exact = agent.exact.get(tool).map_or(&[][..], Vec::as_slice);
-        Merge {
-            a: exact,
-            b: &agent.wild,
-        }
+        let ix = &agent.index;
+        let exact = ix.exact.get(tool).map_or(&[][..], Vec::as_slice);
+        let server = tool
+            .split_once('.')
+            .and_then(|(s, _)| ix.by_server.get(s))
+            .map_or(&[][..], Vec::as_slice);
+        Merge::new(
+            Merge::new(exact.iter().copied(), server.iter().copied()),
+            ix.wild.iter().copied(),
+        )
         .filter_map(|pos| agent.rules.get(pos as usize))
         .filter_map(|&i| self.c.rules.get(i as usize))
     }
@@ -206,37 +212,36 @@ fn problems_or_default(p: Vec<de::DeProblem>) -> Vec<Problem> {
     }
 }
 
-/// Merge two ascending index lists into one ascending list without duplicates.
-struct Merge<'a> {
-    a: &'a [u32],
-    b: &'a [u32],
+/// Merge two ascending sequences into one ascending sequence without duplicates.
+struct Merge<A: Iterator<Item = u32>, B: Iterator<Item = u32>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
 }
 
-impl Iterator for Merge<'_> {
+impl<A: Iterator<Item = u32>, B: Iterator<Item = u32>> Merge<A, B> {
+    fn new(a: A, b: B) -> Self {
+        Merge {
+            a: a.peekable(),
+            b: b.peekable(),
+        }
+    }
+}
+
+impl<A: Iterator<Item = u32>, B: Iterator<Item = u32>> Iterator for Merge<A, B> {
     type Item = u32;
     fn next(&mut self) -> Option<u32> {
-        match (self.a.split_first(), self.b.split_first()) {
-            (Some((&x, ra)), Some((&y, rb))) => {
-                if x < y {
-                    self.a = ra;
-                    Some(x)
-                } else if y < x {
-                    self.b = rb;
-                    Some(y)
-                } else {
-                    self.a = ra;
-                    self.b = rb;
-                    Some(x)
+        match (self.a.peek().copied(), self.b.peek().copied()) {
+            (Some(x), Some(y)) => {
+                if x <= y {
+                    self.a.next();
                 }
+                if y <= x {
+                    self.b.next();
+                }
+                Some(x.min(y))
             }
-            (Some((&x, ra)), None) => {
-                self.a = ra;
-                Some(x)
-            }
-            (None, Some((&y, rb))) => {
-                self.b = rb;
-                Some(y)
-            }
+            (Some(_), None) => self.a.next(),
+            (None, Some(_)) => self.b.next(),
             (None, None) => None,
         }
     }

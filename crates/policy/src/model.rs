@@ -254,9 +254,18 @@ pub struct Agent {
     pub clearance: usize,
     /// Indices into the policy's rules: every rule of every effective role.
     pub rules: Vec<u32>,
-    /// Rules whose tool globs include an exact name, by that name (positions in `rules`).
+    /// Lookup of `rules` by tool name.
+    pub(crate) index: RuleIndex,
+}
+
+/// An agent's rules by tool name; entries are positions in [`Agent::rules`].
+#[derive(Debug, Clone, Default)]
+pub struct RuleIndex {
+    /// Rules with an exact-name glob, by that name.
     pub(crate) exact: HashMap<String, Vec<u32>>,
-    /// Rules with at least one wildcard tool glob (positions in `rules`).
+    /// Rules with a wildcard glob under a literal `<server>.`, by server.
+    pub(crate) by_server: HashMap<String, Vec<u32>>,
+    /// Rules with a wildcard glob over the server id (`*.x`, `*`, `git*.x`).
     pub(crate) wild: Vec<u32>,
 }
 
