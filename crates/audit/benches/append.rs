@@ -122,5 +122,27 @@ fn latency(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, throughput, latency);
+/// Verifying a store of 100,000 records (read, parse, re-canonicalize, hash, Merkle).
+fn verify(c: &mut Criterion) {
+    const N: u64 = 100_000;
+    let (dir, store) = open();
+    let pool = Pool::new(&store, 64);
+    pool.run(N);
+    drop(pool);
+    store.flush().unwrap();
+    let path = dir.path().join("audit.db");
+    let mut g = c.benchmark_group("verify");
+    g.sample_size(10).throughput(Throughput::Elements(N));
+    g.bench_function("100k_records", |b| {
+        b.iter(|| {
+            let reader = conductor_audit::AuditReader::open(&path).unwrap();
+            let report = reader.verify(None).unwrap();
+            assert!(report.broken.is_none());
+            black_box(report)
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, throughput, latency, verify);
 criterion_main!(benches);

@@ -189,8 +189,11 @@ impl AuditStore {
             Durability::Normal => "NORMAL",
             Durability::Fsync => "FULL",
         };
-        conn.execute_batch(&format!("PRAGMA synchronous={sync};"))
-            .map_err(|e| err(&e))?;
+        // A WAL that grew under load is cut back to 64 MiB once checkpointed.
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous={sync}; PRAGMA journal_size_limit=67108864;"
+        ))
+        .map_err(|e| err(&e))?;
         init_schema(&mut conn).map_err(|e| err(&e))?;
 
         // Checkpoints (copying the WAL back into the database) run on their own

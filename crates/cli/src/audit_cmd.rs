@@ -77,6 +77,7 @@ pub struct VerifyArgs {
     /// fails when its records were cut off or rewritten.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
@@ -84,8 +85,10 @@ pub struct VerifyArgs {
 /// Output of `audit head`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum HeadFormat {
+    /// Readable text: head and checkpoint.
     #[default]
     Human,
+    /// JSON: seq, hash and checkpoint text.
     Json,
     /// The C2SP tlog-checkpoint note text only (origin, size, base64 tree head).
     Checkpoint,
@@ -95,6 +98,7 @@ pub enum HeadFormat {
 pub struct HeadArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = HeadFormat::Human)]
     pub format: HeadFormat,
 }
@@ -150,6 +154,7 @@ pub struct FilterArgs {
 pub struct ExportArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Output format.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     #[command(flatten)]
@@ -166,6 +171,7 @@ pub struct TailArgs {
     /// Keep running and show records as they are committed.
     #[arg(short = 'f', long)]
     pub follow: bool,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
@@ -176,6 +182,7 @@ pub struct QueryArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
