@@ -296,7 +296,10 @@ fn report_json(r: &VerifyReport) -> Value {
                 .map(|(seq, hash)| json!({"seq": seq, "hash": hash}))
         ),
     );
-    v.insert("checkpoint".into(), json!(r.checkpoint.to_text()));
+    // A checkpoint is for anchoring: only ever of an intact chain.
+    if r.broken.is_none() {
+        v.insert("checkpoint".into(), json!(r.checkpoint.to_text()));
+    }
     if let Some(b) = &r.broken {
         v.insert("first_bad_seq".into(), json!(b.seq));
         v.insert("problem".into(), json!(b.kind.as_str()));

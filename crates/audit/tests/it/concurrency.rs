@@ -105,3 +105,28 @@ fn processes_racing_to_create_a_store_share_it() {
     assert!(report.broken.is_none(), "{:?}", report.broken);
     assert_eq!(report.verified, 600);
 }
+
+#[test]
+fn verify_while_appending_sees_an_intact_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let store = AuditStore::open(&db, AuditOptions::default()).unwrap();
+    store.append(record(0)).unwrap();
+    let writer = {
+        let s = store.clone();
+        std::thread::spawn(move || {
+            for i in 1..2000 {
+                s.append(record(i)).unwrap();
+            }
+        })
+    };
+    let mut last = 0;
+    while !writer.is_finished() {
+        let report = verify(&db);
+        assert!(report.broken.is_none(), "{:?}", report.broken);
+        assert!(report.verified >= last);
+        last = report.verified;
+    }
+    writer.join().unwrap();
+    assert_eq!(verify(&db).verified, 2000);
+}

@@ -147,6 +147,11 @@ fn verify_a_modified_record_exits_1_with_its_seq() {
     assert_eq!(v["ok"], false);
     assert_eq!(v["first_bad_seq"], 6);
     assert_eq!(v["problem"], "hash-mismatch");
+    assert_eq!(v["verified"], 5);
+    assert!(
+        v.get("checkpoint").is_none(),
+        "no checkpoint of a broken chain"
+    );
 }
 
 #[test]
@@ -431,4 +436,21 @@ fn export_requires_a_format() {
     let (_dir, path) = store(1);
     let r = audit(&path, &["export"]);
     assert_eq!(r.code, 64, "{r:?}");
+}
+
+#[test]
+fn an_empty_store_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    drop(AuditStore::open(&path, AuditOptions::default()).unwrap());
+    let r = audit(&path, &["verify"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("ok: 0 records verified"),
+        "{}",
+        r.stdout
+    );
+    let h = audit(&path, &["head", "--format", "checkpoint"]);
+    assert_eq!(h.code, 0, "{h:?}");
+    assert_eq!(h.stdout.lines().nth(1), Some("0"));
 }
