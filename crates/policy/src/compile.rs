@@ -11,8 +11,8 @@ use crate::de::{Entries, Lenient, Sp, one_of};
 use crate::error::Problem;
 use crate::glob::Glob;
 use crate::model::{
-    Action, ActionSet, Agent, RuleIndex, Compiled, Condition, DataPolicy, EgressRule, Rule, RuleKind, Test,
-    ToolFact, Workflow,
+    Action, ActionSet, Agent, Compiled, Condition, DataPolicy, EgressRule, Rule, RuleIndex,
+    RuleKind, Test, ToolFact, Workflow,
 };
 use crate::node::Loc;
 use crate::raw::{RawConstraint, RawData, RawPolicy, RawRole, RawRule};
@@ -99,14 +99,23 @@ pub fn compile(
     let data = compile_data(&mut cx, raw.data.0.as_ref());
     let roles = entries(&raw.roles);
     let (rules, role_rules) = compile_roles(&mut cx, &roles);
-    check_extends(&mut cx, &roles);
+    let role_names = all_names(&raw.roles);
+    check_extends(&mut cx, &roles, &role_names);
     let levels: Vec<String> = match raw.data.0.as_ref().and_then(|d| d.value.levels.as_ref()) {
         Some(l) => l.value.iter().map(|s| s.value.clone()).collect(),
         None => DEFAULT_LEVELS.iter().map(|s| (*s).to_string()).collect(),
     };
-    let agents = compile_agents(&mut cx, &raw, &roles, &role_rules, &rules, &levels);
+    let agents = compile_agents(
+        &mut cx,
+        &raw,
+        &roles,
+        &role_names,
+        &role_rules,
+        &rules,
+        &levels,
+    );
     let (tools, tools_exact, tools_glob) = compile_tools(&mut cx, &raw);
-    let workflows = compile_workflows(&mut cx, &raw, &roles);
+    let workflows = compile_workflows(&mut cx, &raw, &role_names);
     let destinations = compile_destinations(&mut cx, raw.destinations.0.as_ref());
 
     if !cx.problems.is_empty() {
@@ -130,6 +139,17 @@ pub fn compile(
         destinations,
         data,
     })
+}
+
+/// Every key of a lenient mapping section, including entries whose body did not
+/// read (their problem is already reported; naming them is not another problem).
+fn all_names<T>(section: &Lenient<Entries<Lenient<T>>>) -> HashSet<&str> {
+    section
+        .0
+        .iter()
+        .flat_map(|e| e.0.iter())
+        .map(|(k, _)| k.value.as_str())
+        .collect()
 }
 
 /// The readable entries of a lenient mapping section.
@@ -661,12 +681,12 @@ fn compile_constraint(cx: &mut Cx<'_>, c: &Sp<RawConstraint>) -> Option<Vec<Test
 }
 
 /// Undefined roles in `extends`, and `extends` cycles (each named once).
-fn check_extends(cx: &mut Cx<'_>, roles: &[(&Sp<String>, &RawRole)]) {
+fn check_extends(cx: &mut Cx<'_>, roles: &[(&Sp<String>, &RawRole)], role_names: &HashSet<&str>) {
     let defined: HashMap<&str, &RawRole> =
         roles.iter().map(|(n, r)| (n.value.as_str(), *r)).collect();
     for (name, role) in roles {
         for e in &role.extends {
-            if !defined.contains_key(e.value.as_str()) {
+            if !role_names.contains(e.value.as_str()) {
                 cx.err(
                     e.loc,
                     format!("role `{}` extends undefined role `{}`", name.value, e.value),
@@ -767,6 +787,7 @@ fn compile_agents(
     cx: &mut Cx<'_>,
     raw: &RawPolicy,
     roles: &[(&Sp<String>, &RawRole)],
+    role_names: &HashSet<&str>,
     role_rules: &HashMap<String, Vec<u32>>,
     rules: &[Rule],
     levels: &[String],
@@ -777,7 +798,7 @@ fn compile_agents(
     for (name, a) in entries(&raw.agents) {
         check_name(cx, "an agent", name);
         for r in &a.roles {
-            if !defined.contains_key(r.value.as_str()) {
+            if !role_names.contains(r.value.as_str()) {
                 let known: Vec<&str> = roles.iter().map(|(n, _)| n.value.as_str()).collect();
                 let help = if known.is_empty() {
                     "the policy defines no roles; add them under `roles:`".to_string()
@@ -960,9 +981,8 @@ fn compile_tools(cx: &mut Cx<'_>, raw: &RawPolicy) -> ToolIndex {
 fn compile_workflows(
     cx: &mut Cx<'_>,
     raw: &RawPolicy,
-    roles: &[(&Sp<String>, &RawRole)],
+    defined: &HashSet<&str>,
 ) -> HashMap<String, Workflow> {
-    let defined: HashSet<&str> = roles.iter().map(|(n, _)| n.value.as_str()).collect();
     let mut out = HashMap::new();
     for (name, w) in entries(&raw.workflows) {
         check_name(cx, "a workflow", name);

@@ -34,8 +34,8 @@ use sha2::{Digest, Sha256};
 pub use compile::{DEFAULT_LEVELS, check_pointer};
 pub use error::{LoadError, Problem};
 pub use model::{
-    Action, ActionSet, Agent, RuleIndex, Condition, DataPolicy, EgressRule, Eval, Rule, RuleKind, Test,
-    ToolFact, Workflow, json_eq,
+    Action, ActionSet, Agent, Condition, DataPolicy, EgressRule, Eval, Rule, RuleIndex, RuleKind,
+    Test, ToolFact, Workflow, json_eq,
 };
 pub use node::MAX_POLICY_BYTES;
 

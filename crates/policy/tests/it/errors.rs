@@ -190,3 +190,20 @@ fn color_rendering_differs_only_in_styling() {
     assert!(color.contains('\u{1b}'), "{color}");
     assert!(plain.contains("p.yaml:2:1"), "{plain}");
 }
+
+/// A role whose body is broken is still a defined role: naming it is not a
+/// second problem.
+#[test]
+fn a_broken_role_is_reported_once() {
+    let e = conductor_policy::load_str(
+        "version: 1\nagents: {a: {roles: [r]}}\nroles:\n  r: {allow: 5}\n  s: {extends: [r]}\nworkflows: {w: {roles: [r], tools: [\"x.*\"]}}\n",
+        "p",
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(e.problems().len(), 1, "{}", e.render(false));
+    assert_eq!(
+        (e.problems()[0].line, e.problems()[0].column),
+        (Some(4), Some(14))
+    );
+}
