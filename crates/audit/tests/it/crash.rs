@@ -18,7 +18,7 @@ const ENV_THREADS: &str = "CONDUCTOR_AUDIT_TEST_CHILD_THREADS";
 const ENV_COUNT: &str = "CONDUCTOR_AUDIT_TEST_CHILD_COUNT";
 
 /// Not a test: the body of the child process. Appends from several threads and prints
-/// `ack <seq>` after each `append` returned (i.e. after its commit).
+/// `ack <seq> <hash>` after each `append` returned (i.e. after its commit).
 #[test]
 #[ignore = "child process of the crash and concurrency tests; does nothing on its own"]
 fn child_appender() {
@@ -39,7 +39,7 @@ fn child_appender() {
                 while count == 0 || i < count {
                     let r = store.append(record(t as u64 * 1_000_000 + i)).unwrap();
                     let mut o = out.lock().unwrap();
-                    writeln!(o, "ack {}", r.seq).unwrap();
+                    writeln!(o, "ack {} {}", r.seq, r.hash).unwrap();
                     o.flush().unwrap();
                     i += 1;
                 }
@@ -70,8 +70,8 @@ pub fn spawn_child(db: &Path, threads: usize, count: u64) -> Child {
 }
 
 /// Read the child's acknowledgements; after `kill_after` of them (if any), SIGKILL it.
-/// Returns every acknowledged seq (including those printed before the kill landed).
-pub fn collect_acks(mut child: Child, kill_after: Option<usize>) -> Vec<u64> {
+/// Returns every acknowledged (seq, hash), including those printed before the kill landed.
+pub fn collect_receipts(mut child: Child, kill_after: Option<usize>) -> Vec<(u64, String)> {
     let stdout = child.stdout.take().unwrap();
     let mut acks = Vec::new();
     let mut killed = false;
@@ -80,7 +80,10 @@ pub fn collect_acks(mut child: Child, kill_after: Option<usize>) -> Vec<u64> {
         // libtest prints `test crash::child_appender ... ` without a newline before the
         // test's own output, so an ack may share a line with it.
         if let Some(pos) = line.find("ack ") {
-            acks.push(line[pos + 4..].trim().parse().unwrap());
+            let mut parts = line[pos + 4..].split_whitespace();
+            let seq = parts.next().unwrap().parse().unwrap();
+            let hash = parts.next().unwrap().to_string();
+            acks.push((seq, hash));
         }
         if !killed && kill_after.is_some_and(|n| acks.len() >= n) {
             child.kill().unwrap(); // SIGKILL
@@ -94,16 +97,27 @@ pub fn collect_acks(mut child: Child, kill_after: Option<usize>) -> Vec<u64> {
     acks
 }
 
+/// The acknowledged seqs only.
+pub fn collect_acks(child: Child, kill_after: Option<usize>) -> Vec<u64> {
+    collect_receipts(child, kill_after)
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect()
+}
+
 #[test]
 fn sigkill_under_load_loses_no_acknowledged_record() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
     let mut all_acks = Vec::new();
+    let mut all_receipts = Vec::new();
     // Three rounds on the same store: each child is killed mid-flight, and the next one
     // must reopen the crashed store and extend its chain.
     for (round, kill_after) in [(0, 1500usize), (1, 700), (2, 2500)] {
         let child = spawn_child(&db, 6, 0);
-        let acks = collect_acks(child, Some(kill_after));
+        let receipts = collect_receipts(child, Some(kill_after));
+        let acks: Vec<u64> = receipts.iter().map(|(s, _)| *s).collect();
+        all_receipts.extend(receipts);
         assert!(
             acks.len() >= kill_after,
             "round {round}: only {} acks",
@@ -130,16 +144,19 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), all_acks.len(), "a seq was acknowledged twice");
-    // Each acknowledged record is readable and is the record that was acknowledged.
+    // Each acknowledged record is there and is the record that was acknowledged: the
+    // stored hash is the one in the receipt.
     let reader = AuditReader::open(&db).unwrap();
-    let mut seen = std::collections::HashSet::new();
+    let mut stored = std::collections::HashMap::new();
     reader
         .for_each(&conductor_audit::Filter::default(), |r| {
-            seen.insert(r.seq);
+            stored.insert(r.seq, r.hash);
             true
         })
         .unwrap();
-    assert!(all_acks.iter().all(|s| seen.contains(s)));
+    for (seq, hash) in &all_receipts {
+        assert_eq!(stored.get(seq), Some(hash), "acknowledged record {seq}");
+    }
 }
 
 /// Not a test: the body of the disk-full child. Appends until `append` fails, printing
