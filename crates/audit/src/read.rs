@@ -242,8 +242,18 @@ impl AuditReader {
         let brk = |seq: u64, kind: BreakKind, message: String| Break { seq, kind, message };
         while let Some(row) = rows.next().map_err(|e| self.data(e))? {
             let seq: i64 = row.get(0).map_err(|e| self.data(e))?;
-            let text: String = row.get(1).map_err(|e| self.data(e))?;
-            let hash_s: String = row.get(2).map_err(|e| self.data(e))?;
+            // A record or hash that is not text (changed to a blob, a number, NULL) is a
+            // break at this seq, not a reason to stop reading.
+            let text = text_column(row, 1);
+            let hash_s = text_column(row, 2);
+            let (Some(text), Some(hash_s)) = (text, hash_s) else {
+                broken = Some(brk(
+                    expected,
+                    BreakKind::Malformed,
+                    "the stored record or hash is not text".into(),
+                ));
+                break;
+            };
             if let Some(b) = check_record(seq, expected, &prev, &text, &hash_s) {
                 broken = Some(b);
                 break;
@@ -358,6 +368,13 @@ impl AuditReader {
             .map_err(|e| self.data(format!("record {seq} cannot be read: {e}")))?;
         rec.hash = hash;
         Ok(rec)
+    }
+}
+
+fn text_column(row: &rusqlite::Row<'_>, i: usize) -> Option<String> {
+    match row.get_ref(i).ok()? {
+        rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::to_string),
+        _ => None,
     }
 }
 

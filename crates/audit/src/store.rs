@@ -284,6 +284,17 @@ impl std::fmt::Display for WriteError {
 
 pub(crate) fn init_schema(conn: &mut Connection) -> Result<(), WriteError> {
     let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // INVARIANT: never add our tables to somebody else's database.
+    let (objects, has_meta): (i64, bool) = txn.query_row(
+        "SELECT count(*), coalesce(sum(type = 'table' AND name = 'meta'), 0) > 0 FROM sqlite_master",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if objects > 0 && !has_meta {
+        return Err(WriteError::Refused(
+            "it is an SQLite database but not a conductor audit store".into(),
+        ));
+    }
     txn.execute_batch(SCHEMA)?;
     let format: Option<String> = txn
         .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| {

@@ -222,3 +222,28 @@ fn records_with_awkward_doubles_verify() {
     let report = verify(&path);
     assert!(report.broken.is_none(), "{:?}", report.broken);
 }
+
+/// Pointing the store at another program's SQLite database must not add tables to it.
+#[test]
+fn a_foreign_sqlite_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('keep')")
+        .unwrap();
+    drop(conn);
+    let err = AuditStore::open(&path, AuditOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("not a conductor audit store"),
+        "{err}"
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1);
+}

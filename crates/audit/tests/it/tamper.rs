@@ -291,3 +291,30 @@ fn an_intact_store_verifies_against_its_own_earlier_checkpoint() {
     assert!(report.broken.is_none(), "{:?}", report.broken);
     assert_eq!(report.verified, 10);
 }
+
+#[test]
+fn a_record_turned_into_a_blob_is_found_at_its_seq() {
+    let (_d, path) = store_with(10);
+    sql(&path)
+        .execute(
+            "UPDATE records SET record = CAST(record AS BLOB) WHERE seq = 8",
+            [],
+        )
+        .unwrap();
+    assert_eq!(first_break(&path), (8, BreakKind::Malformed));
+    sql(&path)
+        .execute("UPDATE records SET hash = NULL WHERE seq = 3", [])
+        .unwrap_err(); // NOT NULL holds
+    // TEXT affinity stores a number as text: a plain mismatch.
+    sql(&path)
+        .execute("UPDATE records SET hash = 42 WHERE seq = 5", [])
+        .unwrap();
+    assert_eq!(first_break(&path), (5, BreakKind::HashMismatch));
+    sql(&path)
+        .execute(
+            "UPDATE records SET hash = CAST(hash AS BLOB) WHERE seq = 3",
+            [],
+        )
+        .unwrap();
+    assert_eq!(first_break(&path), (3, BreakKind::Malformed));
+}
