@@ -33,6 +33,7 @@
 
 mod checks;
 mod gitleaks;
+mod kwdfa;
 mod pii;
 mod rules;
 
@@ -194,11 +195,32 @@ struct Trigger {
     follow: Follow,
 }
 
+/// The keyword prefilter: the dense multi-stream DFA, or (for keyword sets too large
+/// for it) the aho-corasick crate's automaton with the same all-occurrences semantics.
+#[derive(Debug)]
+enum Keywords {
+    Dfa(Box<kwdfa::KwDfa>),
+    Ac(AhoCorasick),
+}
+
+impl Keywords {
+    fn find_all(&self, t: &[u8], hits: &mut Vec<(usize, usize, usize)>) {
+        match self {
+            Keywords::Dfa(d) => d.find_all(t, hits),
+            Keywords::Ac(ac) => {
+                for m in ac.find_overlapping_iter(t) {
+                    hits.push((m.pattern().as_usize(), m.start(), m.end()));
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Engine {
     labels: Vec<String>,
     rules: Vec<RegexRule>,
-    ac: Option<AhoCorasick>,
+    keys: Option<Keywords>,
     keywords: Vec<String>,
     triggers: Vec<Vec<Trigger>>,
     /// Case-sensitive literal keywords searched with memmem: (finder, trigger).
@@ -424,46 +446,28 @@ impl Scanner {
             return Err(errors);
         }
         if !keywords.is_empty() {
-            // A leftmost-longest hit of keyword K must also trigger the rules of every
-            // keyword contained in K (they are hidden behind the longer hit).
-            let mut expanded = kw_triggers.clone();
-            for (i, k) in keywords.iter().enumerate() {
-                for (j, sub) in keywords.iter().enumerate() {
-                    if i != j && k.contains(sub.as_str()) {
-                        let extra: Vec<Trigger> = kw_triggers
-                            .get(j)
-                            .map(|v| {
-                                v.iter()
-                                    .map(|t| Trigger {
-                                        rule: t.rule,
-                                        case: None,
-                                        word_start: false,
-                                        follow: t.follow,
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        if let Some(v) = expanded.get_mut(i) {
-                            v.extend(extra);
-                        }
-                    }
-                }
-            }
-            let ac = AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::LeftmostLongest)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(&keywords)
-                .map_err(|err| {
-                    vec![ScanConfigError {
-                        label: labels.first().map(|l| l.name.clone()).unwrap_or_default(),
-                        pattern: None,
-                        message: format!("the keyword set cannot be compiled: {err}"),
-                    }]
-                })?;
-            e.ac = Some(ac);
-            e.keywords = keywords.clone();
-            e.triggers = expanded;
+            // Every occurrence of every keyword is reported (overlapping ones too), so
+            // a keyword hidden inside a longer one still triggers its rules.
+            let keys = match kwdfa::KwDfa::new(&keywords) {
+                Ok(d) => Keywords::Dfa(Box::new(d)),
+                Err(kwdfa::TooLarge) => Keywords::Ac(
+                    AhoCorasickBuilder::new()
+                        .ascii_case_insensitive(true)
+                        .match_kind(MatchKind::Standard)
+                        .kind(Some(AhoCorasickKind::DFA))
+                        .build(&keywords)
+                        .map_err(|err| {
+                            vec![ScanConfigError {
+                                label: labels.first().map(|l| l.name.clone()).unwrap_or_default(),
+                                pattern: None,
+                                message: format!("the keyword set cannot be compiled: {err}"),
+                            }]
+                        })?,
+                ),
+            };
+            e.keys = Some(keys);
+            e.keywords = keywords;
+            e.triggers = kw_triggers;
         }
         Ok(Scanner { inner: Arc::new(e) })
     }
@@ -510,11 +514,13 @@ impl Scanner {
     pub fn keyword_hits(&self, text: &str) -> Vec<(String, usize)> {
         let e = &self.inner;
         let mut counts = vec![0usize; e.keywords.len()];
-        if let Some(ac) = &e.ac {
-            for m in ac.find_iter(text) {
-                if let Some(c) = counts.get_mut(m.pattern().as_usize()) {
-                    *c += 1;
-                }
+        let mut hits = Vec::new();
+        if let Some(k) = &e.keys {
+            k.find_all(text.as_bytes(), &mut hits);
+        }
+        for (p, _, _) in hits {
+            if let Some(c) = counts.get_mut(p) {
+                *c += 1;
             }
         }
         let mut v: Vec<(String, usize)> = e
@@ -932,6 +938,16 @@ fn follows(f: Follow, t: &[u8], at: usize) -> bool {
             }
             matches!(b(i), b'=' | b':' | b'|')
         }
+        Follow::Jwt => {
+            let mut i = at;
+            while i < t.len()
+                && i - at < 8192
+                && (b(i).is_ascii_alphanumeric() || matches!(b(i), b'_' | b'-'))
+            {
+                i += 1;
+            }
+            b(i) == b'.' && b(i + 1) == b'e' && b(i + 2) == b'y'
+        }
         Follow::Space => {
             let mut i = at;
             while i < t.len() && i - at < 5 && matches!(b(i), b' ' | b'\t') {
@@ -989,11 +1005,13 @@ fn scan_text(e: &Engine, t: &[u8], key_ctx: Option<&str>) -> Vec<Hit> {
             None => windows.push((tr.rule, vec![(ws, we)])),
         }
     };
-    if let Some(ac) = &e.ac {
-        for m in ac.find_iter(t) {
-            if let Some(trs) = e.triggers.get(m.pattern().as_usize()) {
+    if let Some(k) = &e.keys {
+        let mut kh = Vec::new();
+        k.find_all(t, &mut kh);
+        for (p, ms, me) in kh {
+            if let Some(trs) = e.triggers.get(p) {
                 for tr in trs {
-                    on_hit(tr, m.start(), m.end());
+                    on_hit(tr, ms, me);
                 }
             }
         }

@@ -164,28 +164,54 @@ pub(crate) fn find_emails(s: &[u8], out: &mut Vec<(usize, usize)>) {
 
 // ---- numbers --------------------------------------------------------------------
 
-/// The next ASCII digit at or after `from`; skips digit-free 32-byte blocks quickly.
-fn next_digit(s: &[u8], from: usize) -> Option<usize> {
-    let rest = s.get(from..)?;
-    let mut chunks = rest.chunks_exact(32);
-    let mut off = from;
-    for c in chunks.by_ref() {
-        let any = c
-            .iter()
-            .fold(false, |acc, &b| acc | (b.wrapping_sub(b'0') < 10));
-        if any {
-            return c.iter().position(|b| b.is_ascii_digit()).map(|p| off + p);
+fn is_b64_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'/' | b'-')
+}
+
+/// The end of the token (`[A-Za-z0-9_+/-]*`: words, base64, hex ids) starting at `j`,
+/// 16 bytes at a time. Digits glued to such a token are not numbers of interest.
+fn skip_word(s: &[u8], mut j: usize) -> usize {
+    while let Some(block) = s.get(j..j + 16) {
+        if block.iter().fold(true, |a, &b| a & is_b64_word(b)) {
+            j += 16;
+        } else {
+            break;
         }
-        off += 32;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|b| b.is_ascii_digit())
-        .map(|p| off + p)
+    while s.get(j).is_some_and(|&b| is_b64_word(b)) {
+        j += 1;
+    }
+    j
 }
 
 const MAX_GROUPS: usize = 16;
+
+// Separator codes between digit groups.
+const OTHER: u8 = 0;
+const SP: u8 = 1;
+const DASH: u8 = 2;
+const DOT: u8 = 3;
+const RPAR: u8 = 4;
+const RPAR_SP: u8 = 5;
+const LPAR: u8 = 6;
+const SP_LPAR: u8 = 7;
+const RPAR_SP_LPAR: u8 = 8;
+const SP_DASH_SP: u8 = 9;
+
+fn sep_code(sep: &[u8]) -> u8 {
+    match sep {
+        b" " => SP,
+        b"-" => DASH,
+        b"." => DOT,
+        b")" => RPAR,
+        b") " => RPAR_SP,
+        b"(" => LPAR,
+        b" (" => SP_LPAR,
+        b") (" => RPAR_SP_LPAR,
+        b" - " => SP_DASH_SP,
+        _ => OTHER,
+    }
+}
 
 /// A run of digit groups joined by short separators (` `, `-`, `.`, `(`, `)`).
 struct Cluster {
@@ -196,6 +222,8 @@ struct Cluster {
     end: usize,
     /// Digits in all groups.
     total: usize,
+    /// `seps[i]`: the separator code between groups `i` and `i + 1`.
+    seps: [u8; MAX_GROUPS],
 }
 
 impl Cluster {
@@ -207,10 +235,8 @@ impl Cluster {
         b - a
     }
     /// Separator bytes between group `i` and `i + 1`.
-    fn sep<'a>(&self, s: &'a [u8], i: usize) -> &'a [u8] {
-        let (_, e) = self.group(i);
-        let (n, _) = self.group(i + 1);
-        s.get(e..n).unwrap_or(&[])
+    fn sep(&self, _s: &[u8], i: usize) -> u8 {
+        self.seps.get(i).copied().unwrap_or(OTHER)
     }
 }
 
@@ -242,6 +268,9 @@ fn fill_cluster(s: &[u8], d: usize, c: &mut Cluster) {
         }
         if j > i && at(s, j).is_ascii_digit() {
             let sep = s.get(i..j).unwrap_or(&[]);
+            if let Some(x) = c.seps.get_mut(c.n.saturating_sub(1)) {
+                *x = sep_code(sep);
+            }
             // A sentence end (`. `) or two different dashes/dots is not a separator.
             let dots = sep.iter().filter(|&&b| b == b'.' || b == b'-').count();
             if dots > 1 {
@@ -346,7 +375,7 @@ fn context_before(s: &[u8], start: usize, words: &[&[u8]]) -> bool {
             c == k0
                 && hay
                     .get(i + 1..i + 1 + rest.len())
-                    .is_some_and(|x| x == rest)
+                    .is_some_and(|x| x.iter().zip(rest).all(|(a, b)| a == b))
         })
     })
 }
@@ -492,6 +521,30 @@ fn iban_at(s: &[u8], cs: usize) -> Option<usize> {
 }
 
 /// Find phone numbers, payment cards, US SSNs and IBANs.
+/// The next ASCII digit at or after `from`; skips digit-free 32-byte blocks quickly.
+fn next_digit(s: &[u8], from: usize) -> Option<usize> {
+    let rest = s.get(from..)?;
+    let mut chunks = rest.chunks_exact(32);
+    let mut off = from;
+    for c in chunks.by_ref() {
+        if c.iter()
+            .fold(false, |acc, &b| acc | (b.wrapping_sub(b'0') < 10))
+        {
+            return c.iter().position(u8::is_ascii_digit).map(|p| off + p);
+        }
+        off += 32;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|p| off + p)
+}
+
+/// Find phone numbers, payment cards, US SSNs and IBANs.
+///
+/// Digit runs glued to a word or a base64/hex token are skipped with the token; the
+/// rest are checked by hand.
 pub(crate) fn find_numbers(s: &[u8], w: NumberWants, out: &mut Vec<(NumberKind, usize, usize)>) {
     let mut from = 0;
     let mut c = Cluster {
@@ -500,71 +553,93 @@ pub(crate) fn find_numbers(s: &[u8], w: NumberWants, out: &mut Vec<(NumberKind, 
         overflow: false,
         end: 0,
         total: 0,
+        seps: [OTHER; MAX_GROUPS],
     };
     while let Some(d) = next_digit(s, from) {
-        // IBAN: two capital letters right before the check digits.
-        if w.iban && d >= 2 {
-            let (c0, c1) = (at(s, d - 2), at(s, d - 1));
-            if c0.is_ascii_uppercase()
-                && c1.is_ascii_uppercase()
-                && !is_word(before(s, d - 2))
-                && let Some(end) = iban_at(s, d - 2)
-            {
-                out.push((NumberKind::Iban, d - 2, end));
-                from = end;
-                continue;
-            }
-        }
-        // Digits glued to a word (hex ids, `v1`, `abc123`): skip the whole word.
-        if is_word(before(s, d)) {
-            let mut j = d;
-            while is_word(at(s, j)) {
-                j += 1;
-            }
-            from = j;
-            continue;
-        }
-        fill_cluster(s, d, &mut c);
-        from = c.end.max(d + 1);
-        // Nothing below has fewer than 7 digits.
-        if c.total < 7 {
-            continue;
-        }
-        // Lead: `+` or `(` before the first group; the byte before that must end a word.
-        let mut lead = d;
-        if before(s, lead) == b'(' {
-            lead -= 1;
-        }
-        let plus = before(s, lead) == b'+';
-        if plus {
-            lead -= 1;
-        }
-        let lb = before(s, lead);
-        if is_word(lb) || matches!(lb, b'.' | b'-' | b'/' | b'\\' | b'+' | b',') && !plus {
-            continue;
-        }
-        let rb = at(s, c.end);
-        if is_word(rb)
-            || (rb == b'.' && at(s, c.end + 1).is_ascii_digit())
-            || rb == b'/'
-            || rb == b':' && at(s, c.end + 1).is_ascii_digit()
+        from = at_digit_run(s, d, w, &mut c, out).max(d + 1);
+    }
+}
+
+/// Check the digit run starting at `d`; returns where the search resumes.
+fn at_digit_run(
+    s: &[u8],
+    d: usize,
+    w: NumberWants,
+    c: &mut Cluster,
+    out: &mut Vec<(NumberKind, usize, usize)>,
+) -> usize {
+    // IBAN: two capital letters right before the check digits.
+    if w.iban && d >= 2 {
+        let (c0, c1) = (at(s, d - 2), at(s, d - 1));
+        if c0.is_ascii_uppercase()
+            && c1.is_ascii_uppercase()
+            && !is_word(before(s, d - 2))
+            && let Some(end) = iban_at(s, d - 2)
         {
-            continue;
-        }
-        if c.overflow {
-            continue;
-        }
-        let mut found = false;
-        if w.card {
-            found = find_card(s, &c, out);
-        }
-        if !found && w.ssn {
-            found = find_ssn(s, &c, w.ssn_key, out);
-        }
-        if !found && w.phone {
-            find_phone(s, &c, lead, plus, w.phone_key, out);
+            out.push((NumberKind::Iban, d - 2, end));
+            return end;
         }
     }
+    // Digits glued to a word (hex ids, `v1`, `abc123`): skip the whole word.
+    if is_word(before(s, d)) {
+        return skip_word(s, d);
+    }
+    // Fast path: a short run of digits that no separator continues.
+    let mut j = d;
+    while at(s, j).is_ascii_digit() {
+        j += 1;
+    }
+    if j - d < 7 && before(s, d) != b'+' && before(s, d) != b'(' {
+        let nb = at(s, j);
+        let continues = matches!(nb, b' ' | b'-' | b'.' | b'(' | b')')
+            && (at(s, j + 1).is_ascii_digit()
+                || at(s, j + 2).is_ascii_digit()
+                || at(s, j + 3).is_ascii_digit());
+        if !continues {
+            return j;
+        }
+    }
+    fill_cluster(s, d, c);
+    let from = c.end.max(d + 1);
+    // Nothing below has fewer than 7 digits.
+    if c.total < 7 {
+        return from;
+    }
+    // Lead: `+` or `(` before the first group; the byte before that must end a word.
+    let mut lead = d;
+    if before(s, lead) == b'(' {
+        lead -= 1;
+    }
+    let plus = before(s, lead) == b'+';
+    if plus {
+        lead -= 1;
+    }
+    let lb = before(s, lead);
+    if is_word(lb) || matches!(lb, b'.' | b'-' | b'/' | b'\\' | b'+' | b',') && !plus {
+        return from;
+    }
+    let rb = at(s, c.end);
+    if is_word(rb)
+        || (rb == b'.' && at(s, c.end + 1).is_ascii_digit())
+        || rb == b'/'
+        || rb == b':' && at(s, c.end + 1).is_ascii_digit()
+    {
+        return from;
+    }
+    if c.overflow {
+        return from;
+    }
+    let mut found = false;
+    if w.card {
+        found = find_card(s, c, out);
+    }
+    if !found && w.ssn {
+        found = find_ssn(s, c, w.ssn_key, out);
+    }
+    if !found && w.phone {
+        find_phone(s, c, lead, plus, w.phone_key, out);
+    }
+    from
 }
 
 fn find_card(s: &[u8], c: &Cluster, out: &mut Vec<(NumberKind, usize, usize)>) -> bool {
@@ -573,7 +648,7 @@ fn find_card(s: &[u8], c: &Cluster, out: &mut Vec<(NumberKind, usize, usize)>) -
         return false;
     }
     for a in 0..c.n {
-        if a > 0 && c.sep(s, a - 1) != b" " {
+        if a > 0 && c.sep(s, a - 1) != SP {
             continue;
         }
         let mut digits = 0;
@@ -589,12 +664,12 @@ fn find_card(s: &[u8], c: &Cluster, out: &mut Vec<(NumberKind, usize, usize)>) -
             if digits < 13 {
                 continue;
             }
-            if b + 1 < c.n && c.sep(s, b) != b" " {
+            if b + 1 < c.n && c.sep(s, b) != SP {
                 continue;
             }
             let seps_same = (a..b).all(|k| {
                 let sp = c.sep(s, k);
-                (sp == b" " || sp == b"-") && sp == c.sep(s, a)
+                (sp == SP || sp == DASH) && sp == c.sep(s, a)
             });
             if !seps_same || !card_grouping_ok(lens.get(..=b - a).unwrap_or(&[])) {
                 continue;
@@ -629,14 +704,14 @@ fn find_ssn(
             continue;
         }
         let (s1, s2) = (c.sep(s, a), c.sep(s, a + 1));
-        if s1 != s2 || !(s1 == b"-" || s1 == b" ") {
+        if s1 != s2 || !(s1 == DASH || s1 == SP) {
             continue;
         }
-        if (a > 0 && c.sep(s, a - 1) != b" ") || (a + 3 < c.n && c.sep(s, a + 2) != b" ") {
+        if (a > 0 && c.sep(s, a - 1) != SP) || (a + 3 < c.n && c.sep(s, a + 2) != SP) {
             continue;
         }
         let start = c.group(a).0;
-        if s1 == b" " && !(key_ctx || context_before(s, start, SSN_WORDS)) {
+        if s1 == SP && !(key_ctx || context_before(s, start, SSN_WORDS)) {
             continue;
         }
         if ssn_ok(
@@ -664,11 +739,8 @@ fn find_ssn(
     false
 }
 
-fn phone_sep_ok(sep: &[u8]) -> bool {
-    matches!(
-        sep,
-        b" " | b"-" | b"." | b") " | b")" | b" (" | b"(" | b") (" | b" - "
-    )
+fn phone_sep_ok(sep: u8) -> bool {
+    sep != OTHER
 }
 
 fn find_phone(
@@ -702,10 +774,10 @@ fn find_phone(
         }
         let (s1, s2) = (c.sep(s, a), c.sep(s, a + 1));
         let paren = before(s, ga.0) == b'('
-            && (s1 == b") " || s1 == b")")
-            && matches!(s2, b"-" | b"." | b" ");
-        let same = s1 == s2 && matches!(s1, b"-" | b".");
-        let spaced = s1 == b" " && s2 == b" " && (key_ctx || context_before(s, ga.0, PHONE_WORDS));
+            && (s1 == RPAR_SP || s1 == RPAR)
+            && matches!(s2, DASH | DOT | SP);
+        let same = s1 == s2 && matches!(s1, DASH | DOT);
+        let spaced = s1 == SP && s2 == SP && (key_ctx || context_before(s, ga.0, PHONE_WORDS));
         if !(paren || same || spaced) {
             continue;
         }
@@ -716,20 +788,23 @@ fn find_phone(
             let lead_one = a == 1
                 && c.len(0) == 1
                 && at(s, c.group(0).0) == b'1'
-                && matches!(prev, b" " | b"-" | b" (" | b"(" | b".");
+                && matches!(prev, SP | DASH | SP_LPAR | LPAR | DOT);
             if lead_one {
                 start = c.group(0).0;
-            } else if prev != b" " && prev != b" (" {
+            } else if prev != SP && prev != SP_LPAR {
                 continue;
             }
         }
-        if a + 3 < c.n && c.sep(s, a + 2) != b" " {
+        if a + 3 < c.n && c.sep(s, a + 2) != SP {
             continue;
         }
         out.push((NumberKind::Phone, start, c.group(a + 2).1));
         return;
     }
-    // National formats with context: "Tel: 020 7946 0958".
+    // National formats with context: "Tel: 020 7946 0958" (grouped, or a leading 0).
+    if !(key_ctx || c.n >= 2 || at(s, c.group(0).0) == b'0') {
+        return;
+    }
     if seps_ok && (7..=15).contains(&total) && (key_ctx || context_before(s, lead, PHONE_WORDS)) {
         if c.n == 1 && !key_ctx && total < 9 {
             return;

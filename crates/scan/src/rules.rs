@@ -46,6 +46,8 @@ pub(crate) enum Follow {
     Assign,
     /// Spaces, then a token (`Basic dXNl...`, `Bearer ...`).
     Space,
+    /// The rest of a base64url segment, a dot, and the next segment's `ey` (JWTs).
+    Jwt,
 }
 
 /// One built-in rule. `id` is reported as `secrets.<id>`.
@@ -97,8 +99,8 @@ const P: BuiltinRule = BuiltinRule {
 const C: BuiltinRule = BuiltinRule {
     word_start: false,
     follow: Follow::Assign,
-    before: 80,
-    after: 400,
+    before: 48,
+    after: 96,
     ..P
 };
 
@@ -579,7 +581,8 @@ pub(crate) static RULES: &[BuiltinRule] = &[
             end!()
         ),
         verify: Verify::Jwt,
-        after: 16384,
+        after: 8192,
+        follow: Follow::Jwt,
         ..P
     },
     // RFC 3986 userinfo with a password: `scheme://user:password@host`.
@@ -654,8 +657,8 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         group: Some(2),
         min_entropy: 0.0,
         verify: Verify::Generic,
-        before: 80,
-        after: 320,
+        before: 48,
+        after: 96,
         low_priority: true,
         ..C
     },

@@ -1,0 +1,347 @@
+//! The keyword prefilter: an Aho-Corasick automaton over every rule keyword (ASCII
+//! case-insensitive, every occurrence reported, overlapping ones too), compiled to a
+//! dense DFA over byte classes.
+//!
+//! A DFA walk is bound by the latency of one table look-up per byte (each step needs
+//! the previous state). Long texts are therefore cut into four segments that are
+//! walked in lock-step, so that four independent chains of look-ups overlap; each
+//! segment starts `maxlen - 1` bytes early so that a keyword crossing a cut is still
+//! seen, and reports only matches that end inside it.
+
+/// A compiled keyword set.
+#[derive(Debug, Clone)]
+pub(crate) struct KwDfa {
+    class: [u8; 256],
+    stride: usize,
+    /// `trans[state + class]` is the next state; states are premultiplied by `stride`.
+    trans: Vec<u16>,
+    /// Premultiplied states at or above this one have outputs.
+    first_match: usize,
+    /// For match state `m = (state - first_match) / stride`: `outs[out_at[m]..out_at[m + 1]]`.
+    out_at: Vec<u32>,
+    outs: Vec<u32>,
+    lens: Vec<usize>,
+    maxlen: usize,
+}
+
+/// Too many states for 16-bit premultiplied ids.
+#[derive(Debug)]
+pub(crate) struct TooLarge;
+
+impl KwDfa {
+    /// Compile `keywords` (lowercase, non-empty).
+    pub(crate) fn new(keywords: &[String]) -> Result<KwDfa, TooLarge> {
+        // Byte classes: one per distinct (lowercased) keyword byte, 0 for the rest.
+        let mut class = [0u8; 256];
+        let mut nclass = 1usize;
+        for k in keywords {
+            for &b in k.as_bytes() {
+                let l = b.to_ascii_lowercase();
+                if class.get(usize::from(l)).copied() == Some(0) {
+                    if nclass > 255 {
+                        return Err(TooLarge);
+                    }
+                    let c = nclass as u8;
+                    nclass += 1;
+                    if let Some(x) = class.get_mut(usize::from(l)) {
+                        *x = c;
+                    }
+                    if let Some(x) = class.get_mut(usize::from(l.to_ascii_uppercase())) {
+                        *x = c;
+                    }
+                }
+            }
+        }
+        // Trie.
+        const NONE: u32 = u32::MAX;
+        let mut next: Vec<Vec<u32>> = vec![vec![NONE; nclass]];
+        let mut out: Vec<Vec<u32>> = vec![Vec::new()];
+        for (pid, k) in keywords.iter().enumerate() {
+            let mut s = 0usize;
+            for &b in k.as_bytes() {
+                let c = usize::from(class.get(usize::from(b)).copied().unwrap_or(0));
+                let cur = next
+                    .get(s)
+                    .and_then(|row| row.get(c))
+                    .copied()
+                    .unwrap_or(NONE);
+                s = if cur == NONE {
+                    let id = next.len();
+                    next.push(vec![NONE; nclass]);
+                    out.push(Vec::new());
+                    if let Some(x) = next.get_mut(s).and_then(|row| row.get_mut(c)) {
+                        *x = id as u32;
+                    }
+                    id
+                } else {
+                    cur as usize
+                };
+            }
+            if let Some(o) = out.get_mut(s) {
+                o.push(pid as u32);
+            }
+        }
+        // Failure links (breadth first) and the full transition function.
+        let n = next.len();
+        let mut fail = vec![0u32; n];
+        let mut dfa = vec![vec![0u32; nclass]; n];
+        let mut queue = std::collections::VecDeque::new();
+        for c in 0..nclass {
+            let child = next.first().and_then(|r| r.get(c)).copied().unwrap_or(NONE);
+            if child != NONE {
+                if let Some(x) = dfa.first_mut().and_then(|r| r.get_mut(c)) {
+                    *x = child;
+                }
+                queue.push_back(child as usize);
+            }
+        }
+        while let Some(s) = queue.pop_front() {
+            let f = fail.get(s).copied().unwrap_or(0) as usize;
+            let inherited: Vec<u32> = out.get(f).cloned().unwrap_or_default();
+            if let Some(o) = out.get_mut(s) {
+                for p in inherited {
+                    if !o.contains(&p) {
+                        o.push(p);
+                    }
+                }
+            }
+            for c in 0..nclass {
+                let child = next.get(s).and_then(|r| r.get(c)).copied().unwrap_or(NONE);
+                let via_fail = dfa.get(f).and_then(|r| r.get(c)).copied().unwrap_or(0);
+                if child == NONE {
+                    if let Some(x) = dfa.get_mut(s).and_then(|r| r.get_mut(c)) {
+                        *x = via_fail;
+                    }
+                } else {
+                    if let Some(x) = dfa.get_mut(s).and_then(|r| r.get_mut(c)) {
+                        *x = child;
+                    }
+                    if let Some(x) = fail.get_mut(child as usize) {
+                        *x = via_fail;
+                    }
+                    queue.push_back(child as usize);
+                }
+            }
+        }
+        // Renumber: states without outputs first (the root stays 0), match states last.
+        let mut order: Vec<usize> = (0..n)
+            .filter(|&s| out.get(s).is_some_and(Vec::is_empty))
+            .collect();
+        let first_plain = order.len();
+        order.extend((0..n).filter(|&s| out.get(s).is_some_and(|o| !o.is_empty())));
+        let mut new_id = vec![0usize; n];
+        for (i, &s) in order.iter().enumerate() {
+            if let Some(x) = new_id.get_mut(s) {
+                *x = i;
+            }
+        }
+        if n * nclass > usize::from(u16::MAX) {
+            return Err(TooLarge);
+        }
+        let mut trans = vec![0u16; n * nclass];
+        let mut out_at = vec![0u32];
+        let mut outs = Vec::new();
+        for (i, &s) in order.iter().enumerate() {
+            for c in 0..nclass {
+                let to = dfa.get(s).and_then(|r| r.get(c)).copied().unwrap_or(0) as usize;
+                let pre = new_id.get(to).copied().unwrap_or(0) * nclass;
+                if let Some(x) = trans.get_mut(i * nclass + c) {
+                    *x = pre as u16;
+                }
+            }
+            if i >= first_plain {
+                outs.extend(out.get(s).cloned().unwrap_or_default());
+                out_at.push(outs.len() as u32);
+            }
+        }
+        Ok(KwDfa {
+            class,
+            stride: nclass,
+            trans,
+            first_match: first_plain * nclass,
+            out_at,
+            outs,
+            lens: keywords.iter().map(String::len).collect(),
+            maxlen: keywords.iter().map(String::len).max().unwrap_or(1),
+        })
+    }
+
+    /// Every keyword occurrence in `t`, as `(keyword index, start, end)`, ordered by end.
+    pub(crate) fn find_all(&self, t: &[u8], hits: &mut Vec<(usize, usize, usize)>) {
+        let mut ends: Vec<(usize, usize)> = Vec::new();
+        let n = t.len();
+        if n < 4096 {
+            self.walk(t, 0, 0, n, &mut ends);
+        } else {
+            self.walk4(t, &mut ends);
+        }
+        for (state, end) in ends {
+            let m = (state - self.first_match) / self.stride;
+            let (a, b) = (
+                self.out_at.get(m).copied().unwrap_or(0) as usize,
+                self.out_at.get(m + 1).copied().unwrap_or(0) as usize,
+            );
+            for &p in self.outs.get(a..b).unwrap_or(&[]) {
+                let p = p as usize;
+                let len = self.lens.get(p).copied().unwrap_or(0);
+                hits.push((p, end - len, end));
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn step(&self, s: usize, b: u8) -> usize {
+        let c = usize::from(self.class.get(usize::from(b)).copied().unwrap_or(0));
+        usize::from(self.trans.get(s + c).copied().unwrap_or(0))
+    }
+
+    /// One stream: walk `t[from..to]`, report matches ending after `report_from`.
+    fn walk(
+        &self,
+        t: &[u8],
+        from: usize,
+        report_from: usize,
+        to: usize,
+        ends: &mut Vec<(usize, usize)>,
+    ) {
+        let mut s = 0usize;
+        for (i, &b) in t.get(from..to).unwrap_or(&[]).iter().enumerate() {
+            s = self.step(s, b);
+            if s >= self.first_match && from + i >= report_from {
+                ends.push((s, from + i + 1));
+            }
+        }
+    }
+
+    /// Four streams in lock-step.
+    fn walk4(&self, t: &[u8], ends: &mut Vec<(usize, usize)>) {
+        let n = t.len();
+        let q = n / 4;
+        let back = self.maxlen.saturating_sub(1);
+        let seg = [0, q, 2 * q, 3 * q, n];
+        let start = |k: usize| seg.get(k).copied().unwrap_or(0);
+        let begin = [
+            0,
+            start(1) - back.min(start(1)),
+            start(2) - back,
+            start(3) - back,
+        ];
+        let end = [start(1), start(2), start(3), n];
+        let len = |k: usize| end.get(k).copied().unwrap_or(0) - begin.get(k).copied().unwrap_or(0);
+        let common = (0..4).map(len).min().unwrap_or(0);
+        let (b0, b1, b2, b3) = (begin[0], begin[1], begin[2], begin[3]);
+        let (r1, r2, r3) = (start(1), start(2), start(3));
+        let (mut s0, mut s1, mut s2, mut s3) = (0usize, 0usize, 0usize, 0usize);
+        let mut found: [Vec<(usize, usize)>; 4] = Default::default();
+        let (t0, t1, t2, t3) = (
+            t.get(b0..b0 + common).unwrap_or(&[]),
+            t.get(b1..b1 + common).unwrap_or(&[]),
+            t.get(b2..b2 + common).unwrap_or(&[]),
+            t.get(b3..b3 + common).unwrap_or(&[]),
+        );
+        let fm = self.first_match;
+        for (i, (((&x0, &x1), &x2), &x3)) in t0.iter().zip(t1).zip(t2).zip(t3).enumerate() {
+            s0 = self.step(s0, x0);
+            s1 = self.step(s1, x1);
+            s2 = self.step(s2, x2);
+            s3 = self.step(s3, x3);
+            if (s0 >= fm) | (s1 >= fm) | (s2 >= fm) | (s3 >= fm) {
+                if s0 >= fm {
+                    found[0].push((s0, b0 + i + 1));
+                }
+                if s1 >= fm && b1 + i >= r1 {
+                    found[1].push((s1, b1 + i + 1));
+                }
+                if s2 >= fm && b2 + i >= r2 {
+                    found[2].push((s2, b2 + i + 1));
+                }
+                if s3 >= fm && b3 + i >= r3 {
+                    found[3].push((s3, b3 + i + 1));
+                }
+            }
+        }
+        // Finish each stream from where the lock-step stopped.
+        let states = [s0, s1, s2, s3];
+        let reports = [0, r1, r2, r3];
+        for (k, f) in found.iter_mut().enumerate() {
+            let mut s = states.get(k).copied().unwrap_or(0);
+            let from = begin.get(k).copied().unwrap_or(0) + common;
+            let to = end.get(k).copied().unwrap_or(0);
+            let rep = reports.get(k).copied().unwrap_or(0);
+            for (i, &b) in t.get(from..to).unwrap_or(&[]).iter().enumerate() {
+                s = self.step(s, b);
+                if s >= fm && from + i >= rep {
+                    f.push((s, from + i + 1));
+                }
+            }
+            ends.append(f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(keywords: &[String], t: &[u8]) -> Vec<(usize, usize, usize)> {
+        let lower = t.to_ascii_lowercase();
+        let mut v = Vec::new();
+        for end in 1..=t.len() {
+            for (p, k) in keywords.iter().enumerate() {
+                if end >= k.len() && &lower[end - k.len()..end] == k.as_bytes() {
+                    v.push((p, end - k.len(), end));
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn matches_every_occurrence_like_a_naive_search() {
+        let kws: Vec<String> = [
+            "token",
+            "ken",
+            "aws",
+            "ghp_",
+            "secret",
+            "sec",
+            "-----begin",
+            "q~",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let d = KwDfa::new(&kws).unwrap();
+        let mut text = String::new();
+        let words = [
+            "TOKEN",
+            "tok",
+            "en",
+            "Aws",
+            "ghp_",
+            "SeCrEt",
+            "q~",
+            "-----BEGIN",
+            "x",
+            " ",
+            "_",
+            "sec",
+        ];
+        let mut r = 12345u64;
+        for _ in 0..5000 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            text.push_str(words[(r % words.len() as u64) as usize]);
+        }
+        for len in [0, 10, 100, 4095, 4096, 5000, text.len()] {
+            let t = &text.as_bytes()[..len.min(text.len())];
+            let mut got = Vec::new();
+            d.find_all(t, &mut got);
+            got.sort_by_key(|&(p, s, e)| (e, p, s));
+            let mut want = naive(&kws, t);
+            want.sort_by_key(|&(p, s, e)| (e, p, s));
+            assert_eq!(got, want, "len {len}");
+        }
+    }
+}
