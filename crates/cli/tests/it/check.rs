@@ -526,3 +526,33 @@ fn a_secret_in_the_arguments_is_denied_and_never_printed() {
         }
     }
 }
+
+#[test]
+fn jsonl_from_a_file_in_human_format_numbers_each_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reqs.jsonl");
+    std::fs::write(&path, format!("{SEARCH}\n{ISSUE_BY_RESEARCHER}\n")).unwrap();
+    let r = check(
+        &[
+            "--jsonl",
+            "--format",
+            "human",
+            "--request",
+            path.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .starts_with("line 1: ALLOW  research-bot calls search.web\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("\n\nline 2: DENY  research-bot calls github.create_issue\n"),
+        "{}",
+        r.stdout
+    );
+}
