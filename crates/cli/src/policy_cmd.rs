@@ -162,7 +162,13 @@ fn place(file: &str, loc: &serde_saphyr::Location) -> String {
 fn parse_test_file(path: &Path, text: &str) -> Result<TestFile, TestFileErrors> {
     let shown = path.display().to_string();
     let raw: RawTestFile = serde_saphyr::from_str(text).map_err(|e| {
-        let message = first_line_lowercase(&e.to_string());
+        let mut message = first_line_lowercase(&e.to_string());
+        if message.starts_with("budget breached") {
+            // Alias bombs, deep nesting, huge documents: refused by the parser's budget.
+            message = format!(
+                "the test file is too large, too deep or expands too many aliases ({message}); split it"
+            );
+        }
         TestFileErrors(vec![match e.location() {
             Some(loc) => format!("{}: {message}", place(&shown, &loc)),
             None => format!("{shown}: {message}"),
@@ -557,6 +563,21 @@ cases:
             errors[2].contains("duplicate case name `one`"),
             "{errors:#?}"
         );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_quickly() {
+        // The "billion laughs" shape (CVE-2003-1564 for XML; the same trick in YAML
+        // aliases), inside a request's arguments where any value is accepted.
+        let mut text = String::from(
+            "version: 1\npolicy: p.yaml\ncases:\n  - name: x\n    expect: deny\n    request:\n      agent: a\n      tool: s.t\n      arguments:\n        a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n",
+        );
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("        a{i}: &a{i} [{refs}]\n"));
+        }
+        let errors = parse_test_file(Path::new("t.yaml"), &text).unwrap_err().0;
+        assert!(errors[0].contains("too many aliases"), "{errors:#?}");
     }
 
     #[test]
