@@ -37,10 +37,11 @@ fn main() {
     let text = mixed_text(1 << 20, 42);
     let v = Value::String(text.clone());
     let lines = json!({"documents": text.lines().map(|l| Value::String(l.to_string())).collect::<Vec<_>>()});
-    let doc = if args.get(3).is_some_and(|a| a == "lines") {
-        &lines
-    } else {
-        &v
+    let small = json!({"url": "https://api.example.com/v1/search", "query": mixed_text(4 << 10, 7), "limit": 20});
+    let doc = match args.get(3).map(String::as_str) {
+        Some("lines") => &lines,
+        Some("4k") => &small,
+        _ => &v,
     };
     if let Some(p) = std::env::var_os("DUMP") {
         std::fs::write(p, &text).unwrap();

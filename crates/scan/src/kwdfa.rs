@@ -170,7 +170,7 @@ impl KwDfa {
     pub(crate) fn find_all(&self, t: &[u8], hits: &mut Vec<(usize, usize, usize)>) {
         let mut ends: Vec<(usize, usize)> = Vec::new();
         let n = t.len();
-        if n < 4096 {
+        if n < 512 || n / 4 <= self.maxlen {
             self.walk(t, 0, 0, n, &mut ends);
         } else {
             self.walk4(t, &mut ends);
@@ -334,7 +334,7 @@ mod tests {
             r ^= r << 17;
             text.push_str(words[(r % words.len() as u64) as usize]);
         }
-        for len in [0, 10, 100, 4095, 4096, 5000, text.len()] {
+        for len in [0, 10, 100, 511, 512, 600, 4095, 4096, 5000, text.len()] {
             let t = &text.as_bytes()[..len.min(text.len())];
             let mut got = Vec::new();
             d.find_all(t, &mut got);

@@ -591,9 +591,16 @@ fn fingerprint(key: &FingerprintKey, value: &[u8]) -> String {
     }
 }
 
-/// Escape one RFC 6901 reference token.
-fn escape_token(t: &str) -> String {
-    t.replace('~', "~0").replace('/', "~1")
+/// Append `/` and the escaped reference token `t` to a pointer.
+fn push_token(ptr: &mut String, t: &str) {
+    ptr.push('/');
+    for c in t.chars() {
+        match c {
+            '~' => ptr.push_str("~0"),
+            '/' => ptr.push_str("~1"),
+            c => ptr.push(c),
+        }
+    }
 }
 
 fn unescape_token(t: &str) -> String {
@@ -628,35 +635,61 @@ impl Cx<'_> {
         fixed: Option<(&str, &'static str)>,
     ) {
         // Explicit stack: values built in code may be deeper than any parser allows.
-        let mut stack: Vec<(&serde_json::Value, String, Option<String>)> =
-            vec![(value, base, None)];
-        while let Some((v, ptr, parent_key)) = stack.pop() {
+        // The pointer of the current value lives in one buffer that grows and shrinks
+        // with the walk (no allocation per element); an entry holds its parent's
+        // pointer length and its own reference token.
+        enum Tok<'v> {
+            Root,
+            Index(usize),
+            Key(&'v str),
+        }
+        let mut ptr = base;
+        let root_len = ptr.len();
+        let mut stack: Vec<(&serde_json::Value, usize, Tok<'_>)> =
+            vec![(value, root_len, Tok::Root)];
+        while let Some((v, parent_len, tok)) = stack.pop() {
             if self.exhausted {
                 return;
             }
+            ptr.truncate(parent_len);
+            let parent_key = match tok {
+                Tok::Root => None,
+                Tok::Index(i) => {
+                    use std::fmt::Write as _;
+                    let _ = write!(ptr, "/{i}");
+                    None
+                }
+                Tok::Key(k) => {
+                    push_token(&mut ptr, k);
+                    Some(k)
+                }
+            };
             match v {
                 serde_json::Value::String(s) => {
                     let (p, enc, decode) = match fixed {
                         Some((fp, enc)) => (fp, Some(enc), false),
                         None => (ptr.as_str(), None, true),
                     };
-                    self.string(s, p, parent_key.as_deref(), false, enc, decode);
+                    self.string(s, p, parent_key, false, enc, decode);
                 }
                 serde_json::Value::Array(items) => {
+                    let here = ptr.len();
                     for (i, item) in items.iter().enumerate().rev() {
-                        stack.push((item, format!("{ptr}/{i}"), None));
+                        stack.push((item, here, Tok::Index(i)));
                     }
                 }
                 serde_json::Value::Object(map) => {
                     self.object_shape(map, &ptr, fixed);
+                    let here = ptr.len();
                     for (k, item) in map.iter().rev() {
-                        let child = format!("{ptr}/{}", escape_token(k));
+                        push_token(&mut ptr, k);
                         let (p, enc, decode) = match fixed {
-                            Some((fp, enc)) => (fp.to_string(), Some(enc), false),
-                            None => (child.clone(), None, true),
+                            Some((fp, enc)) => (fp, Some(enc), false),
+                            None => (ptr.as_str(), None, true),
                         };
-                        self.string(k, &p, None, fixed.is_none(), enc, decode);
-                        stack.push((item, child, Some(k.clone())));
+                        self.string(k, p, None, fixed.is_none(), enc, decode);
+                        ptr.truncate(here);
+                        stack.push((item, here, Tok::Key(k)));
                     }
                 }
                 _ => {}
@@ -1083,16 +1116,25 @@ fn scan_text(e: &Engine, t: &[u8], key_ctx: Option<&str>) -> Vec<Hit> {
             });
         }
     }
-    let k = key_ctx.map(str::to_ascii_lowercase).unwrap_or_default();
+    let (phone_key, ssn_key) = match key_ctx {
+        Some(key) if !(e.phone.is_empty() && e.ssn.is_empty()) => {
+            let k = key.to_ascii_lowercase();
+            (
+                ["phone", "mobile", "tel", "fax", "cell"]
+                    .iter()
+                    .any(|w| k.contains(w)),
+                k.contains("ssn") || k.contains("social_security") || k.contains("socialsecurity"),
+            )
+        }
+        _ => (false, false),
+    };
     let wants = NumberWants {
         phone: !e.phone.is_empty(),
         card: !e.card.is_empty(),
         ssn: !e.ssn.is_empty(),
         iban: !e.iban.is_empty(),
-        phone_key: ["phone", "mobile", "tel", "fax", "cell"]
-            .iter()
-            .any(|w| k.contains(w)),
-        ssn_key: k.contains("ssn") || k.contains("social_security") || k.contains("socialsecurity"),
+        phone_key,
+        ssn_key,
     };
     if wants.any() {
         let mut spans = Vec::new();
@@ -1378,7 +1420,9 @@ mod tests {
 
     #[test]
     fn pointer_tokens_round_trip() {
-        assert_eq!(escape_token("a/b~c"), "a~1b~0c");
+        let mut p = String::from("/x");
+        push_token(&mut p, "a/b~c");
+        assert_eq!(p, "/x/a~1b~0c");
         assert_eq!(unescape_token("a~1b~0c"), "a/b~c");
         assert_eq!(unescape_token("~01"), "~1");
     }
