@@ -16,5 +16,12 @@ fn load(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, load);
+/// The fixed part: a minimal policy (still compiles the default data scanner).
+fn minimal(c: &mut Criterion) {
+    c.bench_function("load_compile_minimal", |b| {
+        b.iter(|| conductor_policy::load_str(std::hint::black_box("version: 1\n"), "m.yaml", None));
+    });
+}
+
+criterion_group!(benches, load, minimal);
 criterion_main!(benches);
