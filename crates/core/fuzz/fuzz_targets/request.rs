@@ -43,10 +43,12 @@ impl Resolver for NoDns {
 
 fn policy() -> &'static conductor_policy::Policy {
     static P: OnceLock<conductor_policy::Policy> = OnceLock::new();
-    P.get_or_init(|| match conductor_policy::load_str(POLICY, "fuzz.yaml", None) {
-        Ok(p) => p,
-        Err(e) => panic!("{}", e.render(false)),
-    })
+    P.get_or_init(
+        || match conductor_policy::load_str(POLICY, "fuzz.yaml", None) {
+            Ok(p) => p,
+            Err(e) => panic!("{}", e.render(false)),
+        },
+    )
 }
 
 fuzz_target!(|data: &[u8]| {
