@@ -129,8 +129,12 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
 
     if !args.jsonl {
         let text = read_bounded(input, &name)?;
-        let request = Request::from_json(&text)
-            .map_err(|e| CliError::Data(format!("invalid request `{name}`: {}", e.message)))?;
+        let request = Request::from_json(&text).map_err(|e| {
+            CliError::Data(format!(
+                "invalid request `{name}`: {}",
+                scrub_request_message(&e.message)
+            ))
+        })?;
         let decision = conductor_core::decide(&policy, &request, &world);
         let code = effect_code(decision.decision);
         // A reader that went away (EPIPE) does not change what was decided.
@@ -159,8 +163,9 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
                 Err(_) => Err("not valid UTF-8".to_string()),
                 Ok(text) if text.trim().is_empty() => continue,
                 // The whole request is on one line: its column is what matters.
-                Ok(text) => Request::from_json(text)
-                    .map_err(|e| e.message.replace(" at line 1 column ", " at column ")),
+                Ok(text) => Request::from_json(text).map_err(|e| {
+                    scrub_request_message(&e.message).replace(" at line 1 column ", " at column ")
+                }),
             }
         };
         let (request, decision) = match parsed {
@@ -198,6 +203,71 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
         return Ok(exit::DATA);
     }
     Ok(exit::OK)
+}
+
+/// A request error message with every value from the request taken out: serde quotes
+/// the offending value (`invalid type: string "AKIA…"`, `integer `4111…``) and unknown
+/// keys, and a request may carry secrets anywhere.
+///
+/// INVARIANT: nothing quoted from the request reaches stderr except a key that looks
+/// like a field name (lowercase letters and `_`, at most 32), so `colour` can still be
+/// reported as a typo.
+pub fn scrub_request_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        // The earliest quoted value of any kind.
+        let next = [
+            ("string \"", '"'),
+            ("integer `", '`'),
+            ("floating point `", '`'),
+            ("char `", '`'),
+            ("unknown field `", '`'),
+        ]
+        .into_iter()
+        .filter_map(|(open, close)| rest.find(open).map(|i| (i, open, close)))
+        .min_by_key(|(i, _, _)| *i);
+        let Some((i, open, close)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        let body = tail.get(open.len()..).unwrap_or_default();
+        // Find the closing quote; `"` may be escaped inside a debug-quoted string.
+        let mut end = None;
+        let mut escaped = false;
+        for (j, c) in body.char_indices() {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && close == '"' {
+                escaped = true;
+            } else if c == close {
+                end = Some(j);
+                break;
+            }
+        }
+        let Some(end) = end else {
+            // Unterminated: drop everything after the opening, it may all be value.
+            out.push_str(open.trim_end_matches(['"', '`']).trim_end());
+            return out;
+        };
+        let value = body.get(..end).unwrap_or_default();
+        let name = open.trim_end_matches(['"', '`']).trim_end();
+        if open.starts_with("unknown field") {
+            let looks_like_a_field = !value.is_empty()
+                && value.len() <= 32
+                && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+            if looks_like_a_field {
+                out.push_str(&format!("unknown field `{value}`"));
+            } else {
+                out.push_str("unknown field (name not shown)");
+            }
+        } else {
+            out.push_str(name);
+        }
+        rest = body.get(end + close.len_utf8()..).unwrap_or_default();
+    }
 }
 
 /// The decision printed for a `--jsonl` line that is not a request: a deny, so that a
@@ -406,6 +476,47 @@ mod tests {
             ]
         );
         assert!(lines(b"", 3).is_empty());
+    }
+
+    #[test]
+    fn request_errors_never_quote_values() {
+        let cases = [
+            (
+                r#"field `session_labels`: invalid type: string "AKIA2OGYBAH6TQKRXEVN", expected a sequence at line 1 column 65"#,
+                "field `session_labels`: invalid type: string, expected a sequence at line 1 column 65",
+            ),
+            (
+                r#"invalid value: string "a \"quoted\" secret", expected x"#,
+                "invalid value: string, expected x",
+            ),
+            (
+                "field `tool`: invalid type: integer `4111111111111111`, expected a string",
+                "field `tool`: invalid type: integer, expected a string",
+            ),
+            (
+                "invalid type: floating point `1.5`, expected a string",
+                "invalid type: floating point, expected a string",
+            ),
+            (
+                "unknown field `colour`, expected one of `agent`, `tool`",
+                "unknown field `colour`, expected one of `agent`, `tool`",
+            ),
+            (
+                "unknown field `AKIA2OGYBAH6TQKRXEVN`, expected one of `agent`",
+                "unknown field (name not shown), expected one of `agent`",
+            ),
+            (
+                r#"invalid type: string "unterminated"#,
+                "invalid type: string",
+            ),
+            (
+                "EOF while parsing a value at line 1 column 3",
+                "EOF while parsing a value at line 1 column 3",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(scrub_request_message(input), want, "{input}");
+        }
     }
 
     #[test]

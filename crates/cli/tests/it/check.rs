@@ -556,3 +556,26 @@ fn jsonl_from_a_file_in_human_format_numbers_each_decision() {
         r.stdout
     );
 }
+
+/// A malformed request may carry a secret in the very value that is malformed; the
+/// error message names the field and the place, never the value.
+#[test]
+fn request_errors_never_echo_values() {
+    let secret = "AKIA2OGYBAH6TQKRXEVN";
+    let card = "4111111111111111";
+    let bad = [
+        format!(r#"{{"agent":"a","tool":"s.t","session_labels":"{secret}"}}"#),
+        format!(r#"{{"agent":"a","tool":"s.t","{secret}":1}}"#),
+        format!(r#"{{"agent":"a","tool":{card}}}"#),
+    ];
+    for line in &bad {
+        for jsonl in [false, true] {
+            let r = check(if jsonl { &["--jsonl"][..] } else { &[] }, line);
+            assert_eq!(r.code, 65, "{r:?}");
+            for s in [secret, card] {
+                assert!(!r.stderr.contains(s), "leaked: {}", r.stderr);
+                assert!(!r.stdout.contains(s), "leaked: {}", r.stdout);
+            }
+        }
+    }
+}
