@@ -115,6 +115,18 @@ pub fn compile(
         &levels,
     );
     let (tools, tools_exact, tools_glob) = compile_tools(&mut cx, &raw);
+    let mut tools_glob_by_server: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut tools_glob_any = Vec::new();
+    for (pos, &i) in tools_glob.iter().enumerate() {
+        let pos = u32::try_from(pos).unwrap_or(u32::MAX);
+        match tools.get(i).and_then(|f: &ToolFact| f.pattern.server()) {
+            Some(server) => tools_glob_by_server
+                .entry(server.to_string())
+                .or_default()
+                .push(pos),
+            None => tools_glob_any.push(pos),
+        }
+    }
     let workflows = compile_workflows(&mut cx, &raw, &role_names);
     let destinations = compile_destinations(&mut cx, raw.destinations.0.as_ref());
 
@@ -133,6 +145,8 @@ pub fn compile(
         agents,
         rules,
         tools_exact,
+        tools_glob_by_server,
+        tools_glob_any,
         tools_glob,
         tools,
         workflows,

@@ -102,11 +102,17 @@ impl Policy {
         if let Some(&i) = self.c.tools_exact.get(tool) {
             return self.c.tools.get(i);
         }
-        self.c
-            .tools_glob
-            .iter()
-            .filter_map(|&i| self.c.tools.get(i))
-            .find(|f| f.pattern.matches(tool))
+        let server = tool
+            .split_once('.')
+            .and_then(|(s, _)| self.c.tools_glob_by_server.get(s))
+            .map_or(&[][..], Vec::as_slice);
+        Merge::new(
+            server.iter().copied(),
+            self.c.tools_glob_any.iter().copied(),
+        )
+        .filter_map(|pos| self.c.tools_glob.get(pos as usize))
+        .filter_map(|&i| self.c.tools.get(i))
+        .find(|f| f.pattern.matches(tool))
     }
 
     /// The action `tool` performs (`execute` when the policy does not say).

@@ -334,6 +334,10 @@ pub struct Compiled {
     pub tools_exact: HashMap<String, usize>,
     /// Glob facts, most specific first.
     pub tools_glob: Vec<usize>,
+    /// Positions in `tools_glob` of the glob facts under a literal `<server>.`, by server.
+    pub tools_glob_by_server: HashMap<String, Vec<u32>>,
+    /// Positions in `tools_glob` of the other glob facts.
+    pub tools_glob_any: Vec<u32>,
     pub tools: Vec<ToolFact>,
     pub workflows: HashMap<String, Workflow>,
     pub destinations: DestPolicy,

@@ -69,6 +69,7 @@ tools:
   github.*: {action: write}
   github.get_*: {action: read}
   github.get_secret: {action: admin}
+  "*.drop_table_*": {action: delete}
   fetch.fetch: {destinations: [/url, "https://example.com"]}
 "#,
         "p",
@@ -79,6 +80,8 @@ tools:
     assert_eq!(p.action_of("github.get_repo"), Action::Read);
     assert_eq!(p.action_of("github.push"), Action::Write);
     assert_eq!(p.action_of("other.x"), Action::Admin);
+    // A server-less glob with more literal characters beats the server's glob.
+    assert_eq!(p.action_of("github.drop_table_x"), Action::Delete);
     // Declared without an action: execute.
     assert_eq!(p.action_of("fetch.fetch"), Action::Execute);
     let f = p.tool_fact("fetch.fetch").unwrap();
