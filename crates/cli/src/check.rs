@@ -181,7 +181,6 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
                 (None, invalid_input_decision(policy.sha256(), line_no))
             }
         };
-        // Flushed per line: a reader may be waiting for this decision to send the next.
         write_decision(
             &mut out,
             args.format,
@@ -189,13 +188,19 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
             request.as_ref(),
             &decision,
         )
-        .and_then(|()| out.flush())
         .context("cannot write to standard output")?;
+        // INVARIANT: never wait for input with decisions unflushed — a caller using
+        // `check --jsonl` as a coprocess waits for this decision before sending the next
+        // request. While more input is already buffered, batch the output instead.
+        if reader.buffer().is_empty() {
+            out.flush().context("cannot write to standard output")?;
+        }
         if out.closed() {
             // The reader went away: nobody is left to read the remaining decisions.
             break;
         }
     }
+    out.flush().context("cannot write to standard output")?;
     if invalid > 0 {
         crate::warn(format_args!(
             "{invalid} of {line_no} line(s) of `{name}` could not be read as requests and were denied; exiting 65"

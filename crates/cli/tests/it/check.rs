@@ -579,3 +579,42 @@ fn request_errors_never_echo_values() {
         }
     }
 }
+
+/// `check --jsonl` as a coprocess: each decision is on stdout before the next
+/// request is sent (stdin stays open all along).
+#[test]
+fn jsonl_answers_each_line_before_the_next_arrives() {
+    let mut child = conductor_in(&fixtures())
+        .args(["check", "--policy", "policy.yaml", "--no-dns", "--jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // A liveness guard, not a timing assertion: without a flush this would hang forever.
+    let guard = std::time::Duration::from_secs(120);
+    for (request, expected) in [
+        (SEARCH, "allow"),
+        (ISSUE_BY_RESEARCHER, "deny"),
+        (MERGE, "approve"),
+    ] {
+        writeln!(stdin, "{request}").unwrap();
+        stdin.flush().unwrap();
+        let line = rx
+            .recv_timeout(guard)
+            .expect("no decision while stdin is still open: output is not flushed");
+        assert_eq!(json(&line)["decision"], expected, "{line}");
+    }
+    drop(stdin);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
