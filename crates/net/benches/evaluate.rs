@@ -60,6 +60,16 @@ fn bench(c: &mut Criterion) {
     c.bench_function("evaluate/3-urls/allowlist", |b| {
         b.iter(|| black_box(list.evaluate(black_box(&args), &pointers, &[], &Fixed)))
     });
+    // The same shape, with inputs that need the general path (both URL parsers): an
+    // IPv4-mapped IPv6 literal, an IDN, userinfo and an explicit port.
+    let general = serde_json::json!({
+        "url": "https://user@api.github.com:8443/repos/acme/app/issues?state=open",
+        "fallback": "http://[::ffff:a9fe:a9fe]/latest/meta-data/",
+        "options": {"mirror": "https://bücher.example/wiki/Server-side_request_forgery", "depth": 2},
+    });
+    c.bench_function("evaluate/3-urls/general-path", |b| {
+        b.iter(|| black_box(open.evaluate(black_box(&general), &pointers, &[], &Fixed)))
+    });
     c.bench_function("canonicalize/dotless-metadata", |b| {
         b.iter(|| {
             black_box(canonicalize(black_box(

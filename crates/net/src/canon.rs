@@ -301,6 +301,17 @@ fn general(s: &str, form: Form) -> Result<Canonical, CanonError> {
             Some(p) => format!("host `{}` port {p}", safe(&rh.to_string())),
             None => format!("host `{}`", safe(&rh.to_string())),
         }),
+        (
+            _,
+            Rfc::BadUserinfo {
+                host: rh,
+                port: rp,
+                why,
+            },
+        ) => Some(match rp {
+            Some(p) => format!("host `{}` port {p} ({why})", safe(&rh.to_string())),
+            None => format!("host `{}` ({why})", safe(&rh.to_string())),
+        }),
         (_, Rfc::NoAuthority) => Some("no host at all".to_string()),
         (_, Rfc::Invalid(why)) => Some(format!("no valid host ({why})")),
     };
@@ -343,6 +354,23 @@ fn simple_http(s: &str) -> Option<Canonical> {
         None => (authority, None),
     };
     let hb = host.as_bytes();
+    // An IPv4 spelling (digits, hex, dots): the URL standard's IPv4 parser and
+    // `parse_ipv4_legacy` are the same algorithm; when it fails, the general path decides.
+    if !hb.is_empty()
+        && hb
+            .iter()
+            .all(|&c| c.is_ascii_hexdigit() || matches!(c, b'.' | b'x' | b'X'))
+    {
+        let addr = parse_ipv4_legacy(host)?;
+        return Some(Canonical {
+            scheme: scheme.to_string(),
+            host: Some(Host::Ip(IpAddr::V4(addr))),
+            port: simple_port(scheme, port)?,
+            zone: None,
+            mismatch: None,
+            form: Form::Scheme,
+        });
+    }
     let ldh = !hb.is_empty()
         && hb
             .iter()
@@ -361,21 +389,32 @@ fn simple_http(s: &str) -> Option<Canonical> {
     if numeric {
         return None;
     }
-    let port = match port {
-        None | Some("") => default_port(scheme),
-        Some(p) if p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit()) => {
-            Some(p.parse::<u32>().ok().and_then(|n| u16::try_from(n).ok())?)
-        }
-        Some(_) => return None,
-    };
     Some(Canonical {
         scheme: scheme.to_string(),
         host: Some(Host::Name(host.to_string())),
-        port,
+        port: simple_port(scheme, port)?,
         zone: None,
         mismatch: None,
         form: Form::Scheme,
     })
+}
+
+/// The port of [`simple_http`]: `Some(port)` (explicit or default), or `None` when the
+/// text is not a plain port (the general path decides then).
+#[expect(
+    clippy::option_option,
+    reason = "outer: fast path applies; inner: the port"
+)]
+fn simple_port(scheme: &str, port: Option<&str>) -> Option<Option<u16>> {
+    match port {
+        None | Some("") => Some(default_port(scheme)),
+        Some(p) if p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit()) => p
+            .parse::<u32>()
+            .ok()
+            .and_then(|n| u16::try_from(n).ok())
+            .map(Some),
+        Some(_) => None,
+    }
 }
 
 /// Remove an IPv6 zone id (`%25eth0`, `%eth0`) from the first bracketed host, which
@@ -490,7 +529,17 @@ pub fn canonical_host_text(raw: &str) -> Result<Host, String> {
 
 enum Rfc {
     NoAuthority,
-    Parsed { host: Host, port: Option<u16> },
+    Parsed {
+        host: Host,
+        port: Option<u16>,
+    },
+    /// A host, but after a userinfo that is not RFC 3986 userinfo (some parsers stop
+    /// there, others split elsewhere): never a clean agreement.
+    BadUserinfo {
+        host: Host,
+        port: Option<u16>,
+        why: String,
+    },
     Invalid(String),
 }
 
@@ -509,12 +558,10 @@ fn rfc3986_host_port(s: &str, whatwg: Option<(&str, &Host)>) -> Rfc {
     if authority.matches('@').count() > 1 {
         return Rfc::Invalid("more than one `@` in the authority".into());
     }
+    let mut userinfo_bad: Option<String> = None;
     let hostport = match authority.rfind('@') {
         Some(at) => {
-            let userinfo = authority.get(..at).unwrap_or("");
-            if let Some(why) = userinfo_problem(userinfo) {
-                return Rfc::Invalid(why);
-            }
+            userinfo_bad = userinfo_problem(authority.get(..at).unwrap_or(""));
             authority.get(at + 1..).unwrap_or("")
         }
         None => authority,
@@ -557,17 +604,14 @@ fn rfc3986_host_port(s: &str, whatwg: Option<(&str, &Host)>) -> Rfc {
         }
     };
     // The same text canonicalizes the same way: reuse the WHATWG side's work.
-    if let Some((text, host)) = whatwg
-        && text == host_raw
-    {
-        return Rfc::Parsed {
-            host: host.clone(),
-            port,
-        };
-    }
-    match canonical_host_text(host_raw) {
-        Ok(host) => Rfc::Parsed { host, port },
-        Err(e) => Rfc::Invalid(e),
+    let host = match whatwg {
+        Some((text, host)) if text == host_raw => Ok(host.clone()),
+        _ => canonical_host_text(host_raw),
+    };
+    match (host, userinfo_bad) {
+        (Ok(host), None) => Rfc::Parsed { host, port },
+        (Ok(host), Some(why)) => Rfc::BadUserinfo { host, port, why },
+        (Err(e), _) => Rfc::Invalid(e),
     }
 }
 
@@ -609,7 +653,12 @@ fn userinfo_problem(userinfo: &str) -> Option<String> {
         .chars()
         .find(|&c| c.is_ascii() && !(c.is_ascii_alphanumeric() || "-._~%!$&'()*+,;=:".contains(c)))
     {
-        return Some(format!("the userinfo contains `{}`", c.escape_default()));
+        let shown = if c.is_ascii_graphic() {
+            c.to_string()
+        } else {
+            c.escape_unicode().to_string()
+        };
+        return Some(format!("the userinfo contains `{shown}`"));
     }
     let lower = userinfo.to_ascii_lowercase();
     for enc in ["%2f", "%5c", "%3f", "%23"] {
@@ -804,12 +853,19 @@ mod tests {
         }
     }
 
+    use proptest::prelude::prop_oneof;
+
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2048, ..Default::default() })]
         /// The fast path answers exactly what the general path answers.
         #[test]
         fn simple_http_agrees_with_the_parsers(
             scheme in "(http|https|HTTP|ftp)://",
-            host in "[a-z0-9.-]{0,12}(\\.(com|0x1f|12|xn--bcher-kva|-|))?",
+            host in prop_oneof![
+                "[a-z0-9.-]{0,12}(\\.(com|0x1f|12|xn--bcher-kva|-|))?",
+                "[0-9a-fA-FxX.]{0,14}",
+                "((0[xX][0-9a-fA-F]{0,3}|0[0-7]{0,4}|[0-9]{1,4})\\.){0,4}(0[xX][0-9a-fA-F]{0,9}|0[0-7]{0,12}|[0-9]{1,11})\\.?",
+            ],
             port in "(:[0-9]{0,6})?",
             rest in "[/?#\\\\@a-z%]{0,6}",
         ) {

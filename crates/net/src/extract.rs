@@ -31,12 +31,29 @@ fn is_scheme_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')
 }
 
-fn is_word_end(c: char) -> bool {
+const fn is_word_end(c: char) -> bool {
     c.is_whitespace()
         || matches!(
             c,
             '"' | '\'' | '<' | '>' | '`' | '(' | ')' | ',' | ';' | '|' | '{' | '}'
         )
+}
+
+/// `is_word_end` for the ASCII characters, as a table.
+const ASCII_WORD_END: [bool; 128] = ascii_word_end_table();
+
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`i` runs over 0..128, the table's length"
+)]
+const fn ascii_word_end_table() -> [bool; 128] {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = is_word_end(i as u8 as char);
+        i += 1;
+    }
+    t
 }
 
 /// Where the word at the start of `text` ends (byte offset), as `find(is_word_end)`
@@ -46,7 +63,7 @@ fn word_end(text: &str) -> usize {
     let mut i = 0;
     while let Some(&c) = b.get(i) {
         if c < 0x80 {
-            if is_word_end(char::from(c)) {
+            if ASCII_WORD_END.get(usize::from(c)).copied().unwrap_or(true) {
                 return i;
             }
             i += 1;
@@ -240,6 +257,15 @@ pub fn whole_is_blocked_name(text: &str) -> bool {
     let host = host.split(':').next().unwrap_or(host);
     if host.len() < 8 || host.contains(char::is_whitespace) {
         return false;
+    }
+    // Plain ASCII without escapes: compare directly (lowercase, no trailing dot).
+    if host
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    {
+        let lower = host.to_ascii_lowercase();
+        let name = lower.strip_suffix('.').unwrap_or(&lower);
+        return name_hit(name).is_some();
     }
     matches!(canonical_host_text(host), Ok(Host::Name(n)) if name_hit(&n).is_some())
 }
