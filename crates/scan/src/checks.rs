@@ -65,16 +65,29 @@ const PLACEHOLDER_WORDS: &[&str] = &[
 /// Whether a candidate secret is a template, a reference or a documentation example.
 pub(crate) fn is_placeholder(v: &[u8]) -> bool {
     if v.len() < 300 {
-        let lower = v.to_ascii_lowercase();
-        if PLACEHOLDER_WORDS
-            .iter()
-            .any(|w| find(&lower, w.as_bytes()).is_some())
-        {
-            return true;
-        }
-        // AWS documents its example keys with an `EXAMPLE` suffix (AKIAIOSFODNN7EXAMPLE).
-        if find(v, b"EXAMPLE").is_some() {
-            return true;
+        // One pass for every placeholder word (and the `EXAMPLE` suffix AWS documents
+        // its example keys with, AKIAIOSFODNN7EXAMPLE, which the words cover).
+        static WORDS: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>> =
+            std::sync::OnceLock::new();
+        let ac = WORDS.get_or_init(|| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(PLACEHOLDER_WORDS)
+                .ok()
+        });
+        match ac {
+            Some(ac) if ac.is_match(v) => return true,
+            Some(_) => {}
+            // INVARIANT: the word list compiles; if it did not, fall back to a slow scan.
+            None => {
+                let lower = v.to_ascii_lowercase();
+                if PLACEHOLDER_WORDS
+                    .iter()
+                    .any(|w| find(&lower, w.as_bytes()).is_some())
+                {
+                    return true;
+                }
+            }
         }
     }
     // References and templates: ${VAR}, $VAR, {{ x }}, <your-key>, %VAR%, ****.

@@ -14,7 +14,8 @@ pub(crate) struct KwDfa {
     class: [u8; 256],
     stride: usize,
     /// `trans[state + class]` is the next state; states are premultiplied by `stride`.
-    trans: Vec<u16>,
+    /// A full 64 Ki table, so that a 16-bit index needs no bounds check.
+    trans: Box<[u16; 65536]>,
     /// Premultiplied states at or above this one have outputs.
     first_match: usize,
     /// For match state `m = (state - first_match) / stride`: `outs[out_at[m]..out_at[m + 1]]`.
@@ -138,7 +139,10 @@ impl KwDfa {
         if n * nclass > usize::from(u16::MAX) {
             return Err(TooLarge);
         }
-        let mut trans = vec![0u16; n * nclass];
+        let mut trans: Box<[u16; 65536]> = vec![0u16; 65536]
+            .into_boxed_slice()
+            .try_into()
+            .map_err(|_| TooLarge)?;
         let mut out_at = vec![0u32];
         let mut outs = Vec::new();
         for (i, &s) in order.iter().enumerate() {
@@ -190,9 +194,13 @@ impl KwDfa {
     }
 
     #[inline(always)]
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "a u16 index into a 65536-entry table is always in bounds"
+    )]
     fn step(&self, s: usize, b: u8) -> usize {
         let c = usize::from(self.class.get(usize::from(b)).copied().unwrap_or(0));
-        usize::from(self.trans.get(s + c).copied().unwrap_or(0))
+        usize::from(self.trans[usize::from((s + c) as u16)])
     }
 
     /// One stream: walk `t[from..to]`, report matches ending after `report_from`.

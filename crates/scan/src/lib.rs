@@ -565,7 +565,7 @@ fn builtin_rule(r: &BuiltinRule, re: Regex, labels: Vec<usize>) -> RegexRule {
 
 fn finish(cx: Cx<'_>) -> Vec<Finding> {
     let mut out = cx.out;
-    out.sort_by(|a, b| {
+    out.sort_unstable_by(|a, b| {
         (&a.pointer, a.in_key, a.start, a.end, &a.detector, &a.label).cmp(&(
             &b.pointer,
             b.in_key,

@@ -164,24 +164,30 @@ pub(crate) fn find_emails(s: &[u8], out: &mut Vec<(usize, usize)>) {
 
 // ---- numbers --------------------------------------------------------------------
 
-fn is_b64_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'/' | b'-')
-}
+/// Bytes of words, base64 and hex tokens: `[A-Za-z0-9_+/-]`.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "compile-time table: `i < 256` indexes a 256-entry array"
+)]
+const B64_WORD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'_' || b == b'+' || b == b'/' || b == b'-';
+        i += 1;
+    }
+    t
+};
 
-/// The end of the token (`[A-Za-z0-9_+/-]*`: words, base64, hex ids) starting at `j`,
-/// 16 bytes at a time. Digits glued to such a token are not numbers of interest.
-fn skip_word(s: &[u8], mut j: usize) -> usize {
-    while let Some(block) = s.get(j..j + 16) {
-        if block.iter().fold(true, |a, &b| a & is_b64_word(b)) {
-            j += 16;
-        } else {
-            break;
-        }
-    }
-    while s.get(j).is_some_and(|&b| is_b64_word(b)) {
-        j += 1;
-    }
-    j
+/// The end of the token (`[A-Za-z0-9_+/-]*`: words, base64, hex ids) starting at `j`.
+/// Digits glued to such a token are not numbers of interest.
+fn skip_word(s: &[u8], j: usize) -> usize {
+    let rest = s.get(j..).unwrap_or(&[]);
+    j + rest
+        .iter()
+        .position(|&b| !B64_WORD.get(usize::from(b)).copied().unwrap_or(false))
+        .unwrap_or(rest.len())
 }
 
 const MAX_GROUPS: usize = 16;
@@ -800,6 +806,15 @@ fn find_phone(
         }
         out.push((NumberKind::Phone, start, c.group(a + 2).1));
         return;
+    }
+    // Dates and times are not phone numbers: 2026-11-26, 26.11.2026, 11/26/2026.
+    if c.n == 3 {
+        let l = (c.len(0), c.len(1), c.len(2));
+        if matches!(l, (4, 2, 2) | (2, 2, 4) | (1, 2, 4) | (2, 1, 4) | (1, 1, 4))
+            && c.sep(s, 0) == c.sep(s, 1)
+        {
+            return;
+        }
     }
     // National formats with context: "Tel: 020 7946 0958" (grouped, or a leading 0).
     if !(key_ctx || c.n >= 2 || at(s, c.group(0).0) == b'0') {
