@@ -640,8 +640,16 @@ fn authority_prefix(text: &str) -> &str {
     let slashes = after.len() - after.trim_start_matches(['/', '\\']).len();
     let authority = after.get(slashes..).unwrap_or("");
     match authority.find(['/', '\\', '?', '#']) {
-        Some(end) => text.get(..colon + 1 + slashes + end).unwrap_or(text),
-        None => text,
+        // The URL standard trims trailing spaces and C0 controls from the whole input:
+        // a cut just after one would make the parser drop it, so do not cut there.
+        Some(end)
+            if authority
+                .get(..end)
+                .is_some_and(|a| !a.ends_with(|c: char| c <= ' ')) =>
+        {
+            text.get(..colon + 1 + slashes + end).unwrap_or(text)
+        }
+        _ => text,
     }
 }
 
@@ -836,7 +844,7 @@ mod tests {
         fn authority_prefix_changes_nothing(
             scheme in "(http|HTTPS|ws|wss|ftp|gopher|file)",
             sep in "[:/\\\\]{1,4}",
-            rest in "[a-z0-9.@:%\\[\\]/\\\\?#\t -]{0,30}",
+            rest in "[a-z0-9.@:%\\[\\]/\\\\?#\t\n\r\x00\x01\x1f \u{a0}\u{3000}\u{ff0e}-]{0,30}",
         ) {
             let text = format!("{scheme}{sep}{rest}");
             let full = url::Url::parse(&text);

@@ -16,6 +16,9 @@
 //! 6. and all of the above again in the percent-decoded text when the string contains
 //!    percent-escapes (`?next=http%3A%2F%2F169.254.169.254%2F`).
 //!
+//! Words with non-ASCII characters are mapped as UTS 46 maps them (full-width digits,
+//! ideographic dots, enclosed numbers) before the IPv4 test.
+//!
 //! Words end at whitespace and at `"`, `'`, `<`, `>`, `` ` ``, `(`, `)`, `,`, `;`, `|`,
 //! `{`, `}`; trailing `.`, `:`, `!`, `?`, `]` (unbalanced) are dropped. Dotless or
 //! short IPv4 forms (`2852039166`, `127.1`) are *not* found by scanning (they are
@@ -99,10 +102,10 @@ fn trim_tail(s: &str) -> &str {
 /// Byte ranges of URL-looking substrings of `text` (see the module docs, items 1–5).
 pub fn find_in_text(text: &str) -> Vec<(usize, usize)> {
     let mut found: Vec<(usize, usize)> = Vec::new();
-    // Every kind of hit has a `:`, a `.`, a `/` or a `\`.
+    // Every kind of hit has a `:`, a `.`, a `/` or a `\` (or non-ASCII dots).
     if !text
         .bytes()
-        .any(|b| matches!(b, b':' | b'.' | b'/' | b'\\'))
+        .any(|b| matches!(b, b':' | b'.' | b'/' | b'\\') || b >= 0x80)
     {
         return found;
     }
@@ -190,6 +193,7 @@ fn maybe_word_hit(text: &str) -> bool {
         [x, b'.'] | [b'.', x] => x.is_ascii_digit(),
         _ => false,
     }) || b.iter().filter(|&&c| c == b':').count() >= 2
+        || !text.is_ascii()
 }
 
 fn word_is_destination(w: &str) -> bool {
@@ -230,7 +234,18 @@ fn word_is_destination(w: &str) -> bool {
         return false;
     }
     let h = host.strip_suffix('.').unwrap_or(host);
-    h.split('.').count() == 4 && parse_ipv4_legacy(h).is_some()
+    if h.split('.').count() == 4 && parse_ipv4_legacy(h).is_some() {
+        return true;
+    }
+    // Full-width digits, ideographic dots, enclosed numbers: map them as UTS 46 (and so
+    // the URL parser) would, then look again.
+    if !w.is_ascii()
+        && let Ok(mapped) = idna::domain_to_ascii_cow(head.as_bytes(), idna::AsciiDenyList::URL)
+    {
+        let m = mapped.strip_suffix('.').unwrap_or(&mapped);
+        return m.split('.').count() == 4 && parse_ipv4_legacy(m).is_some();
+    }
+    false
 }
 
 /// Whether a whole string (trimmed) is a host blocked by name, optionally with a port
