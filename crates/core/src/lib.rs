@@ -7,6 +7,9 @@
 //! [`Request`], [`Request::from_json`], [`Decision`], [`Effect`], [`Check`], [`Reason`],
 //! [`World`], [`decide`], [`label_result`], [`may_ever_call`], [`action_of`].
 //!
+//! Additions: [`RequestError::line`] / [`RequestError::column`], [`MAX_REQUEST_BYTES`],
+//! [`tool_name_problem`], [`MAX_TOOL_NAME`], [`Check::name`].
+//!
 //! # Semantics (DESIGN.md, with the choices it leaves open)
 //!
 //! Every check runs and every failing one adds reasons; the decision is `deny` when

@@ -203,7 +203,9 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
     ) -> Result<V::Value, DeError> {
         let n = self.0;
         if name == SP_MARKER {
-            return v.visit_map(SpDe { node: n, state: 0 });
+            return v
+                .visit_map(SpDe { node: n, state: 0 })
+                .map_err(|e| e.at(n.loc));
         }
         let r = match &n.kind {
             Kind::Map(entries) => v.visit_map(MapDe {

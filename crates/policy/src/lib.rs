@@ -5,9 +5,16 @@
 //! - [`Policy::sha256`]
 //! - [`LoadError::render`]: every problem as `file:line:col` with a caret
 //!
+//! Additions (used by `conductor-core`): [`LoadError::problems`] / [`Problem`],
+//! the compiled model ([`Agent`], [`Rule`], [`ToolFact`], [`Workflow`],
+//! [`DataPolicy`], [`Condition::eval`]) with [`Policy::agent`],
+//! [`Policy::candidate_rules`], [`Policy::tool_fact`], [`Policy::action_of`],
+//! [`Policy::workflow`], [`Policy::destinations`], [`Policy::data`]; the glob
+//! dialect in [`glob`].
+//!
 //! Loading happens in three steps, each refusing hostile input early:
 //! 1. size: files over [`MAX_POLICY_BYTES`] are refused before parsing;
-//! 2. YAML → spanned tree ([`node`]), under serde-saphyr budgets: nesting depth 32,
+//! 2. YAML → spanned tree (module `node`), under serde-saphyr budgets: nesting depth 32,
 //!    at most 1,000 aliases and 20,000 replayed alias events (alias bombs), one
 //!    document, 200,000 nodes;
 //! 3. tree → `Raw*` structs (unknown keys are errors) → validated, compiled
