@@ -218,48 +218,39 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
 /// like a field name (lowercase letters and `_`, at most 32), so `colour` can still be
 /// reported as a typo.
 pub fn scrub_request_message(message: &str) -> String {
+    const UNKNOWN_FIELD: &str = "unknown field `";
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     loop {
         // The earliest quoted value of any kind.
-        let next = [
-            ("string \"", '"'),
-            ("integer `", '`'),
-            ("floating point `", '`'),
-            ("char `", '`'),
-            ("unknown field `", '`'),
-        ]
-        .into_iter()
-        .filter_map(|(open, close)| rest.find(open).map(|i| (i, open, close)))
-        .min_by_key(|(i, _, _)| *i);
-        let Some((i, open, close)) = next else {
+        let next = ["string \"", "integer `", "floating point `", UNKNOWN_FIELD]
+            .into_iter()
+            .filter_map(|open| rest.find(open).map(|i| (i, open)))
+            .min_by_key(|(i, _)| *i);
+        let Some((i, open)) = next else {
             out.push_str(rest);
             return out;
         };
-        let (head, tail) = rest.split_at(i);
-        out.push_str(head);
-        let body = tail.get(open.len()..).unwrap_or_default();
-        // Find the closing quote; `"` may be escaped inside a debug-quoted string.
-        let mut end = None;
-        let mut escaped = false;
-        for (j, c) in body.char_indices() {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' && close == '"' {
-                escaped = true;
-            } else if c == close {
-                end = Some(j);
-                break;
-            }
-        }
+        out.push_str(rest.get(..i).unwrap_or_default());
+        let body = rest.get(i + open.len()..).unwrap_or_default();
+        let end = if open == UNKNOWN_FIELD {
+            // A key is quoted as is, backticks and all: it ends where serde's own
+            // text after it begins (the last occurrence: the key may contain it too).
+            body.rfind("`, expected")
+                .or_else(|| body.rfind("`, there are no fields"))
+        } else if open.ends_with('"') {
+            closing_quote(body)
+        } else {
+            body.find('`')
+        };
+        let name = open.trim_end_matches(['"', '`']).trim_end();
         let Some(end) = end else {
             // Unterminated: drop everything after the opening, it may all be value.
-            out.push_str(open.trim_end_matches(['"', '`']).trim_end());
+            out.push_str(name);
             return out;
         };
         let value = body.get(..end).unwrap_or_default();
-        let name = open.trim_end_matches(['"', '`']).trim_end();
-        if open.starts_with("unknown field") {
+        if open == UNKNOWN_FIELD {
             let looks_like_a_field = !value.is_empty()
                 && value.len() <= 32
                 && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
@@ -271,8 +262,23 @@ pub fn scrub_request_message(message: &str) -> String {
         } else {
             out.push_str(name);
         }
-        rest = body.get(end + close.len_utf8()..).unwrap_or_default();
+        // Every closing quote (`"` or a backtick) is one byte.
+        rest = body.get(end + 1..).unwrap_or_default();
     }
+}
+
+/// The index of the `"` that ends a debug-quoted string (`\"` inside is escaped).
+fn closing_quote(body: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (j, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(j),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The decision printed for a `--jsonl` line that is not a request: a deny, so that a
@@ -521,6 +527,37 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(scrub_request_message(input), want, "{input}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever value a malformed request carries, and wherever it sits among the
+        /// request's own fields, the message shown never contains it.
+        #[test]
+        fn no_request_value_reaches_the_message(
+            value in "\\PC{8,40}",
+            number in 10_000_000u64..,
+            place in 0usize..6,
+        ) {
+            let quoted = serde_json::to_string(&value).unwrap();
+            let text = match place {
+                0 => format!(r#"{{"agent":"a","tool":"s.t","session_labels":{quoted}}}"#),
+                1 => format!(r#"{{"agent":"a","tool":"s.t","workflow":[{quoted}]}}"#),
+                2 => format!(r#"{{"agent":[{quoted}],"tool":"s.t"}}"#),
+                3 => format!(r#"{{"agent":"a","tool":"s.t",{quoted}:1}}"#),
+                4 => format!(r#"{{"agent":"a","tool":{number}}}"#),
+                _ => format!(r#"{{"agent":"a","tool":"s.t","session":{number}.5}}"#),
+            };
+            let Err(e) = Request::from_json(&text) else {
+                return Ok(());
+            };
+            let shown = scrub_request_message(&e.message);
+            let looks_like_a_field = value.len() <= 32
+                && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+            if !looks_like_a_field {
+                proptest::prop_assert!(!shown.contains(&value), "{shown}");
+            }
+            proptest::prop_assert!(!shown.contains(&number.to_string()), "{shown}");
         }
     }
 
