@@ -516,6 +516,11 @@ mod tests {
                 "unknown field `AKIA2OGYBAH6TQKRXEVN`, expected one of `agent`",
                 "unknown field (name not shown), expected one of `agent`",
             ),
+            // Found by proptest: a key with a backtick in it must not end the quote.
+            (
+                "unknown field `a`leaked`, expected one of `agent`",
+                "unknown field (name not shown), expected one of `agent`",
+            ),
             (
                 r#"invalid type: string "unterminated"#,
                 "invalid type: string",
