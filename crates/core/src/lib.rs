@@ -677,19 +677,32 @@ fn data_check(
 ) {
     // INVARIANT: an unknown agent has the lowest clearance.
     let clearance = agent.map_or(0, |a| a.clearance);
+    // One reason per label (and rule), naming the first finding and counting the
+    // rest: a payload with thousands of matches must not make thousands of reasons.
+    let mut by_label: Vec<(&str, &Finding, usize)> = Vec::new();
     for f in findings {
-        let (level, _) = level_of_label(data, &f.label);
+        match by_label.iter_mut().find(|(l, _, _)| *l == f.label) {
+            Some((_, _, n)) => *n += 1,
+            None => by_label.push((f.label.as_str(), f, 1)),
+        }
+    }
+    for (label, f, n) in by_label {
+        let (level, _) = level_of_label(data, label);
+        let more = match n {
+            1 => String::new(),
+            2 => " (and 1 more place)".to_string(),
+            n => format!(" (and {} more places)", n - 1),
+        };
         let what = format!(
-            "`{}` found `{}` data (level `{}`) at `{}`",
+            "`{}` found `{label}` data (level `{}`) at `{}`{more}",
             f.detector,
-            f.label,
             data.level_name(level),
             f.pointer
         );
         if level > clearance {
             denials.push(Reason {
                 check: Check::Data,
-                rule: format!("data.labels.{}", f.label),
+                rule: format!("data.labels.{label}"),
                 message: format!(
                     "{what}, above the clearance `{}` of agent `{}`",
                     data.level_name(clearance),
@@ -719,34 +732,43 @@ fn flow_check(
     egress: &[(&Destination, usize, String)],
     denials: &mut Vec<Reason>,
 ) {
+    // The session's highest label decides (one reason per destination, not one
+    // per label: a request may carry many labels).
+    let mut highest: Option<(usize, bool, &str)> = None;
     let labels: BTreeSet<&str> = session_labels.iter().map(String::as_str).collect();
     for label in labels {
         let (level, known) = level_of_label(data, label);
-        for (d, max, id) in egress {
-            if level > *max {
-                let what = if known {
-                    format!(
-                        "the session has received `{}` data (level `{}`)",
-                        show(label),
-                        data.level_name(level)
-                    )
-                } else {
-                    format!(
-                        "the session has received data labelled `{}`, which the policy does not define (treated as the highest level `{}`)",
-                        show(label),
-                        data.level_name(level)
-                    )
-                };
-                denials.push(Reason {
-                    check: Check::Flow,
-                    rule: id.clone(),
-                    message: format!(
-                        "{what}; {} accepts at most `{}`",
-                        dest_name(d),
-                        data.level_name(*max)
-                    ),
-                });
-            }
+        if highest.is_none_or(|(l, _, _)| level > l) {
+            highest = Some((level, known, label));
+        }
+    }
+    let Some((level, known, label)) = highest else {
+        return;
+    };
+    let what = if known {
+        format!(
+            "the session has received `{}` data (level `{}`)",
+            show(label),
+            data.level_name(level)
+        )
+    } else {
+        format!(
+            "the session has received data labelled `{}`, which the policy does not define (treated as the highest level `{}`)",
+            show(label),
+            data.level_name(level)
+        )
+    };
+    for (d, max, id) in egress {
+        if level > *max {
+            denials.push(Reason {
+                check: Check::Flow,
+                rule: id.clone(),
+                message: format!(
+                    "{what}; {} accepts at most `{}`",
+                    dest_name(d),
+                    data.level_name(*max)
+                ),
+            });
         }
     }
 }

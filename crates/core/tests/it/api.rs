@@ -239,3 +239,52 @@ fn decisions_never_contain_the_matched_value() {
     assert!(!text.contains(&TOKEN[4..20]), "{text}");
     assert!(text.contains("/note"), "{text}");
 }
+
+/// Thousands of matches or session labels make one reason per label and rule,
+/// not one per match: the decision stays small whatever the request carries.
+#[test]
+fn reasons_are_aggregated_per_label_and_rule() {
+    let p = load_str(
+        "version: 1\nagents: {bot: {roles: [r]}}\nroles: {r: {allow: [{tools: [\"*\"]}]}}\ntools: {paste.create: {destinations: [\"https://paste.example.net\"]}}\ndestinations: {allow: [\"*\"], scan: false}\n",
+        "p",
+        None,
+    )
+    .unwrap();
+    let resolver = FixedResolver::new(&BTreeMap::new());
+    let world = World {
+        resolver: &resolver,
+        fingerprint_key: &KEY,
+    };
+    let tokens: Vec<String> = (0..500).map(|_| TOKEN.to_string()).collect();
+    let labels: Vec<String> = (0..1000).map(|i| format!("label-{i}")).collect();
+    let req = Request {
+        agent: "bot".into(),
+        tool: "paste.create".into(),
+        arguments: json!({"items": tokens}),
+        workflow: None,
+        session: None,
+        session_labels: labels,
+    };
+    let d = decide(&p, &req, &world);
+    let rules: Vec<(&str, &str)> = d
+        .reasons
+        .iter()
+        .map(|r| (r.check.name(), r.rule.as_str()))
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            ("data", "data.labels.credentials"),
+            ("data", "data.default_egress"),
+            ("flow", "data.default_egress"),
+        ],
+        "{:#?}",
+        d.reasons
+    );
+    assert!(
+        d.reasons[0].message.contains("(and 499 more places)"),
+        "{}",
+        d.reasons[0].message
+    );
+    assert_eq!(d.findings.len(), 500);
+}
