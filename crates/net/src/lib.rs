@@ -313,7 +313,7 @@ impl DestPolicy {
                     "destinations.unparseable".into(),
                     format!(
                         "`{}` in {} cannot be checked: {e}",
-                        short(&f.input),
+                        short(&dest.input),
                         where_()
                     ),
                 );
@@ -548,15 +548,30 @@ impl std::fmt::Display for Written<'_> {
     }
 }
 
-/// The input as shown in a decision: a userinfo password replaced by `***`, cut to
+/// The input as shown in a decision: a userinfo password replaced by `***` (also in a
+/// bare `user:password@host`), cut to
 /// [`MAX_INPUT_SHOWN`] bytes.
 fn shown_input(input: &str) -> String {
     let mut s = input.to_string();
-    if let Some(start) = s.find("://").map(|i| i + 3) {
+    // The authority starts after `scheme:` and any slashes or backslashes, after leading
+    // slashes, or (a bare host) at the start; it ends at `/`, `?` or `#` (a backslash
+    // does not end it here: when in doubt, more is redacted).
+    let scheme_end = s
+        .find(':')
+        .filter(|&i| {
+            let scheme = s.get(..i).unwrap_or("");
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                && s.get(i + 1..).is_some_and(|r| r.starts_with(['/', '\\']))
+        })
+        .map_or(0, |i| i + 1);
+    let after = s.get(scheme_end..).unwrap_or("");
+    let start = Some(scheme_end + after.len() - after.trim_start_matches(['/', '\\']).len());
+    if let Some(start) = start {
         let rest = s.get(start..).unwrap_or("");
-        let end = rest
-            .find(['/', '\\', '?', '#'])
-            .map_or(s.len(), |e| start + e);
+        let end = rest.find(['/', '?', '#']).map_or(s.len(), |e| start + e);
         if let Some(authority) = s.get(start..end)
             && let Some(at) = authority.rfind('@')
             && let Some(colon) = authority.get(..at).and_then(|u| u.find(':'))

@@ -267,3 +267,24 @@ fn passwords_do_not_reach_the_decision() {
     assert_eq!(o.destinations[0].input, "http://admin:***@169.254.169.254/");
     assert!(o.violations.iter().all(|v| !v.message.contains("hunter2")));
 }
+
+#[test]
+fn passwords_do_not_reach_unparseable_messages() {
+    let p = policy(&["*"], &[], &[]);
+    for input in [
+        "http://admin:hunter2@exa mple.com/",
+        "admin:hunter2@exa mple.com",
+        "//admin:hunter2@[::1/",
+    ] {
+        let o = eval_url(&p, input, &Fixed::default());
+        assert!(!o.violations.is_empty(), "{input}");
+        for v in &o.violations {
+            assert!(!v.message.contains("hunter2"), "{}", v.message);
+        }
+        assert!(
+            !o.destinations[0].input.contains("hunter2"),
+            "{}",
+            o.destinations[0].input
+        );
+    }
+}

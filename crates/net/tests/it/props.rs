@@ -187,4 +187,22 @@ proptest! {
             }
         }
     }
+
+    /// A userinfo password never reaches a message or a destination's `input`.
+    #[test]
+    fn passwords_never_shown(
+        prefix in prop_oneof![Just("http://"), Just("https://"), Just("//"), Just(""), Just("gopher://"), Just("HTTP:\\\\")],
+        host in "[a-z0-9.:\\[\\] %-]{0,20}",
+        tail in "[/?#@a-z ]{0,10}",
+    ) {
+        let input = format!("{prefix}user:S3CR3TPW@{host}{tail}");
+        let p = policy(&["*"], &[], &[]);
+        let o = eval_url(&p, &input, &Fixed::default());
+        for v in &o.violations {
+            prop_assert!(!v.message.contains("S3CR3TPW"), "{}: {}", input, v.message);
+        }
+        for d in &o.destinations {
+            prop_assert!(!d.input.contains("S3CR3TPW"), "{}: {}", input, d.input);
+        }
+    }
 }
