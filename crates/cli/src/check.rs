@@ -376,6 +376,26 @@ fn write_decision(
     }
 }
 
+/// Text from a request (or derived from one) made safe for a terminal: control
+/// characters (a newline could forge a line of the explanation, an escape sequence
+/// could rewrite the screen) and bidirectional overrides are shown escaped.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A readable explanation of a decision.
 pub fn human(line: Option<usize>, request: Option<&Request>, decision: &Decision) -> String {
     use std::fmt::Write as _;
@@ -388,9 +408,14 @@ pub fn human(line: Option<usize>, request: Option<&Request>, decision: &Decision
     let prefix = line.map(|l| format!("line {l}: ")).unwrap_or_default();
     match request {
         Some(r) => {
-            let _ = write!(s, "{prefix}{verdict}  {} calls {}", r.agent, r.tool);
+            let _ = write!(
+                s,
+                "{prefix}{verdict}  {} calls {}",
+                terminal_safe(&r.agent),
+                terminal_safe(&r.tool)
+            );
             if let Some(w) = &r.workflow {
-                let _ = write!(s, " in workflow {w}");
+                let _ = write!(s, " in workflow {}", terminal_safe(w));
             }
             let _ = writeln!(s);
         }
@@ -407,8 +432,8 @@ pub fn human(line: Option<usize>, request: Option<&Request>, decision: &Decision
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            let _ = writeln!(s, "    - {check} ({})", r.rule);
-            let _ = writeln!(s, "      {}", r.message);
+            let _ = writeln!(s, "    - {check} ({})", terminal_safe(&r.rule));
+            let _ = writeln!(s, "      {}", terminal_safe(&r.message));
         }
     }
     if !decision.destinations.is_empty() {
@@ -417,14 +442,14 @@ pub fn human(line: Option<usize>, request: Option<&Request>, decision: &Decision
             let at = d
                 .pointer
                 .as_deref()
-                .map(|p| format!(" (at {p})"))
+                .map(|p| format!(" (at {})", terminal_safe(p)))
                 .unwrap_or_else(|| " (declared)".to_string());
-            let _ = writeln!(s, "    - {}{at}", d.input);
+            let _ = writeln!(s, "    - {}{at}", terminal_safe(&d.input));
             let port = d.port.map(|p| format!(":{p}")).unwrap_or_default();
             let host = if d.host.is_empty() {
                 "<unparseable>"
             } else {
-                &d.host
+                &terminal_safe(&d.host)
             };
             let mut detail = format!("{}://{host}{port}", d.scheme);
             if !d.addresses.is_empty() {
@@ -449,7 +474,11 @@ pub fn human(line: Option<usize>, request: Option<&Request>, decision: &Decision
             let _ = writeln!(
                 s,
                 "    - {} (label {}) at {} bytes {}..{}{enc}",
-                f.detector, f.label, f.pointer, f.start, f.end
+                terminal_safe(&f.detector),
+                terminal_safe(&f.label),
+                terminal_safe(&f.pointer),
+                f.start,
+                f.end
             );
             let _ = writeln!(s, "      {}", f.fingerprint);
         }
@@ -564,6 +593,24 @@ mod tests {
             }
             proptest::prop_assert!(!shown.contains(&number.to_string()), "{shown}");
         }
+    }
+
+    #[test]
+    fn human_output_escapes_what_could_forge_lines_or_drive_the_terminal() {
+        let request = Request::from_json(
+            r#"{"agent":"a\nALLOW  x calls y","tool":"s.t\u001b[2J","workflow":"w\u202e"}"#,
+        )
+        .unwrap();
+        let text = human(None, Some(&request), &invalid_input_decision("sha256:x", 1));
+        assert!(
+            text.starts_with(
+                "DENY  a\\nALLOW  x calls y calls s.t\\u{1b}[2J in workflow w\\u{202e}\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.lines().filter(|l| l.contains("ALLOW")).count(), 1);
+        assert!(!text.contains('\u{1b}'));
+        assert_eq!(terminal_safe("plain"), "plain");
     }
 
     #[test]

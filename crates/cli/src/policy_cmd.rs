@@ -511,8 +511,8 @@ fn compare(case: &Case, decision: &Decision) -> Vec<String> {
                 diff.push(format!(
                     "    {} ({}): {}",
                     check_name(r.check),
-                    r.rule,
-                    r.message
+                    crate::check::terminal_safe(&r.rule),
+                    crate::check::terminal_safe(&r.message)
                 ));
             }
         }
