@@ -60,8 +60,8 @@ impl ResolveArgs {
 
 /// Parse one `--resolve HOST=IP[,IP…]` value into a canonical host and its addresses.
 fn parse_fixed(value: &str) -> Result<(String, Vec<IpAddr>), String> {
-    let bad =
-        |why: &str| format!("invalid `--resolve` value `{value}`: {why}; expected HOST=IP[,IP…]");
+    // Callers put this after their own context ("invalid `--resolve`: …").
+    let bad = |why: &str| format!("`{value}`: {why}; expected HOST=IP[,IP…]");
     let Some((host, ips)) = value.split_once('=') else {
         return Err(bad("no `=`"));
     };

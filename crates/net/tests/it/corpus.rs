@@ -190,7 +190,7 @@ fn corpus() {
     let resolver = hosts();
     let (open, list) = (open_policy(), list_policy());
     let mut failures = Vec::new();
-    let mut by_file: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    let mut by_file: BTreeMap<String, (usize, usize, usize, usize)> = BTreeMap::new();
     for case in &cases {
         for (name, policy, expected) in [
             ("open", &open, &case.open),
@@ -232,12 +232,16 @@ fn corpus() {
         } else {
             e.2 += 1;
         }
+        if case.list == "pass" {
+            e.3 += 1;
+        }
     }
     let total: usize = cases.len();
     eprintln!("corpus: {total} cases");
-    for (file, (n, pass, deny)) in &by_file {
+    for (file, (n, pass, deny, list_pass)) in &by_file {
         eprintln!(
-            "  {file:24} {n:4} cases ({pass} allowed, {deny} denied under the open-web policy)"
+            "  {file:24} {n:4} cases: open web {pass} allowed / {deny} denied; allowlist {list_pass} allowed / {} denied",
+            n - list_pass
         );
     }
     assert!(
