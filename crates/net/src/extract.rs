@@ -4,7 +4,7 @@
 //! "URL-looking" (documented in `crates/net/README.md`) is, inside any string (object
 //! keys included), wherever it occurs in the text:
 //! 1. `scheme://…`, `scheme:\\…` and the like (any RFC 3986 scheme), and for the
-//!    WHATWG special schemes (`http`, `https`, `ws`, `wss`, `ftp`, `file`) also
+//!    WHATWG special schemes (`http`, `https`, `ws`, `wss`, `ftp`) also
 //!    `scheme:/host` and `scheme:host`, which browsers and the `url` crate accept;
 //! 2. a word starting with `//` or `\\` followed by a host that is an IP address or
 //!    contains a dot (`//169.254.169.254/x`, `\\fileserver.corp\share`);
@@ -28,7 +28,9 @@ use crate::canon::{Host, canonical_host_text};
 use crate::classes::name_hit;
 use crate::ip::parse_ipv4_legacy;
 
-const SPECIAL: &[&str] = &["http", "https", "ws", "wss", "ftp", "file"];
+/// Schemes found without slashes too (`http:host`, which the URL standard accepts).
+/// Not `file` (`file:line` is prose, and `file:x` names no host anyway).
+const SPECIAL: &[&str] = &["http", "https", "ws", "wss", "ftp"];
 
 fn is_scheme_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')
@@ -356,6 +358,7 @@ mod tests {
     #[test]
     fn ignores_ordinary_text() {
         for t in [
+            "see file:12 for details",
             "hello world",
             "pi is 3.14",
             "version 1.2.3",
