@@ -1,0 +1,435 @@
+//! The relay: client ⇄ gate ⇄ server over newline-delimited JSON-RPC.
+//!
+//! INVARIANT: a message the gate does not change is relayed byte for byte (the
+//! original line; it is parsed only to be inspected). Messages keep their order in
+//! each direction: a gated request holds its place in the queue to the server until
+//! it is decided, and a result being inspected holds its place in the queue to the
+//! client.
+//!
+//! INVARIANT: a `tools/call` or `resources/read` reaches the server only after the
+//! gate has allowed it and committed its audit record.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::framing::{self, Invalid, Line, Message, code};
+use crate::gate::{Gate, Verdict, refusal_result, refusal_text};
+
+/// Default largest message, in bytes (16 MiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Largest line accepted from either side.
+    pub max_message_bytes: usize,
+    /// After the client is gone (EOF or shutdown), how long the server gets to exit
+    /// on its own once its input is closed.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// How the relay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The server closed its output (it exited, or is exiting).
+    pub server_closed: bool,
+    /// The client closed its input (EOF) or shutdown was requested.
+    pub client_closed: bool,
+}
+
+/// What a relay queue carries: a line now, or a line (or nothing) once decided.
+enum Out {
+    Ready(Vec<u8>),
+    Later(oneshot::Receiver<Option<Vec<u8>>>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ToolsList,
+    ToolsCall,
+    Other,
+}
+
+type Pending = Arc<Mutex<HashMap<String, (Value, Kind)>>>;
+
+fn pending_insert(p: &Pending, id: &Value, kind: Kind) {
+    if let Ok(mut m) = p.lock() {
+        m.insert(framing::id_key(id), (id.clone(), kind));
+    }
+}
+
+fn pending_take(p: &Pending, id: &Value) -> Option<Kind> {
+    p.lock()
+        .ok()
+        .and_then(|mut m| m.remove(&framing::id_key(id)))
+        .map(|(_, k)| k)
+}
+
+const QUEUE: usize = 1024;
+
+/// Relay between a client (`client_in`/`client_out`) and a server (`server_out` is
+/// what the server writes, `server_in` what it reads) until the server closes its
+/// output, or the client is gone and the server has had `shutdown_grace` to exit.
+/// Setting `shutdown` to `true` acts like EOF from the client.
+pub async fn run<CR, CW, SR, SW>(
+    gate: Arc<Gate>,
+    options: EngineOptions,
+    client_in: CR,
+    client_out: CW,
+    server_out: SR,
+    server_in: SW,
+    mut shutdown: watch::Receiver<bool>,
+) -> Outcome
+where
+    CR: AsyncRead + Unpin + Send + 'static,
+    CW: AsyncWrite + Unpin + Send + 'static,
+    SR: AsyncRead + Unpin + Send + 'static,
+    SW: AsyncWrite + Unpin + Send + 'static,
+{
+    let max = options.max_message_bytes;
+    let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+    let (to_client, client_rx) = mpsc::channel::<Out>(QUEUE);
+    let (to_server, server_rx) = mpsc::channel::<Out>(QUEUE);
+
+    let client_writer = tokio::spawn(write_queue(client_out, client_rx, "client"));
+    let server_writer = tokio::spawn(write_queue(server_in, server_rx, "server"));
+
+    // Server → client.
+    let server_reader = {
+        let gate = Arc::clone(&gate);
+        let pending = Arc::clone(&pending);
+        let to_client = to_client.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::with_capacity(64 * 1024, server_out);
+            loop {
+                let line = match framing::read_line(&mut reader, max).await {
+                    Ok(Line::Eof) | Err(_) => break,
+                    Ok(l) => l,
+                };
+                if !relay_from_server(&gate, &pending, &to_client, line).await {
+                    break;
+                }
+            }
+            // INVARIANT: every request still waiting for the server gets an answer.
+            let waiting: Vec<Value> = match pending.lock() {
+                Ok(mut m) => m.drain().map(|(_, (id, _))| id).collect(),
+                Err(_) => Vec::new(),
+            };
+            for id in waiting {
+                let line = framing::error_line(
+                    &id,
+                    code::SERVER_GONE,
+                    "the mcp server exited before answering this request",
+                    None,
+                );
+                let _ = to_client.send(Out::Ready(line)).await;
+            }
+        })
+    };
+
+    // Client → server.
+    let client_reader = {
+        let gate = Arc::clone(&gate);
+        let pending = Arc::clone(&pending);
+        let to_client = to_client.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::with_capacity(64 * 1024, client_in);
+            loop {
+                let line = tokio::select! {
+                    biased;
+                    changed = shutdown.changed() => {
+                        if changed.is_err() || *shutdown.borrow() { break; }
+                        continue;
+                    }
+                    l = framing::read_line(&mut reader, max) => l,
+                };
+                let line = match line {
+                    Ok(Line::Eof) | Err(_) => break,
+                    Ok(l) => l,
+                };
+                if !relay_from_client(&gate, &pending, &to_client, &to_server, line, max).await {
+                    break;
+                }
+            }
+            // Dropping `to_server` closes the server's input once the queue drains.
+        })
+    };
+    drop(to_client);
+
+    let mut server_reader = server_reader;
+    let mut client_reader = client_reader;
+    let mut outcome = Outcome {
+        server_closed: false,
+        client_closed: false,
+    };
+    tokio::select! {
+        _ = &mut server_reader => {
+            outcome.server_closed = true;
+            client_reader.abort();
+            let _ = client_reader.await;
+        }
+        _ = &mut client_reader => {
+            outcome.client_closed = true;
+            // The server's input closes when its queue drains; give it time to finish.
+            if tokio::time::timeout(options.shutdown_grace, &mut server_reader).await.is_ok() {
+                outcome.server_closed = true;
+            } else {
+                server_reader.abort();
+            }
+        }
+    }
+    let _ = client_writer.await;
+    server_writer.abort();
+    outcome
+}
+
+/// Write queued lines in order, flushing when the queue is momentarily empty. A peer
+/// that went away makes further lines be discarded (so that no sender blocks).
+async fn write_queue<W: AsyncWrite + Unpin>(out: W, mut rx: mpsc::Receiver<Out>, _who: &str) {
+    let mut out = BufWriter::with_capacity(64 * 1024, out);
+    let mut broken = false;
+    while let Some(item) = rx.recv().await {
+        let line = match item {
+            Out::Ready(l) => Some(l),
+            Out::Later(rx) => rx.await.ok().flatten(),
+        };
+        if let Some(line) = line
+            && !broken
+        {
+            let r = async {
+                out.write_all(&line).await?;
+                out.write_all(b"\n").await
+            }
+            .await;
+            broken = r.is_err();
+        }
+        if rx.is_empty() && !broken {
+            broken = out.flush().await.is_err();
+        }
+    }
+    let _ = out.flush().await;
+    let _ = out.shutdown().await;
+}
+
+/// Handle one line from the client. Returns false when the relay must stop.
+async fn relay_from_client(
+    gate: &Arc<Gate>,
+    pending: &Pending,
+    to_client: &mpsc::Sender<Out>,
+    to_server: &mpsc::Sender<Out>,
+    line: Line,
+    max: usize,
+) -> bool {
+    let bytes = match line {
+        Line::Eof => return false,
+        Line::TooLong(n) => {
+            let msg = format!(
+                "message of {n} bytes is longer than the limit of {max} bytes; it was dropped"
+            );
+            return to_client
+                .send(Out::Ready(framing::error_line(
+                    &Value::Null,
+                    code::INVALID_REQUEST,
+                    &msg,
+                    None,
+                )))
+                .await
+                .is_ok();
+        }
+        Line::Complete(b) => b,
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return true;
+    }
+    let message = match framing::classify(&bytes) {
+        Ok(m) => m,
+        Err(Invalid::Parse(e)) => {
+            let line = framing::error_line(
+                &Value::Null,
+                code::PARSE_ERROR,
+                &format!("parse error: {e}"),
+                None,
+            );
+            return to_client.send(Out::Ready(line)).await.is_ok();
+        }
+        Err(Invalid::Shape { id, message }) => {
+            let line = framing::error_line(
+                &id,
+                code::INVALID_REQUEST,
+                &format!("invalid request: {message}"),
+                None,
+            );
+            return to_client.send(Out::Ready(line)).await.is_ok();
+        }
+    };
+    match message {
+        Message::Request { id, method, value }
+            if method == "tools/call" || method == "resources/read" =>
+        {
+            let (tx, rx) = oneshot::channel();
+            if to_server.send(Out::Later(rx)).await.is_err() {
+                return false;
+            }
+            let gate = Arc::clone(gate);
+            let pending = Arc::clone(pending);
+            let to_client = to_client.clone();
+            tokio::spawn(async move {
+                let is_call = method == "tools/call";
+                let g = Arc::clone(&gate);
+                let verdict = tokio::task::spawn_blocking(move || {
+                    let params = value.get("params");
+                    if is_call {
+                        g.decide_call(params)
+                    } else {
+                        g.decide_read(params)
+                    }
+                })
+                .await;
+                match verdict {
+                    Ok(Verdict { forward: true, .. }) => {
+                        pending_insert(
+                            &pending,
+                            &id,
+                            if is_call {
+                                Kind::ToolsCall
+                            } else {
+                                Kind::Other
+                            },
+                        );
+                        let _ = tx.send(Some(bytes));
+                    }
+                    Ok(Verdict { decision, .. }) => {
+                        let _ = tx.send(None);
+                        let line = if is_call {
+                            framing::result_line(&id, refusal_result(&decision))
+                        } else {
+                            framing::error_line(
+                                &id,
+                                code::DENIED,
+                                &refusal_text(&decision),
+                                Some(serde_json::json!({ crate::gate::META_KEY: decision })),
+                            )
+                        };
+                        let _ = to_client.send(Out::Ready(line)).await;
+                    }
+                    Err(_) => {
+                        // INVARIANT: a decision that failed is a refusal.
+                        let _ = tx.send(None);
+                        let line = framing::error_line(
+                            &id,
+                            code::INTERNAL_ERROR,
+                            "the gate failed while deciding this request; it was not forwarded",
+                            None,
+                        );
+                        let _ = to_client.send(Out::Ready(line)).await;
+                    }
+                }
+            });
+            true
+        }
+        Message::Request { id, method, .. } => {
+            let kind = if method == "tools/list" {
+                Kind::ToolsList
+            } else {
+                Kind::Other
+            };
+            pending_insert(pending, &id, kind);
+            to_server.send(Out::Ready(bytes)).await.is_ok()
+        }
+        Message::Notification { .. } | Message::Response { .. } => {
+            to_server.send(Out::Ready(bytes)).await.is_ok()
+        }
+    }
+}
+
+/// Handle one line from the server. Returns false when the relay must stop.
+async fn relay_from_server(
+    gate: &Arc<Gate>,
+    pending: &Pending,
+    to_client: &mpsc::Sender<Out>,
+    line: Line,
+) -> bool {
+    let bytes = match line {
+        Line::Eof => return false,
+        Line::TooLong(n) => {
+            crate::gate::warn(&format!(
+                "dropped a message of {n} bytes from the mcp server: longer than the limit"
+            ));
+            return true;
+        }
+        Line::Complete(b) => b,
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return true;
+    }
+    let message = match framing::classify(&bytes) {
+        Ok(m) => m,
+        Err(_) => {
+            crate::gate::warn("dropped a line from the mcp server that is not a json-rpc message");
+            return true;
+        }
+    };
+    let Message::Response { id, value } = message else {
+        return to_client.send(Out::Ready(bytes)).await.is_ok();
+    };
+    let kind = pending_take(pending, &id);
+    match kind {
+        Some(Kind::ToolsList) if value.get("result").is_some() => {
+            let (tx, rx) = oneshot::channel();
+            if to_client.send(Out::Later(rx)).await.is_err() {
+                return false;
+            }
+            let gate = Arc::clone(gate);
+            tokio::spawn(async move {
+                let processed = tokio::task::spawn_blocking(move || {
+                    let mut value = value;
+                    let changed = value
+                        .get_mut("result")
+                        .is_some_and(|r| gate.process_tools_list(r));
+                    if changed {
+                        serde_json::to_vec(&value).ok()
+                    } else {
+                        Some(bytes)
+                    }
+                })
+                .await;
+                let _ = tx.send(processed.ok().flatten());
+            });
+            true
+        }
+        Some(Kind::ToolsCall) if value.get("result").is_some() => {
+            let (tx, rx) = oneshot::channel();
+            if to_client.send(Out::Later(rx)).await.is_err() {
+                return false;
+            }
+            let gate = Arc::clone(gate);
+            tokio::spawn(async move {
+                // The result reaches the client only after its labels are counted, so
+                // no later call can be decided without them.
+                let done = tokio::task::spawn_blocking(move || {
+                    if let Some(r) = value.get("result") {
+                        gate.label_result(r);
+                    }
+                })
+                .await;
+                let _ = tx.send(done.ok().map(|()| bytes));
+            });
+            true
+        }
+        _ => to_client.send(Out::Ready(bytes)).await.is_ok(),
+    }
+}

@@ -1,0 +1,253 @@
+//! Newline-delimited JSON-RPC framing: bounded line reads and message classification.
+//!
+//! INVARIANT: a line longer than the limit is never held in memory whole: its bytes
+//! are consumed and dropped as they arrive, and only its length is reported.
+
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+/// One line read from a peer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete line, without its `\n` (a `\r` before it is kept, so that the line
+    /// is relayed byte for byte).
+    Complete(Vec<u8>),
+    /// A line longer than the limit; its bytes were dropped. Carries its length.
+    TooLong(usize),
+    /// End of input.
+    Eof,
+}
+
+/// Read one line of at most `max` bytes (without the `\n`). A final line without a
+/// `\n` counts as a line.
+pub async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<Line> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    let mut too_long = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            if total == 0 {
+                return Ok(Line::Eof);
+            }
+            return Ok(if too_long {
+                Line::TooLong(total)
+            } else {
+                Line::Complete(buf)
+            });
+        }
+        let newline = memchr_newline(available);
+        let chunk_len = newline.unwrap_or(available.len());
+        let chunk = available.get(..chunk_len).unwrap_or_default();
+        total = total.saturating_add(chunk_len);
+        if total > max {
+            if !too_long {
+                too_long = true;
+                buf = Vec::new();
+            }
+        } else {
+            buf.extend_from_slice(chunk);
+        }
+        let used = newline.map_or(available.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            return Ok(if too_long {
+                Line::TooLong(total)
+            } else {
+                Line::Complete(buf)
+            });
+        }
+    }
+}
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+/// JSON-RPC error codes used by the gate.
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// Implementation-defined server error: the upstream server went away.
+    pub const SERVER_GONE: i64 = -32000;
+    /// Implementation-defined server error: refused by policy (`resources/read`).
+    pub const DENIED: i64 = -32001;
+}
+
+/// What a parsed line is.
+#[derive(Debug)]
+pub enum Message {
+    /// A request (has `method` and `id`).
+    Request {
+        id: Value,
+        method: String,
+        value: Value,
+    },
+    /// A notification (has `method`, no `id`).
+    Notification { method: String },
+    /// A response (has `id` and `result` or `error`, no `method`).
+    Response { id: Value, value: Value },
+}
+
+/// Why a line is not a message.
+#[derive(Debug)]
+pub enum Invalid {
+    /// Not JSON (→ -32700).
+    Parse(String),
+    /// JSON, but not a JSON-RPC 2.0 message (→ -32600); carries the id when one
+    /// could be read.
+    Shape { id: Value, message: String },
+}
+
+/// Parse and classify one line.
+pub fn classify(line: &[u8]) -> Result<Message, Invalid> {
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => return Err(Invalid::Parse(e.to_string())),
+    };
+    let Value::Object(obj) = &value else {
+        let message = if value.is_array() {
+            "json-rpc batches are not supported; send one message per line".to_string()
+        } else {
+            "a json-rpc message is a json object".to_string()
+        };
+        return Err(Invalid::Shape {
+            id: Value::Null,
+            message,
+        });
+    };
+    let id = obj.get("id").cloned();
+    let id_valid = id
+        .as_ref()
+        .is_none_or(|i| i.is_string() || i.is_number() || i.is_null());
+    let shown_id = id
+        .clone()
+        .filter(|i| i.is_string() || i.is_number())
+        .unwrap_or(Value::Null);
+    let shape = |message: &str| Invalid::Shape {
+        id: shown_id.clone(),
+        message: message.to_string(),
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(shape("`jsonrpc` must be \"2.0\""));
+    }
+    if !id_valid {
+        return Err(shape("`id` must be a string or a number"));
+    }
+    match obj.get("method") {
+        Some(Value::String(m)) => {
+            let method = m.clone();
+            match id {
+                Some(id) => Ok(Message::Request { id, method, value }),
+                None => Ok(Message::Notification { method }),
+            }
+        }
+        Some(_) => Err(shape("`method` must be a string")),
+        None => {
+            let has_result = obj.contains_key("result");
+            let has_error = obj.contains_key("error");
+            match (id, has_result ^ has_error) {
+                (Some(id), true) => Ok(Message::Response { id, value }),
+                _ => Err(shape(
+                    "not a request, notification or response: needs `method`, or `id` with exactly one of `result` and `error`",
+                )),
+            }
+        }
+    }
+}
+
+/// A JSON-RPC error response line (without the newline).
+pub fn error_line(id: &Value, code: i64, message: &str, data: Option<Value>) -> Vec<u8> {
+    let mut error = serde_json::json!({"code": code, "message": message});
+    if let (Some(d), Some(obj)) = (data, error.as_object_mut()) {
+        obj.insert("data".into(), d);
+    }
+    let v = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error});
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// A JSON-RPC result response line (without the newline).
+pub fn result_line(id: &Value, result: Value) -> Vec<u8> {
+    let v = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result});
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// The key under which a request id is remembered (its JSON text: `1` and `"1"` differ).
+pub fn id_key(id: &Value) -> String {
+    serde_json::to_string(id).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], max: usize) -> Vec<Line> {
+        let mut r = tokio::io::BufReader::with_capacity(4, input);
+        let mut out = Vec::new();
+        loop {
+            let l = read_line(&mut r, max).await.unwrap();
+            if l == Line::Eof {
+                return out;
+            }
+            out.push(l);
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_and_overlong_ones_dropped() {
+        let got = lines(b"ab\r\n\nabcdefgh\nxyz", 4).await;
+        assert_eq!(
+            got,
+            vec![
+                Line::Complete(b"ab\r".to_vec()),
+                Line::Complete(Vec::new()),
+                Line::TooLong(8),
+                Line::Complete(b"xyz".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn classification() {
+        assert!(matches!(classify(b"{"), Err(Invalid::Parse(_))));
+        assert!(matches!(
+            classify(b"[1]"),
+            Err(Invalid::Shape {
+                id: Value::Null,
+                ..
+            })
+        ));
+        assert!(matches!(
+            classify(br#"{"id":7,"method":"x"}"#),
+            Err(Invalid::Shape { id, .. }) if id == 7
+        ));
+        assert!(matches!(
+            classify(br#"{"jsonrpc":"2.0","id":{},"method":"x"}"#),
+            Err(Invalid::Shape {
+                id: Value::Null,
+                ..
+            })
+        ));
+        assert!(matches!(
+            classify(br#"{"jsonrpc":"2.0","id":1,"method":"x"}"#),
+            Ok(Message::Request { .. })
+        ));
+        assert!(matches!(
+            classify(br#"{"jsonrpc":"2.0","method":"x"}"#),
+            Ok(Message::Notification { .. })
+        ));
+        assert!(matches!(
+            classify(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+            Ok(Message::Response { .. })
+        ));
+        assert!(matches!(
+            classify(br#"{"jsonrpc":"2.0","id":1,"result":{},"error":{}}"#),
+            Err(Invalid::Shape { .. })
+        ));
+    }
+}
