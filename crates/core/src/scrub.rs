@@ -13,6 +13,7 @@
 //! string held an *encoded* finding (base64, percent, JSON) is shown as
 //! `[REDACTED:<label>]` as a whole.
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use conductor_net::Destination;
 use conductor_scan::Finding;
 use serde_json::Value;
@@ -52,26 +53,47 @@ fn escape(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-/// Replace every case-insensitive occurrence of each secret in `s`.
-fn scrub_str(s: &mut String, secrets: &[Secret]) {
-    for sec in secrets {
-        let lower = s.to_ascii_lowercase();
-        if !lower.contains(&sec.lower) {
-            continue;
+/// Every secret, matched ASCII-case-insensitively, longest first at each position.
+struct Scrubber {
+    ac: Option<AhoCorasick>,
+    replacements: Vec<String>,
+}
+
+impl Scrubber {
+    fn new(secrets: &[Secret]) -> Scrubber {
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(secrets.iter().map(|s| s.lower.as_str()))
+            .ok();
+        Scrubber {
+            ac,
+            replacements: secrets.iter().map(|s| s.replacement.clone()).collect(),
         }
-        // ASCII lowercasing keeps byte offsets, so indices found in `lower` are
-        // valid in `s`.
+    }
+
+    /// Replace every occurrence of a secret in `s`. Fails closed: if the matcher
+    /// could not be built, the whole string is replaced.
+    fn scrub(&self, s: &mut String) {
+        if self.replacements.is_empty() {
+            return;
+        }
+        let Some(ac) = &self.ac else {
+            *s = "[REDACTED]".to_string();
+            return;
+        };
+        if !ac.is_match(s.as_str()) {
+            return;
+        }
         let mut out = String::with_capacity(s.len());
-        let mut last = 0;
-        for (i, _) in lower.match_indices(&sec.lower) {
-            if i < last {
-                continue;
-            }
-            out.push_str(s.get(last..i).unwrap_or_default());
-            out.push_str(&sec.replacement);
-            last = i + sec.lower.len();
-        }
-        out.push_str(s.get(last..).unwrap_or_default());
+        ac.replace_all_with(s, &mut out, |m, _, dst| {
+            dst.push_str(
+                self.replacements
+                    .get(m.pattern().as_usize())
+                    .map_or("[REDACTED]", String::as_str),
+            );
+            true
+        });
         *s = out;
     }
 }
@@ -112,7 +134,10 @@ pub fn scrub(
     // Longest first, so a value containing another is replaced whole.
     secrets.sort_by_cached_key(|s| (std::cmp::Reverse(s.lower.len()), s.lower.clone()));
     secrets.dedup_by(|a, b| a.lower == b.lower);
+    let scrubber = Scrubber::new(&secrets);
 
+    // Destination inputs replaced whole or in part, to be replaced in messages too.
+    let mut quoted: Vec<Secret> = Vec::new();
     for d in destinations.iter_mut() {
         let original = d.input.clone();
         if let Some(p) = &d.pointer
@@ -120,31 +145,27 @@ pub fn scrub(
         {
             d.input = r.clone();
         } else {
-            scrub_str(&mut d.input, &secrets);
+            scrubber.scrub(&mut d.input);
         }
         if d.input != original && original.len() >= MIN_SECRET_LEN {
-            // Messages quote the input: replace it there too.
-            let lower = original.to_ascii_lowercase();
-            let replacement = d.input.clone();
-            for r in reasons.iter_mut() {
-                scrub_str(
-                    &mut r.message,
-                    &[Secret {
-                        lower: lower.clone(),
-                        replacement: replacement.clone(),
-                    }],
-                );
-            }
+            quoted.push(Secret {
+                lower: original.to_ascii_lowercase(),
+                replacement: d.input.clone(),
+            });
         }
         if let Some(p) = &mut d.pointer {
-            scrub_str(p, &secrets);
+            scrubber.scrub(p);
         }
-        scrub_str(&mut d.host, &secrets);
+        scrubber.scrub(&mut d.host);
     }
+    quoted.sort_by_cached_key(|s| (std::cmp::Reverse(s.lower.len()), s.lower.clone()));
+    quoted.dedup_by(|a, b| a.lower == b.lower);
+    let quoted = Scrubber::new(&quoted);
     for r in reasons.iter_mut() {
-        scrub_str(&mut r.message, &secrets);
+        quoted.scrub(&mut r.message);
+        scrubber.scrub(&mut r.message);
     }
     for f in findings.iter_mut() {
-        scrub_str(&mut f.pointer, &secrets);
+        scrubber.scrub(&mut f.pointer);
     }
 }
