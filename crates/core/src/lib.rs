@@ -8,7 +8,7 @@
 //! [`World`], [`decide`], [`label_result`], [`may_ever_call`], [`action_of`].
 //!
 //! Additions: [`RequestError::line`] / [`RequestError::column`], [`MAX_REQUEST_BYTES`],
-//! [`tool_name_problem`], [`MAX_TOOL_NAME`], [`Check::name`].
+//! [`tool_name_problem`], [`MAX_TOOL_NAME`], [`Check::name`], [`decide_with_pointers`].
 //!
 //! # Semantics (DESIGN.md, with the choices it leaves open)
 //!

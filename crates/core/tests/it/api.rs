@@ -288,3 +288,55 @@ fn reasons_are_aggregated_per_label_and_rule() {
     );
     assert_eq!(d.findings.len(), 500);
 }
+
+/// Pointers a transport adds (from a tool's input schema) add destinations; they
+/// never remove the policy's own.
+#[test]
+fn decide_with_pointers_adds_destinations() {
+    let p = load_str(
+        "version: 1\nagents: {bot: {roles: [r]}}\nroles: {r: {allow: [{tools: [\"*\"]}]}}\ntools: {web.get: {destinations: [/url]}}\ndestinations: {allow: [\"*\"], scan: false}\n",
+        "p",
+        None,
+    )
+    .unwrap();
+    let resolver = FixedResolver::new(&BTreeMap::new());
+    let world = World {
+        resolver: &resolver,
+        fingerprint_key: &KEY,
+    };
+    let req = |tool: &str, args: serde_json::Value| Request {
+        agent: "bot".into(),
+        tool: tool.into(),
+        arguments: args,
+        workflow: None,
+        session: None,
+        session_labels: vec![],
+    };
+    let meta = json!({"target": "http://169.254.169.254/latest/meta-data/"});
+    let plain = decide(&p, &req("web.other", meta.clone()), &world);
+    assert_eq!(plain.decision, conductor_core::Effect::Allow);
+    let extra = conductor_core::decide_with_pointers(
+        &p,
+        &req("web.other", meta),
+        &["/target".to_string()],
+        &world,
+    );
+    assert_eq!(extra.decision, conductor_core::Effect::Deny);
+    assert!(
+        extra
+            .reasons
+            .iter()
+            .any(|r| r.rule == "destinations.blocked.cloud-metadata")
+    );
+    // The declared pointer still counts when extra pointers are given.
+    let declared = conductor_core::decide_with_pointers(
+        &p,
+        &req(
+            "web.get",
+            json!({"url": "http://169.254.169.254/", "other": "x"}),
+        ),
+        &["/other".to_string()],
+        &world,
+    );
+    assert_eq!(declared.decision, conductor_core::Effect::Deny);
+}
