@@ -288,3 +288,33 @@ fn passwords_do_not_reach_unparseable_messages() {
         );
     }
 }
+
+#[test]
+fn too_many_destinations_deny() {
+    let p = policy(&["*"], &[], &[]);
+    let urls: Vec<String> = (0..70).map(|i| format!("http://93.184.216.{i}/")).collect();
+    let o = p.evaluate(&json!({ "links": urls }), &[], &[], &Fixed::default());
+    assert_eq!(o.destinations.len(), conductor_net::MAX_DESTINATIONS);
+    assert_eq!(rules(&o), vec!["destinations.limit"]);
+    assert!(
+        o.violations[0].message.contains("70 destinations"),
+        "{}",
+        o.violations[0].message
+    );
+}
+
+#[test]
+fn oversized_input_is_unparseable() {
+    let p = policy(&["*"], &[], &[]);
+    let long = format!(
+        "https://example.com/{}",
+        "a".repeat(conductor_net::canon::MAX_INPUT)
+    );
+    let o = eval_url(
+        &p,
+        &long,
+        &Fixed::with(&[("example.com", &["93.184.216.34"])]),
+    );
+    assert_eq!(rules(&o), vec!["destinations.unparseable"]);
+    assert!(o.destinations[0].input.len() <= 2048 + '…'.len_utf8());
+}
