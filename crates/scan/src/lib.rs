@@ -974,7 +974,7 @@ fn follows(f: Follow, t: &[u8], at: usize) -> bool {
         Follow::Jwt => {
             let mut i = at;
             while i < t.len()
-                && i - at < 8192
+                && i - at < 1024
                 && (b(i).is_ascii_alphanumeric() || matches!(b(i), b'_' | b'-'))
             {
                 i += 1;

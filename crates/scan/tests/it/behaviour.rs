@@ -299,3 +299,23 @@ proptest! {
         prop_assert_eq!(once, twice);
     }
 }
+
+#[test]
+fn repeated_keywords_do_not_blow_up() {
+    // Pathological inputs for the prefilter: every keyword hit passes its cheap check.
+    // (No timing assertion: this test fails by timing out in CI if the cost is not linear.)
+    let s = all_builtins();
+    for unit in [
+        "password=",
+        "eyJhbGciOi",
+        "-----BEGIN PRIVATE KEY-----",
+        "a@",
+        "1 ",
+        "ghp_",
+        "://a:b@",
+    ] {
+        let big = unit.repeat((512 << 10) / unit.len());
+        let f = s.scan(&json!({ "x": big }), &key());
+        assert!(f.iter().all(|f| f.end <= big.len()));
+    }
+}
