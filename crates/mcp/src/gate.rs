@@ -448,10 +448,14 @@ fn deny(decision: &mut Decision, check: Check, rule: &str, message: String) {
 }
 
 /// The answer to a refused `tools/call`: a `CallToolResult` with `isError`.
+///
+/// `resultType: "complete"` is required by the 2026-07-28 revision (the Python SDK's
+/// stateless client rejects a result without it) and ignored by 2025-11-25 clients.
 pub fn refusal_result(decision: &Decision) -> Value {
     json!({
         "content": [{"type": "text", "text": refusal_text(decision)}],
         "isError": true,
+        "resultType": "complete",
         "_meta": { META_KEY: decision },
     })
 }

@@ -1,1 +1,353 @@
+//! The relay's behaviour: gate, pins, labels, faults, reload.
 
+use conductor_mcp::EngineOptions;
+use serde_json::{Value, json};
+
+use crate::harness::{FakeOptions, Harness, POLICY, call, checks, list};
+
+#[tokio::test]
+async fn malformed_line_gets_parse_error_and_session_continues() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    h.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\n").await;
+    let a = h.recv().await;
+    assert_eq!(a["error"]["code"], -32700);
+    assert_eq!(a["id"], Value::Null);
+    let a = h.call(call(2, "echo", json!({"x": 1}))).await;
+    assert_eq!(a["id"], 2);
+    assert_eq!(a["result"]["content"][0]["text"], "{\"x\":1}");
+}
+
+#[tokio::test]
+async fn invalid_jsonrpc_shape_gets_invalid_request_with_its_id() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    for (bad, id) in [
+        (json!({"id": 9, "method": "tools/call"}), json!(9)),
+        (json!({"jsonrpc": "2.0", "id": "a"}), json!("a")),
+        (
+            json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/call"}]),
+            Value::Null,
+        ),
+        (json!({"jsonrpc": "2.0", "id": 3, "method": 7}), json!(3)),
+        (json!(17), Value::Null),
+    ] {
+        let a = h.call(bad.clone()).await;
+        assert_eq!(a["error"]["code"], -32600, "{bad}");
+        assert_eq!(a["id"], id, "{bad}");
+    }
+    // Nothing of it reached the server (a batch could otherwise smuggle a call).
+    assert!(h.seen().is_empty(), "{:?}", h.seen());
+    let a = h.call(call(4, "echo", json!({}))).await;
+    assert_eq!(a["id"], 4);
+}
+
+#[tokio::test]
+async fn oversized_message_is_refused_and_session_continues() {
+    let opts = EngineOptions {
+        max_message_bytes: 1024,
+        ..EngineOptions::default()
+    };
+    let mut h = Harness::start_with(FakeOptions::default(), opts, true).await;
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"x\":\"{}\"}}}}}}\n",
+        "a".repeat(100_000)
+    );
+    h.send_raw(big.as_bytes()).await;
+    let a = h.recv().await;
+    assert_eq!(a["error"]["code"], -32600);
+    assert_eq!(a["id"], Value::Null);
+    assert!(
+        a["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 1024 bytes"),
+        "{a}"
+    );
+    let a = h.call(call(2, "echo", json!({"y": 2}))).await;
+    assert_eq!(a["id"], 2);
+    assert!(h.seen().iter().all(|l| l.len() < 1024));
+}
+
+#[tokio::test]
+async fn server_crash_mid_call_answers_pending_requests() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    h.send(call(1, "crash", json!({}))).await;
+    let a = h.recv().await;
+    assert_eq!(a["id"], 1);
+    assert_eq!(a["error"]["code"], -32000);
+    assert!(a["error"]["message"].as_str().unwrap().contains("exited"));
+    let outcome = (&mut h.engine).await.unwrap();
+    assert!(outcome.server_closed);
+}
+
+#[tokio::test]
+async fn metadata_url_is_denied_before_the_server_sees_it() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    // 2852039166 is 169.254.169.254 (CVE-2026-26118 class).
+    let a = h
+        .call(call(
+            1,
+            "fetch",
+            json!({"url": "http://2852039166/latest/meta-data/"}),
+        ))
+        .await;
+    assert_eq!(a["result"]["isError"], true);
+    assert_eq!(a["result"]["resultType"], "complete");
+    let text = a["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("denied by policy: destination ("),
+        "{text}"
+    );
+    assert!(
+        text.contains("destinations.blocked.cloud-metadata"),
+        "{text}"
+    );
+    assert_eq!(
+        a["result"]["_meta"]["dev.conductor/decision"]["decision"],
+        "deny"
+    );
+    // An allowed call after it is forwarded, and the server never saw the first.
+    let a = h
+        .call(call(
+            2,
+            "fetch",
+            json!({"url": "https://en.wikipedia.org/wiki/MCP"}),
+        ))
+        .await;
+    assert_eq!(a["id"], 2);
+    assert!(a["result"].get("isError").is_none(), "{a}");
+    let seen = h.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(!seen[0].contains("2852039166"));
+    // Both decisions are recorded.
+    let records = h.records();
+    let decisions: Vec<_> = records.iter().map(|r| r.decision.as_str()).collect();
+    assert!(
+        decisions.contains(&"deny") && decisions.contains(&"allow"),
+        "{decisions:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r.event == "tools/call" && r.tool == "fake.fetch")
+    );
+}
+
+#[tokio::test]
+async fn learned_uri_field_is_a_destination() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    // Before the schema is known, the bare host is not recognized as a destination.
+    let a = h
+        .call(call(1, "get", json!({"target": "2852039166"})))
+        .await;
+    assert!(a["result"].get("isError").is_none(), "{a}");
+    h.call(list(1)).await;
+    // `target` is only known as a destination from the schema's `format: uri`; scanning
+    // would not catch a bare IP host without a scheme.
+    let a = h
+        .call(call(2, "get", json!({"target": "2852039166"})))
+        .await;
+    assert_eq!(a["result"]["isError"], true, "{a}");
+    assert!(checks(&a).contains(&"destination".to_string()), "{a}");
+    assert_eq!(h.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn resources_read_uri_is_a_destination() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":1,"method":"resources/read",
+                     "params":{"uri":"http://169.254.169.254/latest/meta-data/iam/"}}))
+        .await;
+    assert_eq!(a["error"]["code"], -32001, "{a}");
+    assert!(
+        a["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("denied by policy")
+    );
+    assert_eq!(
+        a["error"]["data"]["dev.conductor/decision"]["decision"],
+        "deny"
+    );
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":2,"method":"resources/read",
+                     "params":{"uri":"https://en.wikipedia.org/wiki/X"}}))
+        .await;
+    assert_eq!(a["result"]["echo"], "resources/read", "{a}");
+    assert_eq!(h.seen().len(), 1);
+    assert!(h.records().iter().any(|r| r.tool == "fake.read_resource"));
+}
+
+#[tokio::test]
+async fn tools_the_agent_can_never_call_are_filtered() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let a = h.call(list(1)).await;
+    let names: Vec<&str> = a["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo", "fetch", "get", "crash", "leak"]);
+    let mut h = Harness::start_with(FakeOptions::default(), EngineOptions::default(), false).await;
+    let a = h.call(list(1)).await;
+    assert_eq!(a["result"]["tools"].as_array().unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn changed_descriptor_refuses_calls_and_is_recorded() {
+    let mut h = Harness::start(FakeOptions { rug_pull: true }).await;
+    h.call(list(1)).await;
+    let ok = call(2, "fetch", json!({"url": "https://en.wikipedia.org/"}));
+    assert!(h.call(ok).await["result"].get("isError").is_none());
+    h.call(list(3)).await; // the description changes here
+    let a = h
+        .call(call(
+            4,
+            "fetch",
+            json!({"url": "https://en.wikipedia.org/"}),
+        ))
+        .await;
+    assert_eq!(a["result"]["isError"], true, "{a}");
+    assert_eq!(checks(&a), ["pin"]);
+    // Other tools are unaffected.
+    assert_eq!(h.call(call(5, "echo", json!({}))).await["id"], 5);
+    let records = h.records();
+    let pin: Vec<_> = records.iter().filter(|r| r.event == "pin-change").collect();
+    assert_eq!(pin.len(), 1, "{records:?}");
+    assert_eq!(pin[0].tool, "fake.fetch");
+    assert_eq!(pin[0].reasons[0]["check"], "pin");
+    // The refused call was not forwarded.
+    assert_eq!(
+        h.seen().iter().filter(|l| l.contains("tools/call")).count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn stateless_first_message_call_is_decided_and_relayed_byte_for_byte() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let raw = "{\"jsonrpc\":\"2.0\",  \"id\":\"s-1\",\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"b\":1,\"a\":2},\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}}}";
+    h.send_raw(format!("{raw}\n").as_bytes()).await;
+    let a = h.recv().await;
+    assert_eq!(a["id"], "s-1");
+    assert_eq!(h.seen(), [raw]);
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":2,"method":"server/discover","params":{}}))
+        .await;
+    assert_eq!(a["result"]["echo"], "server/discover");
+}
+
+#[tokio::test]
+async fn unknown_methods_and_notifications_pass_byte_for_byte_both_ways() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let note =
+        "{\"method\":\"notifications/x\" , \"jsonrpc\":\"2.0\",\"params\":{\"é\":\"\\u00e9\"}}";
+    h.send_raw(format!("{note}\n").as_bytes()).await;
+    let req =
+        "{ \"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"weird/spacing\",\"params\":{\"z\":1.50}}\r";
+    h.send_raw(format!("{req}\n").as_bytes()).await;
+    let back = h.recv_line().await;
+    assert_eq!(
+        back,
+        "{ \"jsonrpc\" : \"2.0\",\"id\":7 ,\"result\":{\"z\":1,  \"a\":[ ]} }"
+    );
+    // The fake server's line reader strips the `\r`; it was relayed with the line.
+    assert_eq!(h.seen(), [note, req.trim_end_matches('\r')]);
+}
+
+#[tokio::test]
+async fn result_labels_raise_the_session_and_the_flow_check_applies() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let url = json!({"url": "https://en.wikipedia.org/"});
+    assert!(
+        h.call(call(1, "fetch", url.clone())).await["result"]
+            .get("isError")
+            .is_none()
+    );
+    let a = h.call(call(2, "leak", json!({}))).await;
+    assert!(
+        a["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains('@')
+    );
+    assert_eq!(h.gate.session_labels(), ["personal"]);
+    // The session now holds confidential data; wikipedia's egress max is public.
+    let a = h.call(call(3, "fetch", url)).await;
+    assert_eq!(a["result"]["isError"], true, "{a}");
+    assert!(checks(&a).contains(&"flow".to_string()), "{a}");
+}
+
+#[tokio::test]
+async fn policy_reload_swaps_a_valid_version_and_keeps_the_last_good_one() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    h.watch();
+    assert_eq!(h.call(call(1, "echo", json!({}))).await["id"], 1);
+    // A valid new version that no longer allows `echo`.
+    std::fs::write(&h.policy_path, POLICY.replace("\"fake.echo\", ", "")).unwrap();
+    let m = h.reports.recv().await.unwrap();
+    assert!(m.contains("reloaded"), "{m}");
+    let a = h.call(call(2, "echo", json!({}))).await;
+    assert_eq!(a["result"]["isError"], true, "{a}");
+    assert_eq!(checks(&a), ["tool"]);
+    // An invalid version is reported and the last good one stays.
+    std::fs::write(&h.policy_path, "version: 1\nagents: [\n").unwrap();
+    let m = h.reports.recv().await.unwrap();
+    assert!(m.contains("invalid") && m.contains("last good"), "{m}");
+    let a = h.call(call(3, "echo", json!({}))).await;
+    assert_eq!(checks(&a), ["tool"], "{a}");
+    assert!(
+        h.call(call(4, "fetch", json!({"url":"https://en.wikipedia.org/"})))
+            .await["result"]
+            .get("isError")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn client_eof_closes_the_server_and_ends_the_relay() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    assert_eq!(h.call(call(1, "echo", json!({}))).await["id"], 1);
+    h.close_client().await;
+    let outcome = (&mut h.engine).await.unwrap();
+    assert!(
+        outcome.client_closed && outcome.server_closed,
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn pipelined_calls_keep_their_order() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let mut batch = Vec::new();
+    for i in 0..50u64 {
+        let name = if i % 7 == 3 {
+            "delete_everything"
+        } else {
+            "echo"
+        };
+        let mut b = serde_json::to_vec(&call(i, name, json!({"i": i}))).unwrap();
+        b.push(b'\n');
+        batch.extend(b);
+    }
+    h.send_raw(&batch).await;
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        ids.push(h.recv().await["id"].as_u64().unwrap());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (0..50).collect::<Vec<_>>());
+    // The server saw the allowed calls in the client's order.
+    let seen: Vec<u64> = h
+        .seen()
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let expected: Vec<u64> = (0..50).filter(|i| i % 7 != 3).collect();
+    assert_eq!(seen, expected);
+}
