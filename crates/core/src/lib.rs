@@ -433,7 +433,12 @@ pub fn decide_with_pointers(
 }
 
 fn dedup(reasons: &mut Vec<Reason>) {
-    // Few reasons per decision: a quadratic scan beats hashing.
+    if reasons.len() > 32 {
+        let mut seen = std::collections::HashSet::new();
+        reasons.retain(|r| seen.insert((r.check, r.rule.clone(), r.message.clone())));
+        return;
+    }
+    // Usually few reasons: a quadratic scan beats hashing.
     let mut i = 0;
     while i < reasons.len() {
         let dup = reasons
