@@ -957,6 +957,20 @@ fn compile_tools(cx: &mut Cx<'_>, raw: &RawPolicy) -> ToolIndex {
             } else if d.value.trim().is_empty() {
                 cx.err(d.loc, "a destination cannot be empty");
                 ok = false;
+            } else if !d.value.contains(['.', ':', '/']) && d.value != "localhost" {
+                // `destinations: [url]` is almost always a pointer without its `/`.
+                cx.err_help(
+                    d.loc,
+                    format!(
+                        "destination `{}` is neither a json pointer nor a url or host name",
+                        d.value
+                    ),
+                    format!(
+                        "write `/{}` for the argument of that name, or a url such as `https://api.example.com`",
+                        d.value
+                    ),
+                );
+                ok = false;
             } else {
                 literals.push(d.value.clone());
             }

@@ -207,3 +207,19 @@ fn a_broken_role_is_reported_once() {
         (Some(4), Some(14))
     );
 }
+
+#[test]
+fn a_destination_that_is_neither_pointer_nor_url_is_an_error() {
+    let out = refuse("version: 1\ntools:\n  fetch.fetch: {destinations: [url]}\n");
+    assert!(out.contains("write `/url`"), "{out}");
+    assert!(out.contains("policy.yaml:3:32"), "{out}");
+    // Hosts, URLs and pointers are fine.
+    assert!(
+        conductor_policy::load_str(
+            "version: 1\ntools:\n  a.b: {destinations: [/url, api.github.com, \"https://x.example\", localhost]}\n",
+            "p",
+            None
+        )
+        .is_ok()
+    );
+}
