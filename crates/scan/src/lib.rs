@@ -124,6 +124,10 @@ pub struct Finding {
     /// The label whose detector fired.
     pub label: String,
     /// JSON pointer (RFC 6901) to the string (or key) in the scanned value.
+    ///
+    /// INVARIANT: a key that holds a detection is never spelled out: its reference
+    /// token is `[key:<i>]` (the member's position in the object's iteration order) in
+    /// the key's own findings and in every finding below it. [`redact`] understands it.
     pub pointer: String,
     /// Byte span within that string (of the decoded text when `encoding` is set; for
     /// `json`, within the decoded string that held the match).
@@ -642,6 +646,8 @@ impl Cx<'_> {
             Root,
             Index(usize),
             Key(&'v str),
+            /// A member whose key holds a finding: named by position, not by the key.
+            KeyIndex(usize, &'v str),
         }
         let mut ptr = base;
         let root_len = ptr.len();
@@ -663,6 +669,11 @@ impl Cx<'_> {
                     push_token(&mut ptr, k);
                     Some(k)
                 }
+                Tok::KeyIndex(i, k) => {
+                    use std::fmt::Write as _;
+                    let _ = write!(ptr, "/[key:{i}]");
+                    Some(k)
+                }
             };
             match v {
                 serde_json::Value::String(s) => {
@@ -681,15 +692,26 @@ impl Cx<'_> {
                 serde_json::Value::Object(map) => {
                     self.object_shape(map, &ptr, fixed);
                     let here = ptr.len();
-                    for (k, item) in map.iter().rev() {
-                        push_token(&mut ptr, k);
+                    for (idx, (k, item)) in map.iter().enumerate().rev() {
+                        // INVARIANT: a key that holds a detection is never spelled out in
+                        // a pointer: its findings, and every finding below it, name the
+                        // member `[key:<index>]` (its position among the members).
+                        use std::fmt::Write as _;
+                        let _ = write!(ptr, "/[key:{idx}]");
                         let (p, enc, decode) = match fixed {
                             Some((fp, enc)) => (fp, Some(enc), false),
                             None => (ptr.as_str(), None, true),
                         };
+                        let before = self.out.len();
                         self.string(k, p, None, fixed.is_none(), enc, decode);
+                        let key_hit = self.out.len() > before;
                         ptr.truncate(here);
-                        stack.push((item, here, Tok::Key(k)));
+                        let tok = if key_hit {
+                            Tok::KeyIndex(idx, k)
+                        } else {
+                            Tok::Key(k)
+                        };
+                        stack.push((item, here, tok));
                     }
                 }
                 _ => {}
@@ -1329,34 +1351,82 @@ pub fn redact(value: &serde_json::Value, findings: &[Finding]) -> serde_json::Va
             None => groups.push((k, vec![f])),
         }
     }
-    // Values first, then keys from the deepest pointer up (renaming a key moves its subtree).
-    groups.sort_by(|a, b| {
-        (a.0.1, std::cmp::Reverse(a.0.0.len())).cmp(&(b.0.1, std::cmp::Reverse(b.0.0.len())))
-    });
-    for ((ptr, in_key), fs) in groups {
+    // Resolve every pointer against the original value first (renaming keys would
+    // move members), then change values, then keys from the deepest up.
+    let mut edits: Vec<(Vec<Step>, bool, Vec<&Finding>)> = groups
+        .into_iter()
+        .filter_map(|((ptr, in_key), fs)| resolve(value, ptr).map(|p| (p, in_key, fs)))
+        .collect();
+    edits.sort_by_key(|(path, in_key, _)| (*in_key, std::cmp::Reverse(path.len())));
+    for (path, in_key, fs) in edits {
         if in_key {
-            let Some(cut) = ptr.rfind('/') else {
+            let Some((Step::Key(old), parent)) = path.split_last() else {
                 continue;
             };
-            let (parent, tok) = (
-                ptr.get(..cut).unwrap_or(""),
-                ptr.get(cut + 1..).unwrap_or(""),
-            );
-            let old = unescape_token(tok);
-            let Some(serde_json::Value::Object(map)) = out.pointer_mut(parent) else {
+            let Some(serde_json::Value::Object(map)) = step_mut(&mut out, parent) else {
                 continue;
             };
-            let new = redact_text(&old, &fs);
-            if new != old
-                && let Some(v) = map.remove(&old)
+            let new = redact_text(old, &fs);
+            if new != *old
+                && let Some(v) = map.remove(old)
             {
                 map.insert(new, v);
             }
-        } else if let Some(serde_json::Value::String(s)) = out.pointer_mut(ptr) {
+        } else if let Some(serde_json::Value::String(s)) = step_mut(&mut out, &path) {
             *s = redact_text(s, &fs);
         }
     }
     out
+}
+
+/// One step of a resolved pointer.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Resolve a pointer of a finding (RFC 6901, plus `[key:<i>]` for the i-th member).
+fn resolve(value: &serde_json::Value, ptr: &str) -> Option<Vec<Step>> {
+    let mut cur = value;
+    let mut path = Vec::new();
+    if ptr.is_empty() {
+        return Some(path);
+    }
+    for tok in ptr.strip_prefix('/')?.split('/') {
+        match cur {
+            serde_json::Value::Object(map) => {
+                let name = unescape_token(tok);
+                let key = if map.contains_key(&name) {
+                    name
+                } else {
+                    let i: usize = tok.strip_prefix("[key:")?.strip_suffix(']')?.parse().ok()?;
+                    map.keys().nth(i)?.clone()
+                };
+                cur = map.get(&key)?;
+                path.push(Step::Key(key));
+            }
+            serde_json::Value::Array(items) => {
+                let i: usize = tok.parse().ok()?;
+                cur = items.get(i)?;
+                path.push(Step::Index(i));
+            }
+            _ => return None,
+        }
+    }
+    Some(path)
+}
+
+fn step_mut<'a>(v: &'a mut serde_json::Value, path: &[Step]) -> Option<&'a mut serde_json::Value> {
+    let mut cur = v;
+    for st in path {
+        cur = match (cur, st) {
+            (serde_json::Value::Object(m), Step::Key(k)) => m.get_mut(k)?,
+            (serde_json::Value::Array(a), Step::Index(i)) => a.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
 }
 
 fn redact_text(s: &str, fs: &[&Finding]) -> String {

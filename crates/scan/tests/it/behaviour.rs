@@ -75,9 +75,37 @@ fn object_keys_are_scanned() {
     let f = all_builtins().scan(&v, &key());
     assert_eq!(f.len(), 1);
     assert!(f[0].in_key);
-    assert_eq!(f[0].pointer, format!("/outer/{t}"));
+    // The key is never spelled out: the member is named by its position.
+    assert_eq!(f[0].pointer, "/outer/[key:0]");
     let red = redact(&v, &f);
     assert_eq!(red, json!({"outer": {"[REDACTED:all]": 1}}));
+}
+
+#[test]
+fn pointers_never_spell_out_a_secret_key() {
+    let mut rng = Rng::new(10);
+    let t = gh(&mut rng);
+    let v = json!({"a": 1, t.clone(): {"note": "mail bob@example.com", "x/y": "z"}, "z": "carol@example.org"});
+    let f = all_builtins().scan(&v, &key());
+    let out = serde_json::to_string(&f).unwrap() + &format!("{f:?}");
+    assert!(!out.contains(&t), "a finding names the secret key");
+    let got: Vec<(&str, &str, bool)> = f
+        .iter()
+        .map(|f| (f.detector.as_str(), f.pointer.as_str(), f.in_key))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("secrets.github-pat", "/[key:1]", true),
+            ("email", "/[key:1]/note", false),
+            ("email", "/z", false),
+        ]
+    );
+    let red = redact(&v, &f);
+    assert_eq!(
+        red,
+        json!({"a": 1, "[REDACTED:all]": {"note": "mail [REDACTED:all]", "x/y": "z"}, "z": "[REDACTED:all]"})
+    );
 }
 
 #[test]
