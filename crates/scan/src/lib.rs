@@ -491,7 +491,7 @@ impl Scanner {
     ) -> Vec<Finding> {
         let mut cx = Cx {
             e: &self.inner,
-            key,
+            key: Keyed::new(key),
             budget: limits.max_total_bytes,
             exhausted: false,
             out: Vec::new(),
@@ -504,7 +504,7 @@ impl Scanner {
     pub fn scan_str(&self, text: &str, key: &FingerprintKey) -> Vec<Finding> {
         let mut cx = Cx {
             e: &self.inner,
-            key,
+            key: Keyed::new(key),
             budget: ScanLimits::default().max_total_bytes,
             exhausted: false,
             out: Vec::new(),
@@ -583,15 +583,25 @@ fn finish(cx: Cx<'_>) -> Vec<Finding> {
     out
 }
 
+/// HMAC-SHA256 keyed once per call (the key schedule is not redone per finding).
+struct Keyed(Option<Hmac<Sha256>>);
+
+impl Keyed {
+    fn new(key: &FingerprintKey) -> Keyed {
+        // HMAC accepts keys of any length; `None` is unreachable in practice.
+        Keyed(<Hmac<Sha256> as Mac>::new_from_slice(&key.0).ok())
+    }
+}
+
 /// `hmac-sha256:<hex>` of `value` under `key`.
-fn fingerprint(key: &FingerprintKey, value: &[u8]) -> String {
-    match <Hmac<Sha256> as Mac>::new_from_slice(&key.0) {
-        Ok(mut m) => {
+fn fingerprint(key: &Keyed, value: &[u8]) -> String {
+    match &key.0 {
+        Some(m) => {
+            let mut m = m.clone();
             m.update(value);
             format!("hmac-sha256:{}", hex::encode(m.finalize().into_bytes()))
         }
-        // HMAC accepts keys of any length; this arm is unreachable in practice.
-        Err(_) => "hmac-sha256:unavailable".to_string(),
+        None => "hmac-sha256:unavailable".to_string(),
     }
 }
 
@@ -623,7 +633,8 @@ struct Hit {
 
 struct Cx<'a> {
     e: &'a Engine,
-    key: &'a FingerprintKey,
+    /// The keyed MAC, set up once per call and cloned per finding.
+    key: Keyed,
     budget: usize,
     exhausted: bool,
     out: Vec<Finding>,
@@ -737,7 +748,7 @@ impl Cx<'_> {
                 Some((fp, enc)) => (fp.to_string(), Some(enc.to_string())),
                 None => (format!("{ptr}/private_key"), None),
             };
-            let fp = fingerprint(self.key, pk.as_bytes());
+            let fp = fingerprint(&self.key, pk.as_bytes());
             for &li in &self.e.secrets {
                 self.out.push(Finding {
                     detector: "secrets.gcp-service-account".into(),
@@ -764,7 +775,7 @@ impl Cx<'_> {
         if n > self.budget {
             self.exhausted = true;
             self.budget = 0;
-            let fp = fingerprint(self.key, b"");
+            let fp = fingerprint(&self.key, b"");
             for li in 0..self.e.labels.len() {
                 self.out.push(Finding {
                     detector: BUDGET_DETECTOR.into(),
@@ -800,7 +811,7 @@ impl Cx<'_> {
         let mut raw_prints: Vec<(String, String)> = Vec::new();
         for h in &hits {
             let value = s.as_bytes().get(h.start..h.end).unwrap_or(&[]);
-            let fp = fingerprint(self.key, value);
+            let fp = fingerprint(&self.key, value);
             if decode {
                 raw_prints.push((h.detector.clone(), fp.clone()));
             }
