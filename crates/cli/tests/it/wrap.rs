@@ -1,1 +1,1001 @@
-//! Tests of `conductor wrap`.
+//! Tests of `conductor wrap` with REAL peers: the official MCP client SDKs (Python `mcp`,
+//! TypeScript `@modelcontextprotocol/sdk`) talk through `conductor wrap` to the reference
+//! servers (`@modelcontextprotocol/server-everything`, `@modelcontextprotocol/server-filesystem`,
+//! `mcp-server-fetch`), all installed into `.peers/` by `scripts/setup-peers.sh`.
+//!
+//! Each test writes a policy into a temporary directory, runs one client script from
+//! `tests/fixtures/peers/` (which prints what it saw as JSON), and then checks three
+//! witnesses: what the client got, what the server received (a spy, `peers/spy.py`, records
+//! every line that reaches the server), and what the audit store holds.
+//!
+//! No test sends traffic off this machine, even if the gate were broken: the everything
+//! server only fetches from `127.0.0.1` (`GZIP_ALLOWED_DOMAINS`), and the fetch server sends
+//! every request through a proxy that is a canned HTTP responder on `127.0.0.1:0` here.
+//!
+//! When `.peers` is missing the tests say so loudly and pass, except under CI (`CI` set),
+//! where a missing peer is a failure.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{conductor_in, fixtures, workspace};
+
+/// How long one client session (client + wrap + server) may take before it is killed and
+/// the test fails. Generous: the machine is small and shared; a healthy session takes seconds.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The key under which wrap puts its decision in a refused call's result `_meta`.
+const DECISION_KEY: &str = "dev.conductor/decision";
+
+// ---------------------------------------------------------------------------------------
+// The installed peers
+// ---------------------------------------------------------------------------------------
+
+/// Where the peers live, or `None` (after a loud message) when they are not installed and
+/// this is not CI.
+fn peers() -> Option<Peers> {
+    let dir = workspace().join(".peers");
+    if dir.join("stamp").is_file() {
+        return Some(Peers {
+            dir: dir.canonicalize().unwrap(),
+        });
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the MCP peers are not installed in `{}` (CI must run `bash scripts/setup-peers.sh` first; \
+         scripts/test.sh does)",
+        dir.display()
+    );
+    eprintln!(
+        "\n\
+         ************************************************************************\n\
+         * SKIPPED: interop test of `conductor wrap` with real MCP peers:        *\n\
+         * `.peers` is missing. Run `bash scripts/setup-peers.sh` (or            *\n\
+         * `bash scripts/test.sh`) to install them. Under CI this is a failure.  *\n\
+         ************************************************************************\n"
+    );
+    None
+}
+
+struct Peers {
+    dir: PathBuf,
+}
+
+impl Peers {
+    fn python(&self) -> String {
+        path(&self.dir.join("venv/bin/python"))
+    }
+
+    fn node_module(&self, rel: &str) -> String {
+        path(&self.dir.join("node/node_modules").join(rel))
+    }
+
+    fn everything(&self) -> Vec<String> {
+        vec![
+            "node".into(),
+            self.node_module("@modelcontextprotocol/server-everything/dist/index.js"),
+            "stdio".into(),
+        ]
+    }
+
+    fn filesystem(&self, root: &Path) -> Vec<String> {
+        vec![
+            "node".into(),
+            self.node_module("@modelcontextprotocol/server-filesystem/dist/index.js"),
+            path(root),
+        ]
+    }
+
+    /// mcp-server-fetch with its own private-address guard off (so that the gate is what is
+    /// tested) and every request sent through `proxy` (so that nothing leaves this machine).
+    fn fetch(&self, proxy: &HttpStub) -> Vec<String> {
+        vec![
+            path(&self.dir.join("venv/bin/mcp-server-fetch")),
+            "--ignore-robots-txt".into(),
+            "--allow-private-ips".into(),
+            "--proxy-url".into(),
+            proxy.url(""),
+        ]
+    }
+}
+
+fn path(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// A wrapped session
+// ---------------------------------------------------------------------------------------
+
+/// One test's world: a temporary directory with the policy, the audit store and the spy log.
+struct Setup {
+    dir: tempfile::TempDir,
+    agent: &'static str,
+    server: &'static str,
+}
+
+impl Setup {
+    fn new(policy: &str, agent: &'static str, server: &'static str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+        Self { dir, agent, server }
+    }
+
+    fn audit(&self) -> PathBuf {
+        self.dir.path().join("audit.db")
+    }
+
+    fn spy_log(&self) -> PathBuf {
+        self.dir.path().join("server-received.jsonl")
+    }
+
+    /// `conductor wrap … -- python spy.py LOG -- <server>`.
+    fn wrap(&self, peers: &Peers, server: &[String]) -> Vec<String> {
+        let mut cmd: Vec<String> = vec![
+            env!("CARGO_BIN_EXE_conductor").into(),
+            "wrap".into(),
+            "--policy".into(),
+            path(&self.dir.path().join("policy.yaml")),
+            "--agent".into(),
+            self.agent.into(),
+            "--server".into(),
+            self.server.into(),
+            "--audit".into(),
+            path(&self.audit()),
+            "--no-dns".into(),
+            "--".into(),
+            peers.python(),
+            path(&fixtures().join("peers/spy.py")),
+            path(&self.spy_log()),
+            "--".into(),
+        ];
+        cmd.extend(server.iter().cloned());
+        cmd
+    }
+
+    /// The `tools/call` requests that reached the server: (tool, arguments).
+    fn server_saw_calls(&self) -> Vec<(String, Value)> {
+        server_calls(&self.spy_log())
+    }
+
+    /// Everything the server received, as text (for "never saw it" checks).
+    fn server_saw_text(&self) -> String {
+        std::fs::read_to_string(self.spy_log()).unwrap_or_default()
+    }
+
+    /// `conductor audit verify` exits 0, and the store holds exactly one `tools/call` record
+    /// per call, with these tools (qualified names) and decisions, in this order.
+    fn assert_audit(&self, expected: &[(&str, &str)]) {
+        let db = path(&self.audit());
+        let verify = conductor_in(self.dir.path())
+            .args(["audit", "verify", "--audit", &db])
+            .output()
+            .unwrap();
+        assert_eq!(
+            verify.status.code(),
+            Some(0),
+            "`conductor audit verify` failed: {}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        let export = conductor_in(self.dir.path())
+            .args(["audit", "export", "--audit", &db, "--format", "jsonl"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            export.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&export.stderr)
+        );
+        let records: Vec<Value> = String::from_utf8(export.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let calls: Vec<(String, String)> = records
+            .iter()
+            .filter(|r| r["event"] == "tools/call")
+            .map(|r| {
+                assert_eq!(r["agent"], self.agent, "record: {r}");
+                (
+                    r["tool"].as_str().unwrap().to_string(),
+                    r["decision"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(t, d)| ((*t).to_string(), (*d).to_string()))
+            .collect();
+        assert_eq!(calls, expected, "audit records: {records:#?}");
+    }
+}
+
+fn server_calls(log: &Path) -> Vec<(String, Value)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["method"] == "tools/call")
+        .map(|m| {
+            (
+                m["params"]["name"].as_str().unwrap_or_default().to_string(),
+                m["params"]["arguments"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Which official SDK client drives the session.
+#[derive(Debug, Clone, Copy)]
+enum Sdk {
+    /// Python `mcp.ClientSession` over `stdio_client` (the 2025-11-25 handshake).
+    PythonSession,
+    /// Python `mcp.Client` with this `mode` ("auto", or a stateless revision).
+    PythonClient(&'static str),
+    /// TypeScript `Client` + `StdioClientTransport`.
+    TypeScript,
+}
+
+/// What a client script printed, plus its stderr (which carries wrap's and the server's).
+struct Seen {
+    out: Value,
+    stderr: String,
+}
+
+impl Seen {
+    fn tools(&self) -> Vec<String> {
+        self.out["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no tools listed: {}", self.context()))
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn call(&self, i: usize) -> &Value {
+        let call = &self.out["calls"][i];
+        assert!(!call.is_null(), "no call #{i}: {}", self.context());
+        call
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "client printed:\n{:#}\nstderr (client, wrap, server):\n{}",
+            self.out, self.stderr
+        )
+    }
+
+    /// Call #i was answered normally (not refused by the gate, not an error) and its text
+    /// contains `needle`.
+    fn assert_allowed(&self, i: usize, needle: &str) {
+        let call = self.call(i);
+        let result = &call["result"];
+        assert!(
+            result.is_object() && result["isError"] != true,
+            "call #{i} should have succeeded: {}",
+            self.context()
+        );
+        assert!(
+            text_of(result).contains(needle),
+            "call #{i}: `{needle}` not in the result: {}",
+            self.context()
+        );
+    }
+
+    /// Call #i was refused by the gate: an `isError` result whose text starts with
+    /// "denied by policy" and names `check`, with the decision in `_meta` holding a reason
+    /// with that check (and `rule`, when given). Returns the decision.
+    fn assert_denied(&self, i: usize, check: &str, rule: Option<&str>) -> &Value {
+        let call = self.call(i);
+        let result = &call["result"];
+        assert_eq!(
+            result["isError"],
+            true,
+            "call #{i} should be refused: {}",
+            self.context()
+        );
+        let text = text_of(result);
+        assert!(
+            text.starts_with("denied by policy"),
+            "call #{i}: text should start with `denied by policy`: {}",
+            self.context()
+        );
+        assert!(
+            text.contains(check),
+            "call #{i}: text should name the check `{check}`: {}",
+            self.context()
+        );
+        let decision = &result["_meta"][DECISION_KEY];
+        assert_eq!(
+            decision["decision"],
+            "deny",
+            "call #{i}: `_meta[\"{DECISION_KEY}\"]` should hold a deny decision: {}",
+            self.context()
+        );
+        let reasons = decision["reasons"].as_array().unwrap();
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r["check"] == check && rule.is_none_or(|rule| r["rule"] == rule)),
+            "call #{i}: no `{check}` reason{}: {}",
+            rule.map(|r| format!(" with rule `{r}`"))
+                .unwrap_or_default(),
+            self.context()
+        );
+        if let Some(rule) = rule {
+            assert!(
+                text.contains(rule),
+                "call #{i}: text should name the rule `{rule}`: {}",
+                self.context()
+            );
+        }
+        decision
+    }
+}
+
+/// The concatenated text content of a `CallToolResult`.
+fn text_of(result: &Value) -> String {
+    result["content"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|c| c["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// Runs one client script with `plan` (command = `command`), killed with everything it
+/// started after [`SESSION_TIMEOUT`].
+fn session(peers: &Peers, sdk: Sdk, command: Vec<String>, mut plan: Value) -> Seen {
+    plan["command"] = json!(command);
+    plan["timeout"] = json!(60);
+    let mut cmd = match sdk {
+        Sdk::PythonSession | Sdk::PythonClient(_) => {
+            match sdk {
+                Sdk::PythonClient(mode) => {
+                    plan["api"] = json!("client");
+                    plan["mode"] = json!(mode);
+                }
+                _ => plan["api"] = json!("session"),
+            }
+            let mut c = Command::new(peers.python());
+            c.arg(fixtures().join("peers/client.py"));
+            c
+        }
+        Sdk::TypeScript => {
+            let mut c = Command::new("node");
+            c.arg(fixtures().join("peers/client.mjs"));
+            c
+        }
+    };
+    cmd.arg(plan.to_string())
+        .env("CONDUCTOR_PEERS_DIR", &peers.dir)
+        // The same settings as every other CLI test (see `conductor_in`): wrap inherits them.
+        .env(
+            "CONDUCTOR_FINGERPRINT_KEY_FILE",
+            fixtures().join("fingerprint.key"),
+        )
+        .env("NO_COLOR", "1")
+        .env("XDG_DATA_HOME", fixtures().join("no-such-data-dir"))
+        // Only the everything server's gzip tool fetches by itself: never anywhere but here.
+        .env("GZIP_ALLOWED_DOMAINS", "127.0.0.1")
+        .env("GZIP_MAX_FETCH_TIME_MILLIS", "10000")
+        .env("PYTHONUNBUFFERED", "1")
+        .env_remove("RUST_BACKTRACE");
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    let run = Watched::spawn(cmd);
+    let (code, stdout, stderr) = run.wait(SESSION_TIMEOUT);
+    let out: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("{sdk:?} client printed no JSON ({e}), exit {code:?}:\n{stdout}\nstderr:\n{stderr}")
+    });
+    assert!(
+        !stderr.contains("panicked"),
+        "something panicked:\n{stderr}"
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "{sdk:?} client failed:\n{:#}\nstderr:\n{stderr}",
+        out
+    );
+    Seen { out, stderr }
+}
+
+/// A child in its own process group, killed (with everything it started) when dropped.
+struct Watched {
+    child: Child,
+    out: Option<std::thread::JoinHandle<String>>,
+    err: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Watched {
+    fn spawn(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stdout.read_to_string(&mut s);
+            s
+        });
+        let err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        Self {
+            child,
+            out: Some(out),
+            err: Some(err),
+        }
+    }
+
+    /// Waits for the exit (at most `limit`; then kills and fails), returns (code, out, err).
+    fn wait(mut self, limit: Duration) -> (Option<i32>, String, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if start.elapsed() > limit {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Whatever the client left behind (wrap, the server) goes too, so that the pipes
+        // close and the readers finish.
+        self.kill_group();
+        let out = self.out.take().unwrap().join().unwrap();
+        let err = self.err.take().unwrap().join().unwrap();
+        match status {
+            Some(status) => (status.code(), out, err),
+            None => panic!(
+                "the session did not finish within {limit:?} and was killed\nstdout:\n{out}\nstderr:\n{err}"
+            ),
+        }
+    }
+
+    fn kill_group(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A local HTTP responder (127.0.0.1:0): the loopback destination, and the fetch server's proxy
+// ---------------------------------------------------------------------------------------
+
+const STUB_BODY: &str = "hello from the loopback test server";
+
+/// Answers every HTTP request with one canned `text/plain` response and records the request
+/// lines. Stops when dropped (and after five minutes in any case).
+struct HttpStub {
+    port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpStub {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (requests, stop) = (Arc::clone(&requests), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(300) {
+                    match listener.accept() {
+                        Ok((stream, _)) => serve_one(stream, &requests),
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+        };
+        Self {
+            port,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The request lines received so far (`GET http://… HTTP/1.1` when used as a proxy).
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve_one(stream: std::net::TcpStream, requests: &Mutex<Vec<String>>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(&stream);
+    let mut first = String::new();
+    if reader.read_line(&mut first).is_err() {
+        return;
+    }
+    requests.lock().unwrap().push(first.trim_end().to_string());
+    // The rest of the head (no request in these tests has a body).
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim_end() != "" {
+        line.clear();
+    }
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{STUB_BODY}",
+        STUB_BODY.len()
+    );
+    let _ = (&stream).write_all(response.as_bytes());
+}
+
+impl Drop for HttpStub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Policies
+// ---------------------------------------------------------------------------------------
+
+/// research-bot may echo, add and gzip (a URL-taking tool); every other tool of the
+/// everything server is out of its reach. `declare` says whether the policy names the gzip
+/// tool's URL argument; without it the gate finds the URL by itself (the schema's
+/// `format: uri`, and scanning arguments for URLs).
+fn everything_policy(declare: bool) -> String {
+    let gzip = if declare {
+        "  everything.gzip-file-as-resource:\n    action: read\n    destinations: [/data]\n"
+    } else {
+        "  everything.gzip-file-as-resource:\n    action: read\n"
+    };
+    format!(
+        r#"version: 1
+agents:
+  research-bot:
+    roles: [researcher]
+roles:
+  researcher:
+    allow:
+      - tools: ["everything.echo", "everything.get-sum", "everything.gzip-file-as-resource"]
+        actions: [read]
+tools:
+  everything.echo: {{action: read}}
+  everything.get-sum: {{action: read}}
+{gzip}destinations:
+  allow: ["*"]
+"#
+    )
+}
+
+/// research-bot may fetch anywhere outside the blocked classes; with `loopback`, the
+/// loopback class is opened up.
+fn fetch_policy(loopback: bool) -> String {
+    let permit = if loopback {
+        "  permit: [loopback]\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"version: 1
+agents:
+  research-bot:
+    roles: [researcher]
+roles:
+  researcher:
+    allow:
+      - tools: ["fetch.*"]
+        actions: [read]
+tools:
+  fetch.fetch:
+    action: read
+    destinations: [/url]
+destinations:
+  allow: ["*"]
+{permit}"#
+    )
+}
+
+/// `reader` may use the filesystem server's tools for reading only.
+const FS_POLICY: &str = r#"version: 1
+agents:
+  reader:
+    roles: [reader]
+roles:
+  reader:
+    allow:
+      - tools: ["fs.*"]
+        actions: [read]
+tools:
+  fs.read_text_file: {action: read}
+  fs.read_file: {action: read}
+  fs.list_directory: {action: read}
+  fs.list_allowed_directories: {action: read}
+  fs.write_file: {action: write}
+  fs.edit_file: {action: write}
+  fs.create_directory: {action: write}
+  fs.move_file: {action: write}
+"#;
+
+/// The tools of the everything server that research-bot can reach.
+const EVERYTHING_REACHABLE: [&str; 3] = ["echo", "get-sum", "gzip-file-as-resource"];
+
+// The cloud metadata service, as written plainly and as one decimal number
+// (2852039166 = 169.254.169.254; the CVE-2026-26118 class of attack, see DESIGN.md).
+const METADATA_URL: &str = "http://169.254.169.254/latest/meta-data/";
+const METADATA_DECIMAL_URL: &str = "http://2852039166/latest/meta-data/iam/security-credentials/";
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+// ---------------------------------------------------------------------------------------
+// server-everything
+// ---------------------------------------------------------------------------------------
+
+/// Client sees only the reachable tools; echo works; the metadata URL, plain and decimal, is
+/// refused with a destination reason before the server sees it.
+fn everything_through_wrap(sdk: Sdk, declare: bool) {
+    let Some(peers) = peers() else { return };
+    let setup = Setup::new(&everything_policy(declare), "research-bot", "everything");
+    let seen = session(
+        &peers,
+        sdk,
+        setup.wrap(&peers, &peers.everything()),
+        json!({"calls": [
+            {"name": "echo", "arguments": {"message": "hello through the gate"}},
+            {"name": "gzip-file-as-resource", "arguments": {"name": "md.gz", "data": METADATA_URL}},
+            {"name": "gzip-file-as-resource", "arguments": {"name": "md.gz", "data": METADATA_DECIMAL_URL}},
+            {"name": "get-env", "arguments": {}},
+        ]}),
+    );
+
+    // Tools the agent can never call are not listed.
+    assert_eq!(
+        sorted(seen.tools()),
+        sorted(EVERYTHING_REACHABLE.map(String::from).to_vec()),
+        "{}",
+        seen.context()
+    );
+    seen.assert_allowed(0, "hello through the gate");
+    for i in [1, 2] {
+        let decision = seen.assert_denied(
+            i,
+            "destination",
+            Some("destinations.blocked.cloud-metadata"),
+        );
+        assert!(
+            decision["destinations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["host"] == "169.254.169.254"),
+            "the decision should name the resolved metadata address: {decision:#}"
+        );
+    }
+    // A tool outside the agent's reach, called anyway (a client may call an unlisted tool).
+    seen.assert_denied(3, "tool", None);
+
+    // The server saw the allowed call only.
+    let text = setup.server_saw_text();
+    assert!(
+        !text.contains("169.254") && !text.contains("2852039166") && !text.contains("get-env"),
+        "the server received a refused call:\n{text}"
+    );
+    let calls = setup.server_saw_calls();
+    assert_eq!(
+        calls.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["echo"],
+        "{calls:?}"
+    );
+
+    setup.assert_audit(&[
+        ("everything.echo", "allow"),
+        ("everything.gzip-file-as-resource", "deny"),
+        ("everything.gzip-file-as-resource", "deny"),
+        ("everything.get-env", "deny"),
+    ]);
+}
+
+#[test]
+fn everything_python_session_metadata_url_refused_before_the_server() {
+    everything_through_wrap(Sdk::PythonSession, true);
+}
+
+#[test]
+fn everything_typescript_metadata_url_refused_without_declared_pointer() {
+    // The policy does not name the gzip tool's `data` argument: the gate must find the URL
+    // by itself (the tool's input schema says `format: uri`; and `scan` is on).
+    everything_through_wrap(Sdk::TypeScript, false);
+}
+
+#[test]
+fn everything_python_auto_client_falls_back_to_the_handshake_through_wrap() {
+    // `mcp.Client(mode="auto")` probes `server/discover` first; the everything server
+    // (TypeScript SDK 1.x) does not know it, and the client falls back to `initialize`.
+    // Both messages cross wrap.
+    let Some(peers) = peers() else { return };
+    let setup = Setup::new(&everything_policy(true), "research-bot", "everything");
+    let seen = session(
+        &peers,
+        Sdk::PythonClient("auto"),
+        setup.wrap(&peers, &peers.everything()),
+        json!({"calls": [
+            {"name": "get-sum", "arguments": {"a": 20, "b": 22}},
+            {"name": "gzip-file-as-resource", "arguments": {"data": METADATA_DECIMAL_URL}},
+        ]}),
+    );
+    assert_eq!(
+        seen.out["protocol_version"],
+        "2025-11-25",
+        "{}",
+        seen.context()
+    );
+    seen.assert_allowed(0, "42");
+    seen.assert_denied(
+        1,
+        "destination",
+        Some("destinations.blocked.cloud-metadata"),
+    );
+    assert!(
+        setup.server_saw_text().contains("server/discover"),
+        "the discover probe should have passed through to the server"
+    );
+    assert!(!setup.server_saw_text().contains("2852039166"));
+    setup.assert_audit(&[
+        ("everything.get-sum", "allow"),
+        ("everything.gzip-file-as-resource", "deny"),
+    ]);
+}
+
+// ---------------------------------------------------------------------------------------
+// server-filesystem
+// ---------------------------------------------------------------------------------------
+
+fn filesystem_through_wrap(sdk: Sdk) {
+    let Some(peers) = peers() else { return };
+    let setup = Setup::new(FS_POLICY, "reader", "fs");
+    std::fs::create_dir(setup.dir.path().join("files")).unwrap();
+    let root = setup.dir.path().join("files").canonicalize().unwrap();
+    std::fs::write(root.join("notes.txt"), "the quarterly numbers are in\n").unwrap();
+    let written = root.join("written.txt");
+    let seen = session(
+        &peers,
+        sdk,
+        setup.wrap(&peers, &peers.filesystem(&root)),
+        json!({"calls": [
+            {"name": "read_text_file", "arguments": {"path": path(&root.join("notes.txt"))}},
+            {"name": "list_directory", "arguments": {"path": path(&root)}},
+            {"name": "write_file", "arguments": {"path": path(&written), "content": "overwritten"}},
+        ]}),
+    );
+    let tools = seen.tools();
+    for reachable in ["read_text_file", "list_directory"] {
+        assert!(
+            tools.iter().any(|t| t == reachable),
+            "`{reachable}` missing: {}",
+            seen.context()
+        );
+    }
+    for unreachable in ["write_file", "edit_file", "create_directory", "move_file"] {
+        assert!(
+            !tools.iter().any(|t| t == unreachable),
+            "`{unreachable}` (a write for a read-only role) should not be listed: {}",
+            seen.context()
+        );
+    }
+    seen.assert_allowed(0, "the quarterly numbers are in");
+    seen.assert_allowed(1, "notes.txt");
+    seen.assert_denied(2, "role", Some("roles.reader.allow[0]"));
+    assert!(!written.exists(), "the refused write happened");
+    assert_eq!(
+        setup
+            .server_saw_calls()
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["read_text_file", "list_directory"]
+    );
+    setup.assert_audit(&[
+        ("fs.read_text_file", "allow"),
+        ("fs.list_directory", "allow"),
+        ("fs.write_file", "deny"),
+    ]);
+}
+
+#[test]
+fn filesystem_python_session_read_allowed_write_refused() {
+    filesystem_through_wrap(Sdk::PythonSession);
+}
+
+#[test]
+fn filesystem_typescript_read_allowed_write_refused() {
+    filesystem_through_wrap(Sdk::TypeScript);
+}
+
+// ---------------------------------------------------------------------------------------
+// mcp-server-fetch
+// ---------------------------------------------------------------------------------------
+
+/// Fetch the local test server (allowed only with `loopback` permitted) and the metadata
+/// service (always refused). The fetch server's proxy is the same local responder, so a
+/// request that got through shows up in its request lines.
+fn fetch_through_wrap(sdk: Sdk, loopback: bool, list_tools: bool) {
+    let Some(peers) = peers() else { return };
+    let stub = HttpStub::start();
+    let setup = Setup::new(&fetch_policy(loopback), "research-bot", "fetch");
+    let local = stub.url("/report.txt");
+    let seen = session(
+        &peers,
+        sdk,
+        setup.wrap(&peers, &peers.fetch(&stub)),
+        json!({"list_tools": list_tools, "calls": [
+            {"name": "fetch", "arguments": {"url": local}},
+            {"name": "fetch", "arguments": {"url": "http://169.254.169.254/"}},
+            {"name": "fetch", "arguments": {"url": METADATA_DECIMAL_URL}},
+        ]}),
+    );
+    if list_tools {
+        assert_eq!(seen.tools(), ["fetch"], "{}", seen.context());
+    }
+    if loopback {
+        seen.assert_allowed(0, STUB_BODY);
+    } else {
+        seen.assert_denied(0, "destination", Some("destinations.blocked.loopback"));
+    }
+    seen.assert_denied(
+        1,
+        "destination",
+        Some("destinations.blocked.cloud-metadata"),
+    );
+    seen.assert_denied(
+        2,
+        "destination",
+        Some("destinations.blocked.cloud-metadata"),
+    );
+
+    let reached: Vec<String> = stub.requests();
+    if loopback {
+        assert_eq!(reached, [format!("GET {local} HTTP/1.1")], "{reached:?}");
+    } else {
+        assert!(reached.is_empty(), "a refused fetch went out: {reached:?}");
+    }
+    let text = setup.server_saw_text();
+    assert!(
+        !text.contains("169.254") && !text.contains("2852039166"),
+        "the server received a refused call:\n{text}"
+    );
+    assert_eq!(
+        setup.server_saw_calls().len(),
+        usize::from(loopback),
+        "{text}"
+    );
+    let first = if loopback { "allow" } else { "deny" };
+    setup.assert_audit(&[
+        ("fetch.fetch", first),
+        ("fetch.fetch", "deny"),
+        ("fetch.fetch", "deny"),
+    ]);
+}
+
+#[test]
+fn fetch_python_session_loopback_allowed_when_permitted() {
+    fetch_through_wrap(Sdk::PythonSession, true, true);
+}
+
+#[test]
+fn fetch_typescript_loopback_refused_when_not_permitted() {
+    fetch_through_wrap(Sdk::TypeScript, false, true);
+}
+
+#[test]
+fn fetch_python_stateless_client_first_message_is_a_call() {
+    // `mcp.Client(mode="2026-07-28")`: the stateless revision, no handshake; the first message
+    // wrap sees is a `tools/call` carrying its protocol version in `_meta`.
+    fetch_through_wrap(Sdk::PythonClient("2026-07-28"), true, false);
+}
+
+#[test]
+fn fetch_python_auto_client_negotiates_the_stateless_revision_through_wrap() {
+    // mcp-server-fetch (Python SDK 2.x) answers `server/discover`: the auto client adopts
+    // 2026-07-28 through wrap.
+    let Some(peers) = peers() else { return };
+    let stub = HttpStub::start();
+    let setup = Setup::new(&fetch_policy(false), "research-bot", "fetch");
+    let seen = session(
+        &peers,
+        Sdk::PythonClient("auto"),
+        setup.wrap(&peers, &peers.fetch(&stub)),
+        json!({"calls": [{"name": "fetch", "arguments": {"url": METADATA_DECIMAL_URL}}]}),
+    );
+    assert_eq!(
+        seen.out["protocol_version"],
+        "2026-07-28",
+        "{}",
+        seen.context()
+    );
+    assert_eq!(seen.tools(), ["fetch"], "{}", seen.context());
+    seen.assert_denied(
+        0,
+        "destination",
+        Some("destinations.blocked.cloud-metadata"),
+    );
+    assert!(stub.requests().is_empty());
+    setup.assert_audit(&[("fetch.fetch", "deny")]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Controls: the witnesses can see a call (so that "the server never saw it" can fail)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn control_spy_and_stub_see_what_reaches_the_server_without_the_gate() {
+    let Some(peers) = peers() else { return };
+    let stub = HttpStub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server-received.jsonl");
+    let mut spied = vec![
+        peers.python(),
+        path(&fixtures().join("peers/spy.py")),
+        path(&log),
+        "--".into(),
+    ];
+    spied.extend(peers.fetch(&stub));
+    // No gate: the call reaches the server and, through the proxy, the network side.
+    let seen = session(
+        &peers,
+        Sdk::PythonSession,
+        spied,
+        json!({"calls": [{"name": "fetch", "arguments": {"url": stub.url("/control")}}]}),
+    );
+    seen.assert_allowed(0, STUB_BODY);
+    let calls = server_calls(&log);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].1["url"], stub.url("/control"));
+    assert_eq!(stub.requests().len(), 1);
+}
