@@ -755,17 +755,24 @@ fn everything_typescript_metadata_url_refused_without_declared_pointer() {
 }
 
 #[test]
-fn everything_python_auto_client_falls_back_to_the_handshake_through_wrap() {
+fn everything_python_auto_client_falls_back_to_the_handshake_and_approval_is_refused() {
     // `mcp.Client(mode="auto")` probes `server/discover` first; the everything server
-    // (TypeScript SDK 1.x) does not know it, and the client falls back to `initialize`.
-    // Both messages cross wrap.
+    // (TypeScript SDK 1.x) does not know it, and the client falls back to `initialize`
+    // through wrap. `get-sum` needs a person's approval, which does not exist
+    // yet: it is listed (the agent may call it once approved) but refused for now.
     let Some(peers) = peers() else { return };
-    let setup = Setup::new(&everything_policy(true), "research-bot", "everything");
+    let policy = everything_policy(true).replace(
+        "        actions: [read]\ntools:",
+        "        actions: [read]\n    approve:\n      - tools: [\"everything.get-sum\"]\ntools:",
+    );
+    assert!(policy.contains("approve:"), "{policy}");
+    let setup = Setup::new(&policy, "research-bot", "everything");
     let seen = session(
         &peers,
         Sdk::PythonClient("auto"),
         setup.wrap(&peers, &peers.everything()),
         json!({"calls": [
+            {"name": "echo", "arguments": {"message": "still here"}},
             {"name": "get-sum", "arguments": {"a": 20, "b": 22}},
             {"name": "gzip-file-as-resource", "arguments": {"data": METADATA_DECIMAL_URL}},
         ]}),
@@ -776,19 +783,46 @@ fn everything_python_auto_client_falls_back_to_the_handshake_through_wrap() {
         "{}",
         seen.context()
     );
-    seen.assert_allowed(0, "42");
+    assert_eq!(
+        sorted(seen.tools()),
+        sorted(EVERYTHING_REACHABLE.map(String::from).to_vec()),
+        "{}",
+        seen.context()
+    );
+    seen.assert_allowed(0, "still here");
+
+    let approval = &seen.call(1)["result"];
+    assert_eq!(approval["isError"], true, "{}", seen.context());
+    assert!(
+        text_of(approval).starts_with("requires approval"),
+        "{}",
+        seen.context()
+    );
+    assert_eq!(
+        approval["_meta"][DECISION_KEY]["decision"],
+        "approve",
+        "{}",
+        seen.context()
+    );
+
     seen.assert_denied(
-        1,
+        2,
         "destination",
         Some("destinations.blocked.cloud-metadata"),
     );
-    assert!(
-        setup.server_saw_text().contains("server/discover"),
-        "the discover probe should have passed through to the server"
+    let text = setup.server_saw_text();
+    assert_eq!(
+        setup
+            .server_saw_calls()
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["echo"],
+        "{text}"
     );
-    assert!(!setup.server_saw_text().contains("2852039166"));
     setup.assert_audit(&[
-        ("everything.get-sum", "allow"),
+        ("everything.echo", "allow"),
+        ("everything.get-sum", "approve"),
         ("everything.gzip-file-as-resource", "deny"),
     ]);
 }
