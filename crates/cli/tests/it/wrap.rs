@@ -163,12 +163,19 @@ impl Setup {
 
     /// The `tools/call` requests that reached the server: (tool, arguments).
     fn server_saw_calls(&self) -> Vec<(String, Value)> {
+        let _ = self.server_saw_text();
         server_calls(&self.spy_log())
     }
 
-    /// Everything the server received, as text (for "never saw it" checks).
+    /// Everything the server received, as text (for "never saw it" checks). The server
+    /// received something (so an empty log cannot pass for "never saw it").
     fn server_saw_text(&self) -> String {
-        std::fs::read_to_string(self.spy_log()).unwrap_or_default()
+        let text = std::fs::read_to_string(self.spy_log()).unwrap_or_default();
+        assert!(
+            !text.trim().is_empty(),
+            "the spy recorded nothing: the server never started behind wrap"
+        );
+        text
     }
 
     /// `conductor audit verify` exits 0, and the store holds exactly one `tools/call` record
