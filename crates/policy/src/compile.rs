@@ -353,12 +353,18 @@ fn compile_data(cx: &mut Cx<'_>, raw: Option<&Sp<RawData>>) -> Option<DataPolicy
 /// The secure default when the policy has no `data:` section: the four default
 /// levels, a `credentials` label at `secret` detecting `secrets`, default egress `public`.
 pub fn default_data() -> Option<DataPolicy> {
-    let spec = LabelSpec {
-        name: "credentials".into(),
-        builtins: vec!["secrets".into()],
-        ..LabelSpec::default()
-    };
-    let scanner = Scanner::new(&[spec]).ok()?;
+    // Compiled once per process: the scanner is immutable and cheap to clone.
+    static SCANNER: std::sync::OnceLock<Option<Scanner>> = std::sync::OnceLock::new();
+    let scanner = SCANNER
+        .get_or_init(|| {
+            let spec = LabelSpec {
+                name: "credentials".into(),
+                builtins: vec!["secrets".into()],
+                ..LabelSpec::default()
+            };
+            Scanner::new(&[spec]).ok()
+        })
+        .clone()?;
     Some(DataPolicy {
         levels: DEFAULT_LEVELS.iter().map(|s| (*s).to_string()).collect(),
         labels: HashMap::from([("credentials".to_string(), 3)]),
