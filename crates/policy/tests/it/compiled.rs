@@ -160,3 +160,30 @@ roles:
     let all: Vec<&str> = p.rules_of(a).map(|r| r.id.as_str()).collect();
     assert_eq!(all.len(), 6);
 }
+
+/// `{gitleaks: file}` is read relative to the policy file and its rules detect.
+#[test]
+fn gitleaks_rules_are_imported_relative_to_the_policy() {
+    let p = conductor_policy::load_file(&fixture("gitleaks/policy.yaml"))
+        .unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let key = conductor_scan::FingerprintKey([3; 32]);
+    let token = format!("acme_tok_{}", "k3j9x0q2m5n8b1v4c7z6l2p9");
+    let findings = p
+        .data()
+        .scanner
+        .scan(&serde_json::json!({"note": format!("token {token}")}), &key);
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.label == "credentials" && f.detector.contains("acme-internal-token")),
+        "{findings:?}"
+    );
+}
+
+#[test]
+fn a_broken_gitleaks_file_is_a_located_problem() {
+    let e = conductor_policy::load_file(&fixture("gitleaks/broken.yaml")).unwrap_err();
+    let out = e.render(false);
+    assert!(out.contains("gitleaks file `broken.toml`"), "{out}");
+    assert!(out.contains("broken.yaml:4:43"), "{out}");
+}
