@@ -54,14 +54,20 @@ fn peers() -> Option<Peers> {
          scripts/test.sh does)",
         dir.display()
     );
-    eprintln!(
-        "\n\
-         ************************************************************************\n\
-         * SKIPPED: interop test of `conductor wrap` with real MCP peers:        *\n\
-         * `.peers` is missing. Run `bash scripts/setup-peers.sh` (or            *\n\
-         * `bash scripts/test.sh`) to install them. Under CI this is a failure.  *\n\
-         ************************************************************************\n"
-    );
+    // Once per run, and straight to the process's stderr: `eprintln!` output of a passing
+    // test is captured by the test harness and never shown.
+    static LOUD: std::sync::Once = std::sync::Once::new();
+    LOUD.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n\
+             ************************************************************************\n\
+             * SKIPPED: the interop tests of `conductor wrap` with real MCP peers:   *\n\
+             * `.peers` is missing. Run `bash scripts/setup-peers.sh` (or            *\n\
+             * `bash scripts/test.sh`) to install them. Under CI this is a failure.  *\n\
+             ************************************************************************\n"
+        );
+    });
     None
 }
 
@@ -178,9 +184,23 @@ impl Setup {
         text
     }
 
-    /// `conductor audit verify` exits 0, and the store holds exactly one `tools/call` record
-    /// per call, with these tools (qualified names) and decisions, in this order.
-    fn assert_audit(&self, expected: &[(&str, &str)]) {
+    /// `conductor audit verify` exits 0; every record as (event, tool, decision), in order.
+    fn audit_records(&self) -> Vec<(String, String, String)> {
+        self.verify_audit();
+        self.export_audit()
+            .iter()
+            .map(|r| {
+                assert_eq!(r["agent"], self.agent, "record: {r}");
+                (
+                    r["event"].as_str().unwrap().to_string(),
+                    r["tool"].as_str().unwrap().to_string(),
+                    r["decision"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn verify_audit(&self) {
         let db = path(&self.audit());
         let verify = conductor_in(self.dir.path())
             .args(["audit", "verify", "--audit", &db])
@@ -193,6 +213,10 @@ impl Setup {
             String::from_utf8_lossy(&verify.stdout),
             String::from_utf8_lossy(&verify.stderr)
         );
+    }
+
+    fn export_audit(&self) -> Vec<Value> {
+        let db = path(&self.audit());
         let export = conductor_in(self.dir.path())
             .args(["audit", "export", "--audit", &db, "--format", "jsonl"])
             .output()
@@ -203,11 +227,18 @@ impl Setup {
             "{}",
             String::from_utf8_lossy(&export.stderr)
         );
-        let records: Vec<Value> = String::from_utf8(export.stdout)
+        String::from_utf8(export.stdout)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+            .collect()
+    }
+
+    /// `conductor audit verify` exits 0, and the store holds exactly one `tools/call` record
+    /// per call, with these tools (qualified names) and decisions, in this order.
+    fn assert_audit(&self, expected: &[(&str, &str)]) {
+        self.verify_audit();
+        let records = self.export_audit();
         let calls: Vec<(String, String)> = records
             .iter()
             .filter(|r| r["event"] == "tools/call")
@@ -832,6 +863,116 @@ fn everything_python_auto_client_falls_back_to_the_handshake_and_approval_is_ref
         ("everything.get-sum", "approve"),
         ("everything.gzip-file-as-resource", "deny"),
     ]);
+}
+
+fn everything_resources_through_wrap(sdk: Sdk) {
+    // A URL the policy permits (a loopback test server, with `loopback` opened up) is
+    // forwarded and the server really fetches it; a `resources/read` of the metadata
+    // service is refused with a JSON-RPC error carrying the decision, before the server
+    // sees it.
+    let Some(peers) = peers() else { return };
+    let stub = HttpStub::start();
+    let policy = r#"version: 1
+agents:
+  research-bot:
+    roles: [researcher]
+roles:
+  researcher:
+    allow:
+      - tools: ["everything.gzip-file-as-resource", "everything.read_resource"]
+        actions: [read]
+tools:
+  everything.gzip-file-as-resource:
+    action: read
+    destinations: [/data]
+  everything.read_resource: {action: read}
+destinations:
+  allow: ["*"]
+  permit: [loopback]
+"#;
+    let setup = Setup::new(policy, "research-bot", "everything");
+    let local = stub.url("/report.txt");
+    let seen = session(
+        &peers,
+        sdk,
+        setup.wrap(&peers, &peers.everything()),
+        json!({
+            "calls": [{"name": "gzip-file-as-resource",
+                       "arguments": {"name": "report.gz", "data": local, "outputType": "resource"}}],
+            "reads": [METADATA_URL],
+        }),
+    );
+    assert_eq!(
+        seen.tools(),
+        ["gzip-file-as-resource"],
+        "{}",
+        seen.context()
+    );
+    let gzip = &seen.call(0)["result"];
+    assert!(
+        gzip.is_object() && gzip["isError"] != true,
+        "the permitted fetch should work: {}",
+        seen.context()
+    );
+    assert_eq!(
+        gzip["content"][0]["resource"]["mimeType"],
+        "application/gzip",
+        "{}",
+        seen.context()
+    );
+    assert_eq!(stub.requests(), [format!("GET /report.txt HTTP/1.1")]);
+
+    let read = &seen.out["reads"][0];
+    let error = &read["error"];
+    assert_eq!(
+        error["code"],
+        -32001,
+        "resources/read of the metadata service should be refused: {}",
+        seen.context()
+    );
+    let decision = &error["data"][DECISION_KEY];
+    assert_eq!(decision["decision"], "deny", "{}", seen.context());
+    assert!(
+        decision["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["check"] == "destination"
+                && r["rule"] == "destinations.blocked.cloud-metadata"),
+        "{}",
+        seen.context()
+    );
+    let text = setup.server_saw_text();
+    assert!(
+        !text.contains("169.254") && !text.contains("resources/read"),
+        "the server received the refused read:\n{text}"
+    );
+    let records = setup.audit_records();
+    assert_eq!(
+        records,
+        [
+            (
+                "tools/call".to_string(),
+                "everything.gzip-file-as-resource".to_string(),
+                "allow".to_string()
+            ),
+            (
+                "resources/read".to_string(),
+                "everything.read_resource".to_string(),
+                "deny".to_string()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn everything_python_session_permitted_url_fetched_metadata_resource_read_refused() {
+    everything_resources_through_wrap(Sdk::PythonSession);
+}
+
+#[test]
+fn everything_typescript_permitted_url_fetched_metadata_resource_read_refused() {
+    everything_resources_through_wrap(Sdk::TypeScript);
 }
 
 // ---------------------------------------------------------------------------------------
