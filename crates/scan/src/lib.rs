@@ -7,7 +7,9 @@
 //! - [`FingerprintKey`], [`redact`]
 //!
 //! Additions: [`Scanner::scan_with_limits`], [`Scanner::scan_str`], [`ScanLimits`],
-//! [`Finding::in_key`], [`GitleaksRule::allowlists`], [`secret_detector_ids`].
+//! [`BUDGET_DETECTOR`], [`Finding::in_key`], [`GitleaksRule::allowlists`],
+//! [`secret_detector_ids`]. Pointers name a member whose key holds a detection as
+//! `[key:<i>]` (see [`Finding::pointer`]).
 //!
 //! INVARIANT: nothing this crate returns or prints contains a matched value; a
 //! [`Finding`] names the detector, the JSON pointer, the byte span and a keyed
@@ -15,12 +17,18 @@
 //!
 //! # How a string is scanned (and what it costs)
 //! 1. One Aho-Corasick pass over the string finds the keywords of every `secrets` rule
-//!    and every keyworded gitleaks rule (case-insensitively). A rule's regex runs only
-//!    on windows around its keyword hits, so the cost grows with the number of hits,
-//!    not with the number of rules.
+//!    and every keyworded gitleaks rule (case-insensitively, every occurrence). The
+//!    automaton is a dense DFA walked over four interleaved segments of the text
+//!    (`kwdfa`). A hit must pass a cheap check (exact case, word start, an assignment
+//!    or a token after it) before the rule's regex runs, and the regex runs only on a
+//!    window around the hit: the cost grows with the number of hits, not with the
+//!    number of rules. A few short case-sensitive keywords (`SK`, `AC`) are found with
+//!    memchr's SIMD substring search instead.
 //! 2. `email` looks only at `@` bytes (memchr); `phone`, `payment-card`, `us-ssn` and
-//!    `iban` look only at runs of digits, skipping digit-free 32-byte blocks, and are
-//!    checked by hand (Luhn, mod-97, SSA ranges), without regexes.
+//!    `iban` look only at runs of digits (skipping digit-free 32-byte blocks, and whole
+//!    tokens when digits are glued to letters: hex ids, base64), and are checked by
+//!    hand (Luhn and issuer ranges, mod-97 and country lengths, SSA ranges), without
+//!    regexes.
 //! 3. User `match:` regexes and keyword-less gitleaks rules run over the whole string.
 //! 4. A string that is itself JSON, base64 (standard or URL-safe, at least 24
 //!    characters) or percent-encoded is decoded once and the result is scanned again
