@@ -920,7 +920,7 @@ destinations:
         "{}",
         seen.context()
     );
-    assert_eq!(stub.requests(), [format!("GET /report.txt HTTP/1.1")]);
+    assert_eq!(stub.requests(), ["GET /report.txt HTTP/1.1"]);
 
     let read = &seen.out["reads"][0];
     let error = &read["error"];
