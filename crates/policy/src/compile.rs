@@ -411,7 +411,24 @@ fn detect_entry(cx: &mut Cx<'_>, d: &Sp<Value>) -> Option<Detect> {
                 );
                 return None;
             };
-            let full = base.join(path);
+            // INVARIANT: referenced files stay inside the policy's directory, so a
+            // policy cannot make the loader read (and quote in errors) other files.
+            let rel = Path::new(path);
+            let inside = rel.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+            if path.is_empty() || !inside {
+                cx.err_help(
+                    d.loc,
+                    format!("gitleaks file `{path}` must be a relative path inside the policy's directory"),
+                    "absolute paths and `..` are not allowed; put the rules file next to the policy",
+                );
+                return None;
+            }
+            let full = base.join(rel);
             match read_limited(&full, MAX_GITLEAKS_BYTES) {
                 Ok(text) => match conductor_scan::parse_gitleaks_toml(&text) {
                     Ok(rules) => Some(Detect::Gitleaks(rules)),

@@ -187,3 +187,21 @@ fn a_broken_gitleaks_file_is_a_located_problem() {
     assert!(out.contains("gitleaks file `broken.toml`"), "{out}");
     assert!(out.contains("broken.yaml:4:43"), "{out}");
 }
+
+#[test]
+fn gitleaks_files_stay_inside_the_policy_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, path) in ["/etc/passwd", "../rules.toml", "a/../../x.toml"]
+        .iter()
+        .enumerate()
+    {
+        let p = dir.path().join(format!("p{i}.yaml"));
+        std::fs::write(
+            &p,
+            format!("version: 1\ndata:\n  labels:\n    l: {{level: secret, detect: [{{gitleaks: \"{path}\"}}]}}\n"),
+        )
+        .unwrap();
+        let out = conductor_policy::load_file(&p).unwrap_err().render(false);
+        assert!(out.contains("inside the policy's directory"), "{out}");
+    }
+}
