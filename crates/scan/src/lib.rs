@@ -946,7 +946,8 @@ fn as_base64(s: &str) -> Option<String> {
     mostly_text(&text).then_some(text)
 }
 
-/// Percent-decoding (RFC 3986) of a string holding at least one `%XX` escape.
+/// Percent-decoding (RFC 3986) of a string that looks percent-encoded: at least one
+/// `%XX` escape and no raw whitespace (prose that merely quotes a URL is scanned raw).
 fn as_percent(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let hexval = |c: u8| -> Option<u8> {
@@ -957,10 +958,16 @@ fn as_percent(s: &str) -> Option<String> {
             _ => None,
         }
     };
-    memchr::memchr(b'%', b)?;
+    let first = memchr::memchr_iter(b'%', b).find(|&i| {
+        b.get(i + 1).copied().and_then(hexval).is_some()
+            && b.get(i + 2).copied().and_then(hexval).is_some()
+    })?;
+    if b.iter().any(u8::is_ascii_whitespace) {
+        return None;
+    }
     let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    let mut changed = false;
+    out.extend_from_slice(b.get(..first)?);
+    let mut i = first;
     while let Some(&c) = b.get(i) {
         if c == b'%'
             && let (Some(h), Some(l)) = (
@@ -970,14 +977,10 @@ fn as_percent(s: &str) -> Option<String> {
         {
             out.push(h * 16 + l);
             i += 3;
-            changed = true;
             continue;
         }
         out.push(c);
         i += 1;
-    }
-    if !changed {
-        return None;
     }
     let text = String::from_utf8(out).ok()?;
     mostly_text(&text).then_some(text)
@@ -1505,6 +1508,23 @@ mod tests {
                 assert_eq!(k.to_ascii_lowercase(), *k, "{}", r.id);
             }
         }
+    }
+
+    #[test]
+    fn decoding_probes() {
+        assert_eq!(
+            as_percent("to=alice%40example.com").as_deref(),
+            Some("to=alice@example.com")
+        );
+        assert_eq!(as_percent("see https://x.io/a%20b for 50% off"), None);
+        assert_eq!(as_percent("100%"), None);
+        assert_eq!(
+            as_base64("aGVsbG8gd29ybGQsIGhlbGxvIHdvcmxk").as_deref(),
+            Some("hello world, hello world")
+        );
+        assert_eq!(as_base64("not base64 at all, has spaces"), None);
+        assert!(as_json(" {\"a\": 1} ").is_some());
+        assert!(as_json("{not json}").is_none());
     }
 
     #[test]
