@@ -347,3 +347,25 @@ fn repeated_keywords_do_not_blow_up() {
         assert!(f.iter().all(|f| f.end <= big.len()));
     }
 }
+
+#[test]
+fn large_keyword_sets_fall_back_to_the_library_automaton() {
+    // 600 rules with long distinct keywords: too many DFA states for 16-bit ids, so the
+    // aho-corasick crate's automaton is used; results must be the same.
+    let mut toml = String::new();
+    for i in 0..600 {
+        toml.push_str(&format!(
+            "[[rules]]\nid = \"r{i}\"\nregex = '''vendor{i:04}key_[a-z]{{12}}'''\nkeywords = [\"vendor{i:04}key_\"]\n\n"
+        ));
+    }
+    let rules = parse_gitleaks_toml(&toml).unwrap();
+    let scanner = Scanner::new(&[LabelSpec {
+        name: "many".into(),
+        gitleaks: rules,
+        ..LabelSpec::default()
+    }])
+    .unwrap();
+    let f = scanner.scan_str("x vendor0417key_abcdefghijkl y VENDOR0599KEY_zz", &key());
+    let got: Vec<&str> = f.iter().map(|f| f.detector.as_str()).collect();
+    assert_eq!(got, vec!["gitleaks.r417"]);
+}
