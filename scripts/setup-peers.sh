@@ -2,7 +2,9 @@
 # Installs the real MCP peers that the interop tests (crates/cli/tests/it/wrap.rs) talk to,
 # into .peers/ (ignored by git):
 #   .peers/node  — npm: the reference servers `everything` and `filesystem`, and the official
-#                  TypeScript SDK (its Client + StdioClientTransport drive wrap in the tests);
+#                  TypeScript SDK (its Client + StdioClientTransport drive wrap in the tests):
+#                  v1 `@modelcontextprotocol/sdk` (2025-11-25) and the v2 client package
+#                  `@modelcontextprotocol/client` (also the stateless 2026-07-28 revision);
 #   .peers/venv  — PyPI: the reference server `mcp-server-fetch` and the official Python SDK `mcp`.
 # Needs: Node >= 20 with npm, Python >= 3.10 with venv + pip, and the package registries.
 # Versions are pinned here (bump them here, deliberately); a stamp file records what was
@@ -17,6 +19,7 @@ NPM_PINS=(
   "@modelcontextprotocol/server-everything@2026.8.31"
   "@modelcontextprotocol/server-filesystem@2026.8.31"
   "@modelcontextprotocol/sdk@1.32.2"
+  "@modelcontextprotocol/client@2.4.0"
 )
 PIP_PINS=(
   "mcp==2.3.0"
@@ -48,6 +51,7 @@ installed() {
     && [ -f "$PEERS_DIR/node/node_modules/@modelcontextprotocol/server-everything/package.json" ] \
     && [ -f "$PEERS_DIR/node/node_modules/@modelcontextprotocol/server-filesystem/package.json" ] \
     && [ -f "$PEERS_DIR/node/node_modules/@modelcontextprotocol/sdk/package.json" ] \
+    && [ -f "$PEERS_DIR/node/node_modules/@modelcontextprotocol/client/package.json" ] \
     && [ -x "$PEERS_DIR/venv/bin/python" ] && [ -x "$PEERS_DIR/venv/bin/mcp-server-fetch" ]
 }
 
@@ -90,6 +94,8 @@ rm -rf "$PEERS_DIR/venv"
 (cd "$PEERS_DIR/node" && node --input-type=module -e '
   await import("@modelcontextprotocol/sdk/client/index.js");
   await import("@modelcontextprotocol/sdk/client/stdio.js");
+  await import("@modelcontextprotocol/client");
+  await import("@modelcontextprotocol/client/stdio");
 ') || die "the TypeScript SDK does not load"
 "$PEERS_DIR/venv/bin/python" -c 'import mcp, mcp.client.stdio, mcp_server_fetch' \
   || die "the Python SDK or mcp-server-fetch does not import"

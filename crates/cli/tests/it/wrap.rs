@@ -280,8 +280,22 @@ enum Sdk {
     PythonSession,
     /// Python `mcp.Client` with this `mode` ("auto", or a stateless revision).
     PythonClient(&'static str),
-    /// TypeScript `Client` + `StdioClientTransport`.
+    /// TypeScript v1 `@modelcontextprotocol/sdk`: `Client` + `StdioClientTransport`
+    /// (the 2025-11-25 handshake).
     TypeScript,
+    /// TypeScript v2 `@modelcontextprotocol/client`, with `versionNegotiation` "auto" or
+    /// pinned to this revision (such as the stateless "2026-07-28").
+    TypeScriptV2(&'static str),
+}
+
+impl Sdk {
+    /// The protocol revision the client must end up speaking, when it pins one.
+    fn pinned(self) -> Option<&'static str> {
+        match self {
+            Sdk::PythonClient(mode) | Sdk::TypeScriptV2(mode) if mode != "auto" => Some(mode),
+            _ => None,
+        }
+    }
 }
 
 /// What a client script printed, plus its stderr (which carries wrap's and the server's).
@@ -413,7 +427,15 @@ fn session(peers: &Peers, sdk: Sdk, command: Vec<String>, mut plan: Value) -> Se
             c.arg(fixtures().join("peers/client.py"));
             c
         }
-        Sdk::TypeScript => {
+        Sdk::TypeScript | Sdk::TypeScriptV2(_) => {
+            if let Sdk::TypeScriptV2(mode) = sdk {
+                plan["package"] = json!("client");
+                plan["negotiation"] = if mode == "auto" {
+                    json!("auto")
+                } else {
+                    json!({ "pin": mode })
+                };
+            }
             let mut c = Command::new("node");
             c.arg(fixtures().join("peers/client.mjs"));
             c
@@ -793,6 +815,14 @@ fn everything_typescript_metadata_url_refused_without_declared_pointer() {
 }
 
 #[test]
+fn everything_typescript_v2_auto_client_probes_then_falls_back() {
+    // The v2 TypeScript client in `auto` mode probes `server/discover` on a short-lived
+    // sibling process (here: a second `conductor wrap` with its own server), then runs the
+    // 2025-11-25 handshake on the real one.
+    everything_through_wrap(Sdk::TypeScriptV2("auto"), true);
+}
+
+#[test]
 fn everything_python_auto_client_falls_back_to_the_handshake_and_approval_is_refused() {
     // `mcp.Client(mode="auto")` probes `server/discover` first; the everything server
     // (TypeScript SDK 1.x) does not know it, and the client falls back to `initialize`
@@ -1062,6 +1092,9 @@ fn fetch_through_wrap(sdk: Sdk, loopback: bool, list_tools: bool) {
             {"name": "fetch", "arguments": {"url": METADATA_DECIMAL_URL}},
         ]}),
     );
+    if let Some(revision) = sdk.pinned() {
+        assert_eq!(seen.out["protocol_version"], revision, "{}", seen.context());
+    }
     if list_tools {
         assert_eq!(seen.tools(), ["fetch"], "{}", seen.context());
     }
@@ -1120,6 +1153,13 @@ fn fetch_python_stateless_client_first_message_is_a_call() {
     // `mcp.Client(mode="2026-07-28")`: the stateless revision, no handshake; the first message
     // wrap sees is a `tools/call` carrying its protocol version in `_meta`.
     fetch_through_wrap(Sdk::PythonClient("2026-07-28"), true, false);
+}
+
+#[test]
+fn fetch_typescript_v2_client_pinned_to_the_stateless_revision() {
+    // The v2 TypeScript client pinned to 2026-07-28: `server/discover` then stateless calls,
+    // each carrying the `_meta` envelope, through wrap.
+    fetch_through_wrap(Sdk::TypeScriptV2("2026-07-28"), true, true);
 }
 
 #[test]
