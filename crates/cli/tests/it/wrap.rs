@@ -574,18 +574,25 @@ struct HttpStub {
 
 impl HttpStub {
     fn start() -> Self {
+        Self::serving(STUB_BODY)
+    }
+
+    /// A responder whose every answer carries `body`.
+    fn serving(body: &str) -> Self {
+        let body = Arc::new(body.to_string());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (requests, stop) = (Arc::clone(&requests), Arc::clone(&stop));
+            let (requests, stop, body) =
+                (Arc::clone(&requests), Arc::clone(&stop), Arc::clone(&body));
             std::thread::spawn(move || {
                 let start = Instant::now();
                 while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(300) {
                     match listener.accept() {
-                        Ok((stream, _)) => serve_one(stream, &requests),
+                        Ok((stream, _)) => serve_one(stream, &requests, &body),
                         Err(_) => std::thread::sleep(Duration::from_millis(10)),
                     }
                 }
@@ -609,7 +616,7 @@ impl HttpStub {
     }
 }
 
-fn serve_one(stream: std::net::TcpStream, requests: &Mutex<Vec<String>>) {
+fn serve_one(stream: std::net::TcpStream, requests: &Mutex<Vec<String>>, body: &str) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(&stream);
@@ -624,8 +631,8 @@ fn serve_one(stream: std::net::TcpStream, requests: &Mutex<Vec<String>>) {
         line.clear();
     }
     let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{STUB_BODY}",
-        STUB_BODY.len()
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     let _ = (&stream).write_all(response.as_bytes());
 }
@@ -1189,6 +1196,56 @@ fn fetch_python_auto_client_negotiates_the_stateless_revision_through_wrap() {
     );
     assert!(stub.requests().is_empty());
     setup.assert_audit(&[("fetch.fetch", "deny")]);
+}
+
+#[test]
+fn fetch_result_with_a_credential_taints_the_session_and_the_next_fetch_is_refused() {
+    // The page the fetch server brings back holds a credential (a GitHub token shape). The
+    // gate scans the result, the session now holds `credentials` data (level secret), and
+    // the next call to a destination whose egress maximum is `public` is refused by the
+    // `flow` check, whatever its own arguments look like.
+    let Some(peers) = peers() else { return };
+    // Assembled at run time so that the source holds no token-shaped literal.
+    let token = ["ghp_", "R2x8kHq7T3nM5vB9cX1zL4pW6yJ0aD8fE2gS"].concat();
+    let stub = HttpStub::serving(&format!("deploy notes\ntoken: {token}\n"));
+    let policy = fetch_policy(true).replace(
+        "    roles: [researcher]\n",
+        "    roles: [researcher]\n    clearance: secret\n",
+    ) + "data:\n  labels:\n    credentials: {level: secret, detect: [secrets]}\n  default_egress: public\n";
+    assert!(policy.contains("clearance: secret"), "{policy}");
+    let setup = Setup::new(&policy, "research-bot", "fetch");
+    let seen = session(
+        &peers,
+        Sdk::PythonSession,
+        setup.wrap(&peers, &peers.fetch(&stub)),
+        json!({"calls": [
+            {"name": "fetch", "arguments": {"url": stub.url("/notes.txt")}},
+            {"name": "fetch", "arguments": {"url": stub.url("/innocent.txt")}},
+        ]}),
+    );
+    seen.assert_allowed(0, "deploy notes");
+    let decision = seen.assert_denied(1, "flow", None);
+    let text = decision.to_string() + &text_of(&seen.call(1)["result"]);
+    assert!(
+        !text.contains(&token),
+        "the refusal repeats the credential: {}",
+        seen.context()
+    );
+    assert_eq!(stub.requests().len(), 1, "{:?}", stub.requests());
+    let (_, records) = (setup.server_saw_text(), setup.audit_records());
+    let calls: Vec<_> = records
+        .iter()
+        .filter(|(event, _, _)| event == "tools/call")
+        .map(|(_, tool, decision)| (tool.as_str(), decision.as_str()))
+        .collect();
+    assert_eq!(calls, [("fetch.fetch", "allow"), ("fetch.fetch", "deny")]);
+    assert!(
+        !setup
+            .export_audit()
+            .iter()
+            .any(|r| r.to_string().contains(&token)),
+        "the audit store holds the credential"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
