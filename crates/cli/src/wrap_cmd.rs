@@ -241,8 +241,8 @@ async fn relay(
     let outcome = conductor_mcp::run(
         gate,
         options.clone(),
-        tokio::io::stdin(),
-        tokio::io::stdout(),
+        conductor_mcp::stdio::input(),
+        conductor_mcp::stdio::output(),
         child_out,
         child_in,
         shutdown_rx,

@@ -81,6 +81,10 @@ fn pending_take(p: &Pending, id: &Value) -> Option<Kind> {
 
 const QUEUE: usize = 1024;
 
+/// Results up to this size are scanned on the relay task itself (a few microseconds);
+/// larger ones on a blocking thread.
+const INLINE_SCAN_BYTES: usize = 16 * 1024;
+
 /// Relay between a client (`client_in`/`client_out`) and a server (`server_out` is
 /// what the server writes, `server_in` what it reads) until the server closes its
 /// output, or the client is gone and the server has had `shutdown_grace` to exit.
@@ -287,29 +291,26 @@ async fn relay_from_client(
             let gate = Arc::clone(gate);
             let pending = Arc::clone(pending);
             let to_client = to_client.clone();
-            tokio::spawn(async move {
+            // One hop: the decision, its audit commit and the hand-off all happen on a
+            // blocking thread (DNS and the commit block).
+            tokio::task::spawn_blocking(move || {
                 let is_call = method == "tools/call";
-                let g = Arc::clone(&gate);
-                let verdict = tokio::task::spawn_blocking(move || {
-                    let params = value.get("params");
+                let params = value.get("params");
+                let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     if is_call {
-                        g.decide_call(params)
+                        gate.decide_call(params)
                     } else {
-                        g.decide_read(params)
+                        gate.decide_read(params)
                     }
-                })
-                .await;
-                match verdict {
+                }));
+                match decided {
                     Ok(Verdict { forward: true, .. }) => {
-                        pending_insert(
-                            &pending,
-                            &id,
-                            if is_call {
-                                Kind::ToolsCall
-                            } else {
-                                Kind::Other
-                            },
-                        );
+                        let kind = if is_call {
+                            Kind::ToolsCall
+                        } else {
+                            Kind::Other
+                        };
+                        pending_insert(&pending, &id, kind);
                         let _ = tx.send(Some(bytes));
                     }
                     Ok(Verdict { decision, .. }) => {
@@ -324,7 +325,7 @@ async fn relay_from_client(
                                 Some(serde_json::json!({ crate::gate::META_KEY: decision })),
                             )
                         };
-                        let _ = to_client.send(Out::Ready(line)).await;
+                        let _ = to_client.blocking_send(Out::Ready(line));
                     }
                     Err(_) => {
                         // INVARIANT: a decision that failed is a refusal.
@@ -335,7 +336,7 @@ async fn relay_from_client(
                             "the gate failed while deciding this request; it was not forwarded",
                             None,
                         );
-                        let _ = to_client.send(Out::Ready(line)).await;
+                        let _ = to_client.blocking_send(Out::Ready(line));
                     }
                 }
             });
@@ -412,21 +413,25 @@ async fn relay_from_server(
             true
         }
         Some(Kind::ToolsCall) if value.get("result").is_some() => {
+            // The result reaches the client only after its labels are counted, so no
+            // later call can be decided without them.
+            if bytes.len() <= INLINE_SCAN_BYTES {
+                // INVARIANT: bounded work, no I/O (scanning a few KiB takes microseconds).
+                if let Some(r) = value.get("result") {
+                    gate.label_result(r);
+                }
+                return to_client.send(Out::Ready(bytes)).await.is_ok();
+            }
             let (tx, rx) = oneshot::channel();
             if to_client.send(Out::Later(rx)).await.is_err() {
                 return false;
             }
             let gate = Arc::clone(gate);
-            tokio::spawn(async move {
-                // The result reaches the client only after its labels are counted, so
-                // no later call can be decided without them.
-                let done = tokio::task::spawn_blocking(move || {
-                    if let Some(r) = value.get("result") {
-                        gate.label_result(r);
-                    }
-                })
-                .await;
-                let _ = tx.send(done.ok().map(|()| bytes));
+            tokio::task::spawn_blocking(move || {
+                if let Some(r) = value.get("result") {
+                    gate.label_result(r);
+                }
+                let _ = tx.send(Some(bytes));
             });
             true
         }

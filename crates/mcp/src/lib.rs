@@ -24,6 +24,8 @@
 pub mod engine;
 pub mod framing;
 pub mod gate;
+#[cfg(unix)]
+pub mod stdio;
 
 pub use engine::{DEFAULT_MAX_MESSAGE_BYTES, EngineOptions, Outcome, run};
 pub use gate::{ArgumentsMode, Gate, GateConfig, META_KEY, READ_RESOURCE_TOOL, watch_policy};
