@@ -89,6 +89,9 @@ pub struct WrapArgs {
     pub command: Vec<String>,
 }
 
+/// Threads for blocking work (decisions with their audit commits, large scans).
+const BLOCKING_THREADS: usize = 32;
+
 pub fn run(args: WrapArgs) -> u8 {
     crate::finish(execute(args))
 }
@@ -176,6 +179,10 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Decisions wait on their audit commit on blocking threads; the store commits
+        // them in groups. 32 waiting decisions keep its groups full; more threads only
+        // contend for 2 cores (measured: crates/mcp/BENCHMARKS.md).
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .map_err(|e| CliError::Io {
