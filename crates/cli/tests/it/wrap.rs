@@ -462,6 +462,8 @@ fn session(peers: &Peers, sdk: Sdk, command: Vec<String>, mut plan: Value) -> Se
         "http_proxy",
         "https_proxy",
         "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
     ] {
         cmd.env_remove(var);
     }
