@@ -60,7 +60,8 @@ enum Out {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     ToolsList,
-    ToolsCall,
+    /// `tools/call` and `resources/read`: the answer is scanned for labels.
+    Labelled,
     Other,
 }
 
@@ -305,12 +306,7 @@ async fn relay_from_client(
                 }));
                 match decided {
                     Ok(Verdict { forward: true, .. }) => {
-                        let kind = if is_call {
-                            Kind::ToolsCall
-                        } else {
-                            Kind::Other
-                        };
-                        pending_insert(&pending, &id, kind);
+                        pending_insert(&pending, &id, Kind::Labelled);
                         let _ = tx.send(Some(bytes));
                     }
                     Ok(Verdict { decision, .. }) => {
@@ -412,12 +408,12 @@ async fn relay_from_server(
             });
             true
         }
-        Some(Kind::ToolsCall) if value.get("result").is_some() => {
+        Some(Kind::Labelled) => {
             // The result reaches the client only after its labels are counted, so no
             // later call can be decided without them.
             if bytes.len() <= INLINE_SCAN_BYTES {
                 // INVARIANT: bounded work, no I/O (scanning a few KiB takes microseconds).
-                if let Some(r) = value.get("result") {
+                if let Some(r) = answer_body(&value) {
                     gate.label_result(r);
                 }
                 return to_client.send(Out::Ready(bytes)).await.is_ok();
@@ -428,7 +424,7 @@ async fn relay_from_server(
             }
             let gate = Arc::clone(gate);
             tokio::task::spawn_blocking(move || {
-                if let Some(r) = value.get("result") {
+                if let Some(r) = answer_body(&value) {
                     gate.label_result(r);
                 }
                 let _ = tx.send(Some(bytes));
@@ -437,4 +433,10 @@ async fn relay_from_server(
         }
         _ => to_client.send(Out::Ready(bytes)).await.is_ok(),
     }
+}
+
+/// What a response carries back to the client: its `result`, or its `error` (an
+/// error's message and data can carry the same data a result can).
+fn answer_body(response: &Value) -> Option<&Value> {
+    response.get("result").or_else(|| response.get("error"))
 }

@@ -17,7 +17,11 @@
 //!   description, inputSchema and annotations) and filtered; a changed descriptor
 //!   makes every later call to that tool refused (check `pin`) and is recorded as an
 //!   audit record with event `pin-change`.
-//! - `tools/call` results: scanned; the labels found raise the session's labels.
+//! - Answers to `tools/call` and `resources/read` (results and errors): scanned; the
+//!   labels found raise the session's labels (never lowered) before the answer is
+//!   relayed, so every later call is decided with them (`flow`).
+//! - Lines from the server that are not JSON-RPC, or longer than the limit, are dropped
+//!   with a note on stderr.
 //! - Everything else passes through byte for byte, both protocol revisions alike
 //!   (2025-11-25 `initialize`; 2026-07-28 stateless `server/discover` and `_meta`).
 

@@ -173,8 +173,13 @@ async fn resources_read_uri_is_a_destination() {
         .call(json!({"jsonrpc":"2.0","id":2,"method":"resources/read",
                      "params":{"uri":"https://en.wikipedia.org/wiki/X"}}))
         .await;
-    assert_eq!(a["result"]["echo"], "resources/read", "{a}");
+    assert_eq!(
+        a["result"]["contents"][0]["uri"], "https://en.wikipedia.org/wiki/X",
+        "{a}"
+    );
     assert_eq!(h.seen().len(), 1);
+    // What a resource carried raises the session's labels like a tool result.
+    assert_eq!(h.gate.session_labels(), ["personal"]);
     assert!(h.records().iter().any(|r| r.tool == "fake.read_resource"));
 }
 

@@ -117,6 +117,8 @@ async fn fake_server(io: DuplexStream, seen: Arc<Mutex<Vec<String>>>, opts: Fake
                 w.write_all(b"\n").await.unwrap();
                 continue;
             }
+            "resources/read" => json!({"jsonrpc":"2.0","id":id,"result":{"contents":[
+                {"uri": params["uri"], "text": "owner: jane.doe@example.com"}]}}),
             _ => json!({"jsonrpc":"2.0","id":id,"result":{"echo":method}}),
         };
         let mut bytes = serde_json::to_vec(&out).unwrap();
