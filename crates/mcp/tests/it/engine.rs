@@ -356,3 +356,39 @@ async fn pipelined_calls_keep_their_order() {
     let expected: Vec<u64> = (0..50).filter(|i| i % 7 != 3).collect();
     assert_eq!(seen, expected);
 }
+
+#[tokio::test]
+async fn approval_is_refused_until_approvals_exist() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let a = h.call(call(1, "merge_all", json!({}))).await;
+    assert_eq!(a["result"]["isError"], true, "{a}");
+    let text = a["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("requires approval: "), "{text}");
+    assert_eq!(
+        a["result"]["_meta"]["dev.conductor/decision"]["decision"],
+        "approve"
+    );
+    assert!(h.seen().is_empty());
+    assert_eq!(h.records()[0].decision, "approve");
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_audit_record_or_the_answer() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    // An email is `personal` (confidential), above the agent's clearance (internal).
+    let a = h
+        .call(call(
+            1,
+            "echo",
+            json!({"note": "mail jane.doe@example.com now"}),
+        ))
+        .await;
+    assert_eq!(a["result"]["isError"], true, "{a}");
+    assert!(checks(&a).contains(&"data".to_string()), "{a}");
+    assert!(!a.to_string().contains("jane.doe"), "{a}");
+    let records = h.records();
+    let args = records[0].arguments.as_ref().unwrap().to_string();
+    assert!(args.contains("[REDACTED:personal]"), "{args}");
+    assert!(!args.contains("jane.doe"), "{args}");
+    assert!(h.seen().is_empty());
+}

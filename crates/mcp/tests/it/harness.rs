@@ -23,6 +23,8 @@ roles:
   researcher:
     allow:
       - tools: ["fake.echo", "fake.fetch", "fake.crash", "fake.leak", "fake.read_resource", "fake.get"]
+    approve:
+      - tools: ["fake.merge_*"]
     deny:
       - tools: ["*.delete_*"]
 tools:
