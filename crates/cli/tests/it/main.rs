@@ -13,6 +13,7 @@ mod audit;
 mod check;
 mod policy;
 mod wrap;
+mod wrap_faults;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
