@@ -614,6 +614,25 @@ fn fingerprint(key: &Keyed, value: &[u8]) -> String {
 }
 
 /// Append `/` and the escaped reference token `t` to a pointer.
+/// Append the decimal digits of `n` (no formatting machinery: called per element).
+fn push_usize(ptr: &mut String, mut n: usize) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(d) = buf.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    for &d in buf.get(i..).unwrap_or(&[]) {
+        ptr.push(char::from(d));
+    }
+}
+
 fn push_token(ptr: &mut String, t: &str) {
     ptr.push('/');
     for c in t.chars() {
@@ -680,8 +699,8 @@ impl Cx<'_> {
             let parent_key = match tok {
                 Tok::Root => None,
                 Tok::Index(i) => {
-                    use std::fmt::Write as _;
-                    let _ = write!(ptr, "/{i}");
+                    ptr.push('/');
+                    push_usize(&mut ptr, i);
                     None
                 }
                 Tok::Key(k) => {
@@ -715,8 +734,9 @@ impl Cx<'_> {
                         // INVARIANT: a key that holds a detection is never spelled out in
                         // a pointer: its findings, and every finding below it, name the
                         // member `[key:<index>]` (its position among the members).
-                        use std::fmt::Write as _;
-                        let _ = write!(ptr, "/[key:{idx}]");
+                        ptr.push_str("/[key:");
+                        push_usize(&mut ptr, idx);
+                        ptr.push(']');
                         let (p, enc, decode) = match fixed {
                             Some((fp, enc)) => (fp, Some(enc), false),
                             None => (ptr.as_str(), None, true),
@@ -901,6 +921,13 @@ fn as_base64(s: &str) -> Option<String> {
     if t.len() < 24 {
         return None;
     }
+    // Cheap rejection before any allocation: prose, code and log lines fail on their
+    // first space or punctuation.
+    if !t.bytes().all(|b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=' | b'\r' | b'\n')
+    }) {
+        return None;
+    }
     let mut clean: Vec<u8> = Vec::with_capacity(t.len());
     let mut url = false;
     let mut std_chars = false;
@@ -1042,6 +1069,10 @@ fn is_token_byte(b: u8) -> bool {
 /// Strings up to this size are scanned whole by each triggered rule.
 const SMALL: usize = 2048;
 
+/// Literal keywords in strings shorter than this are found with `memchr` on their
+/// first byte instead of the `memmem` searcher (whose set-up dominates short strings).
+const LITERAL_MEMCHR_BELOW: usize = 4096;
+
 /// Every detection in one text.
 fn scan_text(e: &Engine, t: &[u8], key_ctx: Option<&str>) -> Vec<Hit> {
     let mut hits: Vec<Hit> = Vec::new();
@@ -1094,9 +1125,23 @@ fn scan_text(e: &Engine, t: &[u8], key_ctx: Option<&str>) -> Vec<Hit> {
         }
     }
     for (f, tr) in &e.literals {
-        let n = f.needle().len();
-        for ms in f.find_iter(t) {
-            on_hit(tr, ms, ms + n);
+        let needle = f.needle();
+        let n = needle.len();
+        match needle.split_first() {
+            // Short strings: a memchr for the first byte costs less than setting up
+            // the packed-pair searcher.
+            Some((&first, _)) if t.len() < LITERAL_MEMCHR_BELOW => {
+                for ms in memchr::memchr_iter(first, t) {
+                    if t.get(ms..).is_some_and(|r| r.starts_with(needle)) {
+                        on_hit(tr, ms, ms + n);
+                    }
+                }
+            }
+            _ => {
+                for ms in f.find_iter(t) {
+                    on_hit(tr, ms, ms + n);
+                }
+            }
         }
     }
     // Literal hits come after the automaton's: keep each rule's windows ordered.
@@ -1160,8 +1205,11 @@ fn scan_text(e: &Engine, t: &[u8], key_ctx: Option<&str>) -> Vec<Hit> {
             });
         }
     }
+    // Every number detection needs a digit: strings without one skip the key check.
     let (phone_key, ssn_key) = match key_ctx {
-        Some(key) if !(e.phone.is_empty() && e.ssn.is_empty()) => {
+        Some(key)
+            if !(e.phone.is_empty() && e.ssn.is_empty()) && t.iter().any(u8::is_ascii_digit) =>
+        {
             let k = key.to_ascii_lowercase();
             (
                 ["phone", "mobile", "tel", "fax", "cell"]
@@ -1287,9 +1335,27 @@ fn allowed(rule: &RegexRule, t: &[u8], m: (usize, usize), secret: &[u8]) -> bool
     })
 }
 
+/// A key names a secret only if it contains one of these: the AWS names contain
+/// `secret` or `token`, and every word of `checks::SECRETISH_KEY_WORDS` contains one
+/// (a unit test checks it).
+const KEY_CONTEXT_WORDS: &[&str] = &[
+    "secret",
+    "token",
+    "twilio",
+    "pass",
+    "pwd",
+    "key",
+    "credential",
+];
+
 /// The value of a member whose key names a secret.
 fn key_context_hits(e: &Engine, key: &str, t: &[u8], hits: &mut Vec<Hit>) {
     let k = key.to_ascii_lowercase();
+    // INVARIANT: every branch below needs one of `KEY_CONTEXT_WORDS` in the key, so
+    // other keys (`id`, `name`, `score`: most keys) are done here.
+    if !KEY_CONTEXT_WORDS.iter().any(|w| k.contains(w)) {
+        return;
+    }
     let start = t.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
     let end = t
         .iter()
@@ -1507,6 +1573,35 @@ mod tests {
             for k in r.keywords {
                 assert_eq!(k.to_ascii_lowercase(), *k, "{}", r.id);
             }
+        }
+    }
+
+    #[test]
+    fn key_context_prefilter_covers_every_secretish_word() {
+        for w in checks::SECRETISH_KEY_WORDS {
+            assert!(
+                KEY_CONTEXT_WORDS.iter().any(|k| w.contains(k)),
+                "`{w}` escapes the key prefilter"
+            );
+        }
+        for w in [
+            "secretaccesskey",
+            "aws_secret",
+            "session_token",
+            "sessiontoken",
+            "security_token",
+            "twilio_auth",
+        ] {
+            assert!(KEY_CONTEXT_WORDS.iter().any(|k| w.contains(k)), "{w}");
+        }
+    }
+
+    #[test]
+    fn decimal_pointer_tokens() {
+        for n in [0usize, 7, 10, 99, 1234, usize::MAX] {
+            let mut s = String::new();
+            push_usize(&mut s, n);
+            assert_eq!(s, n.to_string());
         }
     }
 
