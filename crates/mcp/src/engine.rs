@@ -347,6 +347,18 @@ async fn relay_from_client(
             pending_insert(pending, &id, kind);
             to_server.send(Out::Ready(bytes)).await.is_ok()
         }
+        Message::Notification { method, value }
+            if method == "tools/call" || method == "resources/read" =>
+        {
+            // INVARIANT: a gated method never passes undecided. Without an id it cannot
+            // be answered, so it is recorded as refused and dropped.
+            let gate = Arc::clone(gate);
+            let done = tokio::task::spawn_blocking(move || {
+                gate.refuse_notification(&method, value.get("params"));
+            })
+            .await;
+            done.is_ok()
+        }
         Message::Notification { .. } | Message::Response { .. } => {
             to_server.send(Out::Ready(bytes)).await.is_ok()
         }
@@ -383,7 +395,15 @@ async fn relay_from_server(
     let Message::Response { id, value } = message else {
         return to_client.send(Out::Ready(bytes)).await.is_ok();
     };
-    let kind = pending_take(pending, &id);
+    // A response we cannot match (an id the server rewrote, or never asked for) is
+    // treated by its content: pinning, filtering and scanning are safe to over-apply.
+    let kind = pending_take(pending, &id).or_else(|| {
+        if value.pointer("/result/tools").is_some_and(Value::is_array) {
+            Some(Kind::ToolsList)
+        } else {
+            Some(Kind::Labelled)
+        }
+    });
     match kind {
         Some(Kind::ToolsList) if value.get("result").is_some() => {
             let (tx, rx) = oneshot::channel();

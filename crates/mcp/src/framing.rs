@@ -89,7 +89,7 @@ pub enum Message {
         value: Value,
     },
     /// A notification (has `method`, no `id`).
-    Notification { method: String },
+    Notification { method: String, value: Value },
     /// A response (has `id` and `result` or `error`, no `method`).
     Response { id: Value, value: Value },
 }
@@ -144,7 +144,7 @@ pub fn classify(line: &[u8]) -> Result<Message, Invalid> {
             let method = m.clone();
             match id {
                 Some(id) => Ok(Message::Request { id, method, value }),
-                None => Ok(Message::Notification { method }),
+                None => Ok(Message::Notification { method, value }),
             }
         }
         Some(_) => Err(shape("`method` must be a string")),
@@ -177,9 +177,21 @@ pub fn result_line(id: &Value, result: Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// The key under which a request id is remembered (its JSON text: `1` and `"1"` differ).
+/// The key under which a request id is remembered. Numbers are keyed by value (as
+/// an f64, the way JavaScript and most servers read them back), so a server that
+/// echoes `2.0` as `2` or `1e0` as `1` is still matched; strings by their text, so
+/// `1` and `"1"` differ.
 pub fn id_key(id: &Value) -> String {
-    serde_json::to_string(id).unwrap_or_default()
+    match id {
+        Value::Number(n) => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // -0.0 and 0.0 are the same id.
+            let f = if f == 0.0 { 0.0 } else { f };
+            format!("n:{:016x}", f.to_bits())
+        }
+        Value::String(s) => format!("s:{s}"),
+        other => format!("j:{other}"),
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +222,16 @@ mod tests {
                 Line::Complete(b"xyz".to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn numeric_ids_match_by_value() {
+        let k = |t: &str| id_key(&serde_json::from_str(t).unwrap());
+        assert_eq!(k("2.0"), k("2"));
+        assert_eq!(k("1e0"), k("1"));
+        assert_eq!(k("-0"), k("0"));
+        assert_ne!(k("1"), k("\"1\""));
+        assert_ne!(k("1"), k("2"));
     }
 
     #[test]

@@ -173,6 +173,14 @@ impl Gate {
 
     /// Decide a `tools/call` from its `params` and record the decision. Blocks.
     pub fn decide_call(&self, params: Option<&Value>) -> Verdict {
+        let (policy, request, decision, started) = self.decide_call_inner(params);
+        self.record("tools/call", &policy, &request, decision, started)
+    }
+
+    fn decide_call_inner(
+        &self,
+        params: Option<&Value>,
+    ) -> (Arc<Policy>, Request, Decision, Instant) {
         let started = Instant::now();
         let name = params
             .and_then(|p| p.get("name"))
@@ -229,11 +237,42 @@ impl Gate {
                 ),
             );
         }
-        self.record("tools/call", &policy, &request, decision, started)
+        (policy, request, decision, started)
+    }
+
+    /// Record a gated method sent as a notification (no `id`): it is never forwarded
+    /// (it could not be answered), and its record says why. Blocks.
+    pub fn refuse_notification(&self, method: &str, params: Option<&Value>) {
+        let mut verdict = if method == "tools/call" {
+            self.decide_call_inner(params)
+        } else {
+            self.decide_read_inner(params)
+        };
+        deny(
+            &mut verdict.2,
+            Check::Input,
+            "request.id",
+            format!(
+                "`{method}` sent as a notification (no `id`) cannot be answered; it was not forwarded"
+            ),
+        );
+        warn(&format!(
+            "dropped a `{method}` notification (no `id`): gated methods must be requests"
+        ));
+        let (policy, request, decision, started) = verdict;
+        let _ = self.record(method, &policy, &request, decision, started);
     }
 
     /// Decide a `resources/read` from its `params` and record the decision. Blocks.
     pub fn decide_read(&self, params: Option<&Value>) -> Verdict {
+        let (policy, request, decision, started) = self.decide_read_inner(params);
+        self.record("resources/read", &policy, &request, decision, started)
+    }
+
+    fn decide_read_inner(
+        &self,
+        params: Option<&Value>,
+    ) -> (Arc<Policy>, Request, Decision, Instant) {
         let started = Instant::now();
         let uri = params
             .and_then(|p| p.get("uri"))
@@ -257,7 +296,7 @@ impl Gate {
                 "`resources/read` params need a string `uri`".into(),
             );
         }
-        self.record("resources/read", &policy, &request, decision, started)
+        (policy, request, decision, started)
     }
 
     fn decide(&self, policy: &Policy, request: &Request, pointers: &[String]) -> Decision {
@@ -497,12 +536,49 @@ pub fn descriptor_digest(tool: &Value) -> String {
 
 const MAX_SCHEMA_DEPTH: usize = 16;
 
-fn is_destination_field(name: &str, schema: &Value) -> bool {
-    let format = schema.get("format").and_then(Value::as_str);
-    if matches!(
-        format,
-        Some("uri" | "uri-reference" | "iri" | "iri-reference" | "url")
-    ) {
+const URI_FORMATS: [&str; 5] = ["uri", "uri-reference", "iri", "iri-reference", "url"];
+const COMBINATORS: [&str; 3] = ["anyOf", "oneOf", "allOf"];
+
+/// `schema` with a local `$ref` (`#/$defs/…`, `#/definitions/…`) resolved against
+/// `root`; anything else as is.
+fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
+    let mut s = schema;
+    for _ in 0..MAX_SCHEMA_DEPTH {
+        match s.get("$ref").and_then(Value::as_str) {
+            Some(r) if r.starts_with('#') => match root.pointer(r.get(1..).unwrap_or("")) {
+                Some(target) => s = target,
+                None => break,
+            },
+            _ => break,
+        }
+    }
+    s
+}
+
+/// Whether `schema` (or one of its `anyOf`/`oneOf`/`allOf` branches, `$ref`s
+/// resolved) has a URI format.
+fn has_uri_format(schema: &Value, root: &Value, depth: usize) -> bool {
+    if depth > MAX_SCHEMA_DEPTH {
+        return false;
+    }
+    let schema = resolve(schema, root);
+    if schema
+        .get("format")
+        .and_then(Value::as_str)
+        .is_some_and(|f| URI_FORMATS.contains(&f))
+    {
+        return true;
+    }
+    COMBINATORS.iter().any(|c| {
+        schema
+            .get(*c)
+            .and_then(Value::as_array)
+            .is_some_and(|bs| bs.iter().any(|b| has_uri_format(b, root, depth + 1)))
+    })
+}
+
+fn is_destination_field(name: &str, schema: &Value, root: &Value) -> bool {
+    if has_uri_format(schema, root, 0) {
         return true;
     }
     let n: String = name
@@ -517,32 +593,46 @@ fn is_destination_field(name: &str, schema: &Value) -> bool {
 }
 
 /// Learn the paths of destination fields from a JSON Schema (properties, nested
-/// objects, array items).
+/// objects, array items, `anyOf`/`oneOf`/`allOf` branches, local `$ref`s).
 fn learn_paths(schema: &Value, prefix: &mut Vec<Seg>, out: &mut Vec<Vec<Seg>>, depth: usize) {
+    learn(schema, schema, prefix, out, depth);
+}
+
+fn learn(
+    schema: &Value,
+    root: &Value,
+    prefix: &mut Vec<Seg>,
+    out: &mut Vec<Vec<Seg>>,
+    depth: usize,
+) {
     if depth > MAX_SCHEMA_DEPTH {
         return;
     }
+    let schema = resolve(schema, root);
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (name, sub) in props {
             prefix.push(Seg::Key(name.clone()));
-            if is_destination_field(name, sub) {
+            if is_destination_field(name, sub, root) && !out.contains(prefix) {
                 out.push(prefix.clone());
             }
-            learn_paths(sub, prefix, out, depth + 1);
+            learn(sub, root, prefix, out, depth + 1);
             prefix.pop();
         }
     }
     if let Some(items) = schema.get("items").filter(|i| i.is_object()) {
         prefix.push(Seg::Each);
-        let format = items.get("format").and_then(Value::as_str);
-        if matches!(
-            format,
-            Some("uri" | "uri-reference" | "iri" | "iri-reference")
-        ) {
+        if has_uri_format(items, root, 0) && !out.contains(prefix) {
             out.push(prefix.clone());
         }
-        learn_paths(items, prefix, out, depth + 1);
+        learn(items, root, prefix, out, depth + 1);
         prefix.pop();
+    }
+    for c in COMBINATORS {
+        if let Some(branches) = schema.get(c).and_then(Value::as_array) {
+            for b in branches {
+                learn(b, root, prefix, out, depth + 1);
+            }
+        }
     }
 }
 
@@ -693,6 +783,28 @@ mod tests {
                 "/target",
                 "/url"
             ]
+        );
+    }
+
+    #[test]
+    fn schema_combinators_and_refs_are_followed() {
+        // The shapes Pydantic v2 writes: Optional[AnyUrl], nested models by $ref.
+        let schema = json!({"type":"object","properties":{
+            "target": {"anyOf":[{"type":"string","format":"uri","minLength":1},{"type":"null"}]},
+            "server": {"$ref":"#/$defs/Server"},
+            "mirrors": {"type":"array","items":{"$ref":"#/$defs/Url"}},
+            "loop": {"$ref":"#/$defs/Loop"}
+        },"$defs":{
+            "Server":{"type":"object","properties":{"address":{"allOf":[{"$ref":"#/$defs/Url"}]}}},
+            "Url":{"type":"string","format":"uri"},
+            "Loop":{"$ref":"#/$defs/Loop"}
+        }});
+        let mut paths = Vec::new();
+        learn_paths(&schema, &mut Vec::new(), &mut paths, 0);
+        let args = json!({"target":"t","server":{"address":"a"},"mirrors":["m"],"loop":{}});
+        assert_eq!(
+            expand_paths(&paths, &args),
+            vec!["/mirrors/0", "/server/address", "/target"]
         );
     }
 

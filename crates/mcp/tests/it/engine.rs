@@ -201,7 +201,11 @@ async fn tools_the_agent_can_never_call_are_filtered() {
 
 #[tokio::test]
 async fn changed_descriptor_refuses_calls_and_is_recorded() {
-    let mut h = Harness::start(FakeOptions { rug_pull: true }).await;
+    let mut h = Harness::start(FakeOptions {
+        rug_pull: true,
+        ..FakeOptions::default()
+    })
+    .await;
     h.call(list(1)).await;
     let ok = call(2, "fetch", json!({"url": "https://en.wikipedia.org/"}));
     assert!(h.call(ok).await["result"].get("isError").is_none());
@@ -391,4 +395,59 @@ async fn secrets_never_reach_the_audit_record_or_the_answer() {
     assert!(args.contains("[REDACTED:personal]"), "{args}");
     assert!(!args.contains("jane.doe"), "{args}");
     assert!(h.seen().is_empty());
+}
+
+// Found by probing the release binary (notes, 23:23 UTC): a `tools/call` without an id
+// was forwarded undecided to servers that do not insist on one.
+#[tokio::test]
+async fn gated_method_sent_as_notification_is_dropped_and_recorded() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    h.send(json!({"jsonrpc":"2.0","method":"tools/call",
+                  "params":{"name":"delete_everything","arguments":{}}}))
+        .await;
+    h.send(json!({"jsonrpc":"2.0","method":"resources/read",
+                  "params":{"uri":"http://169.254.169.254/"}}))
+        .await;
+    assert_eq!(h.call(call(1, "echo", json!({}))).await["id"], 1);
+    let seen = h.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let records = h.records();
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|r| r.reasons.to_string().contains("request.id"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{records:?}");
+    assert!(refused.iter().all(|r| r.decision == "deny"));
+}
+
+// Found by probing (notes, 23:23 UTC): Node servers echo id `2.0` as `2`, and the
+// unmatched answer skipped filtering, pinning and scanning.
+#[tokio::test]
+async fn rewritten_numeric_ids_are_still_matched() {
+    let opts = FakeOptions {
+        integer_ids: true,
+        ..FakeOptions::default()
+    };
+    let mut h = Harness::start(opts).await;
+    h.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":2.0,\"method\":\"tools/list\"}\n")
+        .await;
+    let a = h.recv().await;
+    assert_eq!(a["id"], 2);
+    let names: Vec<&str> = a["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"delete_everything"), "{names:?}");
+    h.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1e0,\"method\":\"tools/call\",\"params\":{\"name\":\"leak\"}}\n")
+        .await;
+    let a = h.recv().await;
+    assert_eq!(a["id"], 1);
+    assert_eq!(h.gate.session_labels(), ["personal"]);
+    h.close_client().await;
+    let outcome = (&mut h.engine).await.unwrap();
+    assert!(outcome.server_closed);
+    // No spurious "server exited" errors for answered requests.
+    assert_eq!(h.recv_rest().await, Vec::<String>::new());
 }

@@ -54,6 +54,8 @@ impl Resolver for Fixed {
 pub struct FakeOptions {
     /// The second `tools/list` changes `fetch`'s description.
     pub rug_pull: bool,
+    /// Echo numeric ids as integers (`2.0` → `2`), as JavaScript servers do.
+    pub integer_ids: bool,
 }
 
 pub fn fake_tools(list_no: usize, opts: FakeOptions) -> Value {
@@ -89,6 +91,14 @@ async fn fake_server(io: DuplexStream, seen: Arc<Mutex<Vec<String>>>, opts: Fake
             continue;
         };
         let params = msg.get("params").cloned().unwrap_or(json!({}));
+        let int_id;
+        let id = match id.as_f64() {
+            Some(f) if opts.integer_ids => {
+                int_id = json!(f as i64);
+                &int_id
+            }
+            _ => id,
+        };
         let out = match method {
             "tools/list" => {
                 lists += 1;
@@ -235,6 +245,19 @@ impl Harness {
             .expect("no answer from the relay")
             .unwrap()
             .expect("the relay closed the client's output")
+    }
+
+    /// Every line left until the relay closes the client's output.
+    pub async fn recv_rest(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(l) = tokio::time::timeout(Duration::from_secs(20), self.client_r.next_line())
+            .await
+            .expect("the relay did not close the client's output")
+            .unwrap()
+        {
+            out.push(l);
+        }
+        out
     }
 
     pub async fn recv(&mut self) -> Value {
