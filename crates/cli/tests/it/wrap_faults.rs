@@ -153,3 +153,48 @@ fn sigterm_shuts_down_cleanly() {
     );
     assert_eq!(records(&audit).len(), 1);
 }
+
+/// Node/libuv clients give their servers socket pairs, not pipes, as stdio.
+#[cfg(unix)]
+#[test]
+fn socketpair_stdio_is_relayed() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let (audit, log) = (dir.path().join("a.db"), dir.path().join("log"));
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let mut child = conductor_in(dir.path())
+        .env("FAKE_LOG", &log)
+        .arg("wrap")
+        .arg("--policy")
+        .arg(policy())
+        .args(["--agent", "research-bot", "--server", "fake", "--no-dns"])
+        .arg("--audit")
+        .arg(&audit)
+        .arg("--")
+        .arg("python3")
+        .arg(fake())
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(
+            theirs.try_clone().unwrap(),
+        )))
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut writer = ours.try_clone().unwrap();
+    let mut reader = BufReader::new(ours);
+    writer.write_all(&call(1, "echo")).unwrap();
+    writer.write_all(&call(2, "delete_everything")).unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let mut l = String::new();
+        reader.read_line(&mut l).unwrap();
+        answers.push(serde_json::from_str::<Value>(&l).unwrap());
+    }
+    writer.shutdown(std::net::Shutdown::Write).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    answers.sort_by_key(|a| a["id"].as_u64());
+    assert!(answers[0]["result"].get("isError").is_none(), "{answers:?}");
+    assert_eq!(answers[1]["result"]["isError"], true, "{answers:?}");
+    assert_eq!(records(&audit).len(), 2);
+}
