@@ -451,3 +451,23 @@ async fn rewritten_numeric_ids_are_still_matched() {
     // No spurious "server exited" errors for answered requests.
     assert_eq!(h.recv_rest().await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_decision_that_cannot_be_recorded_is_refused() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    assert_eq!(h.call(call(1, "echo", json!({}))).await["id"], 1);
+    // Make every insert into the store fail from now on.
+    let conn = conductor_audit::rusqlite::Connection::open(&h.audit_path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER fail BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+    )
+    .unwrap();
+    let a = h.call(call(2, "echo", json!({}))).await;
+    assert_eq!(a["result"]["isError"], true, "{a}");
+    assert!(checks(&a).contains(&"audit".to_string()), "{a}");
+    assert_eq!(
+        h.seen().len(),
+        1,
+        "the unrecorded call must not be forwarded"
+    );
+}
