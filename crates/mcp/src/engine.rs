@@ -241,7 +241,7 @@ async fn relay_from_client(
 ) -> bool {
     let bytes = match line {
         Line::Eof => return false,
-        Line::TooLong(n) => {
+        Line::TooLong { len: n, .. } => {
             let msg = format!(
                 "message of {n} bytes is longer than the limit of {max} bytes; it was dropped"
             );
@@ -374,10 +374,25 @@ async fn relay_from_server(
 ) -> bool {
     let bytes = match line {
         Line::Eof => return false,
-        Line::TooLong(n) => {
+        Line::TooLong { len, head } => {
             crate::gate::warn(&format!(
-                "dropped a message of {n} bytes from the mcp server: longer than the limit"
+                "dropped a message of {len} bytes from the mcp server: longer than the limit"
             ));
+            // Answer the request it was meant for, when its id can be read, so that the
+            // client does not wait for ever.
+            if let Some(id) = framing::id_from_head(&head)
+                && pending_take(pending, &id).is_some()
+            {
+                let line = framing::error_line(
+                    &id,
+                    code::INTERNAL_ERROR,
+                    &format!(
+                        "the mcp server's answer of {len} bytes is longer than the limit; it was dropped"
+                    ),
+                    None,
+                );
+                return to_client.send(Out::Ready(line)).await.is_ok();
+            }
             return true;
         }
         Line::Complete(b) => b,

@@ -12,11 +12,15 @@ pub enum Line {
     /// A complete line, without its `\n` (a `\r` before it is kept, so that the line
     /// is relayed byte for byte).
     Complete(Vec<u8>),
-    /// A line longer than the limit; its bytes were dropped. Carries its length.
-    TooLong(usize),
+    /// A line longer than the limit; its bytes were dropped. Carries its length and
+    /// its first [`HEAD_BYTES`] bytes (enough to find an `id` near the start).
+    TooLong { len: usize, head: Vec<u8> },
     /// End of input.
     Eof,
 }
+
+/// How many bytes of an overlong line are kept (see [`Line::TooLong`]).
+pub const HEAD_BYTES: usize = 512;
 
 /// Read one line of at most `max` bytes (without the `\n`). A final line without a
 /// `\n` counts as a line.
@@ -34,7 +38,10 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
                 return Ok(Line::Eof);
             }
             return Ok(if too_long {
-                Line::TooLong(total)
+                Line::TooLong {
+                    len: total,
+                    head: buf,
+                }
             } else {
                 Line::Complete(buf)
             });
@@ -46,8 +53,10 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
         if total > max {
             if !too_long {
                 too_long = true;
-                buf = Vec::new();
+                buf.truncate(HEAD_BYTES);
             }
+            let room = HEAD_BYTES.saturating_sub(buf.len());
+            buf.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
         } else {
             buf.extend_from_slice(chunk);
         }
@@ -55,12 +64,40 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
         reader.consume(used);
         if newline.is_some() {
             return Ok(if too_long {
-                Line::TooLong(total)
+                Line::TooLong {
+                    len: total,
+                    head: buf,
+                }
             } else {
                 Line::Complete(buf)
             });
         }
     }
+}
+
+/// The `id` of a message from its first bytes, when a top-level `"id"` member comes
+/// before anything nested (how JSON-RPC libraries write responses:
+/// `{"jsonrpc":"2.0","id":7,"result":…}`). Best effort: `None` when unsure.
+pub fn id_from_head(head: &[u8]) -> Option<Value> {
+    let text = std::str::from_utf8(head).ok().or_else(|| {
+        // The cut may split a UTF-8 sequence.
+        let e = std::str::from_utf8(head).err()?;
+        std::str::from_utf8(head.get(..e.valid_up_to())?).ok()
+    })?;
+    let at = text.find("\"id\"")?;
+    // Only a top-level member: nothing nested opened before it.
+    let before = text.get(..at)?;
+    if before.matches(['{', '[']).count() != 1 || !before.trim_start().starts_with('{') {
+        return None;
+    }
+    let rest = text
+        .get(at + 4..)?
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
+    let end = rest.find([',', '}'])?;
+    let v: Value = serde_json::from_str(rest.get(..end)?.trim()).ok()?;
+    (v.is_number() || v.is_string()).then_some(v)
 }
 
 fn memchr_newline(b: &[u8]) -> Option<usize> {
@@ -218,10 +255,25 @@ mod tests {
             vec![
                 Line::Complete(b"ab\r".to_vec()),
                 Line::Complete(Vec::new()),
-                Line::TooLong(8),
+                Line::TooLong {
+                    len: 8,
+                    head: b"abcdefgh".to_vec()
+                },
                 Line::Complete(b"xyz".to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn ids_are_found_at_the_head_of_a_cut_message() {
+        let f = |s: &str| id_from_head(s.as_bytes());
+        assert_eq!(
+            f(r#"{"jsonrpc":"2.0","id":7,"result":{"x":"aaaa"#),
+            Some(7.into())
+        );
+        assert_eq!(f(r#"{ "id" : "a-1" , "result":"#), Some("a-1".into()));
+        assert_eq!(f(r#"{"result":{"id":3,"x":"aaa"#), None);
+        assert_eq!(f(r#"{"jsonrpc":"2.0","result":"aaa"#), None);
     }
 
     #[test]

@@ -65,6 +65,11 @@ async fn oversized_message_is_refused_and_session_continues() {
     let a = h.call(call(2, "echo", json!({"y": 2}))).await;
     assert_eq!(a["id"], 2);
     assert!(h.seen().iter().all(|l| l.len() < 1024));
+    // An answer over the limit from the server: dropped, and its request answered.
+    let a = h.call(call(3, "huge", json!({}))).await;
+    assert_eq!(a["id"], 3, "{a}");
+    assert_eq!(a["error"]["code"], -32603, "{a}");
+    assert_eq!(h.call(call(4, "echo", json!({}))).await["id"], 4);
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ agents:
 roles:
   researcher:
     allow:
-      - tools: ["fake.echo", "fake.fetch", "fake.crash", "fake.leak", "fake.read_resource", "fake.get"]
+      - tools: ["fake.echo", "fake.fetch", "fake.crash", "fake.leak", "fake.read_resource", "fake.get", "fake.huge"]
     approve:
       - tools: ["fake.merge_*"]
     deny:
@@ -109,7 +109,9 @@ async fn fake_server(io: DuplexStream, seen: Arc<Mutex<Vec<String>>>, opts: Fake
                 if name == "crash" {
                     return; // dropping the pipe: the server is gone mid-call
                 }
-                let text = if name == "leak" {
+                let text = if name == "huge" {
+                    "x".repeat(100_000)
+                } else if name == "leak" {
                     "contact: jane.doe@example.com".to_string()
                 } else {
                     params
