@@ -174,7 +174,7 @@ impl KwDfa {
     pub(crate) fn find_all(&self, t: &[u8], hits: &mut Vec<(usize, usize, usize)>) {
         let mut ends: Vec<(usize, usize)> = Vec::new();
         let n = t.len();
-        if n < 512 || n / 4 <= self.maxlen {
+        if n < 64 || n < 2 * self.maxlen {
             self.walk(t, 0, 0, n, &mut ends);
         } else {
             self.walk4(t, &mut ends);
@@ -224,9 +224,14 @@ impl KwDfa {
     /// Four streams in lock-step.
     fn walk4(&self, t: &[u8], ends: &mut Vec<(usize, usize)>) {
         let n = t.len();
-        let q = n / 4;
         let back = self.maxlen.saturating_sub(1);
-        let seg = [0, q, 2 * q, 3 * q, n];
+        // Four streams of one length `q` (the last may be shorter): stream `k` begins
+        // `back` bytes before the end of stream `k - 1`, so the lock-step covers the
+        // whole text and the overlaps cost `3 * back` steps spread over four streams.
+        // INVARIANT: `n >= 2 * maxlen` (the caller checks), so `q >= back` and the
+        // segment starts below are ordered and at most `n`.
+        let q = (n + 3 * back).div_ceil(4);
+        let seg = [0, q, 2 * q - back, 3 * q - 2 * back, n];
         let start = |k: usize| seg.get(k).copied().unwrap_or(0);
         let begin = [
             0,
@@ -342,7 +347,8 @@ mod tests {
             r ^= r << 17;
             text.push_str(words[(r % words.len() as u64) as usize]);
         }
-        for len in [0, 10, 100, 511, 512, 600, 4095, 4096, 5000, text.len()] {
+        let lens = (0..300).chain([511, 512, 600, 4095, 4096, 5000, text.len()]);
+        for len in lens {
             let t = &text.as_bytes()[..len.min(text.len())];
             let mut got = Vec::new();
             d.find_all(t, &mut got);
