@@ -59,10 +59,27 @@ enum Out {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// The answer is pinned and filtered (not scanned: descriptors are metadata).
     ToolsList,
-    /// `tools/call` and `resources/read`: the answer is scanned for labels.
+    /// The answer is scanned for labels: every method but the metadata ones.
     Labelled,
-    Other,
+    /// `initialize`, `server/discover`, `ping`: metadata, relayed as is.
+    Metadata,
+}
+
+/// The kind of answer a client request gets.
+fn kind_of(method: &str) -> Kind {
+    match method {
+        "tools/list" => Kind::ToolsList,
+        "initialize" | "server/discover" | "ping" => Kind::Metadata,
+        _ => Kind::Labelled,
+    }
+}
+
+fn pending_has(p: &Pending, id: &Value) -> bool {
+    p.lock()
+        .map(|m| m.contains_key(&framing::id_key(id)))
+        .unwrap_or(true)
 }
 
 type Pending = Arc<Mutex<HashMap<String, (Value, Kind)>>>;
@@ -281,10 +298,26 @@ async fn relay_from_client(
             return to_client.send(Out::Ready(line)).await.is_ok();
         }
     };
+    // INVARIANT: one pending entry per id (by value): a second request with the id of
+    // one in flight could otherwise take over its answer's handling (a `tools/list`
+    // matched as a call would skip pinning and filtering).
+    if let Message::Request { id, .. } = &message
+        && pending_has(pending, id)
+    {
+        let line = framing::error_line(
+            id,
+            code::INVALID_REQUEST,
+            "invalid request: a request with this id is already in flight",
+            None,
+        );
+        return to_client.send(Out::Ready(line)).await.is_ok();
+    }
     match message {
         Message::Request { id, method, value }
             if method == "tools/call" || method == "resources/read" =>
         {
+            // The id is reserved while the call is decided; a refusal releases it.
+            pending_insert(pending, &id, Kind::Labelled);
             let (tx, rx) = oneshot::channel();
             if to_server.send(Out::Later(rx)).await.is_err() {
                 return false;
@@ -306,10 +339,10 @@ async fn relay_from_client(
                 }));
                 match decided {
                     Ok(Verdict { forward: true, .. }) => {
-                        pending_insert(&pending, &id, Kind::Labelled);
                         let _ = tx.send(Some(bytes));
                     }
                     Ok(Verdict { decision, .. }) => {
+                        let _ = pending_take(&pending, &id);
                         let _ = tx.send(None);
                         let line = if is_call {
                             framing::result_line(&id, refusal_result(&decision))
@@ -325,6 +358,7 @@ async fn relay_from_client(
                     }
                     Err(_) => {
                         // INVARIANT: a decision that failed is a refusal.
+                        let _ = pending_take(&pending, &id);
                         let _ = tx.send(None);
                         let line = framing::error_line(
                             &id,
@@ -339,12 +373,7 @@ async fn relay_from_client(
             true
         }
         Message::Request { id, method, .. } => {
-            let kind = if method == "tools/list" {
-                Kind::ToolsList
-            } else {
-                Kind::Other
-            };
-            pending_insert(pending, &id, kind);
+            pending_insert(pending, &id, kind_of(&method));
             to_server.send(Out::Ready(bytes)).await.is_ok()
         }
         Message::Notification { method, value }
@@ -407,18 +436,23 @@ async fn relay_from_server(
             return true;
         }
     };
-    let Message::Response { id, value } = message else {
-        return to_client.send(Out::Ready(bytes)).await.is_ok();
-    };
-    // A response we cannot match (an id the server rewrote, or never asked for) is
-    // treated by its content: pinning, filtering and scanning are safe to over-apply.
-    let kind = pending_take(pending, &id).or_else(|| {
-        if value.pointer("/result/tools").is_some_and(Value::is_array) {
-            Some(Kind::ToolsList)
-        } else {
-            Some(Kind::Labelled)
+    let (kind, value) = match message {
+        // A response we cannot match (an id the server rewrote, or never asked for) is
+        // treated by its content: pinning, filtering and scanning are safe to over-apply.
+        Message::Response { id, value } => match pending_take(pending, &id) {
+            Some(k) => (k, value),
+            None if value.pointer("/result/tools").is_some_and(Value::is_array) => {
+                (Kind::ToolsList, value)
+            }
+            None => (Kind::Labelled, value),
+        },
+        // Server-initiated requests and notifications (logging, progress, sampling,
+        // elicitation) carry text to the agent too: their labels count.
+        Message::Request { value, .. } | Message::Notification { value, .. } => {
+            (Kind::Labelled, value)
         }
-    });
+    };
+    let kind = Some(kind);
     match kind {
         Some(Kind::ToolsList) if value.get("result").is_some() => {
             let (tx, rx) = oneshot::channel();
@@ -470,8 +504,12 @@ async fn relay_from_server(
     }
 }
 
-/// What a response carries back to the client: its `result`, or its `error` (an
-/// error's message and data can carry the same data a result can).
-fn answer_body(response: &Value) -> Option<&Value> {
-    response.get("result").or_else(|| response.get("error"))
+/// What a message carries to the client: a response's `result` or `error` (an error's
+/// message and data can carry the same data a result can), a request's or
+/// notification's `params`.
+fn answer_body(message: &Value) -> Option<&Value> {
+    message
+        .get("result")
+        .or_else(|| message.get("error"))
+        .or_else(|| message.get("params"))
 }

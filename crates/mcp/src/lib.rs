@@ -17,9 +17,14 @@
 //!   description, inputSchema and annotations) and filtered; a changed descriptor
 //!   makes every later call to that tool refused (check `pin`) and is recorded as an
 //!   audit record with event `pin-change`.
-//! - Answers to `tools/call` and `resources/read` (results and errors): scanned; the
-//!   labels found raise the session's labels (never lowered) before the answer is
-//!   relayed, so every later call is decided with them (`flow`).
+//! - Everything the server sends to the client — answers (results and errors),
+//!   notifications (logging, progress), requests (sampling, elicitation) — except the
+//!   answers to `initialize`, `server/discover`, `ping` and `tools/list` (metadata):
+//!   scanned; the labels found raise the session's labels (never lowered) before the
+//!   message is relayed, so every later call is decided with them (`flow`).
+//! - A request whose id (by value: `1` = `1.0`) is already in flight is refused
+//!   (`-32600`); a `tools/call` or `resources/read` sent as a notification is
+//!   recorded as refused and dropped.
 //! - Lines from the server that are not JSON-RPC, or longer than the limit, are dropped
 //!   with a note on stderr.
 //! - Everything else passes through byte for byte, both protocol revisions alike

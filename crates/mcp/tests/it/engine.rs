@@ -476,3 +476,48 @@ async fn a_decision_that_cannot_be_recorded_is_refused() {
         "the unrecorded call must not be forwarded"
     );
 }
+
+// Found by review (notes, 23:28 UTC): with ids keyed by value, `1` and `1.0` in flight
+// together shared one entry, and a list could be handled as a call (no pinning).
+#[tokio::test]
+async fn a_second_request_with_an_id_in_flight_is_refused() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    h.send(json!({"jsonrpc":"2.0","id":1,"method":"never/answer"}))
+        .await;
+    h.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1.0,\"method\":\"tools/list\"}\n")
+        .await;
+    let a = h.recv().await;
+    assert_eq!(a["error"]["code"], -32600, "{a}");
+    assert!(
+        a["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in flight")
+    );
+    let a = h.call(call(2, "echo", json!({}))).await;
+    assert_eq!(a["id"], 2);
+    assert_eq!(h.seen().len(), 2, "{:?}", h.seen());
+}
+
+// Found by review (notes, 23:33 UTC): data in server notifications reached the agent
+// without raising the session's labels.
+#[tokio::test]
+async fn server_notifications_raise_the_session_labels() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let note = h
+        .call(json!({"jsonrpc":"2.0","id":1,"method":"notify/me"}))
+        .await;
+    assert_eq!(note["method"], "notifications/message", "{note}");
+    assert_eq!(h.recv().await["id"], 1);
+    assert_eq!(h.gate.session_labels(), ["personal"]);
+    // A tools/list is metadata: descriptions are pinned, not scanned.
+    h.call(list(2)).await;
+    let a = h
+        .call(call(
+            3,
+            "fetch",
+            json!({"url": "https://en.wikipedia.org/"}),
+        ))
+        .await;
+    assert!(checks(&a).contains(&"flow".to_string()), "{a}");
+}

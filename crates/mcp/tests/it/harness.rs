@@ -131,6 +131,16 @@ async fn fake_server(io: DuplexStream, seen: Arc<Mutex<Vec<String>>>, opts: Fake
                 w.write_all(b"\n").await.unwrap();
                 continue;
             }
+            "never/answer" => continue,
+            "notify/me" => {
+                // A log notification carrying personal data, then the answer.
+                let note = json!({"jsonrpc":"2.0","method":"notifications/message",
+                    "params":{"level":"info","data":"user is jane.doe@example.com"}});
+                let mut b = serde_json::to_vec(&note).unwrap();
+                b.push(b'\n');
+                w.write_all(&b).await.unwrap();
+                json!({"jsonrpc":"2.0","id":id,"result":{}})
+            }
             "resources/read" => json!({"jsonrpc":"2.0","id":id,"result":{"contents":[
                 {"uri": params["uri"], "text": "owner: jane.doe@example.com"}]}}),
             _ => json!({"jsonrpc":"2.0","id":id,"result":{"echo":method}}),
