@@ -1210,12 +1210,9 @@ fn scan_text(e: &Engine, t: &[u8], key_ctx: Option<&str>) -> Vec<Hit> {
         Some(key)
             if !(e.phone.is_empty() && e.ssn.is_empty()) && t.iter().any(u8::is_ascii_digit) =>
         {
-            let k = key.to_ascii_lowercase();
             (
-                ["phone", "mobile", "tel", "fax", "cell"]
-                    .iter()
-                    .any(|w| k.contains(w)),
-                k.contains("ssn") || k.contains("social_security") || k.contains("socialsecurity"),
+                key_has_any(key, &["phone", "mobile", "tel", "fax", "cell"]),
+                key_has_any(key, &["ssn", "social_security", "socialsecurity"]),
             )
         }
         _ => (false, false),
@@ -1348,14 +1345,35 @@ const KEY_CONTEXT_WORDS: &[&str] = &[
     "credential",
 ];
 
+/// `key`, ASCII-lowercased, contains one of `words` (lowercase). Keys up to 64 bytes
+/// are lowercased on the stack: this runs for every member of every object.
+fn key_has_any(key: &str, words: &[&str]) -> bool {
+    let b = key.as_bytes();
+    let mut buf = [0u8; 64];
+    if b.len() > buf.len() {
+        let k = key.to_ascii_lowercase();
+        return words.iter().any(|w| k.contains(w));
+    }
+    for (d, c) in buf.iter_mut().zip(b) {
+        *d = c.to_ascii_lowercase();
+    }
+    let hay = buf.get(..b.len()).unwrap_or(&[]);
+    hay.iter().enumerate().any(|(i, &c)| {
+        words.iter().any(|w| {
+            w.as_bytes().first() == Some(&c)
+                && hay.get(i..i + w.len()).is_some_and(|x| x == w.as_bytes())
+        })
+    })
+}
+
 /// The value of a member whose key names a secret.
 fn key_context_hits(e: &Engine, key: &str, t: &[u8], hits: &mut Vec<Hit>) {
-    let k = key.to_ascii_lowercase();
     // INVARIANT: every branch below needs one of `KEY_CONTEXT_WORDS` in the key, so
     // other keys (`id`, `name`, `score`: most keys) are done here.
-    if !KEY_CONTEXT_WORDS.iter().any(|w| k.contains(w)) {
+    if !key_has_any(key, KEY_CONTEXT_WORDS) {
         return;
     }
+    let k = key.to_ascii_lowercase();
     let start = t.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
     let end = t
         .iter()
@@ -1593,6 +1611,29 @@ mod tests {
             "twilio_auth",
         ] {
             assert!(KEY_CONTEXT_WORDS.iter().any(|k| w.contains(k)), "{w}");
+        }
+    }
+
+    #[test]
+    fn key_word_lookup_matches_lowercase_contains() {
+        let words = ["phone", "tel", "ssn", "social_security", "key"];
+        let long = format!("{}Social_Security", "x".repeat(70));
+        for key in [
+            "",
+            "PHONE",
+            "x_tel",
+            "Te",
+            "SSN_no",
+            "api_KEY",
+            "ke",
+            "Social_Securit",
+            "mobile",
+            "é-tel",
+            long.as_str(),
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxPHONE",
+        ] {
+            let want = words.iter().any(|w| key.to_ascii_lowercase().contains(w));
+            assert_eq!(key_has_any(key, &words), want, "{key}");
         }
     }
 
