@@ -170,6 +170,16 @@ pub fn classify(line: &[u8]) -> Result<Message, Invalid> {
         id: shown_id.clone(),
         message: message.to_string(),
     };
+    // Some servers match member names without regard to case (Go's encoding/json):
+    // `"METHOD"` next to `"method"` would mean one thing here and another there.
+    if let Some(k) = ambiguous_member(
+        obj,
+        &["jsonrpc", "id", "method", "params", "result", "error"],
+    ) {
+        return Err(shape(&format!(
+            "member `{k}` differs from a json-rpc member name only in case"
+        )));
+    }
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(shape("`jsonrpc` must be \"2.0\""));
     }
@@ -196,6 +206,20 @@ pub fn classify(line: &[u8]) -> Result<Message, Invalid> {
             }
         }
     }
+}
+
+/// A member whose name equals one of `names` ignoring ASCII case but not exactly.
+pub fn ambiguous_member<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    names: &[&str],
+) -> Option<&'a str> {
+    obj.keys()
+        .find(|k| {
+            names
+                .iter()
+                .any(|n| k.eq_ignore_ascii_case(n) && k.as_str() != *n)
+        })
+        .map(String::as_str)
 }
 
 /// A JSON-RPC error response line (without the newline).
@@ -321,6 +345,11 @@ mod tests {
         ));
         assert!(matches!(
             classify(br#"{"jsonrpc":"2.0","id":1,"result":{},"error":{}}"#),
+            Err(Invalid::Shape { .. })
+        ));
+        // Go's encoding/json would read the second `method`.
+        assert!(matches!(
+            classify(br#"{"jsonrpc":"2.0","id":1,"method":"ping","METHOD":"tools/call"}"#),
             Err(Invalid::Shape { .. })
         ));
     }

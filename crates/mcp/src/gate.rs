@@ -212,6 +212,19 @@ impl Gate {
         };
         let policy = self.policy();
         let mut decision = self.decide(&policy, &request, &pointers);
+        if let Some(k) = params
+            .and_then(Value::as_object)
+            .and_then(|p| crate::framing::ambiguous_member(p, &["name", "arguments"]))
+        {
+            deny(
+                &mut decision,
+                Check::Input,
+                "request.tool",
+                format!(
+                    "`tools/call` params member `{k}` differs from `name` or `arguments` only in case"
+                ),
+            );
+        }
         if params.is_some_and(|p| !p.is_object())
             || params
                 .and_then(|p| p.get("name"))
@@ -288,6 +301,17 @@ impl Gate {
         };
         let policy = self.policy();
         let mut decision = self.decide(&policy, &request, &["/uri".to_string()]);
+        if let Some(k) = params
+            .and_then(Value::as_object)
+            .and_then(|p| crate::framing::ambiguous_member(p, &["uri"]))
+        {
+            deny(
+                &mut decision,
+                Check::Input,
+                "request.uri",
+                format!("`resources/read` params member `{k}` differs from `uri` only in case"),
+            );
+        }
         if !uri.is_string() {
             deny(
                 &mut decision,

@@ -521,3 +521,21 @@ async fn server_notifications_raise_the_session_labels() {
         .await;
     assert!(checks(&a).contains(&"flow".to_string()), "{a}");
 }
+
+// Servers that match member names case-insensitively (Go's encoding/json) would read
+// `NAME` where the gate read `name`.
+#[tokio::test]
+async fn case_variant_member_names_are_refused() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+                     "params":{"name":"echo","NAME":"delete_everything","arguments":{}}}))
+        .await;
+    assert_eq!(a["result"]["isError"], true, "{a}");
+    assert_eq!(checks(&a), ["input"]);
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":2,"method":"ping","Method":"tools/call"}))
+        .await;
+    assert_eq!(a["error"]["code"], -32600, "{a}");
+    assert!(h.seen().is_empty(), "{:?}", h.seen());
+}
