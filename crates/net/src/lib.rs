@@ -398,7 +398,7 @@ impl DestPolicy {
                             format!("`{w}` is {what}, {}", classes::phrase(class)),
                         ));
                     }
-                } else if self.needs_resolution(&dest) {
+                } else if self.needs_resolution(&dest) && !self.logical_host(&dest) {
                     let r = match cache.iter().find(|(n, _)| *n == dest.host) {
                         Some((_, r)) => r.clone(),
                         None => {
@@ -498,6 +498,20 @@ impl DestPolicy {
     /// Whether the verdict on a (not name-blocked) host name depends on its addresses.
     /// When a deny entry already matches by name, or no allow entry can match, the name
     /// is not resolved: a denied name should not even leak out through DNS.
+    /// Whether `dest` uses a scheme that is not a network protocol (an MCP server's own
+    /// resource scheme such as `demo://` or `memo://`) and an allow entry names that
+    /// scheme explicitly and matches the destination: its host is then a name inside
+    /// the server, not one to resolve. Address hosts and blocked names (metadata names,
+    /// `localhost`) are still classified; deny entries still apply.
+    fn logical_host(&self, dest: &Destination) -> bool {
+        !NETWORK_SCHEMES.contains(&dest.scheme.as_str())
+            && self.allow.iter().any(|p| {
+                p.scheme.as_deref() == Some(dest.scheme.as_str())
+                    && p.matches_scheme_port(dest, Mode::Strict)
+                    && p.matches_host(dest, Mode::Strict)
+            })
+    }
+
     fn needs_resolution(&self, dest: &Destination) -> bool {
         let denied_by_name = self
             .deny
@@ -510,6 +524,65 @@ impl DestPolicy {
         !denied_by_name && may_be_allowed
     }
 }
+
+/// Schemes whose host is a network host, always resolved and checked. Any other scheme
+/// is denied unless an allow entry names it, and then its host is not resolved
+/// (see `DestPolicy::logical_host`).
+const NETWORK_SCHEMES: &[&str] = &[
+    "",
+    "http",
+    "https",
+    "ws",
+    "wss",
+    "ftp",
+    "ftps",
+    "sftp",
+    "ssh",
+    "telnet",
+    "gopher",
+    "dict",
+    "tftp",
+    "ldap",
+    "ldaps",
+    "smtp",
+    "smtps",
+    "imap",
+    "imaps",
+    "pop3",
+    "nntp",
+    "irc",
+    "ircs",
+    "rtsp",
+    "sip",
+    "sips",
+    "git",
+    "svn",
+    "redis",
+    "rediss",
+    "mongodb",
+    "mongodb+srv",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "amqp",
+    "amqps",
+    "mqtt",
+    "mqtts",
+    "nats",
+    "kafka",
+    "grpc",
+    "grpcs",
+    "file",
+    "smb",
+    "nfs",
+    "webdav",
+    "dav",
+    "s3",
+    "gs",
+    "jar",
+    "netdoc",
+    "view-source",
+];
 
 /// `a.to_string()` without the formatting machinery (this is on every call's path).
 fn ipv4_text(a: std::net::Ipv4Addr) -> String {

@@ -318,3 +318,33 @@ fn oversized_input_is_unparseable() {
     assert_eq!(rules(&o), vec!["destinations.unparseable"]);
     assert!(o.destinations[0].input.len() <= 2048 + '…'.len_utf8());
 }
+
+// Regression: an MCP server's own resource scheme (server-everything's `demo://…`
+// resources, found by the wrap interop tests) could never be allowed, because its
+// host was sent to DNS. An allow entry naming the scheme now treats the host as a
+// name inside the server; address hosts, blocked names and other schemes still deny.
+#[test]
+fn explicitly_allowed_resource_scheme_is_not_resolved() {
+    let none = Fixed::default();
+    let p = policy(&["demo://*", "*"], &[], &[]);
+    let o = eval_url(&p, "demo://resource/static/document/a.md", &none);
+    assert!(o.violations.is_empty(), "{:?}", rules(&o));
+    assert!(o.destinations[0].addresses.is_empty());
+
+    let o = eval_url(&p, "demo://169.254.169.254/latest", &none);
+    assert_eq!(rules(&o), vec!["destinations.blocked.cloud-metadata"]);
+    let o = eval_url(&p, "demo://localhost/x", &none);
+    assert_eq!(rules(&o), vec!["destinations.blocked.loopback"]);
+
+    // A scheme no allow entry names is still refused, and still resolved.
+    let o = eval_url(&p, "memo://resource/x", &none);
+    assert!(rules(&o).contains(&"destinations.scheme".to_string()));
+    // A network scheme named explicitly is still resolved and checked.
+    let p = policy(&["gopher://*"], &[], &[]);
+    let o = eval_url(&p, "gopher://resource/x", &none);
+    assert_eq!(rules(&o), vec!["destinations.unresolvable"]);
+    // Without the scheme in an allow entry, `*` does not open it.
+    let p = policy(&["*"], &[], &[]);
+    let o = eval_url(&p, "demo://resource/x", &none);
+    assert!(rules(&o).contains(&"destinations.scheme".to_string()));
+}
