@@ -180,6 +180,16 @@ pub fn classify(line: &[u8]) -> Result<Message, Invalid> {
             "member `{k}` differs from a json-rpc member name only in case"
         )));
     }
+    // INVARIANT: a forwarded line is ONE message for every peer. JSON allows a bare
+    // `\r` between tokens, but readers with universal newlines (the Python SDK's stdio
+    // server, Node `readline`, Java `readLine`) split the line there, so a harmless
+    // message could carry a second, ungated one (`…"params":{"x":\r{…tools/call…}\r}}`).
+    // A `\r` cannot occur inside a JSON string, so only one final `\r` (CRLF) is legal.
+    if has_bare_cr(line) {
+        return Err(shape(
+            "a bare carriage return inside a message (peers would split the line there)",
+        ));
+    }
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(shape("`jsonrpc` must be \"2.0\""));
     }
@@ -222,6 +232,12 @@ pub fn ambiguous_member<'a>(
         .map(String::as_str)
 }
 
+/// Whether `line` holds a `\r` anywhere but as its last byte (a CRLF line ending).
+pub fn has_bare_cr(line: &[u8]) -> bool {
+    let body = line.strip_suffix(b"\r").unwrap_or(line);
+    body.contains(&b'\r')
+}
+
 /// A JSON-RPC error response line (without the newline).
 pub fn error_line(id: &Value, code: i64, message: &str, data: Option<Value>) -> Vec<u8> {
     let mut error = serde_json::json!({"code": code, "message": message});
@@ -258,6 +274,25 @@ pub fn id_key(id: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_cr_cannot_smuggle_a_second_message() {
+        // Found by probing the release binary with mcp-server-fetch (Python SDK stdio
+        // server, universal newlines): the inner call was executed, ungated.
+        let smuggled = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"x\":\r{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"fetch\",\"arguments\":{\"url\":\"http://169.254.169.254/\"}}}\r}}";
+        match classify(smuggled) {
+            Err(Invalid::Shape { id, message }) => {
+                assert_eq!(id, Value::from(1));
+                assert!(message.contains("carriage return"), "{message}");
+            }
+            other => panic!("smuggling line accepted: {other:?}"),
+        }
+        // A CRLF line ending stays legal.
+        assert!(classify(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\r").is_ok());
+        assert!(has_bare_cr(b"{}\r\r"));
+        assert!(!has_bare_cr(b"{}"));
+        assert!(!has_bare_cr(b"{\"a\":\"\\r\"}"));
+    }
 
     async fn lines(input: &[u8], max: usize) -> Vec<Line> {
         let mut r = tokio::io::BufReader::with_capacity(4, input);

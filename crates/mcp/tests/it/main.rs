@@ -10,4 +10,5 @@
 )]
 
 mod engine;
+mod framing_cr;
 mod harness;
