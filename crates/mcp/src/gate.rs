@@ -542,16 +542,20 @@ pub fn refusal_text(decision: &Decision) -> String {
     }
 }
 
-/// `sha256:<hex>` of the canonical JSON of a descriptor's name, description, input
-/// schema and annotations.
+/// `sha256:<hex>` of the canonical JSON of a whole tool descriptor except `_meta`:
+/// name, description, input schema and annotations, and also `title`, `outputSchema`,
+/// `icons` and anything a later protocol revision adds — every field the model or the
+/// client may act on. A server that changes any of them mid-session is a rug pull.
 pub fn descriptor_digest(tool: &Value) -> String {
-    let mut d = serde_json::Map::new();
-    for k in ["name", "description", "inputSchema", "annotations"] {
-        if let Some(v) = tool.get(k) {
-            d.insert(k.to_string(), v.clone());
+    let pinned = match tool {
+        Value::Object(m) => {
+            let mut d = m.clone();
+            d.remove("_meta");
+            Value::Object(d)
         }
-    }
-    let text = conductor_audit::canonical_json(&Value::Object(d));
+        other => other.clone(),
+    };
+    let text = conductor_audit::canonical_json(&pinned);
     format!(
         "sha256:{}",
         hex::encode(sha2::Sha256::digest(text.as_bytes()))
@@ -833,11 +837,17 @@ mod tests {
     }
 
     #[test]
-    fn digest_ignores_other_fields_but_not_description() {
-        let a = json!({"name":"t","description":"d","inputSchema":{},"title":"x"});
-        let b = json!({"name":"t","description":"d","inputSchema":{},"title":"y"});
-        let c = json!({"name":"t","description":"d2","inputSchema":{}});
+    fn digest_covers_every_field_but_meta() {
+        let a = json!({"name":"t","description":"d","inputSchema":{},"title":"x","_meta":{"n":1}});
+        let b = json!({"name":"t","description":"d","inputSchema":{},"title":"x","_meta":{"n":2}});
+        let c = json!({"name":"t","description":"d2","inputSchema":{},"title":"x"});
+        // Review finding: a changed `title` or `outputSchema` was not a rug pull.
+        let d = json!({"name":"t","description":"d","inputSchema":{},"title":"y"});
+        let e = json!({"name":"t","description":"d","inputSchema":{},"title":"x",
+                       "outputSchema":{"type":"object"}});
         assert_eq!(descriptor_digest(&a), descriptor_digest(&b));
-        assert_ne!(descriptor_digest(&a), descriptor_digest(&c));
+        for changed in [&c, &d, &e] {
+            assert_ne!(descriptor_digest(&a), descriptor_digest(changed));
+        }
     }
 }

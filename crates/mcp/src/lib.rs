@@ -13,8 +13,9 @@
 //! - `resources/read`: decided as the tool `<server>.read_resource` with arguments
 //!   `{"uri": …}` and `/uri` as a destination; a refusal is a JSON-RPC error
 //!   (`-32001`) whose `data["dev.conductor/decision"]` is the decision.
-//! - `tools/list` results: descriptors pinned (SHA-256 of the canonical name,
-//!   description, inputSchema and annotations) and filtered; a changed descriptor
+//! - `tools/list` results: descriptors pinned (SHA-256 of the canonical
+//!   descriptor without its `_meta`: name, description, schemas, title, annotations…)
+//!   and filtered; a changed descriptor
 //!   makes every later call to that tool refused (check `pin`) and is recorded as an
 //!   audit record with event `pin-change`.
 //! - Everything the server sends to the client — answers (results and errors),
