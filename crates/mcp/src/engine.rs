@@ -6,7 +6,7 @@
 //! it is decided, and a result being inspected holds its place in the queue to the
 //! client.
 //!
-//! INVARIANT: a `tools/call` or `resources/read` reaches the server only after the
+//! INVARIANT: a `tools/call`, `resources/read` or `resources/subscribe` reaches the server only after the
 //! gate has allowed it and committed its audit record.
 
 use std::collections::HashMap;
@@ -313,9 +313,7 @@ async fn relay_from_client(
         return to_client.send(Out::Ready(line)).await.is_ok();
     }
     match message {
-        Message::Request { id, method, value }
-            if method == "tools/call" || method == "resources/read" =>
-        {
+        Message::Request { id, method, value } if is_gated(&method) => {
             // The id is reserved while the call is decided; a refusal releases it.
             pending_insert(pending, &id, Kind::Labelled);
             let (tx, rx) = oneshot::channel();
@@ -334,7 +332,7 @@ async fn relay_from_client(
                     if is_call {
                         gate.decide_call(params)
                     } else {
-                        gate.decide_read(params)
+                        gate.decide_resource(&method, params)
                     }
                 }));
                 match decided {
@@ -376,9 +374,7 @@ async fn relay_from_client(
             pending_insert(pending, &id, kind_of(&method));
             to_server.send(Out::Ready(bytes)).await.is_ok()
         }
-        Message::Notification { method, value }
-            if method == "tools/call" || method == "resources/read" =>
-        {
+        Message::Notification { method, value } if is_gated(&method) => {
             // INVARIANT: a gated method never passes undecided. Without an id it cannot
             // be answered, so it is recorded as refused and dropped.
             let gate = Arc::clone(gate);
@@ -392,6 +388,16 @@ async fn relay_from_client(
             to_server.send(Out::Ready(bytes)).await.is_ok()
         }
     }
+}
+
+/// Methods that reach the server only after a decision: a tool call, and the requests
+/// that make the server fetch a resource by URI (a subscription fetches it again on
+/// every change, so it is decided like a read).
+fn is_gated(method: &str) -> bool {
+    matches!(
+        method,
+        "tools/call" | "resources/read" | "resources/subscribe"
+    )
 }
 
 /// Handle one line from the server. Returns false when the relay must stop.

@@ -259,7 +259,7 @@ impl Gate {
         let mut verdict = if method == "tools/call" {
             self.decide_call_inner(params)
         } else {
-            self.decide_read_inner(params)
+            self.decide_read_inner(method, params)
         };
         deny(
             &mut verdict.2,
@@ -278,12 +278,20 @@ impl Gate {
 
     /// Decide a `resources/read` from its `params` and record the decision. Blocks.
     pub fn decide_read(&self, params: Option<&Value>) -> Verdict {
-        let (policy, request, decision, started) = self.decide_read_inner(params);
-        self.record("resources/read", &policy, &request, decision, started)
+        self.decide_resource("resources/read", params)
+    }
+
+    /// Decide a request that makes the server read a resource by URI
+    /// (`resources/read`, `resources/subscribe`) — both as the tool
+    /// `<server>.read_resource` — and record the decision under `method`. Blocks.
+    pub fn decide_resource(&self, method: &str, params: Option<&Value>) -> Verdict {
+        let (policy, request, decision, started) = self.decide_read_inner(method, params);
+        self.record(method, &policy, &request, decision, started)
     }
 
     fn decide_read_inner(
         &self,
+        method: &str,
         params: Option<&Value>,
     ) -> (Arc<Policy>, Request, Decision, Instant) {
         let started = Instant::now();
@@ -309,7 +317,7 @@ impl Gate {
                 &mut decision,
                 Check::Input,
                 "request.uri",
-                format!("`resources/read` params member `{k}` differs from `uri` only in case"),
+                format!("`{method}` params member `{k}` differs from `uri` only in case"),
             );
         }
         if !uri.is_string() {
@@ -317,7 +325,7 @@ impl Gate {
                 &mut decision,
                 Check::Input,
                 "request.uri",
-                "`resources/read` params need a string `uri`".into(),
+                format!("`{method}` params need a string `uri`"),
             );
         }
         (policy, request, decision, started)

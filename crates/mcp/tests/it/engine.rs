@@ -188,6 +188,35 @@ async fn resources_read_uri_is_a_destination() {
     assert!(h.records().iter().any(|r| r.tool == "fake.read_resource"));
 }
 
+// Review finding: `resources/subscribe` makes the server fetch the URI (again on every
+// change) but passed the gate undecided. It is now decided like `resources/read`.
+#[tokio::test]
+async fn resources_subscribe_uri_is_a_destination() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let a = h
+        .call(
+            json!({"jsonrpc":"2.0","id":1,"method":"resources/subscribe",
+                     "params":{"uri":"http://[::ffff:a9fe:a9fe]/latest/meta-data/"}}),
+        )
+        .await;
+    assert_eq!(a["error"]["code"], -32001, "{a}");
+    assert_eq!(
+        a["error"]["data"]["dev.conductor/decision"]["decision"],
+        "deny"
+    );
+    assert!(h.seen().is_empty(), "the server saw {:?}", h.seen());
+    let a = h
+        .call(
+            json!({"jsonrpc":"2.0","id":2,"method":"resources/subscribe",
+                     "params":{"uri":"https://en.wikipedia.org/wiki/X"}}),
+        )
+        .await;
+    assert_eq!(a["result"]["echo"], "resources/subscribe", "{a}");
+    assert_eq!(h.seen().len(), 1);
+    let events: Vec<String> = h.records().iter().map(|r| r.event.clone()).collect();
+    assert_eq!(events, ["resources/subscribe", "resources/subscribe"]);
+}
+
 #[tokio::test]
 async fn tools_the_agent_can_never_call_are_filtered() {
     let mut h = Harness::start(FakeOptions::default()).await;
