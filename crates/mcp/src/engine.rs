@@ -439,6 +439,19 @@ async fn relay_from_server(
         Ok(m) => m,
         Err(_) => {
             crate::gate::warn("dropped a line from the mcp server that is not a json-rpc message");
+            // Answer the request it was meant for, when its id can be read, so that the
+            // client does not wait until the server exits.
+            if let Some(id) = framing::id_from_head(&bytes)
+                && pending_take(pending, &id).is_some()
+            {
+                let line = framing::error_line(
+                    &id,
+                    code::INTERNAL_ERROR,
+                    "the mcp server's answer is not a valid json-rpc message; it was dropped",
+                    None,
+                );
+                return to_client.send(Out::Ready(line)).await.is_ok();
+            }
             return true;
         }
     };

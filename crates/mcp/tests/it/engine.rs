@@ -568,3 +568,21 @@ async fn case_variant_member_names_are_refused() {
     assert_eq!(a["error"]["code"], -32600, "{a}");
     assert!(h.seen().is_empty(), "{:?}", h.seen());
 }
+
+// Review finding: a server answer dropped because it held a bare CR left its request
+// waiting until the server exited. The request now gets an error at once.
+#[tokio::test]
+async fn a_dropped_server_answer_still_answers_its_request() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":7,"method":"answer/bare-cr"}))
+        .await;
+    assert_eq!(a["id"], 7, "{a}");
+    assert_eq!(a["error"]["code"], -32603, "{a}");
+    assert!(a.get("result").is_none(), "{a}");
+    // The session goes on.
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":8,"method":"other/thing"}))
+        .await;
+    assert_eq!(a["result"]["echo"], "other/thing", "{a}");
+}

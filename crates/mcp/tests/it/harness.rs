@@ -132,6 +132,13 @@ async fn fake_server(io: DuplexStream, seen: Arc<Mutex<Vec<String>>>, opts: Fake
                 continue;
             }
             "never/answer" => continue,
+            "answer/bare-cr" => {
+                // An answer the gate must drop (a bare CR could hide a second message).
+                let raw = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\r\"result\":{{}}}}");
+                w.write_all(raw.as_bytes()).await.unwrap();
+                w.write_all(b"\n").await.unwrap();
+                continue;
+            }
             "notify/me" => {
                 // A log notification carrying personal data, then the answer.
                 let note = json!({"jsonrpc":"2.0","method":"notifications/message",
