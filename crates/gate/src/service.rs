@@ -87,6 +87,28 @@ pub struct Call {
     pub pointers: Vec<String>,
     /// Problems the transport found in the message itself; each one denies.
     pub problems: Vec<Reason>,
+    /// Everything else the server receives with the call (protocol metadata such as
+    /// `_meta`, the tool name, extra members): checked for data and destinations.
+    pub envelope: Option<Value>,
+    /// The call names nothing the policy can address (a protocol method such as
+    /// `logging/setLevel`, or a reply to a server's request): only the destination,
+    /// data and flow checks apply.
+    pub data_only: bool,
+}
+
+impl Call {
+    /// A call to `tool` with `arguments`, recorded as `event`.
+    pub fn new(event: &str, tool: &str, arguments: Value) -> Call {
+        Call {
+            event: event.to_string(),
+            tool: tool.to_string(),
+            arguments,
+            pointers: Vec::new(),
+            problems: Vec::new(),
+            envelope: None,
+            data_only: false,
+        }
+    }
 }
 
 /// The outcome of a decided call.
@@ -190,12 +212,12 @@ impl Service {
         // First pass: every answer the resolver already knows; names it does not know
         // are collected, looked up together, and the call decided again with them.
         let probe = Probe::new(&self.resolver, None);
-        let mut decision = self.decide_with(&policy, &request, &call.pointers, &probe);
+        let mut decision = self.decide_call(&policy, &request, &call, &probe);
         let misses = probe.misses();
         if !misses.is_empty() {
             let answers = self.resolver.resolve_all(&misses).await;
             let probe = Probe::new(&self.resolver, Some(&answers));
-            decision = self.decide_with(&policy, &request, &call.pointers, &probe);
+            decision = self.decide_call(&policy, &request, &call, &probe);
         }
         add_problems(&mut decision, problems);
         let record = self.record_of(subject, &call.event, &policy, &request, &decision, started);
@@ -214,7 +236,7 @@ impl Service {
         let policy = self.policy();
         let (request, mut problems) = self.request(subject, &call);
         problems.extend(call.problems.iter().cloned());
-        let mut decision = self.decide_with(&policy, &request, &call.pointers, &self.resolver);
+        let mut decision = self.decide_call(&policy, &request, &call, &self.resolver);
         add_problems(&mut decision, problems);
         let record = self.record_of(subject, &call.event, &policy, &request, &decision, started);
         let committed = self
@@ -230,6 +252,66 @@ impl Service {
     pub fn evaluate(&self, request: &Request, resolver: &dyn Resolver) -> Decision {
         let policy = self.policy();
         self.decide_with(&policy, request, &[], resolver)
+    }
+
+    /// The core's decision on a call: its arguments, its envelope, its scope.
+    fn decide_call(
+        &self,
+        policy: &Policy,
+        request: &Request,
+        call: &Call,
+        resolver: &dyn Resolver,
+    ) -> Decision {
+        let mut decision = self.decide_with(policy, request, &call.pointers, resolver);
+        if let Some(envelope) = &call.envelope {
+            let mut outer = request.clone();
+            outer.arguments = envelope.clone();
+            let e = self.decide_with(policy, &outer, &[], resolver);
+            for r in e.reasons {
+                if matches!(r.check, Check::Data | Check::Destination)
+                    && !decision.reasons.contains(&r)
+                {
+                    decision.reasons.push(r);
+                    decision.decision = Effect::Deny;
+                }
+            }
+            decision.destinations.extend(e.destinations);
+            decision.findings.extend(e.findings);
+        }
+        if call.data_only {
+            decision.reasons.retain(|r| {
+                !matches!(
+                    r.check,
+                    Check::Identity | Check::Tool | Check::Role | Check::Workflow
+                )
+            });
+            decision.decision = if decision.reasons.is_empty() {
+                Effect::Allow
+            } else {
+                Effect::Deny
+            };
+            // An unknown agent still never passes.
+            if policy.agent(&request.agent).is_none() {
+                deny(
+                    &mut decision,
+                    Check::Identity,
+                    &RuleId::agents(),
+                    "the agent is not defined in the policy".into(),
+                );
+            }
+        }
+        decision
+    }
+
+    /// Whether any detector of the policy finds something in `value` (a cheap
+    /// pre-check: protocol metadata with nothing in it needs no decision).
+    pub fn has_findings(&self, value: &Value) -> bool {
+        !self
+            .policy()
+            .data()
+            .scanner
+            .scan(value, &self.key)
+            .is_empty()
     }
 
     fn decide_with(

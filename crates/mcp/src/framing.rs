@@ -104,17 +104,8 @@ fn memchr_newline(b: &[u8]) -> Option<usize> {
     b.iter().position(|&c| c == b'\n')
 }
 
-/// JSON-RPC error codes used by the gate.
-pub mod code {
-    pub const PARSE_ERROR: i64 = -32700;
-    pub const INVALID_REQUEST: i64 = -32600;
-    pub const INVALID_PARAMS: i64 = -32602;
-    pub const INTERNAL_ERROR: i64 = -32603;
-    /// Implementation-defined server error: the upstream server went away.
-    pub const SERVER_GONE: i64 = -32000;
-    /// Implementation-defined server error: refused by policy (`resources/read`).
-    pub const DENIED: i64 = -32001;
-}
+/// JSON-RPC error codes (one table for every transport: `conductor-types`).
+pub use conductor_types::failure::code;
 
 /// What a parsed line is.
 #[derive(Debug)]
@@ -143,8 +134,22 @@ pub enum Invalid {
 
 /// Parse and classify one line.
 pub fn classify(line: &[u8]) -> Result<Message, Invalid> {
-    let value: Value = match serde_json::from_slice(line) {
+    // INVARIANT: duplicate or case-folding-equal member names anywhere in a message
+    // make it ambiguous to some reader: refused (see `strict`).
+    let value: Value = match crate::strict::parse(line) {
         Ok(v) => v,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            // Valid JSON, ambiguous members: answer with the id a lenient reader sees.
+            let id = serde_json::from_slice::<Value>(line)
+                .ok()
+                .and_then(|v| v.get("id").cloned())
+                .filter(|i| i.is_string() || i.is_number())
+                .unwrap_or(Value::Null);
+            return Err(Invalid::Shape {
+                id,
+                message: format!("ambiguous message: {e}"),
+            });
+        }
         Err(e) => return Err(Invalid::Parse(e.to_string())),
     };
     let Value::Object(obj) = &value else {

@@ -129,6 +129,15 @@ pub fn compile(
     }
     let workflows = compile_workflows(&mut cx, &raw, &role_names);
     let destinations = compile_destinations(&mut cx, raw.destinations.0.as_ref());
+    let mut pass_methods = Vec::new();
+    if let Some(m) = raw.methods.0.as_ref() {
+        for g in &m.value.pass {
+            match Glob::new(&g.value) {
+                Ok(glob) => pass_methods.push(glob),
+                Err(e) => cx.err(g.loc, format!("invalid method glob: {e}")),
+            }
+        }
+    }
 
     if !cx.problems.is_empty() {
         return Err(cx.problems);
@@ -152,6 +161,7 @@ pub fn compile(
         workflows,
         destinations,
         data,
+        pass_methods,
     })
 }
 

@@ -342,4 +342,6 @@ pub struct Compiled {
     pub workflows: HashMap<String, Workflow>,
     pub destinations: DestPolicy,
     pub data: DataPolicy,
+    /// `methods.pass`: protocol methods let through without a decision.
+    pub pass_methods: Vec<Glob>,
 }

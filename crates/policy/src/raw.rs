@@ -22,6 +22,17 @@ pub struct RawPolicy {
     pub data: Lenient<Sp<RawData>>,
     #[serde(default)]
     pub workflows: Lenient<Entries<Lenient<RawWorkflow>>>,
+    #[serde(default)]
+    pub methods: Lenient<Sp<RawMethods>>,
+}
+
+/// `methods:` — protocol methods the gate does not know, let through explicitly.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMethods {
+    /// Globs of method names (`vendor/*`) forwarded without a decision.
+    #[serde(default)]
+    pub pass: Vec<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -59,13 +59,7 @@ fn subject(session: &str) -> Subject {
 }
 
 fn call(tool: &str, arguments: serde_json::Value) -> Call {
-    Call {
-        event: "tools/call".into(),
-        tool: tool.into(),
-        arguments,
-        pointers: vec![],
-        problems: vec![],
-    }
+    Call::new("tools/call", tool, arguments)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
