@@ -8,6 +8,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod check;
+pub mod display;
 pub mod failure;
 mod path;
 mod rule;
