@@ -338,6 +338,7 @@ async fn relay_from_server(
         } => {
             // The message reaches the client only after its labels are recorded, so no
             // later call can be decided without them.
+            // (A prompt's embedded resources are decided on a blocking thread.)
             if kind == Kind::Labelled && bytes.len() <= INLINE_SCAN_BYTES {
                 // INVARIANT: bounded work (scanning a few KiB takes microseconds; the
                 // store is written only when something was found).
@@ -376,6 +377,17 @@ fn inspect(
         && value
             .get_mut("result")
             .is_some_and(|r| gate.process_tools_list(r));
+    if kind == Kind::Prompt {
+        // INVARIANT: a resource a prompt embeds is decided like a `resources/read` of
+        // its URI; one refusal withholds the whole answer.
+        for uri in crate::gate::embedded_resource_uris(&value) {
+            let params = serde_json::json!({ "uri": uri });
+            let v = gate.decide_resource("resources/read", Some(&params));
+            if !v.forward {
+                return lock(session).refused_answer(answers, &v);
+            }
+        }
+    }
     let labelled = match answer_body(&value) {
         Some(body) => gate.label(body).map(|_| ()),
         None => Ok(()),

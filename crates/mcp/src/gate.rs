@@ -464,6 +464,30 @@ impl Gate {
     }
 }
 
+/// The URIs of the resources a `prompts/get` answer embeds
+/// (`result.messages[].content` of type `resource`, or a list of such contents).
+pub fn embedded_resource_uris(answer: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(messages) = answer.pointer("/result/messages").and_then(Value::as_array) else {
+        return out;
+    };
+    for m in messages {
+        let contents: Vec<&Value> = match m.get("content") {
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(c) => vec![c],
+            None => Vec::new(),
+        };
+        for c in contents {
+            if c.get("type").and_then(Value::as_str) == Some("resource")
+                && let Some(uri) = c.pointer("/resource/uri").and_then(Value::as_str)
+            {
+                out.push(uri.to_string());
+            }
+        }
+    }
+    out
+}
+
 fn input(rule: &str, message: String) -> Reason {
     Reason {
         check: Check::Input,

@@ -31,6 +31,9 @@ pub enum Kind {
     ToolsList,
     /// The answer is scanned for labels.
     Labelled,
+    /// A `prompts/get` answer: scanned, and every resource it embeds is decided like
+    /// a `resources/read` of its URI.
+    Prompt,
 }
 
 /// When a client message is decided.
@@ -182,10 +185,10 @@ impl Session {
                         None,
                     ));
                 }
-                let kind = if method == "tools/list" {
-                    Kind::ToolsList
-                } else {
-                    Kind::Labelled
+                let kind = match method.as_str() {
+                    "tools/list" => Kind::ToolsList,
+                    "prompts/get" => Kind::Prompt,
+                    _ => Kind::Labelled,
                 };
                 // The id is reserved while the request is decided; a refusal releases it.
                 self.pending.insert(key, (id.clone(), kind));
@@ -427,6 +430,19 @@ impl Session {
                 code::INTERNAL_ERROR,
                 "the gate could not record the labels of this answer; it was withheld",
                 None,
+            )
+        })
+    }
+
+    /// A prompt embeds a resource the gate refuses: the answer is withheld, and the
+    /// client gets the refusal instead.
+    pub fn refused_answer(&mut self, answers: Option<&Value>, verdict: &Verdict) -> Option<Vec<u8>> {
+        answers.map(|id| {
+            framing::error_line(
+                id,
+                code::DENIED,
+                &refusal_text(&verdict.decision),
+                Some(serde_json::json!({ META_KEY: verdict.decision })),
             )
         })
     }

@@ -667,3 +667,23 @@ async fn data_in_meta_is_checked() {
     assert!(checks(&a).contains(&"data".to_string()), "{a}");
     assert!(h.seen().is_empty(), "{:?}", h.seen());
 }
+
+// Issue 10, class 1: a `prompts/get` answer that embeds a resource is decided like a
+// `resources/read` of its URI: a prompt cannot hand the agent what a read would refuse.
+#[tokio::test]
+async fn a_prompt_embedding_a_refused_resource_is_withheld() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let ok = h
+        .call(json!({"jsonrpc":"2.0","id":1,"method":"prompts/get",
+                     "params":{"name":"p","arguments":{"embed":"https://en.wikipedia.org/wiki/X"}}}))
+        .await;
+    assert!(ok["result"]["messages"].is_array(), "{ok}");
+    let refused = h
+        .call(json!({"jsonrpc":"2.0","id":2,"method":"prompts/get",
+                     "params":{"name":"p","arguments":{"embed":"shadow"}}}))
+        .await;
+    assert_eq!(refused["error"]["code"], -32001, "{refused}");
+    assert!(refused.get("result").is_none(), "{refused}");
+    let records = h.records();
+    assert!(records.iter().any(|r| r.event == "resources/read" && r.decision == "deny"));
+}

@@ -22,7 +22,7 @@ agents:
 roles:
   researcher:
     allow:
-      - tools: ["fake.echo", "fake.fetch", "fake.crash", "fake.leak", "fake.read_resource", "fake.get", "fake.huge"]
+      - tools: ["fake.echo", "fake.fetch", "fake.crash", "fake.leak", "fake.read_resource", "fake.get", "fake.huge", "fake.prompt:*"]
     approve:
       - tools: ["fake.merge_*"]
     deny:
@@ -149,6 +149,16 @@ async fn fake_server(io: DuplexStream, seen: Arc<Mutex<Vec<String>>>, opts: Fake
                 b.push(b'\n');
                 w.write_all(&b).await.unwrap();
                 json!({"jsonrpc":"2.0","id":id,"result":{}})
+            }
+            // A prompt that embeds the resource named by its `embed` argument.
+            // (A bare name is embedded as a local file: the server chooses the URI.)
+            "prompts/get" => {
+                let embed = params["arguments"]["embed"].as_str().unwrap_or("").to_string();
+                let uri = if embed.contains("://") { embed } else { format!("file:///etc/{embed}") };
+                json!({"jsonrpc":"2.0","id":id,"result":{"messages":[
+                    {"role":"user","content":{"type":"text","text":"see below"}},
+                    {"role":"user","content":{"type":"resource","resource":{
+                        "uri": uri, "text": "the resource"}}}]}})
             }
             "resources/read" => json!({"jsonrpc":"2.0","id":id,"result":{"contents":[
                 {"uri": params["uri"], "text": "owner: jane.doe@example.com"}]}}),
