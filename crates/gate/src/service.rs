@@ -128,7 +128,16 @@ pub struct Service {
     audit: Arc<AuditStore>,
     sessions: Arc<dyn SessionStore>,
     options: ServiceOptions,
+    /// The tail of the text each session received last (see [`Service::label`]).
+    windows: Mutex<std::collections::HashMap<String, String>>,
 }
+
+/// How much of a session's received text is kept to be scanned with the next result.
+pub const LABEL_WINDOW_BYTES: usize = 4096;
+/// How much of one message's text is scanned joined (its strings concatenated).
+pub const JOINED_SCAN_BYTES: usize = 64 * 1024;
+/// Sessions whose window is kept at once (beyond it, windows start over).
+const MAX_WINDOWS: usize = 10_000;
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -157,6 +166,7 @@ impl Service {
             audit,
             sessions,
             options,
+            windows: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -405,7 +415,35 @@ impl Service {
             resolver: &NoLookup,
             fingerprint_key: &self.key,
         };
-        let labels = conductor_core::label_result(&policy, value, &world);
+        let mut labels = conductor_core::label_result(&policy, value, &world);
+        // A credential split across two content blocks, or read in chunks across
+        // results (`max_length`/`start_index`), is found in the joined text: the
+        // message's strings concatenated, after the tail of what the session received
+        // before.
+        let mut joined = String::new();
+        join_strings(value, &mut joined, JOINED_SCAN_BYTES);
+        if !joined.is_empty() {
+            let prev = self
+                .windows
+                .lock()
+                .ok()
+                .and_then(|w| w.get(&subject.session).cloned())
+                .unwrap_or_default();
+            let mut across = prev;
+            across.push_str(&joined);
+            for l in conductor_core::label_result(&policy, &Value::String(across.clone()), &world) {
+                if !labels.contains(&l) {
+                    labels.push(l);
+                }
+            }
+            let tail = tail_of(&across, LABEL_WINDOW_BYTES).to_string();
+            if let Ok(mut w) = self.windows.lock() {
+                if w.len() >= MAX_WINDOWS && !w.contains_key(&subject.session) {
+                    w.clear();
+                }
+                w.insert(subject.session.clone(), tail);
+            }
+        }
         if !labels.is_empty() {
             let ttl = i64::try_from(self.options.label_ttl.as_micros()).unwrap_or(i64::MAX);
             let expires = conductor_audit::time::now_micros().saturating_add(ttl);
@@ -474,6 +512,51 @@ impl Service {
         call.problems.push(problem);
         self.decide_blocking(subject, call)
     }
+}
+
+/// The text strings of `value` (see below), concatenated, up to `max` bytes.
+fn join_strings(value: &Value, out: &mut String, max: usize) {
+    if out.len() >= max {
+        return;
+    }
+    match value {
+        Value::String(s) => {
+            let room = max - out.len();
+            out.push_str(head_of(s, room));
+        }
+        Value::Array(items) => items.iter().for_each(|v| join_strings(v, out, max)),
+        Value::Object(m) => {
+            // The text a content block carries, without the protocol's own members
+            // between blocks (they would split what they sit between).
+            for (k, v) in m {
+                if !matches!(
+                    k.as_str(),
+                    "type" | "mimeType" | "uri" | "name" | "role" | "annotations" | "_meta"
+                ) {
+                    join_strings(v, out, max);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// At most `n` bytes from the start of `s`, on a character boundary.
+fn head_of(s: &str, n: usize) -> &str {
+    let mut end = n.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+/// At most `n` bytes from the end of `s`, on a character boundary.
+fn tail_of(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    s.get(start..).unwrap_or("")
 }
 
 fn add_problems(decision: &mut Decision, problems: Vec<Reason>) {

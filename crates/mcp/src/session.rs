@@ -436,7 +436,11 @@ impl Session {
 
     /// A prompt embeds a resource the gate refuses: the answer is withheld, and the
     /// client gets the refusal instead.
-    pub fn refused_answer(&mut self, answers: Option<&Value>, verdict: &Verdict) -> Option<Vec<u8>> {
+    pub fn refused_answer(
+        &mut self,
+        answers: Option<&Value>,
+        verdict: &Verdict,
+    ) -> Option<Vec<u8>> {
         answers.map(|id| {
             framing::error_line(
                 id,

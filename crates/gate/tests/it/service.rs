@@ -225,3 +225,41 @@ fn pins_are_per_session_and_a_change_is_sticky_in_the_store() {
         PinOutcome::New
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_read_in_pieces_still_labels_the_session() {
+    // Regression (issue 10, class 8): a credential split across two content blocks, or
+    // read in chunks (mcp-server-fetch `max_length`/`start_index`), labelled nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path(), Arc::new(MemoryStore::default()));
+    let s = subject("chunks");
+    let key = "AKIAQYLPMN5HHHFPZAM2 wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEZ";
+    let (a, b) = key.split_at(14);
+    assert!(
+        svc.label(
+            &s,
+            &json!({"content": [{"type": "text", "text": format!("page one ... {a}")}]})
+        )
+        .unwrap()
+        .is_empty()
+    );
+    let second = svc
+        .label(
+            &s,
+            &json!({"content": [{"type": "text", "text": format!("{b} ... page two")}]}),
+        )
+        .unwrap();
+    assert_eq!(second, vec!["credentials".to_string()]);
+    // Two blocks of one message.
+    let t = subject("blocks");
+    let one = svc
+        .label(
+            &t,
+            &json!({"content": [{"type": "text", "text": a}, {"type": "text", "text": b}]}),
+        )
+        .unwrap();
+    assert_eq!(one, vec!["credentials".to_string()]);
+    // Another session's tail does not join this one's.
+    let u = subject("other");
+    assert!(svc.label(&u, &json!({"text": b})).unwrap().is_empty());
+}

@@ -685,5 +685,9 @@ async fn a_prompt_embedding_a_refused_resource_is_withheld() {
     assert_eq!(refused["error"]["code"], -32001, "{refused}");
     assert!(refused.get("result").is_none(), "{refused}");
     let records = h.records();
-    assert!(records.iter().any(|r| r.event == "resources/read" && r.decision == "deny"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event == "resources/read" && r.decision == "deny")
+    );
 }

@@ -153,8 +153,15 @@ async fn fake_server(io: DuplexStream, seen: Arc<Mutex<Vec<String>>>, opts: Fake
             // A prompt that embeds the resource named by its `embed` argument.
             // (A bare name is embedded as a local file: the server chooses the URI.)
             "prompts/get" => {
-                let embed = params["arguments"]["embed"].as_str().unwrap_or("").to_string();
-                let uri = if embed.contains("://") { embed } else { format!("file:///etc/{embed}") };
+                let embed = params["arguments"]["embed"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                let uri = if embed.contains("://") {
+                    embed
+                } else {
+                    format!("file:///etc/{embed}")
+                };
                 json!({"jsonrpc":"2.0","id":id,"result":{"messages":[
                     {"role":"user","content":{"type":"text","text":"see below"}},
                     {"role":"user","content":{"type":"resource","resource":{
