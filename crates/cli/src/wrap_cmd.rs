@@ -198,9 +198,9 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
         Ok(g) => Arc::new(g),
         Err(e) => {
             crate::warn(format_args!(
-                "error: cannot make a session id ({e}); refusing to start the server"
+                "error: {e}; refusing to start the server"
             ));
-            return Ok(exit::SOFTWARE);
+            return Ok(e.class().exit_code());
         }
     };
 

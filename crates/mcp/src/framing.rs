@@ -14,7 +14,12 @@ pub enum Line {
     Complete(Vec<u8>),
     /// A line longer than the limit; its bytes were dropped. Carries its length and
     /// its first [`HEAD_BYTES`] bytes (enough to find an `id` near the start).
-    TooLong { len: usize, head: Vec<u8> },
+    TooLong {
+        /// The line's length in bytes.
+        len: usize,
+        /// Its first bytes.
+        head: Vec<u8>,
+    },
     /// End of input.
     Eof,
 }
@@ -112,14 +117,27 @@ pub use conductor_types::failure::code;
 pub enum Message {
     /// A request (has `method` and `id`).
     Request {
+        /// The request id.
         id: Value,
+        /// The method.
         method: String,
+        /// The whole message.
         value: Value,
     },
     /// A notification (has `method`, no `id`).
-    Notification { method: String, value: Value },
+    Notification {
+        /// The method.
+        method: String,
+        /// The whole message.
+        value: Value,
+    },
     /// A response (has `id` and `result` or `error`, no `method`).
-    Response { id: Value, value: Value },
+    Response {
+        /// The id of the request it answers.
+        id: Value,
+        /// The whole message.
+        value: Value,
+    },
 }
 
 /// Why a line is not a message.
@@ -129,7 +147,12 @@ pub enum Invalid {
     Parse(String),
     /// JSON, but not a JSON-RPC 2.0 message (→ -32600); carries the id when one
     /// could be read.
-    Shape { id: Value, message: String },
+    Shape {
+        /// The message's id, or null.
+        id: Value,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Parse and classify one line.

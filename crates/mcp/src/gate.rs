@@ -124,8 +124,8 @@ impl std::fmt::Debug for Gate {
 
 impl Gate {
     /// A gate for a new session with a fresh random id.
-    pub fn new(cfg: GateConfig, service: Arc<Service>) -> Result<Gate, getrandom::Error> {
-        let session = conductor_gate::new_session_id()?;
+    pub fn new(cfg: GateConfig, service: Arc<Service>) -> Result<Gate, crate::McpError> {
+        let session = conductor_gate::new_session_id().map_err(crate::McpError::SessionId)?;
         Ok(Gate::with_session(cfg, service, session))
     }
 

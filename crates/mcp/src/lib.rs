@@ -36,7 +36,10 @@
 //! - `tools/list` results: descriptors pinned and filtered; a changed descriptor is
 //!   marked, recorded (`pin-change`), and calls to it are refused (check `pin`).
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod engine;
+mod error;
 pub mod framing;
 pub mod gate;
 pub mod session;
@@ -46,6 +49,7 @@ pub mod strict;
 
 pub use conductor_gate::watch_policy;
 pub use engine::{DEFAULT_MAX_MESSAGE_BYTES, EngineOptions, Outcome, run};
+pub use error::McpError;
 pub use gate::{ArgumentsMode, Gate, GateConfig, META_KEY, READ_RESOURCE_TOOL};
 
 pub(crate) fn warn(message: &str) {
