@@ -197,9 +197,7 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
     ) {
         Ok(g) => Arc::new(g),
         Err(e) => {
-            crate::warn(format_args!(
-                "error: {e}; refusing to start the server"
-            ));
+            crate::warn(format_args!("error: {e}; refusing to start the server"));
             return Ok(e.class().exit_code());
         }
     };

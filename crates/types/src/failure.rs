@@ -55,7 +55,7 @@ pub mod code {
 
 impl FailureClass {
     /// The process exit status (sysexits.h) of a command that ends with this failure.
-    pub fn exit_code(self) -> u8 {
+    pub const fn exit_code(self) -> u8 {
         match self {
             FailureClass::Client => 65,          // EX_DATAERR
             FailureClass::Unauthenticated => 77, // EX_NOPERM
@@ -73,7 +73,7 @@ impl FailureClass {
     /// A policy refusal is not an HTTP error where the protocol carries decisions in
     /// its body (MCP results, AuthZEN `decision: false`); transports answer those with
     /// 200 and use this status only where the refusal is the whole answer.
-    pub fn http_status(self) -> u16 {
+    pub const fn http_status(self) -> u16 {
         match self {
             FailureClass::Client => 400,
             FailureClass::Unauthenticated => 401,
