@@ -445,7 +445,9 @@ impl Service {
             }
         }
         if !labels.is_empty() {
-            let ttl = i64::try_from(self.options.label_ttl.as_micros()).unwrap_or(i64::MAX);
+            // The policy's `sessions.label_ttl`, else the service's default.
+            let ttl = policy.label_ttl().unwrap_or(self.options.label_ttl);
+            let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
             let expires = conductor_audit::time::now_micros().saturating_add(ttl);
             // INVARIANT: labels are only ever raised.
             self.sessions
