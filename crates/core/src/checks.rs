@@ -225,14 +225,32 @@ pub(crate) fn workflow_check(
     }
 }
 
+/// The egress maximum that applies to one destination of a call.
+pub(crate) struct Egress {
+    /// How messages name the destination (`` `host` ``).
+    pub(crate) name: String,
+    /// The highest level that may reach it.
+    pub(crate) max: usize,
+    /// The id of the rule that sets `max`.
+    pub(crate) id: String,
+}
+
 /// The egress maximum of a destination and the id of the rule that sets it.
-pub(crate) fn egress_of(data: &DataPolicy, d: &Destination) -> (usize, String) {
+pub(crate) fn egress_of(data: &DataPolicy, d: &Destination) -> Egress {
     for e in &data.egress {
         if e.to.iter().any(|p| p.matches(d)) {
-            return (e.max, e.id.clone());
+            return Egress {
+                name: dest_name(d),
+                max: e.max,
+                id: e.id.clone(),
+            };
         }
     }
-    (data.default_egress, "data.default_egress".into())
+    Egress {
+        name: dest_name(d),
+        max: data.default_egress,
+        id: "data.default_egress".into(),
+    }
 }
 
 fn dest_name(d: &Destination) -> String {
@@ -240,6 +258,37 @@ fn dest_name(d: &Destination) -> String {
         "an unparseable destination".into()
     } else {
         format!("`{}`", show(&d.host))
+    }
+}
+
+/// The most permissive egress maximum a name whose addresses are not known yet can
+/// get once they are: the first entry that matches it by name, any earlier entry
+/// with an address pattern it may match, or `default_egress` when no entry matches
+/// by name. A level above this bound is above the maximum under every answer.
+pub(crate) fn egress_bound(data: &DataPolicy, d: &Destination) -> Egress {
+    let mut best: Option<(usize, &str)> = None;
+    let mut by_name = false;
+    for e in &data.egress {
+        if e.to.iter().any(|p| !p.needs_addresses() && p.matches(d)) {
+            if best.is_none_or(|(m, _)| e.max > m) {
+                best = Some((e.max, e.id.as_str()));
+            }
+            by_name = true;
+            break;
+        }
+        if e.to.iter().any(|p| p.may_match_once_resolved(d)) && best.is_none_or(|(m, _)| e.max > m)
+        {
+            best = Some((e.max, e.id.as_str()));
+        }
+    }
+    if !by_name && best.is_none_or(|(m, _)| data.default_egress > m) {
+        best = Some((data.default_egress, "data.default_egress"));
+    }
+    let (max, id) = best.unwrap_or((data.default_egress, "data.default_egress"));
+    Egress {
+        name: dest_name(d),
+        max,
+        id: id.to_string(),
     }
 }
 
@@ -256,7 +305,7 @@ pub(crate) fn data_check(
     agent: Option<&Agent>,
     agent_name: &str,
     findings: &[Finding],
-    egress: &[(&Destination, usize, String)],
+    egress: &[Egress],
     denials: &mut Vec<Reason>,
 ) {
     // INVARIANT: an unknown agent has the lowest clearance.
@@ -294,15 +343,15 @@ pub(crate) fn data_check(
                 ),
             });
         }
-        for (d, max, id) in egress {
-            if level > *max {
+        for e in egress {
+            if level > e.max {
                 denials.push(Reason {
                     check: Check::Data,
-                    rule: id.clone(),
+                    rule: e.id.clone(),
                     message: format!(
                         "{what}; {} accepts at most `{}`",
-                        dest_name(d),
-                        data.level_name(*max)
+                        e.name,
+                        data.level_name(e.max)
                     ),
                 });
             }
@@ -313,7 +362,7 @@ pub(crate) fn data_check(
 pub(crate) fn flow_check(
     data: &DataPolicy,
     session_labels: &[String],
-    egress: &[(&Destination, usize, String)],
+    egress: &[Egress],
     denials: &mut Vec<Reason>,
 ) {
     // The session's highest label decides (one reason per destination, not one
@@ -342,15 +391,15 @@ pub(crate) fn flow_check(
             data.level_name(level)
         )
     };
-    for (d, max, id) in egress {
-        if level > *max {
+    for e in egress {
+        if level > e.max {
             denials.push(Reason {
                 check: Check::Flow,
-                rule: id.clone(),
+                rule: e.id.clone(),
                 message: format!(
                     "{what}; {} accepts at most `{}`",
-                    dest_name(d),
-                    data.level_name(*max)
+                    e.name,
+                    data.level_name(e.max)
                 ),
             });
         }

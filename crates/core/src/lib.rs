@@ -52,17 +52,16 @@
 
 mod checks;
 mod decision;
+mod prepare;
 mod request;
 mod scrub;
 
 use std::collections::BTreeSet;
 
-use conductor_net::Destination;
 use conductor_policy::{Policy, RuleKind};
 
-use crate::checks::{data_check, dedup, egress_of, flow_check, tool_and_role, workflow_check};
 pub use crate::decision::{Check, Decision, Effect, Reason, World};
-use crate::request::show;
+pub use crate::prepare::{NAME_CARRIES_DATA, Prepared, prepare};
 pub use crate::request::{
     MAX_REQUEST_BYTES, MAX_TOOL_NAME, Request, RequestError, tool_name_problem,
 };
@@ -82,137 +81,7 @@ pub fn decide_with_pointers(
     extra_pointers: &[String],
     world: &World<'_>,
 ) -> Decision {
-    let mut denials: Vec<Reason> = Vec::new();
-    let mut approvals: Vec<Reason> = Vec::new();
-    let tool = request.tool.as_str();
-
-    // input
-    let tool_ok = match tool_name_problem(tool) {
-        None => true,
-        Some(message) => {
-            denials.push(Reason {
-                check: Check::Input,
-                rule: "request.tool".into(),
-                message,
-            });
-            false
-        }
-    };
-    if !request.arguments.is_object() {
-        denials.push(Reason {
-            check: Check::Input,
-            rule: "request.arguments".into(),
-            message: "arguments must be a json object".into(),
-        });
-    }
-
-    // identity
-    let agent = policy.agent(&request.agent);
-    if agent.is_none() {
-        denials.push(Reason {
-            check: Check::Identity,
-            rule: "agents".into(),
-            message: format!(
-                "agent `{}` is not defined in the policy",
-                show(&request.agent)
-            ),
-        });
-    }
-
-    // tool / role
-    let action = policy.action_of(tool);
-    if let (Some(agent), true) = (agent, tool_ok) {
-        tool_and_role(
-            policy,
-            agent,
-            tool,
-            action,
-            &request.arguments,
-            &mut denials,
-            &mut approvals,
-        );
-    }
-
-    // workflow
-    if let Some(w) = &request.workflow {
-        workflow_check(policy, agent, w, tool, tool_ok, &mut denials);
-    }
-
-    // destination
-    let (declared, literals) = match policy.tool_fact(tool) {
-        Some(f) => (f.pointers.as_slice(), f.literals.as_slice()),
-        None => (&[][..], &[][..]),
-    };
-    let merged: Vec<String>;
-    let pointers = if extra_pointers.is_empty() {
-        declared
-    } else {
-        merged = declared
-            .iter()
-            .chain(extra_pointers.iter().filter(|p| !declared.contains(p)))
-            .cloned()
-            .collect();
-        merged.as_slice()
-    };
-    let outcome =
-        policy
-            .destinations()
-            .evaluate(&request.arguments, pointers, literals, world.resolver);
-    for v in &outcome.violations {
-        denials.push(Reason {
-            check: Check::Destination,
-            rule: v.rule.clone(),
-            message: v.message.clone(),
-        });
-    }
-
-    // data and flow
-    let data = policy.data();
-    let mut findings = data.scanner.scan(&request.arguments, world.fingerprint_key);
-    let egress: Vec<(&Destination, usize, String)> = outcome
-        .destinations
-        .iter()
-        .map(|d| {
-            let (max, id) = egress_of(data, d);
-            (d, max, id)
-        })
-        .collect();
-    data_check(
-        data,
-        agent,
-        &request.agent,
-        &findings,
-        &egress,
-        &mut denials,
-    );
-    flow_check(data, &request.session_labels, &egress, &mut denials);
-    drop(egress);
-
-    dedup(&mut denials);
-    // INVARIANT: `allow` only when no check added a reason and no approve rule
-    // applied; every path that could not evaluate something added a reason above.
-    let (decision, reasons) = if !denials.is_empty() {
-        (Effect::Deny, denials)
-    } else if !approvals.is_empty() {
-        (Effect::Approve, approvals)
-    } else {
-        (Effect::Allow, Vec::new())
-    };
-    let mut reasons = reasons;
-    let mut destinations = outcome.destinations;
-    scrub::scrub(
-        &request.arguments,
-        &mut findings,
-        &mut destinations,
-        &mut reasons,
-    );
-    Decision {
-        decision,
-        reasons,
-        destinations,
-        findings,
-        policy: policy.sha256().to_string(),
-    }
+    prepare(policy, request, extra_pointers, world.fingerprint_key).finish(world.resolver)
 }
 
 /// The data labels a tool *result* carries (for raising a session's labels),

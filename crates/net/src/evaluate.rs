@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use crate::canon::{self, Canonical, Host, canonicalize, safe};
 use crate::classes::{self, name_hit};
 use crate::collect::{Found, collect};
+
 use crate::pattern::{DestPattern, Mode};
 use crate::{
     Class, DestOutcome, DestPolicySpec, Destination, PatternError, ResolveError, Resolver,
@@ -26,9 +27,6 @@ pub struct DestPolicy {
     deny: Vec<DestPattern>,
     permitted: Vec<Class>,
 }
-
-/// What one call has resolved so far (a call names few hosts: a list is enough).
-type Cache = Vec<(String, Result<Vec<IpAddr>, ResolveError>)>;
 
 impl DestPolicy {
     /// Compile the section; every bad entry is reported, not only the first.
@@ -90,6 +88,9 @@ impl DestPolicy {
     /// Extract the destinations of a call (declared JSON `pointers` into the
     /// `arguments`, declared `literals`, and — when scanning — URL-looking strings
     /// anywhere in the arguments), canonicalize, resolve and check each.
+    ///
+    /// The same as [`DestPolicy::prepare`] followed by [`DestPlan::finish`] with
+    /// `resolver`.
     pub fn evaluate(
         &self,
         arguments: &serde_json::Value,
@@ -97,79 +98,96 @@ impl DestPolicy {
         literals: &[String],
         resolver: &dyn Resolver,
     ) -> DestOutcome {
+        self.prepare(arguments, pointers, literals).finish(resolver)
+    }
+
+    /// The destination check of a call up to DNS: extract, canonicalize and check
+    /// everything that does not depend on addresses (parsing, schemes, parser
+    /// differentials, address hosts, names blocked by name, deny entries that match by
+    /// name, an allow list no entry of which can match). Pure: nothing is resolved.
+    ///
+    /// The names whose verdict depends on their addresses are left pending
+    /// ([`DestPlan::hosts_to_resolve`]); [`DestPlan::finish`] completes them.
+    // INVARIANT: a name is pending only if no check by name denies it already; a
+    // name the policy denies by name (built-in blocked names, deny entries, allow
+    // misses) is decided here and never handed to a resolver.
+    pub fn prepare(
+        &self,
+        arguments: &serde_json::Value,
+        pointers: &[String],
+        literals: &[String],
+    ) -> DestPlan<'_> {
         let found = collect(arguments, pointers, literals, self.spec.scan);
-        let mut out = DestOutcome::default();
-        let mut cache: Cache = Vec::new();
-        out.destinations.reserve(found.len().min(MAX_DESTINATIONS));
+        let mut plan = DestPlan {
+            policy: self,
+            items: Vec::with_capacity(found.len().min(MAX_DESTINATIONS)),
+            hosts: Vec::new(),
+            limit: None,
+        };
         for f in found.iter().take(MAX_DESTINATIONS) {
-            self.check_one(f, resolver, &mut cache, &mut out);
+            let item = self.start_one(f);
+            if let Some(p) = &item.pending
+                && !plan.hosts.contains(&p.host)
+            {
+                plan.hosts.push(p.host.clone());
+            }
+            plan.items.push(item);
         }
         if found.len() > MAX_DESTINATIONS {
-            out.violations.push(Violation {
+            plan.limit = Some(Violation {
                 rule: "destinations.limit".into(),
                 message: format!(
                     "the call names {} destinations; at most {MAX_DESTINATIONS} are checked, so it is denied",
                     found.len()
                 ),
-                destination: out.destinations.len().saturating_sub(1),
+                destination: plan.items.len().saturating_sub(1),
             });
         }
-        out
+        plan
     }
 
-    fn check_one(
-        &self,
-        f: &Found<'_>,
-        resolver: &dyn Resolver,
-        cache: &mut Cache,
-        out: &mut DestOutcome,
-    ) {
-        let index = out.destinations.len();
-        let mut dest = Destination {
-            input: shown_input(&f.input),
-            pointer: f.pointer.clone(),
-            scheme: String::new(),
-            host: String::new(),
-            port: None,
-            addresses: Vec::new(),
-            classes: Vec::new(),
-        };
-        let violations = &mut out.violations;
-        let mut deny = |rule: String, message: String| {
-            violations.push(Violation {
-                rule,
-                message,
-                destination: index,
-            })
+    /// Check one destination as far as it can be checked without DNS; complete it
+    /// unless its verdict depends on the addresses of a name.
+    fn start_one(&self, f: &Found<'_>) -> Item {
+        let mut item = Item {
+            dest: Destination {
+                input: shown_input(&f.input),
+                pointer: f.pointer.clone(),
+                scheme: String::new(),
+                host: String::new(),
+                port: None,
+                addresses: Vec::new(),
+                classes: Vec::new(),
+            },
+            violations: Vec::new(),
+            pending: None,
         };
         let where_ = || match &f.pointer {
             Some(p) => format!("the argument at `{}`", safe(p)),
             None => "a declared destination".to_string(),
         };
         if let Some(kind) = f.not_a_string {
-            deny(
-                "destinations.unparseable".into(),
+            item.deny(
+                "destinations.unparseable",
                 format!(
                     "{} is a destination but holds {kind}, not a URL or host",
                     where_()
                 ),
             );
-            out.destinations.push(dest);
-            return;
+            return item;
         }
         let c = match canonicalize(&f.input) {
             Ok(c) => c,
             Err(e) => {
-                deny(
-                    "destinations.unparseable".into(),
+                item.deny(
+                    "destinations.unparseable",
                     format!(
                         "`{}` in {} cannot be checked: {e}",
-                        short(&dest.input),
+                        short(&item.dest.input),
                         where_()
                     ),
                 );
-                out.destinations.push(dest);
-                return;
+                return item;
             }
         };
         let w = Written {
@@ -184,97 +202,118 @@ impl DestPolicy {
             mismatch,
             ..
         } = c;
-        dest.scheme = scheme;
-        dest.port = port;
+        item.dest.scheme = scheme;
+        item.dest.port = port;
         // The host moves into the destination; `ip` remembers an address host.
         let ip = match host {
             Some(Host::Ip(a)) => {
-                dest.host = match a {
+                item.dest.host = match a {
                     IpAddr::V4(v4) => ipv4_text(v4),
                     IpAddr::V6(_) => a.to_string(),
                 };
                 Some(a)
             }
             Some(Host::Name(n)) => {
-                dest.host = n;
+                item.dest.host = n;
                 None
             }
             None => None,
         };
         if let Some(other) = &mismatch {
-            deny(
-                "destinations.parser-mismatch".into(),
-                format!(
-                    "`{w}` is ambiguous: a WHATWG URL parser reads host `{}`{}, an RFC 3986 parser reads {other}",
-                    safe(&dest.host),
-                    dest.port.map(|p| format!(" port {p}")).unwrap_or_default()
-                ),
+            let message = format!(
+                "`{w}` is ambiguous: a WHATWG URL parser reads host `{}`{}, an RFC 3986 parser reads {other}",
+                safe(&item.dest.host),
+                item.dest
+                    .port
+                    .map(|p| format!(" port {p}"))
+                    .unwrap_or_default()
             );
+            item.deny("destinations.parser-mismatch", message);
         }
-        let web = matches!(dest.scheme.as_str(), "" | "http" | "https");
+        let web = matches!(item.dest.scheme.as_str(), "" | "http" | "https");
         if !web
             && !self.allow.iter().any(|p| {
-                p.scheme.as_deref() == Some(dest.scheme.as_str())
-                    && p.matches_scheme_port(&dest, Mode::Strict)
+                p.scheme.as_deref() == Some(item.dest.scheme.as_str())
+                    && p.matches_scheme_port(&item.dest, Mode::Strict)
             })
         {
-            deny(
-                "destinations.scheme".into(),
-                format!(
-                    "`{w}` uses the scheme `{}`; only http and https are allowed unless an allow entry names the scheme",
-                    safe(&dest.scheme)
-                ),
+            let message = format!(
+                "`{w}` uses the scheme `{}`; only http and https are allowed unless an allow entry names the scheme",
+                safe(&item.dest.scheme)
             );
+            item.deny("destinations.scheme", message);
         }
-        if dest.host.is_empty() {
+        if item.dest.host.is_empty() {
             if web {
-                deny(
-                    "destinations.unparseable".into(),
-                    format!("`{w}` has no host"),
-                );
+                item.deny("destinations.unparseable", format!("`{w}` has no host"));
             }
-            out.destinations.push(dest);
-            return;
+            return item;
         }
         // Classes, from the address or (for names) from the name or the resolver.
         let mut blocked: Vec<(Class, String)> = Vec::new();
         match ip {
-            Some(a) => dest.addresses.push(a),
+            Some(a) => item.dest.addresses.push(a),
             None => {
-                if let Some((class, what)) = name_hit(&dest.host) {
-                    dest.classes.push(class);
+                if let Some((class, what)) = name_hit(&item.dest.host) {
+                    item.dest.classes.push(class);
                     if !self.permits(class) {
                         blocked.push((
                             class,
                             format!("`{w}` is {what}, {}", classes::phrase(class)),
                         ));
                     }
-                } else if self.needs_resolution(&dest) && !self.logical_host(&dest) {
-                    let r = match cache.iter().find(|(n, _)| *n == dest.host) {
-                        Some((_, r)) => r.clone(),
-                        None => {
-                            let r = resolver.resolve(&dest.host);
-                            cache.push((dest.host.clone(), r.clone()));
-                            r
-                        }
-                    };
-                    match r {
-                        Ok(addrs) if !addrs.is_empty() => dest.addresses = addrs,
-                        Ok(_) => deny(
-                            "destinations.unresolvable".into(),
-                            format!(
-                                "`{w}` cannot be checked: `{}` does not resolve",
-                                safe(&dest.host)
-                            ),
-                        ),
-                        Err(e) => deny(
-                            "destinations.unresolvable".into(),
-                            format!("`{w}` cannot be checked: {e}"),
-                        ),
-                    }
+                } else if self.needs_resolution(&item.dest) && !self.logical_host(&item.dest) {
+                    item.pending = Some(Pending {
+                        host: item.dest.host.clone(),
+                        origin: w.origin,
+                        input: f.input.to_string(),
+                        blocked,
+                    });
+                    return item;
                 }
             }
         }
+        self.complete(&mut item, &w, ip, blocked);
+        item
+    }
+
+    /// Give a pending name its resolver's answer and complete its check.
+    fn resolved(&self, item: &mut Item, answer: Result<Vec<IpAddr>, ResolveError>) {
+        let Some(p) = item.pending.take() else {
+            return;
+        };
+        let w = Written {
+            cell: std::cell::OnceCell::new(),
+            origin: p.origin,
+            input: &p.input,
+        };
+        match answer {
+            Ok(addrs) if !addrs.is_empty() => item.dest.addresses = addrs,
+            Ok(_) => item.deny(
+                "destinations.unresolvable",
+                format!(
+                    "`{w}` cannot be checked: `{}` does not resolve",
+                    safe(&item.dest.host)
+                ),
+            ),
+            Err(e) => item.deny(
+                "destinations.unresolvable",
+                format!("`{w}` cannot be checked: {e}"),
+            ),
+        }
+        self.complete(item, &w, None, p.blocked);
+    }
+
+    /// The checks on a destination whose addresses are known (or not needed): every
+    /// address classified, deny entries, the allow list.
+    fn complete(
+        &self,
+        item: &mut Item,
+        w: &Written<'_>,
+        ip: Option<IpAddr>,
+        mut blocked: Vec<(Class, String)>,
+    ) {
+        let dest = &mut item.dest;
         // INVARIANT: every address is classified, and every unpermitted class denies.
         for a in &dest.addresses {
             let hits = classes::hits(*a);
@@ -321,29 +360,29 @@ impl DestPolicy {
             dest.classes.dedup();
         }
         for (class, message) in blocked {
-            deny(format!("destinations.blocked.{}", class.name()), message);
+            item.violations
+                .push((format!("destinations.blocked.{}", class.name()), message));
         }
         for (i, p) in self.deny.iter().enumerate() {
-            if p.matches_mode(&dest, Mode::Loose) {
-                deny(
+            if p.matches_mode(&item.dest, Mode::Loose) {
+                item.violations.push((
                     format!("destinations.deny[{i}]"),
                     format!("`{w}` matches the deny entry `{}`", safe(p.as_str())),
-                );
+                ));
             }
         }
         if !self
             .allow
             .iter()
-            .any(|p| p.matches_mode(&dest, Mode::Strict))
+            .any(|p| p.matches_mode(&item.dest, Mode::Strict))
         {
             let message = if self.allow.is_empty() {
                 format!("`{w}` is not allowed: `destinations.allow` is empty, so no destination is")
             } else {
                 format!("`{w}` matches no entry of `destinations.allow`")
             };
-            deny("destinations.allow".into(), message);
+            item.deny("destinations.allow", message);
         }
-        out.destinations.push(dest);
     }
 
     /// Whether the verdict on a (not name-blocked) host name depends on its addresses.
@@ -373,6 +412,145 @@ impl DestPolicy {
                 && (p.host.needs_addresses() || p.matches_host(dest, Mode::Strict))
         });
         !denied_by_name && may_be_allowed
+    }
+}
+
+/// One destination of a [`DestPlan`]: checked, or waiting for its name's addresses.
+#[derive(Debug, Clone)]
+struct Item {
+    dest: Destination,
+    /// `(rule, message)`, in the order the checks found them.
+    violations: Vec<(String, String)>,
+    pending: Option<Pending>,
+}
+
+impl Item {
+    fn deny(&mut self, rule: &str, message: String) {
+        self.violations.push((rule.to_string(), message));
+    }
+}
+
+/// What the check of a name needs once its addresses are known.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// The canonical name to resolve (`dest.host`).
+    host: String,
+    /// How to show the origin as written, for messages, and the input it is in.
+    origin: canon::Origin,
+    input: String,
+    blocked: Vec<(Class, String)>,
+}
+
+/// The destination check of one call, done up to DNS ([`DestPolicy::prepare`]).
+///
+/// Either finish it with the addresses of [`DestPlan::hosts_to_resolve`]
+/// ([`DestPlan::finish`]), refuse some names without resolving them
+/// ([`DestPlan::refuse`]), or, when the call is denied for another reason, end it
+/// without any lookup ([`DestPlan::finish_unresolved`]).
+#[derive(Debug, Clone)]
+pub struct DestPlan<'p> {
+    policy: &'p DestPolicy,
+    items: Vec<Item>,
+    /// Distinct canonical names of the pending items, in order of appearance.
+    hosts: Vec<String>,
+    limit: Option<Violation>,
+}
+
+impl DestPlan<'_> {
+    /// The canonical host names (lowercase ASCII, no trailing dot) whose addresses
+    /// [`DestPlan::finish`] needs; empty when nothing waits for DNS.
+    pub fn hosts_to_resolve(&self) -> &[String] {
+        &self.hosts
+    }
+
+    /// Whether a check already failed (before any DNS).
+    pub fn denies(&self) -> bool {
+        self.limit.is_some() || self.items.iter().any(|i| !i.violations.is_empty())
+    }
+
+    /// The destinations found so far, each with whether it waits for its addresses.
+    pub fn destinations(&self) -> impl Iterator<Item = (&Destination, bool)> {
+        self.items.iter().map(|i| (&i.dest, i.pending.is_some()))
+    }
+
+    /// Deny the pending destination at `index` (in [`DestPlan::destinations`] order)
+    /// without resolving its name — e.g. because the name carries data a detector
+    /// found. Its name leaves [`DestPlan::hosts_to_resolve`] unless another pending
+    /// destination has the same name (which then fails the same way: the caller
+    /// refuses each destination whose name carries data). Does nothing for a
+    /// destination that is not pending.
+    pub fn refuse(&mut self, index: usize, rule: &str, message: String) {
+        let Some(item) = self.items.get_mut(index) else {
+            return;
+        };
+        let Some(p) = item.pending.take() else {
+            return;
+        };
+        item.deny(rule, message);
+        if !self
+            .items
+            .iter()
+            .any(|i| i.pending.as_ref().is_some_and(|q| q.host == p.host))
+        {
+            self.hosts.retain(|h| *h != p.host);
+        }
+    }
+
+    /// Complete the check with the addresses `resolver` gives for
+    /// [`DestPlan::hosts_to_resolve`] (each asked once). A name it does not answer
+    /// (an error, or no address) is unresolvable, which denies.
+    pub fn finish(mut self, resolver: &dyn Resolver) -> DestOutcome {
+        let mut answers: Vec<(String, Result<Vec<IpAddr>, ResolveError>)> = Vec::new();
+        for h in &self.hosts {
+            answers.push((h.clone(), resolver.resolve(h)));
+        }
+        let policy = self.policy;
+        for item in &mut self.items {
+            let Some(p) = &item.pending else {
+                continue;
+            };
+            let answer = answers.iter().find(|(h, _)| *h == p.host).map_or_else(
+                || {
+                    Err(ResolveError::NotFound {
+                        host: p.host.clone(),
+                    })
+                },
+                |(_, r)| r.clone(),
+            );
+            policy.resolved(item, answer);
+        }
+        self.outcome()
+    }
+
+    /// End the check without resolving anything: pending names are left without
+    /// addresses and without a verdict of their own.
+    ///
+    /// Only for a call that is denied anyway (by another check or another
+    /// destination): a pending name is not an allowed one.
+    pub fn finish_unresolved(mut self) -> DestOutcome {
+        for item in &mut self.items {
+            item.pending = None;
+        }
+        self.outcome()
+    }
+
+    fn outcome(self) -> DestOutcome {
+        let mut out = DestOutcome {
+            destinations: Vec::with_capacity(self.items.len()),
+            violations: Vec::new(),
+        };
+        for (index, item) in self.items.into_iter().enumerate() {
+            for (rule, message) in item.violations {
+                out.violations.push(Violation {
+                    rule,
+                    message,
+                    destination: index,
+                });
+            }
+            out.destinations.push(item.dest);
+        }
+        out.violations.extend(self.limit);
+        out
     }
 }
 

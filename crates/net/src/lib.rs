@@ -20,10 +20,10 @@ mod pattern;
 
 pub use canon::{CanonError, Canonical, Host, canonicalize};
 pub use classes::{classes_of, name_hit};
-pub use evaluate::{DestPolicy, MAX_DESTINATIONS};
+pub use evaluate::{DestPlan, DestPolicy, MAX_DESTINATIONS};
 pub use extract::find_in_text;
 pub use model::{
-    Class, DestOutcome, DestPolicySpec, Destination, PatternError, ResolveError, Resolver,
+    Answers, Class, DestOutcome, DestPolicySpec, Destination, PatternError, ResolveError, Resolver,
     Violation,
 };
 pub use pattern::DestPattern;

@@ -1,6 +1,7 @@
 //! The types of the destination check: classes, the resolver, the policy section as
 //! written, and what the check reports.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -67,6 +68,22 @@ pub trait Resolver {
     /// Every address `host` (already canonical: lowercase ASCII, no trailing dot)
     /// resolves to. An empty `Ok` list is treated like [`ResolveError::NotFound`].
     fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError>;
+}
+
+/// The answers a caller collected for [`crate::DestPlan::hosts_to_resolve`] (from an
+/// async or caching resolver, say), as a [`Resolver`] for [`crate::DestPlan::finish`].
+/// A host it holds no answer for does not resolve (which denies).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answers(pub HashMap<String, Result<Vec<IpAddr>, ResolveError>>);
+
+impl Resolver for Answers {
+    fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        self.0.get(host).cloned().unwrap_or_else(|| {
+            Err(ResolveError::NotFound {
+                host: host.to_string(),
+            })
+        })
+    }
 }
 
 /// The `destinations:` section of a policy, as written (already type-checked by

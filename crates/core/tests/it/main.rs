@@ -12,3 +12,4 @@ mod api;
 mod corpus;
 mod leaks;
 mod props;
+mod resolve_last;
