@@ -152,10 +152,14 @@ fn scan_string<'a>(s: &'a str, path: &[Seg<'_>], declared: &[String], found: &mu
     // Decoded texts are new strings: their hits are owned.
     let collect_hits = |t: &str, hits: &mut Vec<(Cow<'a, str>, bool)>| {
         let lead = t.len() - t.trim_start().len();
-        for (start, end) in find_in_text(t) {
+        let ranges = find_in_text(t);
+        for &(start, end) in &ranges {
             if let Some(sub) = t.get(start..end) {
                 hits.push((Cow::Owned(sub.to_string()), start <= lead));
             }
+        }
+        for (start, r) in extract::other_readings(t, &ranges) {
+            hits.push((Cow::Owned(r), start <= lead));
         }
         if extract::whole_is_blocked_name(t) {
             hits.push((Cow::Owned(t.trim().to_string()), true));
@@ -164,9 +168,15 @@ fn scan_string<'a>(s: &'a str, path: &[Seg<'_>], declared: &[String], found: &mu
     // The original text: hits borrow from it.
     {
         let lead = s.len() - s.trim_start().len();
-        for (start, end) in find_in_text(s) {
+        let ranges = find_in_text(s);
+        for &(start, end) in &ranges {
             if let Some(sub) = s.get(start..end) {
                 hits.push((Cow::Borrowed(sub), start <= lead));
+            }
+        }
+        if !ranges.is_empty() {
+            for (start, r) in extract::other_readings(s, &ranges) {
+                hits.push((Cow::Owned(r), start <= lead));
             }
         }
         if extract::whole_is_blocked_name(s) {
