@@ -52,6 +52,7 @@
 
 mod checks;
 mod decision;
+mod display;
 mod prepare;
 mod request;
 mod scrub;

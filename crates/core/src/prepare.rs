@@ -15,6 +15,7 @@ use conductor_scan::{Finding, FingerprintKey};
 use crate::checks::{
     Egress, data_check, dedup, egress_bound, egress_of, flow_check, tool_and_role, workflow_check,
 };
+use crate::display;
 use crate::request::show;
 use crate::scrub::Scrub;
 use crate::{Check, Decision, Effect, Reason, Request, tool_name_problem};
@@ -240,7 +241,7 @@ pub fn prepare<'p>(
             .map(|(i, (d, _))| (i, d.pointer.clone()))
             .collect();
         for (i, pointer) in carrying {
-            let at = pointer.map_or_else(String::new, |p| format!(" at `{}`", show_all(&p)));
+            let at = pointer.map_or_else(String::new, |p| format!(" at `{}`", show(&p)));
             plan.refuse(
                 i,
                 NAME_CARRIES_DATA,
@@ -331,6 +332,8 @@ fn conclude(
         (Effect::Allow, Vec::new())
     };
     scrub.apply(findings, &mut destinations, &mut reasons);
+    // INVARIANT: scrub first, then cut.
+    display::cut(&mut reasons, &mut destinations);
     Decision {
         decision,
         reasons,
@@ -338,18 +341,4 @@ fn conclude(
         findings: std::mem::take(findings),
         policy: policy.sha256().to_string(),
     }
-}
-
-/// User input in a message, control characters escaped, not cut (a cut before
-/// scrubbing could leave part of a secret behind).
-fn show_all(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() || c == '`' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

@@ -109,6 +109,12 @@ pub const MAX_TOOL_NAME: usize = 256;
 
 /// Why `tool` is not a qualified tool name `<server>.<tool>`, if it is not.
 pub fn tool_name_problem(tool: &str) -> Option<String> {
+    let mut m = tool_name_problem_uncut(tool)?;
+    crate::display::cut_message(&mut m);
+    Some(m)
+}
+
+fn tool_name_problem_uncut(tool: &str) -> Option<String> {
     let shown = show(tool);
     if tool.len() > MAX_TOOL_NAME {
         return Some(format!(
@@ -140,14 +146,11 @@ pub fn tool_name_problem(tool: &str) -> Option<String> {
     None
 }
 
-/// User input shown in a message: control characters escaped, at most 80 characters.
+/// User input shown in a message: control characters (and backticks) escaped. Not
+/// cut here: a decision's strings are scrubbed and then cut (`display`).
 pub(crate) fn show(s: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == 80 {
-            out.push('…');
-            break;
-        }
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
         if c.is_control() || c == '`' {
             out.extend(c.escape_default());
         } else {

@@ -30,19 +30,64 @@ struct Secret {
     replacement: String,
 }
 
-/// The string a finding is about: the key (for `in_key`) or the string value.
-fn target<'a>(arguments: &'a Value, f: &Finding) -> Option<&'a str> {
-    if f.in_key {
-        let cut = f.pointer.rfind('/')?;
-        let parent = arguments.pointer(f.pointer.get(..cut)?)?;
-        let token = unescape(f.pointer.get(cut + 1..)?);
-        parent
-            .as_object()?
-            .get_key_value(&token)
-            .map(|(k, _)| k.as_str())
-    } else {
-        arguments.pointer(&f.pointer)?.as_str()
+/// The strings a finding may be about: the key (for `in_key`) or the string value.
+/// A pointer token `[key:<i>]` names the i-th member of an object (the scanner never
+/// spells out a key that holds a detection); a literal key of that name is taken too —
+/// when in doubt, more is scrubbed.
+fn targets<'a>(arguments: &'a Value, f: &Finding) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let Some(rest) = f.pointer.strip_prefix('/') else {
+        if f.pointer.is_empty()
+            && !f.in_key
+            && let Some(s) = arguments.as_str()
+        {
+            out.push(s);
+        }
+        return out;
+    };
+    let tokens: Vec<&str> = rest.split('/').collect();
+    let mut stack: Vec<(&'a Value, usize)> = vec![(arguments, 0)];
+    while let Some((v, depth)) = stack.pop() {
+        let Some(&tok) = tokens.get(depth) else {
+            if !f.in_key
+                && let Some(s) = v.as_str()
+            {
+                out.push(s);
+            }
+            continue;
+        };
+        let last = depth + 1 == tokens.len();
+        match v {
+            Value::Object(map) => {
+                let mut members: Vec<(&'a String, &'a Value)> = Vec::new();
+                if let Some(kv) = map.get_key_value(&unescape(tok)) {
+                    members.push(kv);
+                }
+                if let Some(i) = tok
+                    .strip_prefix("[key:")
+                    .and_then(|t| t.strip_suffix(']'))
+                    .and_then(|t| t.parse::<usize>().ok())
+                    && let Some(kv) = map.iter().nth(i)
+                {
+                    members.push(kv);
+                }
+                for (k, item) in members {
+                    if last && f.in_key {
+                        out.push(k.as_str());
+                    } else {
+                        stack.push((item, depth + 1));
+                    }
+                }
+            }
+            Value::Array(items) => {
+                if let Some(item) = tok.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                    stack.push((item, depth + 1));
+                }
+            }
+            _ => {}
+        }
     }
+    out
 }
 
 fn unescape(token: &str) -> String {
@@ -122,22 +167,23 @@ impl Scrub {
         // Destinations whose string held an encoded finding: replaced whole.
         let mut whole: Vec<(String, String)> = Vec::new();
         for f in findings {
-            let Some(t) = target(arguments, f) else {
-                continue;
-            };
             let replacement = format!("[REDACTED:{}]", f.label);
-            let value = if f.encoding.is_some() {
+            if f.encoding.is_some() {
                 whole.push((f.pointer.clone(), replacement.clone()));
-                t
-            } else {
-                t.get(f.start..f.end).unwrap_or(t)
-            };
-            if value.len() >= MIN_SECRET_LEN {
-                for v in [value.to_string(), escape(value)] {
-                    secrets.push(Secret {
-                        lower: v.to_ascii_lowercase(),
-                        replacement: replacement.clone(),
-                    });
+            }
+            for t in targets(arguments, f) {
+                let value = if f.encoding.is_some() {
+                    t
+                } else {
+                    t.get(f.start..f.end).unwrap_or(t)
+                };
+                if value.len() >= MIN_SECRET_LEN {
+                    for v in [value.to_string(), escape(value)] {
+                        secrets.push(Secret {
+                            lower: v.to_ascii_lowercase(),
+                            replacement: replacement.clone(),
+                        });
+                    }
                 }
             }
         }

@@ -721,15 +721,12 @@ fn written_origin(s: &str, form: &Form) -> String {
     }
 }
 
-/// Escape control and other invisible characters and truncate, for messages.
+/// Escape control and other invisible characters (and backticks), for messages.
 pub fn safe(s: &str) -> String {
-    const MAX: usize = 120;
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i >= MAX {
-            out.push('…');
-            break;
-        }
+    // Not cut here: a cut before scrubbing could leave part of a secret behind. The
+    // decision core scrubs every string a person reads first, then cuts it.
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
         if c.is_control()
             || c == '`'
             || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{feff}')

@@ -16,9 +16,6 @@ use crate::{
 /// (`destinations.limit`), so a call cannot make the gate resolve without bound.
 pub const MAX_DESTINATIONS: usize = 64;
 
-/// Longest `input` kept in a [`Destination`]; longer inputs are cut (with `…`).
-const MAX_INPUT_SHOWN: usize = 2048;
-
 /// A compiled `destinations:` section.
 #[derive(Debug, Clone)]
 pub struct DestPolicy {
@@ -651,10 +648,10 @@ impl std::fmt::Display for Written<'_> {
 }
 
 /// The input as shown in a decision: a userinfo password replaced by `***` (also in a
-/// bare `user:password@host`), cut to
-/// [`MAX_INPUT_SHOWN`] bytes.
+/// bare `user:password@host`), bounded like [`short`] (the core cuts what it shows, after
+/// scrubbing).
 fn shown_input(input: &str) -> String {
-    let mut s = input.to_string();
+    let mut s = bounded(input).to_string();
     // The authority starts after `scheme:` and any slashes or backslashes, after leading
     // slashes, or (a bare host) at the start; it ends at `/`, `?` or `#` (a backslash
     // does not end it here: when in doubt, more is redacted).
@@ -681,22 +678,23 @@ fn shown_input(input: &str) -> String {
             s.replace_range(start + colon + 1..start + at, "***");
         }
     }
-    if s.len() > MAX_INPUT_SHOWN {
-        let mut cut = MAX_INPUT_SHOWN;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
     s
 }
 
-/// A short, safe excerpt of an input for messages.
+/// An input for messages, made safe and bounded at [`canon::MAX_INPUT`] bytes — a
+/// bound, not a display cut: the decision core scrubs what people read first and then
+/// cuts it far shorter, so the end of this bound is never shown.
 fn short(input: &str) -> String {
-    let cut: String = input.chars().take(60).collect();
-    let more = if cut.len() < input.len() { "…" } else { "" };
-    format!("{}{more}", safe(&cut))
+    safe(bounded(input))
+}
+
+/// `input` up to [`canon::MAX_INPUT`] bytes (at a character boundary).
+fn bounded(input: &str) -> &str {
+    let mut cut = input.len().min(canon::MAX_INPUT);
+    while !input.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    input.get(..cut).unwrap_or("")
 }
 
 #[cfg(test)]
