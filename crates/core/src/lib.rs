@@ -3,17 +3,25 @@
 //! INVARIANT: this crate does no I/O — no sockets, files, clocks or DNS. What it needs
 //! from the world (resolved addresses, the fingerprint key) comes in through [`World`].
 //!
-//! CONTRACT (used by the CLI and transports; keep these signatures):
-//! [`Request`], [`Request::from_json`], [`Decision`], [`Effect`], [`Check`], [`Reason`],
-//! [`World`], [`decide`], [`label_result`], [`may_ever_call`], [`action_of`].
+//! # Entry points
 //!
-//! Additions: [`RequestError::line`] / [`RequestError::column`], [`MAX_REQUEST_BYTES`],
-//! [`tool_name_problem`], [`MAX_TOOL_NAME`], [`Check::name`], [`decide_with_pointers`].
+//! - [`prepare`] → [`Prepared::hosts_to_resolve`] → [`Prepared::finish`]: the decision
+//!   in two phases, for callers with their own (async, caching) resolver — every check
+//!   but DNS first, then the answers for the names that still need them.
+//! - [`decide`] / [`decide_with_pointers`]: both phases with [`World::resolver`].
+//! - [`Request::from_json`] reads a request; [`label_result`] labels a tool result;
+//!   [`may_ever_call`] filters `tools/list`; [`action_of`] names a tool's action.
+//!
+//! Where a typical change goes: a new check → `checks.rs` and a call in
+//! `prepare.rs`; a new destination rule → `conductor-net`; what people read of a
+//! decision → `scrub.rs` (scrubbing) and `display.rs` (cutting).
 //!
 //! # Semantics (DESIGN.md, with the choices it leaves open)
 //!
-//! Every check runs and every failing one adds reasons; the decision is `deny` when
-//! any reason was added, else `approve` when an approve rule applies, else `allow`.
+//! Every check but DNS runs and every failing one adds reasons; the decision is
+//! `deny` when any reason was added, else `approve` when an approve rule applies,
+//! else `allow`. **Resolve last**: host names are resolved only when nothing denies
+//! before DNS (see [`prepare`]); a denied call lists the reasons found without DNS.
 //!
 //! - **input**: the tool name must be `<server>.<tool>` (server `[a-z0-9_-]+`, tool
 //!   part non-empty, printable, at most 256 bytes) and the arguments a JSON object.
@@ -35,13 +43,17 @@
 //!   agent's effective roles (`workflows.<w>.roles`; a role extending a listed
 //!   role counts) and match the tool (`workflows.<w>.tools`).
 //! - **destination**: the policy's destination check over the tool's declared
-//!   pointers and literals (and scanned URLs); each violation is a reason.
+//!   pointers and literals (and scanned URLs); each violation is a reason. A name
+//!   that carries a value a detector found is denied
+//!   ([`NAME_CARRIES_DATA`]) and not resolved.
 //! - **data**: the policy's scanner over the arguments (keys too). A finding whose
 //!   label level is above the agent's clearance → `data.labels.<label>`; above the
 //!   egress maximum of a destination of the call → that egress rule's id. The
 //!   egress maximum of a destination is the `max` of the **first** `data.egress`
 //!   entry with a matching `to:` pattern (file order, like a firewall), else
-//!   `default_egress` (`data.default_egress`).
+//!   `default_egress` (`data.default_egress`). A tool whose facts do not say
+//!   `destinations:` has an unknown destination, to which `default_egress` applies
+//!   too; `destinations: []` declares a tool that sends nothing out.
 //! - **flow**: the same egress maxima apply to the levels of `session_labels`; a
 //!   label the policy does not define counts as the highest level.
 //!
@@ -49,6 +61,8 @@
 //! labels, JSON pointers and canonical hosts. Before a decision leaves the core,
 //! every value a detector matched is scrubbed from all of its strings (a
 //! destination's `input`, pointers through secret keys, messages) — see `scrub`.
+
+#![warn(missing_docs, unreachable_pub)]
 
 mod checks;
 mod decision;

@@ -7,15 +7,20 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
+    /// The calling agent's id (`agents.<id>` in the policy).
     pub agent: String,
     /// Qualified tool name `<server>.<tool>`.
     pub tool: String,
+    /// The call's arguments: a JSON object (anything else is denied, check `input`).
     #[serde(default = "empty_object")]
     pub arguments: serde_json::Value,
+    /// The workflow the call is made in, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<String>,
+    /// The session's id, if the transport has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// Labels of the data the session has already received (for the flow check).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub session_labels: Vec<String>,
 }

@@ -109,10 +109,13 @@ impl Canonical {
 /// Why a destination string could not be canonicalized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanonError {
+    /// Nothing but whitespace.
     #[error("it is empty")]
     Empty,
+    /// Longer than [`MAX_INPUT`].
     #[error("it is longer than {MAX_INPUT} bytes")]
     TooLong,
+    /// No URL parser reads it as a URL or host (the parser's reason).
     #[error("it is not a valid URL or host ({0})")]
     Invalid(String),
 }

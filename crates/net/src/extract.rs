@@ -268,7 +268,7 @@ fn word_is_destination(w: &str) -> bool {
 /// prose reading's authority.
 // INVARIANT: where the end or the host of a scanned URL is ambiguous, every reading
 // is a destination (and each is checked; one failing denies).
-pub fn other_readings(text: &str, hits: &[(usize, usize)]) -> Vec<(usize, String)> {
+pub(crate) fn other_readings(text: &str, hits: &[(usize, usize)]) -> Vec<(usize, String)> {
     let mut out: Vec<(usize, String)> = Vec::new();
     for &(start, end) in hits {
         let Some(rest) = text.get(start..) else {
@@ -342,7 +342,7 @@ pub fn other_readings(text: &str, hits: &[(usize, usize)]) -> Vec<(usize, String
 
 /// Whether a whole string (trimmed) is a host blocked by name, optionally with a port
 /// or path (`localhost:6379`, `metadata.google.internal/computeMetadata/v1/`).
-pub fn whole_is_blocked_name(text: &str) -> bool {
+pub(crate) fn whole_is_blocked_name(text: &str) -> bool {
     let t = text.trim();
     // The shortest blocked name is `metadata` (8 bytes).
     if t.len() < 8 || t.len() > 300 {
@@ -379,7 +379,7 @@ pub fn whole_is_blocked_name(text: &str) -> bool {
 
 /// The percent-decoded forms of `text` (decoded once, twice, three times — as long as
 /// decoding changes it and yields UTF-8), for destinations hidden in parameters.
-pub fn percent_decoded(text: &str) -> Vec<String> {
+pub(crate) fn percent_decoded(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     if !text.as_bytes().contains(&b'%') {
         return out;

@@ -4,10 +4,20 @@
 //! the permitted scope?"). It is pure: it never opens a socket or asks DNS itself;
 //! host names are resolved through the [`Resolver`] it is given.
 //!
-//! CONTRACT (used by `conductor-policy` and `conductor-core`; keep these signatures):
-//! - [`Class`], [`Resolver`], [`ResolveError`]
-//! - [`DestPolicySpec`] → [`DestPolicy::compile`] → [`DestPolicy::evaluate`] → [`DestOutcome`]
-//! - [`DestPattern::parse`] / [`DestPattern::matches`] (used by data egress rules)
+//! # Entry points
+//!
+//! - [`DestPolicySpec`] → [`DestPolicy::compile`] (the policy loader does this).
+//! - [`DestPolicy::prepare`] → [`DestPlan::hosts_to_resolve`] → [`DestPlan::finish`]:
+//!   the check of a call in two phases, DNS last; [`DestPolicy::evaluate`] is both
+//!   with one [`Resolver`]. The result is a [`DestOutcome`].
+//! - [`DestPattern::parse`] / [`DestPattern::matches`]: patterns, also used by data
+//!   egress rules; [`canonicalize`] and [`classes_of`] for single strings.
+//!
+//! Where a typical change goes: finding destination strings in arguments →
+//! `collect.rs` and `extract.rs` (the scanner); reading one string → `canon.rs`;
+//! a blocked class or range → `classes.rs`; a rule on a destination → `evaluate.rs`.
+
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod canon;
 mod classes;

@@ -11,12 +11,20 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
+    /// Every provider's metadata service addresses and names (`169.254.169.254`,
+    /// `fd00:ec2::254`, `metadata.google.internal`, ...).
     CloudMetadata,
+    /// `127.0.0.0/8`, `::1`, `localhost`.
     Loopback,
+    /// `169.254.0.0/16`, `fe80::/10`.
     LinkLocal,
+    /// RFC 1918, unique local (`fc00::/7`), CGNAT (`100.64.0.0/10`).
     Private,
+    /// `0.0.0.0/8`, `::`.
     Unspecified,
+    /// `224.0.0.0/4`, `ff00::/8`.
     Multicast,
+    /// Documentation, benchmarking, broadcast and other special-purpose ranges.
     Reserved,
 }
 
@@ -54,12 +62,26 @@ impl Class {
 /// Why a host name could not be resolved. Every variant ends in a deny.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
+    /// The name has no address.
     #[error("`{host}` does not resolve")]
-    NotFound { host: String },
+    NotFound {
+        /// The canonical name asked for.
+        host: String,
+    },
+    /// The resolver gave no answer in time.
     #[error("resolving `{host}` timed out")]
-    Timeout { host: String },
+    Timeout {
+        /// The canonical name asked for.
+        host: String,
+    },
+    /// The resolver failed otherwise.
     #[error("resolving `{host}` failed: {message}")]
-    Failed { host: String, message: String },
+    Failed {
+        /// The canonical name asked for.
+        host: String,
+        /// What the resolver said (lowercase).
+        message: String,
+    },
 }
 
 /// Resolves host names to addresses. Injected into the pure core by its caller
@@ -90,7 +112,9 @@ impl Resolver for Answers {
 /// the policy loader).
 #[derive(Debug, Clone, Default)]
 pub struct DestPolicySpec {
+    /// `destinations.allow`: patterns a destination must match (one of).
     pub allow: Vec<String>,
+    /// `destinations.deny`: patterns no destination may match.
     pub deny: Vec<String>,
     /// Names of built-in classes to open up (see [`Class::name`]).
     pub permit: Vec<String>,
@@ -113,17 +137,24 @@ pub struct PatternError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Destination {
     /// The string as found in the arguments (or the declared literal).
+    /// The string as found in the arguments (or the declared literal), a userinfo
+    /// password replaced by `***`; bounded, not cut for display (the core does that).
     pub input: String,
     /// Where it was found: a JSON pointer into the arguments; `None` for a literal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pointer: Option<String>,
+    /// Lowercase scheme; empty for a bare host or `//host`.
     pub scheme: String,
     /// Canonical host: an IP address in canonical text form, or a lowercase
     /// ASCII (punycode) name without trailing dot. Empty if the input did not parse.
     pub host: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Explicit port or the scheme's default; `None` when neither is known.
     pub port: Option<u16>,
+    /// The address host, or every address the name resolved to (empty when it was not
+    /// resolved).
     pub addresses: Vec<IpAddr>,
+    /// Every built-in class of the host or its addresses, sorted.
     pub classes: Vec<Class>,
 }
 
@@ -142,6 +173,8 @@ pub struct Violation {
 /// What the destination check found for one call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DestOutcome {
+    /// Every destination checked, in order of discovery.
     pub destinations: Vec<Destination>,
+    /// Every failing check, in the order of the destinations.
     pub violations: Vec<Violation>,
 }
