@@ -1,6 +1,11 @@
 //! Decision latency on the generated 100-agent / 50-role / 1,000-rule policy
 //! (identity + tool + role + workflow), and a decision with a 4 KiB argument payload.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a bench is a program: it may exit with a message"
+)]
+
 use std::net::IpAddr;
 
 use conductor_core::{Effect, Request, World, decide};

@@ -1,5 +1,10 @@
 //! Where a decision's time goes: the data scanner and the destination check alone.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a bench is a program: it may exit with a message"
+)]
+
 use std::net::IpAddr;
 
 use conductor_net::{ResolveError, Resolver};

@@ -30,19 +30,64 @@ struct Secret {
     replacement: String,
 }
 
-/// The string a finding is about: the key (for `in_key`) or the string value.
-fn target<'a>(arguments: &'a Value, f: &Finding) -> Option<&'a str> {
-    if f.in_key {
-        let cut = f.pointer.rfind('/')?;
-        let parent = arguments.pointer(f.pointer.get(..cut)?)?;
-        let token = unescape(f.pointer.get(cut + 1..)?);
-        parent
-            .as_object()?
-            .get_key_value(&token)
-            .map(|(k, _)| k.as_str())
-    } else {
-        arguments.pointer(&f.pointer)?.as_str()
+/// The strings a finding may be about: the key (for `in_key`) or the string value.
+/// A pointer token `[key:<i>]` names the i-th member of an object (the scanner never
+/// spells out a key that holds a detection); a literal key of that name is taken too —
+/// when in doubt, more is scrubbed.
+fn targets<'a>(arguments: &'a Value, f: &Finding) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let Some(rest) = f.pointer.strip_prefix('/') else {
+        if f.pointer.is_empty()
+            && !f.in_key
+            && let Some(s) = arguments.as_str()
+        {
+            out.push(s);
+        }
+        return out;
+    };
+    let tokens: Vec<&str> = rest.split('/').collect();
+    let mut stack: Vec<(&'a Value, usize)> = vec![(arguments, 0)];
+    while let Some((v, depth)) = stack.pop() {
+        let Some(&tok) = tokens.get(depth) else {
+            if !f.in_key
+                && let Some(s) = v.as_str()
+            {
+                out.push(s);
+            }
+            continue;
+        };
+        let last = depth + 1 == tokens.len();
+        match v {
+            Value::Object(map) => {
+                let mut members: Vec<(&'a String, &'a Value)> = Vec::new();
+                if let Some(kv) = map.get_key_value(&unescape(tok)) {
+                    members.push(kv);
+                }
+                if let Some(i) = tok
+                    .strip_prefix("[key:")
+                    .and_then(|t| t.strip_suffix(']'))
+                    .and_then(|t| t.parse::<usize>().ok())
+                    && let Some(kv) = map.iter().nth(i)
+                {
+                    members.push(kv);
+                }
+                for (k, item) in members {
+                    if last && f.in_key {
+                        out.push(k.as_str());
+                    } else {
+                        stack.push((item, depth + 1));
+                    }
+                }
+            }
+            Value::Array(items) => {
+                if let Some(item) = tok.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                    stack.push((item, depth + 1));
+                }
+            }
+            _ => {}
+        }
     }
+    out
 }
 
 fn unescape(token: &str) -> String {
@@ -98,74 +143,122 @@ impl Scrubber {
     }
 }
 
-/// Remove every matched value from the reasons, destinations and finding pointers.
-pub fn scrub(
-    arguments: &Value,
-    findings: &mut [Finding],
-    destinations: &mut [Destination],
-    reasons: &mut [Reason],
-) {
-    if findings.is_empty() {
-        return;
-    }
-    let mut secrets: Vec<Secret> = Vec::new();
-    // Destinations whose string held an encoded finding: replaced whole.
-    let mut whole: Vec<(String, String)> = Vec::new();
-    for f in findings.iter() {
-        let Some(t) = target(arguments, f) else {
-            continue;
-        };
-        let replacement = format!("[REDACTED:{}]", f.label);
-        let value = if f.encoding.is_some() {
-            whole.push((f.pointer.clone(), replacement.clone()));
-            t
-        } else {
-            t.get(f.start..f.end).unwrap_or(t)
-        };
-        if value.len() >= MIN_SECRET_LEN {
-            for v in [value.to_string(), escape(value)] {
-                secrets.push(Secret {
-                    lower: v.to_ascii_lowercase(),
-                    replacement: replacement.clone(),
-                });
+/// What the scrubbing of one decision needs, built from the arguments and findings
+/// before the decision is complete (so the arguments need not be kept).
+pub(crate) struct Scrub {
+    scrubber: Scrubber,
+    /// Pointers of strings that held an encoded finding, with their replacement.
+    whole: Vec<(String, String)>,
+}
+
+impl Scrub {
+    /// Look up every value `findings` matched in `arguments`.
+    pub(crate) fn new(arguments: &Value, findings: &[Finding]) -> Scrub {
+        if findings.is_empty() {
+            return Scrub {
+                scrubber: Scrubber {
+                    ac: None,
+                    replacements: Vec::new(),
+                },
+                whole: Vec::new(),
+            };
+        }
+        let mut secrets: Vec<Secret> = Vec::new();
+        // Destinations whose string held an encoded finding: replaced whole.
+        let mut whole: Vec<(String, String)> = Vec::new();
+        for f in findings {
+            let replacement = format!("[REDACTED:{}]", f.label);
+            if f.encoding.is_some() {
+                whole.push((f.pointer.clone(), replacement.clone()));
+            }
+            for t in targets(arguments, f) {
+                let value = if f.encoding.is_some() {
+                    t
+                } else {
+                    t.get(f.start..f.end).unwrap_or(t)
+                };
+                if value.len() >= MIN_SECRET_LEN {
+                    for v in [value.to_string(), escape(value)] {
+                        secrets.push(Secret {
+                            lower: v.to_ascii_lowercase(),
+                            replacement: replacement.clone(),
+                        });
+                    }
+                }
             }
         }
+        // Longest first, so a value containing another is replaced whole.
+        secrets.sort_by_cached_key(|s| (std::cmp::Reverse(s.lower.len()), s.lower.clone()));
+        secrets.dedup_by(|a, b| a.lower == b.lower);
+        Scrub {
+            scrubber: Scrubber::new(&secrets),
+            whole,
+        }
     }
-    // Longest first, so a value containing another is replaced whole.
-    secrets.sort_by_cached_key(|s| (std::cmp::Reverse(s.lower.len()), s.lower.clone()));
-    secrets.dedup_by(|a, b| a.lower == b.lower);
-    let scrubber = Scrubber::new(&secrets);
 
-    // Destination inputs replaced whole or in part, to be replaced in messages too.
-    let mut quoted: Vec<Secret> = Vec::new();
-    for d in destinations.iter_mut() {
-        let original = d.input.clone();
-        if let Some(p) = &d.pointer
-            && let Some((_, r)) = whole.iter().find(|(wp, _)| wp == p)
+    /// Whether the host name of `dest` carries a value a detector found: the name
+    /// contains a matched value (ASCII case-insensitively), or the string it was
+    /// found in held an encoded finding (which cannot be located, so it counts).
+    pub(crate) fn carries(&self, dest: &Destination) -> bool {
+        if dest
+            .pointer
+            .as_ref()
+            .is_some_and(|p| self.whole.iter().any(|(w, _)| w == p))
         {
-            d.input = r.clone();
-        } else {
-            scrubber.scrub(&mut d.input);
+            return true;
         }
-        if d.input != original && original.len() >= MIN_SECRET_LEN {
-            quoted.push(Secret {
-                lower: original.to_ascii_lowercase(),
-                replacement: d.input.clone(),
-            });
+        if self.scrubber.replacements.is_empty() {
+            return false;
         }
-        if let Some(p) = &mut d.pointer {
-            scrubber.scrub(p);
+        match &self.scrubber.ac {
+            Some(ac) => ac.is_match(dest.host.as_str()),
+            // INVARIANT: fail closed — without a matcher every name counts.
+            None => true,
         }
-        scrubber.scrub(&mut d.host);
     }
-    quoted.sort_by_cached_key(|s| (std::cmp::Reverse(s.lower.len()), s.lower.clone()));
-    quoted.dedup_by(|a, b| a.lower == b.lower);
-    let quoted = Scrubber::new(&quoted);
-    for r in reasons.iter_mut() {
-        quoted.scrub(&mut r.message);
-        scrubber.scrub(&mut r.message);
-    }
-    for f in findings.iter_mut() {
-        scrubber.scrub(&mut f.pointer);
+
+    /// Remove every matched value from the reasons, destinations and finding pointers.
+    pub(crate) fn apply(
+        &self,
+        findings: &mut [Finding],
+        destinations: &mut [Destination],
+        reasons: &mut [Reason],
+    ) {
+        if findings.is_empty() {
+            return;
+        }
+        let scrubber = &self.scrubber;
+        // Destination inputs replaced whole or in part, to be replaced in messages too.
+        let mut quoted: Vec<Secret> = Vec::new();
+        for d in destinations.iter_mut() {
+            let original = d.input.clone();
+            if let Some(p) = &d.pointer
+                && let Some((_, r)) = self.whole.iter().find(|(wp, _)| wp == p)
+            {
+                d.input = r.clone();
+            } else {
+                scrubber.scrub(&mut d.input);
+            }
+            if d.input != original && original.len() >= MIN_SECRET_LEN {
+                quoted.push(Secret {
+                    lower: original.to_ascii_lowercase(),
+                    replacement: d.input.clone(),
+                });
+            }
+            if let Some(p) = &mut d.pointer {
+                scrubber.scrub(p);
+            }
+            scrubber.scrub(&mut d.host);
+        }
+        quoted.sort_by_cached_key(|s| (std::cmp::Reverse(s.lower.len()), s.lower.clone()));
+        quoted.dedup_by(|a, b| a.lower == b.lower);
+        let quoted = Scrubber::new(&quoted);
+        for r in reasons.iter_mut() {
+            quoted.scrub(&mut r.message);
+            scrubber.scrub(&mut r.message);
+        }
+        for f in findings.iter_mut() {
+            scrubber.scrub(&mut f.pointer);
+        }
     }
 }

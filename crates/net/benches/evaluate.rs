@@ -1,6 +1,7 @@
 //! Extract, canonicalize and classify the destinations of one call with three URL
 //! arguments; the resolver is a fixed map (no DNS). See `BENCHMARKS.md`.
 #![allow(
+    clippy::disallowed_methods,
     clippy::panic,
     clippy::unwrap_used,
     clippy::expect_used,

@@ -109,10 +109,13 @@ impl Canonical {
 /// Why a destination string could not be canonicalized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanonError {
+    /// Nothing but whitespace.
     #[error("it is empty")]
     Empty,
+    /// Longer than [`MAX_INPUT`].
     #[error("it is longer than {MAX_INPUT} bytes")]
     TooLong,
+    /// No URL parser reads it as a URL or host (the parser's reason).
     #[error("it is not a valid URL or host ({0})")]
     Invalid(String),
 }
@@ -721,15 +724,12 @@ fn written_origin(s: &str, form: &Form) -> String {
     }
 }
 
-/// Escape control and other invisible characters and truncate, for messages.
+/// Escape control and other invisible characters (and backticks), for messages.
 pub fn safe(s: &str) -> String {
-    const MAX: usize = 120;
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i >= MAX {
-            out.push('…');
-            break;
-        }
+    // Not cut here: a cut before scrubbing could leave part of a secret behind. The
+    // decision core scrubs every string a person reads first, then cuts it.
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
         if c.is_control()
             || c == '`'
             || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{feff}')

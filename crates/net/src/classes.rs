@@ -411,7 +411,7 @@ const NAMES: &[(&str, Class, &str)] = &[
 
 /// One reason an address is in a class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hit {
+pub(crate) struct Hit {
     pub class: Class,
     /// What the matching table entry is, e.g. "private-use, RFC 1918".
     pub what: &'static str,
@@ -458,7 +458,7 @@ fn v6_hits(addr: Ipv6Addr, out: &mut Vec<Hit>) {
 /// Every table entry `addr` falls in. An IPv6 address that carries an IPv4 address
 /// (mapped, compatible, SIIT, NAT64, 6to4, ISATAP, Teredo) also gets the hits of
 /// every IPv4 address it may carry.
-pub fn hits(addr: IpAddr) -> Vec<Hit> {
+pub(crate) fn hits(addr: IpAddr) -> Vec<Hit> {
     let mut out = Vec::new();
     match addr {
         IpAddr::V4(a) => v4_hits(a, None, &mut out),
@@ -493,7 +493,7 @@ pub fn name_hit(name: &str) -> Option<(Class, &'static str)> {
 }
 
 /// The human phrase for a class, used in messages.
-pub fn phrase(class: Class) -> &'static str {
+pub(crate) fn phrase(class: Class) -> &'static str {
     match class {
         Class::CloudMetadata => "a cloud metadata endpoint",
         Class::Loopback => "a loopback address",

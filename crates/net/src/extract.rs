@@ -14,12 +14,15 @@
 //! 5. a whole string (trimmed) that is a name blocked by name (`metadata.google.internal`,
 //!    `localhost:6379`);
 //! 6. and all of the above again in the percent-decoded text when the string contains
-//!    percent-escapes (`?next=http%3A%2F%2F169.254.169.254%2F`).
+//!    percent-escapes (`?next=http%3A%2F%2F169.254.169.254%2F`);
+//! 7. for every URL of item 1, the readings a parser given the rest of the string makes
+//!    where they name another host ([`other_readings`]: tab/LF/CR removed, the host after
+//!    the last `@` of the authority — `http://example.com;@169.254.169.254/`).
 //!
 //! Words with non-ASCII characters are mapped as UTS 46 maps them (full-width digits,
 //! ideographic dots, enclosed numbers) before the IPv4 test.
 //!
-//! Words end at whitespace and at `"`, `'`, `<`, `>`, `` ` ``, `(`, `)`, `,`, `;`, `|`,
+//! Words (the prose reading) end at whitespace and at `"`, `'`, `<`, `>`, `` ` ``, `(`, `)`, `,`, `;`, `|`,
 //! `{`, `}`; trailing `.`, `:`, `!`, `?`, `]` (unbalanced) are dropped. Dotless or
 //! short IPv4 forms (`2852039166`, `127.1`) are *not* found by scanning (they are
 //! ordinary numbers); they are destinations when a tool declares the argument.
@@ -250,9 +253,96 @@ fn word_is_destination(w: &str) -> bool {
     false
 }
 
+/// Readings of the URLs found in `text` that a parser given the rest of the text
+/// would make, where they differ from the prose reading of [`find_in_text`]: the
+/// URL standard (Node's `fetch`, browsers) and Python's `urllib` remove tab, LF and
+/// CR wherever they are, and every common parser (WHATWG, RFC 3986, Python
+/// `urllib`/`httpx`) reads the authority up to the first `/`, `?`, `#` (or `\\`)
+/// with the host after its **last** `@` — so `http://example.com;@169.254.169.254/`,
+/// `http://example.com @169.254.169.254/` and `http://169.254.\t169.254/` name
+/// 169.254.169.254, whatever the prose around them says.
+///
+/// `hits` are [`find_in_text`]'s ranges of `text`. Each reading is returned with the
+/// start of its hit, as `scheme://authority/` (the path does not change the host). A reading is added
+/// only when its authority has a `@` or lost a tab or newline, and differs from the
+/// prose reading's authority.
+// INVARIANT: where the end or the host of a scanned URL is ambiguous, every reading
+// is a destination (and each is checked; one failing denies).
+pub(crate) fn other_readings(text: &str, hits: &[(usize, usize)]) -> Vec<(usize, String)> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    for &(start, end) in hits {
+        let Some(rest) = text.get(start..) else {
+            continue;
+        };
+        let Some(colon) = rest.find(':') else {
+            continue;
+        };
+        let scheme = rest.get(..colon).unwrap_or("");
+        if scheme.is_empty() || !scheme.bytes().all(is_scheme_char) {
+            continue;
+        }
+        let after = rest.get(colon + 1..).unwrap_or("");
+        let lead = after.len() - after.trim_start_matches(['/', '\\']).len();
+        if lead < 2 {
+            continue;
+        }
+        let Some(authority_text) = after.get(lead..) else {
+            continue;
+        };
+        // The authority, read the way a parser reads it: tab/LF/CR removed, up to the
+        // first `/`, `?`, `#` or `\\` (or the end of the text).
+        let mut authority = String::new();
+        let mut lost_controls = false;
+        for c in authority_text.chars() {
+            match c {
+                '\t' | '\n' | '\r' => lost_controls = true,
+                '/' | '?' | '#' | '\\' => break,
+                _ => authority.push(c),
+            }
+            if authority.len() > crate::canon::MAX_INPUT {
+                break;
+            }
+        }
+        // The prose reading's authority, for comparison.
+        let prose = text
+            .get(start..end)
+            .and_then(|h| h.get(colon + 1 + lead..))
+            .unwrap_or("");
+        let prose_authority = prose.split(['/', '?', '#', '\\']).next().unwrap_or("");
+        let trimmed = authority.trim_end_matches(|c: char| c <= ' ');
+        if (!trimmed.contains('@') && !lost_controls) || trimmed == prose_authority {
+            continue;
+        }
+        // Only the host after the last `@` can reach anything: a reading whose host
+        // part is empty or holds a space names no host.
+        // Nor does one with characters no resolvable host has (a `)` or `"` of the
+        // prose after a URL): only names, addresses, percent-escapes and non-ASCII
+        // (IDNA, full-width digits) stay.
+        let host_part = trimmed.rsplit('@').next().unwrap_or("");
+        if host_part.is_empty()
+            || !host_part.chars().all(|c| {
+                c.is_ascii_alphanumeric()
+                    || matches!(c, '.' | '-' | '_' | ':' | '[' | ']' | '%')
+                    || (!c.is_ascii() && !c.is_whitespace())
+            })
+        {
+            continue;
+        }
+        // The same host (and port) as the prose reading: nothing else is reached.
+        if host_part == prose_authority.rsplit('@').next().unwrap_or("") {
+            continue;
+        }
+        let reading = format!("{}://{trimmed}/", scheme.to_ascii_lowercase());
+        if !out.iter().any(|(_, r)| *r == reading) {
+            out.push((start, reading));
+        }
+    }
+    out
+}
+
 /// Whether a whole string (trimmed) is a host blocked by name, optionally with a port
 /// or path (`localhost:6379`, `metadata.google.internal/computeMetadata/v1/`).
-pub fn whole_is_blocked_name(text: &str) -> bool {
+pub(crate) fn whole_is_blocked_name(text: &str) -> bool {
     let t = text.trim();
     // The shortest blocked name is `metadata` (8 bytes).
     if t.len() < 8 || t.len() > 300 {
@@ -289,7 +379,7 @@ pub fn whole_is_blocked_name(text: &str) -> bool {
 
 /// The percent-decoded forms of `text` (decoded once, twice, three times — as long as
 /// decoding changes it and yields UTF-8), for destinations hidden in parameters.
-pub fn percent_decoded(text: &str) -> Vec<String> {
+pub(crate) fn percent_decoded(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     if !text.as_bytes().contains(&b'%') {
         return out;

@@ -91,6 +91,7 @@ pub enum Embedding {
 }
 
 impl Embedding {
+    /// The name used in messages (`IPv4-mapped`, `6to4`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Embedding::Mapped => "IPv4-mapped",

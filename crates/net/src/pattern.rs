@@ -256,6 +256,19 @@ impl DestPattern {
         self.matches_mode(dest, Mode::Strict)
     }
 
+    /// Whether the host part is an address or a CIDR block: then it matches a name
+    /// only through the name's addresses.
+    pub fn needs_addresses(&self) -> bool {
+        self.host.needs_addresses()
+    }
+
+    /// Whether the pattern could match `dest` (a name whose addresses are not known
+    /// yet) once its addresses are known: an address pattern whose scheme and port
+    /// match.
+    pub fn may_match_once_resolved(&self, dest: &Destination) -> bool {
+        self.host.needs_addresses() && self.matches_scheme_port(dest, Mode::Strict)
+    }
+
     pub(crate) fn matches_mode(&self, dest: &Destination, mode: Mode) -> bool {
         self.matches_scheme_port(dest, mode) && self.matches_host(dest, mode)
     }

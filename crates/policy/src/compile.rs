@@ -1012,7 +1012,7 @@ fn compile_tools(cx: &mut Cx<'_>, raw: &RawPolicy) -> ToolIndex {
         };
         let mut pointers = Vec::new();
         let mut literals = Vec::new();
-        for d in &t.destinations {
+        for d in t.destinations.iter().flatten() {
             if d.value.starts_with('/') {
                 match check_pointer(&d.value) {
                     Ok(()) => pointers.push(d.value.clone()),
@@ -1058,6 +1058,7 @@ fn compile_tools(cx: &mut Cx<'_>, raw: &RawPolicy) -> ToolIndex {
             action,
             pointers,
             literals,
+            declares_destinations: t.destinations.is_some(),
         });
     }
     // Most specific first: more literal characters; ties keep file order (stable sort).

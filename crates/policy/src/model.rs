@@ -280,6 +280,10 @@ pub struct ToolFact {
     pub pointers: Vec<String>,
     /// Other entries: literal destinations the tool always reaches.
     pub literals: Vec<String>,
+    /// Whether the fact says `destinations:` at all. `destinations: []` declares a
+    /// tool that sends nothing out; a fact without `destinations` leaves them unknown
+    /// (the call then goes to an unknown destination: `default_egress` applies).
+    pub declares_destinations: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -91,8 +91,10 @@ pub struct RawConstraint {
 #[serde(deny_unknown_fields)]
 pub struct RawTool {
     pub action: Option<Sp<String>>,
+    /// `None` when the key is absent (destinations unknown), `Some([])` for a tool
+    /// that sends nothing out.
     #[serde(default)]
-    pub destinations: Vec<Sp<String>>,
+    pub destinations: Option<Vec<Sp<String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -11,7 +11,8 @@
 //!   - name: what the case shows
 //!     request: {agent: a, tool: s.t, arguments: {...}}
 //!     decision: allow | approve | deny
-//!     reasons: [[check, rule], ...]   # optional: the exact set of (check, rule) pairs
+//!     reasons: [[check, rule], ...]   # the exact set of (check, rule) pairs; required
+//!                                     # unless the decision is `allow`
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -101,11 +102,19 @@ fn check(path: &Path, failures: &mut Vec<String>) -> usize {
             .iter()
             .map(|r| (r.check.name().to_string(), r.rule.clone()))
             .collect();
-        if let Some(want) = &case.reasons {
-            let want: BTreeSet<(String, String)> = want.iter().cloned().collect();
-            if want != got_pairs {
-                problems.push(format!("reasons {got_pairs:?}, expected {want:?}"));
+        match &case.reasons {
+            Some(want) => {
+                let want: BTreeSet<(String, String)> = want.iter().cloned().collect();
+                if want != got_pairs {
+                    problems.push(format!("reasons {got_pairs:?}, expected {want:?}"));
+                }
             }
+            // INVARIANT: a case that does not allow says why it should not, so it
+            // cannot pass for the wrong reason.
+            None if case.decision != "allow" => problems.push(format!(
+                "no `reasons`: a case whose decision is not `allow` must list them (got {got_pairs:?})"
+            )),
+            None => {}
         }
         if case.decision == "allow" && !d.reasons.is_empty() {
             problems.push("an allow carries reasons".into());

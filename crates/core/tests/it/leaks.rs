@@ -119,3 +119,89 @@ fn a_token_as_a_host_name_label() {
         "fetch.fetch",
     ));
 }
+
+/// No window of 8 characters of the token appears (not even a prefix of it).
+fn assert_no_part(text: &str) {
+    let lower = text.to_ascii_lowercase();
+    let token = TOKEN.to_ascii_lowercase();
+    for i in 0..=token.len() - 8 {
+        let part = &token[i..i + 8];
+        assert!(
+            !lower.contains(part),
+            "`{part}` of the token leaked: {text}"
+        );
+    }
+}
+
+// Regression (issue 10, class 6): a URL-looking object key holding a secret was
+// shown in clear in `destinations[].input` and `pointer`.
+#[test]
+fn leak_url_key_holding_a_secret() {
+    for key in [
+        format!("https://example.com/?token={TOKEN}"),
+        format!("https://user:{TOKEN}@example.com/"),
+        format!("http://169.254.169.254/{TOKEN}"),
+        format!("https://{TOKEN}.example.com/"),
+    ] {
+        let out = decide_json(json!({"headers": {key.clone(): "x"}}), "notes.write");
+        assert_no_part(&out);
+        let out = decide_json(json!({ key: {"a": 1} }), "notes.write");
+        assert_no_part(&out);
+    }
+}
+
+// Regression (issue 10, class 6): excerpts were cut before scrubbing, so the part
+// of a secret before the cut stayed in the message.
+#[test]
+fn leak_excerpt_cut_before_scrubbing() {
+    // A secret across the 60-character excerpt of an unparseable destination.
+    for pad in [40, 50, 55, 58] {
+        let url = format!("http://[{} {TOKEN}/", "a".repeat(pad));
+        assert_no_part(&decide_json(json!({ "url": url }), "fetch.fetch"));
+    }
+    // Across the 120-character origin shown in messages.
+    for pad in [100, 110, 115] {
+        let host = format!(
+            "{}.{}.{TOKEN}.example.net",
+            "a".repeat(pad / 2),
+            "b".repeat(pad - pad / 2 - 1)
+        );
+        assert_no_part(&decide_json(
+            json!({ "url": format!("https://{host}/") }),
+            "fetch.fetch",
+        ));
+    }
+    // Across the 2,048-byte cut of a destination's input.
+    for pad in [2030, 2040, 2045] {
+        let url = format!("https://example.com/{}/{TOKEN}", "a".repeat(pad - 20));
+        assert_no_part(&decide_json(json!({ "url": url }), "fetch.fetch"));
+    }
+}
+
+// Everything a person reads is still bounded after scrubbing.
+#[test]
+fn long_inputs_are_still_cut_for_display() {
+    let url = format!("https://example.com/{}", "a".repeat(5000));
+    let p = load_str(POLICY, "p", None).unwrap();
+    let resolver = FixedResolver::new(&BTreeMap::new());
+    let world = World {
+        resolver: &resolver,
+        fingerprint_key: &KEY,
+    };
+    let req = Request {
+        agent: "bot".into(),
+        tool: "fetch.fetch".into(),
+        arguments: json!({ "url": url, "x": format!("http://[{}", "b".repeat(3000)) }),
+        workflow: None,
+        session: None,
+        session_labels: vec![],
+    };
+    let d = decide(&p, &req, &world);
+    for dest in &d.destinations {
+        assert!(dest.input.len() <= 2048 + 3, "{}", dest.input.len());
+    }
+    assert!(!d.reasons.is_empty());
+    for r in &d.reasons {
+        assert!(r.message.len() <= 1024, "{}", r.message);
+    }
+}

@@ -316,7 +316,8 @@ fn oversized_input_is_unparseable() {
         &Fixed::with(&[("example.com", &["93.184.216.34"])]),
     );
     assert_eq!(rules(&o), vec!["destinations.unparseable"]);
-    assert!(o.destinations[0].input.len() <= 2048 + '…'.len_utf8());
+    // Bounded, not cut for display: the core scrubs and then cuts what people read.
+    assert!(o.destinations[0].input.len() <= conductor_net::canon::MAX_INPUT);
 }
 
 // Regression: an MCP server's own resource scheme (server-everything's `demo://…`
@@ -347,4 +348,121 @@ fn explicitly_allowed_resource_scheme_is_not_resolved() {
     let p = policy(&["*"], &[], &[]);
     let o = eval_url(&p, "demo://resource/x", &none);
     assert!(rules(&o).contains(&"destinations.scheme".to_string()));
+}
+
+/// Scan `text` as free text (no pointer declared) under `allow: ["*"]`, with
+/// `example.com` resolving to a public address.
+fn scan_rules(text: &str) -> Vec<String> {
+    let r = Fixed::with(&[("example.com", &["93.184.216.34"])]);
+    let o = policy(&["*"], &[], &[]).evaluate(&json!({ "text": text }), &[], &[], &r);
+    rules(&o)
+}
+
+// Regression (issue 10, class 3): the scan ended the URL at the tab; Node's fetch
+// (WHATWG) removes it and connected to 169.254.169.254.
+#[test]
+fn ssrf_tab_inside_host() {
+    let got = scan_rules("http://169.254.\t169.254/latest/meta-data/");
+    assert!(
+        got.iter()
+            .any(|r| r == "destinations.blocked.cloud-metadata"),
+        "{got:?}"
+    );
+    let got = scan_rules("see http://169.254.169.\r\n254/ please");
+    assert!(
+        got.iter()
+            .any(|r| r == "destinations.blocked.cloud-metadata"),
+        "{got:?}"
+    );
+}
+
+// Regression (issue 10, class 3): the scan ended the URL at `;`, every parser reads
+// `example.com;` as userinfo and 169.254.169.254 as the host.
+#[test]
+fn ssrf_semicolon_userinfo() {
+    let got = scan_rules("http://example.com;@169.254.169.254/");
+    assert!(
+        got.iter()
+            .any(|r| r == "destinations.blocked.cloud-metadata"),
+        "{got:?}"
+    );
+}
+
+// Regression (issue 10, class 3): `example.com @` — Python's urllib keeps the space in
+// the netloc and takes the host after the last `@`.
+#[test]
+fn ssrf_space_userinfo() {
+    let got = scan_rules("http://example.com @169.254.169.254/");
+    assert!(
+        got.iter()
+            .any(|r| r == "destinations.blocked.cloud-metadata"),
+        "{got:?}"
+    );
+}
+
+// Regression (issue 10, class 3): every character the prose reading stops at.
+#[test]
+fn ssrf_prose_terminator_userinfo() {
+    for c in [',', '\'', '"', '(', ')', '{', '}', '|', '<', '>', '`'] {
+        let got = scan_rules(&format!("http://example.com{c}@169.254.169.254/"));
+        assert!(
+            got.iter()
+                .any(|r| r == "destinations.blocked.cloud-metadata"),
+            "`{c}`: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn prose_after_a_url_is_not_a_userinfo() {
+    for text in [
+        "see http://example.com; then mail bob@example.com",
+        "(http://example.com), (mailto:x@example.com)",
+        "\"http://example.com\" and \"bob@example.com\"",
+    ] {
+        assert!(
+            scan_rules(text).is_empty(),
+            "{text}: {:?}",
+            scan_rules(text)
+        );
+    }
+}
+
+// The two-phase API: what waits for DNS, and what never does.
+#[test]
+fn prepare_leaves_only_names_pending_and_refuse_drops_them() {
+    let p = policy(&["*"], &["*.internal"], &[]);
+    let args = json!({
+        "a": "https://example.com/",
+        "b": "https://db.internal/",
+        "c": "http://169.254.169.254/",
+        "d": "https://other.example.com/",
+    });
+    let pointers = ["/a".to_string(), "/b".into(), "/c".into(), "/d".into()];
+    let mut plan = p.prepare(&args, &pointers, &[]);
+    assert_eq!(
+        plan.hosts_to_resolve(),
+        ["example.com".to_string(), "other.example.com".into()]
+    );
+    assert!(plan.denies());
+    plan.refuse(3, "destinations.name-carries-data", "refused".into());
+    assert_eq!(plan.hosts_to_resolve(), ["example.com".to_string()]);
+    let r = Fixed::with(&[("example.com", &["93.184.216.34"])]);
+    let o = plan.finish(&r);
+    let got = rules(&o);
+    assert!(got.iter().any(|x| x == "destinations.deny[0]"), "{got:?}");
+    assert!(
+        got.iter()
+            .any(|x| x == "destinations.blocked.cloud-metadata"),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|x| x == "destinations.name-carries-data"),
+        "{got:?}"
+    );
+    assert_eq!(o.destinations[0].addresses.len(), 1);
+    // Ending without DNS leaves names unresolved and adds no reason of its own.
+    let o = p.prepare(&args, &pointers, &[]).finish_unresolved();
+    assert!(o.destinations[0].addresses.is_empty());
+    assert!(!rules(&o).iter().any(|x| x == "destinations.unresolvable"));
 }

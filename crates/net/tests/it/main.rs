@@ -1,5 +1,7 @@
 //! Integration tests of `conductor-net` through its public API (one binary).
 #![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

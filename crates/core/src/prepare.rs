@@ -1,0 +1,344 @@
+//! The decision in two phases: [`prepare`] runs every check but DNS; the caller
+//! resolves [`Prepared::hosts_to_resolve`] (with any resolver, async or not) and
+//! [`Prepared::finish`] completes the decision with the answers.
+//!
+//! INVARIANT (resolve last): a host name is handed to a resolver only when every
+//! other check allows the call — a call denied for its tool, role, workflow, data,
+//! flow or for a destination checked by name resolves nothing; a name that carries
+//! a value a detector found is denied (`destinations.name-carries-data`) and never
+//! resolved; names the policy denies by name are decided without a lookup.
+
+use conductor_net::{DestPlan, Destination, Resolver};
+use conductor_policy::{Agent, DataPolicy, Policy};
+use conductor_scan::{Finding, FingerprintKey};
+
+use crate::checks::{
+    Egress, data_check, dedup, egress_bound, egress_of, flow_check, tool_and_role, workflow_check,
+};
+use crate::display;
+use crate::request::show;
+use crate::scrub::Scrub;
+use crate::{Check, Decision, Effect, Reason, Request, tool_name_problem};
+
+/// Rule id of a destination whose host name carries data a detector found.
+pub const NAME_CARRIES_DATA: &str = "destinations.name-carries-data";
+
+/// A decision up to DNS ([`prepare`]): either final already, or waiting for the
+/// addresses of [`Prepared::hosts_to_resolve`].
+pub struct Prepared<'p> {
+    state: State<'p>,
+}
+
+enum State<'p> {
+    Final(Decision),
+    Waiting(Box<Waiting<'p>>),
+}
+
+/// Everything [`Prepared::finish`] needs once the addresses are known (the request
+/// itself is not kept).
+struct Waiting<'p> {
+    policy: &'p Policy,
+    plan: DestPlan<'p>,
+    agent: Option<&'p Agent>,
+    agent_name: String,
+    session_labels: Vec<String>,
+    /// `Some(tool)` when the tool's destinations are unknown (see [`unknown_egress`]).
+    unknown: Option<String>,
+    approvals: Vec<Reason>,
+    findings: Vec<Finding>,
+    scrub: Scrub,
+}
+
+impl std::fmt::Debug for Prepared<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("hosts_to_resolve", &self.hosts_to_resolve())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared<'_> {
+    /// The canonical host names (lowercase ASCII, no trailing dot) that must be
+    /// resolved before [`Prepared::finish`]; empty when the decision is final already
+    /// (then `finish` asks nothing of its resolver).
+    pub fn hosts_to_resolve(&self) -> &[String] {
+        match &self.state {
+            State::Final(_) => &[],
+            State::Waiting(w) => w.plan.hosts_to_resolve(),
+        }
+    }
+
+    /// The decision, if it does not depend on DNS.
+    pub fn decision(&self) -> Option<&Decision> {
+        match &self.state {
+            State::Final(d) => Some(d),
+            State::Waiting(_) => None,
+        }
+    }
+
+    /// Complete the decision with the addresses of [`Prepared::hosts_to_resolve`].
+    /// `answers` is typically a [`conductor_net::Answers`] map the caller filled from
+    /// its resolver; a host it does not answer is unresolvable, which denies. No other
+    /// host is asked.
+    pub fn finish(self, answers: &dyn Resolver) -> Decision {
+        let w = match self.state {
+            State::Final(d) => return d,
+            State::Waiting(w) => *w,
+        };
+        let Waiting {
+            policy,
+            plan,
+            agent,
+            agent_name,
+            session_labels,
+            unknown,
+            approvals,
+            mut findings,
+            scrub,
+        } = w;
+        let outcome = plan.finish(answers);
+        let mut denials: Vec<Reason> = outcome
+            .violations
+            .iter()
+            .map(|v| Reason {
+                check: Check::Destination,
+                rule: v.rule.clone(),
+                message: v.message.clone(),
+            })
+            .collect();
+        let data = policy.data();
+        let mut egress: Vec<Egress> = outcome
+            .destinations
+            .iter()
+            .map(|d| egress_of(data, d))
+            .collect();
+        egress.extend(unknown.as_deref().map(|t| unknown_egress(data, t)));
+        data_check(data, agent, &agent_name, &findings, &egress, &mut denials);
+        flow_check(data, &session_labels, &egress, &mut denials);
+        conclude(
+            policy,
+            denials,
+            approvals,
+            outcome.destinations,
+            &mut findings,
+            &scrub,
+        )
+    }
+}
+
+/// The egress entry of a call whose destination is unknown: `default_egress`.
+// INVARIANT: a tool whose facts do not declare `destinations` may send anywhere,
+// so its call is a call to an unknown destination (DESIGN.md, "The gate service").
+pub(crate) fn unknown_egress(data: &DataPolicy, tool: &str) -> Egress {
+    Egress {
+        name: format!(
+            "the destination of `{}`, which the policy does not declare,",
+            show(tool)
+        ),
+        max: data.default_egress,
+        id: "data.default_egress".into(),
+    }
+}
+
+/// Every check but DNS; pure. See the module docs for what waits for DNS.
+///
+/// `extra_pointers` are JSON pointers whose values are destinations besides the
+/// policy's (see [`crate::decide_with_pointers`]); `key` keys the fingerprints of
+/// findings.
+pub fn prepare<'p>(
+    policy: &'p Policy,
+    request: &Request,
+    extra_pointers: &[String],
+    key: &FingerprintKey,
+) -> Prepared<'p> {
+    let mut denials: Vec<Reason> = Vec::new();
+    let mut approvals: Vec<Reason> = Vec::new();
+    let tool = request.tool.as_str();
+
+    // input
+    let tool_ok = match tool_name_problem(tool) {
+        None => true,
+        Some(message) => {
+            denials.push(Reason {
+                check: Check::Input,
+                rule: "request.tool".into(),
+                message,
+            });
+            false
+        }
+    };
+    if !request.arguments.is_object() {
+        denials.push(Reason {
+            check: Check::Input,
+            rule: "request.arguments".into(),
+            message: "arguments must be a json object".into(),
+        });
+    }
+
+    // identity
+    let agent = policy.agent(&request.agent);
+    if agent.is_none() {
+        denials.push(Reason {
+            check: Check::Identity,
+            rule: "agents".into(),
+            message: format!(
+                "agent `{}` is not defined in the policy",
+                show(&request.agent)
+            ),
+        });
+    }
+
+    // tool / role
+    let action = policy.action_of(tool);
+    if let (Some(agent), true) = (agent, tool_ok) {
+        tool_and_role(
+            policy,
+            agent,
+            tool,
+            action,
+            &request.arguments,
+            &mut denials,
+            &mut approvals,
+        );
+    }
+
+    // workflow
+    if let Some(w) = &request.workflow {
+        workflow_check(policy, agent, w, tool, tool_ok, &mut denials);
+    }
+
+    // destination, up to DNS
+    let fact = policy.tool_fact(tool);
+    let (declared, literals) = match fact {
+        Some(f) => (f.pointers.as_slice(), f.literals.as_slice()),
+        None => (&[][..], &[][..]),
+    };
+    let unknown = !fact.is_some_and(|f| f.declares_destinations);
+    let merged: Vec<String>;
+    let pointers = if extra_pointers.is_empty() {
+        declared
+    } else {
+        merged = declared
+            .iter()
+            .chain(extra_pointers.iter().filter(|p| !declared.contains(p)))
+            .cloned()
+            .collect();
+        merged.as_slice()
+    };
+    let mut plan = policy
+        .destinations()
+        .prepare(&request.arguments, pointers, literals);
+
+    // data (the scan also tells which names carry data)
+    let data = policy.data();
+    let mut findings = data.scanner.scan(&request.arguments, key);
+    let scrub = Scrub::new(&request.arguments, &findings);
+    if !plan.hosts_to_resolve().is_empty() && !findings.is_empty() {
+        let carrying: Vec<(usize, Option<String>)> = plan
+            .destinations()
+            .enumerate()
+            .filter(|(_, (d, pending))| *pending && scrub.carries(d))
+            .map(|(i, (d, _))| (i, d.pointer.clone()))
+            .collect();
+        for (i, pointer) in carrying {
+            let at = pointer.map_or_else(String::new, |p| format!(" at `{}`", show(&p)));
+            plan.refuse(
+                i,
+                NAME_CARRIES_DATA,
+                format!(
+                    "the host name of the destination{at} carries data a detector found; it is not resolved, so the data cannot leave through DNS"
+                ),
+            );
+        }
+    }
+
+    // data and flow, with the egress maxima known before DNS: for a name that waits
+    // for its addresses, the most permissive maximum it could get (so what is denied
+    // here is denied under every answer)
+    let mut later: Vec<Reason> = Vec::new();
+    let mut egress: Vec<Egress> = plan
+        .destinations()
+        .map(|(d, pending)| {
+            if pending {
+                egress_bound(data, d)
+            } else {
+                egress_of(data, d)
+            }
+        })
+        .collect();
+    if unknown {
+        egress.push(unknown_egress(data, tool));
+    }
+    data_check(data, agent, &request.agent, &findings, &egress, &mut later);
+    flow_check(data, &request.session_labels, &egress, &mut later);
+    drop(egress);
+
+    // INVARIANT: resolve last — only when nothing denies already.
+    if denials.is_empty()
+        && later.is_empty()
+        && !plan.denies()
+        && !plan.hosts_to_resolve().is_empty()
+    {
+        return Prepared {
+            state: State::Waiting(Box::new(Waiting {
+                policy,
+                plan,
+                agent,
+                agent_name: request.agent.clone(),
+                session_labels: request.session_labels.clone(),
+                unknown: unknown.then(|| tool.to_string()),
+                approvals,
+                findings,
+                scrub,
+            })),
+        };
+    }
+    let outcome = plan.finish_unresolved();
+    denials.extend(outcome.violations.iter().map(|v| Reason {
+        check: Check::Destination,
+        rule: v.rule.clone(),
+        message: v.message.clone(),
+    }));
+    denials.extend(later);
+    Prepared {
+        state: State::Final(conclude(
+            policy,
+            denials,
+            approvals,
+            outcome.destinations,
+            &mut findings,
+            &scrub,
+        )),
+    }
+}
+
+/// The decision from its reasons: deny > approve > allow; scrubbed.
+fn conclude(
+    policy: &Policy,
+    mut denials: Vec<Reason>,
+    approvals: Vec<Reason>,
+    mut destinations: Vec<Destination>,
+    findings: &mut Vec<Finding>,
+    scrub: &Scrub,
+) -> Decision {
+    dedup(&mut denials);
+    // INVARIANT: `allow` only when no check added a reason and no approve rule
+    // applied; every path that could not evaluate something added a reason above.
+    let (decision, mut reasons) = if !denials.is_empty() {
+        (Effect::Deny, denials)
+    } else if !approvals.is_empty() {
+        (Effect::Approve, approvals)
+    } else {
+        (Effect::Allow, Vec::new())
+    };
+    scrub.apply(findings, &mut destinations, &mut reasons);
+    // INVARIANT: scrub first, then cut.
+    display::cut(&mut reasons, &mut destinations);
+    Decision {
+        decision,
+        reasons,
+        destinations,
+        findings: std::mem::take(findings),
+        policy: policy.sha256().to_string(),
+    }
+}
