@@ -73,6 +73,9 @@ pub(crate) struct Engine {
     pub(crate) literals: Vec<(memchr::memmem::Finder<'static>, Trigger)>,
     pub(crate) always: Vec<usize>,
     pub(crate) secrets: Vec<usize>,
+    /// Vendor-gated built-in rules (rule index, keywords), also run on `key=value` of
+    /// a JSON member whose key names the vendor.
+    pub(crate) vendor: Vec<(usize, &'static [&'static str])>,
     pub(crate) email: Vec<usize>,
     pub(crate) phone: Vec<usize>,
     pub(crate) card: Vec<usize>,
@@ -165,6 +168,9 @@ impl Scanner {
                 };
                 let idx = e.rules.len();
                 e.rules.push(builtin_rule(r, re.clone(), e.secrets.clone()));
+                if r.vendor {
+                    e.vendor.push((idx, r.keywords));
+                }
                 if r.literal {
                     for kw in r.case_keywords.unwrap_or(r.keywords) {
                         e.literals.push((

@@ -83,7 +83,16 @@ pub fn secret_detector_ids() -> Vec<String> {
     let mut ids: Vec<String> = rules::RULES
         .iter()
         .map(|r| format!("secrets.{}", r.id))
-        .chain(["secrets.database-url".to_string()])
+        .chain(
+            [
+                "secrets.database-url",
+                "secrets.jwk-private-key",
+                "secrets.docker-config-auth",
+                "secrets.kubeconfig-client-key",
+                "secrets.kubernetes-secret",
+            ]
+            .map(String::from),
+        )
         .collect();
     ids.sort();
     ids.dedup();

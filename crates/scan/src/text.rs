@@ -47,6 +47,11 @@ fn follows(f: Follow, t: &[u8], at: usize) -> bool {
             }
             b(i) == b'.' && b(i + 1) == b'e' && b(i + 2) == b'y'
         }
+        Follow::AlnumThen(n, end) => {
+            t.get(at..at + n)
+                .is_some_and(|r| r.iter().all(u8::is_ascii_alphanumeric))
+                && b(at + n) == end
+        }
         Follow::Space => {
             let mut i = at;
             while i < t.len() && i - at < 5 && matches!(b(i), b' ' | b'\t') {
@@ -363,12 +368,73 @@ fn key_has_any(key: &str, words: &[&str]) -> bool {
 
 /// The value of a member whose key names a secret.
 fn key_context_hits(e: &Engine, key: &str, t: &[u8], hits: &mut Vec<Hit>) {
+    // Docker `config.json`: `"auths": {"<registry>": {"auth": "<base64 user:password>"}}`.
+    if key.eq_ignore_ascii_case("auth") {
+        let v = t.trim_ascii();
+        if v.len() >= 8
+            && matches!(
+                checks::verify(Verify::BasicAuth, t, (0, t.len()), v, None),
+                Verdict::Accept
+            )
+        {
+            let start = t.len() - t.trim_ascii_start().len();
+            hits.push(Hit {
+                detector: "secrets.docker-config-auth".into(),
+                labels: e.secrets.clone(),
+                start,
+                end: start + v.len(),
+                low_priority: false,
+            });
+        }
+        return;
+    }
     // INVARIANT: every branch below needs one of `KEY_CONTEXT_WORDS` in the key, so
     // other keys (`id`, `name`, `score`: most keys) are done here.
     if !key_has_any(key, KEY_CONTEXT_WORDS) {
         return;
     }
     let k = key.to_ascii_lowercase();
+    // Vendor-gated rules: `{"datadog_api_key": "<value>"}` is read as
+    // `datadog_api_key=<value>`.
+    if !e.vendor.is_empty() && t.len() <= SMALL {
+        let mut found = false;
+        for &(ri, kws) in &e.vendor {
+            if !kws.iter().any(|w| k.contains(w)) {
+                continue;
+            }
+            let mut text = Vec::with_capacity(k.len() + 1 + t.len());
+            text.extend_from_slice(k.as_bytes());
+            text.push(b'=');
+            text.extend_from_slice(t);
+            let off = k.len() + 1;
+            let mut vh = Vec::new();
+            run_rule(e, ri, &text, 0, text.len(), &mut vh);
+            for mut h in vh {
+                if h.start >= off {
+                    h.start -= off;
+                    h.end -= off;
+                    hits.push(h);
+                    found = true;
+                }
+            }
+        }
+        if found {
+            return;
+        }
+    }
+    // kubeconfig `client-key-data`: the base64 of a PEM private key.
+    if k == "client-key-data" && t.trim_ascii().starts_with(b"LS0tLS1CRUdJTi") {
+        let v = t.trim_ascii();
+        let start = t.len() - t.trim_ascii_start().len();
+        hits.push(Hit {
+            detector: "secrets.kubeconfig-client-key".into(),
+            labels: e.secrets.clone(),
+            start,
+            end: start + v.len(),
+            low_priority: false,
+        });
+        return;
+    }
     let start = t.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
     let end = t
         .iter()

@@ -281,23 +281,68 @@ impl Cx<'_> {
             (map.get("private_key"), map.get("client_email"))
             && pk.len() >= 64
         {
-            let (p, enc) = match fixed {
-                Some((fp, enc)) => (fp.to_string(), Some(enc.to_string())),
-                None => (format!("{ptr}/private_key"), None),
-            };
-            let fp = fingerprint(&self.key, pk.as_bytes());
-            for &li in &self.e.secrets {
-                self.out.push(Finding {
-                    detector: "secrets.gcp-service-account".into(),
-                    label: self.label(li),
-                    pointer: p.clone(),
-                    start: 0,
-                    end: pk.len(),
-                    encoding: enc.clone(),
-                    fingerprint: fp.clone(),
-                    in_key: false,
-                });
+            self.shape_finding(
+                "secrets.gcp-service-account",
+                ptr,
+                &["private_key"],
+                pk,
+                fixed,
+            );
+        }
+        // A JSON Web Key with its private part (RFC 7517 §4, RFC 7518 §6.2.2.1 / §6.3.2.1:
+        // `d` is the private exponent or the EC/OKP private key).
+        if let (Some(serde_json::Value::String(_)), Some(serde_json::Value::String(d))) =
+            (map.get("kty"), map.get("d"))
+            && d.len() >= 16
+        {
+            self.shape_finding("secrets.jwk-private-key", ptr, &["d"], d, fixed);
+        }
+        // A Kubernetes Secret as JSON (`kubectl get secret -o json`): every `data` value.
+        if let (Some(serde_json::Value::String(kind)), Some(serde_json::Value::Object(data))) =
+            (map.get("kind"), map.get("data"))
+            && kind == "Secret"
+        {
+            for (k, v) in data {
+                if let serde_json::Value::String(s) = v
+                    && s.len() >= 4
+                {
+                    self.shape_finding("secrets.kubernetes-secret", ptr, &["data", k], s, fixed);
+                }
             }
+        }
+    }
+
+    /// A whole-value finding of an object's member at `ptr` + `tokens`.
+    fn shape_finding(
+        &mut self,
+        detector: &str,
+        ptr: &str,
+        tokens: &[&str],
+        value: &str,
+        fixed: Option<(&str, &'static str)>,
+    ) {
+        let (p, enc) = match fixed {
+            Some((fp, enc)) => (fp.to_string(), Some(enc.to_string())),
+            None => {
+                let mut p = ptr.to_string();
+                for t in tokens {
+                    push_token(&mut p, t);
+                }
+                (p, None)
+            }
+        };
+        let fp = fingerprint(&self.key, value.as_bytes());
+        for &li in &self.e.secrets {
+            self.out.push(Finding {
+                detector: detector.into(),
+                label: self.label(li),
+                pointer: p.clone(),
+                start: 0,
+                end: value.len(),
+                encoding: enc.clone(),
+                fingerprint: fp.clone(),
+                in_key: false,
+            });
         }
     }
 
