@@ -90,6 +90,13 @@ const TEST_OR_PUBLIC_PREFIXES: &[&[u8]] = &[
 
 /// A vendor's test-mode, public or documented test key.
 pub(crate) fn is_test_or_public_key(v: &[u8]) -> bool {
+    // Every prefix and test key starts with one of these bytes: most values leave here.
+    if !matches!(
+        v.first(),
+        Some(b's' | b'r' | b'p' | b'w' | b'd' | b'E' | b'a' | b'F' | b'1'..=b'3' | b'6')
+    ) {
+        return false;
+    }
     TEST_OR_PUBLIC_PREFIXES.iter().any(|p| v.starts_with(p))
         || VENDOR_TEST_KEYS.contains(&v)
         // Cloudflare Turnstile dummy secrets: `1x`/`2x`/`3x` + zeros + `AA`.

@@ -345,6 +345,34 @@ fn builtin_rule(r: &BuiltinRule, re: Regex, labels: Vec<usize>) -> RegexRule {
 mod tests {
     use super::*;
 
+    /// The built-in keyword set must fit the dense multi-stream DFA (16-bit premultiplied
+    /// state ids); the aho-corasick fallback costs about a third more per byte.
+    #[test]
+    fn builtin_keywords_fit_the_dense_dfa() {
+        let s = Scanner::new(&[LabelSpec {
+            name: "c".into(),
+            builtins: vec!["secrets".into()],
+            ..LabelSpec::default()
+        }])
+        .unwrap();
+        let e = &s.inner;
+        let mut classes = std::collections::BTreeSet::new();
+        let mut bytes = 0;
+        for k in &e.keywords {
+            bytes += k.len();
+            classes.extend(k.bytes());
+        }
+        println!(
+            "{} keywords, {bytes} bytes, {} byte classes",
+            e.keywords.len(),
+            classes.len() + 1
+        );
+        assert!(
+            matches!(e.keys, Some(Keywords::Dfa(_))),
+            "the keyword DFA is too large"
+        );
+    }
+
     #[test]
     fn every_builtin_regex_compiles() {
         for (r, re) in rules::RULES.iter().zip(builtin_regexes()) {

@@ -57,7 +57,7 @@ use serde::Serialize;
 pub use gitleaks::{
     AllowTarget, GitleaksAllowlist, GitleaksError, GitleaksRule, parse_gitleaks_toml,
 };
-pub use redact::redact;
+pub use redact::{CREDENTIAL_PARAMETERS, REDACTED_PARAMETER, redact};
 
 use engine::Engine;
 pub(crate) use engine::compile_bytes_regex;
@@ -150,7 +150,8 @@ pub struct Finding {
     /// `json`, within the decoded string that held the match).
     pub start: usize,
     pub end: usize,
-    /// `None`, or the encoding that was decoded to find it (`base64`, `percent`, `json`).
+    /// `None`, or the encoding that was decoded to find it (`base64`, `hex`, `base32`,
+    /// `percent`, `json`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
     /// `hmac-sha256:<hex>` of the matched value under the installation key.

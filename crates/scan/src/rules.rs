@@ -147,8 +147,8 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // STS session tokens start with the base64 of their protobuf/`origin_ec` header.
     BuiltinRule {
         id: "aws-session-token",
-        keywords: &["iqojb3jpz2lux2vj", "fwogzxivyxdze"],
-        case_keywords: Some(&["IQoJb3JpZ2luX2Vj", "FwoGZXIvYXdzE"]),
+        keywords: &["iqojb3jpz2", "fwogzxivyx"],
+        case_keywords: Some(&["IQoJb3JpZ2", "FwoGZXIvYX"]),
         regex: r"\b((?:IQoJb3JpZ2luX2Vj|FwoGZXIvYXdzE)[A-Za-z0-9/+=]{100,})",
         min_entropy: 4.0,
         after: 8192,
@@ -335,8 +335,8 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // gl:pypi-upload-token (macaroon: base64 of the `pypi.org` / `test.pypi.org` location).
     BuiltinRule {
         id: "pypi-token",
-        keywords: &["pypi-ageichlwas5vcmc", "pypi-agendgvzdc5wexbplm9yzw"],
-        case_keywords: Some(&["pypi-AgEIcHlwaS5vcmc", "pypi-AgENdGVzdC5weXBpLm9yZw"]),
+        keywords: &["pypi-age"],
+        case_keywords: Some(&["pypi-AgE"]),
         regex: r"\b(pypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_\-]{50,1000})",
         after: 1100,
         ..P
@@ -402,7 +402,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // gl:slack-webhook-url
     BuiltinRule {
         id: "slack-webhook",
-        keywords: &["hooks.slack.com"],
+        keywords: &["hooks.slack"],
         word_start: false,
         regex: r"((?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{30,80})",
         before: 12,
@@ -574,7 +574,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // gl:age-secret-key
     BuiltinRule {
         id: "age-secret-key",
-        keywords: &["age-secret-key-1"],
+        keywords: &["age-secret"],
         regex: r"\b(AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})\b",
         ..P
     },
@@ -820,7 +820,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // "Create incoming webhooks with Workflows").
     BuiltinRule {
         id: "microsoft-teams-webhook",
-        keywords: &["webhook.office.com", "logic.azure.com"],
+        keywords: &["webhook.off", "logic.azure"],
         word_start: false,
         regex: r#"(https://[a-z0-9\-]+\.webhook\.office\.com/webhookb2/[a-f0-9\-]{36}@[a-f0-9\-]{36}/IncomingWebhook/[a-f0-9]{32}/[a-f0-9\-]{36}(?:/[A-Za-z0-9_\-]{20,80})?|https://[a-z0-9\-.]+\.logic\.azure\.com(?::443)?/workflows/[a-f0-9]{32}/triggers/[^\s"'?]{1,200}\?[^\s"']{0,400}sig=[A-Za-z0-9%_\-]{20,})"#,
         before: 120,
@@ -831,7 +831,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // webhook"): the `token=` parameter is the secret. trufflehog googlechatwebhook.
     BuiltinRule {
         id: "google-chat-webhook",
-        keywords: &["chat.googleapis.com"],
+        keywords: &["chat.google"],
         word_start: false,
         regex: r#"(https://chat\.googleapis\.com/v1/spaces/[A-Za-z0-9_\-]{6,40}/messages\?[^\s"']{0,200}token=[A-Za-z0-9_\-%=]{20,})"#,
         before: 12,
@@ -841,7 +841,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // Zapier catch hooks: the URL is the credential. trufflehog zapierwebhook.
     BuiltinRule {
         id: "zapier-webhook",
-        keywords: &["hooks.zapier.com"],
+        keywords: &["hooks.zapier"],
         word_start: false,
         regex: r"(https://hooks\.zapier\.com/hooks/catch/[0-9]{5,10}/[a-z0-9]{5,10})",
         before: 12,
@@ -851,7 +851,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // gl:nuget-config-password (`<add key="ClearTextPassword" value="..."/>` in NuGet.Config).
     BuiltinRule {
         id: "nuget-config-password",
-        keywords: &["<add key="],
+        keywords: &["<add"],
         word_start: false,
         regex: r#"(?i)<add\s+key=\\?"(?:ClearText)?Password\\?"\s+value=\\?"([^"\\]{6,200})\\?"\s*/>"#,
         min_entropy: 0.0,
@@ -897,7 +897,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // as kubectl prints `data:` before `kind:`).
     BuiltinRule {
         id: "kubernetes-secret",
-        keywords: &["kind: secret"],
+        keywords: &["kind:"],
         regex: r#"(?s)kind:\s*Secret\b.{0,600}?\n(?:data|stringData):[ \t]*\r?\n[ \t]+[A-Za-z0-9_.\-]+:[ \t]*['"]?([A-Za-z0-9+/=]{12,})|(?s)\n(?:data|stringData):[ \t]*\r?\n[ \t]+[A-Za-z0-9_.\-]+:[ \t]*['"]?([A-Za-z0-9+/=]{12,})['"]?\s.{0,2000}?kind:\s*Secret\b"#,
         min_entropy: 3.0,
         before: 2400,
@@ -907,16 +907,11 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // gl:sidekiq-secret, gl:sidekiq-sensitive-url (Sidekiq Pro/Enterprise gem credentials).
     BuiltinRule {
         id: "sidekiq-secret",
-        keywords: &[
-            "bundle_enterprise__contribsys__com",
-            "bundle_gems__contribsys__com",
-            "gems.contribsys.com",
-            "enterprise.contribsys.com",
-        ],
+        keywords: &["contribsys"],
         word_start: false,
         regex: r#"(?i)(?:BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM['"]?\s{0,5}(?:=|:)\s{0,5}['"]?([a-f0-9]{8}:[a-f0-9]{8})\b|https?://([a-f0-9]{8}:[a-f0-9]{8})@(?:gems|enterprise)\.contribsys\.com)"#,
         min_entropy: 0.0,
-        before: 40,
+        before: 80,
         after: 120,
         ..P
     },
@@ -951,7 +946,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // cluster access using kubeconfig files".
     BuiltinRule {
         id: "kubeconfig-client-key",
-        keywords: &["client-key-data"],
+        keywords: &["client-key"],
         regex: r#"client-key-data\\?"?\s*:\s*\\?['"]?(LS0tLS1CRUdJTi[A-Za-z0-9+/=]{40,})"#,
         min_entropy: 0.0,
         before: 4,
@@ -1002,8 +997,8 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // `Private-Lines:` base64 block.
     BuiltinRule {
         id: "putty-private-key",
-        keywords: &["putty-user-key-file-"],
-        case_keywords: Some(&["PuTTY-User-Key-File-"]),
+        keywords: &["putty-user"],
+        case_keywords: Some(&["PuTTY-User"]),
         regex: r"(PuTTY-User-Key-File-[23]:[\s\S]{0,4000}?Private-Lines:\s*\d+\s*[A-Za-z0-9+/=\r\n]{40,})",
         min_entropy: 0.0,
         before: 0,
@@ -1027,6 +1022,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["a3-"],
         case_keywords: Some(&["A3-"]),
         regex: r#"\b(A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5})\b"#,
+        after: 120,
         ..P
     },
     // gl:adobe-client-secret
@@ -1034,6 +1030,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "adobe-client-secret",
         keywords: &["p8e-"],
         regex: r#"\b(p8e-[A-Za-z0-9]{32})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
         ..P
     },
     // gl:airtable-personnal-access-token
@@ -1043,6 +1040,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         case_keywords: Some(&["pat"]),
         follow: Follow::AlnumThen(14, b'.'),
         regex: r#"\b(pat[A-Za-z0-9]{14}\.[a-f0-9]{64})\b"#,
+        after: 120,
         ..P
     },
     // gl:artifactory-api-key
@@ -1051,6 +1049,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["akcp"],
         case_keywords: Some(&["AKCp"]),
         regex: r#"\b(AKCp[A-Za-z0-9]{69})\b"#,
+        after: 120,
         ..P
     },
     // gl:artifactory-reference-token
@@ -1059,13 +1058,14 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["cmvmd"],
         case_keywords: Some(&["cmVmd"]),
         regex: r#"\b(cmVmd[A-Za-z0-9]{59})\b"#,
+        after: 120,
         ..P
     },
     // gl:aws-amazon-bedrock-api-key-long-lived, gl:aws-amazon-bedrock-api-key-short-lived
     BuiltinRule {
         id: "aws-bedrock-api-key",
-        keywords: &["absk", "bedrock-api-key-"],
-        case_keywords: Some(&["ABSK", "bedrock-api-key-"]),
+        keywords: &["absk", "bedrock-api"],
+        case_keywords: Some(&["ABSK", "bedrock-api"]),
         regex: r#"\b(ABSK[A-Za-z0-9+/]{109,269}={0,2}|bedrock-api-key-YmVkcm9jay5hbWF6b25hd3MuY29t[A-Za-z0-9+/=%&._\-]{0,2000})"#,
         after: 2400,
         ..P
@@ -1075,6 +1075,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "clickhouse-cloud-secret-key",
         keywords: &["4b1d"],
         regex: r#"\b(4b1d[A-Za-z0-9]{38})\b"#,
+        after: 120,
         ..P
     },
     // gl:clojars-api-token
@@ -1082,6 +1083,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "clojars-token",
         keywords: &["clojars_"],
         regex: r#"(?i)\b(CLOJARS_[a-z0-9]{60})\b"#,
+        after: 120,
         ..P
     },
     // gl:cloudflare-origin-ca-key
@@ -1089,13 +1091,15 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "cloudflare-origin-ca-key",
         keywords: &["v1.0-"],
         regex: r#"\b(v1\.0-[a-f0-9]{24}-[a-f0-9]{146})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 190,
         ..P
     },
     // gl:duffel-api-token (live mode only; test mode is a placeholder here)
     BuiltinRule {
         id: "duffel-token",
-        keywords: &["duffel_live_"],
+        keywords: &["duffel_"],
         regex: r#"\b(duffel_live_[A-Za-z0-9_\-=]{43})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
         ..P
     },
     // gl:dynatrace-api-token
@@ -1103,6 +1107,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "dynatrace-token",
         keywords: &["dt0c01."],
         regex: r#"\b(dt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64})\b"#,
+        after: 120,
         ..P
     },
     // gl:easypost-api-token (EZTK test keys are not reported)
@@ -1111,6 +1116,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["ezak"],
         case_keywords: Some(&["EZAK"]),
         regex: r#"\b(EZAK[A-Za-z0-9]{54})\b"#,
+        after: 120,
         ..P
     },
     // gl:facebook-page-access-token
@@ -1135,14 +1141,16 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "frameio-token",
         keywords: &["fio-u-"],
         regex: r#"\b(fio-u-[A-Za-z0-9_\-=]{64})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
         ..P
     },
     // gl:gitlab-session-cookie
     BuiltinRule {
         id: "gitlab-session-cookie",
-        keywords: &["_gitlab_session="],
+        keywords: &["_gitlab_sess"],
         word_start: false,
         regex: r#"(_gitlab_session=[0-9a-z]{32})\b"#,
+        after: 120,
         ..P
     },
     // gl:grafana-api-key
@@ -1151,6 +1159,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["eyjrijoi"],
         case_keywords: Some(&["eyJrIjoi"]),
         regex: r#"\b(eyJrIjoi[A-Za-z0-9]{70,400}={0,3})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 420,
         ..P
     },
     // gl:harness-api-key
@@ -1158,6 +1167,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "harness-api-key",
         keywords: &["pat.", "sat."],
         regex: r#"\b((?:pat|sat)\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{20})\b"#,
+        after: 120,
         ..P
     },
     // gl:hashicorp-tf-api-token
@@ -1166,6 +1176,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &[".atlasv1."],
         word_start: false,
         regex: r#"\b([A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_\-=]{60,70})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
         ..P
     },
     // gl:infracost-api-token
@@ -1173,6 +1184,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "infracost-token",
         keywords: &["ico-"],
         regex: r#"\b(ico-[A-Za-z0-9]{32})\b"#,
+        after: 120,
         ..P
     },
     // gl:maxmind-license-key
@@ -1181,6 +1193,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["_mmk"],
         word_start: false,
         regex: r#"\b([A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk)\b"#,
+        after: 120,
         ..P
     },
     // gl:octopus-deploy-api-key
@@ -1189,6 +1202,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["api-"],
         case_keywords: Some(&["API-"]),
         regex: r#"\b(API-[A-Z0-9]{26})\b"#,
+        after: 120,
         ..P
     },
     // gl:openshift-user-token
@@ -1196,6 +1210,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "openshift-user-token",
         keywords: &["sha256~"],
         regex: r#"\b(sha256~[A-Za-z0-9_\-]{43})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
         ..P
     },
     // gl:prefect-api-token
@@ -1203,6 +1218,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "prefect-api-token",
         keywords: &["pnu_"],
         regex: r#"\b(pnu_[A-Za-z0-9]{36})\b"#,
+        after: 120,
         ..P
     },
     // gl:readme-api-token
@@ -1210,6 +1226,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "readme-api-token",
         keywords: &["rdme_"],
         regex: r#"\b(rdme_[a-z0-9]{70})\b"#,
+        after: 120,
         ..P
     },
     // gl:scalingo-api-token
@@ -1217,6 +1234,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "scalingo-token",
         keywords: &["tk-us-"],
         regex: r#"\b(tk-us-[A-Za-z0-9_\-]{48})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
         ..P
     },
     // gl:settlemint-application-access-token, gl:settlemint-personal-access-token, gl:settlemint-service-access-token
@@ -1224,13 +1242,15 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "settlemint-token",
         keywords: &["sm_aat_", "sm_pat_", "sm_sat_"],
         regex: r#"\b(sm_(?:aat|pat|sat)_[A-Za-z0-9]{16})\b"#,
+        after: 120,
         ..P
     },
     // gl:shippo-api-token (live mode only)
     BuiltinRule {
         id: "shippo-token",
-        keywords: &["shippo_live_"],
+        keywords: &["shippo_"],
         regex: r#"\b(shippo_live_[a-fA-F0-9]{40})\b"#,
+        after: 120,
         ..P
     },
     // gl:sourcegraph-access-token
@@ -1238,6 +1258,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "sourcegraph-token",
         keywords: &["sgp_"],
         regex: r#"\b(sgp_(?:[a-fA-F0-9]{16}|local)_[a-fA-F0-9]{40}|sgp_[a-fA-F0-9]{40})\b"#,
+        after: 120,
         ..P
     },
     // gl:typeform-api-token
@@ -1245,6 +1266,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "typeform-token",
         keywords: &["tfp_"],
         regex: r#"\b(tfp_[A-Za-z0-9_\-.=]{59})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
         ..P
     },
     // np.mapbox.2 (noseyparker), trufflehog mapbox; Mapbox access-token docs (sk. = secret scope)
@@ -1253,6 +1275,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["sk.eyj1ijoi"],
         case_keywords: Some(&["sk.eyJ1Ijoi"]),
         regex: r#"\b(sk\.eyJ1Ijoi[A-Za-z0-9_\-]{40,300}\.[A-Za-z0-9_\-]{20,30})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 350,
         ..P
     },
     // gl:new-relic-insert-key
@@ -1261,6 +1284,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["nrii-"],
         case_keywords: Some(&["NRII-"]),
         regex: r#"\b(NRII-[A-Za-z0-9\-]{32})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
         ..P
     },
     // gl:yandex-api-key (prefix alone: distinctive)
@@ -1269,13 +1293,15 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["aqvn"],
         case_keywords: Some(&["AQVN"]),
         regex: r#"\b(AQVN[A-Za-z0-9_\-]{35,38})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
         ..P
     },
     // gl:plaid-api-token (sandbox tokens are not reported)
     BuiltinRule {
         id: "plaid-access-token",
-        keywords: &["access-development-", "access-production-"],
+        keywords: &["access-dev", "access-prod"],
         regex: r#"\b(access-(?:development|production)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b"#,
+        after: 120,
         ..P
     },
     // np.google.7 (noseyparker Google OAuth access token); Google OAuth 2.0 docs
@@ -1291,13 +1317,17 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "google-oauth-refresh-token",
         keywords: &["1//0"],
         regex: r#"(?:^|[^A-Za-z0-9_/])(1//0[A-Za-z0-9_\-]{40,300})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 320,
         ..P
     },
     // trufflehog braintreepayments; noseyparker np.braintree.1 (sandbox tokens are not reported)
     BuiltinRule {
         id: "braintree-access-token",
-        keywords: &["access_token$production$"],
+        keywords: &["$production"],
+        word_start: false,
+        before: 16,
         regex: r#"(access_token\$production\$[a-z0-9]{16}\$[a-f0-9]{32})\b"#,
+        after: 120,
         ..P
     },
     // np.salesforce.1 (noseyparker Salesforce access token)
@@ -1307,6 +1337,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         case_keywords: Some(&["00D"]),
         regex: r#"\b(00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{80,200})"#,
         before: 4,
+        after: 240,
         ..P
     },
     // trufflehog posthog (phx_ personal keys; phc_ project keys are public)
@@ -1314,6 +1345,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "posthog-personal-api-key",
         keywords: &["phx_"],
         regex: r#"\b(phx_[A-Za-z0-9]{43})\b"#,
+        after: 120,
         ..P
     },
     // trufflehog pinecone; Pinecone API key docs
@@ -1321,6 +1353,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "pinecone-api-key",
         keywords: &["pcsk_"],
         regex: r#"\b(pcsk_[A-Za-z0-9]{5,6}_[A-Za-z0-9]{60,70})\b"#,
+        after: 120,
         ..P
     },
     // trufflehog openrouter
@@ -1328,6 +1361,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "openrouter-api-key",
         keywords: &["sk-or-v1-"],
         regex: r#"\b(sk-or-v1-[a-f0-9]{64})\b"#,
+        after: 120,
         ..P
     },
     // trufflehog langsmith
@@ -1335,6 +1369,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "langsmith-api-key",
         keywords: &["lsv2_pt_", "lsv2_sk_"],
         regex: r#"\b(lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10})\b"#,
+        after: 120,
         ..P
     },
     // np.nuget.1 (noseyparker NuGet API key)
@@ -1342,6 +1377,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "nuget-api-key",
         keywords: &["oy2"],
         regex: r#"\b(oy2[a-z0-9]{43})\b"#,
+        after: 120,
         ..P
     },
     // noseyparker np.cratesio.1; crates.io API token format (`cio` + 32 alphanumerics)
@@ -1350,6 +1386,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["cio"],
         case_keywords: Some(&["cio"]),
         regex: r#"\b(cio[A-Za-z0-9]{32})\b"#,
+        after: 120,
         ..P
     },
     // gl:sonar-api-token (prefixed SonarQube 9.5+ tokens, found without the keyword)
@@ -1357,6 +1394,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "sonarqube-token",
         keywords: &["squ_", "sqp_", "sqa_"],
         regex: r#"\b(sq[upa]_[a-f0-9]{40})\b"#,
+        after: 120,
         ..P
     },
     // noseyparker np.tencent.1 (Tencent Cloud SecretId)
@@ -1365,6 +1403,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["akid"],
         case_keywords: Some(&["AKID"]),
         regex: r#"\b(AKID[A-Za-z0-9]{32})\b"#,
+        after: 120,
         ..P
     },
     // trufflehog supabasetoken; Supabase API keys docs (sb_secret_)
@@ -1372,6 +1411,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "supabase-token",
         keywords: &["sbp_", "sb_secret_"],
         regex: r#"\b(sbp_[a-f0-9]{40}|sb_secret_[A-Za-z0-9_\-]{31,40})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
         ..P
     },
     // trufflehog figmapersonalaccesstoken
@@ -1379,6 +1419,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "figma-token",
         keywords: &["figd_"],
         regex: r#"\b(figd_[A-Za-z0-9_\-]{40})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
         ..P
     },
     // trufflehog buildkitev2
@@ -1386,6 +1427,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "buildkite-token",
         keywords: &["bkua_"],
         regex: r#"\b(bkua_[a-z0-9]{40})\b"#,
+        after: 120,
         ..P
     },
     // trufflehog circleci (personal API tokens)
@@ -1394,6 +1436,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["ccipat_"],
         case_keywords: Some(&["CCIPAT_"]),
         regex: r#"\b(CCIPAT_[A-Za-z0-9]{22}_[a-f0-9]{40})\b"#,
+        after: 120,
         ..P
     },
     // trufflehog contentfulpersonalaccesstoken
@@ -1402,6 +1445,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["cfpat-"],
         case_keywords: Some(&["CFPAT-"]),
         regex: r#"\b(CFPAT-[A-Za-z0-9_\-]{43})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
         ..P
     },
     // noseyparker np.scaleway.1; Scaleway IAM API keys docs
@@ -1410,6 +1454,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         keywords: &["scw"],
         case_keywords: Some(&["SCW"]),
         regex: r#"\b(SCW[A-Z0-9]{17})\b"#,
+        after: 120,
         ..P
     },
     // ==== issue 16: vendor formats that need the vendor's name nearby ================

@@ -3,7 +3,9 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::decode::{as_base64, as_json, as_percent};
+use crate::decode::{
+    BASE32, BASE64, HEX, alphabets, as_base32, as_base64, as_hex, as_json, as_percent,
+};
 use crate::engine::Engine;
 use crate::text::scan_text;
 use crate::{BUDGET_DETECTOR, Finding, FingerprintKey, ScanLimits, Scanner};
@@ -420,8 +422,28 @@ impl Cx<'_> {
             self.drop_duplicates(before, &raw_prints, in_key);
             return;
         }
-        let decoded = as_base64(s)
-            .map(|d| (d, "base64"))
+        // INVARIANT: one level only, and the strictest alphabets first (a hex or base32
+        // string is also base64).
+        let abc = alphabets(s);
+        let decoded = None
+            .or_else(|| {
+                (abc & HEX != 0)
+                    .then(|| as_hex(s))
+                    .flatten()
+                    .map(|d| (d, "hex"))
+            })
+            .or_else(|| {
+                (abc & BASE32 != 0)
+                    .then(|| as_base32(s))
+                    .flatten()
+                    .map(|d| (d, "base32"))
+            })
+            .or_else(|| {
+                (abc & BASE64 != 0)
+                    .then(|| as_base64(s))
+                    .flatten()
+                    .map(|d| (d, "base64"))
+            })
             .or_else(|| as_percent(s).map(|d| (d, "percent")));
         if let Some((text, enc)) = decoded {
             let before = self.out.len();

@@ -156,6 +156,12 @@ fn carrier(rng: &mut Rng, c: &str) -> (Value, Vec<String>) {
             Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
             g,
         )
+    } else if let Some(t) = c.strip_prefix("hex:") {
+        let (text, g) = expand(rng, &t.replace("\\n", "\n"), false);
+        (Value::String(hex::encode(text)), g)
+    } else if let Some(t) = c.strip_prefix("b32:") {
+        let (text, g) = expand(rng, &t.replace("\\n", "\n"), false);
+        (Value::String(base32(text.as_bytes())), g)
     } else if let Some(t) = c.strip_prefix("pct:") {
         let (text, g) = expand(rng, t, false);
         (Value::String(text), g)
@@ -163,6 +169,26 @@ fn carrier(rng: &mut Rng, c: &str) -> (Value, Vec<String>) {
         let (text, g) = expand(rng, &c.replace("\\n", "\n"), false);
         (Value::String(text), g)
     }
+}
+
+/// RFC 4648 §6 base32 with padding.
+fn base32(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::new();
+    for chunk in data.chunks(5) {
+        let mut buf = [0u8; 5];
+        buf[..chunk.len()].copy_from_slice(chunk);
+        let v = u64::from_be_bytes([0, 0, 0, buf[0], buf[1], buf[2], buf[3], buf[4]]);
+        let n = (chunk.len() * 8).div_ceil(5);
+        for i in 0..8 {
+            if i < n {
+                out.push(A[((v >> (35 - 5 * i)) & 31) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 pub fn load(name: &str, with_expect: bool) -> Vec<Case> {
