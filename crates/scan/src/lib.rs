@@ -1,15 +1,23 @@
 //! Data detectors: credentials and personal data in tool-call arguments and results.
 //!
-//! CONTRACT (used by `conductor-policy` and `conductor-core`; keep these signatures):
-//! - [`BUILTIN_DETECTORS`], [`is_builtin`]
-//! - [`parse_gitleaks_toml`] → [`GitleaksRule`]
-//! - [`LabelSpec`] → [`Scanner::new`] → [`Scanner::scan`] → [`Finding`]
-//! - [`FingerprintKey`], [`redact`]
+//! # Using it
+//! `conductor-policy` compiles a policy's labels to [`LabelSpec`]s (checking detector
+//! names with [`is_builtin`] / [`BUILTIN_DETECTORS`], importing rules with
+//! [`parse_gitleaks_toml`]); [`Scanner::new`] compiles them once; `conductor-core` calls
+//! [`Scanner::scan`] (or [`Scanner::scan_with_limits`]) on every argument and result
+//! with the installation's [`FingerprintKey`], and [`redact`]s what it records. The
+//! documented items below are the crate's contract: their signatures stay.
+//! Pointers name a member whose key holds a detection as `[key:<i>]` (see
+//! [`Finding::pointer`]). The detector kinds, their sources and the decisions about
+//! test keys are listed in `docs/detectors.md`.
 //!
-//! Additions: [`Scanner::scan_with_limits`], [`Scanner::scan_str`], [`ScanLimits`],
-//! [`BUDGET_DETECTOR`], [`Finding::in_key`], [`GitleaksRule::allowlists`],
-//! [`secret_detector_ids`]. Pointers name a member whose key holds a detection as
-//! `[key:<i>]` (see [`Finding::pointer`]).
+//! # Where things are
+//! `engine` compiles label specs (built-in rules in `rules`, keyword DFA in `kwdfa`,
+//! gitleaks import in `gitleaks`); `walk` walks a JSON value (pointers, budget,
+//! fingerprints, one level of decoding via `decode`); `text` finds detections in one
+//! string (`checks` holds the format checks, `pii` the personal-data scanners);
+//! `redact` rewrites a value. A new detector kind is a `BuiltinRule` in `rules` plus
+//! two carriers in `tests/corpus/`.
 //!
 //! INVARIANT: nothing this crate returns or prints contains a matched value; a
 //! [`Finding`] names the detector, the JSON pointer, the byte span and a keyed
@@ -38,6 +46,8 @@
 //! may not exceed `max_total_bytes` (default 64 MiB). When the budget runs out the
 //! scan stops and reports a `scan.budget-exceeded` finding for every label, so a
 //! caller that denies on findings fails closed.
+
+#![warn(missing_docs, unreachable_pub)]
 
 mod checks;
 mod decode;
@@ -146,9 +156,10 @@ pub struct Finding {
     /// token is `[key:<i>]` (the member's position in the object's iteration order) in
     /// the key's own findings and in every finding below it. [`redact`] understands it.
     pub pointer: String,
-    /// Byte span within that string (of the decoded text when `encoding` is set; for
-    /// `json`, within the decoded string that held the match).
+    /// Start of the byte span within that string (of the decoded text when `encoding`
+    /// is set; for `json`, within the decoded string that held the match).
     pub start: usize,
+    /// End (exclusive) of the byte span; see [`Finding::start`].
     pub end: usize,
     /// `None`, or the encoding that was decoded to find it (`base64`, `hex`, `base32`,
     /// `percent`, `json`).
