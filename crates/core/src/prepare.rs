@@ -151,6 +151,28 @@ pub fn prepare<'p>(
     extra_pointers: &[String],
     key: &FingerprintKey,
 ) -> Prepared<'p> {
+    prepare_scoped(policy, request, extra_pointers, key, Scope::Full)
+}
+
+/// Which checks a decision runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every check.
+    Full,
+    /// A call that names nothing the policy can address (a protocol method such as
+    /// `logging/setLevel`, a client's reply to a server's request): the input,
+    /// identity, destination, data and flow checks — not tool, role or workflow.
+    DataOnly,
+}
+
+/// [`prepare`] with the checks of `scope`.
+pub fn prepare_scoped<'p>(
+    policy: &'p Policy,
+    request: &Request,
+    extra_pointers: &[String],
+    key: &FingerprintKey,
+    scope: Scope,
+) -> Prepared<'p> {
     let mut denials: Vec<Reason> = Vec::new();
     let mut approvals: Vec<Reason> = Vec::new();
     let tool = request.tool.as_str();
@@ -190,7 +212,8 @@ pub fn prepare<'p>(
 
     // tool / role
     let action = policy.action_of(tool);
-    if let (Some(agent), true) = (agent, tool_ok) {
+    let addressable = scope == Scope::Full;
+    if let (Some(agent), true, true) = (agent, tool_ok, addressable) {
         tool_and_role(
             policy,
             agent,
@@ -203,7 +226,7 @@ pub fn prepare<'p>(
     }
 
     // workflow
-    if let Some(w) = &request.workflow {
+    if let Some(w) = request.workflow.as_ref().filter(|_| addressable) {
         workflow_check(policy, agent, w, tool, tool_ok, &mut denials);
     }
 

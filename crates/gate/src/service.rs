@@ -219,16 +219,16 @@ impl Service {
         let policy = self.policy();
         let (request, mut problems) = self.request(subject, &call);
         problems.extend(call.problems.iter().cloned());
-        // First pass: every answer the resolver already knows; names it does not know
-        // are collected, looked up together, and the call decided again with them.
-        let probe = Probe::new(&self.resolver, None);
-        let mut decision = self.decide_call(&policy, &request, &call, &probe);
-        let misses = probe.misses();
-        if !misses.is_empty() {
-            let answers = self.resolver.resolve_all(&misses).await;
-            let probe = Probe::new(&self.resolver, Some(&answers));
-            decision = self.decide_call(&policy, &request, &call, &probe);
-        }
+        // Resolve last: every check but DNS first; the names are looked up (all at
+        // once, without blocking the runtime) only if nothing else denies.
+        let staged = self.stage(&policy, &request, &call);
+        let hosts = staged.hosts();
+        let answers = if hosts.is_empty() {
+            Answers::default()
+        } else {
+            self.resolver.resolve_all(&hosts).await
+        };
+        let mut decision = staged.finish(&answers);
         add_problems(&mut decision, problems);
         let record = self.record_of(subject, &call.event, &policy, &request, &decision, started);
         let audit = Arc::clone(&self.audit);
@@ -246,7 +246,13 @@ impl Service {
         let policy = self.policy();
         let (request, mut problems) = self.request(subject, &call);
         problems.extend(call.problems.iter().cloned());
-        let mut decision = self.decide_call(&policy, &request, &call, &self.resolver);
+        let staged = self.stage(&policy, &request, &call);
+        let mut answers = Answers::default();
+        for h in staged.hosts() {
+            let a = self.resolver.resolve(&h);
+            answers.insert(h, a);
+        }
+        let mut decision = staged.finish(&answers);
         add_problems(&mut decision, problems);
         let record = self.record_of(subject, &call.event, &policy, &request, &decision, started);
         let committed = self
@@ -264,53 +270,28 @@ impl Service {
         self.decide_with(&policy, request, &[], resolver)
     }
 
-    /// The core's decision on a call: its arguments, its envelope, its scope.
-    fn decide_call(
-        &self,
-        policy: &Policy,
-        request: &Request,
-        call: &Call,
-        resolver: &dyn Resolver,
-    ) -> Decision {
-        let mut decision = self.decide_with(policy, request, &call.pointers, resolver);
-        if let Some(envelope) = &call.envelope {
+    /// Every check of a call but DNS: its arguments, and its envelope (checked for
+    /// data and destinations).
+    fn stage<'p>(&self, policy: &'p Policy, request: &Request, call: &Call) -> Staged<'p> {
+        let scope = if call.data_only {
+            conductor_core::Scope::DataOnly
+        } else {
+            conductor_core::Scope::Full
+        };
+        let main =
+            conductor_core::prepare_scoped(policy, request, &call.pointers, &self.key, scope);
+        let envelope = call.envelope.as_ref().map(|e| {
             let mut outer = request.clone();
-            outer.arguments = envelope.clone();
-            let e = self.decide_with(policy, &outer, &[], resolver);
-            for r in e.reasons {
-                if matches!(r.check, Check::Data | Check::Destination)
-                    && !decision.reasons.contains(&r)
-                {
-                    decision.reasons.push(r);
-                    decision.decision = Effect::Deny;
-                }
-            }
-            decision.destinations.extend(e.destinations);
-            decision.findings.extend(e.findings);
-        }
-        if call.data_only {
-            decision.reasons.retain(|r| {
-                !matches!(
-                    r.check,
-                    Check::Identity | Check::Tool | Check::Role | Check::Workflow
-                )
-            });
-            decision.decision = if decision.reasons.is_empty() {
-                Effect::Allow
-            } else {
-                Effect::Deny
-            };
-            // An unknown agent still never passes.
-            if policy.agent(&request.agent).is_none() {
-                deny(
-                    &mut decision,
-                    Check::Identity,
-                    &RuleId::agents(),
-                    "the agent is not defined in the policy".into(),
-                );
-            }
-        }
-        decision
+            outer.arguments = e.clone();
+            conductor_core::prepare_scoped(
+                policy,
+                &outer,
+                &[],
+                &self.key,
+                conductor_core::Scope::DataOnly,
+            )
+        });
+        Staged { main, envelope }
     }
 
     /// Whether any detector of the policy finds something in `value` (a cheap
@@ -516,6 +497,54 @@ impl Service {
     }
 }
 
+/// A call decided up to DNS: its arguments and its envelope.
+struct Staged<'p> {
+    main: conductor_core::Prepared<'p>,
+    envelope: Option<conductor_core::Prepared<'p>>,
+}
+
+impl Staged<'_> {
+    /// The names to resolve: none when either part is denied already.
+    ///
+    /// INVARIANT (resolve last): a call that is denied before DNS resolves nothing,
+    /// not even the names of its other part.
+    fn hosts(&self) -> Vec<String> {
+        let denied = |p: &conductor_core::Prepared<'_>| {
+            p.decision().is_some_and(|d| d.decision == Effect::Deny)
+        };
+        if denied(&self.main) || self.envelope.as_ref().is_some_and(denied) {
+            return Vec::new();
+        }
+        let mut hosts: Vec<String> = self.main.hosts_to_resolve().to_vec();
+        if let Some(e) = &self.envelope {
+            for h in e.hosts_to_resolve() {
+                if !hosts.contains(h) {
+                    hosts.push(h.clone());
+                }
+            }
+        }
+        hosts
+    }
+
+    fn finish(self, answers: &Answers) -> Decision {
+        let mut decision = self.main.finish(answers);
+        if let Some(e) = self.envelope {
+            let e = e.finish(answers);
+            for r in e.reasons {
+                if matches!(r.check, Check::Data | Check::Destination | Check::Input)
+                    && !decision.reasons.contains(&r)
+                {
+                    decision.reasons.push(r);
+                    decision.decision = Effect::Deny;
+                }
+            }
+            decision.destinations.extend(e.destinations);
+            decision.findings.extend(e.findings);
+        }
+        decision
+    }
+}
+
 /// The text strings of `value` (see below), concatenated, up to `max` bytes.
 fn join_strings(value: &Value, out: &mut String, max: usize) {
     if out.len() >= max {
@@ -611,51 +640,6 @@ pub fn deny(decision: &mut Decision, check: Check, rule: &RuleId, message: Strin
         rule: rule.to_string(),
         message,
     });
-}
-
-/// A resolver for one pass of a decision: answers what the gate's resolver (or the
-/// answers collected for this call) already know, and notes every other name.
-struct Probe<'a> {
-    resolver: &'a GateResolver,
-    answers: Option<&'a Answers>,
-    misses: Mutex<Vec<String>>,
-}
-
-impl<'a> Probe<'a> {
-    fn new(resolver: &'a GateResolver, answers: Option<&'a Answers>) -> Probe<'a> {
-        Probe {
-            resolver,
-            answers,
-            misses: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn misses(&self) -> Vec<String> {
-        self.misses.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-}
-
-impl Resolver for Probe<'_> {
-    fn resolve(&self, host: &str) -> Result<Vec<std::net::IpAddr>, ResolveError> {
-        if let Some(a) = self.answers
-            && a.contains(host)
-        {
-            return a.resolve(host);
-        }
-        if let Some(r) = self.resolver.known(host) {
-            return r;
-        }
-        if self.answers.is_none()
-            && let Ok(mut m) = self.misses.lock()
-            && !m.iter().any(|h| h == host)
-        {
-            m.push(host.to_string());
-        }
-        // Not known (yet): unresolvable in this pass.
-        Err(ResolveError::NotFound {
-            host: host.to_string(),
-        })
-    }
 }
 
 /// Labelling scans data; it never resolves anything.

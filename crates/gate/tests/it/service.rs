@@ -263,3 +263,103 @@ async fn a_credential_read_in_pieces_still_labels_the_session() {
     let u = subject("other");
     assert!(svc.label(&u, &json!({"text": b})).unwrap().is_empty());
 }
+
+fn counting_service(dir: &std::path::Path, count: Arc<std::sync::atomic::AtomicUsize>) -> Service {
+    let audit = Arc::new(AuditStore::open(&dir.join("audit.db"), AuditOptions::default()).unwrap());
+    let resolver = GateResolver::with_lookup(
+        ResolverConfig::default(),
+        Arc::new(move |_h: &str| {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(vec!["93.184.215.14".parse().unwrap()])
+        }),
+    );
+    Service::new(
+        conductor_policy::load_str(
+            "version: 1\nagents:\n  bot: {roles: [r]}\nroles:\n  r:\n    allow: [{tools: [\"fetch.*\"]}]\ndestinations:\n  allow: [\"*\"]\n",
+            "p.yaml",
+            None,
+        )
+        .unwrap(),
+        resolver,
+        Arc::new(FingerprintKey([7; 32])),
+        audit,
+        Arc::new(MemoryStore::default()),
+        ServiceOptions::default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_resolves_nothing_for_a_call_it_denies_anyway() {
+    // Regression (issue 10, class 4): a call refused for its tool still had its host
+    // names resolved — a secret in a host label left through the gate's own DNS.
+    let dir = tempfile::tempdir().unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let svc = counting_service(dir.path(), Arc::clone(&count));
+    let v = svc
+        .decide(
+            &subject("s"),
+            call(
+                "github.delete_repo",
+                json!({"url": "https://leak.attacker.example/"}),
+            ),
+        )
+        .await;
+    assert!(!v.forward);
+    // A name in the envelope (`_meta`) of a refused call is not resolved either.
+    let mut c = call("github.x", json!({}));
+    c.envelope = Some(json!({"_meta": {"u": "https://env.attacker.example/"}}));
+    assert!(!svc.decide(&subject("s"), c).await.forward);
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // An allowed call resolves its name once.
+    let v = svc
+        .decide(
+            &subject("s"),
+            call("fetch.fetch", json!({"url": "https://ok.example/"})),
+        )
+        .await;
+    assert!(v.forward, "{:?}", v.decision);
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_only_call_still_checks_every_address() {
+    // A protocol method decided on its data alone must not skip the address checks
+    // that resolve-last defers: the name is resolved and its address checked.
+    let dir = tempfile::tempdir().unwrap();
+    let audit =
+        Arc::new(AuditStore::open(&dir.path().join("audit.db"), AuditOptions::default()).unwrap());
+    let resolver = GateResolver::new(
+        ResolverConfig::from_args(&["rebind.example=169.254.169.254".into()], true).unwrap(),
+    );
+    let svc = Service::new(
+        conductor_policy::load_str(
+            "version: 1\nagents:\n  bot: {roles: []}\ndestinations:\n  allow: [\"*\"]\n",
+            "p.yaml",
+            None,
+        )
+        .unwrap(),
+        resolver,
+        Arc::new(FingerprintKey([7; 32])),
+        audit,
+        Arc::new(MemoryStore::default()),
+        ServiceOptions::default(),
+    );
+    let mut c = call(
+        "fetch.method:logging/setLevel",
+        json!({"level": "http://rebind.example/"}),
+    );
+    c.data_only = true;
+    let v = svc.decide(&subject("s"), c).await;
+    assert!(!v.forward);
+    assert!(
+        v.decision
+            .reasons
+            .iter()
+            .any(|r| r.rule == "destinations.blocked.cloud-metadata"),
+        "{:?}",
+        v.decision.reasons
+    );
+    let mut ok = call("fetch.method:logging/setLevel", json!({"level": "debug"}));
+    ok.data_only = true;
+    assert!(svc.decide(&subject("s"), ok).await.forward);
+}
