@@ -120,15 +120,16 @@ pub(crate) fn as_hex(s: &str) -> Option<String> {
     if t.len() < 32 || !t.len().is_multiple_of(2) || !t.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
-    // Digests and ids (random bytes) fail within a few bytes on a control byte: leave
-    // before allocating.
+    // Digests and ids (random bytes) are left before allocating: the first two decoded
+    // bytes must be ASCII text (a random pair is, one time in seven). Hex of text that
+    // starts with a non-ASCII character is not decoded.
     let nibble = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-    let binary = t.chunks_exact(2).take(16).any(|p| {
+    let binary = t.chunks_exact(2).take(2).any(|p| {
         let v = match p {
             [h, l] => nibble(*h) << 4 | nibble(*l),
             _ => 0,
         };
-        v < 0x20 && !matches!(v, b'\t' | b'\n' | b'\r') || v == 0x7f
+        !(v.is_ascii_graphic() || matches!(v, b' ' | b'\t' | b'\n' | b'\r'))
     });
     if binary {
         return None;

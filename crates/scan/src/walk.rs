@@ -279,9 +279,10 @@ impl Cx<'_> {
         if self.e.secrets.is_empty() {
             return;
         }
-        if let (Some(serde_json::Value::String(pk)), Some(serde_json::Value::String(_))) =
-            (map.get("private_key"), map.get("client_email"))
+        // One look-up per shape unless its first member is there (this runs per object).
+        if let Some(serde_json::Value::String(pk)) = map.get("private_key")
             && pk.len() >= 64
+            && matches!(map.get("client_email"), Some(serde_json::Value::String(_)))
         {
             self.shape_finding(
                 "secrets.gcp-service-account",
@@ -293,16 +294,16 @@ impl Cx<'_> {
         }
         // A JSON Web Key with its private part (RFC 7517 §4, RFC 7518 §6.2.2.1 / §6.3.2.1:
         // `d` is the private exponent or the EC/OKP private key).
-        if let (Some(serde_json::Value::String(_)), Some(serde_json::Value::String(d))) =
-            (map.get("kty"), map.get("d"))
+        if matches!(map.get("kty"), Some(serde_json::Value::String(_)))
+            && let Some(serde_json::Value::String(d)) = map.get("d")
             && d.len() >= 16
         {
             self.shape_finding("secrets.jwk-private-key", ptr, &["d"], d, fixed);
         }
         // A Kubernetes Secret as JSON (`kubectl get secret -o json`): every `data` value.
-        if let (Some(serde_json::Value::String(kind)), Some(serde_json::Value::Object(data))) =
-            (map.get("kind"), map.get("data"))
+        if let Some(serde_json::Value::String(kind)) = map.get("kind")
             && kind == "Secret"
+            && let Some(serde_json::Value::Object(data)) = map.get("data")
         {
             for (k, v) in data {
                 if let serde_json::Value::String(s) = v
