@@ -228,7 +228,7 @@ fn parse_test_file(path: &Path, text: &str) -> Result<TestFile, TestFileErrors> 
             .map_err(|e| e.to_string())
             .and_then(|json| {
                 Request::from_json(&json).map_err(|e| {
-                    strip_json_position(&crate::check::scrub_request_message(&e.message))
+                    strip_json_position(&e.message)
                 })
             });
         let request = match request {
