@@ -62,7 +62,7 @@ pub mod time;
 
 pub use read::{AuditReader, Break, BreakKind, Checkpoint, Filter, ReadError, VerifyReport};
 pub use record::{GENESIS, Record, chain_hash, hash_text, parse_hash};
-pub use store::AuditStore;
+pub use store::{AuditStore, Pending};
 
 /// The SQLite binding the store uses, for tests elsewhere that tamper with a store's
 /// file directly (not part of the contract).
