@@ -210,6 +210,10 @@ struct Inner {
     shared_path: Arc<PathBuf>,
     tx: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
+    /// The write connection, shared by the writer thread and [`AuditStore::append_many_here`].
+    conn: Arc<Mutex<Connection>>,
+    /// Set after every commit; the checkpointer clears it.
+    dirty: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Job {
@@ -340,9 +344,12 @@ impl AuditStore {
 
         let (tx, rx) = mpsc::channel::<Job>();
         let thread_path = path.to_path_buf();
+        let conn = Arc::new(Mutex::new(conn));
+        let dirty = Arc::new(AtomicBool::new(false));
+        let (thread_conn, thread_dirty) = (Arc::clone(&conn), Arc::clone(&dirty));
         let writer = std::thread::Builder::new()
             .name("conductor-audit-writer".into())
-            .spawn(move || writer_loop(conn, checkpointer, &thread_path, &rx))
+            .spawn(move || writer_loop(&thread_conn, checkpointer, &thread_path, &rx, thread_dirty))
             .map_err(|e| err(&e))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -350,6 +357,8 @@ impl AuditStore {
                 shared_path: Arc::new(path.to_path_buf()),
                 tx: Some(tx),
                 writer: Some(writer),
+                conn,
+                dirty,
             }),
         })
     }
@@ -396,6 +405,29 @@ impl AuditStore {
             return Ok(Vec::new());
         }
         self.submit_many(records).wait()
+    }
+
+    /// Commit `records` in ONE transaction on the calling thread, without the hand-off
+    /// to the writer thread and back (two thread wake-ups): for a caller that would
+    /// only wait for the commit anyway. Same guarantees as [`AuditStore::append_many`]
+    /// (`BEGIN IMMEDIATE`, the chain head read under the write lock, all or nothing);
+    /// it waits while the writer thread commits another batch. Records submitted
+    /// earlier and still queued for the writer may be committed after these.
+    pub fn append_many_here(&self, records: &[NewRecord]) -> Result<Vec<Receipt>, AuditError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared: Vec<Prepared> = records.iter().map(Prepared::new).collect();
+        let mut conn = match self.inner.conn.lock() {
+            Ok(c) => c,
+            // A panic mid-commit rolled its transaction back (rusqlite's drop).
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // INVARIANT: Ok only after COMMIT returned.
+        let receipts =
+            commit_batch(&mut conn, &prepared).map_err(|e| store_err(&self.inner.path, e))?;
+        self.inner.dirty.store(true, Ordering::Relaxed);
+        Ok(receipts)
     }
 
     fn enqueue<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Pending<T> {
@@ -595,11 +627,16 @@ const INLINE_REPLIES: usize = 2;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 fn writer_loop(
-    mut conn: Connection,
+    conn: &Mutex<Connection>,
     checkpointer: Option<Connection>,
     path: &Path,
     rx: &mpsc::Receiver<Job>,
+    dirty: Arc<AtomicBool>,
 ) {
+    let lock = || match conn.lock() {
+        Ok(c) => c,
+        Err(poisoned) => poisoned.into_inner(),
+    };
     let (notice_tx, notice_rx) = mpsc::channel::<Notice>();
     let notifier = std::thread::Builder::new()
         .name("conductor-audit-notify".into())
@@ -617,7 +654,6 @@ fn writer_loop(
         }
         None => notifier_loop_one(n),
     };
-    let dirty = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let checkpoint_thread = checkpointer.and_then(|c| {
         let dirty = Arc::clone(&dirty);
@@ -628,7 +664,7 @@ fn writer_loop(
     });
     if checkpoint_thread.is_none() {
         // No background checkpoints after all: let SQLite checkpoint on commit again.
-        let _ = conn.execute_batch("PRAGMA wal_autocheckpoint=1000;");
+        let _ = lock().execute_batch("PRAGMA wal_autocheckpoint=1000;");
     }
 
     let mut records: Vec<Prepared> = Vec::with_capacity(64);
@@ -659,7 +695,8 @@ fn writer_loop(
             let answers = if records.is_empty() {
                 answers_ok(waiting, Vec::new())
             } else {
-                match commit_batch(&mut conn, &records) {
+                let committed = commit_batch(&mut lock(), &records);
+                match committed {
                     Ok(receipts) => {
                         dirty.store(true, Ordering::Relaxed);
                         answers_ok(waiting, receipts)

@@ -212,3 +212,59 @@ fn a_dropped_pending_still_commits_its_record() {
     store.flush().unwrap();
     assert_eq!(verify(&path).verified, 50);
 }
+
+#[test]
+fn append_many_here_commits_on_the_callers_thread_on_the_same_chain() {
+    let (_d, path, store) = temp_store();
+    fill(&store, 2);
+    let appenders: Vec<_> = (0..4)
+        .map(|t| {
+            let s = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    s.append(record(20_000 + t * 1000 + i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut here = Vec::new();
+    for k in 0..100u64 {
+        let set: Vec<_> = (0..1 + k % 7)
+            .map(|i| record(3_000_000 + k * 100 + i))
+            .collect();
+        let receipts = store.append_many_here(&set).unwrap();
+        assert_eq!(receipts.len(), set.len());
+        for w in receipts.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq + 1, "a set was split");
+        }
+        here.push((receipts, set));
+    }
+    for a in appenders {
+        a.join().unwrap();
+    }
+    let stored: std::collections::HashMap<u64, String> = digests(&path).into_iter().collect();
+    for (receipts, set) in &here {
+        for (r, rec) in receipts.iter().zip(set) {
+            assert_eq!(stored[&r.seq], rec.request_digest);
+        }
+    }
+    let report = verify(&path);
+    assert!(report.broken.is_none(), "{:?}", report.broken);
+    let total = 2 + 800 + here.iter().map(|(r, _)| r.len() as u64).sum::<u64>();
+    assert_eq!(report.verified, total);
+    assert!(store.append_many_here(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn append_many_here_fails_whole_when_the_store_is_locked() {
+    let (_d, path, store) = temp_store();
+    fill(&store, 1);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let e = store.append_many_here(&[record(1), record(2)]).unwrap_err();
+    assert!(e.to_string().contains("locked"), "{e}");
+    conn.execute_batch("ROLLBACK").unwrap();
+    let r = store.append_many_here(&[record(3)]).unwrap();
+    assert_eq!(r[0].seq, 2);
+    assert_eq!(verify(&path).verified, 2);
+}
