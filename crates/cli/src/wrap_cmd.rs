@@ -191,6 +191,12 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
         })?;
     let options = EngineOptions {
         max_message_bytes: args.max_message_bytes,
+        // Without DNS the resolver never blocks: decide on the relay task and await the
+        // audit commit there (no blocking thread per call).
+        decide_inline: args.resolve.no_dns,
+        // A `normal` commit does not wait for the disk: commit on the relay task, several
+        // records per transaction (crates/mcp/BENCHMARKS.md).
+        commit_inline: durability == Durability::Normal,
         ..EngineOptions::default()
     };
     let code = runtime.block_on(relay(

@@ -10,6 +10,8 @@
 //! gate has allowed it and committed its audit record.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +33,16 @@ pub struct EngineOptions {
     /// After the client is gone (EOF or shutdown), how long the server gets to exit
     /// on its own once its input is closed.
     pub shutdown_grace: Duration,
+    /// Decide gated requests on the relay task itself and await their audit commit
+    /// without a thread (instead of one `spawn_blocking` per decision). Only for a gate
+    /// whose resolver never blocks (no DNS lookups: `--no-dns`, fixed addresses).
+    pub decide_inline: bool,
+    /// With `decide_inline`: commit the audit records on the relay task too, several
+    /// per transaction (every gated line read while more complete lines are buffered
+    /// joins the batch; the batch commits when none is left), instead of handing each to
+    /// the audit writer thread. The task blocks for each commit: for a store whose
+    /// commits do not wait for the disk (durability `normal`).
+    pub commit_inline: bool,
 }
 
 impl Default for EngineOptions {
@@ -38,6 +50,8 @@ impl Default for EngineOptions {
         EngineOptions {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             shutdown_grace: Duration::from_secs(2),
+            decide_inline: false,
+            commit_inline: false,
         }
     }
 }
@@ -55,6 +69,8 @@ pub struct Outcome {
 enum Out {
     Ready(Vec<u8>),
     Later(oneshot::Receiver<Option<Vec<u8>>>),
+    /// A line (or nothing) once this future (an audit commit) resolves.
+    Wait(Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +139,11 @@ where
     SW: AsyncWrite + Unpin + Send + 'static,
 {
     let max = options.max_message_bytes;
+    let inline = match (options.decide_inline, options.commit_inline) {
+        (false, _) => Inline::No,
+        (true, false) => Inline::Decide,
+        (true, true) => Inline::DecideAndCommit,
+    };
     let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
     let (to_client, client_rx) = mpsc::channel::<Out>(QUEUE);
     let (to_server, server_rx) = mpsc::channel::<Out>(QUEUE);
@@ -170,7 +191,16 @@ where
         let to_client = to_client.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::with_capacity(64 * 1024, client_in);
+            let mut batch = Batch::default();
             loop {
+                // Commit what is held once no complete line is left to read: the client
+                // is waiting for these answers (a partial line may never be completed).
+                if !batch.held.is_empty()
+                    && !reader.buffer().contains(&b'\n')
+                    && !batch.commit(&gate, &pending, &to_client, &to_server).await
+                {
+                    break;
+                }
                 let line = tokio::select! {
                     biased;
                     changed = shutdown.changed() => {
@@ -183,10 +213,15 @@ where
                     Ok(Line::Eof) | Err(_) => break,
                     Ok(l) => l,
                 };
-                if !relay_from_client(&gate, &pending, &to_client, &to_server, line, max).await {
+                if !relay_from_client(
+                    &gate, &pending, &to_client, &to_server, line, max, inline, &mut batch,
+                )
+                .await
+                {
                     break;
                 }
             }
+            let _ = batch.commit(&gate, &pending, &to_client, &to_server).await;
             // Dropping `to_server` closes the server's input once the queue drains.
         })
     };
@@ -228,6 +263,7 @@ async fn write_queue<W: AsyncWrite + Unpin>(out: W, mut rx: mpsc::Receiver<Out>,
         let line = match item {
             Out::Ready(l) => Some(l),
             Out::Later(rx) => rx.await.ok().flatten(),
+            Out::Wait(f) => f.await,
         };
         if let Some(line) = line
             && !broken
@@ -248,6 +284,10 @@ async fn write_queue<W: AsyncWrite + Unpin>(out: W, mut rx: mpsc::Receiver<Out>,
 }
 
 /// Handle one line from the client. Returns false when the relay must stop.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the relay's shared state, passed as is until the service crate replaces this function"
+)]
 async fn relay_from_client(
     gate: &Arc<Gate>,
     pending: &Pending,
@@ -255,6 +295,8 @@ async fn relay_from_client(
     to_server: &mpsc::Sender<Out>,
     line: Line,
     max: usize,
+    inline: Inline,
+    batch: &mut Batch,
 ) -> bool {
     let bytes = match line {
         Line::Eof => return false,
@@ -298,6 +340,16 @@ async fn relay_from_client(
             return to_client.send(Out::Ready(line)).await.is_ok();
         }
     };
+    let held_here = inline == Inline::DecideAndCommit
+        && matches!(&message, Message::Request { method, .. } if is_gated(method));
+    // Lines keep their order to the server: what is held is committed (and forwarded)
+    // before any other line goes to the server queue.
+    if !held_here
+        && !batch.held.is_empty()
+        && !batch.commit(gate, pending, to_client, to_server).await
+    {
+        return false;
+    }
     // INVARIANT: one pending entry per id (by value): a second request with the id of
     // one in flight could otherwise take over its answer's handling (a `tools/list`
     // matched as a call would skip pinning and filtering).
@@ -313,6 +365,81 @@ async fn relay_from_client(
         return to_client.send(Out::Ready(line)).await.is_ok();
     }
     match message {
+        Message::Request { id, method, value } if held_here => {
+            // The id is reserved while the call is decided; a refusal releases it.
+            pending_insert(pending, &id, Kind::Labelled);
+            let is_call = method == "tools/call";
+            // Decided here (CPU only: the resolver does no lookups); its record is
+            // committed with the batch, before the line is forwarded.
+            let held = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let params = value.get("params");
+                if is_call {
+                    gate.decide_call_held(params)
+                } else {
+                    gate.decide_resource_held(&method, params)
+                }
+            }));
+            let Ok(held) = held else {
+                // INVARIANT: a decision that failed is a refusal.
+                let _ = pending_take(pending, &id);
+                let line = framing::error_line(
+                    &id,
+                    code::INTERNAL_ERROR,
+                    "the gate failed while deciding this request; it was not forwarded",
+                    None,
+                );
+                return to_client.send(Out::Ready(line)).await.is_ok();
+            };
+            batch.held.push(held);
+            batch.lines.push((id, is_call, bytes));
+            if batch.held.len() >= MAX_HELD {
+                return batch.commit(gate, pending, to_client, to_server).await;
+            }
+            true
+        }
+        Message::Request { id, method, value } if is_gated(&method) && inline == Inline::Decide => {
+            // The id is reserved while the call is decided; a refusal releases it.
+            pending_insert(pending, &id, Kind::Labelled);
+            let is_call = method == "tools/call";
+            // Decided here (CPU only: the resolver does no lookups); the record is
+            // handed to the audit writer, and the line waits for its commit in its place
+            // in the server queue, so the next line is read at once.
+            let submitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let params = value.get("params");
+                if is_call {
+                    gate.decide_call_submitted(params)
+                } else {
+                    gate.decide_resource_submitted(&method, params)
+                }
+            }));
+            let Ok(submitted) = submitted else {
+                // INVARIANT: a decision that failed is a refusal.
+                let _ = pending_take(pending, &id);
+                let line = framing::error_line(
+                    &id,
+                    code::INTERNAL_ERROR,
+                    "the gate failed while deciding this request; it was not forwarded",
+                    None,
+                );
+                return to_client.send(Out::Ready(line)).await.is_ok();
+            };
+            let pending = Arc::clone(pending);
+            let to_client = to_client.clone();
+            let forward = async move {
+                // INVARIANT: the line is written only once its record is committed.
+                match submitted.verdict().await {
+                    Verdict { forward: true, .. } => Some(bytes),
+                    Verdict { decision, .. } => {
+                        let _ = pending_take(&pending, &id);
+                        let _ = to_client
+                            .send(Out::Ready(refusal_line(&id, is_call, &decision)))
+                            .await;
+                        None
+                    }
+                }
+            };
+            to_server.send(Out::Wait(Box::pin(forward))).await.is_ok()
+        }
         Message::Request { id, method, value } if is_gated(&method) => {
             // The id is reserved while the call is decided; a refusal releases it.
             pending_insert(pending, &id, Kind::Labelled);
@@ -342,16 +469,7 @@ async fn relay_from_client(
                     Ok(Verdict { decision, .. }) => {
                         let _ = pending_take(&pending, &id);
                         let _ = tx.send(None);
-                        let line = if is_call {
-                            framing::result_line(&id, refusal_result(&decision))
-                        } else {
-                            framing::error_line(
-                                &id,
-                                code::DENIED,
-                                &refusal_text(&decision),
-                                Some(serde_json::json!({ crate::gate::META_KEY: decision })),
-                            )
-                        };
+                        let line = refusal_line(&id, is_call, &decision);
                         let _ = to_client.blocking_send(Out::Ready(line));
                     }
                     Err(_) => {
@@ -387,6 +505,96 @@ async fn relay_from_client(
         Message::Notification { .. } | Message::Response { .. } => {
             to_server.send(Out::Ready(bytes)).await.is_ok()
         }
+    }
+}
+
+/// Where gated requests are decided and committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inline {
+    /// On a blocking thread (decision and audit commit).
+    No,
+    /// Decided on the relay task, the record handed to the audit writer thread.
+    Decide,
+    /// Decided on the relay task and committed there, several per transaction.
+    DecideAndCommit,
+}
+
+/// Most decisions held for one commit.
+const MAX_HELD: usize = 256;
+
+/// Gated requests decided on the relay task, waiting for their common commit.
+#[derive(Default)]
+struct Batch {
+    held: Vec<crate::gate::Held>,
+    lines: Vec<(Value, bool, Vec<u8>)>,
+}
+
+impl Batch {
+    /// Commit every held record in one transaction, then forward the allowed lines in
+    /// order and answer the refused ones. Returns false when the relay must stop.
+    async fn commit(
+        &mut self,
+        gate: &Arc<Gate>,
+        pending: &Pending,
+        to_client: &mpsc::Sender<Out>,
+        to_server: &mpsc::Sender<Out>,
+    ) -> bool {
+        if self.held.is_empty() {
+            return true;
+        }
+        let held = std::mem::take(&mut self.held);
+        let lines = std::mem::take(&mut self.lines);
+        let n = held.len();
+        // INVARIANT: a line is forwarded only after COMMIT returned for its record; a
+        // commit that failed or panicked refuses every line of the batch.
+        let verdicts =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gate.commit_here(held)))
+                .ok()
+                .filter(|v| v.len() == n);
+        let Some(verdicts) = verdicts else {
+            for (id, _, _) in lines {
+                let _ = pending_take(pending, &id);
+                let line = framing::error_line(
+                    &id,
+                    code::INTERNAL_ERROR,
+                    "the gate failed while recording this request; it was not forwarded",
+                    None,
+                );
+                if to_client.send(Out::Ready(line)).await.is_err() {
+                    return false;
+                }
+            }
+            return true;
+        };
+        for ((id, is_call, bytes), verdict) in lines.into_iter().zip(verdicts) {
+            if verdict.forward {
+                if to_server.send(Out::Ready(bytes)).await.is_err() {
+                    return false;
+                }
+            } else {
+                let _ = pending_take(pending, &id);
+                let line = refusal_line(&id, is_call, &verdict.decision);
+                if to_client.send(Out::Ready(line)).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The answer to a refused gated request: a tool error result for a call, a JSON-RPC
+/// error for a resource request.
+fn refusal_line(id: &Value, is_call: bool, decision: &conductor_core::Decision) -> Vec<u8> {
+    if is_call {
+        framing::result_line(id, refusal_result(decision))
+    } else {
+        framing::error_line(
+            id,
+            code::DENIED,
+            &refusal_text(decision),
+            Some(serde_json::json!({ crate::gate::META_KEY: decision })),
+        )
     }
 }
 

@@ -86,6 +86,78 @@ pub struct Verdict {
     pub decision: Decision,
 }
 
+/// A decision whose audit record is submitted to the store but not yet known to be
+/// committed: [`Submitted::verdict`] (async) or [`Submitted::wait`] (blocking) give the
+/// [`Verdict`] once the commit has happened.
+#[derive(Debug)]
+pub struct Submitted {
+    decision: Decision,
+    tool: String,
+    pending: conductor_audit::Pending,
+}
+
+impl Submitted {
+    /// The verdict once the record is committed, awaited without blocking a thread.
+    pub async fn verdict(self) -> Verdict {
+        let Submitted {
+            decision,
+            tool,
+            pending,
+        } = self;
+        let committed = pending.await;
+        conclude(decision, &tool, committed.as_ref().map(|_| ()))
+    }
+
+    /// The verdict once the record is committed; blocks the calling thread.
+    pub fn wait(self) -> Verdict {
+        let Submitted {
+            decision,
+            tool,
+            pending,
+        } = self;
+        let committed = pending.wait();
+        conclude(decision, &tool, committed.as_ref().map(|_| ()))
+    }
+}
+
+/// A decision with its audit record, not yet committed (see [`Gate::commit_here`]).
+#[derive(Debug)]
+pub struct Held {
+    decision: Decision,
+    tool: String,
+    record: NewRecord,
+}
+
+/// INVARIANT: forward only an `allow` whose record is committed; a record that cannot
+/// be committed turns the decision into a deny (check `audit`).
+fn conclude(
+    mut decision: Decision,
+    tool: &str,
+    committed: Result<(), &conductor_audit::AuditError>,
+) -> Verdict {
+    match committed {
+        Ok(_) => Verdict {
+            forward: decision.decision == Effect::Allow,
+            decision,
+        },
+        Err(e) => {
+            warn(&format!(
+                "cannot record the decision on `{tool}`; the call is refused: {e}"
+            ));
+            deny(
+                &mut decision,
+                Check::Audit,
+                "audit",
+                "the decision could not be recorded in the audit store".into(),
+            );
+            Verdict {
+                forward: false,
+                decision,
+            }
+        }
+    }
+}
+
 /// The gate of one session.
 pub struct Gate {
     cfg: GateConfig,
@@ -339,6 +411,21 @@ impl Gate {
         conductor_core::decide_with_pointers(policy, request, pointers, &world)
     }
 
+    /// Decide a `tools/call` like [`Gate::decide_call`], but only hand its record to the
+    /// audit store: the [`Submitted`] gives the verdict once the record is committed.
+    /// Blocks only if the resolver does (never with a resolver that does no lookups).
+    pub fn decide_call_submitted(&self, params: Option<&Value>) -> Submitted {
+        let (policy, request, decision, started) = self.decide_call_inner(params);
+        self.submit_record("tools/call", &policy, &request, decision, started)
+    }
+
+    /// [`Gate::decide_resource`], with the record submitted (see
+    /// [`Gate::decide_call_submitted`]).
+    pub fn decide_resource_submitted(&self, method: &str, params: Option<&Value>) -> Submitted {
+        let (policy, request, decision, started) = self.decide_read_inner(method, params);
+        self.submit_record(method, &policy, &request, decision, started)
+    }
+
     /// Commit the record of a decision; a record that cannot be committed turns the
     /// decision into a deny (check `audit`).
     fn record(
@@ -346,9 +433,78 @@ impl Gate {
         event: &str,
         policy: &Policy,
         request: &Request,
-        mut decision: Decision,
+        decision: Decision,
         started: Instant,
     ) -> Verdict {
+        self.submit_record(event, policy, request, decision, started)
+            .wait()
+    }
+
+    /// Hand the record of a decision to the audit store without waiting for its commit.
+    fn submit_record(
+        &self,
+        event: &str,
+        policy: &Policy,
+        request: &Request,
+        decision: Decision,
+        started: Instant,
+    ) -> Submitted {
+        let record = self.new_record(event, policy, request, &decision, started);
+        Submitted {
+            pending: self.audit.submit(record),
+            decision,
+            tool: request.tool.clone(),
+        }
+    }
+
+    /// Decide a `tools/call` like [`Gate::decide_call`] and build its record, without
+    /// committing it: commit with [`Gate::commit_here`] (several at once).
+    pub fn decide_call_held(&self, params: Option<&Value>) -> Held {
+        let (policy, request, decision, started) = self.decide_call_inner(params);
+        let record = self.new_record("tools/call", &policy, &request, &decision, started);
+        Held {
+            decision,
+            tool: request.tool,
+            record,
+        }
+    }
+
+    /// [`Gate::decide_resource`], held like [`Gate::decide_call_held`].
+    pub fn decide_resource_held(&self, method: &str, params: Option<&Value>) -> Held {
+        let (policy, request, decision, started) = self.decide_read_inner(method, params);
+        let record = self.new_record(method, &policy, &request, &decision, started);
+        Held {
+            decision,
+            tool: request.tool,
+            record,
+        }
+    }
+
+    /// Commit the records of held decisions in ONE transaction on this thread (it blocks
+    /// for the commit) and give their verdicts, in order. A failed commit refuses them
+    /// all (check `audit`).
+    pub fn commit_here(&self, held: Vec<Held>) -> Vec<Verdict> {
+        let records: Vec<NewRecord> = held.iter().map(|h| h.record.clone()).collect();
+        match self.audit.append_many_here(&records) {
+            Ok(_) => held
+                .into_iter()
+                .map(|h| conclude(h.decision, &h.tool, Ok(())))
+                .collect(),
+            Err(e) => held
+                .into_iter()
+                .map(|h| conclude(h.decision, &h.tool, Err(&e)))
+                .collect(),
+        }
+    }
+
+    fn new_record(
+        &self,
+        event: &str,
+        policy: &Policy,
+        request: &Request,
+        decision: &Decision,
+        started: Instant,
+    ) -> NewRecord {
         let arguments = match self.cfg.arguments {
             ArgumentsMode::None => None,
             ArgumentsMode::Full => Some(request.arguments.clone()),
@@ -360,7 +516,7 @@ impl Gate {
         let digest = serde_json::to_value(request)
             .map(|v| conductor_audit::request_digest(&v))
             .unwrap_or_default();
-        let record = NewRecord {
+        NewRecord {
             event: event.to_string(),
             agent: request.agent.clone(),
             session: request.session.clone(),
@@ -376,29 +532,6 @@ impl Gate {
             request_digest: digest,
             arguments,
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        };
-        // INVARIANT: forward only an `allow` whose record is committed.
-        match self.audit.append(record) {
-            Ok(_) => Verdict {
-                forward: decision.decision == Effect::Allow,
-                decision,
-            },
-            Err(e) => {
-                warn(&format!(
-                    "cannot record the decision on `{}`; the call is refused: {e}",
-                    request.tool
-                ));
-                deny(
-                    &mut decision,
-                    Check::Audit,
-                    "audit",
-                    "the decision could not be recorded in the audit store".into(),
-                );
-                Verdict {
-                    forward: false,
-                    decision,
-                }
-            }
         }
     }
 

@@ -38,7 +38,9 @@ pub mod gate;
 pub mod stdio;
 
 pub use engine::{DEFAULT_MAX_MESSAGE_BYTES, EngineOptions, Outcome, run};
-pub use gate::{ArgumentsMode, Gate, GateConfig, META_KEY, READ_RESOURCE_TOOL, watch_policy};
+pub use gate::{
+    ArgumentsMode, Gate, GateConfig, Held, META_KEY, READ_RESOURCE_TOOL, Submitted, watch_policy,
+};
 
 /// The default server id for a command: its file name, lowercased, with every
 /// character outside `[a-z0-9_-]` replaced by `-`.

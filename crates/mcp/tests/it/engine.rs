@@ -586,3 +586,110 @@ async fn a_dropped_server_answer_still_answers_its_request() {
         .await;
     assert_eq!(a["result"]["echo"], "other/thing", "{a}");
 }
+
+/// The relay deciding on its own task: records handed to the audit writer
+/// (`decide_inline`), or committed there several per transaction (`commit_inline`).
+fn inline_modes() -> [EngineOptions; 2] {
+    [
+        EngineOptions {
+            decide_inline: true,
+            ..EngineOptions::default()
+        },
+        EngineOptions {
+            decide_inline: true,
+            commit_inline: true,
+            ..EngineOptions::default()
+        },
+    ]
+}
+
+#[tokio::test]
+async fn inline_decisions_keep_pipelined_order_and_refuse_what_is_denied() {
+    for engine in inline_modes() {
+        let mut h = Harness::start_with(FakeOptions::default(), engine.clone(), true).await;
+        let mut batch = Vec::new();
+        for i in 0..200u64 {
+            let name = if i % 7 == 3 {
+                "delete_everything"
+            } else {
+                "echo"
+            };
+            let mut b = serde_json::to_vec(&call(i, name, json!({"i": i}))).unwrap();
+            b.push(b'\n');
+            batch.extend(b);
+            // A non-gated request in the middle of held calls keeps its place.
+            if i == 100 {
+                batch.extend(b"{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"ping\"}\n");
+            }
+        }
+        h.send_raw(&batch).await;
+        let mut refused = Vec::new();
+        let mut ids = Vec::new();
+        for _ in 0..201 {
+            let a = h.recv().await;
+            if a["id"] == "p" {
+                continue;
+            }
+            let id = a["id"].as_u64().unwrap();
+            if a["result"]["isError"] == true {
+                refused.push(id);
+            }
+            ids.push(id);
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, (0..200).collect::<Vec<_>>(), "{engine:?}");
+        refused.sort_unstable();
+        let denied: Vec<u64> = (0..200).filter(|i| i % 7 == 3).collect();
+        assert_eq!(refused, denied, "{engine:?}");
+        let seen: Vec<Value> = h
+            .seen()
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].clone())
+            .collect();
+        let mut expected: Vec<Value> = (0..200).filter(|i| i % 7 != 3).map(Value::from).collect();
+        let at = expected
+            .iter()
+            .position(|v| v.as_u64() > Some(100))
+            .unwrap();
+        expected.insert(at, json!("p"));
+        assert_eq!(seen, expected, "{engine:?}");
+        // Every decision is in the store, and the chain verifies.
+        let report = conductor_audit::AuditReader::open(&h.audit_path)
+            .unwrap()
+            .verify(None)
+            .unwrap();
+        assert!(report.broken.is_none());
+        assert_eq!(report.verified, 200, "{engine:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_inline_decision_that_cannot_be_recorded_is_refused() {
+    for engine in inline_modes() {
+        let mut h = Harness::start_with(FakeOptions::default(), engine.clone(), true).await;
+        assert_eq!(h.call(call(1, "echo", json!({}))).await["id"], 1);
+        let conn = conductor_audit::rusqlite::Connection::open(&h.audit_path).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER fail BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        )
+        .unwrap();
+        // Several in one batch: every one of them is refused.
+        let mut batch = Vec::new();
+        for i in 2..6u64 {
+            let mut b = serde_json::to_vec(&call(i, "echo", json!({}))).unwrap();
+            b.push(b'\n');
+            batch.extend(b);
+        }
+        h.send_raw(&batch).await;
+        for _ in 2..6 {
+            let a = h.recv().await;
+            assert_eq!(a["result"]["isError"], true, "{engine:?}: {a}");
+            assert!(checks(&a).contains(&"audit".to_string()), "{a}");
+        }
+        assert_eq!(
+            h.seen().len(),
+            1,
+            "{engine:?}: an unrecorded call was forwarded"
+        );
+    }
+}
