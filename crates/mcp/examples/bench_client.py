@@ -21,11 +21,11 @@ part, so a refusal is never measured.
     cargo build --release -p conductor-cli --bin conductor
     cargo build --release -p conductor-mcp --example bench_echo_server
     python3 crates/mcp/examples/bench_client.py [--rounds 6] [--calls 2000] [--pipeline 5000]
-        [--server py|rust] [--server-write one|two] [--conductor PATH] [--compare PATH]
+        [--server py|rust] [--server-write print|one] [--conductor PATH] [--compare PATH]
 
 `--server rust` uses `target/release/examples/bench_echo_server` (the Rust harness's
-server) with this client; `--server-write two` makes the Python server write each
-answer's newline in a second write(2). `--compare PATH` adds a third mode, `wrap-b`,
+server) with this client; `--server-write one` makes the Python server write each
+answer in one write(2) instead of print's two (text, then newline). `--compare PATH` adds a third mode, `wrap-b`,
 through another `conductor` binary (a build before a change) in the same rotation.
 """
 
@@ -124,8 +124,8 @@ def server_argv(opts):
     if opts.server == "rust":
         return [os.path.join(opts.target, "examples", "bench_echo_server")]
     argv = [sys.executable, os.path.join(HERE, "bench_echo_server.py")]
-    if opts.server_write == "two":
-        argv += ["--write", "two"]
+    if opts.server_write == "one":
+        argv += ["--write", "one"]
     return argv
 
 
@@ -211,7 +211,7 @@ def main():
     ap.add_argument("--conductor", default=os.path.join(target, "conductor"))
     ap.add_argument("--target", default=target)
     ap.add_argument("--server", choices=["py", "rust"], default="py")
-    ap.add_argument("--server-write", choices=["one", "two"], default="one")
+    ap.add_argument("--server-write", choices=["print", "one"], default="print")
     ap.add_argument("--compare", default=None)
     opts = ap.parse_args()
     if not os.path.exists(opts.conductor):
