@@ -104,6 +104,65 @@ fn throughput(c: &mut Criterion) {
     g.finish();
 }
 
+/// One caller, no thread per record: the new paths against `append` from 16 threads.
+///
+/// - `submit_window_N`: one thread keeps up to N submissions in flight (as a pipelining
+///   relay does: each record's line waits for its commit, the next is read at once) and
+///   waits for the oldest when the window is full;
+/// - `append_many_N`: one thread commits sets of N records, one `append_many` each.
+fn one_caller(c: &mut Criterion) {
+    const PER_SAMPLE: u64 = 65_536;
+    let mut g = c.benchmark_group("append_throughput");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(PER_SAMPLE));
+    for window in [64usize, 1024] {
+        let (_dir, store) = open();
+        let mut i = 0u64;
+        g.bench_function(format!("one_caller_submit_window_{window}"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let mut in_flight = std::collections::VecDeque::with_capacity(window);
+                    for _ in 0..PER_SAMPLE {
+                        i += 1;
+                        if in_flight.len() == window {
+                            let p: conductor_audit::Pending = in_flight.pop_front().unwrap();
+                            black_box(p.wait().unwrap());
+                        }
+                        in_flight.push_back(store.submit(record(i)));
+                    }
+                    for p in in_flight {
+                        black_box(p.wait().unwrap());
+                    }
+                }
+                start.elapsed()
+            });
+        });
+    }
+    for n in [16u64, 256] {
+        let (_dir, store) = open();
+        let mut i = 0u64;
+        g.bench_function(format!("one_caller_append_many_{n}"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for _ in 0..PER_SAMPLE / n {
+                        let set: Vec<NewRecord> = (0..n)
+                            .map(|_| {
+                                i += 1;
+                                record(i)
+                            })
+                            .collect();
+                        black_box(store.append_many(set).unwrap());
+                    }
+                }
+                start.elapsed()
+            });
+        });
+    }
+    g.finish();
+}
+
 fn latency(c: &mut Criterion) {
     let mut g = c.benchmark_group("append_latency");
     g.measurement_time(Duration::from_secs(10));
@@ -144,5 +203,5 @@ fn verify(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, throughput, latency, verify);
+criterion_group!(benches, throughput, one_caller, latency, verify);
 criterion_main!(benches);

@@ -7,6 +7,10 @@
 //! [`AuditStore::open`], [`AuditStore::append`] (blocks until committed, thread-safe),
 //! [`AuditStore::flush`], [`NewRecord`], [`Receipt`], [`AuditOptions`], [`Durability`],
 //! [`default_path`], [`canonical_json`], [`request_digest`].
+//! Additions for one caller with many records (no blocking thread per record):
+//! [`AuditStore::submit`] and [`AuditStore::submit_many`] (a [`Pending`] future, or
+//! [`Pending::wait`]), [`AuditStore::append_many`] (one set, one transaction) and
+//! [`AuditStore::append_many_here`] (committed on the caller's thread).
 //! Additions for readers (the `conductor audit` commands): [`AuditReader`] (verify,
 //! query, tail, head), [`Record`], [`Filter`], [`Checkpoint`], [`VerifyReport`],
 //! [`ocsf::event`], [`time`], and the chain primitives [`chain_hash`], [`hash_text`],
@@ -62,7 +66,7 @@ pub mod time;
 
 pub use read::{AuditReader, Break, BreakKind, Checkpoint, Filter, ReadError, VerifyReport};
 pub use record::{GENESIS, Record, chain_hash, hash_text, parse_hash};
-pub use store::AuditStore;
+pub use store::{AuditStore, Pending};
 
 /// The SQLite binding the store uses, for tests elsewhere that tamper with a store's
 /// file directly (not part of the contract).

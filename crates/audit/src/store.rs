@@ -10,10 +10,13 @@
 //! INVARIANT: a receipt is sent only after `COMMIT` returned; any failure answers every
 //! record of the batch with an error (the caller denies).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -40,62 +43,192 @@ CREATE TABLE IF NOT EXISTS records (
 );
 ";
 
-/// Where the writer puts one appender's outcome (a one-shot slot: one allocation, one
-/// futex wake).
-#[derive(Debug, Default)]
-struct Slot {
-    value: Mutex<Option<Result<Receipt, AuditError>>>,
+/// Where the writer puts one submission's outcome: a one-shot slot that a blocking
+/// caller waits on (condvar) and an async caller polls (waker).
+#[derive(Debug)]
+struct Slot<T> {
+    state: Mutex<SlotState<T>>,
     ready: Condvar,
 }
 
-type Reply = Arc<Slot>;
+#[derive(Debug)]
+struct SlotState<T> {
+    value: Option<Result<T, AuditError>>,
+    /// Set once the value has been handed out (a second poll gets an error).
+    taken: bool,
+    waker: Option<Waker>,
+}
 
-impl Slot {
-    fn put(&self, r: Result<Receipt, AuditError>) {
-        if let Ok(mut v) = self.value.lock() {
-            *v = Some(r);
+impl<T> Slot<T> {
+    fn new() -> Self {
+        Slot {
+            state: Mutex::new(SlotState {
+                value: None,
+                taken: false,
+                waker: None,
+            }),
+            ready: Condvar::new(),
         }
-        self.ready.notify_one();
     }
 
-    fn take(&self, path: &Path, writer_alive: impl Fn() -> bool) -> Result<Receipt, AuditError> {
+    fn put(&self, r: Result<T, AuditError>) {
+        let waker = match self.state.lock() {
+            Ok(mut st) => {
+                if st.value.is_none() && !st.taken {
+                    st.value = Some(r);
+                }
+                st.waker.take()
+            }
+            Err(_) => None,
+        };
+        self.ready.notify_one();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn wait(&self, path: &Path, writer_alive: impl Fn() -> bool) -> Result<T, AuditError> {
         let stopped = || store_err(path, "the audit writer has stopped");
-        let mut v = self.value.lock().map_err(|_| stopped())?;
+        let mut st = self.state.lock().map_err(|_| stopped())?;
         loop {
-            if let Some(r) = v.take() {
+            if let Some(r) = st.value.take() {
+                st.taken = true;
                 return r;
             }
-            if !writer_alive() {
+            if st.taken || !writer_alive() {
                 return Err(stopped());
             }
-            // A timeout only to notice a writer that died without answering.
-            v = self
+            // A timeout only to notice a writer that died without answering (the reply
+            // guard answers on unwinding; this is the second line).
+            st = self
                 .ready
-                .wait_timeout(v, Duration::from_millis(500))
+                .wait_timeout(st, Duration::from_millis(500))
                 .map_err(|_| stopped())?
                 .0;
         }
     }
 }
 
+/// The writer's end of a slot. INVARIANT: every submission is answered: a reply dropped
+/// unanswered (a writer that unwound, a queue dropped with the job in it, a job that
+/// could not be sent) answers with an error, so no waiter, blocking or async, waits
+/// for ever and none is told `Ok`.
+struct Reply<T> {
+    slot: Option<Arc<Slot<T>>>,
+    path: Arc<PathBuf>,
+}
+
+impl<T> Reply<T> {
+    fn send(mut self, r: Result<T, AuditError>) {
+        if let Some(slot) = self.slot.take() {
+            slot.put(r);
+        }
+    }
+}
+
+impl<T> Drop for Reply<T> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.put(Err(store_err(&self.path, "the audit writer has stopped")));
+        }
+    }
+}
+
+/// A submitted record (or set of records) that the writer will commit: await it from
+/// async code, or [`Pending::wait`] for it on a thread. It resolves to the receipt(s)
+/// once the transaction holding the record(s) has committed, or to the error that
+/// made that transaction fail (every submitter of a failed transaction gets it).
+///
+/// Dropping a `Pending` does not withdraw the record: it is committed all the same.
+#[must_use = "a record is committed only when its `Pending` resolves to `Ok`"]
+pub struct Pending<T = Receipt> {
+    slot: Arc<Slot<T>>,
+    inner: Arc<Inner>,
+}
+
+impl<T> std::fmt::Debug for Pending<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}
+
+impl<T> Pending<T> {
+    /// Block the calling thread until the record is committed (or has failed).
+    pub fn wait(self) -> Result<T, AuditError> {
+        // INVARIANT: the only way out with Ok is the value the writer put after COMMIT.
+        let inner = &self.inner;
+        self.slot.wait(&inner.path, || inner.writer_alive())
+    }
+
+    /// The outcome, if the writer has answered already (never blocks).
+    pub fn try_take(&mut self) -> Option<Result<T, AuditError>> {
+        let mut st = self.slot.state.lock().ok()?;
+        let v = st.value.take();
+        if v.is_some() {
+            st.taken = true;
+        }
+        v
+    }
+}
+
+impl<T> Future for Pending<T> {
+    type Output = Result<T, AuditError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let stopped = || store_err(&self.inner.path, "the audit writer has stopped");
+        let Ok(mut st) = self.slot.state.lock() else {
+            return Poll::Ready(Err(stopped()));
+        };
+        if let Some(r) = st.value.take() {
+            st.taken = true;
+            return Poll::Ready(r);
+        }
+        if st.taken {
+            return Poll::Ready(Err(stopped()));
+        }
+        // The writer takes the waker under this same lock, so a value put after this
+        // check finds it.
+        match &mut st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
 enum Job {
-    Append(Prepared, Reply),
+    Append(Prepared, Reply<Receipt>),
+    /// Records committed together, in this order, in one transaction.
+    Many(Vec<Prepared>, Reply<Vec<Receipt>>),
     Flush(mpsc::SyncSender<()>),
 }
 
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
+    /// The same path, shared with every reply.
+    shared_path: Arc<PathBuf>,
     tx: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
+    /// The write connection, shared by the writer thread and [`AuditStore::append_many_here`].
+    conn: Arc<Mutex<Connection>>,
+    /// Set after every commit; the checkpointer clears it.
+    dirty: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Job::Append(..) => "Append",
+            Job::Many(..) => "Many",
             Job::Flush(..) => "Flush",
         })
+    }
+}
+
+impl Inner {
+    fn writer_alive(&self) -> bool {
+        self.writer.as_ref().is_some_and(|w| !w.is_finished())
     }
 }
 
@@ -211,15 +344,21 @@ impl AuditStore {
 
         let (tx, rx) = mpsc::channel::<Job>();
         let thread_path = path.to_path_buf();
+        let conn = Arc::new(Mutex::new(conn));
+        let dirty = Arc::new(AtomicBool::new(false));
+        let (thread_conn, thread_dirty) = (Arc::clone(&conn), Arc::clone(&dirty));
         let writer = std::thread::Builder::new()
             .name("conductor-audit-writer".into())
-            .spawn(move || writer_loop(conn, checkpointer, &thread_path, &rx))
+            .spawn(move || writer_loop(&thread_conn, checkpointer, &thread_path, &rx, thread_dirty))
             .map_err(|e| err(&e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
+                shared_path: Arc::new(path.to_path_buf()),
                 tx: Some(tx),
                 writer: Some(writer),
+                conn,
+                dirty,
             }),
         })
     }
@@ -238,15 +377,79 @@ impl AuditStore {
 
     /// Append one record and return once it is committed.
     pub fn append(&self, record: NewRecord) -> Result<Receipt, AuditError> {
+        self.submit(record).wait()
+    }
+
+    /// Hand one record to the writer without waiting: the returned [`Pending`] resolves
+    /// once the record is committed. Records submitted by one caller, one after the
+    /// other, are committed in that order, and as many as are queued go into one
+    /// transaction. Never blocks (the canonical form of the record is built here, on
+    /// the caller's thread).
+    pub fn submit(&self, record: NewRecord) -> Pending<Receipt> {
         let prepared = Prepared::new(&record);
-        let slot = Arc::new(Slot::default());
-        self.sender()?
-            .send(Job::Append(prepared, Arc::clone(&slot)))
-            .map_err(|_| store_err(&self.inner.path, "the audit writer has stopped"))?;
-        // INVARIANT: the only way out with Ok is the receipt the writer put after COMMIT.
-        slot.take(&self.inner.path, || {
-            self.inner.writer.as_ref().is_some_and(|w| !w.is_finished())
-        })
+        self.enqueue(|reply| Job::Append(prepared, reply))
+    }
+
+    /// Hand several records to the writer at once: they are committed together, in
+    /// this order, in ONE transaction (with whatever else is queued), and the
+    /// [`Pending`] resolves to their receipts, or to the error that failed them all.
+    pub fn submit_many(&self, records: Vec<NewRecord>) -> Pending<Vec<Receipt>> {
+        let prepared: Vec<Prepared> = records.iter().map(Prepared::new).collect();
+        self.enqueue(|reply| Job::Many(prepared, reply))
+    }
+
+    /// Append several records in one transaction and return once they are committed:
+    /// all of them (receipts in the order given), or none (an error).
+    pub fn append_many(&self, records: Vec<NewRecord>) -> Result<Vec<Receipt>, AuditError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit_many(records).wait()
+    }
+
+    /// Commit `records` in ONE transaction on the calling thread, without the hand-off
+    /// to the writer thread and back (two thread wake-ups): for a caller that would
+    /// only wait for the commit anyway. Same guarantees as [`AuditStore::append_many`]
+    /// (`BEGIN IMMEDIATE`, the chain head read under the write lock, all or nothing);
+    /// it waits while the writer thread commits another batch. Records submitted
+    /// earlier and still queued for the writer may be committed after these.
+    pub fn append_many_here(&self, records: &[NewRecord]) -> Result<Vec<Receipt>, AuditError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared: Vec<Prepared> = records.iter().map(Prepared::new).collect();
+        let mut conn = match self.inner.conn.lock() {
+            Ok(c) => c,
+            // A panic mid-commit rolled its transaction back (rusqlite's drop).
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // INVARIANT: Ok only after COMMIT returned.
+        let receipts =
+            commit_batch(&mut conn, &prepared).map_err(|e| store_err(&self.inner.path, e))?;
+        self.inner.dirty.store(true, Ordering::Relaxed);
+        Ok(receipts)
+    }
+
+    fn enqueue<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Pending<T> {
+        let slot = Arc::new(Slot::new());
+        let reply = Reply {
+            slot: Some(Arc::clone(&slot)),
+            path: Arc::clone(&self.inner.shared_path),
+        };
+        match self.sender() {
+            // A failed send drops the job, whose reply then answers with an error.
+            Ok(tx) => drop(tx.send(job(reply))),
+            Err(e) => {
+                let mut reply = reply;
+                if let Some(s) = reply.slot.take() {
+                    s.put(Err(e));
+                }
+            }
+        }
+        Pending {
+            slot,
+            inner: Arc::clone(&self.inner),
+        }
     }
 
     /// Wait until everything appended so far is committed.
@@ -323,9 +526,64 @@ pub(crate) fn init_schema(conn: &mut Connection) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// Who waits for the records of a batch, in queue order.
+enum Waiter {
+    One(Reply<Receipt>),
+    /// The next `n` records of the batch.
+    Many(usize, Reply<Vec<Receipt>>),
+}
+
+/// A waiter with its outcome, ready to be woken.
+enum Answer {
+    One(Reply<Receipt>, Result<Receipt, AuditError>),
+    Many(Reply<Vec<Receipt>>, Result<Vec<Receipt>, AuditError>),
+}
+
+impl Answer {
+    fn send(self) {
+        match self {
+            Answer::One(r, v) => r.send(v),
+            Answer::Many(r, v) => r.send(v),
+        }
+    }
+}
+
+/// Pair the waiters of a committed batch with their receipts (in order). A waiter left
+/// without receipts (which would be a bug) has its reply dropped: an error.
+fn answers_ok(waiters: Vec<Waiter>, receipts: Vec<Receipt>) -> Vec<Answer> {
+    let mut receipts = receipts.into_iter();
+    let mut out = Vec::with_capacity(waiters.len());
+    for w in waiters {
+        match w {
+            Waiter::One(r) => {
+                if let Some(receipt) = receipts.next() {
+                    out.push(Answer::One(r, Ok(receipt)));
+                }
+            }
+            Waiter::Many(n, r) => {
+                let mine: Vec<Receipt> = receipts.by_ref().take(n).collect();
+                if mine.len() == n {
+                    out.push(Answer::Many(r, Ok(mine)));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn answers_err(waiters: Vec<Waiter>, path: &Path, message: &str) -> Vec<Answer> {
+    waiters
+        .into_iter()
+        .map(|w| match w {
+            Waiter::One(r) => Answer::One(r, Err(store_err(path, message))),
+            Waiter::Many(_, r) => Answer::Many(r, Err(store_err(path, message))),
+        })
+        .collect()
+}
+
 /// Work for the notifier thread, in commit order.
 enum Notice {
-    Done(Vec<(Reply, Result<Receipt, AuditError>)>),
+    Done(Vec<Answer>),
     Flushed(mpsc::SyncSender<()>),
 }
 
@@ -334,9 +592,9 @@ enum Notice {
 fn notifier_loop(rx: &mpsc::Receiver<Notice>) {
     while let Ok(notice) = rx.recv() {
         match notice {
-            Notice::Done(replies) => {
-                for (slot, result) in replies {
-                    slot.put(result);
+            Notice::Done(answers) => {
+                for a in answers {
+                    a.send();
                 }
             }
             Notice::Flushed(f) => {
@@ -369,11 +627,16 @@ const INLINE_REPLIES: usize = 2;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 fn writer_loop(
-    mut conn: Connection,
+    conn: &Mutex<Connection>,
     checkpointer: Option<Connection>,
     path: &Path,
     rx: &mpsc::Receiver<Job>,
+    dirty: Arc<AtomicBool>,
 ) {
+    let lock = || match conn.lock() {
+        Ok(c) => c,
+        Err(poisoned) => poisoned.into_inner(),
+    };
     let (notice_tx, notice_rx) = mpsc::channel::<Notice>();
     let notifier = std::thread::Builder::new()
         .name("conductor-audit-notify".into())
@@ -391,7 +654,6 @@ fn writer_loop(
         }
         None => notifier_loop_one(n),
     };
-    let dirty = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let checkpoint_thread = checkpointer.and_then(|c| {
         let dirty = Arc::clone(&dirty);
@@ -402,50 +664,56 @@ fn writer_loop(
     });
     if checkpoint_thread.is_none() {
         // No background checkpoints after all: let SQLite checkpoint on commit again.
-        let _ = conn.execute_batch("PRAGMA wal_autocheckpoint=1000;");
+        let _ = lock().execute_batch("PRAGMA wal_autocheckpoint=1000;");
     }
 
-    let mut batch: Vec<(Prepared, Reply)> = Vec::with_capacity(64);
+    let mut records: Vec<Prepared> = Vec::with_capacity(64);
+    let mut waiters: Vec<Waiter> = Vec::with_capacity(64);
     let mut flushes: Vec<mpsc::SyncSender<()>> = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Append(p, r) => batch.push((p, r)),
+                Job::Append(p, r) => {
+                    records.push(p);
+                    waiters.push(Waiter::One(r));
+                }
+                // A set of records is never split across transactions.
+                Job::Many(ps, r) => {
+                    waiters.push(Waiter::Many(ps.len(), r));
+                    records.extend(ps);
+                }
                 Job::Flush(f) => flushes.push(f),
             }
-            if batch.len() >= MAX_BATCH {
+            if records.len() >= MAX_BATCH {
                 break;
             }
             next = rx.try_recv().ok();
         }
-        if !batch.is_empty() {
-            let replies: Vec<(Reply, Result<Receipt, AuditError>)> =
-                match commit_batch(&mut conn, &batch) {
+        if !waiters.is_empty() {
+            let waiting = std::mem::take(&mut waiters);
+            let answers = if records.is_empty() {
+                answers_ok(waiting, Vec::new())
+            } else {
+                let committed = commit_batch(&mut lock(), &records);
+                match committed {
                     Ok(receipts) => {
                         dirty.store(true, Ordering::Relaxed);
-                        batch
-                            .drain(..)
-                            .zip(receipts)
-                            .map(|((_, reply), receipt)| (reply, Ok(receipt)))
-                            .collect()
+                        answers_ok(waiting, receipts)
                     }
-                    Err(e) => {
-                        let message = e.to_string();
-                        batch
-                            .drain(..)
-                            .map(|(_, reply)| (reply, Err(store_err(path, &message))))
-                            .collect()
-                    }
-                };
-            if replies.len() <= INLINE_REPLIES {
+                    // INVARIANT: a failed transaction fails every submitter in it.
+                    Err(e) => answers_err(waiting, path, &e.to_string()),
+                }
+            };
+            records.clear();
+            if answers.len() <= INLINE_REPLIES {
                 // At low load, waking the appender directly is quicker than a hop
                 // through the notifier thread.
-                for (slot, result) in replies {
-                    slot.put(result);
+                for a in answers {
+                    a.send();
                 }
             } else {
-                notify(Notice::Done(replies));
+                notify(Notice::Done(answers));
             }
         }
         for f in flushes.drain(..) {
@@ -470,10 +738,7 @@ fn notifier_loop_one(n: Notice) {
     }
 }
 
-fn commit_batch(
-    conn: &mut Connection,
-    batch: &[(Prepared, Reply)],
-) -> Result<Vec<Receipt>, WriteError> {
+fn commit_batch(conn: &mut Connection, batch: &[Prepared]) -> Result<Vec<Receipt>, WriteError> {
     let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let head: Option<(i64, String)> = txn
         .prepare_cached("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1")?
@@ -493,7 +758,7 @@ fn commit_batch(
     {
         let mut insert =
             txn.prepare_cached("INSERT INTO records (seq, record, hash) VALUES (?1, ?2, ?3)")?;
-        for (prepared, _) in batch {
+        for prepared in batch {
             seq += 1;
             let text = prepared.finish(seq, &time, &prev);
             let hash = record::chain_hash(&prev, &text);

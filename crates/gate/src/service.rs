@@ -231,11 +231,14 @@ impl Service {
         let mut decision = staged.finish(&answers);
         add_problems(&mut decision, problems);
         let record = self.record_of(subject, &call.event, &policy, &request, &decision, started);
-        let audit = Arc::clone(&self.audit);
-        let committed = match tokio::task::spawn_blocking(move || audit.append(record)).await {
-            Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
-            Err(_) => Err("the audit writer task failed".to_string()),
-        };
+        // The record goes to the store's writer, which commits everything queued in one
+        // transaction; this task waits without holding a thread.
+        let committed = self
+            .audit
+            .submit(record)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         finish(decision, committed, &request.tool)
     }
 

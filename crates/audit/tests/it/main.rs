@@ -13,4 +13,5 @@ mod concurrency;
 mod crash;
 mod jcs;
 mod store;
+mod submit;
 mod tamper;
