@@ -130,10 +130,7 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
     if !args.jsonl {
         let text = read_bounded(input, &name)?;
         let request = Request::from_json(&text).map_err(|e| {
-            CliError::Data(format!(
-                "invalid request `{name}`: {}",
-                e.message.clone()
-            ))
+            CliError::Data(format!("invalid request `{name}`: {}", e.message.clone()))
         })?;
         let decision = conductor_core::decide(&policy, &request, &world);
         let code = effect_code(decision.decision);
@@ -164,7 +161,9 @@ fn execute(args: &CheckArgs) -> anyhow::Result<u8> {
                 Ok(text) if text.trim().is_empty() => continue,
                 // The whole request is on one line: its column is what matters.
                 Ok(text) => Request::from_json(text).map_err(|e| {
-                    e.message.clone().replace(" at line 1 column ", " at column ")
+                    e.message
+                        .clone()
+                        .replace(" at line 1 column ", " at column ")
                 }),
             }
         };

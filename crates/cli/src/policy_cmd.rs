@@ -227,9 +227,7 @@ fn parse_test_file(path: &Path, text: &str) -> Result<TestFile, TestFileErrors> 
         let request = serde_json::to_string(&raw_case.request)
             .map_err(|e| e.to_string())
             .and_then(|json| {
-                Request::from_json(&json).map_err(|e| {
-                    strip_json_position(&e.message)
-                })
+                Request::from_json(&json).map_err(|e| strip_json_position(&e.message))
             });
         let request = match request {
             Ok(r) => r,

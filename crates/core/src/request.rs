@@ -158,8 +158,6 @@ fn closing_quote(body: &str) -> Option<usize> {
     None
 }
 
-
-
 /// The first field whose JSON type is wrong for a [`Request`].
 fn mistyped_field(m: &serde_json::Map<String, Value>) -> Option<&'static str> {
     let string = |k: &str| m.get(k).is_some_and(|v| !v.is_string());
@@ -320,5 +318,4 @@ mod tests {
             proptest::prop_assert!(!shown.contains(&number.to_string()), "{shown}");
         }
     }
-
 }
