@@ -13,7 +13,8 @@ use conductor_policy::{Agent, DataPolicy, Policy};
 use conductor_scan::{Finding, FingerprintKey};
 
 use crate::checks::{
-    Egress, data_check, dedup, egress_bound, egress_of, flow_check, tool_and_role, workflow_check,
+    DEFAULT_EGRESS, Egress, Target, data_check, dedup, egress_bound, egress_of, flow_check,
+    tool_and_role, workflow_check,
 };
 use crate::display;
 use crate::request::show;
@@ -129,14 +130,11 @@ impl Prepared<'_> {
 /// The egress entry of a call whose destination is unknown: `default_egress`.
 // INVARIANT: a tool whose facts do not declare `destinations` may send anywhere,
 // so its call is a call to an unknown destination (DESIGN.md, "The gate service").
-pub(crate) fn unknown_egress(data: &DataPolicy, tool: &str) -> Egress {
+pub(crate) fn unknown_egress<'a>(data: &'a DataPolicy, tool: &'a str) -> Egress<'a> {
     Egress {
-        name: format!(
-            "the destination of `{}`, which the policy does not declare,",
-            show(tool)
-        ),
+        target: Target::Unknown(tool),
         max: data.default_egress,
-        id: "data.default_egress".into(),
+        id: DEFAULT_EGRESS,
     }
 }
 

@@ -519,14 +519,25 @@ impl DestPlan<'_> {
         self.outcome()
     }
 
-    /// End the check without resolving anything: pending names are left without
-    /// addresses and without a verdict of their own.
-    ///
-    /// Only for a call that is denied anyway (by another check or another
-    /// destination): a pending name is not an allowed one.
+    /// End the check without resolving anything, for a call that is denied anyway
+    /// (by another check or another destination): each pending name is left without
+    /// addresses and fails with `destinations.unchecked`.
+    // INVARIANT: a name that was not resolved was not checked, and says so: a caller
+    // that drops some reasons of a decision (say, the tool check's) still sees the
+    // destination check fail, never a destination that passed unchecked.
     pub fn finish_unresolved(mut self) -> DestOutcome {
         for item in &mut self.items {
-            item.pending = None;
+            if let Some(p) = item.pending.take() {
+                let w = Written {
+                    cell: std::cell::OnceCell::new(),
+                    origin: p.origin,
+                    input: &p.input,
+                };
+                let message = format!(
+                    "`{w}` was not resolved, so it is not checked: the call is refused before DNS"
+                );
+                item.deny("destinations.unchecked", message);
+            }
         }
         self.outcome()
     }

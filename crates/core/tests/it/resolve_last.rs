@@ -137,7 +137,10 @@ fn dns_no_lookup_for_a_call_denied_by_tool() {
         &[],
     ));
     assert_eq!(d.decision, Effect::Deny);
-    assert_eq!(rules(&d), ["roles.web.deny[0]"]);
+    // The name is not resolved, and the decision says it was not checked: a caller
+    // that drops the tool reasons (a data-only decision) still sees a failing check.
+    assert_eq!(rules(&d), ["roles.web.deny[0]", "destinations.unchecked"]);
+    assert!(d.destinations[0].addresses.is_empty());
     assert!(asked.is_empty(), "resolved {asked:?}");
     // Unknown tools and agents too.
     for r in [
@@ -188,7 +191,7 @@ fn dns_no_lookup_for_a_call_denied_by_flow() {
         &["credentials"],
     ));
     assert_eq!(d.decision, Effect::Deny);
-    assert_eq!(rules(&d), ["data.default_egress"]);
+    assert_eq!(rules(&d), ["destinations.unchecked", "data.default_egress"]);
     assert!(asked.is_empty(), "resolved {asked:?}");
 }
 
