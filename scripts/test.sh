@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-peers.sh
+bash scripts/setup-debian.sh
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0

@@ -470,9 +470,18 @@ fn record_human(rec: &Record) -> String {
     } else {
         String::new()
     };
+    // INVARIANT: every field a server, tool or agent could have chosen is shown
+    // through the one display sanitizer (no terminal escapes, no forged lines).
+    let safe = |s: &str, n: usize| conductor_types::display::shown(s, n);
     format!(
         "{}  #{:<6} {:<7} {}  {}  {}{}\n",
-        rec.time, rec.seq, rec.decision, rec.agent, rec.tool, detail, more
+        safe(&rec.time, 40),
+        rec.seq,
+        safe(&rec.decision, 16),
+        safe(&rec.agent, 80),
+        safe(&rec.tool, 160),
+        safe(&detail, 400),
+        more
     )
 }
 

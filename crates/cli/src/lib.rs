@@ -15,17 +15,19 @@ pub mod wrap_cmd;
 
 /// Exit statuses (DESIGN.md, "Command line").
 pub mod exit {
+    use conductor_types::FailureClass;
     pub const ALLOW: u8 = 0;
     pub const OK: u8 = 0;
-    pub const DENY: u8 = 1;
+    pub const DENY: u8 = FailureClass::Policy.exit_code();
     pub const FAILED: u8 = 1;
     pub const APPROVE: u8 = 2;
     pub const USAGE: u8 = 64;
-    pub const DATA: u8 = 65;
+    /// Invalid input: the caller's fault (the one table in `conductor-types`).
+    pub const DATA: u8 = FailureClass::Client.exit_code();
     /// A named input file does not exist or cannot be read.
     pub const NOINPUT: u8 = 66;
-    pub const SOFTWARE: u8 = 70;
-    pub const IO: u8 = 74;
+    pub const SOFTWARE: u8 = FailureClass::Internal.exit_code();
+    pub const IO: u8 = FailureClass::Unavailable.exit_code();
     /// The installation is misconfigured (e.g. an unusable fingerprint key file).
     pub const CONFIG: u8 = 78;
 }
@@ -148,6 +150,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<world::WorldError>() {
             return exit::CONFIG;
+        }
+        if let Some(e) = cause.downcast_ref::<conductor_mcp::McpError>() {
+            return e.class().exit_code();
         }
         if cause.is::<io::Error>() {
             return exit::IO;

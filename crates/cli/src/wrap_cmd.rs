@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use conductor_audit::{AuditOptions, AuditStore, Durability};
-use conductor_mcp::{ArgumentsMode, EngineOptions, Gate, GateConfig};
+use conductor_gate::{ArgumentsMode, Service, ServiceOptions, SqliteStore};
+use conductor_mcp::{EngineOptions, Gate, GateConfig};
 
 use crate::resolve::ResolveArgs;
 use crate::{CliError, exit};
@@ -159,23 +160,47 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
             return Ok(exit::IO);
         }
     };
-    let gate = Arc::new(Gate::new(
-        GateConfig {
-            agent: args.agent.clone(),
-            server,
-            workflow: args.workflow.clone(),
-            filter_tools: !args.no_filter_tools,
+    // Taint belongs to the agent: labels live in the audit database, shared by every
+    // process that acts for it.
+    let sessions = match SqliteStore::open(&audit_path) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            crate::warn(format_args!(
+                "error: {e}; refusing to start the server (the session labels cannot be kept)"
+            ));
+            return Ok(exit::IO);
+        }
+    };
+    let service = Arc::new(Service::new(
+        policy,
+        resolver,
+        Arc::new(key),
+        Arc::clone(&store),
+        sessions,
+        ServiceOptions {
             arguments: match args.arguments {
                 ArgumentsArg::Redacted => ArgumentsMode::Redacted,
                 ArgumentsArg::None => ArgumentsMode::None,
                 ArgumentsArg::Full => ArgumentsMode::Full,
             },
+            ..ServiceOptions::default()
         },
-        policy,
-        Arc::new(resolver),
-        Arc::new(key),
-        Arc::clone(&store),
     ));
+    let gate = match Gate::new(
+        GateConfig {
+            agent: args.agent.clone(),
+            server,
+            workflow: args.workflow.clone(),
+            filter_tools: !args.no_filter_tools,
+        },
+        Arc::clone(&service),
+    ) {
+        Ok(g) => Arc::new(g),
+        Err(e) => {
+            crate::warn(format_args!("error: {e}; refusing to start the server"));
+            return Ok(e.class().exit_code());
+        }
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -195,6 +220,7 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
     };
     let code = runtime.block_on(relay(
         gate,
+        service,
         options,
         args.policy.clone(),
         program.clone(),
@@ -210,6 +236,7 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
 
 async fn relay(
     gate: Arc<Gate>,
+    service: Arc<Service>,
     options: EngineOptions,
     policy_path: PathBuf,
     program: String,
@@ -238,8 +265,8 @@ async fn relay(
         wait_for_signal().await;
         let _ = shutdown_tx.send(true);
     });
-    let watcher = tokio::spawn(conductor_mcp::watch_policy(
-        Arc::clone(&gate),
+    let watcher = tokio::spawn(conductor_gate::watch_policy(
+        service,
         policy_path,
         Duration::from_secs(1),
         Arc::new(|m: String| crate::warn(format_args!("{m}"))),

@@ -9,7 +9,6 @@
 //! INVARIANT: a `tools/call`, `resources/read` or `resources/subscribe` reaches the server only after the
 //! gate has allowed it and committed its audit record.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,8 +16,9 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::framing::{self, Invalid, Line, Message, code};
-use crate::gate::{Gate, Verdict, refusal_result, refusal_text};
+use crate::framing::{self, Line, code};
+use crate::gate::Gate;
+use crate::session::{ClientStep, Decided, Kind, Mode, ServerStep, Session, answer_body};
 
 /// Default largest message, in bytes (16 MiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -57,44 +57,13 @@ enum Out {
     Later(oneshot::Receiver<Option<Vec<u8>>>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// The answer is pinned and filtered (not scanned: descriptors are metadata).
-    ToolsList,
-    /// The answer is scanned for labels: every method but the metadata ones.
-    Labelled,
-    /// `initialize`, `server/discover`, `ping`: metadata, relayed as is.
-    Metadata,
-}
+type Shared = Arc<Mutex<Session>>;
 
-/// The kind of answer a client request gets.
-fn kind_of(method: &str) -> Kind {
-    match method {
-        "tools/list" => Kind::ToolsList,
-        "initialize" | "server/discover" | "ping" => Kind::Metadata,
-        _ => Kind::Labelled,
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Session> {
+    match s.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
-}
-
-fn pending_has(p: &Pending, id: &Value) -> bool {
-    p.lock()
-        .map(|m| m.contains_key(&framing::id_key(id)))
-        .unwrap_or(true)
-}
-
-type Pending = Arc<Mutex<HashMap<String, (Value, Kind)>>>;
-
-fn pending_insert(p: &Pending, id: &Value, kind: Kind) {
-    if let Ok(mut m) = p.lock() {
-        m.insert(framing::id_key(id), (id.clone(), kind));
-    }
-}
-
-fn pending_take(p: &Pending, id: &Value) -> Option<Kind> {
-    p.lock()
-        .ok()
-        .and_then(|mut m| m.remove(&framing::id_key(id)))
-        .map(|(_, k)| k)
 }
 
 const QUEUE: usize = 1024;
@@ -123,7 +92,7 @@ where
     SW: AsyncWrite + Unpin + Send + 'static,
 {
     let max = options.max_message_bytes;
-    let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+    let session: Shared = Arc::new(Mutex::new(Session::new()));
     let (to_client, client_rx) = mpsc::channel::<Out>(QUEUE);
     let (to_server, server_rx) = mpsc::channel::<Out>(QUEUE);
 
@@ -133,7 +102,7 @@ where
     // Server → client.
     let server_reader = {
         let gate = Arc::clone(&gate);
-        let pending = Arc::clone(&pending);
+        let session = Arc::clone(&session);
         let to_client = to_client.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::with_capacity(64 * 1024, server_out);
@@ -142,15 +111,12 @@ where
                     Ok(Line::Eof) | Err(_) => break,
                     Ok(l) => l,
                 };
-                if !relay_from_server(&gate, &pending, &to_client, line).await {
+                if !relay_from_server(&gate, &session, &to_client, line).await {
                     break;
                 }
             }
             // INVARIANT: every request still waiting for the server gets an answer.
-            let waiting: Vec<Value> = match pending.lock() {
-                Ok(mut m) => m.drain().map(|(_, (id, _))| id).collect(),
-                Err(_) => Vec::new(),
-            };
+            let waiting: Vec<Value> = lock(&session).drain_pending();
             for id in waiting {
                 let line = framing::error_line(
                     &id,
@@ -166,7 +132,7 @@ where
     // Client → server.
     let client_reader = {
         let gate = Arc::clone(&gate);
-        let pending = Arc::clone(&pending);
+        let session = Arc::clone(&session);
         let to_client = to_client.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::with_capacity(64 * 1024, client_in);
@@ -183,7 +149,7 @@ where
                     Ok(Line::Eof) | Err(_) => break,
                     Ok(l) => l,
                 };
-                if !relay_from_client(&gate, &pending, &to_client, &to_server, line, max).await {
+                if !relay_from_client(&gate, &session, &to_client, &to_server, line, max).await {
                     break;
                 }
             }
@@ -250,7 +216,7 @@ async fn write_queue<W: AsyncWrite + Unpin>(out: W, mut rx: mpsc::Receiver<Out>,
 /// Handle one line from the client. Returns false when the relay must stop.
 async fn relay_from_client(
     gate: &Arc<Gate>,
-    pending: &Pending,
+    session: &Shared,
     to_client: &mpsc::Sender<Out>,
     to_server: &mpsc::Sender<Out>,
     line: Line,
@@ -274,261 +240,167 @@ async fn relay_from_client(
         }
         Line::Complete(b) => b,
     };
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return true;
-    }
-    let message = match framing::classify(&bytes) {
-        Ok(m) => m,
-        Err(Invalid::Parse(e)) => {
-            let line = framing::error_line(
-                &Value::Null,
-                code::PARSE_ERROR,
-                &format!("parse error: {e}"),
-                None,
-            );
-            return to_client.send(Out::Ready(line)).await.is_ok();
+    let step = lock(session).on_client(bytes);
+    match step {
+        ClientStep::Nothing => true,
+        ClientStep::Forward(b) => to_server.send(Out::Ready(b)).await.is_ok(),
+        ClientStep::Answer(b) => to_client.send(Out::Ready(b)).await.is_ok(),
+        ClientStep::RefuseNotification { method, params } => {
+            let gate = Arc::clone(gate);
+            tokio::task::spawn_blocking(move || gate.refuse_notification(&method, params.as_ref()))
+                .await
+                .is_ok()
         }
-        Err(Invalid::Shape { id, message }) => {
-            let line = framing::error_line(
-                &id,
-                code::INVALID_REQUEST,
-                &format!("invalid request: {message}"),
-                None,
-            );
-            return to_client.send(Out::Ready(line)).await.is_ok();
-        }
-    };
-    // INVARIANT: one pending entry per id (by value): a second request with the id of
-    // one in flight could otherwise take over its answer's handling (a `tools/list`
-    // matched as a call would skip pinning and filtering).
-    if let Message::Request { id, .. } = &message
-        && pending_has(pending, id)
-    {
-        let line = framing::error_line(
-            id,
-            code::INVALID_REQUEST,
-            "invalid request: a request with this id is already in flight",
-            None,
-        );
-        return to_client.send(Out::Ready(line)).await.is_ok();
-    }
-    match message {
-        Message::Request { id, method, value } if is_gated(&method) => {
-            // The id is reserved while the call is decided; a refusal releases it.
-            pending_insert(pending, &id, Kind::Labelled);
+        ClientStep::Decide(mut pending) => {
+            // A method the gate does not know passes only when the policy says so —
+            // and, like protocol metadata, only with nothing found in it.
+            if pending.mode == Mode::Always && gate.passes(&pending.method) {
+                pending.mode = Mode::IfFindings;
+            }
+            // Protocol metadata with nothing in it passes at once, in order.
+            if pending.mode == Mode::IfFindings && !gate.service().has_findings(&pending.params) {
+                let d = lock(session).decided(pending, None);
+                return send_decided(d, to_client, to_server).await;
+            }
+            // INVARIANT: the message holds its place in the queue to the server until it
+            // is decided and its record committed; a refusal leaves the place empty.
             let (tx, rx) = oneshot::channel();
             if to_server.send(Out::Later(rx)).await.is_err() {
                 return false;
             }
             let gate = Arc::clone(gate);
-            let pending = Arc::clone(pending);
+            let session = Arc::clone(session);
             let to_client = to_client.clone();
-            // One hop: the decision, its audit commit and the hand-off all happen on a
-            // blocking thread (DNS and the commit block).
-            tokio::task::spawn_blocking(move || {
-                let is_call = method == "tools/call";
-                let params = value.get("params");
-                let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    if is_call {
-                        gate.decide_call(params)
-                    } else {
-                        gate.decide_resource(&method, params)
-                    }
-                }));
-                match decided {
-                    Ok(Verdict { forward: true, .. }) => {
-                        let _ = tx.send(Some(bytes));
-                    }
-                    Ok(Verdict { decision, .. }) => {
-                        let _ = pending_take(&pending, &id);
-                        let _ = tx.send(None);
-                        let line = if is_call {
-                            framing::result_line(&id, refusal_result(&decision))
-                        } else {
-                            framing::error_line(
-                                &id,
-                                code::DENIED,
-                                &refusal_text(&decision),
-                                Some(serde_json::json!({ crate::gate::META_KEY: decision })),
-                            )
-                        };
-                        let _ = to_client.blocking_send(Out::Ready(line));
-                    }
-                    Err(_) => {
-                        // INVARIANT: a decision that failed is a refusal.
-                        let _ = pending_take(&pending, &id);
-                        let _ = tx.send(None);
-                        let line = framing::error_line(
-                            &id,
-                            code::INTERNAL_ERROR,
-                            "the gate failed while deciding this request; it was not forwarded",
-                            None,
-                        );
-                        let _ = to_client.blocking_send(Out::Ready(line));
-                    }
+            tokio::spawn(async move {
+                let work = {
+                    let gate = Arc::clone(&gate);
+                    let mode = pending.mode.clone();
+                    let method = pending.method.clone();
+                    let params = pending.params.clone();
+                    tokio::spawn(async move {
+                        match mode {
+                            Mode::Reply { method } => gate.decide_reply(&method, &params).await,
+                            _ => gate.decide(&method, Some(&params)).await,
+                        }
+                    })
+                };
+                // INVARIANT: a decision that failed (panicked) is a refusal.
+                let decided = match work.await {
+                    Ok(v) => lock(&session).decided(pending, Some(&v)),
+                    Err(_) => lock(&session).failed(pending),
+                };
+                let _ = tx.send(decided.to_server);
+                if let Some(line) = decided.to_client {
+                    let _ = to_client.send(Out::Ready(line)).await;
                 }
             });
             true
         }
-        Message::Request { id, method, .. } => {
-            pending_insert(pending, &id, kind_of(&method));
-            to_server.send(Out::Ready(bytes)).await.is_ok()
-        }
-        Message::Notification { method, value } if is_gated(&method) => {
-            // INVARIANT: a gated method never passes undecided. Without an id it cannot
-            // be answered, so it is recorded as refused and dropped.
-            let gate = Arc::clone(gate);
-            let done = tokio::task::spawn_blocking(move || {
-                gate.refuse_notification(&method, value.get("params"));
-            })
-            .await;
-            done.is_ok()
-        }
-        Message::Notification { .. } | Message::Response { .. } => {
-            to_server.send(Out::Ready(bytes)).await.is_ok()
-        }
     }
 }
 
-/// Methods that reach the server only after a decision: a tool call, and the requests
-/// that make the server fetch a resource by URI (a subscription fetches it again on
-/// every change, so it is decided like a read).
-fn is_gated(method: &str) -> bool {
-    matches!(
-        method,
-        "tools/call" | "resources/read" | "resources/subscribe"
-    )
+async fn send_decided(
+    d: Decided,
+    to_client: &mpsc::Sender<Out>,
+    to_server: &mpsc::Sender<Out>,
+) -> bool {
+    if let Some(b) = d.to_server
+        && to_server.send(Out::Ready(b)).await.is_err()
+    {
+        return false;
+    }
+    if let Some(b) = d.to_client {
+        return to_client.send(Out::Ready(b)).await.is_ok();
+    }
+    true
 }
 
 /// Handle one line from the server. Returns false when the relay must stop.
 async fn relay_from_server(
     gate: &Arc<Gate>,
-    pending: &Pending,
+    session: &Shared,
     to_client: &mpsc::Sender<Out>,
     line: Line,
 ) -> bool {
-    let bytes = match line {
+    let step = match line {
         Line::Eof => return false,
-        Line::TooLong { len, head } => {
-            crate::gate::warn(&format!(
-                "dropped a message of {len} bytes from the mcp server: longer than the limit"
-            ));
-            // Answer the request it was meant for, when its id can be read, so that the
-            // client does not wait for ever.
-            if let Some(id) = framing::id_from_head(&head)
-                && pending_take(pending, &id).is_some()
-            {
-                let line = framing::error_line(
-                    &id,
-                    code::INTERNAL_ERROR,
-                    &format!(
-                        "the mcp server's answer of {len} bytes is longer than the limit; it was dropped"
-                    ),
-                    None,
-                );
-                return to_client.send(Out::Ready(line)).await.is_ok();
-            }
-            return true;
-        }
-        Line::Complete(b) => b,
+        Line::TooLong { len, head } => lock(session).on_server_too_long(len, &head),
+        Line::Complete(b) => lock(session).on_server(b),
     };
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return true;
-    }
-    let message = match framing::classify(&bytes) {
-        Ok(m) => m,
-        Err(_) => {
-            crate::gate::warn("dropped a line from the mcp server that is not a json-rpc message");
-            // Answer the request it was meant for, when its id can be read, so that the
-            // client does not wait until the server exits.
-            if let Some(id) = framing::id_from_head(&bytes)
-                && pending_take(pending, &id).is_some()
-            {
-                let line = framing::error_line(
-                    &id,
-                    code::INTERNAL_ERROR,
-                    "the mcp server's answer is not a valid json-rpc message; it was dropped",
-                    None,
-                );
-                return to_client.send(Out::Ready(line)).await.is_ok();
-            }
-            return true;
-        }
-    };
-    let (kind, value) = match message {
-        // A response we cannot match (an id the server rewrote, or never asked for) is
-        // treated by its content: pinning, filtering and scanning are safe to over-apply.
-        Message::Response { id, value } => match pending_take(pending, &id) {
-            Some(k) => (k, value),
-            None if value.pointer("/result/tools").is_some_and(Value::is_array) => {
-                (Kind::ToolsList, value)
-            }
-            None => (Kind::Labelled, value),
-        },
-        // Server-initiated requests and notifications (logging, progress, sampling,
-        // elicitation) carry text to the agent too: their labels count.
-        Message::Request { value, .. } | Message::Notification { value, .. } => {
-            (Kind::Labelled, value)
-        }
-    };
-    let kind = Some(kind);
-    match kind {
-        Some(Kind::ToolsList) if value.get("result").is_some() => {
-            let (tx, rx) = oneshot::channel();
-            if to_client.send(Out::Later(rx)).await.is_err() {
-                return false;
-            }
-            let gate = Arc::clone(gate);
-            tokio::spawn(async move {
-                let processed = tokio::task::spawn_blocking(move || {
-                    let mut value = value;
-                    let changed = value
-                        .get_mut("result")
-                        .is_some_and(|r| gate.process_tools_list(r));
-                    if changed {
-                        serde_json::to_vec(&value).ok()
-                    } else {
-                        Some(bytes)
-                    }
-                })
-                .await;
-                let _ = tx.send(processed.ok().flatten());
-            });
-            true
-        }
-        Some(Kind::Labelled) => {
-            // The result reaches the client only after its labels are counted, so no
+    match step {
+        ServerStep::Nothing => true,
+        ServerStep::Answer(b) => to_client.send(Out::Ready(b)).await.is_ok(),
+        ServerStep::Inspect {
+            kind,
+            value,
+            bytes,
+            answers,
+        } => {
+            // The message reaches the client only after its labels are recorded, so no
             // later call can be decided without them.
-            if bytes.len() <= INLINE_SCAN_BYTES {
-                // INVARIANT: bounded work, no I/O (scanning a few KiB takes microseconds).
-                if let Some(r) = answer_body(&value) {
-                    gate.label_result(r);
-                }
-                return to_client.send(Out::Ready(bytes)).await.is_ok();
+            // (A prompt's embedded resources are decided on a blocking thread.)
+            if kind == Kind::Labelled && bytes.len() <= INLINE_SCAN_BYTES {
+                // INVARIANT: bounded work (scanning a few KiB takes microseconds; the
+                // store is written only when something was found).
+                let out = inspect(gate, session, kind, value, bytes, answers.as_ref());
+                return match out {
+                    Some(b) => to_client.send(Out::Ready(b)).await.is_ok(),
+                    None => true,
+                };
             }
             let (tx, rx) = oneshot::channel();
             if to_client.send(Out::Later(rx)).await.is_err() {
                 return false;
             }
             let gate = Arc::clone(gate);
+            let session = Arc::clone(session);
             tokio::task::spawn_blocking(move || {
-                if let Some(r) = answer_body(&value) {
-                    gate.label_result(r);
-                }
-                let _ = tx.send(Some(bytes));
+                let out = inspect(&gate, &session, kind, value, bytes, answers.as_ref());
+                let _ = tx.send(out);
             });
             true
         }
-        _ => to_client.send(Out::Ready(bytes)).await.is_ok(),
     }
 }
 
-/// What a message carries to the client: a response's `result` or `error` (an error's
-/// message and data can carry the same data a result can), a request's or
-/// notification's `params`.
-fn answer_body(message: &Value) -> Option<&Value> {
-    message
-        .get("result")
-        .or_else(|| message.get("error"))
-        .or_else(|| message.get("params"))
+/// Pin, filter and label one server message; the line to deliver (the original bytes
+/// unless the value was changed), or the error that replaces a withheld answer.
+fn inspect(
+    gate: &Gate,
+    session: &Shared,
+    kind: Kind,
+    mut value: Value,
+    bytes: Vec<u8>,
+    answers: Option<&Value>,
+) -> Option<Vec<u8>> {
+    let changed = kind == Kind::ToolsList
+        && value
+            .get_mut("result")
+            .is_some_and(|r| gate.process_tools_list(r));
+    if kind == Kind::Prompt {
+        // INVARIANT: a resource a prompt embeds is decided like a `resources/read` of
+        // its URI; one refusal withholds the whole answer.
+        for uri in crate::gate::embedded_resource_uris(&value) {
+            let params = serde_json::json!({ "uri": uri });
+            let v = gate.decide_resource("resources/read", Some(&params));
+            if !v.forward {
+                return lock(session).refused_answer(answers, &v);
+            }
+        }
+    }
+    let labelled = match answer_body(&value) {
+        Some(body) => gate.label(body).map(|_| ()),
+        None => Ok(()),
+    };
+    if let Err(e) = labelled {
+        crate::warn(&format!(
+            "cannot record the labels of a message from the mcp server; it was withheld: {e}"
+        ));
+        return lock(session).withheld(answers);
+    }
+    if changed {
+        serde_json::to_vec(&value).ok()
+    } else {
+        Some(bytes)
+    }
 }

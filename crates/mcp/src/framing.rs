@@ -14,7 +14,12 @@ pub enum Line {
     Complete(Vec<u8>),
     /// A line longer than the limit; its bytes were dropped. Carries its length and
     /// its first [`HEAD_BYTES`] bytes (enough to find an `id` near the start).
-    TooLong { len: usize, head: Vec<u8> },
+    TooLong {
+        /// The line's length in bytes.
+        len: usize,
+        /// Its first bytes.
+        head: Vec<u8>,
+    },
     /// End of input.
     Eof,
 }
@@ -104,31 +109,35 @@ fn memchr_newline(b: &[u8]) -> Option<usize> {
     b.iter().position(|&c| c == b'\n')
 }
 
-/// JSON-RPC error codes used by the gate.
-pub mod code {
-    pub const PARSE_ERROR: i64 = -32700;
-    pub const INVALID_REQUEST: i64 = -32600;
-    pub const INVALID_PARAMS: i64 = -32602;
-    pub const INTERNAL_ERROR: i64 = -32603;
-    /// Implementation-defined server error: the upstream server went away.
-    pub const SERVER_GONE: i64 = -32000;
-    /// Implementation-defined server error: refused by policy (`resources/read`).
-    pub const DENIED: i64 = -32001;
-}
+/// JSON-RPC error codes (one table for every transport: `conductor-types`).
+pub use conductor_types::failure::code;
 
 /// What a parsed line is.
 #[derive(Debug)]
 pub enum Message {
     /// A request (has `method` and `id`).
     Request {
+        /// The request id.
         id: Value,
+        /// The method.
         method: String,
+        /// The whole message.
         value: Value,
     },
     /// A notification (has `method`, no `id`).
-    Notification { method: String, value: Value },
+    Notification {
+        /// The method.
+        method: String,
+        /// The whole message.
+        value: Value,
+    },
     /// A response (has `id` and `result` or `error`, no `method`).
-    Response { id: Value, value: Value },
+    Response {
+        /// The id of the request it answers.
+        id: Value,
+        /// The whole message.
+        value: Value,
+    },
 }
 
 /// Why a line is not a message.
@@ -138,13 +147,32 @@ pub enum Invalid {
     Parse(String),
     /// JSON, but not a JSON-RPC 2.0 message (→ -32600); carries the id when one
     /// could be read.
-    Shape { id: Value, message: String },
+    Shape {
+        /// The message's id, or null.
+        id: Value,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Parse and classify one line.
 pub fn classify(line: &[u8]) -> Result<Message, Invalid> {
-    let value: Value = match serde_json::from_slice(line) {
+    // INVARIANT: duplicate or case-folding-equal member names anywhere in a message
+    // make it ambiguous to some reader: refused (see `strict`).
+    let value: Value = match crate::strict::parse(line) {
         Ok(v) => v,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            // Valid JSON, ambiguous members: answer with the id a lenient reader sees.
+            let id = serde_json::from_slice::<Value>(line)
+                .ok()
+                .and_then(|v| v.get("id").cloned())
+                .filter(|i| i.is_string() || i.is_number())
+                .unwrap_or(Value::Null);
+            return Err(Invalid::Shape {
+                id,
+                message: format!("ambiguous message: {e}"),
+            });
+        }
         Err(e) => return Err(Invalid::Parse(e.to_string())),
     };
     let Value::Object(obj) = &value else {

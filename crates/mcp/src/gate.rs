@@ -1,167 +1,180 @@
-//! The gate: decides `tools/call` and `resources/read`, records every decision before
-//! anything is forwarded, filters and pins `tools/list`, labels results.
+//! The gate of one MCP session: what of an MCP message is decided, built as a
+//! [`Call`] for the shared [`Service`], and what of an answer is pinned and labelled.
 //!
-//! INVARIANT: every path out of [`Gate::decide_call`] and [`Gate::decide_read`] that
-//! is not a committed `allow` is a refusal: a failed audit append, a changed tool
-//! descriptor, a panic in the core (caught by the engine) all refuse the call.
+//! Everything protocol-specific lives here and in [`crate::session`]; the checks,
+//! the record and the taint live in `conductor-gate`, shared by every transport.
 //!
-//! Everything here blocks (DNS through the resolver, scanning, the audit commit): the
-//! engine calls it through `spawn_blocking`.
+//! INVARIANT: every method that carries agent or user data to a server is decided
+//! (see [`method_class`]); a method the gate does not know is refused.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use conductor_audit::{AuditStore, NewRecord};
-use conductor_core::{Check, Decision, Effect, Reason, Request, World};
-use conductor_net::Resolver;
-use conductor_policy::Policy;
-use conductor_scan::FingerprintKey;
+use conductor_core::{Check, Decision, Effect, Reason};
+use conductor_gate::schema::{self, Seg};
+use conductor_gate::{Call, PinOutcome, Service, StoreError, Subject, Verdict};
+use conductor_types::RuleId;
 use serde_json::{Value, json};
-use sha2::Digest;
+
+pub use conductor_gate::ArgumentsMode;
+pub use conductor_gate::schema::descriptor_digest;
 
 /// The key under which a refused call's decision is put in the result's `_meta`.
 pub const META_KEY: &str = "dev.conductor/decision";
 
-/// The tool-name part under which `resources/read` is decided: the request's tool is
+/// The tool-name part under which `resources/read` (and `resources/subscribe`,
+/// `resources/unsubscribe`, `subscriptions/listen`) is decided: the request's tool is
 /// `<server>.read_resource` with arguments `{"uri": …}` and `/uri` as a destination.
 pub const READ_RESOURCE_TOOL: &str = "read_resource";
 
-/// How arguments are stored in audit records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ArgumentsMode {
-    /// Every finding's span replaced by `[REDACTED:<label>]` (the default).
-    #[default]
-    Redacted,
-    /// Not stored.
-    None,
-    /// Stored as received (secrets included: only for stores that are protected).
-    Full,
+/// How a method is gated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodClass {
+    /// Protocol metadata (`initialize`, `ping`, lists): passes, its params scanned.
+    Metadata,
+    /// `tools/call`: decided as `<server>.<tool>`.
+    ToolCall,
+    /// A request that makes the server fetch a resource by URI.
+    Resource,
+    /// `prompts/get`: decided as `<server>.prompt:<name>` (a prompt can act: the
+    /// fetch server's `fetch` prompt fetches its `url`).
+    Prompt,
+    /// `completion/complete`: decided as `<server>.complete`.
+    Completion,
+    /// A request that names nothing the policy can address (`logging/setLevel`,
+    /// `tasks/*`): destination, data and flow checks on its params.
+    DataOnly,
+    /// Not known to the gate: refused.
+    Unknown,
 }
 
-/// What the gate is configured with.
+/// The class of a client → server request method.
+pub fn method_class(method: &str) -> MethodClass {
+    match method {
+        "initialize"
+        | "ping"
+        | "server/discover"
+        | "tools/list"
+        | "resources/list"
+        | "resources/templates/list"
+        | "prompts/list" => MethodClass::Metadata,
+        "tools/call" => MethodClass::ToolCall,
+        "resources/read"
+        | "resources/subscribe"
+        | "resources/unsubscribe"
+        | "subscriptions/listen" => MethodClass::Resource,
+        "prompts/get" => MethodClass::Prompt,
+        "completion/complete" => MethodClass::Completion,
+        "logging/setLevel" | "tasks/get" | "tasks/list" | "tasks/cancel" | "tasks/result" => {
+            MethodClass::DataOnly
+        }
+        _ => MethodClass::Unknown,
+    }
+}
+
+/// Client notifications the gate knows (their params are scanned).
+pub fn known_notification(method: &str) -> bool {
+    matches!(
+        method,
+        "notifications/initialized"
+            | "notifications/cancelled"
+            | "notifications/progress"
+            | "notifications/roots/list_changed"
+    )
+}
+
+/// What the gate of a session is configured with.
 #[derive(Debug, Clone)]
 pub struct GateConfig {
+    /// The agent the session acts for.
     pub agent: String,
     /// Server id (`[a-z0-9_-]+`): tools are named `<server>.<tool>` in the policy.
     pub server: String,
+    /// The workflow every call of the session belongs to.
     pub workflow: Option<String>,
     /// Remove tools the agent can never call from `tools/list` results.
     pub filter_tools: bool,
-    pub arguments: ArgumentsMode,
 }
 
-/// A tool descriptor as first seen, and what was learned from it.
-#[derive(Debug, Clone)]
+/// What was learned about a tool from its descriptor.
+#[derive(Debug, Clone, Default)]
 struct ToolState {
-    /// `sha256:<hex>` of the canonical descriptor at first sight.
-    pin: String,
-    /// The digest of the changed descriptor, once a change was seen (sticky).
-    changed: Option<String>,
     /// Destination fields learned from the input schema.
     paths: Vec<Vec<Seg>>,
-}
-
-#[derive(Debug, Default)]
-struct Session {
-    /// Labels of data the session has received; only ever raised.
-    labels: BTreeSet<String>,
-    tools: HashMap<String, ToolState>,
-}
-
-/// One step of a path into the arguments learned from a schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
-    Key(String),
-    /// Every element of an array.
-    Each,
-}
-
-/// The outcome of a gated request.
-#[derive(Debug, Clone)]
-pub struct Verdict {
-    /// Forward the request (the decision is `allow` and its record is committed).
-    pub forward: bool,
-    pub decision: Decision,
+    /// `(first, now)` digests once the descriptor changed (sticky).
+    changed: Option<(String, String)>,
 }
 
 /// The gate of one session.
 pub struct Gate {
     cfg: GateConfig,
-    policy: RwLock<Arc<Policy>>,
-    resolver: Arc<dyn Resolver + Send + Sync>,
-    key: Arc<FingerprintKey>,
-    audit: Arc<AuditStore>,
-    session_id: String,
-    state: Mutex<Session>,
+    service: Arc<Service>,
+    subject: Subject,
+    tools: Mutex<HashMap<String, ToolState>>,
 }
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gate")
             .field("cfg", &self.cfg)
-            .field("session", &self.session_id)
+            .field("session", &self.subject.session)
             .finish_non_exhaustive()
     }
 }
 
 impl Gate {
-    pub fn new(
-        cfg: GateConfig,
-        policy: Policy,
-        resolver: Arc<dyn Resolver + Send + Sync>,
-        key: Arc<FingerprintKey>,
-        audit: Arc<AuditStore>,
-    ) -> Gate {
+    /// A gate for a new session with a fresh random id.
+    pub fn new(cfg: GateConfig, service: Arc<Service>) -> Result<Gate, crate::McpError> {
+        let session = conductor_gate::new_session_id().map_err(crate::McpError::SessionId)?;
+        Ok(Gate::with_session(cfg, service, session))
+    }
+
+    /// A gate for the session `session`.
+    pub fn with_session(cfg: GateConfig, service: Arc<Service>, session: String) -> Gate {
+        let subject = Subject {
+            agent: cfg.agent.clone(),
+            workflow: cfg.workflow.clone(),
+            session,
+            server: Some(cfg.server.clone()),
+        };
         Gate {
             cfg,
-            policy: RwLock::new(Arc::new(policy)),
-            resolver,
-            key,
-            audit,
-            session_id: new_session_id(),
-            state: Mutex::new(Session::default()),
+            service,
+            subject,
+            tools: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The configuration.
     pub fn config(&self) -> &GateConfig {
         &self.cfg
     }
 
     /// The session id recorded with every decision.
     pub fn session_id(&self) -> &str {
-        &self.session_id
+        &self.subject.session
     }
 
-    pub fn audit(&self) -> &Arc<AuditStore> {
-        &self.audit
+    /// The subject of this session's calls.
+    pub fn subject(&self) -> &Subject {
+        &self.subject
     }
 
-    /// The policy in force.
-    pub fn policy(&self) -> Arc<Policy> {
-        match self.policy.read() {
-            Ok(p) => Arc::clone(&p),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+    /// The shared service.
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
     }
 
-    /// Put a new policy in force; decisions already running finish under the old one.
-    pub fn swap_policy(&self, policy: Policy) {
-        let new = Arc::new(policy);
-        match self.policy.write() {
-            Ok(mut p) => *p = new,
-            Err(poisoned) => *poisoned.into_inner() = new,
-        }
-    }
-
-    /// The session's labels (sorted).
+    /// The session's labels (sorted; empty when the store cannot be read).
     pub fn session_labels(&self) -> Vec<String> {
-        self.lock().labels.iter().cloned().collect()
+        self.service
+            .labels(&self.subject)
+            .map(|l| l.into_iter().collect())
+            .unwrap_or_default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Session> {
-        match self.state.lock() {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ToolState>> {
+        match self.tools.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
@@ -171,282 +184,261 @@ impl Gate {
         format!("{}.{tool}", self.cfg.server)
     }
 
-    /// Decide a `tools/call` from its `params` and record the decision. Blocks.
-    pub fn decide_call(&self, params: Option<&Value>) -> Verdict {
-        let (policy, request, decision, started) = self.decide_call_inner(params);
-        self.record("tools/call", &policy, &request, decision, started)
-    }
-
-    fn decide_call_inner(
-        &self,
-        params: Option<&Value>,
-    ) -> (Arc<Policy>, Request, Decision, Instant) {
-        let started = Instant::now();
-        let name = params
-            .and_then(|p| p.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let arguments = match params.and_then(|p| p.get("arguments")) {
-            None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
-            Some(a) => a.clone(),
-        };
-        let tool = self.qualified(name);
-        let (labels, tool_state) = {
-            let s = self.lock();
-            (
-                s.labels.iter().cloned().collect::<Vec<_>>(),
-                s.tools.get(name).cloned(),
-            )
-        };
-        let pointers = tool_state
-            .as_ref()
-            .map(|t| expand_paths(&t.paths, &arguments))
-            .unwrap_or_default();
-        let request = Request {
-            agent: self.cfg.agent.clone(),
-            tool: tool.clone(),
+    /// The call to decide for a client request `method` with `params`.
+    pub fn call_for(&self, method: &str, params: Option<&Value>) -> Call {
+        let class = method_class(method);
+        let mut problems = Vec::new();
+        if params.is_some_and(|p| !p.is_object() && !p.is_null()) {
+            problems.push(input(
+                "request.params",
+                format!("`{method}` params must be a json object"),
+            ));
+        }
+        let obj = params.and_then(Value::as_object);
+        let get = |k: &str| obj.and_then(|o| o.get(k));
+        let (tool, arguments, pointers, envelope_skip): (String, Value, Vec<String>, &[&str]) =
+            match class {
+                MethodClass::ToolCall => {
+                    let name = get("name").and_then(Value::as_str).unwrap_or("");
+                    if !get("name").is_some_and(Value::is_string) {
+                        problems.push(input(
+                            "request.tool",
+                            "`tools/call` params need a string `name`".into(),
+                        ));
+                    }
+                    let arguments = match get("arguments") {
+                        None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+                        Some(a) => a.clone(),
+                    };
+                    let state = self.lock().get(name).cloned();
+                    let pointers = state
+                        .as_ref()
+                        .map(|t| schema::expand_paths(&t.paths, &arguments))
+                        .unwrap_or_default();
+                    if let Some(t) = &state
+                        && let Some((first, now)) = &t.changed
+                    {
+                        problems.push(Reason {
+                            check: Check::Pin,
+                            rule: RuleId::pin(&self.qualified(name)).to_string(),
+                            message: format!(
+                                "the descriptor of `{}` changed during the session (first seen {first}, now {now}); calls to it are refused until the session restarts",
+                                conductor_net::canon::safe(name)
+                            ),
+                        });
+                    }
+                    (self.qualified(name), arguments, pointers, &["arguments"])
+                }
+                MethodClass::Resource => {
+                    let uri = get("uri").cloned().unwrap_or(Value::Null);
+                    if method != "subscriptions/listen" && !uri.is_string() {
+                        problems.push(input(
+                            "request.uri",
+                            format!("`{method}` params need a string `uri`"),
+                        ));
+                    }
+                    if method == "subscriptions/listen" {
+                        // Every URI it names is a destination.
+                        let arguments = params.cloned().unwrap_or(json!({}));
+                        let mut pointers = Vec::new();
+                        uri_pointers(&arguments, &mut String::new(), &mut pointers, 0);
+                        (
+                            self.qualified(READ_RESOURCE_TOOL),
+                            arguments,
+                            pointers,
+                            &[][..],
+                        )
+                    } else {
+                        (
+                            self.qualified(READ_RESOURCE_TOOL),
+                            json!({ "uri": uri }),
+                            vec!["/uri".to_string()],
+                            &["uri"][..],
+                        )
+                    }
+                }
+                MethodClass::Prompt => {
+                    let name = get("name").and_then(Value::as_str).unwrap_or("");
+                    if !get("name").is_some_and(Value::is_string) {
+                        problems.push(input(
+                            "request.tool",
+                            "`prompts/get` params need a string `name`".into(),
+                        ));
+                    }
+                    let arguments = match get("arguments") {
+                        None | Some(Value::Null) => json!({}),
+                        Some(a) => a.clone(),
+                    };
+                    (
+                        self.qualified(&format!("prompt:{name}")),
+                        arguments,
+                        Vec::new(),
+                        &["arguments"][..],
+                    )
+                }
+                MethodClass::Completion => (
+                    self.qualified("complete"),
+                    params.cloned().unwrap_or(json!({})),
+                    Vec::new(),
+                    &[][..],
+                ),
+                MethodClass::DataOnly | MethodClass::Metadata | MethodClass::Unknown => (
+                    self.qualified(&format!("method:{method}")),
+                    params.cloned().unwrap_or(json!({})),
+                    Vec::new(),
+                    &[][..],
+                ),
+            };
+        if class == MethodClass::Unknown {
+            problems.push(Reason {
+                check: Check::Input,
+                rule: RuleId::method(method).to_string(),
+                message: format!(
+                    "method `{}` is not known to the gate; it is refused",
+                    conductor_net::canon::safe(method)
+                ),
+            });
+        }
+        // Everything else the server receives with the call — `_meta`,
+        // `progressToken`, extra members, the tool or prompt name — is data too.
+        let envelope = obj.map(|o| {
+            let rest: serde_json::Map<String, Value> = o
+                .iter()
+                .filter(|(k, _)| !envelope_skip.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            Value::Object(rest)
+        });
+        let data_only = matches!(class, MethodClass::DataOnly | MethodClass::Metadata);
+        Call {
+            event: method.to_string(),
+            tool,
             arguments,
-            workflow: self.cfg.workflow.clone(),
-            session: Some(self.session_id.clone()),
-            session_labels: labels,
-        };
-        let policy = self.policy();
-        let mut decision = self.decide(&policy, &request, &pointers);
-        if let Some(k) = params
-            .and_then(Value::as_object)
-            .and_then(|p| crate::framing::ambiguous_member(p, &["name", "arguments"]))
-        {
-            deny(
-                &mut decision,
-                Check::Input,
-                "request.tool",
-                format!(
-                    "`tools/call` params member `{k}` differs from `name` or `arguments` only in case"
-                ),
-            );
+            pointers,
+            problems,
+            envelope: envelope.filter(|e| e.as_object().is_some_and(|m| !m.is_empty())),
+            data_only,
         }
-        if params.is_some_and(|p| !p.is_object())
-            || params
-                .and_then(|p| p.get("name"))
-                .is_some_and(|n| !n.is_string())
-        {
-            deny(
-                &mut decision,
-                Check::Input,
-                "request.tool",
-                "`tools/call` params need a string `name`".into(),
-            );
-        }
-        if let Some(t) = &tool_state
-            && let Some(now) = &t.changed
-        {
-            deny(
-                &mut decision,
-                Check::Pin,
-                &format!("pin.{tool}"),
-                format!(
-                    "the descriptor of `{name}` changed during the session (first seen {}, now {now}); calls to it are refused until the session restarts",
-                    t.pin
-                ),
-            );
-        }
-        (policy, request, decision, started)
     }
 
-    /// Record a gated method sent as a notification (no `id`): it is never forwarded
-    /// (it could not be answered), and its record says why. Blocks.
-    pub fn refuse_notification(&self, method: &str, params: Option<&Value>) {
-        let mut verdict = if method == "tools/call" {
-            self.decide_call_inner(params)
-        } else {
-            self.decide_read_inner(method, params)
+    /// Whether `method` is one the gate does not know and the policy lets pass
+    /// (`methods.pass`).
+    pub fn passes(&self, method: &str) -> bool {
+        method_class(method) == MethodClass::Unknown && self.service.policy().method_passes(method)
+    }
+
+    /// Decide a client request (any method) and record the decision.
+    pub async fn decide(&self, method: &str, params: Option<&Value>) -> Verdict {
+        let call = self.call_for(method, params);
+        self.service.decide(&self.subject, call).await
+    }
+
+    /// Decide the client's answer to a server request (`sampling/createMessage`,
+    /// `elicitation/create`, `roots/list`): destination, data and flow checks on what
+    /// the person or the client sends to the server.
+    pub async fn decide_reply(&self, method: &str, answer: &Value) -> Verdict {
+        let call = Call {
+            event: format!("reply:{method}"),
+            tool: self.qualified(&format!("reply:{method}")),
+            arguments: json!({ "answer": answer }),
+            pointers: Vec::new(),
+            problems: Vec::new(),
+            envelope: None,
+            data_only: true,
         };
-        deny(
-            &mut verdict.2,
-            Check::Input,
-            "request.id",
-            format!(
-                "`{method}` sent as a notification (no `id`) cannot be answered; it was not forwarded"
+        self.service.decide(&self.subject, call).await
+    }
+
+    /// Blocking [`Gate::decide`] of a `tools/call` (for callers outside a runtime).
+    pub fn decide_call(&self, params: Option<&Value>) -> Verdict {
+        self.service
+            .decide_blocking(&self.subject, self.call_for("tools/call", params))
+    }
+
+    /// Blocking [`Gate::decide`] of a resource request.
+    pub fn decide_resource(&self, method: &str, params: Option<&Value>) -> Verdict {
+        self.service
+            .decide_blocking(&self.subject, self.call_for(method, params))
+    }
+
+    /// Record a decided method sent as a notification (no `id`): it is never
+    /// forwarded (it could not be answered), and its record says why. Blocks.
+    pub fn refuse_notification(&self, method: &str, params: Option<&Value>) {
+        let call = self.call_for(method, params);
+        conductor_gate::warn(&format!(
+            "dropped a `{}` notification (no `id`): decided methods must be requests",
+            conductor_net::canon::safe(method)
+        ));
+        let _ = self.service.refuse_blocking(
+            &self.subject,
+            call,
+            input(
+                "request.id",
+                format!(
+                    "`{}` sent as a notification (no `id`) cannot be answered; it was not forwarded",
+                    conductor_net::canon::safe(method)
+                ),
             ),
         );
-        warn(&format!(
-            "dropped a `{method}` notification (no `id`): gated methods must be requests"
-        ));
-        let (policy, request, decision, started) = verdict;
-        let _ = self.record(method, &policy, &request, decision, started);
-    }
-
-    /// Decide a `resources/read` from its `params` and record the decision. Blocks.
-    pub fn decide_read(&self, params: Option<&Value>) -> Verdict {
-        self.decide_resource("resources/read", params)
-    }
-
-    /// Decide a request that makes the server read a resource by URI
-    /// (`resources/read`, `resources/subscribe`) — both as the tool
-    /// `<server>.read_resource` — and record the decision under `method`. Blocks.
-    pub fn decide_resource(&self, method: &str, params: Option<&Value>) -> Verdict {
-        let (policy, request, decision, started) = self.decide_read_inner(method, params);
-        self.record(method, &policy, &request, decision, started)
-    }
-
-    fn decide_read_inner(
-        &self,
-        method: &str,
-        params: Option<&Value>,
-    ) -> (Arc<Policy>, Request, Decision, Instant) {
-        let started = Instant::now();
-        let uri = params
-            .and_then(|p| p.get("uri"))
-            .cloned()
-            .unwrap_or(Value::Null);
-        let request = Request {
-            agent: self.cfg.agent.clone(),
-            tool: self.qualified(READ_RESOURCE_TOOL),
-            arguments: json!({ "uri": uri }),
-            workflow: self.cfg.workflow.clone(),
-            session: Some(self.session_id.clone()),
-            session_labels: self.session_labels(),
-        };
-        let policy = self.policy();
-        let mut decision = self.decide(&policy, &request, &["/uri".to_string()]);
-        if let Some(k) = params
-            .and_then(Value::as_object)
-            .and_then(|p| crate::framing::ambiguous_member(p, &["uri"]))
-        {
-            deny(
-                &mut decision,
-                Check::Input,
-                "request.uri",
-                format!("`{method}` params member `{k}` differs from `uri` only in case"),
-            );
-        }
-        if !uri.is_string() {
-            deny(
-                &mut decision,
-                Check::Input,
-                "request.uri",
-                format!("`{method}` params need a string `uri`"),
-            );
-        }
-        (policy, request, decision, started)
-    }
-
-    fn decide(&self, policy: &Policy, request: &Request, pointers: &[String]) -> Decision {
-        let world = World {
-            resolver: &*self.resolver,
-            fingerprint_key: &self.key,
-        };
-        conductor_core::decide_with_pointers(policy, request, pointers, &world)
-    }
-
-    /// Commit the record of a decision; a record that cannot be committed turns the
-    /// decision into a deny (check `audit`).
-    fn record(
-        &self,
-        event: &str,
-        policy: &Policy,
-        request: &Request,
-        mut decision: Decision,
-        started: Instant,
-    ) -> Verdict {
-        let arguments = match self.cfg.arguments {
-            ArgumentsMode::None => None,
-            ArgumentsMode::Full => Some(request.arguments.clone()),
-            ArgumentsMode::Redacted => Some(conductor_scan::redact(
-                &request.arguments,
-                &decision.findings,
-            )),
-        };
-        let digest = serde_json::to_value(request)
-            .map(|v| conductor_audit::request_digest(&v))
-            .unwrap_or_default();
-        let record = NewRecord {
-            event: event.to_string(),
-            agent: request.agent.clone(),
-            session: request.session.clone(),
-            workflow: request.workflow.clone(),
-            server: Some(self.cfg.server.clone()),
-            tool: request.tool.clone(),
-            action: conductor_core::action_of(policy, &request.tool).to_string(),
-            decision: effect_name(decision.decision).to_string(),
-            reasons: serde_json::to_value(&decision.reasons).unwrap_or(Value::Null),
-            destinations: serde_json::to_value(&decision.destinations).unwrap_or(Value::Null),
-            findings: serde_json::to_value(&decision.findings).unwrap_or(Value::Null),
-            policy: decision.policy.clone(),
-            request_digest: digest,
-            arguments,
-            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        };
-        // INVARIANT: forward only an `allow` whose record is committed.
-        match self.audit.append(record) {
-            Ok(_) => Verdict {
-                forward: decision.decision == Effect::Allow,
-                decision,
-            },
-            Err(e) => {
-                warn(&format!(
-                    "cannot record the decision on `{}`; the call is refused: {e}",
-                    request.tool
-                ));
-                deny(
-                    &mut decision,
-                    Check::Audit,
-                    "audit",
-                    "the decision could not be recorded in the audit store".into(),
-                );
-                Verdict {
-                    forward: false,
-                    decision,
-                }
-            }
-        }
     }
 
     /// Process a `tools/list` result in place: pin every descriptor, learn destination
-    /// fields, and (when configured) remove the tools the agent can never call.
-    /// Returns whether the result was changed. Blocks (a changed pin is recorded).
+    /// fields, mark a changed tool, and (when configured) remove the tools the agent
+    /// can never call. Returns whether the result was changed.
     pub fn process_tools_list(&self, result: &mut Value) -> bool {
-        let policy = self.policy();
+        let policy = self.service.policy();
         let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
             return false;
         };
-        let mut changes: Vec<(String, String, String)> = Vec::new();
-        {
-            let mut s = self.lock();
-            for tool in tools.iter() {
-                let Some(name) = tool.get("name").and_then(Value::as_str) else {
-                    continue;
-                };
-                let digest = descriptor_digest(tool);
-                match s.tools.get_mut(name) {
-                    Some(t) => {
-                        if t.pin != digest && t.changed.as_deref() != Some(digest.as_str()) {
-                            changes.push((name.to_string(), t.pin.clone(), digest.clone()));
-                            t.changed = Some(digest);
-                        }
+        let mut changed_any = false;
+        for tool in tools.iter_mut() {
+            let Some(name) = tool.get("name").and_then(Value::as_str).map(str::to_string) else {
+                continue;
+            };
+            let digest = descriptor_digest(tool);
+            let outcome = self
+                .service
+                .pin(&self.subject, &name, &self.qualified(&name), &digest);
+            let mut state = self.lock();
+            let entry = state.entry(name.clone()).or_default();
+            match outcome {
+                PinOutcome::New => {
+                    entry.paths = tool
+                        .get("inputSchema")
+                        .map(schema::destination_paths)
+                        .unwrap_or_default();
+                }
+                PinOutcome::Same => {
+                    if entry.paths.is_empty() {
+                        entry.paths = tool
+                            .get("inputSchema")
+                            .map(schema::destination_paths)
+                            .unwrap_or_default();
                     }
-                    None => {
-                        let mut paths = Vec::new();
-                        if let Some(schema) = tool.get("inputSchema") {
-                            learn_paths(schema, &mut Vec::new(), &mut paths, 0);
-                        }
-                        s.tools.insert(
-                            name.to_string(),
-                            ToolState {
-                                pin: digest,
-                                changed: None,
-                                paths,
-                            },
-                        );
+                }
+                PinOutcome::Changed { first } => {
+                    if entry.changed.is_none() {
+                        entry.changed = Some((first, digest));
                     }
                 }
             }
-        }
-        for (name, old, new) in changes {
-            self.record_pin_change(&policy, &name, &old, &new);
+            if entry.changed.is_some() {
+                // A rug-pulled tool's new description is never shown as if it were
+                // the one first approved: it is marked, and calls to it are refused.
+                if let Some(obj) = tool.as_object_mut() {
+                    obj.insert(
+                        "description".into(),
+                        Value::String(format!(
+                            "[conductor: the descriptor of `{}` changed during this session; calls to it are refused]",
+                            conductor_net::canon::safe(&name)
+                        )),
+                    );
+                    changed_any = true;
+                }
+            }
         }
         if !self.cfg.filter_tools {
-            return false;
+            return changed_any;
         }
         let before = tools.len();
         tools.retain(|tool| {
@@ -454,68 +446,92 @@ impl Gate {
                 conductor_core::may_ever_call(&policy, &self.cfg.agent, &self.qualified(n))
             })
         });
-        tools.len() != before
+        changed_any || tools.len() != before
     }
 
-    fn record_pin_change(&self, policy: &Policy, name: &str, old: &str, new: &str) {
-        let tool = self.qualified(name);
-        let message = format!(
-            "the descriptor of `{name}` changed during the session (first seen {old}, now {new}); calls to it are refused"
-        );
-        warn(&message);
-        let record = NewRecord {
-            event: "pin-change".into(),
-            agent: self.cfg.agent.clone(),
-            session: Some(self.session_id.clone()),
-            workflow: self.cfg.workflow.clone(),
-            server: Some(self.cfg.server.clone()),
-            tool: tool.clone(),
-            action: conductor_core::action_of(policy, &tool).to_string(),
-            decision: "deny".into(),
-            reasons: json!([{"check": "pin", "rule": format!("pin.{tool}"), "message": message}]),
-            destinations: json!([]),
-            findings: json!([]),
-            policy: policy.sha256().to_string(),
-            request_digest: new.to_string(),
-            arguments: None,
-            latency_us: 0,
-        };
-        if let Err(e) = self.audit.append(record) {
-            // The refusal stands in memory either way.
-            warn(&format!("cannot record the pin change of `{tool}`: {e}"));
-        }
+    /// Scan what the server sent and raise the session's labels with what was found.
+    /// An error means the labels could not be stored: the message must not be
+    /// delivered (the taint would be lost).
+    pub fn label(&self, value: &Value) -> Result<Vec<String>, StoreError> {
+        self.service.label(&self.subject, value)
     }
 
-    /// Scan a tool result and raise the session's labels with what was found. Blocks.
-    pub fn label_result(&self, result: &Value) {
-        let policy = self.policy();
-        let world = World {
-            resolver: &*self.resolver,
-            fingerprint_key: &self.key,
-        };
-        let labels = conductor_core::label_result(&policy, result, &world);
-        if !labels.is_empty() {
-            // INVARIANT: labels are only ever added.
-            self.lock().labels.extend(labels);
+    /// [`Gate::label`], logging a failure (for callers that cannot withhold).
+    pub fn label_result(&self, value: &Value) {
+        if let Err(e) = self.label(value) {
+            conductor_gate::warn(&format!("cannot record the labels of a result: {e}"));
         }
     }
 }
 
-fn effect_name(e: Effect) -> &'static str {
-    match e {
-        Effect::Allow => "allow",
-        Effect::Approve => "approve",
-        Effect::Deny => "deny",
+/// The URIs of the resources a `prompts/get` answer embeds
+/// (`result.messages[].content` of type `resource`, or a list of such contents).
+pub fn embedded_resource_uris(answer: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(messages) = answer.pointer("/result/messages").and_then(Value::as_array) else {
+        return out;
+    };
+    for m in messages {
+        let contents: Vec<&Value> = match m.get("content") {
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(c) => vec![c],
+            None => Vec::new(),
+        };
+        for c in contents {
+            if c.get("type").and_then(Value::as_str) == Some("resource")
+                && let Some(uri) = c.pointer("/resource/uri").and_then(Value::as_str)
+            {
+                out.push(uri.to_string());
+            }
+        }
     }
+    out
 }
 
-fn deny(decision: &mut Decision, check: Check, rule: &str, message: String) {
-    decision.decision = Effect::Deny;
-    decision.reasons.push(Reason {
-        check,
+fn input(rule: &str, message: String) -> Reason {
+    Reason {
+        check: Check::Input,
         rule: rule.to_string(),
         message,
-    });
+    }
+}
+
+/// The JSON pointers of every member named `uri` (or `uris` elements) in `value`.
+fn uri_pointers(value: &Value, prefix: &mut String, out: &mut Vec<String>, depth: usize) {
+    if depth > 16 {
+        return;
+    }
+    match value {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let len = prefix.len();
+                prefix.push('/');
+                prefix.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                if (k == "uri" || k == "uris") && !v.is_object() {
+                    if let Value::Array(items) = v {
+                        for i in 0..items.len() {
+                            out.push(format!("{prefix}/{i}"));
+                        }
+                    } else {
+                        out.push(prefix.clone());
+                    }
+                } else {
+                    uri_pointers(v, prefix, out, depth + 1);
+                }
+                prefix.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                let len = prefix.len();
+                prefix.push('/');
+                prefix.push_str(&i.to_string());
+                uri_pointers(v, prefix, out, depth + 1);
+                prefix.truncate(len);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The answer to a refused `tools/call`: a `CallToolResult` with `isError`.
@@ -547,315 +563,5 @@ pub fn refusal_text(decision: &Decision) -> String {
         head.to_string()
     } else {
         format!("{head}: {}", parts.join("; "))
-    }
-}
-
-/// `sha256:<hex>` of the canonical JSON of a whole tool descriptor except `_meta`:
-/// name, description, input schema and annotations, and also `title`, `outputSchema`,
-/// `icons` and anything a later protocol revision adds — every field the model or the
-/// client may act on. A server that changes any of them mid-session is a rug pull.
-pub fn descriptor_digest(tool: &Value) -> String {
-    let pinned = match tool {
-        Value::Object(m) => {
-            let mut d = m.clone();
-            d.remove("_meta");
-            Value::Object(d)
-        }
-        other => other.clone(),
-    };
-    let text = conductor_audit::canonical_json(&pinned);
-    format!(
-        "sha256:{}",
-        hex::encode(sha2::Sha256::digest(text.as_bytes()))
-    )
-}
-
-const MAX_SCHEMA_DEPTH: usize = 16;
-
-const URI_FORMATS: [&str; 5] = ["uri", "uri-reference", "iri", "iri-reference", "url"];
-const COMBINATORS: [&str; 3] = ["anyOf", "oneOf", "allOf"];
-
-/// `schema` with a local `$ref` (`#/$defs/…`, `#/definitions/…`) resolved against
-/// `root`; anything else as is.
-fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
-    let mut s = schema;
-    for _ in 0..MAX_SCHEMA_DEPTH {
-        match s.get("$ref").and_then(Value::as_str) {
-            Some(r) if r.starts_with('#') => match root.pointer(r.get(1..).unwrap_or("")) {
-                Some(target) => s = target,
-                None => break,
-            },
-            _ => break,
-        }
-    }
-    s
-}
-
-/// Whether `schema` (or one of its `anyOf`/`oneOf`/`allOf` branches, `$ref`s
-/// resolved) has a URI format.
-fn has_uri_format(schema: &Value, root: &Value, depth: usize) -> bool {
-    if depth > MAX_SCHEMA_DEPTH {
-        return false;
-    }
-    let schema = resolve(schema, root);
-    if schema
-        .get("format")
-        .and_then(Value::as_str)
-        .is_some_and(|f| URI_FORMATS.contains(&f))
-    {
-        return true;
-    }
-    COMBINATORS.iter().any(|c| {
-        schema
-            .get(*c)
-            .and_then(Value::as_array)
-            .is_some_and(|bs| bs.iter().any(|b| has_uri_format(b, root, depth + 1)))
-    })
-}
-
-fn is_destination_field(name: &str, schema: &Value, root: &Value) -> bool {
-    if has_uri_format(schema, root, 0) {
-        return true;
-    }
-    let n: String = name
-        .chars()
-        .filter(|c| *c != '_' && *c != '-')
-        .flat_map(char::to_lowercase)
-        .collect();
-    matches!(
-        n.as_str(),
-        "url" | "uri" | "endpoint" | "host" | "hostname" | "href" | "baseurl"
-    )
-}
-
-/// Learn the paths of destination fields from a JSON Schema (properties, nested
-/// objects, array items, `anyOf`/`oneOf`/`allOf` branches, local `$ref`s).
-fn learn_paths(schema: &Value, prefix: &mut Vec<Seg>, out: &mut Vec<Vec<Seg>>, depth: usize) {
-    learn(schema, schema, prefix, out, depth);
-}
-
-fn learn(
-    schema: &Value,
-    root: &Value,
-    prefix: &mut Vec<Seg>,
-    out: &mut Vec<Vec<Seg>>,
-    depth: usize,
-) {
-    if depth > MAX_SCHEMA_DEPTH {
-        return;
-    }
-    let schema = resolve(schema, root);
-    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-        for (name, sub) in props {
-            prefix.push(Seg::Key(name.clone()));
-            if is_destination_field(name, sub, root) && !out.contains(prefix) {
-                out.push(prefix.clone());
-            }
-            learn(sub, root, prefix, out, depth + 1);
-            prefix.pop();
-        }
-    }
-    if let Some(items) = schema.get("items").filter(|i| i.is_object()) {
-        prefix.push(Seg::Each);
-        if has_uri_format(items, root, 0) && !out.contains(prefix) {
-            out.push(prefix.clone());
-        }
-        learn(items, root, prefix, out, depth + 1);
-        prefix.pop();
-    }
-    for c in COMBINATORS {
-        if let Some(branches) = schema.get(c).and_then(Value::as_array) {
-            for b in branches {
-                learn(b, root, prefix, out, depth + 1);
-            }
-        }
-    }
-}
-
-/// The JSON pointers of learned fields present in `arguments`.
-fn expand_paths(paths: &[Vec<Seg>], arguments: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    for path in paths {
-        expand(path, arguments, String::new(), &mut out);
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-fn expand(path: &[Seg], value: &Value, pointer: String, out: &mut Vec<String>) {
-    let Some((first, rest)) = path.split_first() else {
-        if !value.is_null() {
-            out.push(pointer);
-        }
-        return;
-    };
-    match first {
-        Seg::Key(k) => {
-            if let Some(v) = value.get(k) {
-                expand(rest, v, format!("{pointer}/{}", escape(k)), out);
-            }
-        }
-        Seg::Each => {
-            if let Some(items) = value.as_array() {
-                for (i, v) in items.iter().enumerate() {
-                    expand(rest, v, format!("{pointer}/{i}"), out);
-                }
-            }
-        }
-    }
-}
-
-fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
-}
-
-fn new_session_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let seed = format!(
-        "{now}:{}:{}:{:p}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        &COUNTER
-    );
-    let h = hex::encode(sha2::Sha256::digest(seed.as_bytes()));
-    h.get(..32).unwrap_or(&h).to_string()
-}
-
-pub(crate) fn warn(message: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "conductor: {message}");
-}
-
-/// Watch the policy file: every `interval`, when its modification time or length
-/// changed (or its content hash, checked on any change), load it; a valid new
-/// version is put in force, an invalid one is reported (`report` gets the rendered
-/// diagnostics) and the last good one stays. Runs until aborted.
-pub async fn watch_policy(
-    gate: Arc<Gate>,
-    path: PathBuf,
-    interval: Duration,
-    report: Arc<dyn Fn(String) + Send + Sync>,
-) {
-    let mut last = stamp(&path);
-    let mut last_bad: Option<String> = None;
-    loop {
-        tokio::time::sleep(interval).await;
-        let now = stamp(&path);
-        if now == last {
-            continue;
-        }
-        last = now;
-        let p = path.clone();
-        let loaded = tokio::task::spawn_blocking(move || conductor_policy::load_file(&p)).await;
-        match loaded {
-            Ok(Ok(policy)) => {
-                last_bad = None;
-                if policy.sha256() != gate.policy().sha256() {
-                    let sha = policy.sha256().to_string();
-                    gate.swap_policy(policy);
-                    report(format!("policy `{}` reloaded ({sha})", path.display()));
-                }
-            }
-            Ok(Err(e)) => {
-                let rendered = e.render(false);
-                if last_bad.as_deref() != Some(rendered.as_str()) {
-                    report(format!(
-                        "policy `{}` changed but is invalid; the last good version stays in force:\n{}",
-                        path.display(),
-                        rendered.trim_end()
-                    ));
-                    last_bad = Some(rendered);
-                }
-            }
-            Err(_) => report("policy reload failed; the last good version stays in force".into()),
-        }
-    }
-}
-
-/// What identifies a version of the file cheaply: modification time, length, and
-/// the hash of the content.
-fn stamp(path: &Path) -> Option<(Option<std::time::SystemTime>, u64, String)> {
-    let meta = std::fs::metadata(path).ok()?;
-    let bytes = std::fs::read(path).ok()?;
-    Some((
-        meta.modified().ok(),
-        meta.len(),
-        hex::encode(sha2::Sha256::digest(&bytes)),
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schema_fields_are_learned() {
-        let schema = json!({"type":"object","properties":{
-            "url": {"type":"string"},
-            "q": {"type":"string"},
-            "target": {"type":"string","format":"uri"},
-            "opts": {"type":"object","properties":{"Base_URL":{"type":"string"},"a/b":{"format":"iri"}}},
-            "list": {"type":"array","items":{"type":"string","format":"uri"}},
-            "objs": {"type":"array","items":{"type":"object","properties":{"href":{"type":"string"}}}}
-        }});
-        let mut paths = Vec::new();
-        learn_paths(&schema, &mut Vec::new(), &mut paths, 0);
-        let args = json!({"url":"u","q":"x","target":"t","opts":{"Base_URL":"b","a/b":"c"},
-                          "list":["x","y"],"objs":[{"href":"h"},{"nohref":1}]});
-        assert_eq!(
-            expand_paths(&paths, &args),
-            vec![
-                "/list/0",
-                "/list/1",
-                "/objs/0/href",
-                "/opts/Base_URL",
-                "/opts/a~1b",
-                "/target",
-                "/url"
-            ]
-        );
-    }
-
-    #[test]
-    fn schema_combinators_and_refs_are_followed() {
-        // The shapes Pydantic v2 writes: Optional[AnyUrl], nested models by $ref.
-        let schema = json!({"type":"object","properties":{
-            "target": {"anyOf":[{"type":"string","format":"uri","minLength":1},{"type":"null"}]},
-            "server": {"$ref":"#/$defs/Server"},
-            "mirrors": {"type":"array","items":{"$ref":"#/$defs/Url"}},
-            "loop": {"$ref":"#/$defs/Loop"}
-        },"$defs":{
-            "Server":{"type":"object","properties":{"address":{"allOf":[{"$ref":"#/$defs/Url"}]}}},
-            "Url":{"type":"string","format":"uri"},
-            "Loop":{"$ref":"#/$defs/Loop"}
-        }});
-        let mut paths = Vec::new();
-        learn_paths(&schema, &mut Vec::new(), &mut paths, 0);
-        let args = json!({"target":"t","server":{"address":"a"},"mirrors":["m"],"loop":{}});
-        assert_eq!(
-            expand_paths(&paths, &args),
-            vec!["/mirrors/0", "/server/address", "/target"]
-        );
-    }
-
-    #[test]
-    fn digest_covers_every_field_but_meta() {
-        let a = json!({"name":"t","description":"d","inputSchema":{},"title":"x","_meta":{"n":1}});
-        let b = json!({"name":"t","description":"d","inputSchema":{},"title":"x","_meta":{"n":2}});
-        let c = json!({"name":"t","description":"d2","inputSchema":{},"title":"x"});
-        // Review finding: a changed `title` or `outputSchema` was not a rug pull.
-        let d = json!({"name":"t","description":"d","inputSchema":{},"title":"y"});
-        let e = json!({"name":"t","description":"d","inputSchema":{},"title":"x",
-                       "outputSchema":{"type":"object"}});
-        assert_eq!(descriptor_digest(&a), descriptor_digest(&b));
-        for changed in [&c, &d, &e] {
-            assert_ne!(descriptor_digest(&a), descriptor_digest(changed));
-        }
     }
 }

@@ -1,44 +1,60 @@
-//! JSON-RPC / MCP framing and the gate proxy engine (stdio).
+//! JSON-RPC / MCP framing, the MCP session logic, and the stdio relay.
+//!
+//! The layers, bottom up:
+//! - [`framing`]: newline-delimited JSON-RPC, bounded reads, strict parsing
+//!   ([`strict`]: duplicate and case-folding-equal member names refused);
+//! - [`gate`]: what of an MCP message is decided (method classes, tool names,
+//!   destination fields learned from schemas, pins, labels), over the shared
+//!   `conductor_gate::Service`;
+//! - [`session`]: the sans-IO session — what to do with each message from either
+//!   side — shared by the stdio relay and the HTTP gateway;
+//! - [`engine`]: the stdio relay, a thin adapter over [`session`].
 //!
 //! INVARIANT: only the transport adapters know JSON-RPC; the core sees a `Request`.
 //!
-//! CONTRACT (used by the CLI's `wrap`): [`Gate`], [`GateConfig`], [`ArgumentsMode`],
-//! [`run`], [`EngineOptions`], [`Outcome`], [`watch_policy`], [`server_id`].
+//! # What is decided
 //!
-//! # What the relay does
-//!
-//! - `tools/call`: decided (`<server>.<tool>`, learned destination fields added to the
-//!   policy's), recorded, then forwarded or answered with a `CallToolResult` whose
-//!   `isError` is true and whose `_meta["dev.conductor/decision"]` is the decision.
-//! - `resources/read`: decided as the tool `<server>.read_resource` with arguments
-//!   `{"uri": …}` and `/uri` as a destination; a refusal is a JSON-RPC error
-//!   (`-32001`) whose `data["dev.conductor/decision"]` is the decision.
-//! - `tools/list` results: descriptors pinned (SHA-256 of the canonical
-//!   descriptor without its `_meta`: name, description, schemas, title, annotations…)
-//!   and filtered; a changed descriptor
-//!   makes every later call to that tool refused (check `pin`) and is recorded as an
-//!   audit record with event `pin-change`.
-//! - Everything the server sends to the client — answers (results and errors),
-//!   notifications (logging, progress), requests (sampling, elicitation) — except the
-//!   answers to `initialize`, `server/discover`, `ping` and `tools/list` (metadata):
-//!   scanned; the labels found raise the session's labels (never lowered) before the
-//!   message is relayed, so every later call is decided with them (`flow`).
-//! - A request whose id (by value: `1` = `1.0`) is already in flight is refused
-//!   (`-32600`); a `tools/call` or `resources/read` sent as a notification is
-//!   recorded as refused and dropped.
-//! - Lines from the server that are not JSON-RPC, or longer than the limit, are dropped
-//!   with a note on stderr.
-//! - Everything else passes through byte for byte, both protocol revisions alike
-//!   (2025-11-25 `initialize`; 2026-07-28 stateless `server/discover` and `_meta`).
+//! - `tools/call`: as `<server>.<tool>` (learned destination fields added to the
+//!   policy's); a refusal is a `CallToolResult` with `isError: true` and the decision
+//!   in `_meta["dev.conductor/decision"]`.
+//! - `resources/read`, `resources/subscribe`, `resources/unsubscribe`,
+//!   `subscriptions/listen`: as `<server>.read_resource` with the URIs as
+//!   destinations; `prompts/get` as `<server>.prompt:<name>`; `completion/complete` as
+//!   `<server>.complete`; `logging/setLevel` and `tasks/*` on their data only. A
+//!   refusal is a JSON-RPC error `-32001` with the decision in `data`.
+//! - Every other request method: refused (`-32601`) and recorded.
+//! - Protocol metadata (`initialize`, `ping`, lists) and known notifications: pass
+//!   when no detector finds anything in their params; decided otherwise.
+//! - The client's answers to the server's requests (sampling, elicitation, roots):
+//!   decided on their data; a refused answer reaches the server as an error.
+//! - Everything else in a call's params (`_meta`, the tool name, extra members):
+//!   checked for data and destinations with the call.
+//! - Everything the server sends — every answer (including `initialize` and
+//!   `tools/list`), notification and request — is scanned, and the labels found are
+//!   recorded for the agent before the message is delivered; an answer whose labels
+//!   cannot be recorded is withheld.
+//! - `tools/list` results: descriptors pinned and filtered; a changed descriptor is
+//!   marked, recorded (`pin-change`), and calls to it are refused (check `pin`).
+
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod engine;
+mod error;
 pub mod framing;
 pub mod gate;
+pub mod session;
 #[cfg(unix)]
 pub mod stdio;
+pub mod strict;
 
+pub use conductor_gate::watch_policy;
 pub use engine::{DEFAULT_MAX_MESSAGE_BYTES, EngineOptions, Outcome, run};
-pub use gate::{ArgumentsMode, Gate, GateConfig, META_KEY, READ_RESOURCE_TOOL, watch_policy};
+pub use error::McpError;
+pub use gate::{ArgumentsMode, Gate, GateConfig, META_KEY, READ_RESOURCE_TOOL};
+
+pub(crate) fn warn(message: &str) {
+    conductor_gate::warn(message);
+}
 
 /// The default server id for a command: its file name, lowercased, with every
 /// character outside `[a-z0-9_-]` replaced by `-`.

@@ -129,6 +129,32 @@ pub fn compile(
     }
     let workflows = compile_workflows(&mut cx, &raw, &role_names);
     let destinations = compile_destinations(&mut cx, raw.destinations.0.as_ref());
+    let mut pass_methods = Vec::new();
+    if let Some(m) = raw.methods.0.as_ref() {
+        for g in &m.value.pass {
+            match Glob::new(&g.value) {
+                Ok(glob) => pass_methods.push(glob),
+                Err(e) => cx.err(g.loc, format!("invalid method glob: {e}")),
+            }
+        }
+    }
+
+    let mut label_ttl = None;
+    if let Some(ttl) = raw
+        .sessions
+        .0
+        .as_ref()
+        .and_then(|s| s.value.label_ttl.as_ref())
+    {
+        match parse_duration(&ttl.value) {
+            Some(d) if !d.is_zero() => label_ttl = Some(d),
+            _ => cx.err_help(
+                ttl.loc,
+                format!("invalid duration `{}`", ttl.value),
+                "write a number with a unit: `90s`, `30m`, `24h` or `7d`",
+            ),
+        }
+    }
 
     if !cx.problems.is_empty() {
         return Err(cx.problems);
@@ -152,7 +178,25 @@ pub fn compile(
         workflows,
         destinations,
         data,
+        pass_methods,
+        label_ttl,
     })
+}
+
+/// `90s`, `30m`, `24h`, `7d` → a duration.
+fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
 }
 
 /// Every key of a lenient mapping section, including entries whose body did not

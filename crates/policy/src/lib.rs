@@ -140,6 +140,17 @@ impl Policy {
     pub fn data(&self) -> &DataPolicy {
         &self.c.data
     }
+
+    /// Whether `methods.pass` lets the protocol method `method` through undecided
+    /// (only methods the gate does not know; known methods are always decided).
+    pub fn method_passes(&self, method: &str) -> bool {
+        self.c.pass_methods.iter().any(|g| g.matches(method))
+    }
+
+    /// `sessions.label_ttl`, when the policy sets it.
+    pub fn label_ttl(&self) -> Option<std::time::Duration> {
+        self.c.label_ttl
+    }
 }
 
 /// Load and compile the policy at `path` (files it references, such as gitleaks

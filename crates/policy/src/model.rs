@@ -346,4 +346,8 @@ pub struct Compiled {
     pub workflows: HashMap<String, Workflow>,
     pub destinations: DestPolicy,
     pub data: DataPolicy,
+    /// `methods.pass`: protocol methods let through without a decision.
+    pub pass_methods: Vec<Glob>,
+    /// `sessions.label_ttl`: how long a received label restricts the agent.
+    pub label_ttl: Option<std::time::Duration>,
 }

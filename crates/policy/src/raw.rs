@@ -22,6 +22,28 @@ pub struct RawPolicy {
     pub data: Lenient<Sp<RawData>>,
     #[serde(default)]
     pub workflows: Lenient<Entries<Lenient<RawWorkflow>>>,
+    #[serde(default)]
+    pub methods: Lenient<Sp<RawMethods>>,
+    #[serde(default)]
+    pub sessions: Lenient<Sp<RawSessions>>,
+}
+
+/// `sessions:` — how long what an agent received restricts it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    /// How long a label stays on the agent after data carrying it was received
+    /// (`90s`, `30m`, `24h`, `7d`).
+    pub label_ttl: Option<Sp<String>>,
+}
+
+/// `methods:` — protocol methods the gate does not know, let through explicitly.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMethods {
+    /// Globs of method names (`vendor/*`) forwarded without a decision.
+    #[serde(default)]
+    pub pass: Vec<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize)]

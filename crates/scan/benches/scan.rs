@@ -9,6 +9,11 @@
     clippy::indexing_slicing,
     reason = "benchmark code"
 )]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "a harness, not the library: it reads files, the clock and arguments (the purity rules of clippy.toml are for src/)"
+)]
 
 use std::hint::black_box;
 

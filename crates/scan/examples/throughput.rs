@@ -10,6 +10,11 @@
     clippy::indexing_slicing,
     reason = "example code"
 )]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "a harness, not the library: it reads files, the clock and arguments (the purity rules of clippy.toml are for src/)"
+)]
 
 use conductor_scan::{FingerprintKey, LabelSpec, Scanner};
 use serde_json::{Value, json};

@@ -62,8 +62,56 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "not-a-real",
 ];
 
+/// Vendors' documented test keys, exactly (never credentials of anyone).
+const VENDOR_TEST_KEYS: &[&[u8]] = &[
+    // Google reCAPTCHA v2 test site key and secret (reCAPTCHA FAQ, automated tests).
+    b"6LeIxAcTAAAAAJcZVRqyHh71UMIEGNQ_MXjiZKhI",
+    b"6LeIxAcTAAAAAGG-vFI1TnRWxMZNFuojJ4WifJWe",
+];
+
+/// Prefixes of test-mode keys (they act on a vendor's test data only) and of keys
+/// that are public by design. Decision recorded in docs/detectors.md.
+const TEST_OR_PUBLIC_PREFIXES: &[&[u8]] = &[
+    b"sk_test_",
+    b"rk_test_",
+    b"pk_test_",
+    b"pk_live_",
+    b"whsec_test_",
+    b"shippo_test_",
+    b"duffel_test_",
+    b"EZTK",
+    b"access-sandbox-",
+    b"access_token$sandbox$",
+    b"FLWSECK_TEST-",
+    b"FLWPUBK_TEST-",
+    b"phc_",
+    b"pk.eyJ",
+];
+
+/// A vendor's test-mode, public or documented test key.
+pub(crate) fn is_test_or_public_key(v: &[u8]) -> bool {
+    // Every prefix and test key starts with one of these bytes: most values leave here.
+    if !matches!(
+        v.first(),
+        Some(b's' | b'r' | b'p' | b'w' | b'd' | b'E' | b'a' | b'F' | b'1'..=b'3' | b'6')
+    ) {
+        return false;
+    }
+    TEST_OR_PUBLIC_PREFIXES.iter().any(|p| v.starts_with(p))
+        || VENDOR_TEST_KEYS.contains(&v)
+        // Cloudflare Turnstile dummy secrets: `1x`/`2x`/`3x` + zeros + `AA`.
+        || (v.len() >= 20
+            && matches!(v.first(), Some(b'1'..=b'3'))
+            && v.get(1) == Some(&b'x')
+            && v.ends_with(b"AA")
+            && v.get(2..v.len() - 2).is_some_and(|m| m.iter().all(|&b| b == b'0')))
+}
+
 /// Whether a candidate secret is a template, a reference or a documentation example.
 pub(crate) fn is_placeholder(v: &[u8]) -> bool {
+    if is_test_or_public_key(v) {
+        return true;
+    }
     if v.len() < 300 {
         // One pass for every placeholder word (and the `EXAMPLE` suffix AWS documents
         // its example keys with, AKIAIOSFODNN7EXAMPLE, which the words cover).
@@ -350,6 +398,11 @@ pub(crate) fn verify(
             && secret.iter().any(u8::is_ascii_digit)),
         Verify::SasToken => ok(sas_ok(text, m)),
         Verify::AdoNet => ok(ado_ok(text, m) && password_value_ok(secret)),
+        Verify::UserPass => ok(secret
+            .iter()
+            .position(|&b| b == b':')
+            .and_then(|i| secret.get(i + 1..))
+            .is_some_and(|p| password_value_ok(p) && !is_reference(p))),
     }
 }
 
@@ -419,6 +472,18 @@ const DB_SCHEMES: &[&str] = &[
     "elasticsearch",
     "influxdb",
     "snowflake",
+    "couchbase",
+    "couchbases",
+    "db2",
+    "valkey",
+    "valkeys",
+    "mqtt",
+    "mqtts",
+    "stomp",
+    "stomps",
+    "pulsar",
+    "pulsar+ssl",
+    "redis-sentinel",
 ];
 
 /// A password that is a value, not a template or the word "password".
@@ -464,7 +529,12 @@ fn url_password(text: &[u8], m: (usize, usize), secret: &[u8]) -> Verdict {
         .get(..scheme_end)
         .map(<[u8]>::to_ascii_lowercase)
         .unwrap_or_default();
-    if DB_SCHEMES.iter().any(|s| scheme == s.as_bytes()) {
+    // SQLAlchemy-style `postgresql+psycopg2://`: the dialect before `+` names the database.
+    let dialect = scheme.split(|&b| b == b'+').next().unwrap_or(&[]);
+    if DB_SCHEMES
+        .iter()
+        .any(|s| scheme == s.as_bytes() || dialect == s.as_bytes())
+    {
         Verdict::AcceptAs("database-url")
     } else {
         Verdict::Accept

@@ -23,7 +23,9 @@ pub enum AllowTarget {
 /// One allowlist of a gitleaks rule (global allowlists are merged into every rule).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GitleaksAllowlist {
+    /// What the regexes are matched against (`regexTarget`).
     pub target: AllowTarget,
+    /// Allowlist regexes (`regexes`), in gitleaks' Go syntax rewritten for Rust.
     pub regexes: Vec<String>,
     /// Lowercase; a secret containing one is allowed.
     pub stopwords: Vec<String>,
@@ -34,10 +36,15 @@ pub struct GitleaksAllowlist {
 /// One rule imported from a gitleaks-format TOML file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GitleaksRule {
+    /// The rule id, reported as `gitleaks.<id>`.
     pub id: String,
+    /// The rule's regex, rewritten from Go RE2 syntax where they differ.
     pub regex: String,
+    /// Keywords (lowercase): the regex runs only near one; none: on every string.
     pub keywords: Vec<String>,
+    /// `secretGroup`: the capture group that is the secret (`None`: the first that took part).
     pub secret_group: Option<usize>,
+    /// Minimum Shannon entropy (bits per byte) of the secret.
     pub entropy: Option<f64>,
     /// The rule's allowlists followed by the file's global ones.
     pub allowlists: Vec<GitleaksAllowlist>,

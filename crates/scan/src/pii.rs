@@ -77,25 +77,67 @@ const NOT_TLDS: &[&[u8]] = &[
     b"lan",
 ];
 
+/// A byte of a local part: RFC 5322 atext (the common subset) and UTF-8 (RFC 6531).
 fn local_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'')
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'') || b >= 0x80
 }
 
-/// Find e-mail addresses (RFC 5322 dot-atom local parts, DNS host names).
+/// A byte of a domain label: LDH, or UTF-8 of an internationalised label (RFC 5890).
+fn label_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80
+}
+
+/// Find e-mail addresses: RFC 5322 dot-atom and quoted local parts, UTF-8 local parts
+/// and domains (RFC 6531), and `%40` for `@` (percent-encoded, as in URL queries).
+///
+/// INVARIANT: only the userinfo of a URL (`scheme://user:pass@host`) is exempt; an
+/// address in a URL's path, query or fragment is found.
 pub(crate) fn find_emails(s: &[u8], out: &mut Vec<(usize, usize)>) {
     for a in memchr::memchr_iter(b'@', s) {
-        // Local part.
+        email_at(s, a, 1, out);
+    }
+    if let Some(p) = memchr::memchr(b'%', s) {
+        for a in memchr::memmem::find_iter(s.get(p..).unwrap_or(&[]), b"%40") {
+            email_at(s, p + a, 3, out);
+        }
+    }
+}
+
+/// The address whose `@` (`width` bytes: `@` or `%40`) is at `a`, if any.
+fn email_at(s: &[u8], a: usize, width: usize, out: &mut Vec<(usize, usize)>) {
+    {
+        // Local part: a quoted string (`"john doe"@`), or a dot-atom.
         let mut ls = a;
-        while ls > 0 && a - ls < 64 && local_char(before(s, ls)) {
-            ls -= 1;
+        if width == 1 && before(s, a) == b'"' {
+            let open = s
+                .get(a.saturating_sub(66)..a - 1)
+                .and_then(|w| w.iter().rposition(|&b| b == b'"'))
+                .map(|i| a.saturating_sub(66) + i);
+            if let Some(o) = open
+                && s.get(o + 1..a - 1)
+                    .is_some_and(|q| !q.is_empty() && !q.iter().any(|&b| b < 0x20))
+                && !is_word(before(s, o))
+            {
+                ls = o;
+            }
         }
-        while ls < a && matches!(at(s, ls), b'.' | b'\'') {
-            ls += 1;
+        if ls == a {
+            while ls > 0 && a - ls < 64 && local_char(before(s, ls)) {
+                ls -= 1;
+            }
+            while ls < a && matches!(at(s, ls), b'.' | b'\'') {
+                ls += 1;
+            }
+            // A UTF-8 local part starts at a character boundary.
+            while ls < a && (0x80..0xC0).contains(&at(s, ls)) {
+                ls += 1;
+            }
+            if ls == a || at(s, a - 1) == b'.' {
+                return;
+            }
         }
-        if ls == a || at(s, a - 1) == b'.' {
-            continue;
-        }
-        // Userinfo of a URL (`scheme://user:pass@host`) is not an address.
+        // Userinfo of a URL (`scheme://user:pass@host`) is not an address: the `@` ends
+        // an authority that no `/`, `?` or `#` has ended before it.
         let mut rs = ls;
         while rs > 0 && ls - rs < 256 {
             let b = before(s, rs);
@@ -104,22 +146,22 @@ pub(crate) fn find_emails(s: &[u8], out: &mut Vec<(usize, usize)>) {
             }
             rs -= 1;
         }
-        if s.get(rs..ls)
-            .is_some_and(|run| crate::checks::find(run, b"://").is_some())
+        if let Some(run) = s.get(rs..ls)
+            && let Some(p) = run.windows(3).rposition(|w| w == b"://")
+            && !run
+                .get(p + 3..)
+                .is_some_and(|auth| auth.iter().any(|&b| matches!(b, b'/' | b'?' | b'#')))
         {
-            continue;
+            return;
         }
         // Domain: labels separated by dots, at least two, alphabetic TLD.
-        let mut i = a + 1;
+        let mut i = a + width;
         let mut labels = 0usize;
         let mut last_label = (i, i);
         let mut end = a + 1;
         loop {
             let ls2 = i;
-            while i < s.len()
-                && (at(s, i).is_ascii_alphanumeric() || at(s, i) == b'-')
-                && i - ls2 < 63
-            {
+            while i < s.len() && label_char(at(s, i)) && i - ls2 < 252 {
                 i += 1;
             }
             if i == ls2 || at(s, ls2) == b'-' || at(s, i - 1) == b'-' {
@@ -128,34 +170,51 @@ pub(crate) fn find_emails(s: &[u8], out: &mut Vec<(usize, usize)>) {
             labels += 1;
             last_label = (ls2, i);
             end = i;
-            if at(s, i) == b'.' && at(s, i + 1).is_ascii_alphanumeric() {
+            if at(s, i) == b'.' && label_char(at(s, i + 1)) {
                 i += 1;
             } else {
                 break;
             }
         }
         if labels < 2 || end - a > 254 {
-            continue;
+            return;
         }
-        let Some(tld) = s.get(last_label.0..last_label.1) else {
-            continue;
+        let Some(mut tld) = s.get(last_label.0..last_label.1) else {
+            return;
         };
-        if tld.len() < 2 || tld.len() > 24 || !tld.iter().all(u8::is_ascii_alphabetic) {
-            continue;
+        // An ASCII address glued to following UTF-8 text (`a@b.com。`) ends at the ASCII.
+        if let Some(k) = tld.iter().position(|&b| b >= 0x80)
+            && k >= 2
+            && tld
+                .get(..k)
+                .is_some_and(|p| p.iter().all(u8::is_ascii_alphabetic))
+        {
+            end = last_label.0 + k;
+            tld = tld.get(..k).unwrap_or(&[]);
+        }
+        let ascii_tld = (2..=24).contains(&tld.len()) && tld.iter().all(u8::is_ascii_alphabetic);
+        let idn_tld = (2..=63).contains(&tld.len()) && tld.iter().all(|&b| b >= 0x80);
+        let puny_tld = tld.len() > 4
+            && tld
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"xn--"))
+            && tld.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
+        if !(ascii_tld || idn_tld || puny_tld) {
+            return;
         }
         let tld_lower = tld.to_ascii_lowercase();
         if NOT_TLDS.contains(&tld_lower.as_slice()) {
-            continue;
+            return;
         }
         let next = at(s, end);
         if next == b'_' || next == b'@' || next == b'-' {
-            continue;
+            return;
         }
         // scp-style remotes: git@github.com:org/repo.git
         if next == b':' {
             let n2 = at(s, end + 1);
             if n2 != 0 && !n2.is_ascii_whitespace() && !n2.is_ascii_digit() {
-                continue;
+                return;
             }
         }
         out.push((ls, end));
@@ -225,6 +284,7 @@ const LPAR: u8 = 6;
 const SP_LPAR: u8 = 7;
 const RPAR_SP_LPAR: u8 = 8;
 const SP_DASH_SP: u8 = 9;
+const SLASH: u8 = 10;
 
 fn sep_code(sep: &[u8]) -> u8 {
     match sep {
@@ -237,6 +297,7 @@ fn sep_code(sep: &[u8]) -> u8 {
         b" (" => SP_LPAR,
         b") (" => RPAR_SP_LPAR,
         b" - " => SP_DASH_SP,
+        b"/" => SLASH,
         _ => OTHER,
     }
 }
@@ -291,7 +352,10 @@ fn fill_cluster(s: &[u8], d: usize, c: &mut Cluster) {
         c.end = i;
         // Separator: up to 3 bytes of ` -.()`, then a digit.
         let mut j = i;
-        while j < s.len() && j - i < 3 && matches!(at(s, j), b' ' | b'-' | b'.' | b'(' | b')') {
+        while j < s.len()
+            && j - i < 3
+            && matches!(at(s, j), b' ' | b'-' | b'.' | b'(' | b')' | b'/')
+        {
             j += 1;
         }
         if j > i && at(s, j).is_ascii_digit() {
@@ -440,6 +504,16 @@ const PHONE_WORDS: &[&[u8]] = &[
     b"contact",
     b"handy",
     b"portable",
+    // Words of the national formats' own languages (UTF-8 bytes; `tél`, `電話`, `携帯`).
+    "t\u{e9}l".as_bytes(),
+    b"mobil",
+    b"rufnummer",
+    b"cellulare",
+    b"movil",
+    "m\u{f3}vil".as_bytes(),
+    b"telf",
+    "\u{96fb}\u{8a71}".as_bytes(),
+    "\u{643a}\u{5e2f}".as_bytes(),
 ];
 const SSN_WORDS: &[&[u8]] = &[
     b"ssn",
@@ -653,7 +727,7 @@ fn at_digit_run(
     }
     if j - d < 7 && before(s, d) != b'+' && before(s, d) != b'(' {
         let nb = at(s, j);
-        let continues = matches!(nb, b' ' | b'-' | b'.' | b'(' | b')')
+        let continues = matches!(nb, b' ' | b'-' | b'.' | b'(' | b')' | b'/')
             && (at(s, j + 1).is_ascii_digit()
                 || at(s, j + 2).is_ascii_digit()
                 || at(s, j + 3).is_ascii_digit());
@@ -838,7 +912,7 @@ fn find_phone(
         let paren = before(s, ga.0) == b'('
             && (s1 == RPAR_SP || s1 == RPAR)
             && matches!(s2, DASH | DOT | SP);
-        let same = s1 == s2 && matches!(s1, DASH | DOT);
+        let same = s1 == s2 && matches!(s1, DASH | DOT | SLASH) || s1 == SLASH && s2 == DASH;
         let spaced = s1 == SP && s2 == SP && (key_ctx || context_before(s, ga.0, PHONE_WORDS));
         if !(paren || same || spaced) {
             continue;

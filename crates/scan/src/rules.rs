@@ -35,6 +35,8 @@ pub(crate) enum Verify {
     SasToken,
     /// The text around `Password=` is an ADO.NET/ODBC connection string.
     AdoNet,
+    /// `user:password` whose password is a value, not a variable reference.
+    UserPass,
 }
 
 /// What must follow a keyword hit for the rule's regex to be worth running.
@@ -48,6 +50,8 @@ pub(crate) enum Follow {
     Space,
     /// The rest of a base64url segment, a dot, and the next segment's `ey` (JWTs).
     Jwt,
+    /// Exactly `n` ASCII alphanumerics, then the byte given (`pat` + 14 + `.`).
+    AlnumThen(usize, u8),
 }
 
 /// One built-in rule. `id` is reported as `secrets.<id>`.
@@ -77,6 +81,9 @@ pub(crate) struct BuiltinRule {
     pub after: usize,
     /// Suppressed when a more specific `secrets` finding overlaps it.
     pub low_priority: bool,
+    /// A vendor-gated rule (`<vendor>_API_KEY = <value>`): also checked on the value
+    /// of a JSON member whose key contains one of the keywords.
+    pub vendor: bool,
 }
 
 const P: BuiltinRule = BuiltinRule {
@@ -93,6 +100,7 @@ const P: BuiltinRule = BuiltinRule {
     before: 4,
     after: 400,
     low_priority: false,
+    vendor: false,
 };
 
 /// Context rules: a keyword names the secret, the value follows within a few bytes.
@@ -139,8 +147,8 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // STS session tokens start with the base64 of their protobuf/`origin_ec` header.
     BuiltinRule {
         id: "aws-session-token",
-        keywords: &["iqojb3jpz2lux2vj", "fwogzxivyxdze"],
-        case_keywords: Some(&["IQoJb3JpZ2luX2Vj", "FwoGZXIvYXdzE"]),
+        keywords: &["iqojb3jpz2", "fwogzxivyx"],
+        case_keywords: Some(&["IQoJb3JpZ2", "FwoGZXIvYX"]),
         regex: r"\b((?:IQoJb3JpZ2luX2Vj|FwoGZXIvYXdzE)[A-Za-z0-9/+=]{100,})",
         min_entropy: 4.0,
         after: 8192,
@@ -327,8 +335,8 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // gl:pypi-upload-token (macaroon: base64 of the `pypi.org` / `test.pypi.org` location).
     BuiltinRule {
         id: "pypi-token",
-        keywords: &["pypi-ageichlwas5vcmc", "pypi-agendgvzdc5wexbplm9yzw"],
-        case_keywords: Some(&["pypi-AgEIcHlwaS5vcmc", "pypi-AgENdGVzdC5weXBpLm9yZw"]),
+        keywords: &["pypi-age"],
+        case_keywords: Some(&["pypi-AgE"]),
         regex: r"\b(pypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_\-]{50,1000})",
         after: 1100,
         ..P
@@ -351,10 +359,9 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // gl:stripe-access-token (Stripe API keys docs: sk_/rk_ + live/test).
     BuiltinRule {
         id: "stripe-secret-key",
-        keywords: &[
-            "sk_live_", "sk_test_", "sk_prod_", "rk_live_", "rk_test_", "rk_prod_",
-        ],
-        regex: r"\b((?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{20,247})\b",
+        // Test-mode keys (`sk_test_`, `rk_test_`) are not reported: see docs/detectors.md.
+        keywords: &["sk_live_", "sk_prod_", "rk_live_", "rk_prod_"],
+        regex: r"\b((?:sk|rk)_(?:live|prod)_[A-Za-z0-9]{20,247})\b",
         ..P
     },
     // Stripe webhook signing secrets (`whsec_`), Stripe webhooks docs.
@@ -395,7 +402,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // gl:slack-webhook-url
     BuiltinRule {
         id: "slack-webhook",
-        keywords: &["hooks.slack.com"],
+        keywords: &["hooks.slack"],
         word_start: false,
         regex: r"((?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{30,80})",
         before: 12,
@@ -567,7 +574,7 @@ pub(crate) static RULES: &[BuiltinRule] = &[
     // gl:age-secret-key
     BuiltinRule {
         id: "age-secret-key",
-        keywords: &["age-secret-key-1"],
+        keywords: &["age-secret"],
         regex: r"\b(AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})\b",
         ..P
     },
@@ -806,5 +813,921 @@ pub(crate) static RULES: &[BuiltinRule] = &[
             end!()
         ),
         ..P
+    },
+    // ==== issue 16: config-file carriers, webhooks and private keys beyond PEM ==========
+    // gl:microsoft-teams-webhook (Office 365 connector URLs); Power Automate workflow
+    // trigger URLs that replace them carry their secret in `sig=` (Microsoft Teams docs,
+    // "Create incoming webhooks with Workflows").
+    BuiltinRule {
+        id: "microsoft-teams-webhook",
+        keywords: &["webhook.off", "logic.azure"],
+        word_start: false,
+        regex: r#"(https://[a-z0-9\-]+\.webhook\.office\.com/webhookb2/[a-f0-9\-]{36}@[a-f0-9\-]{36}/IncomingWebhook/[a-f0-9]{32}/[a-f0-9\-]{36}(?:/[A-Za-z0-9_\-]{20,80})?|https://[a-z0-9\-.]+\.logic\.azure\.com(?::443)?/workflows/[a-f0-9]{32}/triggers/[^\s"'?]{1,200}\?[^\s"']{0,400}sig=[A-Za-z0-9%_\-]{20,})"#,
+        before: 120,
+        after: 700,
+        ..P
+    },
+    // Google Chat incoming webhooks (Google Chat docs, "Build a Google Chat app as a
+    // webhook"): the `token=` parameter is the secret. trufflehog googlechatwebhook.
+    BuiltinRule {
+        id: "google-chat-webhook",
+        keywords: &["chat.google"],
+        word_start: false,
+        regex: r#"(https://chat\.googleapis\.com/v1/spaces/[A-Za-z0-9_\-]{6,40}/messages\?[^\s"']{0,200}token=[A-Za-z0-9_\-%=]{20,})"#,
+        before: 12,
+        after: 500,
+        ..P
+    },
+    // Zapier catch hooks: the URL is the credential. trufflehog zapierwebhook.
+    BuiltinRule {
+        id: "zapier-webhook",
+        keywords: &["hooks.zapier"],
+        word_start: false,
+        regex: r"(https://hooks\.zapier\.com/hooks/catch/[0-9]{5,10}/[a-z0-9]{5,10})",
+        before: 12,
+        after: 80,
+        ..P
+    },
+    // gl:nuget-config-password (`<add key="ClearTextPassword" value="..."/>` in NuGet.Config).
+    BuiltinRule {
+        id: "nuget-config-password",
+        keywords: &["<add"],
+        word_start: false,
+        regex: r#"(?i)<add\s+key=\\?"(?:ClearText)?Password\\?"\s+value=\\?"([^"\\]{6,200})\\?"\s*/>"#,
+        min_entropy: 0.0,
+        before: 4,
+        after: 300,
+        ..P
+    },
+    // gl:curl-auth-user: `curl -u user:password`, `--user user:password`, `--user=...`.
+    BuiltinRule {
+        id: "curl-user-password",
+        keywords: &["curl"],
+        regex: r#"\bcurl\b[^\r\n]{0,400}?\s(?:-u|--user)(?:=|[ \t]{1,5})(?:"([^":\s]{1,100}:[^"\r\n]{3,200})"|'([^':\s]{1,100}:[^'\r\n]{3,200})'|([^\s'":]{1,100}:[^\s'"]{3,200}))"#,
+        min_entropy: 0.0,
+        verify: Verify::UserPass,
+        before: 4,
+        after: 900,
+        ..P
+    },
+    // gl:curl-auth-header, for headers other than Basic/Bearer (found by `basic-auth`
+    // and `bearer-token`): `-H 'X-API-Key: ...'`, `Authorization: token ...`,
+    // `PRIVATE-TOKEN: ...` (GitLab API docs), `X-Auth-Token`, `X-Access-Token`.
+    BuiltinRule {
+        id: "auth-header",
+        keywords: &[
+            "x-api-key",
+            "x-api-token",
+            "x-auth-token",
+            "x-access-token",
+            "private-token",
+            "authorization",
+        ],
+        word_start: false,
+        regex: r#"(?i)(?:x-api-key|x-api-token|x-auth-token|x-access-token|private-token|authorization:\s*(?:token|apikey|api-key|sso-key|key))\s*[:=]?\s*([A-Za-z0-9._~+/=\-]{16,400})"#,
+        min_entropy: 3.5,
+        verify: Verify::Bearer,
+        before: 4,
+        after: 500,
+        follow: Follow::Any,
+        low_priority: true,
+        ..C
+    },
+    // gl:kubernetes-secret-yaml: a `kind: Secret` manifest's `data:` values (either order,
+    // as kubectl prints `data:` before `kind:`).
+    BuiltinRule {
+        id: "kubernetes-secret",
+        keywords: &["kind:"],
+        regex: r#"(?s)kind:\s*Secret\b.{0,600}?\n(?:data|stringData):[ \t]*\r?\n[ \t]+[A-Za-z0-9_.\-]+:[ \t]*['"]?([A-Za-z0-9+/=]{12,})|(?s)\n(?:data|stringData):[ \t]*\r?\n[ \t]+[A-Za-z0-9_.\-]+:[ \t]*['"]?([A-Za-z0-9+/=]{12,})['"]?\s.{0,2000}?kind:\s*Secret\b"#,
+        min_entropy: 3.0,
+        before: 2400,
+        after: 2400,
+        ..P
+    },
+    // gl:sidekiq-secret, gl:sidekiq-sensitive-url (Sidekiq Pro/Enterprise gem credentials).
+    BuiltinRule {
+        id: "sidekiq-secret",
+        keywords: &["contribsys"],
+        word_start: false,
+        regex: r#"(?i)(?:BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM['"]?\s{0,5}(?:=|:)\s{0,5}['"]?([a-f0-9]{8}:[a-f0-9]{8})\b|https?://([a-f0-9]{8}:[a-f0-9]{8})@(?:gems|enterprise)\.contribsys\.com)"#,
+        min_entropy: 0.0,
+        before: 80,
+        after: 120,
+        ..P
+    },
+    // `.netrc` / `_netrc` entries (GNU inetutils ftp manual, curl `--netrc` docs):
+    // `machine <host> login <user> password <password>`, tokens in any order.
+    BuiltinRule {
+        id: "netrc-password",
+        keywords: &["machine"],
+        follow: Follow::Space,
+        regex: r"(?i)\bmachine\s+\S+(?:\s+(?:login|account)\s+\S+)*\s+password\s+(\S{3,200})",
+        min_entropy: 0.0,
+        verify: Verify::Bearer,
+        before: 4,
+        after: 600,
+        ..P
+    },
+    // Docker `config.json` (`docker login` docs): `"auths": {"<registry>": {"auth":
+    // "<base64 of user:password>"}}` as text; as JSON it is checked by key.
+    BuiltinRule {
+        id: "docker-config-auth",
+        keywords: &["auths"],
+        regex: r#"(?s)auths\\?"\s*:\s*\{.{0,2000}?\\?"auth\\?"\s*:\s*\\?"([A-Za-z0-9+/]{8,}={0,2})\\?""#,
+        min_entropy: 0.0,
+        verify: Verify::BasicAuth,
+        before: 4,
+        after: 2400,
+        follow: Follow::Any,
+        ..P
+    },
+    // kubeconfig `users[].user.client-key-data`: the base64 of a PEM private key
+    // (`LS0tLS1CRUdJTi` is the base64 of `-----BEGIN`). Kubernetes docs, "Organizing
+    // cluster access using kubeconfig files".
+    BuiltinRule {
+        id: "kubeconfig-client-key",
+        keywords: &["client-key"],
+        regex: r#"client-key-data\\?"?\s*:\s*\\?['"]?(LS0tLS1CRUdJTi[A-Za-z0-9+/=]{40,})"#,
+        min_entropy: 0.0,
+        before: 4,
+        after: 16384,
+        ..C
+    },
+    // `.npmrc` (npm docs, "npmrc"): `//registry/:_authToken=`, `_auth=` (base64 of
+    // user:password), `_password=` (base64 of the password).
+    BuiltinRule {
+        id: "npmrc-auth",
+        keywords: &["_authtoken", "_auth", "_password"],
+        word_start: false,
+        regex: r#"(?i)(?:^|[\s:])(_authToken|_auth|_password)\s*=\s*['"]?([^\s'"]{8,400})"#,
+        group: Some(2),
+        min_entropy: 2.5,
+        before: 4,
+        after: 420,
+        ..C
+    },
+    // `.pypirc` (PyPA packaging guide, "The .pypirc file"): a `password` in an index
+    // section.
+    BuiltinRule {
+        id: "pypirc-password",
+        keywords: &["[pypi]", "[testpypi]", "[distutils]"],
+        word_start: false,
+        regex: r"(?is)\[(?:pypi|testpypi|distutils)\].{0,400}?\bpassword\s*[=:]\s*(\S{6,400})",
+        min_entropy: 0.0,
+        verify: Verify::Bearer,
+        before: 4,
+        after: 900,
+        follow: Follow::Any,
+        ..C
+    },
+    // JDBC URLs (MySQL Connector/J, PostgreSQL JDBC and SQL Server JDBC docs):
+    // `jdbc:<sub>://host/db?user=x&password=y`, `;password=y`, and Oracle thin
+    // `jdbc:oracle:thin:user/password@host`.
+    BuiltinRule {
+        id: "jdbc-password",
+        keywords: &["jdbc:"],
+        regex: r#"(?i)\bjdbc:(?:oracle:thin:[^/\s'"@]{1,64}/([^@\s'"]{3,200})@|[a-z0-9]{2,20}:[^\s'"]{0,300}?[?;&:](?:password|pwd)=([^\s&;'"]{3,200}))"#,
+        min_entropy: 0.0,
+        verify: Verify::Bearer,
+        before: 4,
+        after: 700,
+        ..P
+    },
+    // PuTTY private key files (PuTTY manual, appendix C "PPK file format"): the
+    // `Private-Lines:` base64 block.
+    BuiltinRule {
+        id: "putty-private-key",
+        keywords: &["putty-user"],
+        case_keywords: Some(&["PuTTY-User"]),
+        regex: r"(PuTTY-User-Key-File-[23]:[\s\S]{0,4000}?Private-Lines:\s*\d+\s*[A-Za-z0-9+/=\r\n]{40,})",
+        min_entropy: 0.0,
+        before: 0,
+        after: 16384,
+        ..P
+    },
+    // WireGuard `[Interface] PrivateKey = <base64 of 32 bytes>` (wg(8) man page).
+    BuiltinRule {
+        id: "wireguard-private-key",
+        keywords: &["privatekey"],
+        regex: r"(?i)\bPrivateKey\s*=\s*([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)",
+        min_entropy: 3.5,
+        before: 4,
+        after: 80,
+        ..C
+    },
+    // ==== issue 16: prefixed formats, found without a keyword nearby ==================
+    // gl:1password-secret-key
+    BuiltinRule {
+        id: "1password-secret-key",
+        keywords: &["a3-"],
+        case_keywords: Some(&["A3-"]),
+        regex: r#"\b(A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:adobe-client-secret
+    BuiltinRule {
+        id: "adobe-client-secret",
+        keywords: &["p8e-"],
+        regex: r#"\b(p8e-[A-Za-z0-9]{32})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
+        ..P
+    },
+    // gl:airtable-personnal-access-token
+    BuiltinRule {
+        id: "airtable-pat",
+        keywords: &["pat"],
+        case_keywords: Some(&["pat"]),
+        follow: Follow::AlnumThen(14, b'.'),
+        regex: r#"\b(pat[A-Za-z0-9]{14}\.[a-f0-9]{64})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:artifactory-api-key
+    BuiltinRule {
+        id: "artifactory-api-key",
+        keywords: &["akcp"],
+        case_keywords: Some(&["AKCp"]),
+        regex: r#"\b(AKCp[A-Za-z0-9]{69})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:artifactory-reference-token
+    BuiltinRule {
+        id: "artifactory-reference-token",
+        keywords: &["cmvmd"],
+        case_keywords: Some(&["cmVmd"]),
+        regex: r#"\b(cmVmd[A-Za-z0-9]{59})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:aws-amazon-bedrock-api-key-long-lived, gl:aws-amazon-bedrock-api-key-short-lived
+    BuiltinRule {
+        id: "aws-bedrock-api-key",
+        keywords: &["absk", "bedrock-api"],
+        case_keywords: Some(&["ABSK", "bedrock-api"]),
+        regex: r#"\b(ABSK[A-Za-z0-9+/]{109,269}={0,2}|bedrock-api-key-YmVkcm9jay5hbWF6b25hd3MuY29t[A-Za-z0-9+/=%&._\-]{0,2000})"#,
+        after: 2400,
+        ..P
+    },
+    // gl:clickhouse-cloud-api-secret-key
+    BuiltinRule {
+        id: "clickhouse-cloud-secret-key",
+        keywords: &["4b1d"],
+        regex: r#"\b(4b1d[A-Za-z0-9]{38})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:clojars-api-token
+    BuiltinRule {
+        id: "clojars-token",
+        keywords: &["clojars_"],
+        regex: r#"(?i)\b(CLOJARS_[a-z0-9]{60})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:cloudflare-origin-ca-key
+    BuiltinRule {
+        id: "cloudflare-origin-ca-key",
+        keywords: &["v1.0-"],
+        regex: r#"\b(v1\.0-[a-f0-9]{24}-[a-f0-9]{146})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 190,
+        ..P
+    },
+    // gl:duffel-api-token (live mode only; test mode is a placeholder here)
+    BuiltinRule {
+        id: "duffel-token",
+        keywords: &["duffel_"],
+        regex: r#"\b(duffel_live_[A-Za-z0-9_\-=]{43})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
+        ..P
+    },
+    // gl:dynatrace-api-token
+    BuiltinRule {
+        id: "dynatrace-token",
+        keywords: &["dt0c01."],
+        regex: r#"\b(dt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:easypost-api-token (EZTK test keys are not reported)
+    BuiltinRule {
+        id: "easypost-token",
+        keywords: &["ezak"],
+        case_keywords: Some(&["EZAK"]),
+        regex: r#"\b(EZAK[A-Za-z0-9]{54})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:facebook-page-access-token
+    BuiltinRule {
+        id: "facebook-page-access-token",
+        keywords: &["eaam", "eaac"],
+        case_keywords: Some(&["EAAM", "EAAC"]),
+        regex: r#"\b(EAA[MC][A-Za-z0-9]{100,})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 2400,
+        ..P
+    },
+    // gl:flyio-access-token
+    BuiltinRule {
+        id: "flyio-token",
+        keywords: &["fo1_", "fm1a_", "fm1r_", "fm2_"],
+        regex: r#"\b(fo1_[A-Za-z0-9_\-]{43}|fm1[ar]_[A-Za-z0-9+/]{100,}={0,3}|fm2_[A-Za-z0-9+/]{100,}={0,3})"#,
+        after: 2400,
+        ..P
+    },
+    // gl:frameio-api-token
+    BuiltinRule {
+        id: "frameio-token",
+        keywords: &["fio-u-"],
+        regex: r#"\b(fio-u-[A-Za-z0-9_\-=]{64})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
+        ..P
+    },
+    // gl:gitlab-session-cookie
+    BuiltinRule {
+        id: "gitlab-session-cookie",
+        keywords: &["_gitlab_sess"],
+        word_start: false,
+        regex: r#"(_gitlab_session=[0-9a-z]{32})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:grafana-api-key
+    BuiltinRule {
+        id: "grafana-api-key",
+        keywords: &["eyjrijoi"],
+        case_keywords: Some(&["eyJrIjoi"]),
+        regex: r#"\b(eyJrIjoi[A-Za-z0-9]{70,400}={0,3})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 420,
+        ..P
+    },
+    // gl:harness-api-key
+    BuiltinRule {
+        id: "harness-api-key",
+        keywords: &["pat.", "sat."],
+        regex: r#"\b((?:pat|sat)\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{20})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:hashicorp-tf-api-token
+    BuiltinRule {
+        id: "terraform-cloud-token",
+        keywords: &[".atlasv1."],
+        word_start: false,
+        regex: r#"\b([A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_\-=]{60,70})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
+        ..P
+    },
+    // gl:infracost-api-token
+    BuiltinRule {
+        id: "infracost-token",
+        keywords: &["ico-"],
+        regex: r#"\b(ico-[A-Za-z0-9]{32})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:maxmind-license-key
+    BuiltinRule {
+        id: "maxmind-license-key",
+        keywords: &["_mmk"],
+        word_start: false,
+        regex: r#"\b([A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk)\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:octopus-deploy-api-key
+    BuiltinRule {
+        id: "octopus-deploy-api-key",
+        keywords: &["api-"],
+        case_keywords: Some(&["API-"]),
+        regex: r#"\b(API-[A-Z0-9]{26})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:openshift-user-token
+    BuiltinRule {
+        id: "openshift-user-token",
+        keywords: &["sha256~"],
+        regex: r#"\b(sha256~[A-Za-z0-9_\-]{43})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
+        ..P
+    },
+    // gl:prefect-api-token
+    BuiltinRule {
+        id: "prefect-api-token",
+        keywords: &["pnu_"],
+        regex: r#"\b(pnu_[A-Za-z0-9]{36})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:readme-api-token
+    BuiltinRule {
+        id: "readme-api-token",
+        keywords: &["rdme_"],
+        regex: r#"\b(rdme_[a-z0-9]{70})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:scalingo-api-token
+    BuiltinRule {
+        id: "scalingo-token",
+        keywords: &["tk-us-"],
+        regex: r#"\b(tk-us-[A-Za-z0-9_\-]{48})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
+        ..P
+    },
+    // gl:settlemint-application-access-token, gl:settlemint-personal-access-token, gl:settlemint-service-access-token
+    BuiltinRule {
+        id: "settlemint-token",
+        keywords: &["sm_aat_", "sm_pat_", "sm_sat_"],
+        regex: r#"\b(sm_(?:aat|pat|sat)_[A-Za-z0-9]{16})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:shippo-api-token (live mode only)
+    BuiltinRule {
+        id: "shippo-token",
+        keywords: &["shippo_"],
+        regex: r#"\b(shippo_live_[a-fA-F0-9]{40})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:sourcegraph-access-token
+    BuiltinRule {
+        id: "sourcegraph-token",
+        keywords: &["sgp_"],
+        regex: r#"\b(sgp_(?:[a-fA-F0-9]{16}|local)_[a-fA-F0-9]{40}|sgp_[a-fA-F0-9]{40})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:typeform-api-token
+    BuiltinRule {
+        id: "typeform-token",
+        keywords: &["tfp_"],
+        regex: r#"\b(tfp_[A-Za-z0-9_\-.=]{59})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
+        ..P
+    },
+    // np.mapbox.2 (noseyparker), trufflehog mapbox; Mapbox access-token docs (sk. = secret scope)
+    BuiltinRule {
+        id: "mapbox-secret-token",
+        keywords: &["sk.eyj1ijoi"],
+        case_keywords: Some(&["sk.eyJ1Ijoi"]),
+        regex: r#"\b(sk\.eyJ1Ijoi[A-Za-z0-9_\-]{40,300}\.[A-Za-z0-9_\-]{20,30})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 350,
+        ..P
+    },
+    // gl:new-relic-insert-key
+    BuiltinRule {
+        id: "new-relic-insert-key",
+        keywords: &["nrii-"],
+        case_keywords: Some(&["NRII-"]),
+        regex: r#"\b(NRII-[A-Za-z0-9\-]{32})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
+        ..P
+    },
+    // gl:yandex-api-key (prefix alone: distinctive)
+    BuiltinRule {
+        id: "yandex-api-key",
+        keywords: &["aqvn"],
+        case_keywords: Some(&["AQVN"]),
+        regex: r#"\b(AQVN[A-Za-z0-9_\-]{35,38})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
+        ..P
+    },
+    // gl:plaid-api-token (sandbox tokens are not reported)
+    BuiltinRule {
+        id: "plaid-access-token",
+        keywords: &["access-dev", "access-prod"],
+        regex: r#"\b(access-(?:development|production)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b"#,
+        after: 120,
+        ..P
+    },
+    // np.google.7 (noseyparker Google OAuth access token); Google OAuth 2.0 docs
+    BuiltinRule {
+        id: "google-oauth-access-token",
+        keywords: &["ya29."],
+        regex: r#"\b(ya29\.[A-Za-z0-9_\-]{30,2048})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 2400,
+        ..P
+    },
+    // np.google.6 (noseyparker Google OAuth refresh token)
+    BuiltinRule {
+        id: "google-oauth-refresh-token",
+        keywords: &["1//0"],
+        regex: r#"(?:^|[^A-Za-z0-9_/])(1//0[A-Za-z0-9_\-]{40,300})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 320,
+        ..P
+    },
+    // trufflehog braintreepayments; noseyparker np.braintree.1 (sandbox tokens are not reported)
+    BuiltinRule {
+        id: "braintree-access-token",
+        keywords: &["$production"],
+        word_start: false,
+        before: 16,
+        regex: r#"(access_token\$production\$[a-z0-9]{16}\$[a-f0-9]{32})\b"#,
+        after: 120,
+        ..P
+    },
+    // np.salesforce.1 (noseyparker Salesforce access token)
+    BuiltinRule {
+        id: "salesforce-access-token",
+        keywords: &["00d"],
+        case_keywords: Some(&["00D"]),
+        regex: r#"\b(00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{80,200})"#,
+        before: 4,
+        after: 240,
+        ..P
+    },
+    // trufflehog posthog (phx_ personal keys; phc_ project keys are public)
+    BuiltinRule {
+        id: "posthog-personal-api-key",
+        keywords: &["phx_"],
+        regex: r#"\b(phx_[A-Za-z0-9]{43})\b"#,
+        after: 120,
+        ..P
+    },
+    // trufflehog pinecone; Pinecone API key docs
+    BuiltinRule {
+        id: "pinecone-api-key",
+        keywords: &["pcsk_"],
+        regex: r#"\b(pcsk_[A-Za-z0-9]{5,6}_[A-Za-z0-9]{60,70})\b"#,
+        after: 120,
+        ..P
+    },
+    // trufflehog openrouter
+    BuiltinRule {
+        id: "openrouter-api-key",
+        keywords: &["sk-or-v1-"],
+        regex: r#"\b(sk-or-v1-[a-f0-9]{64})\b"#,
+        after: 120,
+        ..P
+    },
+    // trufflehog langsmith
+    BuiltinRule {
+        id: "langsmith-api-key",
+        keywords: &["lsv2_pt_", "lsv2_sk_"],
+        regex: r#"\b(lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10})\b"#,
+        after: 120,
+        ..P
+    },
+    // np.nuget.1 (noseyparker NuGet API key)
+    BuiltinRule {
+        id: "nuget-api-key",
+        keywords: &["oy2"],
+        regex: r#"\b(oy2[a-z0-9]{43})\b"#,
+        after: 120,
+        ..P
+    },
+    // noseyparker np.cratesio.1; crates.io API token format (`cio` + 32 alphanumerics)
+    BuiltinRule {
+        id: "cratesio-token",
+        keywords: &["cio"],
+        case_keywords: Some(&["cio"]),
+        regex: r#"\b(cio[A-Za-z0-9]{32})\b"#,
+        after: 120,
+        ..P
+    },
+    // gl:sonar-api-token (prefixed SonarQube 9.5+ tokens, found without the keyword)
+    BuiltinRule {
+        id: "sonarqube-token",
+        keywords: &["squ_", "sqp_", "sqa_"],
+        regex: r#"\b(sq[upa]_[a-f0-9]{40})\b"#,
+        after: 120,
+        ..P
+    },
+    // noseyparker np.tencent.1 (Tencent Cloud SecretId)
+    BuiltinRule {
+        id: "tencent-secret-id",
+        keywords: &["akid"],
+        case_keywords: Some(&["AKID"]),
+        regex: r#"\b(AKID[A-Za-z0-9]{32})\b"#,
+        after: 120,
+        ..P
+    },
+    // trufflehog supabasetoken; Supabase API keys docs (sb_secret_)
+    BuiltinRule {
+        id: "supabase-token",
+        keywords: &["sbp_", "sb_secret_"],
+        regex: r#"\b(sbp_[a-f0-9]{40}|sb_secret_[A-Za-z0-9_\-]{31,40})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
+        ..P
+    },
+    // trufflehog figmapersonalaccesstoken
+    BuiltinRule {
+        id: "figma-token",
+        keywords: &["figd_"],
+        regex: r#"\b(figd_[A-Za-z0-9_\-]{40})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
+        ..P
+    },
+    // trufflehog buildkitev2
+    BuiltinRule {
+        id: "buildkite-token",
+        keywords: &["bkua_"],
+        regex: r#"\b(bkua_[a-z0-9]{40})\b"#,
+        after: 120,
+        ..P
+    },
+    // trufflehog circleci (personal API tokens)
+    BuiltinRule {
+        id: "circleci-token",
+        keywords: &["ccipat_"],
+        case_keywords: Some(&["CCIPAT_"]),
+        regex: r#"\b(CCIPAT_[A-Za-z0-9]{22}_[a-f0-9]{40})\b"#,
+        after: 120,
+        ..P
+    },
+    // trufflehog contentfulpersonalaccesstoken
+    BuiltinRule {
+        id: "contentful-token",
+        keywords: &["cfpat-"],
+        case_keywords: Some(&["CFPAT-"]),
+        regex: r#"\b(CFPAT-[A-Za-z0-9_\-]{43})(?:[^A-Za-z0-9_\-]|$)"#,
+        after: 120,
+        ..P
+    },
+    // noseyparker np.scaleway.1; Scaleway IAM API keys docs
+    BuiltinRule {
+        id: "scaleway-access-key",
+        keywords: &["scw"],
+        case_keywords: Some(&["SCW"]),
+        regex: r#"\b(SCW[A-Z0-9]{17})\b"#,
+        after: 120,
+        ..P
+    },
+    // ==== issue 16: vendor formats that need the vendor's name nearby ================
+    // gl:datadog-access-token
+    BuiltinRule {
+        id: "datadog-api-key",
+        keywords: &["datadog", "dd_api_key", "dd_app_key"],
+        regex: r#"(?i)(?:datadog|dd_api|dd_app)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([a-f0-9]{32}|[a-f0-9]{40})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:cisco-meraki-api-key
+    BuiltinRule {
+        id: "cisco-meraki-api-key",
+        keywords: &["meraki"],
+        regex: r#"(?i)(?:meraki)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([0-9a-f]{40})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:cohere-api-token
+    BuiltinRule {
+        id: "cohere-api-key",
+        keywords: &["cohere", "co_api_key"],
+        regex: r#"(?i)(?:cohere|co_api_key)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9]{40})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:twitter-bearer-token
+    BuiltinRule {
+        id: "twitter-bearer-token",
+        keywords: &["twitter"],
+        regex: r#"(?i)(?:twitter)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?((?-i:A{22})[A-Za-z0-9%]{80,100})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:twitter-access-token
+    BuiltinRule {
+        id: "twitter-access-token",
+        keywords: &["twitter"],
+        regex: r#"(?i)(?:twitter)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([0-9]{15,25}-[A-Za-z0-9]{20,40})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:twitter-api-secret, gl:twitter-access-secret
+    BuiltinRule {
+        id: "twitter-api-secret",
+        keywords: &["twitter"],
+        regex: r#"(?i)(?:twitter)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9]{50})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:hubspot-api-key
+    BuiltinRule {
+        id: "hubspot-api-key",
+        keywords: &["hubspot"],
+        regex: r#"(?i)(?:hubspot)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:snyk-api-token
+    BuiltinRule {
+        id: "snyk-token",
+        keywords: &["snyk"],
+        regex: r#"(?i)(?:snyk)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:cloudflare-api-key, gl:cloudflare-global-api-key
+    BuiltinRule {
+        id: "cloudflare-api-key",
+        keywords: &["cloudflare", "cf_api"],
+        regex: r#"(?i)(?:cloudflare|cf_api)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9_\-]{40}|[a-f0-9]{37})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:sumologic-access-token
+    BuiltinRule {
+        id: "sumologic-access-token",
+        keywords: &["sumo"],
+        regex: r#"(?i)(?:sumo)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9]{64})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:zendesk-secret-key
+    BuiltinRule {
+        id: "zendesk-secret-key",
+        keywords: &["zendesk"],
+        regex: r#"(?i)(?:zendesk)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9]{40})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:mailgun-signing-key
+    BuiltinRule {
+        id: "mailgun-signing-key",
+        keywords: &["mailgun"],
+        regex: r#"(?i)(?:mailgun)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([a-h0-9]{32}-[a-h0-9]{8}-[a-h0-9]{8})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:lob-api-key (live keys only)
+    BuiltinRule {
+        id: "lob-api-key",
+        keywords: &["lob_"],
+        regex: r#"(?i)(?:lob_)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?(live_[a-f0-9]{35})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:gocardless-api-token
+    BuiltinRule {
+        id: "gocardless-token",
+        keywords: &["gocardless"],
+        regex: r#"(?i)(?:gocardless)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?(live_[A-Za-z0-9_=\-]{40})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:dropbox-short-lived-api-token, gl:dropbox-long-lived-api-token
+    BuiltinRule {
+        id: "dropbox-token",
+        keywords: &["dropbox"],
+        regex: r#"(?i)(?:dropbox)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?(sl\.[A-Za-z0-9_=\-]{135,1400}|[A-Za-z0-9]{11}AAAAAAAAAA[A-Za-z0-9_=\-]{43})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:netlify-access-token
+    BuiltinRule {
+        id: "netlify-token",
+        keywords: &["netlify"],
+        regex: r#"(?i)(?:netlify)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9_=\-]{40,46})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:travisci-access-token
+    BuiltinRule {
+        id: "travisci-token",
+        keywords: &["travis"],
+        regex: r#"(?i)(?:travis)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9]{22})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:algolia-api-key
+    BuiltinRule {
+        id: "algolia-api-key",
+        keywords: &["algolia"],
+        regex: r#"(?i)(?:algolia)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([a-f0-9]{32})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:asana-client-secret
+    BuiltinRule {
+        id: "asana-client-secret",
+        keywords: &["asana"],
+        regex: r#"(?i)(?:asana)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9]{32})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:alibaba-secret-key
+    BuiltinRule {
+        id: "alibaba-secret-key",
+        keywords: &["alibaba", "aliyun"],
+        regex: r#"(?i)(?:alibaba|aliyun)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9]{30})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:linear-client-secret
+    BuiltinRule {
+        id: "linear-client-secret",
+        keywords: &["linear"],
+        regex: r#"(?i)(?:linear)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([a-f0-9]{32})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:okta-access-token
+    BuiltinRule {
+        id: "okta-token",
+        keywords: &["okta"],
+        regex: r#"(?i)(?:okta)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?(00[A-Za-z0-9_=\-]{40})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:yandex-access-token, gl:yandex-aws-access-token
+    BuiltinRule {
+        id: "yandex-access-token",
+        keywords: &["yandex"],
+        regex: r#"(?i)(?:yandex)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?(t1\.[A-Za-z0-9_\-]+={0,2}\.[A-Za-z0-9_\-]{86}={0,2}|YC[A-Za-z0-9_\-]{38})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:launchdarkly-access-token
+    BuiltinRule {
+        id: "launchdarkly-token",
+        keywords: &["launchdarkly"],
+        regex: r#"(?i)(?:launchdarkly)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?((?:api|sdk)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:intercom-api-key
+    BuiltinRule {
+        id: "intercom-token",
+        keywords: &["intercom"],
+        regex: r#"(?i)(?:intercom)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9_=\-]{60})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:twitch-api-token
+    BuiltinRule {
+        id: "twitch-token",
+        keywords: &["twitch"],
+        regex: r#"(?i)(?:twitch)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([a-z0-9]{30})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:sendbird-access-token
+    BuiltinRule {
+        id: "sendbird-token",
+        keywords: &["sendbird"],
+        regex: r#"(?i)(?:sendbird)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([a-f0-9]{40})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:freshbooks-access-token
+    BuiltinRule {
+        id: "freshbooks-token",
+        keywords: &["freshbooks"],
+        regex: r#"(?i)(?:freshbooks)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([a-z0-9]{64})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:rapidapi-access-token
+    BuiltinRule {
+        id: "rapidapi-key",
+        keywords: &["rapidapi"],
+        regex: r#"(?i)(?:rapidapi)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9_\-]{50})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:codecov-access-token
+    BuiltinRule {
+        id: "codecov-token",
+        keywords: &["codecov"],
+        regex: r#"(?i)(?:codecov)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([a-z0-9]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:confluent-secret-key
+    BuiltinRule {
+        id: "confluent-secret-key",
+        keywords: &["confluent"],
+        regex: r#"(?i)(?:confluent)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9+/]{64})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:coinbase-access-token
+    BuiltinRule {
+        id: "coinbase-token",
+        keywords: &["coinbase"],
+        regex: r#"(?i)(?:coinbase)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9_\-]{64})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:mattermost-access-token
+    BuiltinRule {
+        id: "mattermost-token",
+        keywords: &["mattermost"],
+        regex: r#"(?i)(?:mattermost)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([a-z0-9]{26})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
+    },
+    // gl:fastly-api-token
+    BuiltinRule {
+        id: "fastly-api-token",
+        keywords: &["fastly"],
+        regex: r#"(?i)(?:fastly)[a-z0-9_.\-]{0,30}['"]?\s{0,5}(?:=|:|=>|:=|,)\s{0,5}['"\x60]?([A-Za-z0-9_=\-]{32})(?:[^A-Za-z0-9_\-]|$)"#,
+        vendor: true,
+        ..C
     },
 ];

@@ -454,3 +454,35 @@ fn an_empty_store_verifies() {
     assert_eq!(h.code, 0, "{h:?}");
     assert_eq!(h.stdout.lines().nth(1), Some("0"));
 }
+
+// Regression (issue 10, class 10): `audit tail|query --format human` printed control
+// characters from tool names and messages — terminal escapes and forged lines.
+#[test]
+fn human_output_never_prints_control_characters_from_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let s = AuditStore::open(&path, AuditOptions::default()).unwrap();
+    let mut r = rec(3);
+    r.tool = "evil.x\u{1b}[2J\u{1b}]0;pwned\u{7}".into();
+    r.agent = "bot\n2026-01-01T00:00:00Z  #999    allow   admin  ok".into();
+    r.reasons = json!([{"check": "tool", "rule": "x", "message": "m\r\u{202e}gnp.exe"}]);
+    s.append(r).unwrap();
+    drop(s);
+    for args in [
+        &["tail", "--format", "human"][..],
+        &["query", "--format", "human"][..],
+    ] {
+        let out = audit(&path, args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let text = &out.stdout;
+        assert_eq!(text.lines().count(), 1, "a forged line: {text:?}");
+        assert!(
+            !text
+                .trim_end_matches('\n')
+                .chars()
+                .any(|c| c.is_control() || c == '\u{202e}'),
+            "{text:?}"
+        );
+        assert!(text.contains("\\u{1b}"), "{text:?}");
+    }
+}

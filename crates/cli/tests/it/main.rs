@@ -14,6 +14,7 @@ mod check;
 mod policy;
 mod wrap;
 mod wrap_faults;
+mod wrap_go;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1147,6 +1147,64 @@ fn fetch_through_wrap(sdk: Sdk, loopback: bool, list_tools: bool) {
     ]);
 }
 
+// Regression (issue 10, class 1), found by probing with the real mcp-server-fetch: its
+// `fetch` *prompt* fetches its `url` argument, and `prompts/get` was forwarded
+// undecided — the metadata-service URL refused as a tool call was fetched as a prompt.
+#[test]
+fn fetch_prompt_of_the_metadata_service_is_refused_before_the_server() {
+    let Some(peers) = peers() else { return };
+    let stub = HttpStub::start();
+    let setup = Setup::new(&fetch_policy(true), "research-bot", "fetch");
+    let seen = session(
+        &peers,
+        Sdk::PythonSession,
+        setup.wrap(&peers, &peers.fetch(&stub)),
+        json!({"list_tools": false, "prompts": [
+            {"name": "fetch", "arguments": {"url": "http://169.254.169.254/latest/meta-data/"}},
+            {"name": "fetch", "arguments": {"url": METADATA_DECIMAL_URL}},
+        ]}),
+    );
+    for i in 0..2 {
+        let entry = &seen.out["prompts"][i];
+        assert_eq!(entry["error"]["code"], -32001, "{}", seen.context());
+        let message = entry["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("destinations.blocked.cloud-metadata"),
+            "{}",
+            seen.context()
+        );
+    }
+    assert!(
+        stub.requests().is_empty(),
+        "a refused prompt fetched: {:?}",
+        stub.requests()
+    );
+    let text = setup.server_saw_text();
+    assert!(
+        !text.contains("169.254") && !text.contains("2852039166"),
+        "the server received a refused prompt:\n{text}"
+    );
+    setup.verify_audit();
+    let prompts: Vec<(String, String)> = setup
+        .export_audit()
+        .iter()
+        .filter(|r| r["event"] == "prompts/get")
+        .map(|r| {
+            (
+                r["tool"].as_str().unwrap().to_string(),
+                r["decision"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        prompts,
+        [
+            ("fetch.prompt:fetch".to_string(), "deny".to_string()),
+            ("fetch.prompt:fetch".to_string(), "deny".to_string())
+        ]
+    );
+}
+
 #[test]
 fn fetch_python_session_loopback_allowed_when_permitted() {
     fetch_through_wrap(Sdk::PythonSession, true, true);

@@ -282,7 +282,7 @@ async fn stateless_first_message_call_is_decided_and_relayed_byte_for_byte() {
 }
 
 #[tokio::test]
-async fn unknown_methods_and_notifications_pass_byte_for_byte_both_ways() {
+async fn unknown_methods_the_policy_lets_pass_go_byte_for_byte_both_ways() {
     let mut h = Harness::start(FakeOptions::default()).await;
     let note =
         "{\"method\":\"notifications/x\" , \"jsonrpc\":\"2.0\",\"params\":{\"é\":\"\\u00e9\"}}";
@@ -560,8 +560,7 @@ async fn case_variant_member_names_are_refused() {
         .call(json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
                      "params":{"name":"echo","NAME":"delete_everything","arguments":{}}}))
         .await;
-    assert_eq!(a["result"]["isError"], true, "{a}");
-    assert_eq!(checks(&a), ["input"]);
+    assert_eq!(a["error"]["code"], -32600, "{a}");
     let a = h
         .call(json!({"jsonrpc":"2.0","id":2,"method":"ping","Method":"tools/call"}))
         .await;
@@ -585,4 +584,110 @@ async fn a_dropped_server_answer_still_answers_its_request() {
         .call(json!({"jsonrpc":"2.0","id":8,"method":"other/thing"}))
         .await;
     assert_eq!(a["result"]["echo"], "other/thing", "{a}");
+}
+
+// Regression (issue 10, class 1): a method the gate does not know was forwarded
+// undecided — a custom method could make a server act, unaudited.
+#[tokio::test]
+async fn unknown_methods_are_refused_and_recorded() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":1,"method":"vendor/run","params":{"cmd":"rm -rf /"}}))
+        .await;
+    assert_eq!(a["error"]["code"], -32601, "{a}");
+    h.send(json!({"jsonrpc":"2.0","method":"vendor/notify","params":{}}))
+        .await;
+    let a = h.call(call(2, "echo", json!({}))).await;
+    assert_eq!(a["id"], 2, "{a}");
+    assert_eq!(h.seen().len(), 1, "{:?}", h.seen());
+    let records = h.records();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event == "vendor/run" && r.decision == "deny")
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event == "vendor/notify" && r.decision == "deny")
+    );
+}
+
+// Regression (issue 10, class 1): mcp-server-fetch's `fetch` *prompt* fetches its
+// `url` argument; `prompts/get` was forwarded undecided, so the metadata-service URL
+// refused as a tool call was fetched as a prompt.
+#[tokio::test]
+async fn prompts_get_is_decided_like_a_call() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":1,"method":"prompts/get",
+                     "params":{"name":"fetch","arguments":{"url":"http://169.254.169.254/latest/meta-data/"}}}))
+        .await;
+    assert_eq!(a["error"]["code"], -32001, "{a}");
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":2,"method":"completion/complete",
+                     "params":{"ref":{"type":"ref/resource","uri":"http://169.254.169.254/"},"argument":{"name":"a","value":"b"}}}))
+        .await;
+    assert_eq!(a["error"]["code"], -32001, "{a}");
+    assert!(h.seen().is_empty(), "{:?}", h.seen());
+    assert!(
+        h.records()
+            .iter()
+            .any(|r| r.event == "prompts/get" && r.decision == "deny")
+    );
+}
+
+// Regression (issue 10, class 2): Go's encoding/json reads `paramſ` (U+017F) as
+// `params` and keeps the last match; the server ran `delete_everything` while the
+// audit trail said `echo` allowed.
+#[tokio::test]
+async fn unicode_case_folding_member_smuggling_is_refused() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let line = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}},\"param\u{17f}\":{\"name\":\"delete_everything\",\"arguments\":{}}}\n";
+    h.send_raw(line.as_bytes()).await;
+    let a = h.recv().await;
+    assert_eq!(a["error"]["code"], -32600, "{a}");
+    let dup = b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"name\":\"delete_everything\",\"arguments\":{}}}\n";
+    h.send_raw(dup).await;
+    let a = h.recv().await;
+    assert_eq!(a["error"]["code"], -32600, "{a}");
+    assert!(h.seen().is_empty(), "{:?}", h.seen());
+}
+
+// Regression (issue 10, class 5): `_meta` and other params members reached the server
+// without a data check.
+#[tokio::test]
+async fn data_in_meta_is_checked() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+                     "params":{"name":"echo","arguments":{},"_meta":{"note":"mail jane.doe@example.com"}}}))
+        .await;
+    assert_eq!(a["result"]["isError"], true, "{a}");
+    assert!(checks(&a).contains(&"data".to_string()), "{a}");
+    assert!(h.seen().is_empty(), "{:?}", h.seen());
+}
+
+// Issue 10, class 1: a `prompts/get` answer that embeds a resource is decided like a
+// `resources/read` of its URI: a prompt cannot hand the agent what a read would refuse.
+#[tokio::test]
+async fn a_prompt_embedding_a_refused_resource_is_withheld() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let ok = h
+        .call(json!({"jsonrpc":"2.0","id":1,"method":"prompts/get",
+                     "params":{"name":"p","arguments":{"embed":"https://en.wikipedia.org/wiki/X"}}}))
+        .await;
+    assert!(ok["result"]["messages"].is_array(), "{ok}");
+    let refused = h
+        .call(json!({"jsonrpc":"2.0","id":2,"method":"prompts/get",
+                     "params":{"name":"p","arguments":{"embed":"shadow"}}}))
+        .await;
+    assert_eq!(refused["error"]["code"], -32001, "{refused}");
+    assert!(refused.get("result").is_none(), "{refused}");
+    let records = h.records();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event == "resources/read" && r.decision == "deny")
+    );
 }

@@ -22,7 +22,7 @@ agents:
 roles:
   researcher:
     allow:
-      - tools: ["fake.echo", "fake.fetch", "fake.crash", "fake.leak", "fake.read_resource", "fake.get", "fake.huge"]
+      - tools: ["fake.echo", "fake.fetch", "fake.crash", "fake.leak", "fake.read_resource", "fake.get", "fake.huge", "fake.prompt:*"]
     approve:
       - tools: ["fake.merge_*"]
     deny:
@@ -35,6 +35,8 @@ destinations:
 data:
   labels:
     personal: {level: confidential, detect: [email]}
+methods:
+  pass: ["answer/*", "notify/*", "weird/*", "slow/*", "never/*", "other/*", "notifications/x"]
 "#;
 
 /// Resolves `en.wikipedia.org` only.
@@ -148,6 +150,23 @@ async fn fake_server(io: DuplexStream, seen: Arc<Mutex<Vec<String>>>, opts: Fake
                 w.write_all(&b).await.unwrap();
                 json!({"jsonrpc":"2.0","id":id,"result":{}})
             }
+            // A prompt that embeds the resource named by its `embed` argument.
+            // (A bare name is embedded as a local file: the server chooses the URI.)
+            "prompts/get" => {
+                let embed = params["arguments"]["embed"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                let uri = if embed.contains("://") {
+                    embed
+                } else {
+                    format!("file:///etc/{embed}")
+                };
+                json!({"jsonrpc":"2.0","id":id,"result":{"messages":[
+                    {"role":"user","content":{"type":"text","text":"see below"}},
+                    {"role":"user","content":{"type":"resource","resource":{
+                        "uri": uri, "text": "the resource"}}}]}})
+            }
             "resources/read" => json!({"jsonrpc":"2.0","id":id,"result":{"contents":[
                 {"uri": params["uri"], "text": "owner: jane.doe@example.com"}]}}),
             _ => json!({"jsonrpc":"2.0","id":id,"result":{"echo":method}}),
@@ -186,19 +205,33 @@ impl Harness {
         let audit_path = dir.path().join("audit.db");
         let policy = conductor_policy::load_file(&policy_path).unwrap();
         let store = Arc::new(AuditStore::open(&audit_path, AuditOptions::default()).unwrap());
-        let gate = Arc::new(Gate::new(
-            GateConfig {
-                agent: "research-bot".into(),
-                server: "fake".into(),
-                workflow: None,
-                filter_tools: filter,
-                arguments: ArgumentsMode::Redacted,
-            },
+        let resolver = conductor_gate::GateResolver::with_lookup(
+            conductor_gate::ResolverConfig::default(),
+            Arc::new(|h: &str| Fixed.resolve(h)),
+        );
+        let service = Arc::new(conductor_gate::Service::new(
             policy,
-            Arc::new(Fixed),
+            resolver,
             Arc::new(FingerprintKey([7; 32])),
             store,
+            Arc::new(conductor_gate::MemoryStore::default()),
+            conductor_gate::ServiceOptions {
+                arguments: ArgumentsMode::Redacted,
+                ..Default::default()
+            },
         ));
+        let gate = Arc::new(
+            Gate::new(
+                GateConfig {
+                    agent: "research-bot".into(),
+                    server: "fake".into(),
+                    workflow: None,
+                    filter_tools: filter,
+                },
+                service,
+            )
+            .unwrap(),
+        );
         let (client_side, engine_client) = tokio::io::duplex(1 << 16);
         let (engine_server, server_side) = tokio::io::duplex(1 << 16);
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -237,7 +270,7 @@ impl Harness {
         let (tx, rx) = mpsc::unbounded_channel();
         self.reports = rx;
         self.watcher = Some(tokio::spawn(conductor_mcp::watch_policy(
-            Arc::clone(&self.gate),
+            Arc::clone(self.gate.service()),
             self.policy_path.clone(),
             Duration::from_millis(20),
             Arc::new(move |m: String| {
@@ -298,7 +331,7 @@ impl Harness {
     }
 
     pub fn records(&self) -> Vec<Record> {
-        self.gate.audit().flush().unwrap();
+        self.gate.service().audit().flush().unwrap();
         AuditReader::open(&self.audit_path)
             .unwrap()
             .last(1000)

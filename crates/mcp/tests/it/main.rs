@@ -9,6 +9,8 @@
     reason = "test code, helpers included: a failed unwrap is a failed test"
 )]
 
+mod differential;
 mod engine;
 mod framing_cr;
 mod harness;
+pub mod reader;

@@ -205,3 +205,33 @@ fn gitleaks_files_stay_inside_the_policy_directory() {
         assert!(out.contains("inside the policy's directory"), "{out}");
     }
 }
+
+#[test]
+fn sessions_label_ttl_and_methods_pass() {
+    let p = conductor_policy::load_str(
+        "version: 1\nsessions: {label_ttl: 30m}\nmethods: {pass: [\"vendor/*\"]}\n",
+        "p.yaml",
+        None,
+    )
+    .unwrap();
+    assert_eq!(p.label_ttl(), Some(std::time::Duration::from_secs(1800)));
+    assert!(p.method_passes("vendor/run"));
+    assert!(!p.method_passes("tools/call"));
+    let none = conductor_policy::load_str("version: 1\n", "p.yaml", None).unwrap();
+    assert_eq!(none.label_ttl(), None);
+    assert!(!none.method_passes("vendor/run"));
+    for bad in ["0s", "5", "3w", "-1h", "h"] {
+        let e = conductor_policy::load_str(
+            &format!("version: 1\nsessions: {{label_ttl: \"{bad}\"}}\n"),
+            "p.yaml",
+            None,
+        )
+        .unwrap_err()
+        .render(false);
+        assert!(e.contains("invalid duration"), "{bad}: {e}");
+    }
+    let e = conductor_policy::load_str("version: 1\nsessions: {ttl: 1h}\n", "p.yaml", None)
+        .unwrap_err()
+        .render(false);
+    assert!(e.contains("ttl"), "{e}");
+}

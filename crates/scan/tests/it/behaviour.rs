@@ -369,3 +369,58 @@ fn large_keyword_sets_fall_back_to_the_library_automaton() {
     let got: Vec<&str> = f.iter().map(|f| f.detector.as_str()).collect();
     assert_eq!(got, vec!["gitleaks.r417"]);
 }
+
+/// Issue 10 class 6: an undetected secret under a known credential parameter of a URL
+/// query is redacted by its name (it was stored in clear in redacted mode).
+#[test]
+fn undetected_secret_in_a_credential_query_parameter_is_redacted_by_name() {
+    let v = serde_json::json!({
+        "url": "https://api.example.com/v1/x?s=plainword1&limit=5&Token=abc123&X-Amz-Signature=deadbeef#access_token=zzz",
+        "https://h.example/cb?api_key=k3y&q=1": "key-held",
+        "other": "no query: token=abc and secret=def",
+        "enc": "https://h.example/a?%61pi_key=v&sig=already%3D&page=2",
+    });
+    let red = redact(&v, &[]);
+    assert_eq!(
+        red["url"],
+        "https://api.example.com/v1/x?s=[REDACTED:credential-parameter]&limit=5&Token=[REDACTED:credential-parameter]&X-Amz-Signature=[REDACTED:credential-parameter]#access_token=[REDACTED:credential-parameter]"
+    );
+    assert_eq!(
+        red["https://h.example/cb?api_key=[REDACTED:credential-parameter]&q=1"],
+        "key-held"
+    );
+    assert_eq!(red["other"], "no query: token=abc and secret=def");
+    assert_eq!(
+        red["enc"],
+        "https://h.example/a?%61pi_key=[REDACTED:credential-parameter]&sig=[REDACTED:credential-parameter]&page=2"
+    );
+    // Idempotent.
+    assert_eq!(redact(&red, &[]), red);
+}
+
+/// Issue 10 class 7: personal data inside a URL (path, query, fragment, percent-encoded)
+/// is found; only the userinfo of the URL is exempt.
+#[test]
+fn email_inside_a_url_is_found_and_only_userinfo_is_exempt() {
+    let s = Scanner::new(&[LabelSpec {
+        name: "personal".into(),
+        builtins: vec!["email".into()],
+        ..LabelSpec::default()
+    }])
+    .unwrap();
+    for (text, want) in [
+        ("https://x.example/send?to=alice%40example.com", true),
+        (
+            "see https://x.example/send?to=alice%40example.com now",
+            true,
+        ),
+        ("https://x.example/users/bob@example.org/profile", true),
+        ("https://x.example/#carol@example.net", true),
+        ("https://dave@example.com/repo", false),
+        ("ssh://git@github.com/org/repo.git", false),
+        ("https://user:pw@example.com/a?b=1", false),
+    ] {
+        let f = s.scan_str(text, &key());
+        assert_eq!(f.iter().any(|f| f.detector == "email"), want, "{text}");
+    }
+}

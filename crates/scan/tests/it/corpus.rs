@@ -141,6 +141,8 @@ pub struct Case {
     /// The generated values (for leak checks).
     pub generated: Vec<String>,
     pub source: String,
+    /// The file and the section heading (`# --- x ---` / `# ==== x ====`) it is under.
+    pub family: String,
 }
 
 fn carrier(rng: &mut Rng, c: &str) -> (Value, Vec<String>) {
@@ -154,6 +156,12 @@ fn carrier(rng: &mut Rng, c: &str) -> (Value, Vec<String>) {
             Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
             g,
         )
+    } else if let Some(t) = c.strip_prefix("hex:") {
+        let (text, g) = expand(rng, &t.replace("\\n", "\n"), false);
+        (Value::String(hex::encode(text)), g)
+    } else if let Some(t) = c.strip_prefix("b32:") {
+        let (text, g) = expand(rng, &t.replace("\\n", "\n"), false);
+        (Value::String(base32(text.as_bytes())), g)
     } else if let Some(t) = c.strip_prefix("pct:") {
         let (text, g) = expand(rng, t, false);
         (Value::String(text), g)
@@ -163,13 +171,40 @@ fn carrier(rng: &mut Rng, c: &str) -> (Value, Vec<String>) {
     }
 }
 
+/// RFC 4648 §6 base32 with padding.
+fn base32(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::new();
+    for chunk in data.chunks(5) {
+        let mut buf = [0u8; 5];
+        buf[..chunk.len()].copy_from_slice(chunk);
+        let v = u64::from_be_bytes([0, 0, 0, buf[0], buf[1], buf[2], buf[3], buf[4]]);
+        let n = (chunk.len() * 8).div_ceil(5);
+        for i in 0..8 {
+            if i < n {
+                out.push(A[((v >> (35 - 5 * i)) & 31) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 pub fn load(name: &str, with_expect: bool) -> Vec<Case> {
     let path = format!("{}/tests/corpus/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap();
     let mut cases = Vec::new();
+    let mut family = String::from("(top)");
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
         let l = line.trim_end();
+        if let Some(h) = l.strip_prefix("# ---").or_else(|| l.strip_prefix("# ====")) {
+            family = h
+                .trim_matches(|c: char| c == '-' || c == '=' || c == ' ')
+                .to_string();
+            continue;
+        }
         if l.trim().is_empty() || l.starts_with('#') {
             continue;
         }
@@ -189,6 +224,7 @@ pub fn load(name: &str, with_expect: bool) -> Vec<Case> {
             value,
             generated,
             source: l.to_string(),
+            family: format!("{name}: {family}"),
         });
     }
     cases
@@ -214,8 +250,8 @@ pub fn key() -> FingerprintKey {
 fn corpus_recall_and_false_positives() {
     let scanner = all_builtins();
     let k = key();
-    let positives = load("positives.txt", true);
-    let negatives = load("negatives.txt", false);
+    let positives = all_positives();
+    let negatives = all_negatives();
     let mut missed = Vec::new();
     let mut kinds = std::collections::BTreeSet::new();
     for c in &positives {
@@ -225,8 +261,8 @@ fn corpus_recall_and_false_positives() {
         if !found.iter().any(|f| f.detector == want) {
             let got: Vec<&str> = found.iter().map(|f| f.detector.as_str()).collect();
             missed.push(format!(
-                "positives.txt:{}: want {want}, got {got:?}: {}",
-                c.line, c.source
+                "{}:{}: want {want}, got {got:?}: {}",
+                c.family, c.line, c.source
             ));
         }
     }
@@ -238,7 +274,7 @@ fn corpus_recall_and_false_positives() {
                 .iter()
                 .map(|f| format!("{}@{}[{}..{}]", f.detector, f.pointer, f.start, f.end))
                 .collect();
-            fps.push(format!("negatives.txt:{}: {got:?}: {}", c.line, c.source));
+            fps.push(format!("{}:{}: {got:?}: {}", c.family, c.line, c.source));
         }
     }
     let hit = positives.len() - missed.len();
@@ -266,9 +302,62 @@ fn corpus_recall_and_false_positives() {
     );
 }
 
+/// Every positive corpus file.
+pub fn all_positives() -> Vec<Case> {
+    let mut v = load("positives.txt", true);
+    v.extend(load("positives-issue16.txt", true));
+    v
+}
+
+/// Every negative corpus file.
+pub fn all_negatives() -> Vec<Case> {
+    let mut v = load("negatives.txt", false);
+    v.extend(load("negatives-issue16.txt", false));
+    v
+}
+
+/// The pass rate per family (section of a corpus file): a positive passes when its
+/// detector fires, a negative when nothing fires. Printed; fails under 100 %.
+#[test]
+fn corpus_pass_rate_per_family() {
+    let scanner = all_builtins();
+    let k = key();
+    let mut fam: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let mut failed = Vec::new();
+    for c in all_positives().iter().chain(all_negatives().iter()) {
+        let found = scanner.scan(&c.value, &k);
+        let ok = match c.expect.as_deref() {
+            Some(want) => found.iter().any(|f| f.detector == want),
+            None => found.is_empty(),
+        };
+        let e = fam.entry(c.family.clone()).or_default();
+        e.1 += 1;
+        if ok {
+            e.0 += 1;
+        } else {
+            let got: Vec<&str> = found.iter().map(|f| f.detector.as_str()).collect();
+            failed.push(format!(
+                "{}:{}: got {got:?}: {}",
+                c.family, c.line, c.source
+            ));
+        }
+    }
+    println!("{:<100} {:>7} {:>7}", "family", "pass", "rate");
+    for (f, (ok, n)) in &fam {
+        println!(
+            "{f:<100} {ok:>3}/{n:<3} {:>6.1}%",
+            100.0 * *ok as f64 / *n as f64
+        );
+    }
+    for f in &failed {
+        println!("FAILED {f}");
+    }
+    assert!(failed.is_empty(), "{} corpus cases failed", failed.len());
+}
+
 #[test]
 fn every_secret_detector_id_has_a_corpus_case() {
-    let positives = load("positives.txt", true);
+    let positives = all_positives();
     let covered: std::collections::BTreeSet<String> =
         positives.iter().filter_map(|c| c.expect.clone()).collect();
     let missing: Vec<String> = conductor_scan::secret_detector_ids()

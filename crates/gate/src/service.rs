@@ -1,0 +1,676 @@
+//! [`Service`]: the sequence every way into Conductor runs around the core —
+//! build the request, resolve, decide, record, and afterwards label what came back.
+//!
+//! INVARIANT: a [`Verdict`] forwards only an `allow` whose audit record is committed.
+//! Every other path — a failed store, a failed session-state read, a problem the
+//! transport found in the message — is a refusal with a reason.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use conductor_audit::{AuditStore, NewRecord};
+use conductor_core::{Check, Decision, Effect, Reason, Request, World};
+use conductor_net::{ResolveError, Resolver};
+use conductor_policy::Policy;
+use conductor_scan::FingerprintKey;
+use conductor_types::RuleId;
+use serde_json::{Value, json};
+
+use crate::resolver::{Answers, GateResolver};
+use crate::sessions::{DEFAULT_LABEL_TTL, PinOutcome, SessionStore, StoreError, TaintKey};
+
+/// How arguments are stored in audit records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArgumentsMode {
+    /// Every finding's span replaced by `[REDACTED:<label>]` (the default).
+    #[default]
+    Redacted,
+    /// Not stored.
+    None,
+    /// Stored as received (secrets included: only for stores that are protected).
+    Full,
+}
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// How call arguments are kept in audit records.
+    pub arguments: ArgumentsMode,
+    /// How long a label received by an agent restricts its later calls.
+    pub label_ttl: Duration,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            arguments: ArgumentsMode::Redacted,
+            label_ttl: DEFAULT_LABEL_TTL,
+        }
+    }
+}
+
+/// Who a call is made for, and in which session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// The (authenticated) agent.
+    pub agent: String,
+    /// The workflow the call belongs to, if any.
+    pub workflow: Option<String>,
+    /// The session id recorded with every decision.
+    pub session: String,
+    /// The upstream server id, when the call goes to one.
+    pub server: Option<String>,
+}
+
+impl Subject {
+    /// Whose labels this subject's calls carry.
+    pub fn taint_key(&self) -> TaintKey {
+        TaintKey {
+            agent: self.agent.clone(),
+            workflow: self.workflow.clone(),
+        }
+    }
+}
+
+/// One call to decide, as a transport built it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// What is recorded as the audit event: the protocol method (`tools/call`,
+    /// `prompts/get`, …) or the way in (`check`, `hook`).
+    pub event: String,
+    /// The qualified tool name `<server>.<tool>`.
+    pub tool: String,
+    /// The arguments (a JSON object).
+    pub arguments: Value,
+    /// Extra JSON pointers whose values are destinations (learned from schemas).
+    pub pointers: Vec<String>,
+    /// Problems the transport found in the message itself; each one denies.
+    pub problems: Vec<Reason>,
+    /// Everything else the server receives with the call (protocol metadata such as
+    /// `_meta`, the tool name, extra members): checked for data and destinations.
+    pub envelope: Option<Value>,
+    /// The call names nothing the policy can address (a protocol method such as
+    /// `logging/setLevel`, or a reply to a server's request): only the destination,
+    /// data and flow checks apply.
+    pub data_only: bool,
+}
+
+impl Call {
+    /// A call to `tool` with `arguments`, recorded as `event`.
+    pub fn new(event: &str, tool: &str, arguments: Value) -> Call {
+        Call {
+            event: event.to_string(),
+            tool: tool.to_string(),
+            arguments,
+            pointers: Vec::new(),
+            problems: Vec::new(),
+            envelope: None,
+            data_only: false,
+        }
+    }
+}
+
+/// The outcome of a decided call.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// Forward the call: the decision is `allow` and its record is committed.
+    pub forward: bool,
+    /// The decision, with every reason.
+    pub decision: Decision,
+}
+
+/// The gate service: shared by every session and transport of a process.
+pub struct Service {
+    policy: RwLock<Arc<Policy>>,
+    resolver: GateResolver,
+    key: Arc<FingerprintKey>,
+    audit: Arc<AuditStore>,
+    sessions: Arc<dyn SessionStore>,
+    options: ServiceOptions,
+    /// The tail of the text each session received last (see [`Service::label`]).
+    windows: Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// How much of a session's received text is kept to be scanned with the next result.
+pub const LABEL_WINDOW_BYTES: usize = 4096;
+/// How much of one message's text is scanned joined (its strings concatenated).
+pub const JOINED_SCAN_BYTES: usize = 64 * 1024;
+/// Sessions whose window is kept at once (beyond it, windows start over).
+const MAX_WINDOWS: usize = 10_000;
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("policy", &self.policy().sha256())
+            .field("resolver", &self.resolver)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// A service deciding under `policy`.
+    pub fn new(
+        policy: Policy,
+        resolver: GateResolver,
+        key: Arc<FingerprintKey>,
+        audit: Arc<AuditStore>,
+        sessions: Arc<dyn SessionStore>,
+        options: ServiceOptions,
+    ) -> Service {
+        Service {
+            policy: RwLock::new(Arc::new(policy)),
+            resolver,
+            key,
+            audit,
+            sessions,
+            options,
+            windows: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Put a new policy in force; decisions already running finish under the old one.
+    pub fn swap_policy(&self, policy: Policy) {
+        let new = Arc::new(policy);
+        match self.policy.write() {
+            Ok(mut p) => *p = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+
+    /// The audit store.
+    pub fn audit(&self) -> &Arc<AuditStore> {
+        &self.audit
+    }
+
+    /// The resolver.
+    pub fn resolver(&self) -> &GateResolver {
+        &self.resolver
+    }
+
+    /// The fingerprint key.
+    pub fn fingerprint_key(&self) -> &Arc<FingerprintKey> {
+        &self.key
+    }
+
+    /// How the service runs.
+    pub fn options(&self) -> &ServiceOptions {
+        &self.options
+    }
+
+    /// The subject's unexpired labels.
+    pub fn labels(&self, subject: &Subject) -> Result<BTreeSet<String>, StoreError> {
+        self.sessions
+            .labels(&subject.taint_key(), conductor_audit::time::now_micros())
+    }
+
+    /// Decide a call and commit its record, without blocking the runtime on DNS.
+    pub async fn decide(&self, subject: &Subject, call: Call) -> Verdict {
+        let started = Instant::now();
+        let policy = self.policy();
+        let (request, mut problems) = self.request(subject, &call);
+        problems.extend(call.problems.iter().cloned());
+        // First pass: every answer the resolver already knows; names it does not know
+        // are collected, looked up together, and the call decided again with them.
+        let probe = Probe::new(&self.resolver, None);
+        let mut decision = self.decide_call(&policy, &request, &call, &probe);
+        let misses = probe.misses();
+        if !misses.is_empty() {
+            let answers = self.resolver.resolve_all(&misses).await;
+            let probe = Probe::new(&self.resolver, Some(&answers));
+            decision = self.decide_call(&policy, &request, &call, &probe);
+        }
+        add_problems(&mut decision, problems);
+        let record = self.record_of(subject, &call.event, &policy, &request, &decision, started);
+        let audit = Arc::clone(&self.audit);
+        let committed = match tokio::task::spawn_blocking(move || audit.append(record)).await {
+            Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+            Err(_) => Err("the audit writer task failed".to_string()),
+        };
+        finish(decision, committed, &request.tool)
+    }
+
+    /// [`Service::decide`] for callers outside an async runtime (`check`, hooks, the
+    /// library): blocks on DNS and on the audit commit.
+    pub fn decide_blocking(&self, subject: &Subject, call: Call) -> Verdict {
+        let started = Instant::now();
+        let policy = self.policy();
+        let (request, mut problems) = self.request(subject, &call);
+        problems.extend(call.problems.iter().cloned());
+        let mut decision = self.decide_call(&policy, &request, &call, &self.resolver);
+        add_problems(&mut decision, problems);
+        let record = self.record_of(subject, &call.event, &policy, &request, &decision, started);
+        let committed = self
+            .audit
+            .append(record)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        finish(decision, committed, &request.tool)
+    }
+
+    /// Decide without recording (for `conductor check` and `policy test`, which
+    /// print decisions instead of acting on them).
+    pub fn evaluate(&self, request: &Request, resolver: &dyn Resolver) -> Decision {
+        let policy = self.policy();
+        self.decide_with(&policy, request, &[], resolver)
+    }
+
+    /// The core's decision on a call: its arguments, its envelope, its scope.
+    fn decide_call(
+        &self,
+        policy: &Policy,
+        request: &Request,
+        call: &Call,
+        resolver: &dyn Resolver,
+    ) -> Decision {
+        let mut decision = self.decide_with(policy, request, &call.pointers, resolver);
+        if let Some(envelope) = &call.envelope {
+            let mut outer = request.clone();
+            outer.arguments = envelope.clone();
+            let e = self.decide_with(policy, &outer, &[], resolver);
+            for r in e.reasons {
+                if matches!(r.check, Check::Data | Check::Destination)
+                    && !decision.reasons.contains(&r)
+                {
+                    decision.reasons.push(r);
+                    decision.decision = Effect::Deny;
+                }
+            }
+            decision.destinations.extend(e.destinations);
+            decision.findings.extend(e.findings);
+        }
+        if call.data_only {
+            decision.reasons.retain(|r| {
+                !matches!(
+                    r.check,
+                    Check::Identity | Check::Tool | Check::Role | Check::Workflow
+                )
+            });
+            decision.decision = if decision.reasons.is_empty() {
+                Effect::Allow
+            } else {
+                Effect::Deny
+            };
+            // An unknown agent still never passes.
+            if policy.agent(&request.agent).is_none() {
+                deny(
+                    &mut decision,
+                    Check::Identity,
+                    &RuleId::agents(),
+                    "the agent is not defined in the policy".into(),
+                );
+            }
+        }
+        decision
+    }
+
+    /// Whether any detector of the policy finds something in `value` (a cheap
+    /// pre-check: protocol metadata with nothing in it needs no decision).
+    pub fn has_findings(&self, value: &Value) -> bool {
+        !self
+            .policy()
+            .data()
+            .scanner
+            .scan(value, &self.key)
+            .is_empty()
+    }
+
+    fn decide_with(
+        &self,
+        policy: &Policy,
+        request: &Request,
+        pointers: &[String],
+        resolver: &dyn Resolver,
+    ) -> Decision {
+        let world = World {
+            resolver,
+            fingerprint_key: &self.key,
+        };
+        conductor_core::decide_with_pointers(policy, request, pointers, &world)
+    }
+
+    /// The core's request for a call; a session state that cannot be read is a
+    /// problem (deny), never "no labels".
+    fn request(&self, subject: &Subject, call: &Call) -> (Request, Vec<Reason>) {
+        let mut problems = Vec::new();
+        let labels = match self.labels(subject) {
+            Ok(l) => l.into_iter().collect(),
+            Err(e) => {
+                warn(&format!(
+                    "cannot read the session labels; the call is refused: {e}"
+                ));
+                problems.push(Reason {
+                    check: Check::Flow,
+                    rule: RuleId::from_stored("sessions".into()).to_string(),
+                    message: "the labels of data this agent has received could not be read".into(),
+                });
+                Vec::new()
+            }
+        };
+        let request = Request {
+            agent: subject.agent.clone(),
+            tool: call.tool.clone(),
+            arguments: call.arguments.clone(),
+            workflow: subject.workflow.clone(),
+            session: Some(subject.session.clone()),
+            session_labels: labels,
+        };
+        (request, problems)
+    }
+
+    fn record_of(
+        &self,
+        subject: &Subject,
+        event: &str,
+        policy: &Policy,
+        request: &Request,
+        decision: &Decision,
+        started: Instant,
+    ) -> NewRecord {
+        let arguments = match self.options.arguments {
+            ArgumentsMode::None => None,
+            ArgumentsMode::Full => Some(request.arguments.clone()),
+            ArgumentsMode::Redacted => Some(conductor_scan::redact(
+                &request.arguments,
+                &decision.findings,
+            )),
+        };
+        let digest = serde_json::to_value(request)
+            .map(|v| conductor_audit::request_digest(&v))
+            .unwrap_or_default();
+        NewRecord {
+            event: event.to_string(),
+            agent: request.agent.clone(),
+            session: request.session.clone(),
+            workflow: request.workflow.clone(),
+            server: subject.server.clone(),
+            tool: request.tool.clone(),
+            action: conductor_core::action_of(policy, &request.tool).to_string(),
+            decision: effect_name(decision.decision).to_string(),
+            reasons: serde_json::to_value(&decision.reasons).unwrap_or(Value::Null),
+            destinations: serde_json::to_value(&decision.destinations).unwrap_or(Value::Null),
+            findings: serde_json::to_value(&decision.findings).unwrap_or(Value::Null),
+            policy: decision.policy.clone(),
+            request_digest: digest,
+            arguments,
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Scan what a server sent and raise the subject's labels with what was found.
+    /// Returns the labels found. A store that cannot record them is an error: the
+    /// transport must not deliver the message (the taint would be lost).
+    pub fn label(&self, subject: &Subject, value: &Value) -> Result<Vec<String>, StoreError> {
+        let policy = self.policy();
+        let world = World {
+            resolver: &NoLookup,
+            fingerprint_key: &self.key,
+        };
+        let mut labels = conductor_core::label_result(&policy, value, &world);
+        // A credential split across two content blocks, or read in chunks across
+        // results (`max_length`/`start_index`), is found in the joined text: the
+        // message's strings concatenated, after the tail of what the session received
+        // before.
+        let mut joined = String::new();
+        join_strings(value, &mut joined, JOINED_SCAN_BYTES);
+        if !joined.is_empty() {
+            let prev = self
+                .windows
+                .lock()
+                .ok()
+                .and_then(|w| w.get(&subject.session).cloned())
+                .unwrap_or_default();
+            let mut across = prev;
+            across.push_str(&joined);
+            for l in conductor_core::label_result(&policy, &Value::String(across.clone()), &world) {
+                if !labels.contains(&l) {
+                    labels.push(l);
+                }
+            }
+            let tail = tail_of(&across, LABEL_WINDOW_BYTES).to_string();
+            if let Ok(mut w) = self.windows.lock() {
+                if w.len() >= MAX_WINDOWS && !w.contains_key(&subject.session) {
+                    w.clear();
+                }
+                w.insert(subject.session.clone(), tail);
+            }
+        }
+        if !labels.is_empty() {
+            // The policy's `sessions.label_ttl`, else the service's default.
+            let ttl = policy.label_ttl().unwrap_or(self.options.label_ttl);
+            let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
+            let expires = conductor_audit::time::now_micros().saturating_add(ttl);
+            // INVARIANT: labels are only ever raised.
+            self.sessions
+                .raise(&subject.taint_key(), &labels, expires)?;
+        }
+        Ok(labels)
+    }
+
+    /// Pin a tool descriptor digest in the subject's session; a changed descriptor is
+    /// recorded (event `pin-change`). A store failure reads as a change (refusal).
+    pub fn pin(&self, subject: &Subject, name: &str, tool: &str, digest: &str) -> PinOutcome {
+        let scope = format!(
+            "{}:{}",
+            subject.session,
+            subject.server.as_deref().unwrap_or("")
+        );
+        let outcome = match self.sessions.pin(&scope, name, digest) {
+            Ok(o) => o,
+            Err(e) => {
+                warn(&format!("cannot pin the descriptor of `{tool}`: {e}"));
+                PinOutcome::Changed {
+                    first: "(unknown: the session store failed)".into(),
+                }
+            }
+        };
+        if let PinOutcome::Changed { first } = &outcome {
+            self.record_pin_change(subject, name, tool, first, digest);
+        }
+        outcome
+    }
+
+    fn record_pin_change(&self, subject: &Subject, name: &str, tool: &str, old: &str, new: &str) {
+        let policy = self.policy();
+        let message = format!(
+            "the descriptor of `{name}` changed during the session (first seen {old}, now {new}); calls to it are refused"
+        );
+        warn(&message);
+        let record = NewRecord {
+            event: "pin-change".into(),
+            agent: subject.agent.clone(),
+            session: Some(subject.session.clone()),
+            workflow: subject.workflow.clone(),
+            server: subject.server.clone(),
+            tool: tool.to_string(),
+            action: conductor_core::action_of(&policy, tool).to_string(),
+            decision: "deny".into(),
+            reasons: json!([{"check": "pin", "rule": RuleId::pin(tool), "message": message}]),
+            destinations: json!([]),
+            findings: json!([]),
+            policy: policy.sha256().to_string(),
+            request_digest: new.to_string(),
+            arguments: None,
+            latency_us: 0,
+        };
+        if let Err(e) = self.audit.append(record) {
+            // The refusal stands in memory either way.
+            warn(&format!("cannot record the pin change of `{tool}`: {e}"));
+        }
+    }
+
+    /// Record a call that was refused before it could be decided (e.g. a gated method
+    /// sent as a notification): decided as usual, with `problem` added, and recorded.
+    pub fn refuse_blocking(&self, subject: &Subject, mut call: Call, problem: Reason) -> Verdict {
+        call.problems.push(problem);
+        self.decide_blocking(subject, call)
+    }
+}
+
+/// The text strings of `value` (see below), concatenated, up to `max` bytes.
+fn join_strings(value: &Value, out: &mut String, max: usize) {
+    if out.len() >= max {
+        return;
+    }
+    match value {
+        Value::String(s) => {
+            let room = max - out.len();
+            out.push_str(head_of(s, room));
+        }
+        Value::Array(items) => items.iter().for_each(|v| join_strings(v, out, max)),
+        Value::Object(m) => {
+            // The text a content block carries, without the protocol's own members
+            // between blocks (they would split what they sit between).
+            for (k, v) in m {
+                if !matches!(
+                    k.as_str(),
+                    "type" | "mimeType" | "uri" | "name" | "role" | "annotations" | "_meta"
+                ) {
+                    join_strings(v, out, max);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// At most `n` bytes from the start of `s`, on a character boundary.
+fn head_of(s: &str, n: usize) -> &str {
+    let mut end = n.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+/// At most `n` bytes from the end of `s`, on a character boundary.
+fn tail_of(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    s.get(start..).unwrap_or("")
+}
+
+fn add_problems(decision: &mut Decision, problems: Vec<Reason>) {
+    if !problems.is_empty() {
+        decision.decision = Effect::Deny;
+        decision.reasons.extend(problems);
+    }
+}
+
+/// INVARIANT: forward only an `allow` whose record is committed.
+fn finish(mut decision: Decision, committed: Result<(), String>, tool: &str) -> Verdict {
+    match committed {
+        Ok(()) => Verdict {
+            forward: decision.decision == Effect::Allow,
+            decision,
+        },
+        Err(e) => {
+            warn(&format!(
+                "cannot record the decision on `{}`; the call is refused: {e}",
+                conductor_net::canon::safe(tool)
+            ));
+            deny(
+                &mut decision,
+                Check::Audit,
+                &RuleId::audit(),
+                "the decision could not be recorded in the audit store".into(),
+            );
+            Verdict {
+                forward: false,
+                decision,
+            }
+        }
+    }
+}
+
+/// `allow`, `approve` or `deny`.
+pub fn effect_name(e: Effect) -> &'static str {
+    match e {
+        Effect::Allow => "allow",
+        Effect::Approve => "approve",
+        Effect::Deny => "deny",
+    }
+}
+
+/// Add a denying reason to a decision.
+pub fn deny(decision: &mut Decision, check: Check, rule: &RuleId, message: String) {
+    decision.decision = Effect::Deny;
+    decision.reasons.push(Reason {
+        check,
+        rule: rule.to_string(),
+        message,
+    });
+}
+
+/// A resolver for one pass of a decision: answers what the gate's resolver (or the
+/// answers collected for this call) already know, and notes every other name.
+struct Probe<'a> {
+    resolver: &'a GateResolver,
+    answers: Option<&'a Answers>,
+    misses: Mutex<Vec<String>>,
+}
+
+impl<'a> Probe<'a> {
+    fn new(resolver: &'a GateResolver, answers: Option<&'a Answers>) -> Probe<'a> {
+        Probe {
+            resolver,
+            answers,
+            misses: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn misses(&self) -> Vec<String> {
+        self.misses.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+impl Resolver for Probe<'_> {
+    fn resolve(&self, host: &str) -> Result<Vec<std::net::IpAddr>, ResolveError> {
+        if let Some(a) = self.answers
+            && a.contains(host)
+        {
+            return a.resolve(host);
+        }
+        if let Some(r) = self.resolver.known(host) {
+            return r;
+        }
+        if self.answers.is_none()
+            && let Ok(mut m) = self.misses.lock()
+            && !m.iter().any(|h| h == host)
+        {
+            m.push(host.to_string());
+        }
+        // Not known (yet): unresolvable in this pass.
+        Err(ResolveError::NotFound {
+            host: host.to_string(),
+        })
+    }
+}
+
+/// Labelling scans data; it never resolves anything.
+struct NoLookup;
+
+impl Resolver for NoLookup {
+    fn resolve(&self, host: &str) -> Result<Vec<std::net::IpAddr>, ResolveError> {
+        Err(ResolveError::NotFound {
+            host: host.to_string(),
+        })
+    }
+}
+
+/// Write a line to standard error (`conductor: <message>`).
+pub fn warn(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "conductor: {message}");
+}

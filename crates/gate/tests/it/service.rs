@@ -1,0 +1,265 @@
+//! The service: decide → record → forward, taint shared through the store, failures refuse.
+
+use std::sync::Arc;
+
+use conductor_audit::{AuditOptions, AuditReader, AuditStore};
+use conductor_core::{Check, Effect};
+use conductor_gate::{
+    Call, GateResolver, MemoryStore, PinOutcome, ResolverConfig, Service, ServiceOptions,
+    SessionStore, SqliteStore, Subject,
+};
+use conductor_scan::FingerprintKey;
+use serde_json::json;
+
+const POLICY: &str = r#"
+version: 1
+agents:
+  bot: {roles: [r], clearance: secret}
+roles:
+  r:
+    allow:
+      - tools: ["fetch.*", "slack.*"]
+data:
+  labels:
+    credentials: {level: secret, detect: [secrets]}
+  default_egress: public
+destinations:
+  allow: ["https://ok.example"]
+tools:
+  fetch.fetch: {action: read, destinations: [/url]}
+  slack.post: {action: write, destinations: ["https://ok.example"]}
+"#;
+
+fn policy() -> conductor_policy::Policy {
+    conductor_policy::load_str(POLICY, "policy.yaml", None).unwrap()
+}
+
+fn service(dir: &std::path::Path, sessions: Arc<dyn SessionStore>) -> Service {
+    let audit = Arc::new(AuditStore::open(&dir.join("audit.db"), AuditOptions::default()).unwrap());
+    let resolver = GateResolver::new(
+        ResolverConfig::from_args(&["ok.example=93.184.215.14".into()], true).unwrap(),
+    );
+    Service::new(
+        policy(),
+        resolver,
+        Arc::new(FingerprintKey([7; 32])),
+        audit,
+        sessions,
+        ServiceOptions::default(),
+    )
+}
+
+fn subject(session: &str) -> Subject {
+    Subject {
+        agent: "bot".into(),
+        workflow: None,
+        session: session.into(),
+        server: Some("fetch".into()),
+    }
+}
+
+fn call(tool: &str, arguments: serde_json::Value) -> Call {
+    Call::new("tools/call", tool, arguments)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_call_is_recorded_before_it_is_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path(), Arc::new(MemoryStore::default()));
+    let v = svc
+        .decide(
+            &subject("s1"),
+            call("fetch.fetch", json!({"url": "https://ok.example/a"})),
+        )
+        .await;
+    assert!(v.forward, "{:?}", v.decision);
+    let v = svc
+        .decide(
+            &subject("s1"),
+            call("fetch.fetch", json!({"url": "http://169.254.169.254/"})),
+        )
+        .await;
+    assert!(!v.forward);
+    assert_eq!(v.decision.decision, Effect::Deny);
+    svc.audit().flush().unwrap();
+    let reader = AuditReader::open(&dir.path().join("audit.db")).unwrap();
+    let records = reader.last(10).unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].decision, "allow");
+    assert_eq!(records[1].decision, "deny");
+    assert!(reader.verify(None).unwrap().broken.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taint_received_through_one_process_restricts_the_agent_in_another() {
+    // Regression (issue 10, class 8): labels were per `wrap` process, so a credential
+    // received from server A did not restrict a public send through server B.
+    let dir = tempfile::tempdir().unwrap();
+    // The audit store is made first (session tables are added to its file).
+    drop(AuditStore::open(&dir.path().join("audit.db"), AuditOptions::default()).unwrap());
+    let store_a: Arc<dyn SessionStore> =
+        Arc::new(SqliteStore::open(&dir.path().join("audit.db")).unwrap());
+    let store_b: Arc<dyn SessionStore> =
+        Arc::new(SqliteStore::open(&dir.path().join("audit.db")).unwrap());
+    let a = service(dir.path(), store_a);
+    let b = service(dir.path(), store_b);
+    let before = b
+        .decide(&subject("b1"), call("slack.post", json!({"text": "hello"})))
+        .await;
+    assert!(before.forward, "{:?}", before.decision);
+    // Server A hands the agent an AWS key.
+    let labels = a
+        .label(&subject("a1"), &json!({"content": [{"type": "text", "text": "AKIAQYLPMN5HHHFPZAM2 wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEZ"}]}))
+        .unwrap();
+    assert_eq!(labels, vec!["credentials".to_string()]);
+    let after = b
+        .decide(&subject("b2"), call("slack.post", json!({"text": "hello"})))
+        .await;
+    assert!(!after.forward);
+    assert!(
+        after
+            .decision
+            .reasons
+            .iter()
+            .any(|r| r.check == Check::Flow),
+        "{:?}",
+        after.decision.reasons
+    );
+}
+
+struct BrokenStore;
+
+impl SessionStore for BrokenStore {
+    fn labels(
+        &self,
+        _: &conductor_gate::TaintKey,
+        _: i64,
+    ) -> Result<std::collections::BTreeSet<String>, conductor_gate::StoreError> {
+        Err(conductor_gate::StoreError {
+            place: "test".into(),
+            message: "disk on fire".into(),
+        })
+    }
+    fn raise(
+        &self,
+        _: &conductor_gate::TaintKey,
+        _: &[String],
+        _: i64,
+    ) -> Result<(), conductor_gate::StoreError> {
+        Err(conductor_gate::StoreError {
+            place: "test".into(),
+            message: "disk on fire".into(),
+        })
+    }
+    fn pin(&self, _: &str, _: &str, _: &str) -> Result<PinOutcome, conductor_gate::StoreError> {
+        Err(conductor_gate::StoreError {
+            place: "test".into(),
+            message: "disk on fire".into(),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_store_that_cannot_be_read_refuses_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path(), Arc::new(BrokenStore));
+    let v = svc
+        .decide(&subject("s"), call("slack.post", json!({"text": "hello"})))
+        .await;
+    assert!(!v.forward);
+    assert!(v.decision.reasons.iter().any(|r| r.rule == "sessions"));
+    // Labels that cannot be stored are an error, so the transport withholds the result.
+    assert!(
+        svc.label(
+            &subject("s"),
+            &json!({"text": "AKIAQYLPMN5HHHFPZAM2 wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEZ"})
+        )
+        .is_err()
+    );
+    // A pin that cannot be checked counts as changed.
+    assert!(matches!(
+        svc.pin(&subject("s"), "t", "fetch.t", "sha256:aa"),
+        PinOutcome::Changed { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_store_that_fails_refuses_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path(), Arc::new(MemoryStore::default()));
+    // Make the store unwritable: drop its table from under it.
+    let conn = conductor_audit::rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    conn.execute_batch("DROP TABLE records;").ok();
+    conn.execute_batch("DROP TABLE audit;").ok();
+    let v = svc
+        .decide(&subject("s"), call("slack.post", json!({"text": "hello"})))
+        .await;
+    assert!(!v.forward);
+    assert!(
+        v.decision.reasons.iter().any(|r| r.check == Check::Audit),
+        "{:?}",
+        v.decision.reasons
+    );
+}
+
+#[test]
+fn pins_are_per_session_and_a_change_is_sticky_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    assert_eq!(
+        store.pin("s1:fetch", "t", "sha256:a").unwrap(),
+        PinOutcome::New
+    );
+    assert_eq!(
+        store.pin("s1:fetch", "t", "sha256:a").unwrap(),
+        PinOutcome::Same
+    );
+    assert_eq!(
+        store.pin("s1:fetch", "t", "sha256:b").unwrap(),
+        PinOutcome::Changed {
+            first: "sha256:a".into()
+        }
+    );
+    assert_eq!(
+        store.pin("s2:fetch", "t", "sha256:b").unwrap(),
+        PinOutcome::New
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_read_in_pieces_still_labels_the_session() {
+    // Regression (issue 10, class 8): a credential split across two content blocks, or
+    // read in chunks (mcp-server-fetch `max_length`/`start_index`), labelled nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path(), Arc::new(MemoryStore::default()));
+    let s = subject("chunks");
+    let key = "AKIAQYLPMN5HHHFPZAM2 wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEZ";
+    let (a, b) = key.split_at(14);
+    assert!(
+        svc.label(
+            &s,
+            &json!({"content": [{"type": "text", "text": format!("page one ... {a}")}]})
+        )
+        .unwrap()
+        .is_empty()
+    );
+    let second = svc
+        .label(
+            &s,
+            &json!({"content": [{"type": "text", "text": format!("{b} ... page two")}]}),
+        )
+        .unwrap();
+    assert_eq!(second, vec!["credentials".to_string()]);
+    // Two blocks of one message.
+    let t = subject("blocks");
+    let one = svc
+        .label(
+            &t,
+            &json!({"content": [{"type": "text", "text": a}, {"type": "text", "text": b}]}),
+        )
+        .unwrap();
+    assert_eq!(one, vec!["credentials".to_string()]);
+    // Another session's tail does not join this one's.
+    let u = subject("other");
+    assert!(svc.label(&u, &json!({"text": b})).unwrap().is_empty());
+}

@@ -1,0 +1,554 @@
+//! Detections in one text: the keyword prefilter, regexes on windows, key context,
+//! and the personal-data scanners.
+
+use crate::checks::{self, Verdict};
+use crate::engine::{Engine, RegexRule, Trigger};
+use crate::gitleaks::AllowTarget;
+use crate::pii::{self, NumberKind, NumberWants};
+use crate::rules::{Follow, Verify};
+use crate::walk::Hit;
+
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// The cheap check of what follows a keyword ending at `at`.
+fn follows(f: Follow, t: &[u8], at: usize) -> bool {
+    let b = |i: usize| t.get(i).copied().unwrap_or(0);
+    match f {
+        Follow::Any => true,
+        Follow::Assign => {
+            let mut i = at;
+            while i < t.len()
+                && i - at < 40
+                && (b(i).is_ascii_alphanumeric() || matches!(b(i), b'_' | b'.' | b'-'))
+            {
+                i += 1;
+            }
+            if b(i) == b'\\' {
+                i += 1;
+            }
+            if matches!(b(i), b'"' | b'\'') {
+                i += 1;
+            }
+            let sp = i;
+            while i < t.len() && i - sp < 5 && matches!(b(i), b' ' | b'\t') {
+                i += 1;
+            }
+            matches!(b(i), b'=' | b':' | b'|')
+        }
+        Follow::Jwt => {
+            let mut i = at;
+            while i < t.len()
+                && i - at < 1024
+                && (b(i).is_ascii_alphanumeric() || matches!(b(i), b'_' | b'-'))
+            {
+                i += 1;
+            }
+            b(i) == b'.' && b(i + 1) == b'e' && b(i + 2) == b'y'
+        }
+        Follow::AlnumThen(n, end) => {
+            t.get(at..at + n)
+                .is_some_and(|r| r.iter().all(u8::is_ascii_alphanumeric))
+                && b(at + n) == end
+        }
+        Follow::Space => {
+            let mut i = at;
+            while i < t.len() && i - at < 5 && matches!(b(i), b' ' | b'\t') {
+                i += 1;
+            }
+            i > at && (b(i).is_ascii_alphanumeric() || matches!(b(i), b'+' | b'/' | b'-' | b'_'))
+        }
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    !(b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'`' | b'<' | b'>'))
+}
+
+/// Strings up to this size are scanned whole by each triggered rule.
+const SMALL: usize = 2048;
+
+/// Literal keywords in strings shorter than this are found with `memchr` on their
+/// first byte instead of the `memmem` searcher (whose set-up dominates short strings).
+const LITERAL_MEMCHR_BELOW: usize = 4096;
+
+/// Every detection in one text.
+pub(crate) fn scan_text(e: &Engine, t: &[u8], key_ctx: Option<&str>) -> Vec<Hit> {
+    let mut hits: Vec<Hit> = Vec::new();
+    // 1. Keyword prefilter → windows per rule.
+    let mut windows: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+    let mut on_hit = |tr: &Trigger, ms: usize, me: usize| {
+        if let Some(case) = tr.case
+            && !eq_bytes(t.get(ms..me).unwrap_or(&[]), case.as_bytes())
+        {
+            return;
+        }
+        if tr.word_start
+            && ms > 0
+            && t.get(ms - 1)
+                .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return;
+        }
+        if !follows(tr.follow, t, me) {
+            return;
+        }
+        let Some(rule) = e.rules.get(tr.rule) else {
+            return;
+        };
+        let (ws, we) = if t.len() <= SMALL {
+            (0, t.len())
+        } else {
+            (
+                ms.saturating_sub(rule.before),
+                (me + rule.after).min(t.len()),
+            )
+        };
+        match windows.iter_mut().find(|(r, _)| *r == tr.rule) {
+            Some((_, v)) => match v.last_mut() {
+                Some(last) if ws <= last.1 => last.1 = last.1.max(we),
+                _ => v.push((ws, we)),
+            },
+            None => windows.push((tr.rule, vec![(ws, we)])),
+        }
+    };
+    if let Some(k) = &e.keys {
+        let mut kh = Vec::new();
+        k.find_all(t, &mut kh);
+        for (p, ms, me) in kh {
+            if let Some(trs) = e.triggers.get(p) {
+                for tr in trs {
+                    on_hit(tr, ms, me);
+                }
+            }
+        }
+    }
+    for (f, tr) in &e.literals {
+        let needle = f.needle();
+        let n = needle.len();
+        match needle.split_first() {
+            // Short strings: a memchr for the first byte costs less than setting up
+            // the packed-pair searcher.
+            Some((&first, _)) if t.len() < LITERAL_MEMCHR_BELOW => {
+                for ms in memchr::memchr_iter(first, t) {
+                    if t.get(ms..).is_some_and(|r| r.starts_with(needle)) {
+                        on_hit(tr, ms, ms + n);
+                    }
+                }
+            }
+            _ => {
+                for ms in f.find_iter(t) {
+                    on_hit(tr, ms, ms + n);
+                }
+            }
+        }
+    }
+    // Literal hits come after the automaton's: keep each rule's windows ordered.
+    for (_, v) in &mut windows {
+        if !v.is_sorted() {
+            v.sort_unstable();
+            let mut merged: Vec<(usize, usize)> = Vec::with_capacity(v.len());
+            for w in v.drain(..) {
+                match merged.last_mut() {
+                    Some(last) if w.0 <= last.1 => last.1 = last.1.max(w.1),
+                    _ => merged.push(w),
+                }
+            }
+            *v = merged;
+        }
+    }
+    for (ri, ws) in windows {
+        for (a, b) in ws {
+            // Extend to token boundaries so that `\b` and anchors see whole tokens.
+            let mut a2 = a;
+            while a2 > 0 && a - a2 < 256 && t.get(a2 - 1).is_some_and(|&c| is_token_byte(c)) {
+                a2 -= 1;
+            }
+            let mut b2 = b;
+            while b2 < t.len() && b2 - b < 256 && t.get(b2).is_some_and(|&c| is_token_byte(c)) {
+                b2 += 1;
+            }
+            run_rule(e, ri, t, a2, b2, &mut hits);
+        }
+    }
+    // 2. Rules without keywords (user patterns, keyword-less gitleaks rules).
+    for &ri in &e.always {
+        run_rule(e, ri, t, 0, t.len(), &mut hits);
+    }
+    // 3. Key context for the built-in secrets.
+    if let Some(k) = key_ctx
+        && !e.secrets.is_empty()
+    {
+        key_context_hits(e, k, t, &mut hits);
+    }
+    // Specific secrets win over generic ones on the same bytes.
+    if hits.iter().any(|h| h.low_priority) {
+        let strong: Vec<(usize, usize)> = hits
+            .iter()
+            .filter(|h| !h.low_priority && h.detector.starts_with("secrets."))
+            .map(|h| (h.start, h.end))
+            .collect();
+        hits.retain(|h| !h.low_priority || !strong.iter().any(|&(a, b)| h.start < b && a < h.end));
+    }
+    // 4. Personal data.
+    if !e.email.is_empty() {
+        let mut spans = Vec::new();
+        pii::find_emails(t, &mut spans);
+        for (a, b) in spans {
+            hits.push(Hit {
+                detector: "email".into(),
+                labels: e.email.clone(),
+                start: a,
+                end: b,
+                low_priority: false,
+            });
+        }
+    }
+    // Every number detection needs a digit: strings without one skip the key check.
+    let (phone_key, ssn_key) = match key_ctx {
+        Some(key)
+            if !(e.phone.is_empty() && e.ssn.is_empty()) && t.iter().any(u8::is_ascii_digit) =>
+        {
+            (
+                key_has_any(key, &["phone", "mobile", "tel", "fax", "cell"]),
+                key_has_any(key, &["ssn", "social_security", "socialsecurity"]),
+            )
+        }
+        _ => (false, false),
+    };
+    let wants = NumberWants {
+        phone: !e.phone.is_empty(),
+        card: !e.card.is_empty(),
+        ssn: !e.ssn.is_empty(),
+        iban: !e.iban.is_empty(),
+        phone_key,
+        ssn_key,
+    };
+    if wants.any() {
+        let mut spans = Vec::new();
+        pii::find_numbers(t, wants, &mut spans);
+        for (kind, a, b) in spans {
+            let (det, labels) = match kind {
+                NumberKind::Phone => ("phone", &e.phone),
+                NumberKind::Card => ("payment-card", &e.card),
+                NumberKind::Ssn => ("us-ssn", &e.ssn),
+                NumberKind::Iban => ("iban", &e.iban),
+            };
+            hits.push(Hit {
+                detector: det.into(),
+                labels: labels.clone(),
+                start: a,
+                end: b,
+                low_priority: false,
+            });
+        }
+    }
+    hits
+}
+
+fn run_rule(e: &Engine, ri: usize, t: &[u8], a: usize, b: usize, hits: &mut Vec<Hit>) {
+    let Some(rule) = e.rules.get(ri) else {
+        return;
+    };
+    let Some(window) = t.get(a..b) else {
+        return;
+    };
+    for caps in rule.regex.captures_iter(window) {
+        let Some(m) = caps.get(0) else {
+            continue;
+        };
+        let sec = match rule.group {
+            Some(g) => caps.get(g),
+            None => (1..caps.len()).find_map(|g| caps.get(g)).or(Some(m)),
+        };
+        let Some(sec) = sec else {
+            continue;
+        };
+        if sec.is_empty() {
+            continue;
+        }
+        let secret = sec.as_bytes();
+        let (ms, me) = (a + m.start(), a + m.end());
+        let (ss, se) = (a + sec.start(), a + sec.end());
+        if rule.builtin && rule.verify != Verify::UrlPassword && checks::is_placeholder(secret) {
+            continue;
+        }
+        if rule.min_entropy > 0.0 && checks::entropy(secret) < rule.min_entropy {
+            continue;
+        }
+        let name = if rule.group == Some(2) {
+            caps.get(1).map(|n| n.as_bytes())
+        } else {
+            None
+        };
+        let detector = match checks::verify(rule.verify, t, (ms, me), secret, name) {
+            Verdict::Reject => continue,
+            Verdict::Accept => rule.detector.clone(),
+            Verdict::AcceptAs(id) => format!("secrets.{id}"),
+        };
+        if allowed(rule, t, (ms, me), secret) {
+            continue;
+        }
+        hits.push(Hit {
+            detector,
+            labels: rule.labels.clone(),
+            start: ss,
+            end: se,
+            low_priority: rule.low_priority,
+        });
+    }
+}
+
+/// gitleaks allowlists: a match is allowed when any allowlist applies.
+fn allowed(rule: &RegexRule, t: &[u8], m: (usize, usize), secret: &[u8]) -> bool {
+    if rule.allow.is_empty() {
+        return false;
+    }
+    let lower = String::from_utf8_lossy(secret).to_lowercase();
+    rule.allow.iter().any(|a| {
+        let target: &[u8] = match a.target {
+            AllowTarget::Secret => secret,
+            AllowTarget::Match => t.get(m.0..m.1).unwrap_or(&[]),
+            AllowTarget::Line => {
+                let s = t
+                    .get(..m.0)
+                    .and_then(|p| p.iter().rposition(|&c| c == b'\n'))
+                    .map_or(0, |i| i + 1);
+                let e = t
+                    .get(m.1..)
+                    .and_then(|p| p.iter().position(|&c| c == b'\n'))
+                    .map_or(t.len(), |i| m.1 + i);
+                t.get(s..e).unwrap_or(&[])
+            }
+        };
+        let re_hit = a.regexes.iter().any(|r| r.is_match(target));
+        let sw_hit = a.stopwords.iter().any(|w| lower.contains(w.as_str()));
+        if a.and && !a.regexes.is_empty() && !a.stopwords.is_empty() {
+            re_hit && sw_hit
+        } else {
+            re_hit || sw_hit
+        }
+    })
+}
+
+/// A key names a secret only if it contains one of these: the AWS names contain
+/// `secret` or `token`, and every word of `checks::SECRETISH_KEY_WORDS` contains one
+/// (a unit test checks it).
+const KEY_CONTEXT_WORDS: &[&str] = &[
+    "secret",
+    "token",
+    "twilio",
+    "pass",
+    "pwd",
+    "key",
+    "credential",
+];
+
+/// `key`, ASCII-lowercased, contains one of `words` (lowercase). Keys up to 64 bytes
+/// are lowercased on the stack: this runs for every member of every object.
+fn key_has_any(key: &str, words: &[&str]) -> bool {
+    let b = key.as_bytes();
+    let mut buf = [0u8; 64];
+    if b.len() > buf.len() {
+        let k = key.to_ascii_lowercase();
+        return words.iter().any(|w| k.contains(w));
+    }
+    for (d, c) in buf.iter_mut().zip(b) {
+        *d = c.to_ascii_lowercase();
+    }
+    let hay = buf.get(..b.len()).unwrap_or(&[]);
+    hay.iter().enumerate().any(|(i, &c)| {
+        words.iter().any(|w| {
+            w.as_bytes().first() == Some(&c)
+                && hay.get(i..i + w.len()).is_some_and(|x| x == w.as_bytes())
+        })
+    })
+}
+
+/// The value of a member whose key names a secret.
+fn key_context_hits(e: &Engine, key: &str, t: &[u8], hits: &mut Vec<Hit>) {
+    // Docker `config.json`: `"auths": {"<registry>": {"auth": "<base64 user:password>"}}`.
+    if key.eq_ignore_ascii_case("auth") {
+        let v = t.trim_ascii();
+        if v.len() >= 8
+            && matches!(
+                checks::verify(Verify::BasicAuth, t, (0, t.len()), v, None),
+                Verdict::Accept
+            )
+        {
+            let start = t.len() - t.trim_ascii_start().len();
+            hits.push(Hit {
+                detector: "secrets.docker-config-auth".into(),
+                labels: e.secrets.clone(),
+                start,
+                end: start + v.len(),
+                low_priority: false,
+            });
+        }
+        return;
+    }
+    // INVARIANT: every branch below needs one of `KEY_CONTEXT_WORDS` in the key, so
+    // other keys (`id`, `name`, `score`: most keys) are done here.
+    if !key_has_any(key, KEY_CONTEXT_WORDS) {
+        return;
+    }
+    let k = key.to_ascii_lowercase();
+    // Vendor-gated rules: `{"datadog_api_key": "<value>"}` is read as
+    // `datadog_api_key=<value>`.
+    if !e.vendor.is_empty() && t.len() <= SMALL {
+        let mut found = false;
+        for &(ri, kws) in &e.vendor {
+            if !kws.iter().any(|w| k.contains(w)) {
+                continue;
+            }
+            let mut text = Vec::with_capacity(k.len() + 1 + t.len());
+            text.extend_from_slice(k.as_bytes());
+            text.push(b'=');
+            text.extend_from_slice(t);
+            let off = k.len() + 1;
+            let mut vh = Vec::new();
+            run_rule(e, ri, &text, 0, text.len(), &mut vh);
+            for mut h in vh {
+                if h.start >= off {
+                    h.start -= off;
+                    h.end -= off;
+                    hits.push(h);
+                    found = true;
+                }
+            }
+        }
+        if found {
+            return;
+        }
+    }
+    // kubeconfig `client-key-data`: the base64 of a PEM private key.
+    if k == "client-key-data" && t.trim_ascii().starts_with(b"LS0tLS1CRUdJTi") {
+        let v = t.trim_ascii();
+        let start = t.len() - t.trim_ascii_start().len();
+        hits.push(Hit {
+            detector: "secrets.kubeconfig-client-key".into(),
+            labels: e.secrets.clone(),
+            start,
+            end: start + v.len(),
+            low_priority: false,
+        });
+        return;
+    }
+    let start = t.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+    let end = t
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    let Some(v) = t.get(start..end) else {
+        return;
+    };
+    if v.is_empty() {
+        return;
+    }
+    let b64 = |min: usize, max: usize| {
+        (min..=max).contains(&v.len())
+            && v.iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+    };
+    let mut push = |id: &str, low: bool| {
+        hits.push(Hit {
+            detector: format!("secrets.{id}"),
+            labels: e.secrets.clone(),
+            start,
+            end,
+            low_priority: low,
+        });
+    };
+    if (k.contains("aws") && k.contains("secret")
+        || k == "secretaccesskey"
+        || k == "secret_access_key")
+        && b64(40, 40)
+        && !checks::is_placeholder(v)
+        && checks::entropy(v) >= 4.0
+    {
+        push("aws-secret-access-key", false);
+        return;
+    }
+    if (k.contains("session_token") || k.contains("sessiontoken") || k.contains("security_token"))
+        && b64(100, 8192)
+        && checks::entropy(v) >= 4.0
+    {
+        push("aws-session-token", false);
+        return;
+    }
+    if k.contains("twilio")
+        && v.len() == 32
+        && v.iter().all(u8::is_ascii_hexdigit)
+        && checks::entropy(v) >= 3.0
+    {
+        push("twilio-auth-token", false);
+        return;
+    }
+    let password_key = ["password", "passwd", "passphrase"]
+        .iter()
+        .any(|w| k.contains(w))
+        || k == "pwd"
+        || k.ends_with("_pwd");
+    if checks::key_is_secretish(key) {
+        let ok = if password_key {
+            (6..=200).contains(&v.len())
+                && !checks::is_placeholder(v)
+                && !v.iter().any(|b| b.is_ascii_whitespace())
+                && checks::generic_value_ok_relaxed(v)
+        } else {
+            checks::generic_value_ok(v)
+        };
+        if ok {
+            push("generic-secret", true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_context_prefilter_covers_every_secretish_word() {
+        for w in checks::SECRETISH_KEY_WORDS {
+            assert!(
+                KEY_CONTEXT_WORDS.iter().any(|k| w.contains(k)),
+                "`{w}` escapes the key prefilter"
+            );
+        }
+        for w in [
+            "secretaccesskey",
+            "aws_secret",
+            "session_token",
+            "sessiontoken",
+            "security_token",
+            "twilio_auth",
+        ] {
+            assert!(KEY_CONTEXT_WORDS.iter().any(|k| w.contains(k)), "{w}");
+        }
+    }
+
+    #[test]
+    fn key_word_lookup_matches_lowercase_contains() {
+        let words = ["phone", "tel", "ssn", "social_security", "key"];
+        let long = format!("{}Social_Security", "x".repeat(70));
+        for key in [
+            "",
+            "PHONE",
+            "x_tel",
+            "Te",
+            "SSN_no",
+            "api_KEY",
+            "ke",
+            "Social_Securit",
+            "mobile",
+            "é-tel",
+            long.as_str(),
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxPHONE",
+        ] {
+            let want = words.iter().any(|w| key.to_ascii_lowercase().contains(w));
+            assert_eq!(key_has_any(key, &words), want, "{key}");
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! Walking a JSON value: pointers, budget, keyed fingerprints and one bounded level
+//! of decoding per string.
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::decode::{
+    BASE32, BASE64, HEX, alphabets, as_base32, as_base64, as_hex, as_json, as_percent,
+};
+use crate::engine::Engine;
+use crate::text::scan_text;
+use crate::{BUDGET_DETECTOR, Finding, FingerprintKey, ScanLimits, Scanner};
+
+impl Scanner {
+    /// Scan every string (keys too) of `value`. Findings are ordered by pointer, then start.
+    pub fn scan(&self, value: &serde_json::Value, key: &FingerprintKey) -> Vec<Finding> {
+        self.scan_with_limits(value, key, ScanLimits::default())
+    }
+
+    /// [`Scanner::scan`] with explicit limits. When the budget runs out, the result
+    /// holds a [`BUDGET_DETECTOR`] finding for every label (fail closed).
+    pub fn scan_with_limits(
+        &self,
+        value: &serde_json::Value,
+        key: &FingerprintKey,
+        limits: ScanLimits,
+    ) -> Vec<Finding> {
+        let mut cx = Cx {
+            e: &self.inner,
+            key: Keyed::new(key),
+            budget: limits.max_total_bytes,
+            exhausted: false,
+            out: Vec::new(),
+        };
+        cx.walk(value, String::new(), None);
+        finish(cx)
+    }
+
+    /// Scan one text as if it were the string at pointer `""`.
+    pub fn scan_str(&self, text: &str, key: &FingerprintKey) -> Vec<Finding> {
+        let mut cx = Cx {
+            e: &self.inner,
+            key: Keyed::new(key),
+            budget: ScanLimits::default().max_total_bytes,
+            exhausted: false,
+            out: Vec::new(),
+        };
+        cx.string(text, "", None, false, None, true);
+        finish(cx)
+    }
+
+    #[doc(hidden)]
+    /// Keyword hits per keyword in `text` (for tuning the prefilter).
+    pub fn keyword_hits(&self, text: &str) -> Vec<(String, usize)> {
+        let e = &self.inner;
+        let mut counts = vec![0usize; e.keywords.len()];
+        let mut hits = Vec::new();
+        if let Some(k) = &e.keys {
+            k.find_all(text.as_bytes(), &mut hits);
+        }
+        for (p, _, _) in hits {
+            if let Some(c) = counts.get_mut(p) {
+                *c += 1;
+            }
+        }
+        let mut v: Vec<(String, usize)> = e
+            .keywords
+            .iter()
+            .cloned()
+            .zip(counts)
+            .filter(|x| x.1 > 0)
+            .collect();
+        v.sort_by_key(|x| std::cmp::Reverse(x.1));
+        v
+    }
+
+    /// Whether the scanner has any detector at all.
+    pub fn is_empty(&self) -> bool {
+        let e = &self.inner;
+        e.rules.is_empty()
+            && e.literals.is_empty()
+            && e.email.is_empty()
+            && e.phone.is_empty()
+            && e.card.is_empty()
+            && e.ssn.is_empty()
+            && e.iban.is_empty()
+    }
+}
+
+fn finish(cx: Cx<'_>) -> Vec<Finding> {
+    let mut out = cx.out;
+    out.sort_unstable_by(|a, b| {
+        (&a.pointer, a.in_key, a.start, a.end, &a.detector, &a.label).cmp(&(
+            &b.pointer,
+            b.in_key,
+            b.start,
+            b.end,
+            &b.detector,
+            &b.label,
+        ))
+    });
+    out.dedup();
+    out
+}
+
+/// HMAC-SHA256 keyed once per call (the key schedule is not redone per finding).
+struct Keyed(Option<Hmac<Sha256>>);
+
+impl Keyed {
+    fn new(key: &FingerprintKey) -> Keyed {
+        // HMAC accepts keys of any length; `None` is unreachable in practice.
+        Keyed(<Hmac<Sha256> as Mac>::new_from_slice(&key.0).ok())
+    }
+}
+
+/// `hmac-sha256:<hex>` of `value` under `key`.
+fn fingerprint(key: &Keyed, value: &[u8]) -> String {
+    match &key.0 {
+        Some(m) => {
+            let mut m = m.clone();
+            m.update(value);
+            format!("hmac-sha256:{}", hex::encode(m.finalize().into_bytes()))
+        }
+        None => "hmac-sha256:unavailable".to_string(),
+    }
+}
+
+/// Append `/` and the escaped reference token `t` to a pointer.
+/// Append the decimal digits of `n` (no formatting machinery: called per element).
+fn push_usize(ptr: &mut String, mut n: usize) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(d) = buf.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    for &d in buf.get(i..).unwrap_or(&[]) {
+        ptr.push(char::from(d));
+    }
+}
+
+pub(crate) fn push_token(ptr: &mut String, t: &str) {
+    ptr.push('/');
+    for c in t.chars() {
+        match c {
+            '~' => ptr.push_str("~0"),
+            '/' => ptr.push_str("~1"),
+            c => ptr.push(c),
+        }
+    }
+}
+
+pub(crate) fn unescape_token(t: &str) -> String {
+    t.replace("~1", "/").replace("~0", "~")
+}
+
+/// A raw detection inside one text.
+#[derive(Debug, Clone)]
+pub(crate) struct Hit {
+    pub(crate) detector: String,
+    pub(crate) labels: Vec<usize>,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) low_priority: bool,
+}
+
+struct Cx<'a> {
+    e: &'a Engine,
+    /// The keyed MAC, set up once per call and cloned per finding.
+    key: Keyed,
+    budget: usize,
+    exhausted: bool,
+    out: Vec<Finding>,
+}
+
+impl Cx<'_> {
+    /// Walk `value`. With `fixed` set (decoded JSON), every finding is reported at the
+    /// fixed pointer with that encoding and nothing is decoded again.
+    fn walk(
+        &mut self,
+        value: &serde_json::Value,
+        base: String,
+        fixed: Option<(&str, &'static str)>,
+    ) {
+        // Explicit stack: values built in code may be deeper than any parser allows.
+        // The pointer of the current value lives in one buffer that grows and shrinks
+        // with the walk (no allocation per element); an entry holds its parent's
+        // pointer length and its own reference token.
+        enum Tok<'v> {
+            Root,
+            Index(usize),
+            Key(&'v str),
+            /// A member whose key holds a finding: named by position, not by the key.
+            KeyIndex(usize, &'v str),
+        }
+        let mut ptr = base;
+        let root_len = ptr.len();
+        let mut stack: Vec<(&serde_json::Value, usize, Tok<'_>)> =
+            vec![(value, root_len, Tok::Root)];
+        while let Some((v, parent_len, tok)) = stack.pop() {
+            if self.exhausted {
+                return;
+            }
+            ptr.truncate(parent_len);
+            let parent_key = match tok {
+                Tok::Root => None,
+                Tok::Index(i) => {
+                    ptr.push('/');
+                    push_usize(&mut ptr, i);
+                    None
+                }
+                Tok::Key(k) => {
+                    push_token(&mut ptr, k);
+                    Some(k)
+                }
+                Tok::KeyIndex(i, k) => {
+                    use std::fmt::Write as _;
+                    let _ = write!(ptr, "/[key:{i}]");
+                    Some(k)
+                }
+            };
+            match v {
+                serde_json::Value::String(s) => {
+                    let (p, enc, decode) = match fixed {
+                        Some((fp, enc)) => (fp, Some(enc), false),
+                        None => (ptr.as_str(), None, true),
+                    };
+                    self.string(s, p, parent_key, false, enc, decode);
+                }
+                serde_json::Value::Array(items) => {
+                    let here = ptr.len();
+                    for (i, item) in items.iter().enumerate().rev() {
+                        stack.push((item, here, Tok::Index(i)));
+                    }
+                }
+                serde_json::Value::Object(map) => {
+                    self.object_shape(map, &ptr, fixed);
+                    let here = ptr.len();
+                    for (idx, (k, item)) in map.iter().enumerate().rev() {
+                        // INVARIANT: a key that holds a detection is never spelled out in
+                        // a pointer: its findings, and every finding below it, name the
+                        // member `[key:<index>]` (its position among the members).
+                        ptr.push_str("/[key:");
+                        push_usize(&mut ptr, idx);
+                        ptr.push(']');
+                        let (p, enc, decode) = match fixed {
+                            Some((fp, enc)) => (fp, Some(enc), false),
+                            None => (ptr.as_str(), None, true),
+                        };
+                        let before = self.out.len();
+                        self.string(k, p, None, fixed.is_none(), enc, decode);
+                        let key_hit = self.out.len() > before;
+                        ptr.truncate(here);
+                        let tok = if key_hit {
+                            Tok::KeyIndex(idx, k)
+                        } else {
+                            Tok::Key(k)
+                        };
+                        stack.push((item, here, tok));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whole-object checks: a GCP service-account key file.
+    fn object_shape(
+        &mut self,
+        map: &serde_json::Map<String, serde_json::Value>,
+        ptr: &str,
+        fixed: Option<(&str, &'static str)>,
+    ) {
+        if self.e.secrets.is_empty() {
+            return;
+        }
+        if let (Some(serde_json::Value::String(pk)), Some(serde_json::Value::String(_))) =
+            (map.get("private_key"), map.get("client_email"))
+            && pk.len() >= 64
+        {
+            self.shape_finding(
+                "secrets.gcp-service-account",
+                ptr,
+                &["private_key"],
+                pk,
+                fixed,
+            );
+        }
+        // A JSON Web Key with its private part (RFC 7517 §4, RFC 7518 §6.2.2.1 / §6.3.2.1:
+        // `d` is the private exponent or the EC/OKP private key).
+        if let (Some(serde_json::Value::String(_)), Some(serde_json::Value::String(d))) =
+            (map.get("kty"), map.get("d"))
+            && d.len() >= 16
+        {
+            self.shape_finding("secrets.jwk-private-key", ptr, &["d"], d, fixed);
+        }
+        // A Kubernetes Secret as JSON (`kubectl get secret -o json`): every `data` value.
+        if let (Some(serde_json::Value::String(kind)), Some(serde_json::Value::Object(data))) =
+            (map.get("kind"), map.get("data"))
+            && kind == "Secret"
+        {
+            for (k, v) in data {
+                if let serde_json::Value::String(s) = v
+                    && s.len() >= 4
+                {
+                    self.shape_finding("secrets.kubernetes-secret", ptr, &["data", k], s, fixed);
+                }
+            }
+        }
+    }
+
+    /// A whole-value finding of an object's member at `ptr` + `tokens`.
+    fn shape_finding(
+        &mut self,
+        detector: &str,
+        ptr: &str,
+        tokens: &[&str],
+        value: &str,
+        fixed: Option<(&str, &'static str)>,
+    ) {
+        let (p, enc) = match fixed {
+            Some((fp, enc)) => (fp.to_string(), Some(enc.to_string())),
+            None => {
+                let mut p = ptr.to_string();
+                for t in tokens {
+                    push_token(&mut p, t);
+                }
+                (p, None)
+            }
+        };
+        let fp = fingerprint(&self.key, value.as_bytes());
+        for &li in &self.e.secrets {
+            self.out.push(Finding {
+                detector: detector.into(),
+                label: self.label(li),
+                pointer: p.clone(),
+                start: 0,
+                end: value.len(),
+                encoding: enc.clone(),
+                fingerprint: fp.clone(),
+                in_key: false,
+            });
+        }
+    }
+
+    fn label(&self, li: usize) -> String {
+        self.e.labels.get(li).cloned().unwrap_or_default()
+    }
+
+    fn take_budget(&mut self, n: usize, pointer: &str) -> bool {
+        if self.exhausted {
+            return false;
+        }
+        if n > self.budget {
+            self.exhausted = true;
+            self.budget = 0;
+            let fp = fingerprint(&self.key, b"");
+            for li in 0..self.e.labels.len() {
+                self.out.push(Finding {
+                    detector: BUDGET_DETECTOR.into(),
+                    label: self.label(li),
+                    pointer: pointer.to_string(),
+                    start: 0,
+                    end: 0,
+                    encoding: None,
+                    fingerprint: fp.clone(),
+                    in_key: false,
+                });
+            }
+            return false;
+        }
+        self.budget -= n;
+        true
+    }
+
+    /// Scan one string (and, when `decode`, its decoded form).
+    fn string(
+        &mut self,
+        s: &str,
+        pointer: &str,
+        key_ctx: Option<&str>,
+        in_key: bool,
+        encoding: Option<&'static str>,
+        decode: bool,
+    ) {
+        if !self.take_budget(s.len(), pointer) {
+            return;
+        }
+        let hits = scan_text(self.e, s.as_bytes(), key_ctx);
+        let mut raw_prints: Vec<(String, String)> = Vec::new();
+        for h in &hits {
+            let value = s.as_bytes().get(h.start..h.end).unwrap_or(&[]);
+            let fp = fingerprint(&self.key, value);
+            if decode {
+                raw_prints.push((h.detector.clone(), fp.clone()));
+            }
+            for &li in &h.labels {
+                self.out.push(Finding {
+                    detector: h.detector.clone(),
+                    label: self.label(li),
+                    pointer: pointer.to_string(),
+                    start: h.start,
+                    end: h.end,
+                    encoding: encoding.map(str::to_string),
+                    fingerprint: fp.clone(),
+                    in_key,
+                });
+            }
+        }
+        if !decode {
+            return;
+        }
+        // One bounded level of decoding.
+        if let Some(v) = as_json(s) {
+            let before = self.out.len();
+            self.walk(&v, String::new(), Some((pointer, "json")));
+            self.drop_duplicates(before, &raw_prints, in_key);
+            return;
+        }
+        // INVARIANT: one level only, and the strictest alphabets first (a hex or base32
+        // string is also base64).
+        let abc = alphabets(s);
+        let decoded = None
+            .or_else(|| {
+                (abc & HEX != 0)
+                    .then(|| as_hex(s))
+                    .flatten()
+                    .map(|d| (d, "hex"))
+            })
+            .or_else(|| {
+                (abc & BASE32 != 0)
+                    .then(|| as_base32(s))
+                    .flatten()
+                    .map(|d| (d, "base32"))
+            })
+            .or_else(|| {
+                (abc & BASE64 != 0)
+                    .then(|| as_base64(s))
+                    .flatten()
+                    .map(|d| (d, "base64"))
+            })
+            .or_else(|| as_percent(s).map(|d| (d, "percent")));
+        if let Some((text, enc)) = decoded {
+            let before = self.out.len();
+            self.string(&text, pointer, key_ctx, in_key, Some(enc), false);
+            self.drop_duplicates(before, &raw_prints, in_key);
+        }
+    }
+
+    /// Drop decoded findings that repeat a raw finding of the same string.
+    fn drop_duplicates(&mut self, from: usize, raw: &[(String, String)], in_key: bool) {
+        let mut i = from;
+        while i < self.out.len() {
+            let dup = self.out.get(i).is_some_and(|f| {
+                raw.iter()
+                    .any(|(d, fp)| *d == f.detector && *fp == f.fingerprint)
+            });
+            if dup {
+                self.out.remove(i);
+            } else {
+                if let Some(f) = self.out.get_mut(i) {
+                    f.in_key = in_key;
+                }
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_pointer_tokens() {
+        for n in [0usize, 7, 10, 99, 1234, usize::MAX] {
+            let mut s = String::new();
+            push_usize(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+    }
+
+    #[test]
+    fn pointer_tokens_round_trip() {
+        let mut p = String::from("/x");
+        push_token(&mut p, "a/b~c");
+        assert_eq!(p, "/x/a~1b~0c");
+        assert_eq!(unescape_token("a~1b~0c"), "a/b~c");
+        assert_eq!(unescape_token("~01"), "~1");
+    }
+}

@@ -1,0 +1,19 @@
+//! The vocabulary every Conductor crate shares, so that no two crates spell the same
+//! concept differently: [`JsonPath`] (where in a JSON value something was found),
+//! [`RuleId`] (which rule of the policy or which built-in check decided), [`Check`]
+//! (which of the gate's questions a reason answers) and [`FailureClass`] (whose fault
+//! a failure is, mapped once to exit codes, JSON-RPC codes and HTTP statuses).
+//!
+//! This crate is pure: no I/O, no clock, no environment.
+#![warn(missing_docs, unreachable_pub)]
+
+mod check;
+pub mod display;
+pub mod failure;
+mod path;
+mod rule;
+
+pub use check::Check;
+pub use failure::{FailureClass, jsonrpc_code};
+pub use path::{JsonPath, PathError, Segment};
+pub use rule::RuleId;

@@ -1,0 +1,326 @@
+//! [`JsonPath`]: where in a JSON value something is, as segments (not strings).
+//!
+//! Written out, a path is an RFC 6901 JSON pointer (`/a/0/b~1c`), with one extension:
+//! the segment [`Segment::Member`] — "member number *i* of this object, whose name is
+//! withheld" — is written `~k<i>`. RFC 6901 defines only `~0` and `~1`, and every real
+//! key is escaped with them, so no key can be written `~k…`: a withheld member and a
+//! real key can never be confused (the bug a literal key named `[key:1]` exploited).
+
+use std::fmt::{self, Write as _};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// One step of a [`JsonPath`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Segment {
+    /// An object member by name (or, in a parsed pointer, any reference token).
+    Key(String),
+    /// An array element by position.
+    Index(usize),
+    /// Object member number `i` (in the object's iteration order), its name withheld
+    /// because the name itself carries data that must not be written out.
+    Member(usize),
+}
+
+/// A path into a JSON value. The root is the empty path (written `""`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JsonPath {
+    segments: Vec<Segment>,
+}
+
+/// Why a string is not a JSON pointer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// A non-empty pointer must start with `/`.
+    #[error("a json pointer is empty or starts with `/`")]
+    NoLeadingSlash,
+    /// `~` must be followed by `0`, `1`, or (`~k`) a member number.
+    #[error("`~` in a json pointer must be followed by `0` or `1` (reference token {token})")]
+    BadEscape {
+        /// 1-based position of the reference token.
+        token: usize,
+    },
+}
+
+impl JsonPath {
+    /// The empty path (the whole value).
+    pub fn root() -> JsonPath {
+        JsonPath::default()
+    }
+
+    /// A path from its segments.
+    pub fn from_segments(segments: Vec<Segment>) -> JsonPath {
+        JsonPath { segments }
+    }
+
+    /// Parse an RFC 6901 pointer (and the `~k<i>` segment this crate writes).
+    /// Reference tokens stay [`Segment::Key`]s: whether `0` is a key or an index
+    /// depends on the value the path is applied to (see [`JsonPath::get`]).
+    pub fn parse(pointer: &str) -> Result<JsonPath, PathError> {
+        if pointer.is_empty() {
+            return Ok(JsonPath::root());
+        }
+        let Some(rest) = pointer.strip_prefix('/') else {
+            return Err(PathError::NoLeadingSlash);
+        };
+        let mut segments = Vec::new();
+        for (n, token) in rest.split('/').enumerate() {
+            if let Some(i) = token.strip_prefix("~k").and_then(parse_index) {
+                segments.push(Segment::Member(i));
+                continue;
+            }
+            let mut key = String::with_capacity(token.len());
+            let mut chars = token.chars();
+            while let Some(c) = chars.next() {
+                if c != '~' {
+                    key.push(c);
+                    continue;
+                }
+                match chars.next() {
+                    Some('0') => key.push('~'),
+                    Some('1') => key.push('/'),
+                    _ => return Err(PathError::BadEscape { token: n + 1 }),
+                }
+            }
+            segments.push(Segment::Key(key));
+        }
+        Ok(JsonPath { segments })
+    }
+
+    /// The segments, outermost first.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Whether this is the root.
+    pub fn is_root(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Number of segments.
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Whether the path has no segments (the root).
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Append a segment.
+    pub fn push(&mut self, segment: Segment) {
+        self.segments.push(segment);
+    }
+
+    /// Remove the last segment.
+    pub fn pop(&mut self) -> Option<Segment> {
+        self.segments.pop()
+    }
+
+    /// This path with one more segment.
+    pub fn child(&self, segment: Segment) -> JsonPath {
+        let mut p = self.clone();
+        p.segments.push(segment);
+        p
+    }
+
+    /// This path followed by member `key`.
+    pub fn key(&self, key: &str) -> JsonPath {
+        self.child(Segment::Key(key.to_string()))
+    }
+
+    /// This path followed by element `i`.
+    pub fn index(&self, i: usize) -> JsonPath {
+        self.child(Segment::Index(i))
+    }
+
+    /// Whether `self` is `other` or lies below it.
+    pub fn starts_with(&self, other: &JsonPath) -> bool {
+        self.segments.len() >= other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| segment_eq(a, b))
+    }
+
+    /// Whether a [`Segment::Member`] occurs in the path (a name was withheld).
+    pub fn withholds_a_name(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Member(_)))
+    }
+
+    /// The value this path names in `value`. A [`Segment::Key`] whose token is a
+    /// number selects an array element too (RFC 6901); [`Segment::Member`] selects
+    /// the object's member by position.
+    pub fn get<'a>(&self, value: &'a Value) -> Option<&'a Value> {
+        let mut v = value;
+        for s in &self.segments {
+            v = match (s, v) {
+                (Segment::Key(k), Value::Object(m)) => m.get(k)?,
+                (Segment::Key(k), Value::Array(a)) => a.get(parse_index(k)?)?,
+                (Segment::Index(i), Value::Array(a)) => a.get(*i)?,
+                (Segment::Member(i), Value::Object(m)) => m.values().nth(*i)?,
+                _ => return None,
+            };
+        }
+        Some(v)
+    }
+
+    /// Mutable [`JsonPath::get`].
+    pub fn get_mut<'a>(&self, value: &'a mut Value) -> Option<&'a mut Value> {
+        let mut v = value;
+        for s in &self.segments {
+            v = match (s, v) {
+                (Segment::Key(k), Value::Object(m)) => m.get_mut(k)?,
+                (Segment::Key(k), Value::Array(a)) => a.get_mut(parse_index(k)?)?,
+                (Segment::Index(i), Value::Array(a)) => a.get_mut(*i)?,
+                (Segment::Member(i), Value::Object(m)) => m.values_mut().nth(*i)?,
+                _ => return None,
+            };
+        }
+        Some(v)
+    }
+
+    /// The RFC 6901 text of the path (`~k<i>` for withheld names).
+    pub fn to_pointer(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// `Key("3")` and `Index(3)` name the same element of an array.
+fn segment_eq(a: &Segment, b: &Segment) -> bool {
+    match (a, b) {
+        (Segment::Key(k), Segment::Index(i)) | (Segment::Index(i), Segment::Key(k)) => {
+            parse_index(k) == Some(*i)
+        }
+        _ => a == b,
+    }
+}
+
+/// An RFC 6901 array index: `0`, or digits without a leading zero.
+fn parse_index(token: &str) -> Option<usize> {
+    if token.is_empty()
+        || !token.bytes().all(|b| b.is_ascii_digit())
+        || (token.len() > 1 && token.starts_with('0'))
+    {
+        return None;
+    }
+    token.parse().ok()
+}
+
+impl fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.segments {
+            f.write_char('/')?;
+            match s {
+                Segment::Key(k) => {
+                    for c in k.chars() {
+                        match c {
+                            '~' => f.write_str("~0")?,
+                            '/' => f.write_str("~1")?,
+                            c => f.write_char(c)?,
+                        }
+                    }
+                }
+                Segment::Index(i) => write!(f, "{i}")?,
+                Segment::Member(i) => write!(f, "~k{i}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for JsonPath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<JsonPath, D::Error> {
+        let s = String::deserialize(d)?;
+        JsonPath::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for JsonPath {
+    type Err = PathError;
+    fn from_str(s: &str) -> Result<JsonPath, PathError> {
+        JsonPath::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn writes_rfc6901_pointers() {
+        let p = JsonPath::root().key("a/b").key("c~d").index(2).key("");
+        assert_eq!(p.to_string(), "/a~1b/c~0d/2/");
+        assert_eq!(JsonPath::root().to_string(), "");
+    }
+
+    #[test]
+    fn a_withheld_member_cannot_collide_with_any_key() {
+        // Regression (review): a literal key named `[key:1]` was read as the
+        // placeholder for a withheld key, which defeated redaction.
+        let withheld = JsonPath::root().child(Segment::Member(1));
+        for key in ["[key:1]", "~k1", "~0k1", "k1", "~1k1"] {
+            let real = JsonPath::root().key(key);
+            assert_ne!(real.to_string(), withheld.to_string(), "{key}");
+            assert_eq!(JsonPath::parse(&real.to_string()).unwrap(), real);
+        }
+        assert_eq!(JsonPath::parse("/~k1").unwrap(), withheld);
+    }
+
+    #[test]
+    fn gets_values_by_key_index_and_member() {
+        let v = json!({"a": [10, {"b": 1}], "s3cr3t": {"x": 5}});
+        assert_eq!(JsonPath::parse("/a/1/b").unwrap().get(&v), Some(&json!(1)));
+        assert_eq!(JsonPath::root().key("a").index(0).get(&v), Some(&json!(10)));
+        let m = JsonPath::from_segments(vec![Segment::Member(1), Segment::Key("x".into())]);
+        assert_eq!(m.get(&v), Some(&json!(5)));
+        assert_eq!(JsonPath::parse("/a/01").unwrap().get(&v), None);
+        assert_eq!(JsonPath::parse("/nope").unwrap().get(&v), None);
+    }
+
+    #[test]
+    fn bad_pointers_are_named() {
+        assert_eq!(JsonPath::parse("a"), Err(PathError::NoLeadingSlash));
+        assert_eq!(
+            JsonPath::parse("/a/~2"),
+            Err(PathError::BadEscape { token: 2 })
+        );
+        assert_eq!(
+            JsonPath::parse("/~"),
+            Err(PathError::BadEscape { token: 1 })
+        );
+    }
+
+    #[test]
+    fn prefixes_treat_numeric_keys_as_indexes() {
+        let parsed = JsonPath::parse("/a/0").unwrap();
+        let built = JsonPath::root().key("a").index(0).key("b");
+        assert!(built.starts_with(&parsed));
+        assert!(!parsed.starts_with(&built));
+    }
+
+    proptest! {
+        #[test]
+        fn keys_round_trip(keys in proptest::collection::vec(".*", 0..5)) {
+            let mut p = JsonPath::root();
+            for k in &keys { p = p.key(k); }
+            let text = p.to_string();
+            prop_assert_eq!(JsonPath::parse(&text).unwrap(), p.clone());
+            let json = serde_json::to_string(&p).unwrap();
+            let back: JsonPath = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(back, p);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages some tests need, when they are missing (as root with
+# apt-get; elsewhere it says what to install and the tests that need them skip loudly,
+# or fail under CI):
+#   golang-go — the Go reader of the member-smuggling test (crates/cli/tests/it/wrap_go.rs).
+set -euo pipefail
+want=()
+command -v go >/dev/null 2>&1 || [ -x /usr/lib/go/bin/go ] || want+=(golang-go)
+[ ${#want[@]} -eq 0 ] && exit 0
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  printf 'setup-debian: installing %s\n' "${want[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+else
+  printf 'setup-debian: missing %s (install them with apt-get as root)\n' "${want[*]}" >&2
+fi
