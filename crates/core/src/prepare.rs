@@ -149,6 +149,32 @@ pub fn prepare<'p>(
     extra_pointers: &[String],
     key: &FingerprintKey,
 ) -> Prepared<'p> {
+    prepare_with(policy, request, extra_pointers, key, true)
+}
+
+/// [`prepare`] without the tool, role and workflow checks: for what a transport must
+/// decide on its data alone (a client's answer to a server request, protocol
+/// metadata) — identity, input, destination, data and flow, DNS last as always.
+///
+/// Use this rather than dropping the tool reasons of a [`prepare`]d decision: a call
+/// denied before DNS has names that were never resolved, so what is left of its
+/// reasons is not an allow.
+pub fn prepare_data_only<'p>(
+    policy: &'p Policy,
+    request: &Request,
+    extra_pointers: &[String],
+    key: &FingerprintKey,
+) -> Prepared<'p> {
+    prepare_with(policy, request, extra_pointers, key, false)
+}
+
+fn prepare_with<'p>(
+    policy: &'p Policy,
+    request: &Request,
+    extra_pointers: &[String],
+    key: &FingerprintKey,
+    tool_checks: bool,
+) -> Prepared<'p> {
     let mut denials: Vec<Reason> = Vec::new();
     let mut approvals: Vec<Reason> = Vec::new();
     let tool = request.tool.as_str();
@@ -156,6 +182,7 @@ pub fn prepare<'p>(
     // input
     let tool_ok = match tool_name_problem(tool) {
         None => true,
+        Some(_) if !tool_checks => false,
         Some(message) => {
             denials.push(Reason {
                 check: Check::Input,
@@ -188,7 +215,7 @@ pub fn prepare<'p>(
 
     // tool / role
     let action = policy.action_of(tool);
-    if let (Some(agent), true) = (agent, tool_ok) {
+    if let (Some(agent), true, true) = (agent, tool_ok, tool_checks) {
         tool_and_role(
             policy,
             agent,
@@ -201,7 +228,7 @@ pub fn prepare<'p>(
     }
 
     // workflow
-    if let Some(w) = &request.workflow {
+    if let Some(w) = request.workflow.as_ref().filter(|_| tool_checks) {
         workflow_check(policy, agent, w, tool, tool_ok, &mut denials);
     }
 

@@ -519,25 +519,16 @@ impl DestPlan<'_> {
         self.outcome()
     }
 
-    /// End the check without resolving anything, for a call that is denied anyway
-    /// (by another check or another destination): each pending name is left without
-    /// addresses and fails with `destinations.unchecked`.
-    // INVARIANT: a name that was not resolved was not checked, and says so: a caller
-    // that drops some reasons of a decision (say, the tool check's) still sees the
-    // destination check fail, never a destination that passed unchecked.
+    /// End the check without resolving anything: pending names are left without
+    /// addresses and without a verdict of their own.
+    ///
+    /// Only for a call that is denied anyway (by another check or another
+    /// destination): a pending name is not an allowed one. A caller that drops some
+    /// reasons of such a decision must not read what is left as an allow — decide
+    /// with the checks it wants instead (`conductor_core::prepare_data_only`).
     pub fn finish_unresolved(mut self) -> DestOutcome {
         for item in &mut self.items {
-            if let Some(p) = item.pending.take() {
-                let w = Written {
-                    cell: std::cell::OnceCell::new(),
-                    origin: p.origin,
-                    input: &p.input,
-                };
-                let message = format!(
-                    "`{w}` was not resolved, so it is not checked: the call is refused before DNS"
-                );
-                item.deny("destinations.unchecked", message);
-            }
+            item.pending = None;
         }
         self.outcome()
     }

@@ -274,8 +274,6 @@ fn reasons_are_aggregated_per_label_and_rule() {
     assert_eq!(
         rules,
         vec![
-            // paste.example.net is not resolved: the call is refused before DNS.
-            ("destination", "destinations.unchecked"),
             ("data", "data.labels.credentials"),
             ("data", "data.default_egress"),
             ("flow", "data.default_egress"),
@@ -284,9 +282,9 @@ fn reasons_are_aggregated_per_label_and_rule() {
         d.reasons
     );
     assert!(
-        d.reasons[1].message.contains("(and 499 more places)"),
+        d.reasons[0].message.contains("(and 499 more places)"),
         "{}",
-        d.reasons[1].message
+        d.reasons[0].message
     );
     assert_eq!(d.findings.len(), 500);
 }

@@ -137,10 +137,7 @@ fn dns_no_lookup_for_a_call_denied_by_tool() {
         &[],
     ));
     assert_eq!(d.decision, Effect::Deny);
-    // The name is not resolved, and the decision says it was not checked: a caller
-    // that drops the tool reasons (a data-only decision) still sees a failing check.
-    assert_eq!(rules(&d), ["roles.web.deny[0]", "destinations.unchecked"]);
-    assert!(d.destinations[0].addresses.is_empty());
+    assert_eq!(rules(&d), ["roles.web.deny[0]"]);
     assert!(asked.is_empty(), "resolved {asked:?}");
     // Unknown tools and agents too.
     for r in [
@@ -191,7 +188,7 @@ fn dns_no_lookup_for_a_call_denied_by_flow() {
         &["credentials"],
     ));
     assert_eq!(d.decision, Effect::Deny);
-    assert_eq!(rules(&d), ["destinations.unchecked", "data.default_egress"]);
+    assert_eq!(rules(&d), ["data.default_egress"]);
     assert!(asked.is_empty(), "resolved {asked:?}");
 }
 
@@ -348,4 +345,33 @@ proptest! {
             }
         }
     }
+}
+
+// A data-only decision (no tool/role/workflow checks) still resolves and checks
+// every name: dropping the tool reasons of a decision made before DNS would have
+// allowed a destination nobody resolved.
+#[test]
+fn data_only_decisions_still_resolve_and_check_names() {
+    let p = policy();
+    let r = request(
+        "bot",
+        "other.reply",
+        json!({"url": "https://www.attacker.example/"}),
+        &[],
+    );
+    let full = prepare(&p, &r, &[], &KEY);
+    assert!(full.hosts_to_resolve().is_empty(), "denied by tool: no DNS");
+    let data_only = conductor_core::prepare_data_only(&p, &r, &[], &KEY);
+    assert_eq!(data_only.hosts_to_resolve(), ["www.attacker.example"]);
+    let spy = Spy::new();
+    assert_eq!(data_only.finish(&spy).decision, Effect::Allow);
+    // The name resolves to a private address: denied, by the destination check.
+    let mut answers = HashMap::new();
+    answers.insert(
+        "www.attacker.example".to_string(),
+        Ok(vec!["10.0.0.7".parse().unwrap()]),
+    );
+    let d = conductor_core::prepare_data_only(&p, &r, &[], &KEY).finish(&Answers(answers));
+    assert_eq!(d.decision, Effect::Deny);
+    assert_eq!(rules(&d), ["destinations.blocked.private"]);
 }
