@@ -226,32 +226,55 @@ pub(crate) fn workflow_check(
 }
 
 /// The egress maximum that applies to one destination of a call.
-pub(crate) struct Egress {
-    /// How messages name the destination (`` `host` ``).
-    pub(crate) name: String,
+pub(crate) struct Egress<'a> {
+    /// The destination (named in messages only, so only then formatted).
+    pub(crate) target: Target<'a>,
     /// The highest level that may reach it.
     pub(crate) max: usize,
     /// The id of the rule that sets `max`.
-    pub(crate) id: String,
+    pub(crate) id: &'a str,
+}
+
+/// What an [`Egress`] entry is about.
+pub(crate) enum Target<'a> {
+    /// A destination found in the call.
+    Dest(&'a Destination),
+    /// The unknown destination of a tool whose facts do not declare any.
+    Unknown(&'a str),
+}
+
+impl Target<'_> {
+    fn name(&self) -> String {
+        match self {
+            Target::Dest(d) => dest_name(d),
+            Target::Unknown(tool) => format!(
+                "the destination of `{}`, which the policy does not declare,",
+                show(tool)
+            ),
+        }
+    }
 }
 
 /// The egress maximum of a destination and the id of the rule that sets it.
-pub(crate) fn egress_of(data: &DataPolicy, d: &Destination) -> Egress {
+pub(crate) fn egress_of<'a>(data: &'a DataPolicy, d: &'a Destination) -> Egress<'a> {
     for e in &data.egress {
         if e.to.iter().any(|p| p.matches(d)) {
             return Egress {
-                name: dest_name(d),
+                target: Target::Dest(d),
                 max: e.max,
-                id: e.id.clone(),
+                id: &e.id,
             };
         }
     }
     Egress {
-        name: dest_name(d),
+        target: Target::Dest(d),
         max: data.default_egress,
-        id: "data.default_egress".into(),
+        id: DEFAULT_EGRESS,
     }
 }
+
+/// Rule id of `data.default_egress`.
+pub(crate) const DEFAULT_EGRESS: &str = "data.default_egress";
 
 fn dest_name(d: &Destination) -> String {
     if d.host.is_empty() {
@@ -265,7 +288,7 @@ fn dest_name(d: &Destination) -> String {
 /// get once they are: the first entry that matches it by name, any earlier entry
 /// with an address pattern it may match, or `default_egress` when no entry matches
 /// by name. A level above this bound is above the maximum under every answer.
-pub(crate) fn egress_bound(data: &DataPolicy, d: &Destination) -> Egress {
+pub(crate) fn egress_bound<'a>(data: &'a DataPolicy, d: &'a Destination) -> Egress<'a> {
     let mut best: Option<(usize, &str)> = None;
     let mut by_name = false;
     for e in &data.egress {
@@ -282,13 +305,13 @@ pub(crate) fn egress_bound(data: &DataPolicy, d: &Destination) -> Egress {
         }
     }
     if !by_name && best.is_none_or(|(m, _)| data.default_egress > m) {
-        best = Some((data.default_egress, "data.default_egress"));
+        best = Some((data.default_egress, DEFAULT_EGRESS));
     }
-    let (max, id) = best.unwrap_or((data.default_egress, "data.default_egress"));
+    let (max, id) = best.unwrap_or((data.default_egress, DEFAULT_EGRESS));
     Egress {
-        name: dest_name(d),
+        target: Target::Dest(d),
         max,
-        id: id.to_string(),
+        id,
     }
 }
 
@@ -347,10 +370,10 @@ pub(crate) fn data_check(
             if level > e.max {
                 denials.push(Reason {
                     check: Check::Data,
-                    rule: e.id.clone(),
+                    rule: e.id.to_string(),
                     message: format!(
                         "{what}; {} accepts at most `{}`",
-                        e.name,
+                        e.target.name(),
                         data.level_name(e.max)
                     ),
                 });
@@ -395,10 +418,10 @@ pub(crate) fn flow_check(
         if level > e.max {
             denials.push(Reason {
                 check: Check::Flow,
-                rule: e.id.clone(),
+                rule: e.id.to_string(),
                 message: format!(
                     "{what}; {} accepts at most `{}`",
-                    e.name,
+                    e.target.name(),
                     data.level_name(e.max)
                 ),
             });

@@ -13,7 +13,8 @@ use conductor_policy::{Agent, DataPolicy, Policy};
 use conductor_scan::{Finding, FingerprintKey};
 
 use crate::checks::{
-    Egress, data_check, dedup, egress_bound, egress_of, flow_check, tool_and_role, workflow_check,
+    DEFAULT_EGRESS, Egress, Target, data_check, dedup, egress_bound, egress_of, flow_check,
+    tool_and_role, workflow_check,
 };
 use crate::display;
 use crate::request::show;
@@ -129,14 +130,11 @@ impl Prepared<'_> {
 /// The egress entry of a call whose destination is unknown: `default_egress`.
 // INVARIANT: a tool whose facts do not declare `destinations` may send anywhere,
 // so its call is a call to an unknown destination (DESIGN.md, "The gate service").
-pub(crate) fn unknown_egress(data: &DataPolicy, tool: &str) -> Egress {
+pub(crate) fn unknown_egress<'a>(data: &'a DataPolicy, tool: &'a str) -> Egress<'a> {
     Egress {
-        name: format!(
-            "the destination of `{}`, which the policy does not declare,",
-            show(tool)
-        ),
+        target: Target::Unknown(tool),
         max: data.default_egress,
-        id: "data.default_egress".into(),
+        id: DEFAULT_EGRESS,
     }
 }
 
@@ -151,27 +149,31 @@ pub fn prepare<'p>(
     extra_pointers: &[String],
     key: &FingerprintKey,
 ) -> Prepared<'p> {
-    prepare_scoped(policy, request, extra_pointers, key, Scope::Full)
+    prepare_with(policy, request, extra_pointers, key, true)
 }
 
-/// Which checks a decision runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Every check.
-    Full,
-    /// A call that names nothing the policy can address (a protocol method such as
-    /// `logging/setLevel`, a client's reply to a server's request): the input,
-    /// identity, destination, data and flow checks — not tool, role or workflow.
-    DataOnly,
-}
-
-/// [`prepare`] with the checks of `scope`.
-pub fn prepare_scoped<'p>(
+/// [`prepare`] without the tool, role and workflow checks: for what a transport must
+/// decide on its data alone (a client's answer to a server request, protocol
+/// metadata) — identity, input, destination, data and flow, DNS last as always.
+///
+/// Use this rather than dropping the tool reasons of a [`prepare`]d decision: a call
+/// denied before DNS has names that were never resolved, so what is left of its
+/// reasons is not an allow.
+pub fn prepare_data_only<'p>(
     policy: &'p Policy,
     request: &Request,
     extra_pointers: &[String],
     key: &FingerprintKey,
-    scope: Scope,
+) -> Prepared<'p> {
+    prepare_with(policy, request, extra_pointers, key, false)
+}
+
+fn prepare_with<'p>(
+    policy: &'p Policy,
+    request: &Request,
+    extra_pointers: &[String],
+    key: &FingerprintKey,
+    tool_checks: bool,
 ) -> Prepared<'p> {
     let mut denials: Vec<Reason> = Vec::new();
     let mut approvals: Vec<Reason> = Vec::new();
@@ -180,6 +182,7 @@ pub fn prepare_scoped<'p>(
     // input
     let tool_ok = match tool_name_problem(tool) {
         None => true,
+        Some(_) if !tool_checks => false,
         Some(message) => {
             denials.push(Reason {
                 check: Check::Input,
@@ -212,8 +215,7 @@ pub fn prepare_scoped<'p>(
 
     // tool / role
     let action = policy.action_of(tool);
-    let addressable = scope == Scope::Full;
-    if let (Some(agent), true, true) = (agent, tool_ok, addressable) {
+    if let (Some(agent), true, true) = (agent, tool_ok, tool_checks) {
         tool_and_role(
             policy,
             agent,
@@ -226,7 +228,7 @@ pub fn prepare_scoped<'p>(
     }
 
     // workflow
-    if let Some(w) = request.workflow.as_ref().filter(|_| addressable) {
+    if let Some(w) = request.workflow.as_ref().filter(|_| tool_checks) {
         workflow_check(policy, agent, w, tool, tool_ok, &mut denials);
     }
 

@@ -276,23 +276,15 @@ impl Service {
     /// Every check of a call but DNS: its arguments, and its envelope (checked for
     /// data and destinations).
     fn stage<'p>(&self, policy: &'p Policy, request: &Request, call: &Call) -> Staged<'p> {
-        let scope = if call.data_only {
-            conductor_core::Scope::DataOnly
+        let main = if call.data_only {
+            conductor_core::prepare_data_only(policy, request, &call.pointers, &self.key)
         } else {
-            conductor_core::Scope::Full
+            conductor_core::prepare(policy, request, &call.pointers, &self.key)
         };
-        let main =
-            conductor_core::prepare_scoped(policy, request, &call.pointers, &self.key, scope);
         let envelope = call.envelope.as_ref().map(|e| {
             let mut outer = request.clone();
             outer.arguments = e.clone();
-            conductor_core::prepare_scoped(
-                policy,
-                &outer,
-                &[],
-                &self.key,
-                conductor_core::Scope::DataOnly,
-            )
+            conductor_core::prepare_data_only(policy, &outer, &[], &self.key)
         });
         Staged { main, envelope }
     }

@@ -523,7 +523,9 @@ impl DestPlan<'_> {
     /// addresses and without a verdict of their own.
     ///
     /// Only for a call that is denied anyway (by another check or another
-    /// destination): a pending name is not an allowed one.
+    /// destination): a pending name is not an allowed one. A caller that drops some
+    /// reasons of such a decision must not read what is left as an allow — decide
+    /// with the checks it wants instead (`conductor_core::prepare_data_only`).
     pub fn finish_unresolved(mut self) -> DestOutcome {
         for item in &mut self.items {
             item.pending = None;

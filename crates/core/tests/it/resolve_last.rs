@@ -346,3 +346,32 @@ proptest! {
         }
     }
 }
+
+// A data-only decision (no tool/role/workflow checks) still resolves and checks
+// every name: dropping the tool reasons of a decision made before DNS would have
+// allowed a destination nobody resolved.
+#[test]
+fn data_only_decisions_still_resolve_and_check_names() {
+    let p = policy();
+    let r = request(
+        "bot",
+        "other.reply",
+        json!({"url": "https://www.attacker.example/"}),
+        &[],
+    );
+    let full = prepare(&p, &r, &[], &KEY);
+    assert!(full.hosts_to_resolve().is_empty(), "denied by tool: no DNS");
+    let data_only = conductor_core::prepare_data_only(&p, &r, &[], &KEY);
+    assert_eq!(data_only.hosts_to_resolve(), ["www.attacker.example"]);
+    let spy = Spy::new();
+    assert_eq!(data_only.finish(&spy).decision, Effect::Allow);
+    // The name resolves to a private address: denied, by the destination check.
+    let mut answers = HashMap::new();
+    answers.insert(
+        "www.attacker.example".to_string(),
+        Ok(vec!["10.0.0.7".parse().unwrap()]),
+    );
+    let d = conductor_core::prepare_data_only(&p, &r, &[], &KEY).finish(&Answers(answers));
+    assert_eq!(d.decision, Effect::Deny);
+    assert_eq!(rules(&d), ["destinations.blocked.private"]);
+}
