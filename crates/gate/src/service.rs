@@ -602,7 +602,7 @@ fn finish(mut decision: Decision, committed: Result<(), String>, tool: &str) -> 
         Err(e) => {
             warn(&format!(
                 "cannot record the decision on `{}`; the call is refused: {e}",
-                conductor_net::canon::safe(tool)
+                conductor_types::display::shown(tool, 120)
             ));
             deny(
                 &mut decision,

@@ -223,7 +223,7 @@ impl Gate {
                             rule: RuleId::pin(&self.qualified(name)).to_string(),
                             message: format!(
                                 "the descriptor of `{}` changed during the session (first seen {first}, now {now}); calls to it are refused until the session restarts",
-                                conductor_net::canon::safe(name)
+                                conductor_types::display::shown(name, 120)
                             ),
                         });
                     }
@@ -283,22 +283,36 @@ impl Gate {
                     &[][..],
                 ),
                 MethodClass::DataOnly | MethodClass::Metadata | MethodClass::Unknown => (
-                    self.qualified(&format!("method:{method}")),
+                    if class == MethodClass::Unknown {
+                        // (Not the client's text: it may carry anything.)
+                        self.qualified("method:unknown")
+                    } else {
+                        self.qualified(&format!("method:{method}"))
+                    },
                     params.cloned().unwrap_or(json!({})),
                     Vec::new(),
                     &[][..],
                 ),
             };
-        if class == MethodClass::Unknown {
+        // INVARIANT: a method name is the client's text; it is shown only sanitized
+        // and cut, and not at all when a detector finds something in it.
+        let event = if class == MethodClass::Unknown {
             problems.push(Reason {
                 check: Check::Input,
-                rule: RuleId::method(method).to_string(),
-                message: format!(
-                    "method `{}` is not known to the gate; it is refused",
-                    conductor_net::canon::safe(method)
-                ),
+                rule: RuleId::method("unknown").to_string(),
+                message: "the method is not known to the gate; it is refused".into(),
             });
-        }
+            if self
+                .service
+                .has_findings(&Value::String(method.to_string()))
+            {
+                "unknown-method".to_string()
+            } else {
+                conductor_types::display::shown(method, 64)
+            }
+        } else {
+            method.to_string()
+        };
         // Everything else the server receives with the call — `_meta`,
         // `progressToken`, extra members, the tool or prompt name — is data too.
         let envelope = obj.map(|o| {
@@ -311,7 +325,7 @@ impl Gate {
         });
         let data_only = matches!(class, MethodClass::DataOnly | MethodClass::Metadata);
         Call {
-            event: method.to_string(),
+            event,
             tool,
             arguments,
             pointers,
@@ -367,7 +381,7 @@ impl Gate {
         let call = self.call_for(method, params);
         conductor_gate::warn(&format!(
             "dropped a `{}` notification (no `id`): decided methods must be requests",
-            conductor_net::canon::safe(method)
+            conductor_types::display::shown(method, 64)
         ));
         let _ = self.service.refuse_blocking(
             &self.subject,
@@ -376,7 +390,7 @@ impl Gate {
                 "request.id",
                 format!(
                     "`{}` sent as a notification (no `id`) cannot be answered; it was not forwarded",
-                    conductor_net::canon::safe(method)
+                    conductor_types::display::shown(method, 64)
                 ),
             ),
         );
@@ -430,7 +444,7 @@ impl Gate {
                         "description".into(),
                         Value::String(format!(
                             "[conductor: the descriptor of `{}` changed during this session; calls to it are refused]",
-                            conductor_net::canon::safe(&name)
+                            conductor_types::display::shown(&name, 120)
                         )),
                     );
                     changed_any = true;
