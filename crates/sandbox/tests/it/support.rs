@@ -157,3 +157,85 @@ pub fn peers() -> Option<PathBuf> {
     eprintln!("SKIPPED: `.peers` is missing; run `bash scripts/setup-peers.sh`");
     None
 }
+
+/// An MCP session over the sandboxed server's stdio (2025-11-25 handshake).
+pub struct Mcp {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    next_id: u64,
+    _guard: conductor_sandbox::SandboxGuard,
+}
+
+impl Mcp {
+    pub async fn start(command: &[String], profile: &Profile, egress: Egress) -> Mcp {
+        use tokio::io::AsyncBufReadExt;
+        let (mut child, guard) = conductor_sandbox::spawn(&init(), command, profile, egress)
+            .await
+            .unwrap();
+        let stdin = child.stdin.take();
+        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut m = Mcp {
+            child,
+            stdin,
+            lines,
+            next_id: 1,
+            _guard: guard,
+        };
+        let init = m
+            .request(
+                "initialize",
+                serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                                   "clientInfo": {"name": "sandbox-test", "version": "1"}}),
+            )
+            .await;
+        assert!(init.get("result").is_some(), "initialize failed: {init}");
+        m.send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        m
+    }
+
+    async fn send(&mut self, v: serde_json::Value) {
+        let mut line = v.to_string();
+        line.push('\n');
+        self.stdin.as_mut().unwrap().write_all(line.as_bytes()).await.unwrap();
+    }
+
+    pub async fn request(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
+        let wait = async {
+            loop {
+                let line = self.lines.next_line().await.unwrap().expect("the server closed its output");
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                if v.get("id") == Some(&serde_json::json!(id)) {
+                    return v;
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+            .await
+            .expect("no answer within 60 s")
+    }
+
+    /// `tools/call`: (is_error, text of the content).
+    pub async fn call(&mut self, tool: &str, arguments: serde_json::Value) -> (bool, String) {
+        let r = self
+            .request("tools/call", serde_json::json!({"name": tool, "arguments": arguments}))
+            .await;
+        let result = &r["result"];
+        let text = result["content"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["text"].as_str()).collect::<Vec<_>>().join("\n"))
+            .unwrap_or_else(|| r.to_string());
+        (result["isError"].as_bool().unwrap_or(r.get("error").is_some()), text)
+    }
+
+    pub async fn close(mut self) {
+        drop(self.stdin.take());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.child.wait()).await;
+        let _ = self.child.start_kill();
+    }
+}
