@@ -20,7 +20,12 @@ pub fn send(sock: impl AsFd, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> io::Re
             return Err(io::Error::other("cannot attach the descriptor"));
         }
     }
-    let mut sent = rustix::net::sendmsg(&sock, &[IoSlice::new(bytes)], &mut cmsg, SendFlags::NOSIGNAL)?;
+    let mut sent = rustix::net::sendmsg(
+        &sock,
+        &[IoSlice::new(bytes)],
+        &mut cmsg,
+        SendFlags::NOSIGNAL,
+    )?;
     // The descriptor went with the first part; send what is left plainly.
     while sent < bytes.len() {
         let rest = bytes.get(sent..).unwrap_or_default();
@@ -60,7 +65,11 @@ pub fn recv_line(sock: impl AsFd) -> io::Result<Option<(Vec<u8>, Option<OwnedFd>
         }
         let n = r.bytes;
         if n == 0 {
-            return Ok(if out.is_empty() { None } else { Some((out, received)) });
+            return Ok(if out.is_empty() {
+                None
+            } else {
+                Some((out, received))
+            });
         }
         out.extend_from_slice(buf.get(..n).unwrap_or_default());
         if out.ends_with(b"\n") {

@@ -56,7 +56,14 @@ pub fn main() -> ! {
     let code = match stage1(&control) {
         Ok(code) => code,
         Err(f) => {
-            report(&control, &Reply::Err { layer: f.layer, reason: f.reason }, None);
+            report(
+                &control,
+                &Reply::Err {
+                    layer: f.layer,
+                    reason: f.reason,
+                },
+                None,
+            );
             1
         }
     };
@@ -118,7 +125,14 @@ fn stage1(control: &UnixStream) -> Result<i32, Failure> {
             let code = match pid1(control, &config) {
                 Ok(code) => code,
                 Err(f) => {
-                    report(control, &Reply::Err { layer: f.layer, reason: f.reason }, None);
+                    report(
+                        control,
+                        &Reply::Err {
+                            layer: f.layer,
+                            reason: f.reason,
+                        },
+                        None,
+                    );
                     1
                 }
             };
@@ -174,7 +188,14 @@ fn pid1(control: &UnixStream, config: &InitConfig) -> Result<i32, Failure> {
         .envs(config.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&config.cwd);
     let proxy = format!("http://127.0.0.1:{port}");
-    for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"] {
+    for name in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
         command.env(name, &proxy);
     }
     command.env("NO_PROXY", "").env("no_proxy", "");
@@ -184,7 +205,11 @@ fn pid1(control: &UnixStream, config: &InitConfig) -> Result<i32, Failure> {
         Err(e) => {
             return Err(Failure {
                 layer: Layer::Start,
-                reason: format!("cannot start `{}`: {}", config.program.display(), reason(&e)),
+                reason: format!(
+                    "cannot start `{}`: {}",
+                    config.program.display(),
+                    reason(&e)
+                ),
             });
         }
     };
@@ -236,12 +261,21 @@ fn build_root(config: &InitConfig) -> Result<(), Failure> {
     use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
     let fs = |e: rustix::io::Errno| fail(Layer::Filesystem)(e.into());
     let fsio = fail(Layer::Filesystem);
-    rustix::mount::mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
-        .map_err(fs)?;
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .map_err(fs)?;
     // A tmpfs on /tmp becomes the new root; the old root moves to /oldroot below it.
     let base = Path::new("/tmp");
-    rustix::mount::mount("tmpfs", base, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, Some(c"mode=0755"))
-        .map_err(fs)?;
+    rustix::mount::mount(
+        "tmpfs",
+        base,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        Some(c"mode=0755"),
+    )
+    .map_err(fs)?;
     std::env::set_current_dir(base).map_err(&fsio)?;
     std::fs::create_dir("newroot").map_err(&fsio)?;
     std::fs::create_dir("oldroot").map_err(&fsio)?;
@@ -377,7 +411,13 @@ fn apply_landlock(config: &InitConfig, port: u16) -> Result<String, Failure> {
         rules.push((p, all));
     }
     rules.push((Path::new("/proc"), read | AccessFs::WriteFile));
-    for dev in ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"] {
+    for dev in [
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/random",
+        "/dev/urandom",
+    ] {
         rules.push((
             Path::new(dev),
             AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::IoctlDev,
@@ -411,4 +451,3 @@ fn apply_landlock(config: &InitConfig, port: u16) -> Result<String, Failure> {
     }
     Ok(what.into())
 }
-

@@ -105,17 +105,31 @@ impl InitProgram {
     }
 }
 
+/// Where the proxy gets the policy in force (called per connection, so a reloaded
+/// policy applies to the next connection).
+pub type PolicySource = Arc<dyn Fn() -> Arc<conductor_policy::Policy> + Send + Sync>;
+
 /// What the egress proxy needs: the policy whose `destinations:` and `data:` decide,
 /// the resolver (the CLI's, honouring `--resolve`/`--no-dns`), the audit store, and
 /// who the connections are recorded for.
 pub struct Egress {
-    pub policy: Arc<conductor_policy::Policy>,
+    pub policy: PolicySource,
     pub resolver: Arc<dyn conductor_net::Resolver + Send + Sync>,
     pub audit: Arc<conductor_audit::AuditStore>,
     pub key: Arc<conductor_scan::FingerprintKey>,
     pub agent: String,
     pub server: String,
     pub workflow: Option<String>,
+    /// The session the server belongs to (for the audit records).
+    pub session: Option<String>,
+}
+
+impl Egress {
+    /// A fixed policy as a [`PolicySource`].
+    pub fn fixed(policy: conductor_policy::Policy) -> PolicySource {
+        let p = Arc::new(policy);
+        Arc::new(move || Arc::clone(&p))
+    }
 }
 
 /// The in-sandbox init's entry point (the hidden subcommand). Never returns.
@@ -133,7 +147,9 @@ pub(crate) enum MountKind {
     Device,
     Tmpfs,
     Proc,
-    Symlink { to: PathBuf },
+    Symlink {
+        to: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -274,7 +290,9 @@ fn handshake(
         .map_err(|e| init_err(format!("cannot send the configuration: {e}")))?;
     let got = fdpass::recv_line(sock).map_err(|e| init_err(format!("no answer: {e}")))?;
     let Some((line, fd)) = got else {
-        return Err(init_err("the sandbox init exited before it reported".into()));
+        return Err(init_err(
+            "the sandbox init exited before it reported".into(),
+        ));
     };
     let reply: Reply = serde_json::from_slice(&line)
         .map_err(|e| init_err(format!("unreadable answer from the sandbox init: {e}")))?;
@@ -317,7 +335,10 @@ pub async fn check(init: &InitProgram) -> CheckReport {
                 missing: if ok {
                     None
                 } else {
-                    Some((Layer::Start.name().into(), "`true` failed in the sandbox".into()))
+                    Some((
+                        Layer::Start.name().into(),
+                        "`true` failed in the sandbox".into(),
+                    ))
                 },
                 landlock_abi: guard.ready.landlock_abi,
                 landlock: guard.ready.landlock.clone(),
@@ -333,4 +354,3 @@ pub async fn check(init: &InitProgram) -> CheckReport {
         },
     }
 }
-

@@ -53,9 +53,8 @@ impl Profile {
     /// file's directory.
     pub fn load(path: &Path) -> Result<Profile, SandboxError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            layer_error(Layer::Profile, format!("cannot read `{shown}`: {e}"))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| layer_error(Layer::Profile, format!("cannot read `{shown}`: {e}")))?;
         let raw: RawProfile = serde_saphyr::from_str(&text)
             .map_err(|e| layer_error(Layer::Profile, format!("`{shown}`: {e}")))?;
         if raw.version != 1 {
@@ -91,7 +90,9 @@ impl Profile {
     }
 }
 
-const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"];
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32",
+];
 
 /// The `/etc` entries a server may need (libraries, users, TLS roots, time zone). Not
 /// `resolv.conf`: there is no DNS inside.
@@ -119,7 +120,13 @@ const ETC: &[&str] = &[
     "/etc/python3",
 ];
 
-const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
+const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+];
 
 struct Builder {
     mounts: Vec<Mount>,
@@ -160,7 +167,9 @@ impl Builder {
             return;
         }
         match std::fs::symlink_metadata(p) {
-            Ok(m) if m.file_type().is_symlink() && SYSTEM_DIRS.iter().any(|d| Path::new(d) == p) => {
+            Ok(m)
+                if m.file_type().is_symlink() && SYSTEM_DIRS.iter().any(|d| Path::new(d) == p) =>
+            {
                 if let Ok(to) = std::fs::read_link(p) {
                     self.add(PathBuf::new(), p.to_path_buf(), MountKind::Symlink { to });
                 }
@@ -189,7 +198,11 @@ fn install_root(p: &Path) -> Option<PathBuf> {
 }
 
 fn lexical_abs(p: &Path, cwd: &Path) -> PathBuf {
-    let joined = if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    };
     let mut out = PathBuf::new();
     for c in joined.components() {
         match c {
@@ -277,7 +290,11 @@ pub(crate) fn plan(command: &[String], profile: &Profile) -> Result<InitConfig, 
         ("/dev/stdout", "/proc/self/fd/1"),
         ("/dev/stderr", "/proc/self/fd/2"),
     ] {
-        b.add(PathBuf::new(), link.into(), MountKind::Symlink { to: to.into() });
+        b.add(
+            PathBuf::new(),
+            link.into(),
+            MountKind::Symlink { to: to.into() },
+        );
     }
     b.add(PathBuf::new(), "/tmp".into(), MountKind::Tmpfs);
     if let Some(h) = &home {
@@ -297,7 +314,9 @@ pub(crate) fn plan(command: &[String], profile: &Profile) -> Result<InitConfig, 
     }
     let mut roots = Vec::new();
     for p in &programs {
-        let Some(root) = install_root(p) else { continue };
+        let Some(root) = install_root(p) else {
+            continue;
+        };
         // A program directly in a home or `~/.local/bin`: only the file, never the home.
         let too_wide = root == Path::new("/")
             || home
@@ -368,7 +387,10 @@ pub(crate) fn plan(command: &[String], profile: &Profile) -> Result<InitConfig, 
     for r in roots {
         wanted.push((r, MountKind::ReadOnly));
     }
-    for (list, kind) in [(&profile.read, MountKind::ReadOnly), (&profile.write, MountKind::ReadWrite)] {
+    for (list, kind) in [
+        (&profile.read, MountKind::ReadOnly),
+        (&profile.write, MountKind::ReadWrite),
+    ] {
         for p in list {
             let abs = lexical_abs(p, &cwd);
             if !abs.exists() {
@@ -408,16 +430,25 @@ pub(crate) fn plan(command: &[String], profile: &Profile) -> Result<InitConfig, 
     }
     let visible = |p: &Path| {
         mounts.iter().any(|m| {
-            matches!(m.kind, MountKind::ReadOnly | MountKind::ReadWrite | MountKind::Tmpfs)
-                && m.target != Path::new("/dev")
-                && p.starts_with(&m.target)
+            // A private tmpfs (`/tmp`, the home) is empty inside: not the host's cwd.
+            matches!(m.kind, MountKind::ReadOnly | MountKind::ReadWrite) && p.starts_with(&m.target)
         })
     };
-    let inner_cwd = if visible(&cwd) { cwd.clone() } else { PathBuf::from("/") };
+    let inner_cwd = if visible(&cwd) {
+        cwd.clone()
+    } else {
+        PathBuf::from("/")
+    };
 
     let mut env: Vec<(String, String)> = Vec::new();
-    let exe_dir = exe.parent().map(|d| d.display().to_string()).unwrap_or_default();
-    env.push(("PATH".into(), format!("{exe_dir}:/usr/local/bin:/usr/bin:/bin")));
+    let exe_dir = exe
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    env.push((
+        "PATH".into(),
+        format!("{exe_dir}:/usr/local/bin:/usr/bin:/bin"),
+    ));
     env.push(("TMPDIR".into(), "/tmp".into()));
     if let Some(h) = &home {
         env.push(("HOME".into(), h.display().to_string()));

@@ -85,7 +85,10 @@ async fn respond(client: &mut TcpStream, r: &Refusal) {
         502 => "Bad Gateway",
         _ => "Error",
     };
-    let body = format!("conductor egress proxy: refused ({}): {}\n", r.rule, r.message);
+    let body = format!(
+        "conductor egress proxy: refused ({}): {}\n",
+        r.rule, r.message
+    );
     let head = format!(
         "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nX-Conductor-Rule: {}\r\n\r\n",
         r.status,
@@ -98,7 +101,9 @@ async fn respond(client: &mut TcpStream, r: &Refusal) {
 }
 
 fn header_safe(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').collect()
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .collect()
 }
 
 /// A parsed request or response head.
@@ -185,7 +190,10 @@ fn parse_head(bytes: &[u8], request: bool) -> Result<Head, Refusal> {
         {
             return Err(bad("a header name is not a token"));
         }
-        headers.push((name.to_string(), value.trim_matches([' ', '\t']).to_string()));
+        headers.push((
+            name.to_string(),
+            value.trim_matches([' ', '\t']).to_string(),
+        ));
     }
     if first.contains(['\r', '\n', '\0', '\t']) {
         return Err(bad("the first line contains a control character"));
@@ -202,7 +210,10 @@ fn parse_head(bytes: &[u8], request: bool) -> Result<Head, Refusal> {
         if !a.bytes().all(|x| x.is_ascii_uppercase()) {
             return Err(bad("the method is not an uppercase token"));
         }
-    } else if !(a == "HTTP/1.1" || a == "HTTP/1.0") || b.len() != 3 || !b.bytes().all(|x| x.is_ascii_digit()) {
+    } else if !(a == "HTTP/1.1" || a == "HTTP/1.0")
+        || b.len() != 3
+        || !b.bytes().all(|x| x.is_ascii_digit())
+    {
         return Err(bad("the status line is not `HTTP/1.x NNN reason`"));
     }
     Ok(Head {
@@ -222,7 +233,8 @@ struct Checked {
 async fn check_destination(egress: &Arc<Egress>, literal: String) -> Checked {
     let e = Arc::clone(egress);
     let r = tokio::task::spawn_blocking(move || {
-        let outcome = e.policy.destinations().evaluate(
+        let policy = (e.policy)();
+        let outcome = policy.destinations().evaluate(
             &Value::Null,
             &[],
             std::slice::from_ref(&literal),
@@ -260,7 +272,7 @@ async fn record(
     let record = conductor_audit::NewRecord {
         event: "egress".into(),
         agent: egress.agent.clone(),
-        session: None,
+        session: egress.session.clone(),
         workflow: egress.workflow.clone(),
         server: Some(egress.server.clone()),
         tool: format!("{}.egress", egress.server),
@@ -275,7 +287,7 @@ async fn record(
         destinations: serde_json::to_value(destination.map(std::slice::from_ref).unwrap_or_default())
             .unwrap_or(Value::Null),
         findings: serde_json::to_value(findings).unwrap_or(Value::Null),
-        policy: egress.policy.sha256().to_string(),
+        policy: (egress.policy)().sha256().to_string(),
         request_digest: conductor_audit::request_digest(&request),
         arguments: Some(request),
         latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -378,12 +390,26 @@ async fn tunnel(
     let checked = check_destination(egress, format!("https://{target}")).await;
     let mut reasons = destination_reasons(&checked);
     if !reasons.is_empty() {
-        record(egress, "connect", &target, None, checked.destination.as_ref(), &reasons, &[], started).await?;
+        record(
+            egress,
+            "connect",
+            &target,
+            None,
+            checked.destination.as_ref(),
+            &reasons,
+            &[],
+            started,
+        )
+        .await?;
         let (rule, message) = first_reason(&reasons);
         return Err(refusal(403, &rule, message));
     }
     let Some(dest) = checked.destination.clone() else {
-        return Err(refusal(403, "egress.internal", "the destination could not be checked"));
+        return Err(refusal(
+            403,
+            "egress.internal",
+            "the destination could not be checked",
+        ));
     };
     client
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -398,7 +424,11 @@ async fn tunnel(
             None
         }
         Err(_) => {
-            reasons.push(("destination".into(), "egress.tls".into(), "no TLS ClientHello arrived in time".into()));
+            reasons.push((
+                "destination".into(),
+                "egress.tls".into(),
+                "no TLS ClientHello arrived in time".into(),
+            ));
             None
         }
     };
@@ -426,13 +456,26 @@ async fn tunnel(
                     reasons.push((
                         "destination".into(),
                         "egress.sni-missing".into(),
-                        format!("the TLS ClientHello names no server, but the CONNECT host is `{}`", dest.host),
+                        format!(
+                            "the TLS ClientHello names no server, but the CONNECT host is `{}`",
+                            dest.host
+                        ),
                     ));
                 }
             }
         }
     }
-    record(egress, "connect", &target, sni.as_deref(), Some(&dest), &reasons, &[], started).await?;
+    record(
+        egress,
+        "connect",
+        &target,
+        sni.as_deref(),
+        Some(&dest),
+        &reasons,
+        &[],
+        started,
+    )
+    .await?;
     if !reasons.is_empty() {
         // The 200 is gone already: the TLS client sees the connection close.
         let _ = client.shutdown().await;
@@ -460,13 +503,18 @@ fn first_reason(reasons: &[(String, String, String)]) -> (String, String) {
 }
 
 /// Read the first TLS record (the ClientHello) into `buf` and return its server name.
-async fn read_client_hello(client: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<String>, String> {
+async fn read_client_hello(
+    client: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<Option<String>, String> {
     while buf.len() < 5 {
         read_more(client, buf).await?;
     }
     let first = buf.first().copied().unwrap_or(0);
     if first != 0x16 {
-        return Err("only TLS may pass through CONNECT (the first bytes are not a TLS handshake)".into());
+        return Err(
+            "only TLS may pass through CONNECT (the first bytes are not a TLS handshake)".into(),
+        );
     }
     let len = usize::from(u16::from_be_bytes([
         buf.get(3).copied().unwrap_or(0),
@@ -527,12 +575,20 @@ async fn plain(
         ));
     };
     if target.contains(['\\', '#']) {
-        return Err(refusal(400, "egress.malformed", "the target contains `\\` or `#`"));
+        return Err(refusal(
+            400,
+            "egress.malformed",
+            "the target contains `\\` or `#`",
+        ));
     }
     let split = after.find(['/', '?']).unwrap_or(after.len());
     let (authority, raw_path) = after.split_at(split);
     if authority.contains('@') {
-        return Err(refusal(400, "egress.malformed", "userinfo in a proxy request is refused"));
+        return Err(refusal(
+            400,
+            "egress.malformed",
+            "userinfo in a proxy request is refused",
+        ));
     }
     let path = if raw_path.is_empty() {
         "/".to_string()
@@ -570,7 +626,11 @@ async fn plain(
             }
         }
         None if head.line[2] == "HTTP/1.1" => {
-            return Err(refusal(400, "egress.malformed", "an HTTP/1.1 request needs a `Host` header"));
+            return Err(refusal(
+                400,
+                "egress.malformed",
+                "an HTTP/1.1 request needs a `Host` header",
+            ));
         }
         None => {}
     }
@@ -589,7 +649,11 @@ async fn plain(
         Some(_) => return Err(refusal(400, "egress.malformed", "invalid `Content-Length`")),
     };
     if length > MAX_BODY {
-        return Err(refusal(413, "egress.body-limit", "the request body is too large to be checked"));
+        return Err(refusal(
+            413,
+            "egress.body-limit",
+            "the request body is too large to be checked",
+        ));
     }
     if reasons.is_empty() && length > body.len() {
         if head
@@ -605,7 +669,11 @@ async fn plain(
                 .map_err(|_| refusal(400, "egress.timeout", "the request body did not arrive"))?
                 .map_err(|_| refusal(400, "egress.closed", "the client went away"))?;
             if n == 0 {
-                return Err(refusal(400, "egress.closed", "the request body is shorter than its length"));
+                return Err(refusal(
+                    400,
+                    "egress.closed",
+                    "the request body is shorter than its length",
+                ));
             }
             body.extend_from_slice(chunk.get(..n).unwrap_or_default());
         }
@@ -625,7 +693,8 @@ async fn plain(
             let e = Arc::clone(egress);
             let d2 = d.clone();
             let r = tokio::task::spawn_blocking(move || {
-                let data = e.policy.data();
+                let policy = (e.policy)();
+                let data = policy.data();
                 let found = data.scanner.scan(&scanned, &e.key);
                 let (max, rule) = egress_of(data, &d2);
                 let mut denials = Vec::new();
@@ -655,18 +724,36 @@ async fn plain(
                     findings = found;
                     reasons.extend(denials);
                 }
-                Err(_) => reasons.push(("data".into(), "egress.internal".into(), "the data check did not finish".into())),
+                Err(_) => reasons.push((
+                    "data".into(),
+                    "egress.internal".into(),
+                    "the data check did not finish".into(),
+                )),
             }
         }
     }
     let shown_target = origin.clone();
-    record(egress, &method.to_lowercase(), &shown_target, None, dest.as_ref(), &reasons, &findings, started).await?;
+    record(
+        egress,
+        &method.to_lowercase(),
+        &shown_target,
+        None,
+        dest.as_ref(),
+        &reasons,
+        &findings,
+        started,
+    )
+    .await?;
     if !reasons.is_empty() {
         let (rule, message) = first_reason(&reasons);
         return Err(refusal(403, &rule, message));
     }
     let Some(dest) = dest else {
-        return Err(refusal(403, "egress.internal", "the destination could not be checked"));
+        return Err(refusal(
+            403,
+            "egress.internal",
+            "the destination could not be checked",
+        ));
     };
     let mut upstream = connect_pinned(&dest, 80).await?;
 
@@ -690,29 +777,49 @@ async fn plain(
         out.push_str(&format!("Host: {authority}\r\n"));
     }
     out.push_str("Connection: close\r\n\r\n");
-    upstream
-        .write_all(out.as_bytes())
-        .await
-        .map_err(|_| refusal(502, "egress.upstream", "the destination closed the connection"))?;
-    upstream
-        .write_all(&body)
-        .await
-        .map_err(|_| refusal(502, "egress.upstream", "the destination closed the connection"))?;
+    upstream.write_all(out.as_bytes()).await.map_err(|_| {
+        refusal(
+            502,
+            "egress.upstream",
+            "the destination closed the connection",
+        )
+    })?;
+    upstream.write_all(&body).await.map_err(|_| {
+        refusal(
+            502,
+            "egress.upstream",
+            "the destination closed the connection",
+        )
+    })?;
 
     // The answer: a redirect is checked before the server can follow it.
     let mut rbuf = Vec::with_capacity(8192);
     let end = match read_head(&mut upstream, &mut rbuf).await {
         Ok(Some(e)) => e,
-        _ => return Err(refusal(502, "egress.upstream", "the destination sent no valid answer")),
+        _ => {
+            return Err(refusal(
+                502,
+                "egress.upstream",
+                "the destination sent no valid answer",
+            ));
+        }
     };
-    let rhead = parse_head(rbuf.get(..end).unwrap_or_default(), false)
-        .map_err(|_| refusal(502, "egress.upstream", "the destination's answer is malformed"))?;
+    let rhead = parse_head(rbuf.get(..end).unwrap_or_default(), false).map_err(|_| {
+        refusal(
+            502,
+            "egress.upstream",
+            "the destination's answer is malformed",
+        )
+    })?;
     let status: u16 = rhead.line[1].parse().unwrap_or(0);
     if (300..400).contains(&status) {
-        if let Some(location) = rhead
-            .one("location")
-            .map_err(|_| refusal(502, "egress.redirect", "the answer has more than one `Location`"))?
-        {
+        if let Some(location) = rhead.one("location").map_err(|_| {
+            refusal(
+                502,
+                "egress.redirect",
+                "the answer has more than one `Location`",
+            )
+        })? {
             check_redirect(egress, target, location, started).await?;
         }
     }
@@ -728,7 +835,11 @@ async fn plain(
     if client.write_all(out.as_bytes()).await.is_err() {
         return Ok(());
     }
-    if client.write_all(rbuf.get(end..).unwrap_or_default()).await.is_err() {
+    if client
+        .write_all(rbuf.get(end..).unwrap_or_default())
+        .await
+        .is_err()
+    {
         return Ok(());
     }
     let _ = tokio::io::copy(&mut upstream, client).await;
@@ -745,10 +856,18 @@ async fn check_redirect(
     started: Instant,
 ) -> Result<(), Refusal> {
     let Ok(base) = url::Url::parse(base) else {
-        return Err(refusal(502, "egress.redirect", "the redirect cannot be checked"));
+        return Err(refusal(
+            502,
+            "egress.redirect",
+            "the redirect cannot be checked",
+        ));
     };
     let Ok(next) = base.join(location) else {
-        return Err(refusal(502, "egress.redirect", "the redirect target is not a valid URL"));
+        return Err(refusal(
+            502,
+            "egress.redirect",
+            "the redirect target is not a valid URL",
+        ));
     };
     let mut shown = next.clone();
     shown.set_path("/");
@@ -761,9 +880,23 @@ async fn check_redirect(
     if reasons.is_empty() {
         return Ok(());
     }
-    record(egress, "redirect", shown.as_str(), None, checked.destination.as_ref(), &reasons, &[], started).await?;
+    record(
+        egress,
+        "redirect",
+        shown.as_str(),
+        None,
+        checked.destination.as_ref(),
+        &reasons,
+        &[],
+        started,
+    )
+    .await?;
     let (rule, message) = first_reason(&reasons);
-    Err(refusal(403, &rule, format!("the answer redirects to a refused destination: {message}")))
+    Err(refusal(
+        403,
+        &rule,
+        format!("the answer redirects to a refused destination: {message}"),
+    ))
 }
 
 fn location_origin(u: &url::Url) -> String {

@@ -107,7 +107,11 @@ const SYS_PERSONALITY: u32 = 135;
 
 /// Socket families a server may open: unix, IPv4, IPv6 (the network namespace leaves
 /// only loopback for the last two).
-const ALLOWED_FAMILIES: &[u32] = &[libc::AF_UNIX as u32, libc::AF_INET as u32, libc::AF_INET6 as u32];
+const ALLOWED_FAMILIES: &[u32] = &[
+    libc::AF_UNIX as u32,
+    libc::AF_INET as u32,
+    libc::AF_INET6 as u32,
+];
 
 /// `clone` flags that create namespaces.
 const NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWUSER
@@ -173,7 +177,11 @@ pub fn program() -> Vec<SockFilter> {
     for (_, nr) in DENIED {
         on_syscall(&mut p, *nr, vec![stmt(BPF_RET_K, errno(libc::EPERM))]);
     }
-    on_syscall(&mut p, SYS_CLONE3, vec![stmt(BPF_RET_K, errno(libc::ENOSYS))]);
+    on_syscall(
+        &mut p,
+        SYS_CLONE3,
+        vec![stmt(BPF_RET_K, errno(libc::ENOSYS))],
+    );
     on_syscall(&mut p, SYS_SOCKET, family_block());
     on_syscall(&mut p, SYS_SOCKETPAIR, family_block());
     on_syscall(

@@ -29,7 +29,9 @@ fn thread_count() -> io::Result<usize> {
 /// that does not exist in the child).
 pub fn fork() -> io::Result<Fork> {
     if thread_count()? != 1 {
-        return Err(io::Error::other("fork refused: the process has more than one thread"));
+        return Err(io::Error::other(
+            "fork refused: the process has more than one thread",
+        ));
     }
     // SAFETY: the process is single-threaded (checked above), so the child inherits no
     // lock held by another thread and may run any code, allocation included.
@@ -89,8 +91,11 @@ pub fn mount_setattr(path: &Path, set: u64, recursive: bool) -> io::Result<()> {
         propagation: 0,
         userns_fd: 0,
     };
-    let flags: libc::c_uint = if recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 }
-        | libc::AT_NO_AUTOMOUNT as libc::c_uint;
+    let flags: libc::c_uint = if recursive {
+        libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
+    } | libc::AT_NO_AUTOMOUNT as libc::c_uint;
     // SAFETY: `c` is a NUL-terminated path and `attr` a live, correctly sized
     // `struct mount_attr` for the duration of the call.
     let r = unsafe {
@@ -147,7 +152,8 @@ pub type SockFilter = libc::sock_filter;
 /// Install a seccomp BPF filter on this thread (inherited by every child). Needs
 /// `no_new_privs` (set before by the caller).
 pub fn install_seccomp(program: &[SockFilter]) -> io::Result<()> {
-    let len = u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+    let len =
+        u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
     let prog = libc::sock_fprog {
         len,
         filter: program.as_ptr().cast_mut(),

@@ -113,6 +113,8 @@ impl<'a> Reader<'a> {
     }
     fn u24(&mut self) -> Option<usize> {
         let b = self.take(3)?;
-        Some(usize::from(*b.first()?) << 16 | usize::from(*b.get(1)?) << 8 | usize::from(*b.get(2)?))
+        Some(
+            usize::from(*b.first()?) << 16 | usize::from(*b.get(1)?) << 8 | usize::from(*b.get(2)?),
+        )
     }
 }

@@ -40,15 +40,28 @@ async fn the_root_shows_only_the_system_and_the_private_tmp() {
     assert_eq!(code, 0, "{out}");
     let mut parts = out.split("---\n");
     let root: Vec<&str> = parts.next().unwrap().lines().collect();
-    for absent in ["home", "run", "var", "sys", "work", "mnt", "opt", "srv", "boot"] {
+    for absent in [
+        "home", "run", "var", "sys", "work", "mnt", "opt", "srv", "boot",
+    ] {
         assert!(!root.contains(&absent), "`/{absent}` is visible: {root:?}");
     }
     for present in ["usr", "etc", "proc", "dev", "tmp"] {
         assert!(root.contains(&present), "`/{present}` is missing: {root:?}");
     }
-    assert_eq!(parts.next().unwrap().trim(), "", "the private /tmp is not empty");
+    assert_eq!(
+        parts.next().unwrap().trim(),
+        "",
+        "the private /tmp is not empty"
+    );
     let status = parts.next().unwrap();
-    for line in ["CapEff:\t0000000000000000", "CapPrm:\t0000000000000000", "CapBnd:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"] {
+    for line in [
+        "CapEff:\t0000000000000000",
+        "CapPrm:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "CapAmb:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+    ] {
         assert!(status.contains(line), "`{line}` missing in {status}");
     }
 }
@@ -72,13 +85,33 @@ async fn escape_probes_are_refused() {
     let seen: HashMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
     let expect = |name: &str, allowed: &[&str]| {
         let got = seen.get(name).copied().unwrap_or("<missing>");
-        assert!(allowed.contains(&got), "probe `{name}`: got `{got}`, expected one of {allowed:?}\n{out}");
+        assert!(
+            allowed.contains(&got),
+            "probe `{name}`: got `{got}`, expected one of {allowed:?}\n{out}"
+        );
     };
     for name in [
-        "ptrace", "ptrace_attach", "process_vm_readv", "io_uring_setup", "bpf", "unshare_user",
-        "unshare_net", "clone_newuser", "setns", "mount", "umount", "chroot", "keyctl",
-        "kexec_load", "perf_event_open", "userfaultfd", "x32_getpid", "socket_netlink",
-        "socket_packet", "socket_vsock", "socketpair_netlink",
+        "ptrace",
+        "ptrace_attach",
+        "process_vm_readv",
+        "io_uring_setup",
+        "bpf",
+        "unshare_user",
+        "unshare_net",
+        "clone_newuser",
+        "setns",
+        "mount",
+        "umount",
+        "chroot",
+        "keyctl",
+        "kexec_load",
+        "perf_event_open",
+        "userfaultfd",
+        "x32_getpid",
+        "socket_netlink",
+        "socket_packet",
+        "socket_vsock",
+        "socketpair_netlink",
     ] {
         expect(name, &["EPERM"]);
     }
@@ -90,7 +123,11 @@ async fn escape_probes_are_refused() {
     expect("dns", &["refused"]);
     // The host's processes do not exist here; pid 1 is the sandbox's init.
     expect("host_proc_environ", &["ENOENT", "EACCES"]);
-    assert!(seen.get("pid1").is_some_and(|c| c.contains("conductor-sandbox-init")), "{out}");
+    assert!(
+        seen.get("pid1")
+            .is_some_and(|c| c.contains("conductor-sandbox-init")),
+        "{out}"
+    );
     for name in ["etc_shadow", "docker_sock", "dbus", "home_ssh"] {
         expect(name, &["ENOENT"]);
     }

@@ -10,7 +10,11 @@ use crate::support::{Fixed, Mcp, World, peers};
 
 fn fetch_command(peers: &std::path::Path, extra: &[&str]) -> Vec<String> {
     let mut c = vec![
-        peers.join("venv/bin/mcp-server-fetch").to_str().unwrap().to_string(),
+        peers
+            .join("venv/bin/mcp-server-fetch")
+            .to_str()
+            .unwrap()
+            .to_string(),
         "--ignore-robots-txt".into(),
         "--allow-private-ips".into(),
     ];
@@ -33,22 +37,45 @@ async fn fetch_server_reaches_only_what_the_proxy_allows() {
     let w = World::new(loopback_policy(), resolver.clone());
     let mut mcp = Mcp::start(&fetch_command(&peers, &[]), &Profile::default(), w.egress()).await;
 
-    let (err, text) = mcp.call("fetch", fetch_args(&format!("http://allowed.test:{p}/page"))).await;
-    assert!(!err && text.contains("hello from /page"), "allowed fetch failed: {text}");
+    let (err, text) = mcp
+        .call(
+            "fetch",
+            fetch_args(&format!("http://allowed.test:{p}/page")),
+        )
+        .await;
+    assert!(
+        !err && text.contains("hello from /page"),
+        "allowed fetch failed: {text}"
+    );
 
-    let (err, text) = mcp.call("fetch", fetch_args("http://169.254.169.254/latest/meta-data/")).await;
+    let (err, text) = mcp
+        .call(
+            "fetch",
+            fetch_args("http://169.254.169.254/latest/meta-data/"),
+        )
+        .await;
     assert!(err, "the metadata address was fetched: {text}");
 
     // Rebinding: the first lookup gives the test server, the second the metadata address.
-    let (err, text) = mcp.call("fetch", fetch_args(&format!("http://rebind.test:{p}/one"))).await;
+    let (err, text) = mcp
+        .call("fetch", fetch_args(&format!("http://rebind.test:{p}/one")))
+        .await;
     assert!(!err && text.contains("hello from /one"), "{text}");
-    let (err, text) = mcp.call("fetch", fetch_args(&format!("http://rebind.test:{p}/two"))).await;
+    let (err, text) = mcp
+        .call("fetch", fetch_args(&format!("http://rebind.test:{p}/two")))
+        .await;
     assert!(err, "the rebound name was fetched: {text}");
 
     let (err, text) = mcp
-        .call("fetch", fetch_args(&format!("http://allowed.test:{p}/redirect-metadata")))
+        .call(
+            "fetch",
+            fetch_args(&format!("http://allowed.test:{p}/redirect-metadata")),
+        )
         .await;
-    assert!(err, "the redirect to the metadata address was followed: {text}");
+    assert!(
+        err,
+        "the redirect to the metadata address was followed: {text}"
+    );
     mcp.close().await;
 
     let seen = server.seen.lock().unwrap().clone();
@@ -57,7 +84,10 @@ async fn fetch_server_reaches_only_what_the_proxy_allows() {
     let denied: Vec<_> = records.iter().filter(|r| r.0 == "deny").collect();
     assert_eq!(denied.len(), 3, "{records:?}");
     for r in denied {
-        assert!(r.1.contains(&"destinations.blocked.cloud-metadata".to_string()), "{r:?}");
+        assert!(
+            r.1.contains(&"destinations.blocked.cloud-metadata".to_string()),
+            "{r:?}"
+        );
     }
     assert_eq!(resolver.lookups("rebind.test"), 2);
 }
@@ -78,7 +108,9 @@ async fn fetch_server_that_ignores_the_proxy_reaches_nothing() {
         w.egress(),
     )
     .await;
-    let (err, text) = mcp.call("fetch", fetch_args(&format!("http://127.0.0.1:{p}/direct"))).await;
+    let (err, text) = mcp
+        .call("fetch", fetch_args(&format!("http://127.0.0.1:{p}/direct")))
+        .await;
     assert!(err, "a direct connection left the sandbox: {text}");
     mcp.close().await;
 
@@ -92,5 +124,8 @@ async fn fetch_server_that_ignores_the_proxy_reaches_nothing() {
     assert!(err, "{text}");
     mcp.close().await;
     assert!(server.seen.lock().unwrap().is_empty());
-    assert!(w.egress_records().is_empty(), "the proxy was used after all");
+    assert!(
+        w.egress_records().is_empty(),
+        "the proxy was used after all"
+    );
 }

@@ -33,24 +33,45 @@ async fn filesystem_server_sees_only_the_listed_directory() {
     let (err, text) = mcp.call("read_text_file", json!({"path": inside})).await;
     assert!(!err && text.contains("inside"), "{text}");
     let (err, text) = mcp
-        .call("write_file", json!({"path": listed.path().join("new.txt"), "content": "written"}))
+        .call(
+            "write_file",
+            json!({"path": listed.path().join("new.txt"), "content": "written"}),
+        )
         .await;
     assert!(!err, "{text}");
-    assert_eq!(std::fs::read_to_string(listed.path().join("new.txt")).unwrap(), "written");
+    assert_eq!(
+        std::fs::read_to_string(listed.path().join("new.txt")).unwrap(),
+        "written"
+    );
 
     let outside = unlisted.path().join("outside.txt");
     let (err, text) = mcp.call("read_text_file", json!({"path": outside})).await;
-    assert!(err && !text.contains("outside\n") && text != "outside", "an unlisted file was read: {text}");
+    assert!(
+        err && !text.contains("outside\n") && text != "outside",
+        "an unlisted file was read: {text}"
+    );
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let (err, text) = mcp.call("list_directory", json!({"path": home})).await;
-    assert!(!text.contains(".ssh") && !text.contains(".aws"), "the home shows {text}");
+    assert!(
+        !text.contains(".ssh") && !text.contains(".aws"),
+        "the home shows {text}"
+    );
     let _ = err;
     let (_, text) = mcp
         .call("get_file_info", json!({"path": format!("{home}/.ssh")}))
         .await;
-    assert!(text.to_lowercase().contains("no such file") || text.contains("ENOENT"), "{text}");
+    assert!(
+        text.to_lowercase().contains("no such file") || text.contains("ENOENT"),
+        "{text}"
+    );
     let (_, text) = mcp.call("list_directory", json!({"path": "/"})).await;
-    for absent in ["[DIR] home", "[DIR] var", "[DIR] run", "[DIR] sys", "[DIR] mnt"] {
+    for absent in [
+        "[DIR] home",
+        "[DIR] var",
+        "[DIR] run",
+        "[DIR] sys",
+        "[DIR] mnt",
+    ] {
         assert!(!text.contains(absent), "`/` shows {absent}: {text}");
     }
     // The server's own install is visible, and nothing beside it: the checkout that

@@ -53,37 +53,61 @@ fn serve_one(stream: std::net::TcpStream, seen: &Mutex<Vec<String>>) {
     }
     let mut body = vec![0u8; length];
     let _ = reader.read_exact(&mut body);
-    seen.lock().unwrap().push(format!("{}{}", line.trim_end(), String::from_utf8_lossy(&body)));
+    seen.lock().unwrap().push(format!(
+        "{}{}",
+        line.trim_end(),
+        String::from_utf8_lossy(&body)
+    ));
     let path = line.split(' ').nth(1).unwrap_or("/").to_string();
     let mut w = stream;
     let response = if path == "/redirect-metadata" {
         "HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest/meta-data/\r\nContent-Length: 0\r\n\r\n".to_string()
     } else if path == "/big" {
         let body = "x".repeat(1 << 20);
-        format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
     } else {
         let body = format!("hello from {path}");
-        format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
     };
     let _ = w.write_all(response.as_bytes());
 }
 
 pub fn loopback_policy() -> conductor_policy::Policy {
-    policy("  allow: [\"*\"]\n  permit: [loopback]\ndata:\n  labels:\n    credentials: {level: secret, detect: [secrets]}\n  default_egress: public")
+    policy(
+        "  allow: [\"*\"]\n  permit: [loopback]\ndata:\n  labels:\n    credentials: {level: secret, detect: [secrets]}\n  default_egress: public",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_reaches_an_allowed_name_through_the_proxy() {
     let server = TestServer::start();
-    let w = World::new(loopback_policy(), Fixed::default().with("allowed.test", &[&["127.0.0.1"]]));
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
     let url = format!("http://allowed.test:{}/page", server.port);
-    let (out, code) = run(&sh(&format!("curl -sS {url}")), &Profile::default(), w.egress(), b"").await;
+    let (out, code) = run(
+        &sh(&format!("curl -sS {url}")),
+        &Profile::default(),
+        w.egress(),
+        b"",
+    )
+    .await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, "hello from /page");
     let records = w.egress_records();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].0, "allow");
-    assert_eq!(records[0].3, format!("http://allowed.test:{}/", server.port));
+    assert_eq!(
+        records[0].3,
+        format!("http://allowed.test:{}/", server.port)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +125,10 @@ async fn the_metadata_address_is_refused_before_any_connection() {
     assert_eq!(records.len(), 2);
     for r in &records {
         assert_eq!(r.0, "deny");
-        assert!(r.1.contains(&"destinations.blocked.cloud-metadata".to_string()), "{r:?}");
+        assert!(
+            r.1.contains(&"destinations.blocked.cloud-metadata".to_string()),
+            "{r:?}"
+        );
     }
     // The metadata name is blocked by name: it never reached the resolver.
     assert_eq!(w.resolver.lookups("metadata.google.internal"), 0);
@@ -118,29 +145,44 @@ async fn dns_rebinding_cannot_move_a_checked_connection() {
     let w = World::new(loopback_policy(), resolver.clone());
     let url = format!("http://rebind.test:{}/first", server.port);
     let (out, _) = run(
-        &sh(&format!("curl -sS {url}; echo; curl -sS -o /dev/null -w '%{{http_code}}' {url}")),
+        &sh(&format!(
+            "curl -sS {url}; echo; curl -sS -o /dev/null -w '%{{http_code}}' {url}"
+        )),
         &Profile::default(),
         w.egress(),
         b"",
     )
     .await;
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["hello from /first", "403"], "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["hello from /first", "403"],
+        "{out}"
+    );
     // One lookup per connection: the check and the connect share it.
     assert_eq!(resolver.lookups("rebind.test"), 2);
     let records = w.egress_records();
     assert_eq!(records[0].0, "allow");
     assert_eq!(records[1].0, "deny");
-    assert!(records[1].1.contains(&"destinations.blocked.cloud-metadata".to_string()));
+    assert!(
+        records[1]
+            .1
+            .contains(&"destinations.blocked.cloud-metadata".to_string())
+    );
     assert_eq!(server.seen.lock().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_to_the_metadata_address_is_not_followed() {
     let server = TestServer::start();
-    let w = World::new(loopback_policy(), Fixed::default().with("allowed.test", &[&["127.0.0.1"]]));
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
     let url = format!("http://allowed.test:{}/redirect-metadata", server.port);
     let (out, _) = run(
-        &sh(&format!("curl -sS -L -o /dev/null -w '%{{http_code}} %{{num_redirects}}' {url}")),
+        &sh(&format!(
+            "curl -sS -L -o /dev/null -w '%{{http_code}} %{{num_redirects}}' {url}"
+        )),
         &Profile::default(),
         w.egress(),
         b"",
@@ -148,15 +190,25 @@ async fn a_redirect_to_the_metadata_address_is_not_followed() {
     .await;
     assert_eq!(out, "403 0", "the client saw the redirect: {out}");
     let records = w.egress_records();
-    let redirect = records.iter().find(|r| r.2 == "redirect").expect("a redirect record");
+    let redirect = records
+        .iter()
+        .find(|r| r.2 == "redirect")
+        .expect("a redirect record");
     assert_eq!(redirect.0, "deny");
-    assert!(redirect.1.contains(&"destinations.blocked.cloud-metadata".to_string()));
+    assert!(
+        redirect
+            .1
+            .contains(&"destinations.blocked.cloud-metadata".to_string())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_in_a_plain_http_body_is_refused_by_the_egress_rules() {
     let server = TestServer::start();
-    let w = World::new(loopback_policy(), Fixed::default().with("allowed.test", &[&["127.0.0.1"]]));
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
     let secret = ["AKIA", "2OGYBAH6TQKRXEVN"].concat();
     let url = format!("http://allowed.test:{}/upload", server.port);
     let (out, _) = run(
@@ -166,13 +218,20 @@ async fn a_secret_in_a_plain_http_body_is_refused_by_the_egress_rules() {
         b"",
     )
     .await;
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["403", "hello from /upload"], "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["403", "hello from /upload"],
+        "{out}"
+    );
     let seen = server.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     assert!(!seen[0].contains(&secret));
     let records = w.egress_records();
     assert_eq!(records[0].0, "deny");
-    assert!(records[0].1.contains(&"data.default_egress".to_string()), "{records:?}");
+    assert!(
+        records[0].1.contains(&"data.default_egress".to_string()),
+        "{records:?}"
+    );
 }
 
 /// CONNECT: the ClientHello's server name must be the CONNECT host (domain fronting);
@@ -203,5 +262,14 @@ async fn connect_checks_the_tls_server_name() {
     assert_eq!(records[2].0, "deny");
     assert_eq!(records[2].1, ["egress.tls"]);
     // Neither refused tunnel reached the server.
-    assert_eq!(server.seen.lock().unwrap().iter().filter(|l| l.contains("/tunnel")).count(), 0);
+    assert_eq!(
+        server
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("/tunnel"))
+            .count(),
+        0
+    );
 }

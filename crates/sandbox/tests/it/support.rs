@@ -85,15 +85,17 @@ impl World {
     }
 
     pub fn egress(&self) -> Egress {
-        let store = conductor_audit::AuditStore::open(&self.audit_path(), Default::default()).unwrap();
+        let store =
+            conductor_audit::AuditStore::open(&self.audit_path(), Default::default()).unwrap();
         Egress {
-            policy: Arc::clone(&self.policy),
+            policy: Egress::fixed((*self.policy).clone()),
             resolver: Arc::new(self.resolver.clone()),
             audit: Arc::new(store),
             key: Arc::new(conductor_scan::FingerprintKey([7; 32])),
             agent: AGENT.into(),
             server: "test".into(),
             workflow: None,
+            session: None,
         }
     }
 
@@ -105,7 +107,10 @@ impl World {
 
 /// Read the audit store through the `conductor-audit` reader.
 fn read_egress(path: &std::path::Path) -> Vec<(String, Vec<String>, String, String)> {
-    let records = conductor_audit::AuditReader::open(path).unwrap().last(100_000).unwrap();
+    let records = conductor_audit::AuditReader::open(path)
+        .unwrap()
+        .last(100_000)
+        .unwrap();
     records
         .into_iter()
         .filter(|r| r.event == "egress")
@@ -113,7 +118,11 @@ fn read_egress(path: &std::path::Path) -> Vec<(String, Vec<String>, String, Stri
             let rules = r
                 .reasons
                 .as_array()
-                .map(|a| a.iter().map(|x| x["rule"].as_str().unwrap_or("").to_string()).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|x| x["rule"].as_str().unwrap_or("").to_string())
+                        .collect()
+                })
                 .unwrap_or_default();
             let target = r
                 .arguments
@@ -127,7 +136,12 @@ fn read_egress(path: &std::path::Path) -> Vec<(String, Vec<String>, String, Stri
 }
 
 /// Run `command` in the sandbox with `input` on stdin; its stdout and exit code.
-pub async fn run(command: &[&str], profile: &Profile, egress: Egress, input: &[u8]) -> (String, i32) {
+pub async fn run(
+    command: &[&str],
+    profile: &Profile,
+    egress: Egress,
+    input: &[u8],
+) -> (String, i32) {
     let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
     let (mut child, guard) = conductor_sandbox::spawn(&init(), &command, profile, egress)
         .await
@@ -136,7 +150,13 @@ pub async fn run(command: &[&str], profile: &Profile, egress: Egress, input: &[u
     stdin.write_all(input).await.unwrap();
     drop(stdin);
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
     let status = child.wait().await.unwrap();
     drop(guard);
     (out, status.code().unwrap_or(-1))
@@ -153,7 +173,10 @@ pub fn peers() -> Option<PathBuf> {
     if dir.join("stamp").is_file() {
         return Some(dir.canonicalize().unwrap());
     }
-    assert!(std::env::var_os("CI").is_none(), "the MCP peers are not installed in `.peers`");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the MCP peers are not installed in `.peers`"
+    );
     eprintln!("SKIPPED: `.peers` is missing; run `bash scripts/setup-peers.sh`");
     None
 }
@@ -198,18 +221,32 @@ impl Mcp {
     async fn send(&mut self, v: serde_json::Value) {
         let mut line = v.to_string();
         line.push('\n');
-        self.stdin.as_mut().unwrap().write_all(line.as_bytes()).await.unwrap();
+        self.stdin
+            .as_mut()
+            .unwrap()
+            .write_all(line.as_bytes())
+            .await
+            .unwrap();
     }
 
     pub async fn request(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
         let id = self.next_id;
         self.next_id += 1;
-        self.send(serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await;
+        self.send(
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .await;
         let wait = async {
             loop {
-                let line = self.lines.next_line().await.unwrap().expect("the server closed its output");
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                let line = self
+                    .lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("the server closed its output");
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
                 if v.get("id") == Some(&serde_json::json!(id)) {
                     return v;
                 }
@@ -223,14 +260,27 @@ impl Mcp {
     /// `tools/call`: (is_error, text of the content).
     pub async fn call(&mut self, tool: &str, arguments: serde_json::Value) -> (bool, String) {
         let r = self
-            .request("tools/call", serde_json::json!({"name": tool, "arguments": arguments}))
+            .request(
+                "tools/call",
+                serde_json::json!({"name": tool, "arguments": arguments}),
+            )
             .await;
         let result = &r["result"];
         let text = result["content"]
             .as_array()
-            .map(|a| a.iter().filter_map(|c| c["text"].as_str()).collect::<Vec<_>>().join("\n"))
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
             .unwrap_or_else(|| r.to_string());
-        (result["isError"].as_bool().unwrap_or(r.get("error").is_some()), text)
+        (
+            result["isError"]
+                .as_bool()
+                .unwrap_or(r.get("error").is_some()),
+            text,
+        )
     }
 
     pub async fn close(mut self) {
