@@ -165,7 +165,7 @@ fn execute(cmd: SandboxCommand) -> anyhow::Result<u8> {
     match format {
         Format::Json => {
             let text = serde_json::to_string(&report).map_err(|e| CliError::Data(e.to_string()))?;
-            writeln!(out, "{text}").map_err(|e| io_err(e))?;
+            writeln!(out, "{text}").map_err(io_err)?;
         }
         Format::Human => {
             if report.ok {

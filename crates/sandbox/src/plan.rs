@@ -420,10 +420,8 @@ pub(crate) fn plan(command: &[String], profile: &Profile) -> Result<InitConfig, 
     for m in &mounts {
         match m.kind {
             MountKind::ReadOnly => landlock_read.push(m.target.clone()),
-            MountKind::ReadWrite | MountKind::Tmpfs => {
-                if m.target != Path::new("/dev") {
-                    landlock_write.push(m.target.clone());
-                }
+            MountKind::ReadWrite | MountKind::Tmpfs if m.target != Path::new("/dev") => {
+                landlock_write.push(m.target.clone());
             }
             _ => {}
         }

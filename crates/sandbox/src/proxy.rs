@@ -257,6 +257,7 @@ async fn check_destination(egress: &Arc<Egress>, literal: String) -> Checked {
 }
 
 /// Record one egress decision; an error means the connection must be refused.
+#[expect(clippy::too_many_arguments, reason = "one audit record's fields")]
 async fn record(
     egress: &Arc<Egress>,
     action: &str,
@@ -683,53 +684,57 @@ async fn plain(
     // Data egress: what the request carries (target, headers, body) against the
     // egress maximum of the destination.
     let mut findings = Vec::new();
-    if let Some(d) = &dest {
-        if reasons.is_empty() {
-            let scanned = json!({
-                "target": target,
-                "headers": head.headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
-                "body": String::from_utf8_lossy(&body),
-            });
-            let e = Arc::clone(egress);
-            let d2 = d.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                let policy = (e.policy)();
-                let data = policy.data();
-                let found = data.scanner.scan(&scanned, &e.key);
-                let (max, rule) = egress_of(data, &d2);
-                let mut denials = Vec::new();
-                for f in &found {
-                    let level = data.labels.get(&f.label).copied().unwrap_or(data.top());
-                    if level > max && !denials.iter().any(|(_, _, m): &(String, String, String)| m.contains(&f.label)) {
-                        denials.push((
-                            "data".to_string(),
-                            rule.clone(),
-                            format!(
-                                "`{}` found `{}` data (level `{}`) at `{}`; `{}` accepts at most `{}`",
-                                f.detector,
-                                f.label,
-                                data.level_name(level),
-                                f.pointer,
-                                d2.host,
-                                data.level_name(max)
-                            ),
-                        ));
-                    }
+    if let Some(d) = &dest
+        && reasons.is_empty()
+    {
+        let scanned = json!({
+            "target": target,
+            "headers": head.headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
+            "body": String::from_utf8_lossy(&body),
+        });
+        let e = Arc::clone(egress);
+        let d2 = d.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let policy = (e.policy)();
+            let data = policy.data();
+            let found = data.scanner.scan(&scanned, &e.key);
+            let (max, rule) = egress_of(data, &d2);
+            let mut denials = Vec::new();
+            for f in &found {
+                let level = data.labels.get(&f.label).copied().unwrap_or(data.top());
+                if level > max
+                    && !denials
+                        .iter()
+                        .any(|(_, _, m): &(String, String, String)| m.contains(&f.label))
+                {
+                    denials.push((
+                        "data".to_string(),
+                        rule.clone(),
+                        format!(
+                            "`{}` found `{}` data (level `{}`) at `{}`; `{}` accepts at most `{}`",
+                            f.detector,
+                            f.label,
+                            data.level_name(level),
+                            f.pointer,
+                            d2.host,
+                            data.level_name(max)
+                        ),
+                    ));
                 }
-                (found, denials)
-            })
-            .await;
-            match r {
-                Ok((found, denials)) => {
-                    findings = found;
-                    reasons.extend(denials);
-                }
-                Err(_) => reasons.push((
-                    "data".into(),
-                    "egress.internal".into(),
-                    "the data check did not finish".into(),
-                )),
             }
+            (found, denials)
+        })
+        .await;
+        match r {
+            Ok((found, denials)) => {
+                findings = found;
+                reasons.extend(denials);
+            }
+            Err(_) => reasons.push((
+                "data".into(),
+                "egress.internal".into(),
+                "the data check did not finish".into(),
+            )),
         }
     }
     let shown_target = origin.clone();
@@ -812,16 +817,17 @@ async fn plain(
         )
     })?;
     let status: u16 = rhead.line[1].parse().unwrap_or(0);
-    if (300..400).contains(&status) {
-        if let Some(location) = rhead.one("location").map_err(|_| {
-            refusal(
-                502,
-                "egress.redirect",
-                "the answer has more than one `Location`",
-            )
-        })? {
-            check_redirect(egress, target, location, started).await?;
-        }
+    let location = rhead.one("location").map_err(|_| {
+        refusal(
+            502,
+            "egress.redirect",
+            "the answer has more than one `Location`",
+        )
+    })?;
+    if let Some(location) = location
+        && (300..400).contains(&status)
+    {
+        check_redirect(egress, target, location, started).await?;
     }
     let mut out = format!("{} {} {}\r\n", rhead.line[0], rhead.line[1], rhead.line[2]);
     for (n, v) in &rhead.headers {
