@@ -62,7 +62,10 @@ fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 fn serve_1mib() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
     let body = vec![b'x'; 1 << 20];
     std::thread::spawn(move || {
         for s in listener.incoming().flatten() {
@@ -76,7 +79,11 @@ fn serve_1mib() -> u16 {
                     }
                 }
                 let mut w = &s;
-                let _ = write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
                 let _ = w.write_all(&body);
             });
         }
@@ -86,9 +93,10 @@ fn serve_1mib() -> u16 {
 
 async fn sandboxed(script: &str, dir: &std::path::Path) -> String {
     let cmd = vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string()];
-    let (mut child, guard) = conductor_sandbox::spawn(&init(), &cmd, &Profile::default(), egress(dir))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (mut child, guard) =
+        conductor_sandbox::spawn(&init(), &cmd, &Profile::default(), egress(dir))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     drop(child.stdin.take());
     let mut out = String::new();
     if let Some(mut o) = child.stdout.take() {
@@ -101,7 +109,10 @@ async fn sandboxed(script: &str, dir: &std::path::Path) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::var("SANDBOX_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let n: usize = std::env::var("SANDBOX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     // Warm-up (page cache, the init binary).
     for _ in 0..3 {
@@ -119,9 +130,14 @@ async fn main() {
         let _ = c.wait().await;
         plain.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
-        let (mut c, g) = conductor_sandbox::spawn(&init(), &["true".into()], &Profile::default(), egress(dir.path()))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (mut c, g) = conductor_sandbox::spawn(
+            &init(),
+            &["true".into()],
+            &Profile::default(),
+            egress(dir.path()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         let spawned = t.elapsed();
         let _ = c.wait().await;
         drop(g);
@@ -130,25 +146,48 @@ async fn main() {
     }
     let (pm, p10, p90) = stats(plain);
     let (bm, b10, b90) = stats(boxed);
-    println!("startup (spawn `true` + wait), {n} runs each, ms: plain median {pm:.2} (p10 {p10:.2}, p90 {p90:.2}); sandbox median {bm:.2} (p10 {b10:.2}, p90 {b90:.2}); added median {:.2}", bm - pm);
+    println!(
+        "startup (spawn `true` + wait), {n} runs each, ms: plain median {pm:.2} (p10 {p10:.2}, p90 {p90:.2}); sandbox median {bm:.2} (p10 {b10:.2}, p90 {b90:.2}); added median {:.2}",
+        bm - pm
+    );
 
     let port = serve_1mib();
     let runs = n.min(30);
     let loop_script = |url: &str| {
-        format!("for i in $(seq {runs}); do curl -s -o /dev/null -w '%{{time_total}}\\n' {url}; done")
+        format!(
+            "for i in $(seq {runs}); do curl -s -o /dev/null -w '%{{time_total}}\\n' {url}; done"
+        )
     };
     let direct_out = std::process::Command::new("/bin/sh")
         .arg("-c")
-        .arg(loop_script(&format!("--noproxy '*' http://127.0.0.1:{port}/")))
+        .arg(loop_script(&format!(
+            "--noproxy '*' http://127.0.0.1:{port}/"
+        )))
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
-    let parse = |s: &str| -> Vec<f64> { s.lines().filter_map(|l| l.trim().parse::<f64>().ok()).map(|t| t * 1e3).collect() };
+    let parse = |s: &str| -> Vec<f64> {
+        s.lines()
+            .filter_map(|l| l.trim().parse::<f64>().ok())
+            .map(|t| t * 1e3)
+            .collect()
+    };
     let direct = parse(&String::from_utf8_lossy(&direct_out.stdout));
-    let proxied = parse(&sandboxed(&loop_script(&format!("http://bench.test:{port}/")), dir.path()).await);
+    let proxied = parse(
+        &sandboxed(
+            &loop_script(&format!("http://bench.test:{port}/")),
+            dir.path(),
+        )
+        .await,
+    );
     let (dm, d10, d90) = stats(direct);
     let (xm, x10, x90) = stats(proxied);
     let mib_s = |ms: f64| 1000.0 / ms;
-    println!("1 MiB download (curl time_total), {runs} runs each, ms: direct median {dm:.2} (p10 {d10:.2}, p90 {d90:.2}) = {:.0} MiB/s; through the proxy median {xm:.2} (p10 {x10:.2}, p90 {x90:.2}) = {:.0} MiB/s; proxy/direct throughput {:.0}%; added latency median {:.2} ms",
-        mib_s(dm), mib_s(xm), 100.0 * dm / xm, xm - dm);
+    println!(
+        "1 MiB download (curl time_total), {runs} runs each, ms: direct median {dm:.2} (p10 {d10:.2}, p90 {d90:.2}) = {:.0} MiB/s; through the proxy median {xm:.2} (p10 {x10:.2}, p90 {x90:.2}) = {:.0} MiB/s; proxy/direct throughput {:.0}%; added latency median {:.2} ms",
+        mib_s(dm),
+        mib_s(xm),
+        100.0 * dm / xm,
+        xm - dm
+    );
     std::thread::sleep(Duration::from_millis(10));
 }

@@ -64,6 +64,8 @@ struct Refusal {
     status: u16,
     rule: String,
     message: String,
+    /// Whether this connection's audit record is written already.
+    recorded: bool,
 }
 
 fn refusal(status: u16, rule: &str, message: impl Into<String>) -> Refusal {
@@ -71,6 +73,15 @@ fn refusal(status: u16, rule: &str, message: impl Into<String>) -> Refusal {
         status,
         rule: rule.into(),
         message: message.into(),
+        recorded: false,
+    }
+}
+
+impl Refusal {
+    /// A refusal after the connection's record was written (e.g. the upstream failed).
+    fn recorded(mut self) -> Refusal {
+        self.recorded = true;
+        self
     }
 }
 
@@ -356,7 +367,7 @@ async fn handle(mut client: TcpStream, egress: Arc<Egress>) -> std::io::Result<(
     let head = match parse_head(buf.get(..end).unwrap_or_default(), true) {
         Ok(h) => h,
         Err(r) => {
-            respond(&mut client, &r).await;
+            refuse_unrecorded(&mut client, &egress, "", r, started).await;
             return Ok(());
         }
     };
@@ -367,9 +378,51 @@ async fn handle(mut client: TcpStream, egress: Arc<Egress>) -> std::io::Result<(
         plain(&mut client, &egress, &head, rest, started).await
     };
     if let Err(r) = result {
-        respond(&mut client, &r).await;
+        let shown = if head.line[0] == "CONNECT" {
+            head.line[1].clone()
+        } else {
+            shown_origin(&head.line[1])
+        };
+        refuse_unrecorded(&mut client, &egress, &shown, r, started).await;
     }
     Ok(())
+}
+
+/// Answer a refusal, recording it first unless the connection's record exists.
+///
+/// INVARIANT: every connection the proxy accepted and parsed has a record, allowed or not.
+async fn refuse_unrecorded(
+    client: &mut TcpStream,
+    egress: &Arc<Egress>,
+    target: &str,
+    r: Refusal,
+    started: Instant,
+) {
+    if !r.recorded {
+        let reasons = [("destination".to_string(), r.rule.clone(), r.message.clone())];
+        // A failed record changes nothing here: the connection is refused either way.
+        let _ = record(
+            egress,
+            "refused",
+            target,
+            None,
+            None,
+            &reasons,
+            &[],
+            started,
+        )
+        .await;
+    }
+    respond(client, &r).await;
+}
+
+/// The origin of an absolute-form target (never its path or query, which may carry
+/// secrets), or nothing when it is not one.
+fn shown_origin(target: &str) -> String {
+    match url::Url::parse(target) {
+        Ok(u) if u.has_host() => location_origin(&u),
+        _ => String::new(),
+    }
 }
 
 /// `CONNECT host:port`: check, answer 200, check the ClientHello's SNI, record, relay.
@@ -403,7 +456,7 @@ async fn tunnel(
         )
         .await?;
         let (rule, message) = first_reason(&reasons);
-        return Err(refusal(403, &rule, message));
+        return Err(refusal(403, &rule, message).recorded());
     }
     let Some(dest) = checked.destination.clone() else {
         return Err(refusal(
@@ -751,7 +804,7 @@ async fn plain(
     .await?;
     if !reasons.is_empty() {
         let (rule, message) = first_reason(&reasons);
-        return Err(refusal(403, &rule, message));
+        return Err(refusal(403, &rule, message).recorded());
     }
     let Some(dest) = dest else {
         return Err(refusal(
@@ -760,7 +813,7 @@ async fn plain(
             "the destination could not be checked",
         ));
     };
-    let mut upstream = connect_pinned(&dest, 80).await?;
+    let mut upstream = connect_pinned(&dest, 80).await.map_err(Refusal::recorded)?;
 
     // The request as decided, in origin form, one request per connection.
     let listed: Vec<String> = head
@@ -788,6 +841,7 @@ async fn plain(
             "egress.upstream",
             "the destination closed the connection",
         )
+        .recorded()
     })?;
     upstream.write_all(&body).await.map_err(|_| {
         refusal(
@@ -795,6 +849,7 @@ async fn plain(
             "egress.upstream",
             "the destination closed the connection",
         )
+        .recorded()
     })?;
 
     // The answer: a redirect is checked before the server can follow it.
@@ -806,7 +861,8 @@ async fn plain(
                 502,
                 "egress.upstream",
                 "the destination sent no valid answer",
-            ));
+            )
+            .recorded());
         }
     };
     let rhead = parse_head(rbuf.get(..end).unwrap_or_default(), false).map_err(|_| {
@@ -815,6 +871,7 @@ async fn plain(
             "egress.upstream",
             "the destination's answer is malformed",
         )
+        .recorded()
     })?;
     let status: u16 = rhead.line[1].parse().unwrap_or(0);
     let location = rhead.one("location").map_err(|_| {
@@ -902,7 +959,8 @@ async fn check_redirect(
         403,
         &rule,
         format!("the answer redirects to a refused destination: {message}"),
-    ))
+    )
+    .recorded())
 }
 
 fn location_origin(u: &url::Url) -> String {

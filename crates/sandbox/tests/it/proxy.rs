@@ -273,3 +273,27 @@ async fn connect_checks_the_tls_server_name() {
         0
     );
 }
+
+/// "Forward what was decided": a `Host` header naming another host than the checked
+/// target is refused (the destination server would route by the header), and the
+/// refusal is recorded like any other connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_header_naming_another_host_is_refused_and_recorded() {
+    let server = TestServer::start();
+    let w = World::new(loopback_policy(), Fixed::default().with("allowed.test", &[&["127.0.0.1"]]));
+    let url = format!("http://allowed.test:{}/x", server.port);
+    let (out, _) = run(
+        &sh(&format!("curl -sS -o /dev/null -w '%{{http_code}}' -H 'Host: 169.254.169.254' {url}")),
+        &Profile::default(),
+        w.egress(),
+        b"",
+    )
+    .await;
+    assert_eq!(out, "400", "{out}");
+    assert!(server.seen.lock().unwrap().is_empty());
+    let records = w.egress_records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].0, "deny");
+    assert_eq!(records[0].1, ["egress.host-mismatch"]);
+    assert_eq!(records[0].3, format!("http://allowed.test:{}/", server.port));
+}
