@@ -6,6 +6,14 @@
 //! - proxy: `curl` downloading 1 MiB from a server on 127.0.0.1, directly on the host vs
 //!   inside the sandbox through the egress proxy (curl's own time_total, N runs each).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "bench harness: a panic is a failed run"
+)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, TcpListener};
 use std::sync::Arc;

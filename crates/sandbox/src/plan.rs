@@ -477,3 +477,77 @@ pub(crate) fn plan(command: &[String], profile: &Profile) -> Result<InitConfig, 
         require_landlock: profile.require_landlock,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Profile, SandboxError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.yaml");
+        std::fs::write(&p, text).unwrap();
+        Profile::load(&p).map(|mut prof| {
+            // Relative paths are relative to the file: show them relative again.
+            for r in prof.read.iter_mut().chain(prof.write.iter_mut()) {
+                if let Ok(rel) = r.strip_prefix(dir.path()) {
+                    *r = PathBuf::from("<dir>").join(rel);
+                }
+            }
+            prof
+        })
+    }
+
+    #[test]
+    fn a_profile_file_adds_paths_and_names() {
+        let p = load(
+            "version: 1\nread: [/srv/data, rel]\nwrite: [/home/me/notes]\nenv: [GITHUB_TOKEN]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p.read,
+            [PathBuf::from("/srv/data"), PathBuf::from("<dir>/rel")]
+        );
+        assert_eq!(p.write, [PathBuf::from("/home/me/notes")]);
+        assert_eq!(p.env, ["GITHUB_TOKEN"]);
+        assert!(!p.require_landlock);
+    }
+
+    #[test]
+    fn a_profile_file_with_an_unknown_key_or_version_is_refused() {
+        let e = load("version: 1\nreads: [/srv]\n").unwrap_err().to_string();
+        assert!(e.contains("reads"), "{e}");
+        let e = load("version: 2\n").unwrap_err().to_string();
+        assert!(e.contains("unsupported version 2"), "{e}");
+        let e = load("version: 1\nenv: [\"A=B\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an environment variable name"), "{e}");
+    }
+
+    #[test]
+    fn a_listed_path_that_does_not_exist_stops_the_plan() {
+        let prof = Profile {
+            read: vec![PathBuf::from("/no/such/conductor/path")],
+            ..Profile::default()
+        };
+        let e = plan(&["true".into()], &prof).unwrap_err().to_string();
+        assert!(
+            e.contains("(profile)") && e.contains("/no/such/conductor/path"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_view_never_includes_the_home_or_shadow() {
+        let c = plan(&["true".into()], &Profile::default()).unwrap();
+        for m in &c.mounts {
+            assert_ne!(m.target, Path::new("/etc/shadow"));
+            assert_ne!(m.target, Path::new("/etc"));
+            if let Some(h) = std::env::var_os("HOME") {
+                if m.target == Path::new(&h) {
+                    assert_eq!(m.kind, MountKind::Tmpfs, "the home is private");
+                }
+            }
+        }
+    }
+}

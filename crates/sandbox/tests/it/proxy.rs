@@ -280,10 +280,15 @@ async fn connect_checks_the_tls_server_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_header_naming_another_host_is_refused_and_recorded() {
     let server = TestServer::start();
-    let w = World::new(loopback_policy(), Fixed::default().with("allowed.test", &[&["127.0.0.1"]]));
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
     let url = format!("http://allowed.test:{}/x", server.port);
     let (out, _) = run(
-        &sh(&format!("curl -sS -o /dev/null -w '%{{http_code}}' -H 'Host: 169.254.169.254' {url}")),
+        &sh(&format!(
+            "curl -sS -o /dev/null -w '%{{http_code}}' -H 'Host: 169.254.169.254' {url}"
+        )),
         &Profile::default(),
         w.egress(),
         b"",
@@ -295,5 +300,8 @@ async fn a_host_header_naming_another_host_is_refused_and_recorded() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].0, "deny");
     assert_eq!(records[0].1, ["egress.host-mismatch"]);
-    assert_eq!(records[0].3, format!("http://allowed.test:{}/", server.port));
+    assert_eq!(
+        records[0].3,
+        format!("http://allowed.test:{}/", server.port)
+    );
 }
