@@ -543,10 +543,10 @@ mod tests {
         for m in &c.mounts {
             assert_ne!(m.target, Path::new("/etc/shadow"));
             assert_ne!(m.target, Path::new("/etc"));
-            if let Some(h) = std::env::var_os("HOME") {
-                if m.target == Path::new(&h) {
-                    assert_eq!(m.kind, MountKind::Tmpfs, "the home is private");
-                }
+            if let Some(h) = std::env::var_os("HOME")
+                && m.target == Path::new(&h)
+            {
+                assert_eq!(m.kind, MountKind::Tmpfs, "the home is private");
             }
         }
     }
