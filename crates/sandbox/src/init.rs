@@ -176,6 +176,10 @@ fn pid1(control: &UnixStream, config: &InitConfig) -> Result<i32, Failure> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(fail(Layer::Network))?;
     let port = listener.local_addr().map_err(fail(Layer::Network))?.port();
     drop_capabilities()?;
+    // INVARIANT: the server (same uid, same pid namespace) cannot open pid 1's
+    // `/proc/1/mem` or attach to it: pid 1 is not dumpable (the server, a new exec, is).
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| fail(Layer::Capabilities)(e.into()))?;
     rustix::thread::set_no_new_privs(true).map_err(|e| fail(Layer::NoNewPrivs)(e.into()))?;
     let landlock = apply_landlock(config, port)?;
     sys::install_seccomp(&crate::seccomp::program()).map_err(fail(Layer::Seccomp))?;

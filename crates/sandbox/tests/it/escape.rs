@@ -131,6 +131,8 @@ async fn escape_probes_are_refused() {
     for name in ["etc_shadow", "docker_sock", "dbus", "home_ssh"] {
         expect(name, &["ENOENT"]);
     }
+    // The init (same uid, same pid namespace) cannot be written into through /proc.
+    expect("pid1_mem", &["EACCES", "EPERM"]);
     expect("write_usr", &["EROFS", "EACCES"]);
     expect("write_tmp", &["ok"]);
     drop(host_listener);
