@@ -36,6 +36,16 @@ die() { printf 'setup-peers: error: %s\n' "$*" >&2; exit 1; }
 command -v node >/dev/null || die "node not found: install Node 20 or newer"
 command -v npm >/dev/null || die "npm not found: install Node 20 or newer with npm"
 command -v "$PYTHON" >/dev/null || die "\`$PYTHON\` not found: install Python 3.10 or newer (or set PYTHON)"
+# The sandbox tests (crates/sandbox/tests/it) build an escape probe with `cc` and drive the
+# egress proxy with `curl` and `openssl` from inside the sandbox (Debian packages).
+for tool in cc curl openssl; do
+  if ! command -v "$tool" >/dev/null; then
+    command -v apt-get >/dev/null || die "\`$tool\` not found: install gcc, curl and openssl"
+    say "installing gcc, curl and openssl (for the sandbox tests)"
+    apt-get update -qq && apt-get install -y -qq gcc curl openssl >/dev/null
+    break
+  fi
+done
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" -ge 20 ] || die "node $(node --version) is too old: the peers need Node 20 or newer"
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \

@@ -10,6 +10,7 @@ pub mod audit_cmd;
 pub mod check;
 pub mod policy_cmd;
 pub mod resolve;
+pub mod sandbox_cmd;
 pub mod world;
 pub mod wrap_cmd;
 
@@ -84,10 +85,14 @@ pub enum Command {
     Audit(audit_cmd::AuditCommand),
     /// Run a stdio MCP server behind the gate.
     Wrap(wrap_cmd::WrapArgs),
+    /// What the sandbox layer (`wrap --sandbox`) can use on this machine.
+    #[command(subcommand)]
+    Sandbox(sandbox_cmd::SandboxCommand),
 }
 
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
+    sandbox_cmd::init_if_requested();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -148,7 +153,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<conductor_policy::LoadError>() || cause.is::<conductor_core::RequestError>() {
             return exit::DATA;
         }
-        if cause.is::<world::WorldError>() {
+        if cause.is::<world::WorldError>() || cause.is::<conductor_sandbox::SandboxError>() {
             return exit::CONFIG;
         }
         if let Some(e) = cause.downcast_ref::<conductor_mcp::McpError>() {
@@ -343,5 +348,6 @@ pub fn run(cli: Cli) -> u8 {
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Audit(cmd) => audit_cmd::run(cmd),
         Command::Wrap(args) => wrap_cmd::run(args),
+        Command::Sandbox(cmd) => sandbox_cmd::run(cmd),
     }
 }

@@ -85,6 +85,8 @@ pub struct WrapArgs {
     pub no_filter_tools: bool,
     #[command(flatten)]
     pub resolve: ResolveArgs,
+    #[command(flatten)]
+    pub sandbox: crate::sandbox_cmd::SandboxArgs,
     /// The server command and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -131,7 +133,9 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
             args.agent
         ));
     }
-    let key = crate::world::load_fingerprint_key()?;
+    let key = Arc::new(crate::world::load_fingerprint_key()?);
+    let resolver = Arc::new(resolver);
+    let sandbox = args.sandbox.prepare(resolver.clone(), Arc::clone(&key))?;
     let audit_path = match args.audit.clone().or_else(conductor_audit::default_path) {
         Some(p) => p,
         None => {
@@ -173,8 +177,8 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
     };
     let service = Arc::new(Service::new(
         policy,
-        resolver,
-        Arc::new(key),
+        (*resolver).clone(),
+        Arc::clone(&key),
         Arc::clone(&store),
         sessions,
         ServiceOptions {
@@ -225,6 +229,7 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
         args.policy.clone(),
         program.clone(),
         program_args.to_vec(),
+        sandbox,
     ))?;
     if let Err(e) = store.flush() {
         crate::warn(format_args!("error: cannot flush the audit store: {e}"));
@@ -241,19 +246,12 @@ async fn relay(
     policy_path: PathBuf,
     program: String,
     program_args: Vec<String>,
+    sandbox: Option<crate::sandbox_cmd::Prepared>,
 ) -> anyhow::Result<u8> {
-    let mut child = tokio::process::Command::new(&program)
-        .args(&program_args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| CliError::NoInput {
-            what: "server command",
-            path: program.clone(),
-            reason: crate::io_reason(&e),
-        })?;
+    let (mut child, _sandbox) = match sandbox {
+        Some(s) => s.spawn(&gate, &program, &program_args).await?,
+        None => (spawn_plain(&program, &program_args)?, None),
+    };
     let (Some(child_in), Some(child_out)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(
             CliError::Usage("cannot connect to the server's standard streams".into()).into(),
@@ -303,6 +301,21 @@ async fn relay(
         }
     };
     Ok(exit_status_code(status))
+}
+
+fn spawn_plain(program: &str, program_args: &[String]) -> anyhow::Result<tokio::process::Child> {
+    Ok(tokio::process::Command::new(program)
+        .args(program_args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| CliError::NoInput {
+            what: "server command",
+            path: program.to_string(),
+            reason: crate::io_reason(&e),
+        })?)
 }
 
 fn exit_status_code(status: std::process::ExitStatus) -> u8 {

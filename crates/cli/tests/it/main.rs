@@ -12,6 +12,7 @@
 mod audit;
 mod check;
 mod policy;
+mod sandbox;
 mod wrap;
 mod wrap_faults;
 mod wrap_go;

@@ -1,0 +1,201 @@
+//! Harness for crates/sandbox/BENCHMARKS.md (no criterion: each sample is a process).
+//!
+//! `cargo bench -p conductor-sandbox --bench sandbox` prints:
+//! - start-up: spawning `true` and waiting for it, plain (tokio::process) vs in the
+//!   sandbox (every layer, the proxy listener handed over), interleaved, N runs each;
+//! - proxy: `curl` downloading 1 MiB from a server on 127.0.0.1, directly on the host vs
+//!   inside the sandbox through the egress proxy (curl's own time_total, N runs each).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "bench harness: a panic is a failed run"
+)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use conductor_net::{ResolveError, Resolver};
+use conductor_sandbox::{Egress, InitProgram, Profile};
+use tokio::io::AsyncReadExt;
+
+struct Fixed;
+impl Resolver for Fixed {
+    fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        if host == "bench.test" {
+            Ok(vec![IpAddr::from([127, 0, 0, 1])])
+        } else {
+            Err(ResolveError::NotFound { host: host.into() })
+        }
+    }
+}
+
+fn egress(dir: &std::path::Path) -> Egress {
+    let policy = conductor_policy::load_str(
+        "version: 1\nagents:\n  bot:\n    roles: [r]\nroles:\n  r:\n    allow:\n      - tools: [\"*\"]\ndestinations:\n  allow: [\"*\"]\n  permit: [loopback]\n",
+        "policy.yaml",
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let store = conductor_audit::AuditStore::open(&dir.join("audit.db"), Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    Egress {
+        policy: Egress::fixed(policy),
+        resolver: Arc::new(Fixed),
+        audit: Arc::new(store),
+        key: Arc::new(conductor_scan::FingerprintKey([1; 32])),
+        agent: "bot".into(),
+        server: "bench".into(),
+        workflow: None,
+        session: None,
+    }
+}
+
+fn init() -> InitProgram {
+    InitProgram {
+        path: env!("CARGO_BIN_EXE_conductor-sandbox-init").into(),
+        args: vec![],
+    }
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.1), at(0.9))
+}
+
+fn serve_1mib() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    let body = vec![b'x'; 1 << 20];
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(&s);
+                loop {
+                    let mut l = String::new();
+                    if r.read_line(&mut l).is_err() || l == "\r\n" || l.is_empty() {
+                        break;
+                    }
+                }
+                let mut w = &s;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = w.write_all(&body);
+            });
+        }
+    });
+    port
+}
+
+async fn sandboxed(script: &str, dir: &std::path::Path) -> String {
+    let cmd = vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string()];
+    let (mut child, guard) =
+        conductor_sandbox::spawn(&init(), &cmd, &Profile::default(), egress(dir))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    drop(child.stdin.take());
+    let mut out = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out).await;
+    }
+    let _ = child.wait().await;
+    drop(guard);
+    out
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("SANDBOX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Warm-up (page cache, the init binary).
+    for _ in 0..3 {
+        let _ = sandboxed("true", dir.path()).await;
+    }
+    let mut plain = Vec::new();
+    let mut boxed = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let mut c = tokio::process::Command::new("true")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = c.wait().await;
+        plain.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let (mut c, g) = conductor_sandbox::spawn(
+            &init(),
+            &["true".into()],
+            &Profile::default(),
+            egress(dir.path()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let spawned = t.elapsed();
+        let _ = c.wait().await;
+        drop(g);
+        boxed.push(t.elapsed().as_secs_f64() * 1e3);
+        let _ = spawned;
+    }
+    let (pm, p10, p90) = stats(plain);
+    let (bm, b10, b90) = stats(boxed);
+    println!(
+        "startup (spawn `true` + wait), {n} runs each, ms: plain median {pm:.2} (p10 {p10:.2}, p90 {p90:.2}); sandbox median {bm:.2} (p10 {b10:.2}, p90 {b90:.2}); added median {:.2}",
+        bm - pm
+    );
+
+    let port = serve_1mib();
+    let runs = n.min(30);
+    let loop_script = |url: &str| {
+        format!(
+            "for i in $(seq {runs}); do curl -s -o /dev/null -w '%{{time_total}}\\n' {url}; done"
+        )
+    };
+    let direct_out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(loop_script(&format!(
+            "--noproxy '*' http://127.0.0.1:{port}/"
+        )))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let parse = |s: &str| -> Vec<f64> {
+        s.lines()
+            .filter_map(|l| l.trim().parse::<f64>().ok())
+            .map(|t| t * 1e3)
+            .collect()
+    };
+    let direct = parse(&String::from_utf8_lossy(&direct_out.stdout));
+    let proxied = parse(
+        &sandboxed(
+            &loop_script(&format!("http://bench.test:{port}/")),
+            dir.path(),
+        )
+        .await,
+    );
+    let (dm, d10, d90) = stats(direct);
+    let (xm, x10, x90) = stats(proxied);
+    let mib_s = |ms: f64| 1000.0 / ms;
+    println!(
+        "1 MiB download (curl time_total), {runs} runs each, ms: direct median {dm:.2} (p10 {d10:.2}, p90 {d90:.2}) = {:.0} MiB/s; through the proxy median {xm:.2} (p10 {x10:.2}, p90 {x90:.2}) = {:.0} MiB/s; proxy/direct throughput {:.0}%; added latency median {:.2} ms",
+        mib_s(dm),
+        mib_s(xm),
+        100.0 * dm / xm,
+        xm - dm
+    );
+    std::thread::sleep(Duration::from_millis(10));
+}

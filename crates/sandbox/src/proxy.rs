@@ -1,0 +1,985 @@
+//! The egress proxy: the sandboxed server's only way out.
+//!
+//! The in-sandbox init binds `127.0.0.1:<port>` inside the sandbox's network namespace
+//! and hands the listening socket to the parent, which accepts on it here: every
+//! connection the server opens to its `HTTP(S)_PROXY` arrives in this process, outside
+//! the sandbox. Per connection (CONNECT for TLS, absolute-form for plain HTTP):
+//!
+//! 1. the host is checked against the policy's `destinations:` before any lookup (a name
+//!    denied by name never reaches DNS: `DestPolicy::evaluate` resolves last);
+//! 2. the proxy resolves the name itself through the injected resolver, and every
+//!    address is checked against the blocked classes;
+//! 3. it connects to an address it checked — never to a name, so a second lookup
+//!    (DNS rebinding) cannot change where the connection goes;
+//! 4. CONNECT: the TLS ClientHello's server name must be the CONNECT host (no domain
+//!    fronting, no ECH); plain HTTP: the `Host` header must name the target's host, the
+//!    request (target, headers, body) is scanned by the policy's detectors against the
+//!    destination's egress maximum, and a redirect's `Location` is checked before the
+//!    answer reaches the server (a refused one is replaced by a 403, so it cannot be
+//!    followed);
+//! 5. every connection, allowed or refused, is an audit record (event `egress`) written
+//!    before the first byte goes out.
+//!
+//! INVARIANT: no byte from the server reaches any address the policy did not allow for
+//! that very connection, and no connection goes out unrecorded.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use conductor_net::{Destination, Violation};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::Egress;
+
+/// Largest request or response head read.
+const MAX_HEAD: usize = 64 * 1024;
+/// Largest plain-HTTP request body the proxy buffers (to scan it).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+/// How long a client may take to send its request head or ClientHello.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one upstream connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accept and serve connections until the listener fails for good.
+pub(crate) async fn serve(listener: TcpListener, egress: Arc<Egress>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let egress = Arc::clone(&egress);
+                tokio::spawn(async move {
+                    let _ = handle(stream, egress).await;
+                });
+            }
+            // EMFILE and friends: wait a moment rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// A refusal: the HTTP status, the rule and a message for the client.
+struct Refusal {
+    status: u16,
+    rule: String,
+    message: String,
+    /// Whether this connection's audit record is written already.
+    recorded: bool,
+}
+
+fn refusal(status: u16, rule: &str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        rule: rule.into(),
+        message: message.into(),
+        recorded: false,
+    }
+}
+
+impl Refusal {
+    /// A refusal after the connection's record was written (e.g. the upstream failed).
+    fn recorded(mut self) -> Refusal {
+        self.recorded = true;
+        self
+    }
+}
+
+async fn respond(client: &mut TcpStream, r: &Refusal) {
+    let reason = match r.status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        _ => "Error",
+    };
+    let body = format!(
+        "conductor egress proxy: refused ({}): {}\n",
+        r.rule, r.message
+    );
+    let head = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nX-Conductor-Rule: {}\r\n\r\n",
+        r.status,
+        body.len(),
+        header_safe(&r.rule)
+    );
+    let _ = client.write_all(head.as_bytes()).await;
+    let _ = client.write_all(body.as_bytes()).await;
+    let _ = client.shutdown().await;
+}
+
+fn header_safe(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .collect()
+}
+
+/// A parsed request or response head.
+struct Head {
+    /// Request: method, target, version. Response: version, status, reason.
+    line: [String; 3],
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn one(&self, name: &str) -> Result<Option<&str>, Refusal> {
+        let mut it = self.all(name);
+        let first = it.next();
+        if it.next().is_some() {
+            return Err(refusal(
+                400,
+                "egress.header",
+                format!("more than one `{name}` header"),
+            ));
+        }
+        Ok(first)
+    }
+}
+
+/// Read until the end of a head; returns the head bytes and what came after.
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<Option<usize>, std::io::Error> {
+    loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            return Ok(Some(i + 4));
+        }
+        if buf.len() > MAX_HEAD {
+            return Ok(None);
+        }
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Parse a head strictly: CRLF line ends only, no bare CR or LF, no obs-fold, token
+/// header names, single spaces in the first line.
+///
+/// INVARIANT: a head two HTTP readers could split differently is refused.
+fn parse_head(bytes: &[u8], request: bool) -> Result<Head, Refusal> {
+    let bad = |m: &str| refusal(400, "egress.malformed", m.to_string());
+    let text = std::str::from_utf8(bytes).map_err(|_| bad("the head is not valid text"))?;
+    let text = text
+        .strip_suffix("\r\n\r\n")
+        .ok_or_else(|| bad("the head does not end in CRLF CRLF"))?;
+    let mut lines = text.split("\r\n");
+    let first = lines.next().unwrap_or_default();
+    let mut headers = Vec::new();
+    for line in lines.clone() {
+        if line.contains(['\r', '\n', '\0']) {
+            return Err(bad("a header contains a bare CR, LF or NUL"));
+        }
+        if line.starts_with([' ', '\t']) {
+            return Err(bad("folded header lines are not accepted"));
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| bad("a header line has no `:`"))?;
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return Err(bad("a header name is not a token"));
+        }
+        headers.push((
+            name.to_string(),
+            value.trim_matches([' ', '\t']).to_string(),
+        ));
+    }
+    if first.contains(['\r', '\n', '\0', '\t']) {
+        return Err(bad("the first line contains a control character"));
+    }
+    let mut parts = first.splitn(3, ' ');
+    let a = parts.next().unwrap_or_default().to_string();
+    let b = parts.next().unwrap_or_default().to_string();
+    let c = parts.next().unwrap_or_default().to_string();
+    if request {
+        if a.is_empty() || b.is_empty() || b.contains(' ') || !(c == "HTTP/1.1" || c == "HTTP/1.0")
+        {
+            return Err(bad("the request line is not `METHOD TARGET HTTP/1.x`"));
+        }
+        if !a.bytes().all(|x| x.is_ascii_uppercase()) {
+            return Err(bad("the method is not an uppercase token"));
+        }
+    } else if !(a == "HTTP/1.1" || a == "HTTP/1.0")
+        || b.len() != 3
+        || !b.bytes().all(|x| x.is_ascii_digit())
+    {
+        return Err(bad("the status line is not `HTTP/1.x NNN reason`"));
+    }
+    Ok(Head {
+        line: [a, b, c],
+        headers,
+    })
+}
+
+/// What the destination check said about one destination.
+struct Checked {
+    destination: Option<Destination>,
+    violations: Vec<Violation>,
+}
+
+/// Check one literal destination (a URL) against the policy, resolving through the
+/// injected resolver (blocking: run on the blocking pool).
+async fn check_destination(egress: &Arc<Egress>, literal: String) -> Checked {
+    let e = Arc::clone(egress);
+    let r = tokio::task::spawn_blocking(move || {
+        let policy = (e.policy)();
+        let outcome = policy.destinations().evaluate(
+            &Value::Null,
+            &[],
+            std::slice::from_ref(&literal),
+            &*e.resolver,
+        );
+        Checked {
+            destination: outcome.destinations.into_iter().next(),
+            violations: outcome.violations,
+        }
+    })
+    .await;
+    r.unwrap_or_else(|_| Checked {
+        destination: None,
+        violations: vec![Violation {
+            rule: "egress.internal".into(),
+            message: "the destination check did not finish".into(),
+            destination: 0,
+        }],
+    })
+}
+
+/// Record one egress decision; an error means the connection must be refused.
+#[expect(clippy::too_many_arguments, reason = "one audit record's fields")]
+async fn record(
+    egress: &Arc<Egress>,
+    action: &str,
+    target: &str,
+    sni: Option<&str>,
+    destination: Option<&Destination>,
+    reasons: &[(String, String, String)],
+    findings: &[conductor_scan::Finding],
+    started: Instant,
+) -> Result<(), Refusal> {
+    let decision = if reasons.is_empty() { "allow" } else { "deny" };
+    let request = json!({"action": action, "target": target, "sni": sni});
+    let record = conductor_audit::NewRecord {
+        event: "egress".into(),
+        agent: egress.agent.clone(),
+        session: egress.session.clone(),
+        workflow: egress.workflow.clone(),
+        server: Some(egress.server.clone()),
+        tool: format!("{}.egress", egress.server),
+        action: action.into(),
+        decision: decision.into(),
+        reasons: Value::Array(
+            reasons
+                .iter()
+                .map(|(check, rule, message)| json!({"check": check, "rule": rule, "message": message}))
+                .collect(),
+        ),
+        destinations: serde_json::to_value(destination.map(std::slice::from_ref).unwrap_or_default())
+            .unwrap_or(Value::Null),
+        findings: serde_json::to_value(findings).unwrap_or(Value::Null),
+        policy: (egress.policy)().sha256().to_string(),
+        request_digest: conductor_audit::request_digest(&request),
+        arguments: Some(request),
+        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    };
+    let store = Arc::clone(&egress.audit);
+    let r = tokio::task::spawn_blocking(move || store.append(record)).await;
+    match r {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(refusal(
+            502,
+            "egress.audit",
+            "the connection cannot be recorded in the audit trail, so it is refused",
+        )),
+    }
+}
+
+fn destination_reasons(c: &Checked) -> Vec<(String, String, String)> {
+    c.violations
+        .iter()
+        .map(|v| ("destination".to_string(), v.rule.clone(), v.message.clone()))
+        .collect()
+}
+
+/// Connect to one of the checked addresses (in the order the resolver gave them).
+///
+/// INVARIANT (pinning): only addresses in `destination.addresses` — the ones that were
+/// classified and allowed — are connected to; no name is looked up here.
+async fn connect_pinned(d: &Destination, default_port: u16) -> Result<TcpStream, Refusal> {
+    let port = d.port.unwrap_or(default_port);
+    let mut last = String::from("no address");
+    for a in &d.addresses {
+        let addr = SocketAddr::new(*a, port);
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "timed out".into(),
+        }
+    }
+    Err(refusal(
+        502,
+        "egress.connect",
+        format!("cannot connect to `{}`: {last}", d.host),
+    ))
+}
+
+async fn handle(mut client: TcpStream, egress: Arc<Egress>) -> std::io::Result<()> {
+    let _ = client.set_nodelay(true);
+    let started = Instant::now();
+    let mut buf = Vec::with_capacity(8192);
+    let end = match tokio::time::timeout(CLIENT_TIMEOUT, read_head(&mut client, &mut buf)).await {
+        Ok(Ok(Some(end))) => end,
+        Ok(Ok(None)) => {
+            respond(
+                &mut client,
+                &refusal(431, "egress.malformed", "the request head is too large"),
+            )
+            .await;
+            return Ok(());
+        }
+        _ => return Ok(()),
+    };
+    let head = match parse_head(buf.get(..end).unwrap_or_default(), true) {
+        Ok(h) => h,
+        Err(r) => {
+            refuse_unrecorded(&mut client, &egress, "", r, started).await;
+            return Ok(());
+        }
+    };
+    let rest = buf.get(end..).unwrap_or_default().to_vec();
+    let result = if head.line[0] == "CONNECT" {
+        tunnel(&mut client, &egress, &head, rest, started).await
+    } else {
+        plain(&mut client, &egress, &head, rest, started).await
+    };
+    if let Err(r) = result {
+        let shown = if head.line[0] == "CONNECT" {
+            head.line[1].clone()
+        } else {
+            shown_origin(&head.line[1])
+        };
+        refuse_unrecorded(&mut client, &egress, &shown, r, started).await;
+    }
+    Ok(())
+}
+
+/// Answer a refusal, recording it first unless the connection's record exists.
+///
+/// INVARIANT: every connection the proxy accepted and parsed has a record, allowed or not.
+async fn refuse_unrecorded(
+    client: &mut TcpStream,
+    egress: &Arc<Egress>,
+    target: &str,
+    r: Refusal,
+    started: Instant,
+) {
+    if !r.recorded {
+        let reasons = [("destination".to_string(), r.rule.clone(), r.message.clone())];
+        // A failed record changes nothing here: the connection is refused either way.
+        let _ = record(
+            egress,
+            "refused",
+            target,
+            None,
+            None,
+            &reasons,
+            &[],
+            started,
+        )
+        .await;
+    }
+    respond(client, &r).await;
+}
+
+/// The origin of an absolute-form target (never its path or query, which may carry
+/// secrets), or nothing when it is not one.
+fn shown_origin(target: &str) -> String {
+    match url::Url::parse(target) {
+        Ok(u) if u.has_host() => location_origin(&u),
+        _ => String::new(),
+    }
+}
+
+/// `CONNECT host:port`: check, answer 200, check the ClientHello's SNI, record, relay.
+async fn tunnel(
+    client: &mut TcpStream,
+    egress: &Arc<Egress>,
+    head: &Head,
+    mut early: Vec<u8>,
+    started: Instant,
+) -> Result<(), Refusal> {
+    let target = head.line[1].clone();
+    if target.contains(['/', '?', '#', '@', '\\']) || !target.contains(':') {
+        return Err(refusal(
+            400,
+            "egress.malformed",
+            "a CONNECT target is `host:port`",
+        ));
+    }
+    let checked = check_destination(egress, format!("https://{target}")).await;
+    let mut reasons = destination_reasons(&checked);
+    if !reasons.is_empty() {
+        record(
+            egress,
+            "connect",
+            &target,
+            None,
+            checked.destination.as_ref(),
+            &reasons,
+            &[],
+            started,
+        )
+        .await?;
+        let (rule, message) = first_reason(&reasons);
+        return Err(refusal(403, &rule, message).recorded());
+    }
+    let Some(dest) = checked.destination.clone() else {
+        return Err(refusal(
+            403,
+            "egress.internal",
+            "the destination could not be checked",
+        ));
+    };
+    client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await
+        .map_err(|_| refusal(400, "egress.closed", "the client went away"))?;
+    // The ClientHello: the first TLS record, complete.
+    let hello = tokio::time::timeout(CLIENT_TIMEOUT, read_client_hello(client, &mut early)).await;
+    let sni = match hello {
+        Ok(Ok(sni)) => sni,
+        Ok(Err(m)) => {
+            reasons.push(("destination".into(), "egress.tls".into(), m));
+            None
+        }
+        Err(_) => {
+            reasons.push((
+                "destination".into(),
+                "egress.tls".into(),
+                "no TLS ClientHello arrived in time".into(),
+            ));
+            None
+        }
+    };
+    if reasons.is_empty() {
+        match &sni {
+            Some(name) => {
+                let same = match conductor_net::canon::canonical_host_text(name) {
+                    Ok(conductor_net::Host::Name(n)) => n == dest.host,
+                    _ => false,
+                };
+                if !same {
+                    reasons.push((
+                        "destination".into(),
+                        "egress.sni-mismatch".into(),
+                        format!(
+                            "the TLS server name `{}` is not the CONNECT host `{}`",
+                            header_safe(name),
+                            dest.host
+                        ),
+                    ));
+                }
+            }
+            None => {
+                if dest.host.parse::<IpAddr>().is_err() {
+                    reasons.push((
+                        "destination".into(),
+                        "egress.sni-missing".into(),
+                        format!(
+                            "the TLS ClientHello names no server, but the CONNECT host is `{}`",
+                            dest.host
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    record(
+        egress,
+        "connect",
+        &target,
+        sni.as_deref(),
+        Some(&dest),
+        &reasons,
+        &[],
+        started,
+    )
+    .await?;
+    if !reasons.is_empty() {
+        // The 200 is gone already: the TLS client sees the connection close.
+        let _ = client.shutdown().await;
+        return Ok(());
+    }
+    let mut upstream = match connect_pinned(&dest, 443).await {
+        Ok(u) => u,
+        Err(_) => {
+            let _ = client.shutdown().await;
+            return Ok(());
+        }
+    };
+    if upstream.write_all(&early).await.is_err() {
+        return Ok(());
+    }
+    let _ = tokio::io::copy_bidirectional(client, &mut upstream).await;
+    Ok(())
+}
+
+fn first_reason(reasons: &[(String, String, String)]) -> (String, String) {
+    reasons
+        .first()
+        .map(|(_, r, m)| (r.clone(), m.clone()))
+        .unwrap_or_else(|| ("egress.internal".into(), "refused".into()))
+}
+
+/// Read the first TLS record (the ClientHello) into `buf` and return its server name.
+async fn read_client_hello(
+    client: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<Option<String>, String> {
+    while buf.len() < 5 {
+        read_more(client, buf).await?;
+    }
+    let first = buf.first().copied().unwrap_or(0);
+    if first != 0x16 {
+        return Err(
+            "only TLS may pass through CONNECT (the first bytes are not a TLS handshake)".into(),
+        );
+    }
+    let len = usize::from(u16::from_be_bytes([
+        buf.get(3).copied().unwrap_or(0),
+        buf.get(4).copied().unwrap_or(0),
+    ]));
+    if len > 16 * 1024 + 256 {
+        return Err("the TLS record is too long".into());
+    }
+    while buf.len() < 5 + len {
+        read_more(client, buf).await?;
+    }
+    crate::tls::server_name(buf.get(5..5 + len).unwrap_or_default())
+}
+
+async fn read_more(client: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
+    let mut chunk = [0u8; 4096];
+    let n = client
+        .read(&mut chunk)
+        .await
+        .map_err(|_| "the client went away before its TLS ClientHello".to_string())?;
+    if n == 0 {
+        return Err("the client went away before its TLS ClientHello".into());
+    }
+    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    Ok(())
+}
+
+/// Headers that concern one hop only (RFC 9110 §7.6.1) and are not forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+];
+
+/// A plain-HTTP request in absolute form.
+async fn plain(
+    client: &mut TcpStream,
+    egress: &Arc<Egress>,
+    head: &Head,
+    mut body: Vec<u8>,
+    started: Instant,
+) -> Result<(), Refusal> {
+    let [method, target, _] = &head.line;
+    if target.starts_with("https://") || target.starts_with("HTTPS://") {
+        return Err(refusal(400, "egress.scheme", "https goes through CONNECT"));
+    }
+    let Some(after) = target.strip_prefix("http://") else {
+        return Err(refusal(
+            400,
+            "egress.malformed",
+            "the proxy takes CONNECT or absolute-form `http://` requests only",
+        ));
+    };
+    if target.contains(['\\', '#']) {
+        return Err(refusal(
+            400,
+            "egress.malformed",
+            "the target contains `\\` or `#`",
+        ));
+    }
+    let split = after.find(['/', '?']).unwrap_or(after.len());
+    let (authority, raw_path) = after.split_at(split);
+    if authority.contains('@') {
+        return Err(refusal(
+            400,
+            "egress.malformed",
+            "userinfo in a proxy request is refused",
+        ));
+    }
+    let path = if raw_path.is_empty() {
+        "/".to_string()
+    } else if raw_path.starts_with('?') {
+        format!("/{raw_path}")
+    } else {
+        raw_path.to_string()
+    };
+    let origin = format!("http://{authority}/");
+    let checked = check_destination(egress, origin.clone()).await;
+    let mut reasons = destination_reasons(&checked);
+    let dest = checked.destination.clone();
+
+    // INVARIANT: the Host header names the destination that was checked.
+    match head.one("host")? {
+        Some(h) => {
+            let hc = conductor_net::canonicalize(&format!("http://{h}/"));
+            let same = match (&hc, &dest) {
+                (Ok(c), Some(d)) => {
+                    let host_ok = match &c.host {
+                        Some(conductor_net::Host::Name(n)) => *n == d.host,
+                        Some(conductor_net::Host::Ip(a)) => a.to_string() == d.host,
+                        None => false,
+                    };
+                    host_ok && c.port.or(Some(80)) == d.port.or(Some(80))
+                }
+                _ => false,
+            };
+            if !same {
+                return Err(refusal(
+                    400,
+                    "egress.host-mismatch",
+                    "the `Host` header does not name the request target's host",
+                ));
+            }
+        }
+        None if head.line[2] == "HTTP/1.1" => {
+            return Err(refusal(
+                400,
+                "egress.malformed",
+                "an HTTP/1.1 request needs a `Host` header",
+            ));
+        }
+        None => {}
+    }
+    if head.all("transfer-encoding").next().is_some() {
+        return Err(refusal(
+            411,
+            "egress.transfer-encoding",
+            "request bodies must have a `Content-Length` (chunked bodies are refused)",
+        ));
+    }
+    let length = match head.one("content-length")? {
+        None => 0,
+        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && v.len() < 10 => {
+            v.parse::<usize>().unwrap_or(usize::MAX)
+        }
+        Some(_) => return Err(refusal(400, "egress.malformed", "invalid `Content-Length`")),
+    };
+    if length > MAX_BODY {
+        return Err(refusal(
+            413,
+            "egress.body-limit",
+            "the request body is too large to be checked",
+        ));
+    }
+    if reasons.is_empty() && length > body.len() {
+        if head
+            .one("expect")?
+            .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        {
+            let _ = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+        }
+        while body.len() < length {
+            let mut chunk = vec![0u8; (length - body.len()).min(64 * 1024)];
+            let n = tokio::time::timeout(CLIENT_TIMEOUT, client.read(&mut chunk))
+                .await
+                .map_err(|_| refusal(400, "egress.timeout", "the request body did not arrive"))?
+                .map_err(|_| refusal(400, "egress.closed", "the client went away"))?;
+            if n == 0 {
+                return Err(refusal(
+                    400,
+                    "egress.closed",
+                    "the request body is shorter than its length",
+                ));
+            }
+            body.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        }
+    }
+    body.truncate(length);
+
+    // Data egress: what the request carries (target, headers, body) against the
+    // egress maximum of the destination.
+    let mut findings = Vec::new();
+    if let Some(d) = &dest
+        && reasons.is_empty()
+    {
+        let scanned = json!({
+            "target": target,
+            "headers": head.headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
+            "body": String::from_utf8_lossy(&body),
+        });
+        let e = Arc::clone(egress);
+        let d2 = d.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let policy = (e.policy)();
+            let data = policy.data();
+            let found = data.scanner.scan(&scanned, &e.key);
+            let (max, rule) = egress_of(data, &d2);
+            let mut denials = Vec::new();
+            for f in &found {
+                let level = data.labels.get(&f.label).copied().unwrap_or(data.top());
+                if level > max
+                    && !denials
+                        .iter()
+                        .any(|(_, _, m): &(String, String, String)| m.contains(&f.label))
+                {
+                    denials.push((
+                        "data".to_string(),
+                        rule.clone(),
+                        format!(
+                            "`{}` found `{}` data (level `{}`) at `{}`; `{}` accepts at most `{}`",
+                            f.detector,
+                            f.label,
+                            data.level_name(level),
+                            f.pointer,
+                            d2.host,
+                            data.level_name(max)
+                        ),
+                    ));
+                }
+            }
+            (found, denials)
+        })
+        .await;
+        match r {
+            Ok((found, denials)) => {
+                findings = found;
+                reasons.extend(denials);
+            }
+            Err(_) => reasons.push((
+                "data".into(),
+                "egress.internal".into(),
+                "the data check did not finish".into(),
+            )),
+        }
+    }
+    let shown_target = origin.clone();
+    record(
+        egress,
+        &method.to_lowercase(),
+        &shown_target,
+        None,
+        dest.as_ref(),
+        &reasons,
+        &findings,
+        started,
+    )
+    .await?;
+    if !reasons.is_empty() {
+        let (rule, message) = first_reason(&reasons);
+        return Err(refusal(403, &rule, message).recorded());
+    }
+    let Some(dest) = dest else {
+        return Err(refusal(
+            403,
+            "egress.internal",
+            "the destination could not be checked",
+        ));
+    };
+    let mut upstream = connect_pinned(&dest, 80).await.map_err(Refusal::recorded)?;
+
+    // The request as decided, in origin form, one request per connection.
+    let listed: Vec<String> = head
+        .all("connection")
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = format!("{method} {path} HTTP/1.1\r\n");
+    let mut has_host = false;
+    for (n, v) in &head.headers {
+        let l = n.to_ascii_lowercase();
+        if HOP_BY_HOP.contains(&l.as_str()) || listed.contains(&l) {
+            continue;
+        }
+        has_host |= l == "host";
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !has_host {
+        out.push_str(&format!("Host: {authority}\r\n"));
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    upstream.write_all(out.as_bytes()).await.map_err(|_| {
+        refusal(
+            502,
+            "egress.upstream",
+            "the destination closed the connection",
+        )
+        .recorded()
+    })?;
+    upstream.write_all(&body).await.map_err(|_| {
+        refusal(
+            502,
+            "egress.upstream",
+            "the destination closed the connection",
+        )
+        .recorded()
+    })?;
+
+    // The answer: a redirect is checked before the server can follow it.
+    let mut rbuf = Vec::with_capacity(8192);
+    let end = match read_head(&mut upstream, &mut rbuf).await {
+        Ok(Some(e)) => e,
+        _ => {
+            return Err(refusal(
+                502,
+                "egress.upstream",
+                "the destination sent no valid answer",
+            )
+            .recorded());
+        }
+    };
+    let rhead = parse_head(rbuf.get(..end).unwrap_or_default(), false).map_err(|_| {
+        refusal(
+            502,
+            "egress.upstream",
+            "the destination's answer is malformed",
+        )
+        .recorded()
+    })?;
+    let status: u16 = rhead.line[1].parse().unwrap_or(0);
+    let location = rhead.one("location").map_err(|_| {
+        refusal(
+            502,
+            "egress.redirect",
+            "the answer has more than one `Location`",
+        )
+    })?;
+    if let Some(location) = location
+        && (300..400).contains(&status)
+    {
+        check_redirect(egress, target, location, started).await?;
+    }
+    let mut out = format!("{} {} {}\r\n", rhead.line[0], rhead.line[1], rhead.line[2]);
+    for (n, v) in &rhead.headers {
+        let l = n.to_ascii_lowercase();
+        if l == "connection" || l == "keep-alive" || l == "proxy-connection" {
+            continue;
+        }
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    if client.write_all(out.as_bytes()).await.is_err() {
+        return Ok(());
+    }
+    if client
+        .write_all(rbuf.get(end..).unwrap_or_default())
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let _ = tokio::io::copy(&mut upstream, client).await;
+    let _ = client.shutdown().await;
+    Ok(())
+}
+
+/// A redirect's target is checked like a destination of its own; a refused one never
+/// reaches the server.
+async fn check_redirect(
+    egress: &Arc<Egress>,
+    base: &str,
+    location: &str,
+    started: Instant,
+) -> Result<(), Refusal> {
+    let Ok(base) = url::Url::parse(base) else {
+        return Err(refusal(
+            502,
+            "egress.redirect",
+            "the redirect cannot be checked",
+        ));
+    };
+    let Ok(next) = base.join(location) else {
+        return Err(refusal(
+            502,
+            "egress.redirect",
+            "the redirect target is not a valid URL",
+        ));
+    };
+    let mut shown = next.clone();
+    shown.set_path("/");
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    let checked = check_destination(egress, location_origin(&next)).await;
+    let reasons = destination_reasons(&checked);
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    record(
+        egress,
+        "redirect",
+        shown.as_str(),
+        None,
+        checked.destination.as_ref(),
+        &reasons,
+        &[],
+        started,
+    )
+    .await?;
+    let (rule, message) = first_reason(&reasons);
+    Err(refusal(
+        403,
+        &rule,
+        format!("the answer redirects to a refused destination: {message}"),
+    )
+    .recorded())
+}
+
+fn location_origin(u: &url::Url) -> String {
+    let mut o = u.clone();
+    o.set_path("/");
+    o.set_query(None);
+    o.set_fragment(None);
+    let _ = o.set_username("");
+    let _ = o.set_password(None);
+    o.to_string()
+}
+
+/// The egress maximum of a destination and the rule that sets it (first matching
+/// `data.egress` entry, else `data.default_egress`) — the core's rule.
+fn egress_of(data: &conductor_policy::DataPolicy, d: &Destination) -> (usize, String) {
+    for e in &data.egress {
+        if e.to.iter().any(|p| p.matches(d)) {
+            return (e.max, e.id.clone());
+        }
+    }
+    (data.default_egress, "data.default_egress".into())
+}

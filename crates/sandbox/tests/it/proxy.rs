@@ -1,0 +1,307 @@
+//! The egress proxy, driven by real clients (curl, openssl) inside the sandbox against
+//! a test HTTP server on the host's 127.0.0.1 (reached through names the test's fixed
+//! resolver maps; loopback is permitted for these tests' policies only).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use conductor_sandbox::Profile;
+
+use crate::support::{Fixed, World, policy, run, sh};
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 port 0: `/redirect-metadata` answers a 302 to
+/// the metadata service, `/big` 1 MiB, anything else `hello from <path>`. Records the
+/// request lines and bodies it received.
+pub struct TestServer {
+    pub port: u16,
+    pub seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || serve_one(stream, &s));
+            }
+        });
+        TestServer { port, seen }
+    }
+}
+
+fn serve_one(stream: std::net::TcpStream, seen: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() || line.is_empty() {
+        return;
+    }
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    let _ = reader.read_exact(&mut body);
+    seen.lock().unwrap().push(format!(
+        "{}{}",
+        line.trim_end(),
+        String::from_utf8_lossy(&body)
+    ));
+    let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+    let mut w = stream;
+    let response = if path == "/redirect-metadata" {
+        "HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest/meta-data/\r\nContent-Length: 0\r\n\r\n".to_string()
+    } else if path == "/big" {
+        let body = "x".repeat(1 << 20);
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        let body = format!("hello from {path}");
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let _ = w.write_all(response.as_bytes());
+}
+
+pub fn loopback_policy() -> conductor_policy::Policy {
+    policy(
+        "  allow: [\"*\"]\n  permit: [loopback]\ndata:\n  labels:\n    credentials: {level: secret, detect: [secrets]}\n  default_egress: public",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_reaches_an_allowed_name_through_the_proxy() {
+    let server = TestServer::start();
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
+    let url = format!("http://allowed.test:{}/page", server.port);
+    let (out, code) = run(
+        &sh(&format!("curl -sS {url}")),
+        &Profile::default(),
+        w.egress(),
+        b"",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "hello from /page");
+    let records = w.egress_records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].0, "allow");
+    assert_eq!(
+        records[0].3,
+        format!("http://allowed.test:{}/", server.port)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metadata_address_is_refused_before_any_connection() {
+    let w = World::new(loopback_policy(), Fixed::default());
+    let (out, _) = run(
+        &sh("curl -sS -o /dev/null -w '%{http_code}' http://169.254.169.254/latest/meta-data/; echo; curl -sS -o /dev/null -w '%{http_code}' http://metadata.google.internal/"),
+        &Profile::default(),
+        w.egress(),
+        b"",
+    )
+    .await;
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["403", "403"], "{out}");
+    let records = w.egress_records();
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        assert_eq!(r.0, "deny");
+        assert!(
+            r.1.contains(&"destinations.blocked.cloud-metadata".to_string()),
+            "{r:?}"
+        );
+    }
+    // The metadata name is blocked by name: it never reached the resolver.
+    assert_eq!(w.resolver.lookups("metadata.google.internal"), 0);
+}
+
+/// DNS rebinding: the name first resolves to the test server, then to the metadata
+/// address. Each connection is checked on the one lookup the proxy makes for it and
+/// goes to the address checked, so the second connection is refused, and the first one
+/// was served by the address that was checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_rebinding_cannot_move_a_checked_connection() {
+    let server = TestServer::start();
+    let resolver = Fixed::default().with("rebind.test", &[&["127.0.0.1"], &["169.254.169.254"]]);
+    let w = World::new(loopback_policy(), resolver.clone());
+    let url = format!("http://rebind.test:{}/first", server.port);
+    let (out, _) = run(
+        &sh(&format!(
+            "curl -sS {url}; echo; curl -sS -o /dev/null -w '%{{http_code}}' {url}"
+        )),
+        &Profile::default(),
+        w.egress(),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["hello from /first", "403"],
+        "{out}"
+    );
+    // One lookup per connection: the check and the connect share it.
+    assert_eq!(resolver.lookups("rebind.test"), 2);
+    let records = w.egress_records();
+    assert_eq!(records[0].0, "allow");
+    assert_eq!(records[1].0, "deny");
+    assert!(
+        records[1]
+            .1
+            .contains(&"destinations.blocked.cloud-metadata".to_string())
+    );
+    assert_eq!(server.seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_the_metadata_address_is_not_followed() {
+    let server = TestServer::start();
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
+    let url = format!("http://allowed.test:{}/redirect-metadata", server.port);
+    let (out, _) = run(
+        &sh(&format!(
+            "curl -sS -L -o /dev/null -w '%{{http_code}} %{{num_redirects}}' {url}"
+        )),
+        &Profile::default(),
+        w.egress(),
+        b"",
+    )
+    .await;
+    assert_eq!(out, "403 0", "the client saw the redirect: {out}");
+    let records = w.egress_records();
+    let redirect = records
+        .iter()
+        .find(|r| r.2 == "redirect")
+        .expect("a redirect record");
+    assert_eq!(redirect.0, "deny");
+    assert!(
+        redirect
+            .1
+            .contains(&"destinations.blocked.cloud-metadata".to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_in_a_plain_http_body_is_refused_by_the_egress_rules() {
+    let server = TestServer::start();
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
+    let secret = ["AKIA", "2OGYBAH6TQKRXEVN"].concat();
+    let url = format!("http://allowed.test:{}/upload", server.port);
+    let (out, _) = run(
+        &sh(&format!("curl -sS -o /dev/null -w '%{{http_code}}' --data 'key={secret}' {url}; echo; curl -sS --data 'nothing secret' {url}")),
+        &Profile::default(),
+        w.egress(),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["403", "hello from /upload"],
+        "{out}"
+    );
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert!(!seen[0].contains(&secret));
+    let records = w.egress_records();
+    assert_eq!(records[0].0, "deny");
+    assert!(
+        records[0].1.contains(&"data.default_egress".to_string()),
+        "{records:?}"
+    );
+}
+
+/// CONNECT: the ClientHello's server name must be the CONNECT host (domain fronting);
+/// a CONNECT tunnel carrying plain text instead of TLS is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_checks_the_tls_server_name() {
+    let server = TestServer::start();
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
+    let p = server.port;
+    let script = format!(
+        "PROXY=${{HTTPS_PROXY#http://}}; \
+         echo | timeout 5 openssl s_client -proxy $PROXY -connect allowed.test:{p} -servername fronted.test >/dev/null 2>&1; \
+         echo | timeout 5 openssl s_client -proxy $PROXY -connect allowed.test:{p} -servername allowed.test >/dev/null 2>&1; \
+         curl -sS -p -o /dev/null http://allowed.test:{p}/tunnel 2>/dev/null; true"
+    );
+    let (out, code) = run(&sh(&script), &Profile::default(), w.egress(), b"").await;
+    assert_eq!(code, 0, "{out}");
+    let records = w.egress_records();
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert_eq!(records[0].0, "deny");
+    assert_eq!(records[0].1, ["egress.sni-mismatch"]);
+    // The matching name passes (the test server does not speak TLS: the handshake then
+    // fails between the client and the server, which is not the proxy's business).
+    assert_eq!(records[1].0, "allow");
+    assert_eq!(records[2].0, "deny");
+    assert_eq!(records[2].1, ["egress.tls"]);
+    // Neither refused tunnel reached the server.
+    assert_eq!(
+        server
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("/tunnel"))
+            .count(),
+        0
+    );
+}
+
+/// "Forward what was decided": a `Host` header naming another host than the checked
+/// target is refused (the destination server would route by the header), and the
+/// refusal is recorded like any other connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_header_naming_another_host_is_refused_and_recorded() {
+    let server = TestServer::start();
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
+    let url = format!("http://allowed.test:{}/x", server.port);
+    let (out, _) = run(
+        &sh(&format!(
+            "curl -sS -o /dev/null -w '%{{http_code}}' -H 'Host: 169.254.169.254' {url}"
+        )),
+        &Profile::default(),
+        w.egress(),
+        b"",
+    )
+    .await;
+    assert_eq!(out, "400", "{out}");
+    assert!(server.seen.lock().unwrap().is_empty());
+    let records = w.egress_records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].0, "deny");
+    assert_eq!(records[0].1, ["egress.host-mismatch"]);
+    assert_eq!(
+        records[0].3,
+        format!("http://allowed.test:{}/", server.port)
+    );
+}
