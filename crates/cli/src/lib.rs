@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod audit_cmd;
 pub mod check;
+pub mod hook_cmd;
 pub mod policy_cmd;
 pub mod resolve;
 pub mod world;
@@ -84,6 +85,9 @@ pub enum Command {
     Audit(audit_cmd::AuditCommand),
     /// Run a stdio MCP server behind the gate.
     Wrap(wrap_cmd::WrapArgs),
+    /// Agent-runtime hooks (Claude Code, Claude Agent SDK).
+    #[command(subcommand)]
+    Hook(hook_cmd::HookCommand),
 }
 
 /// Entry point used by `main.rs`.
@@ -343,5 +347,6 @@ pub fn run(cli: Cli) -> u8 {
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Audit(cmd) => audit_cmd::run(cmd),
         Command::Wrap(args) => wrap_cmd::run(args),
+        Command::Hook(cmd) => hook_cmd::run(cmd),
     }
 }

@@ -11,6 +11,7 @@
 
 mod audit;
 mod check;
+mod hook;
 mod policy;
 mod wrap;
 mod wrap_faults;
