@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 pub mod audit_cmd;
 pub mod check;
 pub mod hook_cmd;
+pub mod init_cmd;
 pub mod policy_cmd;
 pub mod resolve;
 pub mod world;
@@ -88,6 +89,9 @@ pub enum Command {
     /// Agent-runtime hooks (Claude Code, Claude Agent SDK).
     #[command(subcommand)]
     Hook(hook_cmd::HookCommand),
+    /// Put an MCP client's servers behind the gate: a starter policy, its tests, and
+    /// the client configuration rewritten to run each server under `conductor wrap`.
+    Init(init_cmd::InitArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -348,5 +352,6 @@ pub fn run(cli: Cli) -> u8 {
         Command::Audit(cmd) => audit_cmd::run(cmd),
         Command::Wrap(args) => wrap_cmd::run(args),
         Command::Hook(cmd) => hook_cmd::run(cmd),
+        Command::Init(args) => init_cmd::run(args),
     }
 }

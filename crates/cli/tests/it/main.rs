@@ -12,6 +12,7 @@
 mod audit;
 mod check;
 mod hook;
+mod init;
 mod policy;
 mod wrap;
 mod wrap_faults;
