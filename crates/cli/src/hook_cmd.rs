@@ -404,6 +404,19 @@ fn build_call(tool: &str, raw_name: &str, tool_input: Value) -> Call {
             ),
         });
     }
+    if !tool.contains('.') || tool.starts_with("claude.") {
+        for key in PATH_MEMBERS {
+            if let Some(Value::String(path)) = arguments.get(*key)
+                && let Some(problem) = path_problem(path)
+            {
+                problems.push(Reason {
+                    check: Check::Input,
+                    rule: "request.arguments".into(),
+                    message: format!("`/{key}` {problem}"),
+                });
+            }
+        }
+    }
     match raw_name {
         "WebFetch" => pointers.push("/url".to_string()),
         "WebSearch" => pointers.push("/allowed_domains".to_string()),
@@ -437,6 +450,44 @@ fn build_call(tool: &str, raw_name: &str, tool_input: Value) -> Call {
     call.pointers = pointers;
     call.problems = problems;
     call
+}
+
+/// The members of built-in tools' inputs that name files (`Read`, `Write`, `Edit`,
+/// `MultiEdit`: `file_path`; `NotebookEdit`: `notebook_path`; `Glob`, `Grep`, `LS`:
+/// `path`).
+const PATH_MEMBERS: &[&str] = &["file_path", "notebook_path", "path"];
+
+/// Why a path cannot be decided as written: `when` globs match the text, so the text
+/// must be the file the tool opens.
+///
+/// INVARIANT: `/home/dev/project/../../../etc/passwd` matches `/home/dev/project/**`
+/// as text; a path that is not absolute, has `.`/`..`/empty segments, or (when it
+/// exists) reaches its file through a symbolic link is refused.
+fn path_problem(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return Some("is not an absolute path".into());
+    }
+    let body = match path.strip_suffix('/') {
+        Some(b) if !b.is_empty() => b,
+        _ => path,
+    };
+    if body.len() > 1
+        && body
+            .split('/')
+            .skip(1)
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Some("has `.`, `..` or empty segments".into());
+    }
+    if let Ok(real) = std::fs::canonicalize(path)
+        && real.as_os_str() != std::ffi::OsStr::new(body)
+    {
+        return Some(format!(
+            "reaches its file through a symbolic link (it is `{}`)",
+            conductor_net::canon::safe(&real.display().to_string())
+        ));
+    }
+    None
 }
 
 /// Programs whose operands name hosts (downloaders, remote shells, sockets, DNS).
@@ -599,6 +650,7 @@ fn looks_like_host(w: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code: a panic is a test failure")]
 mod tests {
     use super::*;
 
@@ -611,6 +663,22 @@ mod tests {
         assert_eq!(tool_name("Bash").0, "claude.Bash");
         assert!(tool_name("mcp__a__b__c").0.starts_with("mcp__ ambiguous"));
         assert!(tool_name("mcp____x").0.starts_with("mcp__ ambiguous"));
+    }
+
+    #[test]
+    fn paths_are_decided_only_as_the_file_they_open() {
+        assert!(path_problem("/home/dev/project/src/main.rs").is_none());
+        assert!(path_problem("/home/dev/project/../../../etc/passwd").is_some());
+        assert!(path_problem("/home/dev/project/./x").is_some());
+        assert!(path_problem("/home/dev//project").is_some());
+        assert!(path_problem("src/main.rs").is_some());
+        assert!(path_problem("/").is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::write(real.join("f"), "x").unwrap();
+        std::os::unix::fs::symlink(real.join("f"), real.join("link")).unwrap();
+        assert!(path_problem(real.join("f").to_str().unwrap()).is_none());
+        assert!(path_problem(real.join("link").to_str().unwrap()).is_some());
     }
 
     #[test]

@@ -283,3 +283,16 @@ fn an_unknown_agent_is_denied() {
     assert_eq!(d, "deny");
     assert!(reason.contains("identity"), "{reason}");
 }
+
+#[test]
+fn a_write_path_that_climbs_out_of_the_project_is_denied() {
+    // Regression: `/home/dev/project/../../../etc/cron.d/x` matches the glob
+    // `/home/dev/project/**` as text; the file written is /etc/cron.d/x.
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.db");
+    let mut p: Value = serde_json::from_str(&payload("pre-write-project", "s")).unwrap();
+    p["tool_input"]["file_path"] = Value::String("/home/dev/project/../../../etc/cron.d/x".into());
+    let (d, reason) = pre_answer(&hook(&audit, &p.to_string()));
+    assert_eq!(d, "deny", "{reason}");
+    assert!(reason.contains("`..`"), "{reason}");
+}
