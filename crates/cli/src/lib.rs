@@ -68,7 +68,7 @@ Exit statuses: 0 success/allow, 1 deny/failed expectation, 2 approval required,
 64 bad usage, 65 invalid policy or request, 66 missing input file,
 74 I/O error, 78 unusable installation (e.g. fingerprint key file).
 
-Docs: README.md, docs/policy-tests.md, docs/wrap.md";
+Docs: README.md, docs/policy-tests.md, docs/wrap.md, docs/claude-code.md, docs/init.md";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
