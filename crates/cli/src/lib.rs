@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 pub mod audit_cmd;
 pub mod check;
+pub mod hook_cmd;
+pub mod init_cmd;
 pub mod policy_cmd;
 pub mod resolve;
 pub mod sandbox_cmd;
@@ -67,7 +69,7 @@ Exit statuses: 0 success/allow, 1 deny/failed expectation, 2 approval required,
 64 bad usage, 65 invalid policy or request, 66 missing input file,
 74 I/O error, 78 unusable installation (e.g. fingerprint key file).
 
-Docs: README.md, docs/policy-tests.md, docs/wrap.md";
+Docs: README.md, docs/policy-tests.md, docs/wrap.md, docs/claude-code.md, docs/init.md";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -88,6 +90,12 @@ pub enum Command {
     /// What the sandbox layer (`wrap --sandbox`) can use on this machine.
     #[command(subcommand)]
     Sandbox(sandbox_cmd::SandboxCommand),
+    /// Agent-runtime hooks (Claude Code, Claude Agent SDK).
+    #[command(subcommand)]
+    Hook(hook_cmd::HookCommand),
+    /// Put an MCP client's servers behind the gate: a starter policy, its tests, and
+    /// the client configuration rewritten to run each server under `conductor wrap`.
+    Init(init_cmd::InitArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -349,5 +357,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Audit(cmd) => audit_cmd::run(cmd),
         Command::Wrap(args) => wrap_cmd::run(args),
         Command::Sandbox(cmd) => sandbox_cmd::run(cmd),
+        Command::Hook(cmd) => hook_cmd::run(cmd),
+        Command::Init(args) => init_cmd::run(args),
     }
 }

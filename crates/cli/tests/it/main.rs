@@ -11,6 +11,8 @@
 
 mod audit;
 mod check;
+mod hook;
+mod init;
 mod policy;
 mod sandbox;
 mod wrap;
