@@ -10,6 +10,7 @@ pub mod audit_cmd;
 pub mod check;
 pub mod policy_cmd;
 pub mod resolve;
+pub mod serve_cmd;
 pub mod world;
 pub mod wrap_cmd;
 
@@ -82,6 +83,11 @@ pub enum Command {
     Audit(audit_cmd::AuditCommand),
     /// Run a stdio MCP server behind the gate.
     Wrap(wrap_cmd::WrapArgs),
+    /// Run the Streamable HTTP gateway in front of many MCP servers.
+    Serve(serve_cmd::ServeArgs),
+    /// Validate gateway files.
+    #[command(subcommand)]
+    Gateway(serve_cmd::GatewayCommand),
 }
 
 /// Entry point used by `main.rs`.
@@ -338,5 +344,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Audit(cmd) => audit_cmd::run(cmd),
         Command::Wrap(args) => wrap_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
+        Command::Gateway(cmd) => serve_cmd::run_gateway(cmd),
     }
 }
