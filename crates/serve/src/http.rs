@@ -41,6 +41,9 @@ pub const HEADER_MISMATCH: i64 = -32020;
 /// JSON-RPC: unsupported protocol version (2026-07-28).
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
+/// How often a pending answer stream carries a comment.
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+
 /// What `serve` runs with.
 pub struct ServeOptions {
     pub config: GatewayConfig,
@@ -605,13 +608,16 @@ async fn post_inner(st: St, server: Option<String>, h: HeaderMap, body: Bytes) -
                 tx,
             ));
             if accepts_sse(&h) {
-                let stop = st.shutdown.clone();
-                let stream =
-                    futures_util::stream::unfold((rx, stop), |(mut rx, stop)| async move {
-                        let m = rx.recv().await?;
-                        let frame = sse_frame(&m);
-                        Some((Ok::<Bytes, Infallible>(frame), (rx, stop)))
-                    });
+                // A comment every second while the answer is pending: a client that went
+                // away is noticed by the failed write, and its call cancelled upstream.
+                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                    tokio::select! {
+                        m = rx.recv() => m.map(|m| (Ok::<Bytes, Infallible>(sse_frame(&m)), rx)),
+                        () = tokio::time::sleep(KEEP_ALIVE) => {
+                            Some((Ok(Bytes::from_static(b": keep-alive\n\n")), rx))
+                        }
+                    }
+                });
                 no_store(
                     (
                         StatusCode::OK,

@@ -12,6 +12,7 @@
 mod audit;
 mod check;
 mod policy;
+mod serve;
 mod wrap;
 mod wrap_faults;
 
