@@ -142,17 +142,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     if let Some(f) = opts.on_listen {
         f(bound);
     }
-    let mut stop = opts.shutdown.clone();
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            while !*stop.borrow() {
-                if stop.changed().await.is_err() {
-                    break;
-                }
-            }
-            tracing::info!("shutting down: draining in-flight calls");
-        })
-        .await;
+    let result = accept_loop(listener, router, opts.shutdown.clone()).await;
     reloader.abort();
     reaper.abort();
     let sessions: Vec<Arc<ClientSession>> = app
@@ -174,6 +164,78 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let audit = Arc::clone(app.gates.audit());
     let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     result.map_err(ServeError::Io)
+}
+
+/// How long a client may take to send a request's head (slow-client protection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head, in bytes.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 4096;
+/// How long in-flight calls get to finish after shutdown is asked for.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Accept connections until `shutdown`, then drain: every connection finishes its
+/// in-flight requests (at most [`DRAIN`]).
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), std::io::Error> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let builder = builder.http1_only();
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            r = shutdown.changed() => { if r.is_err() { break; } continue; }
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            r = shutdown.changed() => { if r.is_err() { break; } continue; }
+        };
+        let (stream, _) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = router
+            .clone()
+            .map_request(|req: axum::http::Request<hyper::body::Incoming>| req.map(Body::new));
+        let conn = builder.serve_connection_with_upgrades(
+            TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(svc),
+        );
+        let watched = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = watched.await;
+            drop(permit);
+        });
+    }
+    tracing::info!("shutting down: draining in-flight calls");
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("calls still in flight after the drain period were abandoned");
+    }
+    Ok(())
 }
 
 async fn reap_idle(app: Arc<App>) {

@@ -1296,3 +1296,27 @@ fn serve_an_invalid_gateway_file_on_reload_keeps_the_last_good_one() {
         a.body
     );
 }
+
+#[test]
+fn serve_a_slow_client_is_cut_off_after_the_header_timeout() {
+    let Some(peers) = peers() else { return };
+    let (gw, _) = fake_gateway(&peers, "");
+    let mut stream = TcpStream::connect(&gw.addr).unwrap();
+    stream
+        .write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    // Cut off by the gateway (10 s header timeout), not by our own 30 s read timeout.
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        start.elapsed()
+    );
+    // Other clients are served meanwhile and after.
+    assert_eq!(http(&gw.addr, "GET", "/healthz", &[], "").status, 200);
+}
