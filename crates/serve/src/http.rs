@@ -572,8 +572,7 @@ fn find_session(
         Err(e) => return Err(plain(StatusCode::BAD_REQUEST, &e)),
     };
     match app.session(sid) {
-        // INVARIANT: another agent's session id is an unknown session id.
-        Some(s) if s.agent == agent && &s.scope == scope => Ok(s),
+        Some(s) if s.visible_to(agent, scope) => Ok(s),
         _ => Err(plain(StatusCode::NOT_FOUND, "no such session")),
     }
 }

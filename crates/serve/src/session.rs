@@ -159,6 +159,12 @@ pub struct Link {
 }
 
 impl ClientSession {
+    /// Whether this session may be used by `agent` on the endpoint `scope`.
+    // INVARIANT: another agent's session id is an unknown session id.
+    pub fn visible_to(&self, agent: &str, scope: &Scope) -> bool {
+        !self.stateless && self.agent == agent && &self.scope == scope
+    }
+
     pub fn new(
         id: String,
         agent: &str,
@@ -823,6 +829,17 @@ async fn exchange(
     if link.bridged() {
         strip_envelope(&mut msg);
     }
+    // A stdio upstream has no headers: the trace context travels in `_meta` (the
+    // OpenTelemetry MCP convention), unless the client put one there already.
+    if let (Conn::Stdio(_), Some(tp)) = (&*conn, &ctx.traceparent)
+        && let Some(params) = msg.get_mut("params").and_then(Value::as_object_mut)
+    {
+        let meta = params.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.entry("traceparent")
+                .or_insert_with(|| Value::from(tp.clone()));
+        }
+    }
     let (up_id, mut ex) = match conn.request(msg, &ctx).await {
         Ok(x) => x,
         Err(e) => {
@@ -1017,5 +1034,48 @@ pub async fn initialize(app: &Arc<App>, session: &Arc<ClientSession>) -> Result<
             let r = link.init_result.lock().ok().and_then(|r| r.clone());
             r.ok_or_else(|| error_body(code::SERVER_GONE, "the upstream gave no handshake result"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_visible_to_its_agent_on_its_endpoint_only() {
+        let s = ClientSession::new(
+            random_id(),
+            "alice",
+            Scope::One("fetch".into()),
+            false,
+            "2025-11-25".into(),
+        );
+        assert!(s.visible_to("alice", &Scope::One("fetch".into())));
+        assert!(!s.visible_to("bob", &Scope::One("fetch".into())));
+        assert!(!s.visible_to("alice", &Scope::All));
+        assert!(!s.visible_to("alice", &Scope::One("wiki".into())));
+    }
+
+    #[test]
+    fn session_ids_are_128_random_bits() {
+        let (a, b) = (random_id(), random_id());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn names_on_the_aggregate_endpoint_route_to_their_server() {
+        let m = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ev2.echo","arguments":{}}});
+        let (server, m) = route_request(&Scope::All, "tools/call", m).unwrap();
+        assert_eq!(server, "ev2");
+        assert_eq!(m["params"]["name"], "echo");
+        let m = json!({"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"conductor:fs/file:///a.txt"}});
+        let (server, m) = route_request(&Scope::All, "resources/read", m).unwrap();
+        assert_eq!(
+            (server.as_str(), m["params"]["uri"].as_str()),
+            ("fs", Some("file:///a.txt"))
+        );
+        let m = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}});
+        assert!(route_request(&Scope::All, "tools/call", m).is_err());
     }
 }

@@ -109,6 +109,8 @@ tools:
   fake.crash: {action: read, destinations: []}
   fake.hang: {action: read, destinations: []}
   fake.garbage: {action: read, destinations: []}
+  fake.echo: {action: read, destinations: []}
+  fake.closes: {action: read, destinations: []}
 destinations:
   allow: ["*"]
   permit: [loopback]
@@ -1036,11 +1038,20 @@ fn serve_upstream_crash_hang_and_garbage_give_clear_errors_and_the_upstream_rest
     });
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
-    let a = http(&gw.addr, "POST", "/mcp/fake", &h, &call_body(11, "slow"));
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut ht = h.clone();
+    ht.push(("traceparent", tp));
+    let a = http(&gw.addr, "POST", "/mcp/fake", &ht, &call_body(11, "slow"));
     assert!(
         text_of(&a.last()["result"]).contains("slow done"),
         "{}",
         a.body
+    );
+    // The trace context reached the stdio upstream in `_meta`.
+    assert!(
+        spy_saw(&log).contains(&format!(r#""traceparent":"{tp}""#)),
+        "{}",
+        spy_saw(&log)
     );
     let hung = hang.join().unwrap();
     assert!(
@@ -1319,4 +1330,139 @@ fn serve_a_slow_client_is_cut_off_after_the_header_timeout() {
     );
     // Other clients are served meanwhile and after.
     assert_eq!(http(&gw.addr, "GET", "/healthz", &[], "").status, 200);
+}
+
+/// A raw Streamable HTTP upstream (Python's http.server, no SDK) for faults: `closes` opens
+/// an event stream, sends a progress notification and closes it without answering;
+/// `garbage` answers `application/json` that is not JSON; `echo` answers properly.
+/// Every body it receives is appended to the file named by its first argument.
+const FAKE_HTTP: &str = r#"
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+log = open(sys.argv[1], "a", buffering=1)
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def send(self, status, ctype, body, extra=()):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in extra: self.send_header(k, v)
+        self.end_headers(); self.wfile.write(body)
+    def do_DELETE(self):
+        log.write("DELETE " + str(self.headers.get("mcp-session-id")) + "\n")
+        self.send(200, "text/plain", b"")
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        log.write(body.decode() + " tp=" + str(self.headers.get("traceparent")) + "\n")
+        m = json.loads(body)
+        if "id" not in m:
+            return self.send(202, "text/plain", b"")
+        def ok(result, extra=()):
+            self.send(200, "application/json", json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": result}).encode(), extra)
+        meth = m.get("method")
+        if meth == "initialize":
+            return ok({"protocolVersion": m["params"]["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "fakehttp", "version": "0"}}, [("Mcp-Session-Id", "upstream-session-1")])
+        if meth == "tools/list":
+            return ok({"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in ["echo", "closes", "garbage"]]})
+        if meth == "tools/call":
+            n = m["params"]["name"]
+            if n == "echo":
+                return ok({"content": [{"type": "text", "text": "echo " + str(self.headers.get("mcp-session-id"))}]})
+            if n == "garbage":
+                return self.send(200, "application/json", b"nope")
+            if n == "closes":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "working"}}
+                self.wfile.write(("event: message\ndata: " + json.dumps(note) + "\n\n").encode())
+                self.wfile.flush()
+                self.close_connection = True
+                return
+        self.send(200, "application/json", json.dumps({"jsonrpc": "2.0", "id": m["id"], "error": {"code": -32601, "message": "no"}}).encode())
+s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+#[test]
+fn serve_http_upstream_closed_stream_and_garbage_give_clear_errors_and_sessions_are_kept() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fakehttp.py");
+    std::fs::write(&script, FAKE_HTTP).unwrap();
+    let log = dir.path().join("fakehttp.log");
+    let mut cmd = Command::new(python(&peers));
+    cmd.arg(&script)
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut upstream = Proc::spawn(cmd);
+    let mut port = String::new();
+    BufReader::new(upstream.child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let servers = format!(
+        "  fake:\n    url: \"http://127.0.0.1:{}/mcp\"\n    timeout_seconds: 5\n",
+        port.trim()
+    );
+    let gw = Gateway::start(&servers, "");
+    let sid = open_session(&gw, "/mcp/fake");
+    let mut h = with_session(&sid);
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    h.push(("traceparent", tp));
+    // The upstream's own session id is kept and sent back; the trace context is carried.
+    let a = http(&gw.addr, "POST", "/mcp/fake", &h, &call_body(2, "echo"));
+    assert!(
+        text_of(&a.last()["result"]).contains("echo upstream-session-1"),
+        "{}",
+        a.body
+    );
+    assert!(
+        spy_saw(&log).contains(&format!("tp={tp}")),
+        "{}",
+        spy_saw(&log)
+    );
+    // A stream closed before the answer: the notification is relayed, then a clear error.
+    let a = http(&gw.addr, "POST", "/mcp/fake", &h, &call_body(3, "closes"));
+    let msgs = a.messages();
+    assert!(
+        msgs.iter().any(|m| m["method"] == "notifications/message"),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.last()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("closed its stream before answering"),
+        "{}",
+        a.body
+    );
+    let a = http(&gw.addr, "POST", "/mcp/fake", &h, &call_body(4, "garbage"));
+    assert!(
+        a.last()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a json-rpc message"),
+        "{}",
+        a.body
+    );
+    // DELETE ends the upstream session too.
+    assert_eq!(
+        http(&gw.addr, "DELETE", "/mcp/fake", &with_session(&sid), "").status,
+        204
+    );
+    let start = Instant::now();
+    while !spy_saw(&log).contains("DELETE upstream-session-1") {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{}",
+            spy_saw(&log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
