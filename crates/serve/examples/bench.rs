@@ -88,7 +88,11 @@ async fn call(client: &reqwest::Client, url: &str, sid: &Option<String>, id: u64
         .await
         .unwrap();
     let b = r.bytes().await.unwrap();
-    assert!(b.windows(2).any(|w| w == b"ok"), "{}", String::from_utf8_lossy(&b));
+    assert!(
+        b.windows(2).any(|w| w == b"ok"),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
 }
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {
