@@ -121,10 +121,15 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         listen: Mutex::new(bound),
         shutdown: opts.shutdown.clone(),
     });
+    // Stamped now, before anyone can see the listener: a change made after that is seen.
+    let cfg_stamp = opts.config_path.as_deref().and_then(crate::reload::stamp);
+    let pol_stamp = opts.policy_path.as_deref().and_then(crate::reload::stamp);
     let reloader = tokio::spawn(crate::reload::watch(
         Arc::clone(&app),
         opts.config_path,
         opts.policy_path,
+        cfg_stamp,
+        pol_stamp,
     ));
     let reaper = tokio::spawn(reap_idle(Arc::clone(&app)));
     let router = Router::new()

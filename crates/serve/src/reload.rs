@@ -11,9 +11,9 @@ use crate::config::{Server, Transport};
 use crate::metrics::StatusLabels;
 use crate::session::App;
 
-type Stamp = Option<(Option<std::time::SystemTime>, u64, String)>;
+pub type Stamp = Option<(Option<std::time::SystemTime>, u64, String)>;
 
-fn stamp(path: &Path) -> Stamp {
+pub fn stamp(path: &Path) -> Stamp {
     use sha2::Digest;
     let meta = std::fs::metadata(path).ok()?;
     let bytes = std::fs::read(path).ok()?;
@@ -34,9 +34,14 @@ fn reloaded(app: &App, outcome: &str) {
 }
 
 /// Watch both files (every second) until aborted.
-pub async fn watch(app: Arc<App>, config: Option<PathBuf>, policy: Option<PathBuf>) {
-    let mut last_cfg = config.as_deref().and_then(stamp);
-    let mut last_pol = policy.as_deref().and_then(stamp);
+/// `last_cfg`/`last_pol`: the versions in force, stamped before the listener opened.
+pub async fn watch(
+    app: Arc<App>,
+    config: Option<PathBuf>,
+    policy: Option<PathBuf>,
+    mut last_cfg: Stamp,
+    mut last_pol: Stamp,
+) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if let Some(p) = &config {
