@@ -13,6 +13,7 @@ pub mod init_cmd;
 pub mod policy_cmd;
 pub mod resolve;
 pub mod sandbox_cmd;
+pub mod serve_cmd;
 pub mod world;
 pub mod wrap_cmd;
 
@@ -96,6 +97,11 @@ pub enum Command {
     /// Put an MCP client's servers behind the gate: a starter policy, its tests, and
     /// the client configuration rewritten to run each server under `conductor wrap`.
     Init(init_cmd::InitArgs),
+    /// Run the Streamable HTTP gateway in front of many MCP servers.
+    Serve(serve_cmd::ServeArgs),
+    /// Validate gateway files.
+    #[command(subcommand)]
+    Gateway(serve_cmd::GatewayCommand),
 }
 
 /// Entry point used by `main.rs`.
@@ -359,5 +365,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Sandbox(cmd) => sandbox_cmd::run(cmd),
         Command::Hook(cmd) => hook_cmd::run(cmd),
         Command::Init(args) => init_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
+        Command::Gateway(cmd) => serve_cmd::run_gateway(cmd),
     }
 }

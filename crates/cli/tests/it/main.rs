@@ -15,6 +15,7 @@ mod hook;
 mod init;
 mod policy;
 mod sandbox;
+mod serve;
 mod wrap;
 mod wrap_faults;
 mod wrap_go;

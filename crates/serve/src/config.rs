@@ -1,0 +1,855 @@
+//! The gateway file (`gateway.yaml`), version 1: read strictly, every problem at once.
+//!
+//! Reading is the policy's: YAML → spanned tree (hard budgets) → `Raw*` structs (unknown
+//! keys recorded, never fatal to their parent) → validated [`GatewayConfig`]. Problems of
+//! all three steps are collected and rendered as `file:line:col` with a caret.
+//!
+//! INVARIANT: secrets are references (`${env:NAME}`, `${file:PATH}`) resolved here, once;
+//! a resolved value is kept only in [`Secret`], whose `Debug` never shows it, and no
+//! message of this module ever contains one.
+//!
+//! INVARIANT: until TLS and real authentication exist (issue 12), the listener must be a
+//! loopback address; `auth: {none: …}` is refused on anything else.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::yaml::de::{self, Entries, Lenient, Sp};
+use crate::yaml::error::{LoadError, Problem};
+use crate::yaml::node::{self, Loc};
+
+/// The listener when neither the file nor `--listen` names one.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// A value resolved from a reference; never displayed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that sends it (an upstream request or environment).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// How one upstream is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// A stdio server, spawned per agent (never shared between agents).
+    Stdio {
+        command: Vec<String>,
+        env: BTreeMap<String, Secret>,
+        cwd: Option<PathBuf>,
+    },
+    /// A Streamable HTTP server.
+    Http {
+        url: url::Url,
+        headers: Vec<(String, Secret)>,
+    },
+}
+
+/// One upstream MCP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub id: String,
+    pub transport: Transport,
+    /// How long one request may wait for the upstream's answer.
+    pub timeout: Duration,
+}
+
+/// How agents prove who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// Every request acts for this one agent (loopback listeners only).
+    None { agent: String },
+}
+
+/// Limits of the HTTP front.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub max_sessions: usize,
+    /// A session unused for this long is closed.
+    pub session_idle: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(120),
+            max_sessions: 10_000,
+            session_idle: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A validated gateway file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    pub public_url: Option<url::Url>,
+    /// `Origin` values accepted (exact, ASCII case-insensitive); a request without
+    /// `Origin` is not from a browser and is accepted.
+    pub origins: Vec<String>,
+    /// In file order.
+    pub servers: Vec<Server>,
+    pub auth: Auth,
+    pub limits: Limits,
+    /// `sha256:<hex>` of the file's bytes.
+    pub sha256: String,
+}
+
+impl GatewayConfig {
+    pub fn server(&self, id: &str) -> Option<&Server> {
+        self.servers.iter().find(|s| s.id == id)
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Raw structs
+// ------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    #[serde(default)]
+    version: Option<Sp<Lenient<u64>>>,
+    #[serde(default)]
+    listen: Option<Sp<Lenient<String>>>,
+    #[serde(default)]
+    public_url: Option<Sp<Lenient<String>>>,
+    #[serde(default)]
+    origins: Lenient<Vec<Sp<String>>>,
+    #[serde(default)]
+    tls: Option<Sp<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    servers: Lenient<Entries<Sp<Lenient<RawServer>>>>,
+    #[serde(default)]
+    auth: Option<Sp<Lenient<RawAuth>>>,
+    #[serde(default)]
+    limits: Lenient<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default)]
+    command: Option<Sp<Lenient<Vec<Sp<String>>>>>,
+    #[serde(default)]
+    env: Lenient<Entries<Sp<Lenient<String>>>>,
+    #[serde(default)]
+    cwd: Option<Sp<Lenient<String>>>,
+    #[serde(default)]
+    url: Option<Sp<Lenient<String>>>,
+    #[serde(default)]
+    headers: Lenient<Entries<Sp<Lenient<String>>>>,
+    #[serde(default)]
+    timeout_seconds: Option<Sp<Lenient<u64>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    none: Option<Sp<Lenient<RawNone>>>,
+    #[serde(default)]
+    api_keys: Option<Sp<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    jwt: Option<Sp<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    mtls: Option<Sp<serde::de::IgnoredAny>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNone {
+    agent: Sp<Lenient<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    max_body_bytes: Option<Sp<Lenient<u64>>>,
+    #[serde(default)]
+    request_timeout_seconds: Option<Sp<Lenient<u64>>>,
+    #[serde(default)]
+    max_sessions: Option<Sp<Lenient<u64>>>,
+    #[serde(default)]
+    session_idle_seconds: Option<Sp<Lenient<u64>>>,
+}
+
+// ------------------------------------------------------------------------------------
+// Loading
+// ------------------------------------------------------------------------------------
+
+/// Where `${file:…}` references are read from, and how `${env:…}` ones are looked up.
+pub trait Secrets {
+    fn env(&self, name: &str) -> Option<String>;
+    fn file(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// The process environment and the file system; relative paths are relative to `base`.
+#[derive(Debug, Clone)]
+pub struct SystemSecrets {
+    pub base: Option<PathBuf>,
+}
+
+impl Secrets for SystemSecrets {
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+    fn file(&self, path: &Path) -> std::io::Result<String> {
+        let p = match &self.base {
+            Some(b) if path.is_relative() => b.join(path),
+            _ => path.to_path_buf(),
+        };
+        let s = std::fs::read_to_string(p)?;
+        // A secret file ends with a newline more often than not; the newline is not part of it.
+        Ok(s.strip_suffix('\n')
+            .map(|s| s.strip_suffix('\r').unwrap_or(s))
+            .unwrap_or(&s)
+            .to_string())
+    }
+}
+
+/// Load and validate a gateway file from disk.
+pub fn load_file(path: &Path) -> Result<GatewayConfig, LoadError> {
+    let name = path.display().to_string();
+    let text = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(LoadError::new(
+                &name,
+                "",
+                vec![Problem::at(None, format!("cannot read the file: {e}"))],
+            ));
+        }
+    };
+    if text.len() > node::MAX_FILE_BYTES {
+        return Err(LoadError::new(
+            &name,
+            "",
+            vec![Problem::at(
+                None,
+                format!(
+                    "the file is {} bytes, more than the limit of {} bytes",
+                    text.len(),
+                    node::MAX_FILE_BYTES
+                ),
+            )],
+        ));
+    }
+    let Ok(source) = String::from_utf8(text) else {
+        return Err(LoadError::new(
+            &name,
+            "",
+            vec![Problem::at(None, "the file is not valid utf-8")],
+        ));
+    };
+    let secrets = SystemSecrets {
+        base: path.parent().map(Path::to_path_buf),
+    };
+    load_str(&source, &name, &secrets)
+}
+
+/// Load and validate a gateway file's text.
+pub fn load_str(
+    source: &str,
+    name: &str,
+    secrets: &dyn Secrets,
+) -> Result<GatewayConfig, LoadError> {
+    let root = match node::parse(source) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(LoadError::new(
+                name,
+                source,
+                vec![Problem::at(e.loc, e.message)],
+            ));
+        }
+    };
+    let (raw, de_problems) = de::collect::<RawGateway>(&root);
+    let mut problems: Vec<Problem> = de_problems
+        .into_iter()
+        .map(|p| Problem::at(p.loc, p.message))
+        .collect();
+    let Some(raw) = raw else {
+        return Err(LoadError::new(name, source, problems));
+    };
+    let sha256 = {
+        use sha2::Digest;
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(source.as_bytes()))
+        )
+    };
+    let mut v = Validator {
+        problems: &mut problems,
+        secrets,
+    };
+    let built = v.build(raw, sha256);
+    if problems.is_empty()
+        && let Some(cfg) = built
+    {
+        return Ok(cfg);
+    }
+    if problems.is_empty() {
+        problems.push(Problem::at(None, "the gateway file could not be read"));
+    }
+    Err(LoadError::new(name, source, problems))
+}
+
+struct Validator<'a> {
+    problems: &'a mut Vec<Problem>,
+    secrets: &'a dyn Secrets,
+}
+
+/// Whether `s` is a server id (`[a-z0-9_-]+`).
+pub fn valid_server_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+impl Validator<'_> {
+    fn err(&mut self, loc: Loc, message: impl Into<String>) {
+        self.problems.push(Problem::at(Some(loc), message));
+    }
+
+    fn err_help(&mut self, loc: Loc, message: impl Into<String>, help: impl Into<String>) {
+        self.problems
+            .push(Problem::at(Some(loc), message).help(help));
+    }
+
+    fn build(&mut self, raw: RawGateway, sha256: String) -> Option<GatewayConfig> {
+        let top = raw.version.as_ref().map(|v| v.loc).unwrap_or(Loc {
+            line: 1,
+            col: 1,
+            offset: 0,
+            len: 0,
+        });
+        match raw.version.as_ref().map(|v| v.value.0) {
+            Some(Some(1)) => {}
+            Some(Some(n)) => self.err(
+                top,
+                format!("unsupported version `{n}`; this conductor reads version 1"),
+            ),
+            Some(None) => {}
+            None => self.err(
+                top,
+                "missing key `version`: the file must start with `version: 1`",
+            ),
+        }
+        if let Some(t) = &raw.tls {
+            self.err_help(
+                t.loc,
+                "`tls` is not supported yet",
+                "terminate TLS in front of the gateway, on a loopback listener",
+            );
+        }
+        let listen = match &raw.listen {
+            None => DEFAULT_LISTEN.parse::<SocketAddr>().ok(),
+            Some(sp) => match &sp.value.0 {
+                None => None,
+                Some(s) => match s.parse::<SocketAddr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        self.err(
+                            sp.loc,
+                            format!("`{s}` is not an address and port such as `127.0.0.1:8080`"),
+                        );
+                        None
+                    }
+                },
+            },
+        };
+        let listen_loc = raw.listen.as_ref().map(|l| l.loc);
+        if let (Some(a), Some(loc)) = (listen, listen_loc)
+            && !a.ip().is_loopback()
+        {
+            self.err_help(
+                loc,
+                format!("`{a}` is not a loopback address: a non-loopback listener needs `tls` and real authentication, which this version does not have"),
+                "listen on `127.0.0.1` or `[::1]`",
+            );
+        }
+        let public_url = raw.public_url.as_ref().and_then(|sp| {
+            let s = sp.value.0.as_ref()?;
+            match url::Url::parse(s) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+                _ => {
+                    self.err(sp.loc, format!("`{s}` is not an http(s) url"));
+                    None
+                }
+            }
+        });
+        let mut origins = Vec::new();
+        for o in raw.origins.0.iter().flatten() {
+            match url::Url::parse(&o.value) {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.path() == "/"
+                        && !o.value.ends_with('/') =>
+                {
+                    origins.push(o.value.to_ascii_lowercase());
+                }
+                _ => self.err_help(
+                    o.loc,
+                    format!("`{}` is not an origin", o.value),
+                    "an origin is a scheme, a host and an optional port, such as `http://localhost:3000`",
+                ),
+            }
+        }
+        let mut servers = Vec::new();
+        for (id, server) in raw.servers.0.iter().flat_map(|e| e.0.iter()) {
+            if !valid_server_id(&id.value) {
+                self.err(
+                    id.loc,
+                    format!(
+                        "invalid server id `{}`: server ids match `[a-z0-9_-]+`",
+                        id.value
+                    ),
+                );
+            }
+            if let Some(raw) = &server.value.0
+                && let Some(s) = self.server(&id.value, server.loc, raw)
+            {
+                servers.push(s);
+            }
+        }
+        if raw.servers.0.as_ref().is_some_and(|e| e.0.is_empty()) {
+            self.err(top, "`servers` names no server");
+        }
+        let auth = match &raw.auth {
+            None => {
+                self.err_help(
+                    top,
+                    "missing key `auth`: the gateway serves no anonymous agent",
+                    "on a loopback listener, `auth: {none: {agent: ID}}` serves one fixed agent",
+                );
+                None
+            }
+            Some(sp) => match &sp.value.0 {
+                None => None,
+                Some(a) => self.auth(sp.loc, a, listen),
+            },
+        };
+        let limits = self.limits(raw.limits.0.as_ref());
+        Some(GatewayConfig {
+            listen: listen?,
+            public_url,
+            origins,
+            servers,
+            auth: auth?,
+            limits,
+            sha256,
+        })
+    }
+
+    fn auth(&mut self, loc: Loc, a: &RawAuth, listen: Option<SocketAddr>) -> Option<Auth> {
+        for (what, v) in [
+            ("api_keys", &a.api_keys),
+            ("jwt", &a.jwt),
+            ("mtls", &a.mtls),
+        ] {
+            if let Some(sp) = v {
+                self.err(sp.loc, format!("`auth.{what}` is not supported yet"));
+            }
+        }
+        let Some(none) = &a.none else {
+            if a.api_keys.is_none() && a.jwt.is_none() && a.mtls.is_none() {
+                self.err(loc, "`auth` names no method");
+            }
+            return None;
+        };
+        let agent = none.value.0.as_ref()?.agent.clone();
+        let id = agent.value.0.clone()?;
+        if id.is_empty() || id.chars().any(char::is_control) {
+            self.err(agent.loc, "the agent id must be a non-empty string");
+            return None;
+        }
+        // INVARIANT: `none` serves a fixed agent to whoever connects: loopback only.
+        if listen.is_some_and(|l| !l.ip().is_loopback()) {
+            self.err(
+                none.loc,
+                "`auth.none` serves one fixed agent to anyone who connects: it is refused on a non-loopback listener",
+            );
+            return None;
+        }
+        Some(Auth::None { agent: id })
+    }
+
+    fn limits(&mut self, raw: Option<&RawLimits>) -> Limits {
+        let mut l = Limits::default();
+        let Some(raw) = raw else { return l };
+        let mut num = |v: &Option<Sp<Lenient<u64>>>, what: &str, min: u64, max: u64| {
+            let sp = v.as_ref()?;
+            let n = sp.value.0?;
+            if n < min || n > max {
+                self.err(
+                    sp.loc,
+                    format!("`limits.{what}` must be between {min} and {max}, not `{n}`"),
+                );
+                return None;
+            }
+            Some(n)
+        };
+        if let Some(n) = num(
+            &raw.max_body_bytes,
+            "max_body_bytes",
+            1024,
+            256 * 1024 * 1024,
+        ) {
+            l.max_body_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = num(
+            &raw.request_timeout_seconds,
+            "request_timeout_seconds",
+            1,
+            86_400,
+        ) {
+            l.request_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = num(&raw.max_sessions, "max_sessions", 1, 10_000_000) {
+            l.max_sessions = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = num(
+            &raw.session_idle_seconds,
+            "session_idle_seconds",
+            1,
+            7 * 86_400,
+        ) {
+            l.session_idle = Duration::from_secs(n);
+        }
+        l
+    }
+
+    fn server(&mut self, id: &str, loc: Loc, raw: &RawServer) -> Option<Server> {
+        let timeout = match &raw.timeout_seconds {
+            Some(sp) => match sp.value.0 {
+                Some(n) if (1..=86_400).contains(&n) => Duration::from_secs(n),
+                Some(n) => {
+                    self.err(
+                        sp.loc,
+                        format!("`timeout_seconds` must be between 1 and 86400, not `{n}`"),
+                    );
+                    return None;
+                }
+                None => return None,
+            },
+            None => Duration::from_secs(60),
+        };
+        let transport = match (&raw.command, &raw.url) {
+            (Some(_), Some(u)) => {
+                self.err(
+                    u.loc,
+                    format!("server `{id}` has both `command` and `url`; name one"),
+                );
+                return None;
+            }
+            (None, None) => {
+                self.err_help(
+                    loc,
+                    format!("server `{id}` has neither `command` nor `url`"),
+                    "`command: [program, args…]` for a stdio server, `url: http://…` for a Streamable HTTP one",
+                );
+                return None;
+            }
+            (Some(cmd), None) => {
+                if let Some(h) = raw.headers.0.as_ref().and_then(|h| h.0.first()) {
+                    self.err(h.0.loc, "`headers` are for `url` servers");
+                }
+                let words: Vec<String> = cmd
+                    .value
+                    .0
+                    .as_ref()?
+                    .iter()
+                    .map(|w| w.value.clone())
+                    .collect();
+                if words.first().is_none_or(String::is_empty) {
+                    self.err(cmd.loc, "`command` needs at least the program to run");
+                    return None;
+                }
+                let mut env = BTreeMap::new();
+                for (k, v) in raw.env.0.iter().flat_map(|e| e.0.iter()) {
+                    if k.value.is_empty() || k.value.contains(['=', '\0']) {
+                        self.err(
+                            k.loc,
+                            format!("`{}` is not an environment variable name", k.value),
+                        );
+                        continue;
+                    }
+                    if let Some(s) = v.value.0.as_ref().and_then(|s| self.secret(v.loc, s)) {
+                        env.insert(k.value.clone(), s);
+                    }
+                }
+                let cwd = raw
+                    .cwd
+                    .as_ref()
+                    .and_then(|c| c.value.0.clone())
+                    .map(PathBuf::from);
+                Transport::Stdio {
+                    command: words,
+                    env,
+                    cwd,
+                }
+            }
+            (None, Some(u)) => {
+                if let Some(e) = raw.env.0.as_ref().and_then(|h| h.0.first()) {
+                    self.err(e.0.loc, "`env` is for `command` servers");
+                }
+                let s = u.value.0.as_ref()?;
+                let url = match url::Url::parse(s) {
+                    Ok(url) if url.scheme() == "http" && url.host().is_some() => url,
+                    Ok(url) if url.scheme() == "https" => {
+                        self.err(
+                            u.loc,
+                            "`https` upstreams are not supported yet by this build",
+                        );
+                        return None;
+                    }
+                    _ => {
+                        self.err(u.loc, format!("`{s}` is not an http url"));
+                        return None;
+                    }
+                };
+                if !url.username().is_empty() || url.password().is_some() {
+                    self.err_help(
+                        u.loc,
+                        "the url carries credentials",
+                        "put them in `headers` as a reference, such as `Authorization: \"Bearer ${env:TOKEN}\"`",
+                    );
+                    return None;
+                }
+                let mut headers = Vec::new();
+                for (k, v) in raw.headers.0.iter().flat_map(|e| e.0.iter()) {
+                    let name_ok = !k.value.is_empty()
+                        && k.value
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                    if !name_ok {
+                        self.err(k.loc, format!("`{}` is not an http header name", k.value));
+                        continue;
+                    }
+                    let lower = k.value.to_ascii_lowercase();
+                    if matches!(
+                        lower.as_str(),
+                        "host"
+                            | "content-length"
+                            | "content-type"
+                            | "transfer-encoding"
+                            | "connection"
+                            | "mcp-session-id"
+                            | "mcp-protocol-version"
+                            | "mcp-method"
+                            | "mcp-name"
+                    ) {
+                        self.err(k.loc, format!("the gateway sets `{}` itself", k.value));
+                        continue;
+                    }
+                    if let Some(s) = v.value.0.as_ref().and_then(|s| self.secret(v.loc, s)) {
+                        if s.0.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+                            self.err(
+                                v.loc,
+                                format!("the value of header `{}` has control characters", k.value),
+                            );
+                            continue;
+                        }
+                        headers.push((k.value.clone(), s));
+                    }
+                }
+                Transport::Http { url, headers }
+            }
+        };
+        Some(Server {
+            id: id.to_string(),
+            transport,
+            timeout,
+        })
+    }
+
+    /// Resolve the references in `s`. Problems name the reference, never its value.
+    fn secret(&mut self, loc: Loc, s: &str) -> Option<Secret> {
+        match expand(s, self.secrets) {
+            Ok(v) => Some(Secret(v)),
+            Err(m) => {
+                self.err_help(
+                    loc,
+                    m,
+                    "references are `${env:NAME}` or `${file:PATH}`; write `$${` for a literal `${`",
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Expand `${env:NAME}` and `${file:PATH}` references (`$${` is a literal `${`).
+pub fn expand(s: &str, secrets: &dyn Secrets) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(rest.get(..i).unwrap_or(""));
+        let after = rest.get(i..).unwrap_or("");
+        if let Some(r) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = r;
+            continue;
+        }
+        let Some(body) = after.strip_prefix("${") else {
+            out.push('$');
+            rest = after.get(1..).unwrap_or("");
+            continue;
+        };
+        let Some(end) = body.find('}') else {
+            return Err("a `${` reference is not closed with `}`".into());
+        };
+        let reference = body.get(..end).unwrap_or("");
+        rest = body.get(end + 1..).unwrap_or("");
+        if let Some(name) = reference.strip_prefix("env:") {
+            match secrets.env(name) {
+                Some(v) => out.push_str(&v),
+                None => return Err(format!("environment variable `{name}` is not set")),
+            }
+        } else if let Some(path) = reference.strip_prefix("file:") {
+            match secrets.file(Path::new(path)) {
+                Ok(v) => out.push_str(&v),
+                Err(e) => {
+                    return Err(format!(
+                        "cannot read the secret file `{path}`: {}",
+                        e.kind().to_string().to_lowercase()
+                    ));
+                }
+            }
+        } else {
+            return Err(format!(
+                "unknown reference `${{{reference}}}`: use `${{env:NAME}}` or `${{file:PATH}}`"
+            ));
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake;
+    impl Secrets for Fake {
+        fn env(&self, name: &str) -> Option<String> {
+            (name == "TOKEN").then(|| "s3cr3t-value".to_string())
+        }
+        fn file(&self, path: &Path) -> std::io::Result<String> {
+            if path == Path::new("key.txt") {
+                Ok("filesecret".into())
+            } else {
+                Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+            }
+        }
+    }
+
+    fn load(s: &str) -> Result<GatewayConfig, LoadError> {
+        load_str(s, "gateway.yaml", &Fake)
+    }
+
+    #[test]
+    fn a_full_file_loads() {
+        let cfg = load(
+            "version: 1\nlisten: \"127.0.0.1:9000\"\norigins: [\"http://localhost:3000\"]\n\
+             servers:\n  fetch:\n    command: [uvx, mcp-server-fetch]\n    env: {K: \"${file:key.txt}\"}\n\
+             \x20 wiki:\n    url: \"http://127.0.0.1:3001/mcp\"\n    headers: {Authorization: \"Bearer ${env:TOKEN}\"}\n\
+             auth: {none: {agent: desk}}\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.servers.len(), 2);
+        let Transport::Http { headers, .. } = &cfg.servers[1].transport else {
+            panic!()
+        };
+        assert_eq!(headers[0].1.expose(), "Bearer s3cr3t-value");
+        assert!(!format!("{cfg:?}").contains("s3cr3t"), "a secret in Debug");
+        assert_eq!(
+            cfg.auth,
+            Auth::None {
+                agent: "desk".into()
+            }
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_place() {
+        let e = load(
+            "version: 2\nlisten: \"0.0.0.0:80\"\nbogus: 1\nservers:\n  Bad.Id:\n    command: [x]\n  w:\n    url: \"http://h/\"\n    headers: {A: \"${env:MISSING}\"}\n    extra: 1\nauth: {none: {agent: desk}}\n",
+        )
+        .unwrap_err();
+        let r = e.render(false);
+        for needle in [
+            "unsupported version `2`",
+            "`0.0.0.0:80` is not a loopback address",
+            "unknown key `bogus`",
+            "invalid server id `Bad.Id`",
+            "environment variable `MISSING` is not set",
+            "unknown key `extra`",
+            "serves one fixed agent to anyone who connects",
+            "gateway.yaml:1:10",
+        ] {
+            assert!(r.contains(needle), "`{needle}` missing from:\n{r}");
+        }
+        assert!(e.problems().len() >= 7, "{r}");
+    }
+
+    #[test]
+    fn secret_values_never_appear_in_problems() {
+        // The value resolves but the header name is invalid: the message names the key.
+        let e = load(
+            "version: 1\nservers:\n  w:\n    url: \"http://h/\"\n    headers: {\"Bad Name\": \"${env:TOKEN}\", X: \"a\\nb${env:TOKEN}\"}\nauth: {none: {agent: a}}\n",
+        )
+        .unwrap_err();
+        let r = e.render(false);
+        assert!(!r.contains("s3cr3t"), "{r}");
+        assert!(r.contains("control characters"), "{r}");
+    }
+
+    #[test]
+    fn references_expand() {
+        assert_eq!(
+            expand("a ${env:TOKEN} b", &Fake).unwrap(),
+            "a s3cr3t-value b"
+        );
+        assert_eq!(
+            expand("$${env:TOKEN} $5", &Fake).unwrap(),
+            "${env:TOKEN} $5"
+        );
+        assert!(expand("${env:TOKEN", &Fake).is_err());
+        assert!(expand("${vault:x}", &Fake).is_err());
+        assert!(
+            expand("${file:nope}", &Fake)
+                .unwrap_err()
+                .contains("`nope`")
+        );
+    }
+
+    #[test]
+    fn missing_auth_and_both_transports_are_refused() {
+        let r = load("version: 1\nservers:\n  a:\n    command: [x]\n    url: \"http://h/\"\n")
+            .unwrap_err()
+            .render(false);
+        assert!(r.contains("both `command` and `url`"), "{r}");
+        assert!(r.contains("missing key `auth`"), "{r}");
+    }
+}

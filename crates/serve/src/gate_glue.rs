@@ -1,0 +1,266 @@
+//! The one module that knows the gate's API (today `conductor_mcp::Gate`; tomorrow the
+//! transport-neutral `conductor-gate`): switching gates is a change here only.
+//!
+//! One [`SessionGate`] per (authenticated agent, upstream server, MCP session). Its
+//! methods block (DNS, scanning, the audit commit): they run on `spawn_blocking`.
+//!
+//! INVARIANT: [`SessionGate::decide`] returns [`Decided::Forward`] only for an `allow`
+//! whose audit record is committed; a panic or a failed blocking task is a refusal.
+
+use std::sync::Arc;
+
+use conductor_audit::AuditStore;
+use conductor_gate::{GateResolver, Service, ServiceOptions, SessionStore};
+use conductor_mcp::gate::{MethodClass, method_class};
+use conductor_mcp::{Gate, GateConfig};
+use conductor_policy::Policy;
+use conductor_scan::FingerprintKey;
+use serde_json::{Value, json};
+
+pub use conductor_mcp::framing::{Invalid, Message, ambiguous_member, classify, code, id_key};
+
+/// What every gate of the process shares: the gate service (policy in force,
+/// resolver, fingerprint key, audit store, session labels).
+pub struct GateEnv {
+    service: Arc<Service>,
+}
+
+impl std::fmt::Debug for GateEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateEnv").finish_non_exhaustive()
+    }
+}
+
+impl GateEnv {
+    /// The gate service of the gateway; `sessions` keeps the agents' labels (the
+    /// audit database's `SqliteStore`, shared with every `wrap` of the same agents).
+    pub fn new(
+        policy: Policy,
+        resolver: GateResolver,
+        key: FingerprintKey,
+        audit: Arc<AuditStore>,
+        sessions: Arc<dyn SessionStore>,
+    ) -> GateEnv {
+        GateEnv {
+            service: Arc::new(Service::new(
+                policy,
+                resolver,
+                Arc::new(key),
+                audit,
+                sessions,
+                ServiceOptions::default(),
+            )),
+        }
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.service.policy()
+    }
+
+    pub fn audit(&self) -> &Arc<AuditStore> {
+        self.service.audit()
+    }
+
+    /// Put a new policy in force for every session (they share the service).
+    pub fn swap_policy(&self, policy: Policy) {
+        self.service.swap_policy(policy);
+    }
+
+    /// Whether the agent may ever call `<server>.<tool>` (used to build `/mcp` lists).
+    pub fn may_ever_call(&self, agent: &str, qualified: &str) -> bool {
+        conductor_core::may_ever_call(&self.policy(), agent, qualified)
+    }
+
+    /// A new gate for one (agent, server, session).
+    pub fn session_gate(&self, agent: &str, server: &str) -> SessionGate {
+        let gate = Arc::new(Gate::with_session(
+            GateConfig {
+                agent: agent.to_string(),
+                server: server.to_string(),
+                workflow: None,
+                filter_tools: true,
+            },
+            Arc::clone(&self.service),
+            crate::session::random_id(),
+        ));
+        SessionGate { gate }
+    }
+}
+
+/// The outcome of a gated request.
+#[derive(Debug, Clone)]
+pub enum Decided {
+    /// Forward the request as it was decided.
+    Forward { decision: String },
+    /// Answer the client with this JSON-RPC message instead (`id` filled in).
+    Refuse {
+        answer: Value,
+        decision: String,
+        checks: Vec<String>,
+    },
+}
+
+/// Methods that reach an upstream only after a decision: every method but protocol
+/// metadata — the one classification `wrap` uses (`conductor_mcp::gate::method_class`);
+/// a method the gate does not know is decided, and refused unless the policy lets it
+/// pass.
+pub fn is_gated(method: &str) -> bool {
+    method_class(method) != MethodClass::Metadata
+}
+
+/// What an answer from the server is, for the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerKind {
+    /// Pinned and filtered.
+    ToolsList,
+    /// Everything else: scanned, labels raised.
+    Labelled,
+}
+
+/// Every answer is scanned, `initialize` and `ping` included (a server can put data
+/// anywhere); `tools/list` is pinned and filtered too.
+pub fn answer_kind(method: &str) -> AnswerKind {
+    match method {
+        "tools/list" => AnswerKind::ToolsList,
+        _ => AnswerKind::Labelled,
+    }
+}
+
+/// The gate of one (agent, server, session).
+#[derive(Clone)]
+pub struct SessionGate {
+    gate: Arc<Gate>,
+}
+
+impl std::fmt::Debug for SessionGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.gate.fmt(f)
+    }
+}
+
+fn decision_name(d: &conductor_core::Decision) -> String {
+    serde_json::to_value(d.decision)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "deny".into())
+}
+
+impl SessionGate {
+    pub fn session_id(&self) -> &str {
+        self.gate.session_id()
+    }
+
+    /// Decide a gated request (`method` with its `params`) and record the decision.
+    pub async fn decide(&self, id: &Value, method: &str, params: Option<Value>) -> Decided {
+        // A method the gate does not know passes only when the policy says so, and
+        // only with nothing a detector finds in it.
+        if self.gate.passes(method)
+            && !params
+                .as_ref()
+                .is_some_and(|p| self.gate.service().has_findings(p))
+        {
+            return Decided::Forward {
+                decision: "pass".into(),
+            };
+        }
+        let gate = Arc::clone(&self.gate);
+        let m = method.to_string();
+        // INVARIANT: a decision that panics is a refusal (the task's join error).
+        let done = tokio::spawn(async move { gate.decide(&m, params.as_ref()).await }).await;
+        let v = match done {
+            Ok(v) => v,
+            Err(_) => return internal_refusal(id),
+        };
+        if v.forward {
+            return Decided::Forward {
+                decision: decision_name(&v.decision),
+            };
+        }
+        let checks = v
+            .decision
+            .reasons
+            .iter()
+            .map(|r| r.check.name().to_string())
+            .collect();
+        let answer = if method == "tools/call" {
+            json!({"jsonrpc": "2.0", "id": id,
+                   "result": conductor_mcp::gate::refusal_result(&v.decision)})
+        } else {
+            let code = if method_class(method) == MethodClass::Unknown {
+                code::METHOD_NOT_FOUND
+            } else {
+                code::DENIED
+            };
+            json!({"jsonrpc": "2.0", "id": id, "error": {
+                "code": code,
+                "message": conductor_mcp::gate::refusal_text(&v.decision),
+                "data": { conductor_mcp::META_KEY: v.decision },
+            }})
+        };
+        Decided::Refuse {
+            answer,
+            decision: decision_name(&v.decision),
+            checks,
+        }
+    }
+
+    /// Record a gated method sent as a notification: it is never forwarded.
+    pub async fn refuse_notification(&self, method: &str, params: Option<Value>) {
+        let gate = Arc::clone(&self.gate);
+        let m = method.to_string();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                gate.refuse_notification(&m, params.as_ref());
+            }));
+        })
+        .await;
+    }
+
+    /// Pin, learn from and filter a `tools/list` result. `None` when the gate failed
+    /// (the list is then not relayed).
+    pub async fn tools_list(&self, mut result: Value) -> Option<Value> {
+        let gate = Arc::clone(&self.gate);
+        tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                gate.process_tools_list(&mut result);
+                result
+            }))
+            .ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Scan what a server sends the agent and raise the session's labels, before it is
+    /// relayed. Returns false when the gate failed (the message is then not relayed).
+    pub async fn label(&self, message: &Value) -> bool {
+        let Some(body) = message
+            .get("result")
+            .or_else(|| message.get("error"))
+            .or_else(|| message.get("params"))
+        else {
+            return true;
+        };
+        let gate = Arc::clone(&self.gate);
+        let body = body.clone();
+        // INVARIANT: labels that cannot be recorded withhold the message.
+        tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gate.label(&body).is_ok()))
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+fn internal_refusal(id: &Value) -> Decided {
+    Decided::Refuse {
+        answer: json!({"jsonrpc": "2.0", "id": id, "error": {
+            "code": code::INTERNAL_ERROR,
+            "message": "the gate failed while deciding this request; it was not forwarded",
+        }}),
+        decision: "deny".into(),
+        checks: vec!["internal".into()],
+    }
+}

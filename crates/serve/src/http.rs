@@ -1,0 +1,1018 @@
+//! The HTTP front: Streamable HTTP (2025-11-25 sessions and 2026-07-28 stateless
+//! requests) on `/mcp` and `/mcp/<server>`, and `/healthz`, `/readyz`, `/metrics`.
+//!
+//! INVARIANT: the checks of this module run before any session lookup, decision or
+//! routing: `Host` (DNS rebinding), `Origin` (403), the body size, the JSON-RPC shape,
+//! and the routing headers (`Mcp-Method`, `Mcp-Name`, `MCP-Protocol-Version` must say
+//! what the body says; else 400 with -32020).
+//!
+//! INVARIANT: a session id is bound to the agent that created it and to its endpoint:
+//! presented by another agent (or on another endpoint) it is unknown (404).
+
+#![expect(
+    clippy::result_large_err,
+    reason = "an early answer is a whole `Response`; these functions run once per request"
+)]
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Auth, GatewayConfig};
+use crate::gate_glue::{self, GateEnv, Message, code};
+use crate::metrics::Metrics;
+use crate::session::{
+    self, App, CLIENT_CAPABILITIES_META_KEY, ClientSession, HANDSHAKE_VERSIONS,
+    PROTOCOL_VERSION_META_KEY, STATELESS_VERSIONS, Scope,
+};
+
+/// JSON-RPC: a routing header disagrees with the body (2026-07-28).
+pub const HEADER_MISMATCH: i64 = -32020;
+/// JSON-RPC: unsupported protocol version (2026-07-28).
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+/// How often a pending answer stream carries a comment.
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+/// What `serve` runs with.
+pub struct ServeOptions {
+    pub config: GatewayConfig,
+    pub config_path: Option<PathBuf>,
+    pub policy_path: Option<PathBuf>,
+    pub gates: Arc<GateEnv>,
+    /// Overrides the file's `listen`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Set to true to stop: in-flight calls are drained, the audit is flushed.
+    pub shutdown: watch::Receiver<bool>,
+    /// Called with the bound address once listening.
+    pub on_listen: Option<Box<dyn FnOnce(std::net::SocketAddr) + Send>>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on `{addr}`: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "`{0}` is not a loopback address: a non-loopback listener needs tls and real authentication, which this version does not have"
+    )]
+    NotLoopback(std::net::SocketAddr),
+    #[error("the server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct Shared {
+    app: Arc<App>,
+    listen: Mutex<std::net::SocketAddr>,
+    shutdown: watch::Receiver<bool>,
+}
+
+type St = Arc<Shared>;
+
+/// Run the gateway until `shutdown` turns true.
+pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    let addr = opts.listen.unwrap_or(opts.config.listen);
+    // INVARIANT: no listener beyond loopback until TLS and authentication exist.
+    if !addr.ip().is_loopback() {
+        return Err(ServeError::NotLoopback(addr));
+    }
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(64)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new());
+    let limits = opts.config.limits.clone();
+    let app = Arc::new(App {
+        cfg: Mutex::new(Arc::new(opts.config)),
+        gates: Arc::clone(&opts.gates),
+        http,
+        sessions: Mutex::new(std::collections::HashMap::new()),
+        stateless: Mutex::new(std::collections::HashMap::new()),
+        metrics: Metrics::new(),
+    });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        app: Arc::clone(&app),
+        listen: Mutex::new(bound),
+        shutdown: opts.shutdown.clone(),
+    });
+    // Stamped now, before anyone can see the listener: a change made after that is seen.
+    let cfg_stamp = opts.config_path.as_deref().and_then(crate::reload::stamp);
+    let pol_stamp = opts.policy_path.as_deref().and_then(crate::reload::stamp);
+    let reloader = tokio::spawn(crate::reload::watch(
+        Arc::clone(&app),
+        opts.config_path,
+        opts.policy_path,
+        cfg_stamp,
+        pol_stamp,
+    ));
+    let reaper = tokio::spawn(reap_idle(Arc::clone(&app)));
+    let router = Router::new()
+        .route("/mcp", get(mcp_get).post(mcp_post_all).delete(mcp_delete))
+        .route(
+            "/mcp/{server}",
+            get(mcp_get_one).post(mcp_post_one).delete(mcp_delete_one),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(shared);
+    tracing::info!(listen = %bound, "conductor serve listening");
+    if let Some(f) = opts.on_listen {
+        f(bound);
+    }
+    let result = accept_loop(listener, router, opts.shutdown.clone()).await;
+    reloader.abort();
+    reaper.abort();
+    let sessions: Vec<Arc<ClientSession>> = app
+        .sessions
+        .lock()
+        .map(|mut m| m.drain().map(|(_, s)| s).collect())
+        .unwrap_or_default();
+    for s in sessions {
+        s.close().await;
+    }
+    let stateless: Vec<Arc<ClientSession>> = app
+        .stateless
+        .lock()
+        .map(|mut m| m.drain().map(|(_, s)| s).collect())
+        .unwrap_or_default();
+    for s in stateless {
+        s.close().await;
+    }
+    let audit = Arc::clone(app.gates.audit());
+    let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
+    result.map_err(ServeError::Io)
+}
+
+/// How long a client may take to send a request's head (slow-client protection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head, in bytes.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 4096;
+/// How long in-flight calls get to finish after shutdown is asked for.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Accept connections until `shutdown`, then drain: every connection finishes its
+/// in-flight requests (at most [`DRAIN`]).
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), std::io::Error> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let builder = builder.http1_only();
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            r = shutdown.changed() => { if r.is_err() { break; } continue; }
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            r = shutdown.changed() => { if r.is_err() { break; } continue; }
+        };
+        let (stream, _) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = router
+            .clone()
+            .map_request(|req: axum::http::Request<hyper::body::Incoming>| req.map(Body::new));
+        let conn = builder.serve_connection_with_upgrades(
+            TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(svc),
+        );
+        let watched = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = watched.await;
+            drop(permit);
+        });
+    }
+    tracing::info!("shutting down: draining in-flight calls");
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("calls still in flight after the drain period were abandoned");
+    }
+    Ok(())
+}
+
+async fn reap_idle(app: Arc<App>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let idle = app.config().limits.session_idle;
+        let old: Vec<String> = app
+            .sessions
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, s)| s.idle_for() > idle)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in old {
+            app.remove_session(&id).await;
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Answers
+// ------------------------------------------------------------------------------------
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    no_store(
+        (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+    )
+}
+
+fn rpc_error(status: StatusCode, id: &Value, code: i64, message: &str) -> Response {
+    json_response(status, &session::error_answer(id, code, message))
+}
+
+fn plain(status: StatusCode, message: &str) -> Response {
+    no_store(
+        (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
+            format!("{message}\n"),
+        )
+            .into_response(),
+    )
+}
+
+// ------------------------------------------------------------------------------------
+// Hygiene and authentication
+// ------------------------------------------------------------------------------------
+
+fn one_header<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    let mut all = h.get_all(name).iter();
+    let first = all.next();
+    if all.next().is_some() {
+        return Err(format!("`{name}` is given more than once"));
+    }
+    match first {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| format!("`{name}` is not visible ascii")),
+    }
+}
+
+/// `Host` must name this gateway; `Origin`, when present, must be listed.
+fn hygiene(st: &Shared, cfg: &GatewayConfig, h: &HeaderMap) -> Result<(), Response> {
+    let host = match one_header(h, "host") {
+        Ok(Some(v)) => v.to_ascii_lowercase(),
+        Ok(None) => return Err(plain(StatusCode::BAD_REQUEST, "missing `Host`")),
+        Err(e) => return Err(plain(StatusCode::BAD_REQUEST, &e)),
+    };
+    let listen = st.listen.lock().map(|l| *l).ok();
+    let mut allowed: Vec<String> = Vec::new();
+    if let Some(l) = listen {
+        let port = l.port();
+        allowed.push(l.to_string());
+        allowed.push(format!("localhost:{port}"));
+        allowed.push(format!("127.0.0.1:{port}"));
+        allowed.push(format!("[::1]:{port}"));
+    }
+    if let Some(u) = &cfg.public_url
+        && let Some(hn) = u.host_str()
+    {
+        match u.port() {
+            Some(p) => allowed.push(format!("{hn}:{p}").to_ascii_lowercase()),
+            None => allowed.push(hn.to_ascii_lowercase()),
+        }
+    }
+    // INVARIANT: a browser page on another host cannot reach the gateway through a
+    // rebound DNS name: the Host must be one of ours.
+    if !allowed.contains(&host) {
+        return Err(plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this gateway does not serve that `Host`",
+        ));
+    }
+    match one_header(h, "origin") {
+        Ok(None) => Ok(()),
+        Ok(Some(o)) if cfg.origins.iter().any(|a| a.eq_ignore_ascii_case(o)) => Ok(()),
+        Ok(Some(_)) | Err(_) => Err(plain(StatusCode::FORBIDDEN, "origin not allowed")),
+    }
+}
+
+fn authenticate(cfg: &GatewayConfig) -> String {
+    match &cfg.auth {
+        Auth::None { agent } => agent.clone(),
+    }
+}
+
+fn scope_of(cfg: &GatewayConfig, server: Option<String>) -> Result<Scope, Response> {
+    match server {
+        None => Ok(Scope::All),
+        Some(s) if cfg.server(&s).is_some() => Ok(Scope::One(s)),
+        Some(_) => Err(plain(StatusCode::NOT_FOUND, "no such server")),
+    }
+}
+
+fn accepts_sse(h: &HeaderMap) -> bool {
+    h.get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+/// Decode an `Mcp-Name` value (`=?base64?…?=` form included); `None` when malformed.
+fn decode_header_value(v: &str) -> Option<String> {
+    let Some(payload) = v
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    else {
+        return Some(v.to_string());
+    };
+    let bytes = base64_decode(payload)?;
+    String::from_utf8(bytes).ok()
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    };
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for chunk in b.chunks(4) {
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 {
+            return None;
+        }
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            let v = if i >= 4 - pad { 0 } else { val(c)? };
+            n = (n << 6) | v;
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(bytes.get(..3 - pad).unwrap_or(&[]));
+    }
+    // Canonical form only: re-encoding gives the same text.
+    (crate::upstream::encode_header_value_b64(&out) == s).then_some(out)
+}
+
+/// The routing-header ladder. `Ok(stateless)`, or the 400 answer.
+fn check_routing(h: &HeaderMap, body: &Value, id: &Value) -> Result<bool, Response> {
+    let bad = |c: i64, m: &str| Err(rpc_error(StatusCode::BAD_REQUEST, id, c, m));
+    let version = match one_header(h, "mcp-protocol-version") {
+        Ok(v) => v,
+        Err(e) => return bad(HEADER_MISMATCH, &e),
+    };
+    let method_h = match one_header(h, "mcp-method") {
+        Ok(v) => v,
+        Err(e) => return bad(HEADER_MISMATCH, &e),
+    };
+    let name_h = match one_header(h, "mcp-name") {
+        Ok(v) => v,
+        Err(e) => return bad(HEADER_MISMATCH, &e),
+    };
+    let method = body.get("method").and_then(Value::as_str);
+    let meta = body.pointer("/params/_meta");
+    let envelope = meta.and_then(|m| m.get(PROTOCOL_VERSION_META_KEY));
+    let stateless = version.is_some_and(|v| STATELESS_VERSIONS.contains(&v)) || envelope.is_some();
+    if stateless && method.is_some() && body.get("id").is_some() {
+        let Some(m) = meta.and_then(Value::as_object) else {
+            return bad(
+                code::INVALID_PARAMS,
+                "params._meta must be an object carrying the protocol version and client capabilities",
+            );
+        };
+        if !m.contains_key(PROTOCOL_VERSION_META_KEY)
+            || !m.contains_key(CLIENT_CAPABILITIES_META_KEY)
+        {
+            return bad(
+                code::INVALID_PARAMS,
+                "params._meta is missing the protocol version or the client capabilities",
+            );
+        }
+        if version.is_none() || envelope.and_then(Value::as_str) != version {
+            return bad(
+                HEADER_MISMATCH,
+                "mcp-protocol-version header does not match the request envelope's protocol version",
+            );
+        }
+    } else if let Some(v) = version
+        && !HANDSHAKE_VERSIONS.contains(&v)
+        && !STATELESS_VERSIONS.contains(&v)
+    {
+        return bad(
+            UNSUPPORTED_PROTOCOL_VERSION,
+            &format!("unsupported protocol version `{v}`"),
+        );
+    }
+    // INVARIANT: what routes and what is decided is the body; a header that says
+    // otherwise is refused, whichever revision the request claims.
+    if (stateless || method_h.is_some()) && method.is_some() && method_h != method {
+        return bad(
+            HEADER_MISMATCH,
+            "mcp-method header does not match the request body's method",
+        );
+    }
+    let name_key = match method {
+        Some("tools/call" | "prompts/get") => Some("name"),
+        Some("resources/read") => Some("uri"),
+        _ => None,
+    };
+    if let Some(k) = name_key
+        && let Some(value) = body.get("params").and_then(|p| p.get(k))
+        && (stateless || name_h.is_some())
+        && name_h.and_then(decode_header_value).as_deref() != value.as_str()
+    {
+        return bad(
+            HEADER_MISMATCH,
+            &format!("mcp-name header does not match the request body's `{k}` parameter"),
+        );
+    }
+    if name_key.is_none() && name_h.is_some() && stateless {
+        return bad(
+            HEADER_MISMATCH,
+            "mcp-name header on a method without a name",
+        );
+    }
+    if stateless
+        && let Some(v) = envelope.and_then(Value::as_str)
+        && !STATELESS_VERSIONS.contains(&v)
+    {
+        return bad(
+            UNSUPPORTED_PROTOCOL_VERSION,
+            &format!("unsupported protocol version `{v}`"),
+        );
+    }
+    Ok(stateless)
+}
+
+// ------------------------------------------------------------------------------------
+// Handlers
+// ------------------------------------------------------------------------------------
+
+async fn mcp_post_all(State(st): State<St>, h: HeaderMap, body: Bytes) -> Response {
+    post(st, None, h, body).await
+}
+
+async fn mcp_post_one(
+    State(st): State<St>,
+    Path(server): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    post(st, Some(server), h, body).await
+}
+
+async fn mcp_get(State(st): State<St>, h: HeaderMap) -> Response {
+    get_stream(st, None, h).await
+}
+
+async fn mcp_get_one(State(st): State<St>, Path(server): Path<String>, h: HeaderMap) -> Response {
+    get_stream(st, Some(server), h).await
+}
+
+async fn mcp_delete(State(st): State<St>, h: HeaderMap) -> Response {
+    delete(st, None, h).await
+}
+
+async fn mcp_delete_one(
+    State(st): State<St>,
+    Path(server): Path<String>,
+    h: HeaderMap,
+) -> Response {
+    delete(st, Some(server), h).await
+}
+
+fn counted(app: &App, r: Response) -> Response {
+    app.metrics.status(r.status().as_u16());
+    r
+}
+
+/// The session named by `Mcp-Session-Id`, if it is this agent's on this endpoint.
+fn find_session(
+    app: &App,
+    h: &HeaderMap,
+    agent: &str,
+    scope: &Scope,
+) -> Result<Arc<ClientSession>, Response> {
+    let sid = match one_header(h, "mcp-session-id") {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(plain(StatusCode::BAD_REQUEST, "missing `Mcp-Session-Id`"));
+        }
+        Err(e) => return Err(plain(StatusCode::BAD_REQUEST, &e)),
+    };
+    match app.session(sid) {
+        Some(s) if s.visible_to(agent, scope) => Ok(s),
+        _ => Err(plain(StatusCode::NOT_FOUND, "no such session")),
+    }
+}
+
+async fn post(st: St, server: Option<String>, h: HeaderMap, body: Bytes) -> Response {
+    let app = Arc::clone(&st.app);
+    let r = post_inner(st, server, h, body).await;
+    counted(&app, r)
+}
+
+async fn post_inner(st: St, server: Option<String>, h: HeaderMap, body: Bytes) -> Response {
+    let app = Arc::clone(&st.app);
+    let cfg = app.config();
+    if let Err(r) = hygiene(&st, &cfg, &h) {
+        return r;
+    }
+    let agent = authenticate(&cfg);
+    let scope = match scope_of(&cfg, server) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let json_type = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+    if !json_type {
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be `application/json`",
+        );
+    }
+    if has_duplicate_keys(&body) {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            code::INVALID_REQUEST,
+            "invalid request: a member name occurs twice in one object (readers would disagree on its value)",
+        );
+    }
+    let message = match gate_glue::classify(&body) {
+        Ok(m) => m,
+        Err(gate_glue::Invalid::Parse(e)) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                code::PARSE_ERROR,
+                &format!("parse error: {e}"),
+            );
+        }
+        Err(gate_glue::Invalid::Shape { id, message }) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &id,
+                code::INVALID_REQUEST,
+                &format!("invalid request: {message}"),
+            );
+        }
+    };
+    let (value, id) = match &message {
+        Message::Request { value, id, .. } => (value, id.clone()),
+        Message::Notification { value, .. } | Message::Response { value, .. } => {
+            (value, Value::Null)
+        }
+    };
+    let stateless = match check_routing(&h, value, &id) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let traceparent = one_header(&h, "traceparent")
+        .ok()
+        .flatten()
+        .filter(|t| valid_traceparent(t))
+        .map(str::to_string);
+    let session = if stateless {
+        app.stateless_session(&agent, &scope)
+    } else if let Message::Request { method, value, .. } = &message
+        && method == "initialize"
+    {
+        return initialize(&app, &agent, scope, &id, value).await;
+    } else {
+        match find_session(&app, &h, &agent, &scope) {
+            Ok(s) => s,
+            Err(r) => return r,
+        }
+    };
+    match message {
+        Message::Request { value, .. } => {
+            let (tx, mut rx) = mpsc::channel::<Value>(64);
+            tokio::spawn(session::handle_request(
+                Arc::clone(&app),
+                session,
+                value,
+                traceparent,
+                tx,
+            ));
+            if accepts_sse(&h) {
+                // A comment every second while the answer is pending: a client that went
+                // away is noticed by the failed write, and its call cancelled upstream.
+                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                    tokio::select! {
+                        m = rx.recv() => m.map(|m| (Ok::<Bytes, Infallible>(sse_frame(&m)), rx)),
+                        () = tokio::time::sleep(KEEP_ALIVE) => {
+                            Some((Ok(Bytes::from_static(b": keep-alive\n\n")), rx))
+                        }
+                    }
+                });
+                no_store(
+                    (
+                        StatusCode::OK,
+                        [(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("text/event-stream"),
+                        )],
+                        Body::from_stream(stream),
+                    )
+                        .into_response(),
+                )
+            } else {
+                // JSON only: what comes before the answer cannot be delivered here.
+                let mut last = None;
+                while let Some(m) = rx.recv().await {
+                    last = Some(m);
+                }
+                match last {
+                    Some(m) => json_response(StatusCode::OK, &m),
+                    None => rpc_error(StatusCode::OK, &id, code::INTERNAL_ERROR, "no answer"),
+                }
+            }
+        }
+        Message::Notification { value, .. } | Message::Response { value, .. } => {
+            session::handle_one_way(Arc::clone(&app), session, value).await;
+            no_store(StatusCode::ACCEPTED.into_response())
+        }
+    }
+}
+
+fn sse_frame(m: &Value) -> Bytes {
+    let mut s = String::from("event: message\ndata: ");
+    s.push_str(&serde_json::to_string(m).unwrap_or_default());
+    s.push_str("\n\n");
+    Bytes::from(s)
+}
+
+fn valid_traceparent(t: &str) -> bool {
+    let parts: Vec<&str> = t.split('-').collect();
+    matches!(parts.as_slice(), [v, tr, sp, fl]
+        if v.len() == 2 && tr.len() == 32 && sp.len() == 16 && fl.len() == 2
+            && t.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+            && t.bytes().all(|b| !b.is_ascii_uppercase()))
+}
+
+async fn initialize(
+    app: &Arc<App>,
+    agent: &str,
+    scope: Scope,
+    id: &Value,
+    value: &Value,
+) -> Response {
+    let cfg = app.config();
+    if app.session_count() >= cfg.limits.max_sessions {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            id,
+            code::SERVER_GONE,
+            "too many open sessions; retry later",
+        );
+    }
+    let params = value.get("params").cloned().unwrap_or_else(|| json!({}));
+    let requested = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let version = if HANDSHAKE_VERSIONS.contains(&requested) {
+        requested.to_string()
+    } else {
+        HANDSHAKE_VERSIONS[3].to_string()
+    };
+    let sid = session::random_id();
+    if sid.is_empty() {
+        return rpc_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            id,
+            code::INTERNAL_ERROR,
+            "no randomness for a session id",
+        );
+    }
+    let s = Arc::new(ClientSession::new(
+        sid.clone(),
+        agent,
+        scope,
+        false,
+        version,
+    ));
+    s.set_init_params(params);
+    match session::initialize(app, &s).await {
+        Ok(result) => {
+            if let Ok(mut m) = app.sessions.lock() {
+                m.insert(sid.clone(), Arc::clone(&s));
+            }
+            app.metrics.sessions.set(app.session_count() as i64);
+            let mut r = json_response(
+                StatusCode::OK,
+                &json!({"jsonrpc": "2.0", "id": id, "result": result}),
+            );
+            if let Ok(v) = HeaderValue::from_str(&sid) {
+                r.headers_mut().insert("mcp-session-id", v);
+            }
+            r
+        }
+        Err(e) => {
+            s.close().await;
+            json_response(
+                StatusCode::OK,
+                &json!({"jsonrpc": "2.0", "id": id, "error": e}),
+            )
+        }
+    }
+}
+
+async fn get_stream(st: St, server: Option<String>, h: HeaderMap) -> Response {
+    let app = Arc::clone(&st.app);
+    let cfg = app.config();
+    if let Err(r) = hygiene(&st, &cfg, &h) {
+        return counted(&app, r);
+    }
+    let agent = authenticate(&cfg);
+    let scope = match scope_of(&cfg, server) {
+        Ok(s) => s,
+        Err(r) => return counted(&app, r),
+    };
+    if !accepts_sse(&h) || h.get("mcp-session-id").is_none() {
+        return counted(
+            &app,
+            plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "no stream without a session",
+            ),
+        );
+    }
+    let session = match find_session(&app, &h, &agent, &scope) {
+        Ok(s) => s,
+        Err(r) => return counted(&app, r),
+    };
+    let Some(mut events) = session.take_events().await else {
+        return counted(
+            &app,
+            plain(
+                StatusCode::CONFLICT,
+                "this session already has a stream open",
+            ),
+        );
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let mut stop = st.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                m = events.recv() => {
+                    let Some(m) = m else { break };
+                    if tx.send(sse_frame(&m)).await.is_err() { break; }
+                }
+                () = tx.closed() => break,
+                _ = stop.changed() => break,
+                () = tokio::time::sleep(Duration::from_secs(15)) => {
+                    if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() { break; }
+                }
+            }
+        }
+        session.give_back_events(events).await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let b = rx.recv().await?;
+        Some((Ok::<Bytes, Infallible>(b), rx))
+    });
+    counted(
+        &app,
+        no_store(
+            (
+                StatusCode::OK,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                )],
+                Body::from_stream(stream),
+            )
+                .into_response(),
+        ),
+    )
+}
+
+async fn delete(st: St, server: Option<String>, h: HeaderMap) -> Response {
+    let app = Arc::clone(&st.app);
+    let cfg = app.config();
+    if let Err(r) = hygiene(&st, &cfg, &h) {
+        return counted(&app, r);
+    }
+    let agent = authenticate(&cfg);
+    let scope = match scope_of(&cfg, server) {
+        Ok(s) => s,
+        Err(r) => return counted(&app, r),
+    };
+    let session = match find_session(&app, &h, &agent, &scope) {
+        Ok(s) => s,
+        Err(r) => return counted(&app, r),
+    };
+    app.remove_session(&session.id).await;
+    counted(&app, no_store(StatusCode::NO_CONTENT.into_response()))
+}
+
+async fn healthz() -> Response {
+    plain(StatusCode::OK, "ok")
+}
+
+async fn readyz(State(st): State<St>) -> Response {
+    let app = Arc::clone(&st.app);
+    let cfg = app.config();
+    let audit = Arc::clone(app.gates.audit());
+    let audit_ok = tokio::task::spawn_blocking(move || audit.flush().is_ok())
+        .await
+        .unwrap_or(false);
+    let mut upstreams = serde_json::Map::new();
+    for s in &cfg.servers {
+        let ok = crate::reload::upstream_usable(s).await;
+        upstreams.insert(s.id.clone(), Value::Bool(ok));
+    }
+    let all = audit_ok && upstreams.values().all(|v| v == &Value::Bool(true));
+    let body = json!({"ready": all, "policy": app.gates.policy().sha256(), "audit": audit_ok,
+                      "gateway": cfg.sha256, "upstreams": upstreams});
+    json_response(
+        if all {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &body,
+    )
+}
+
+async fn metrics(State(st): State<St>) -> Response {
+    no_store(
+        (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            )],
+            st.app.metrics.render(),
+        )
+            .into_response(),
+    )
+}
+
+/// Whether some object in the JSON text has a member name twice (serde_json keeps the
+/// last; first-wins readers would see another message).
+pub fn has_duplicate_keys(body: &[u8]) -> bool {
+    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("json")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<bool, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut dup = false;
+            while let Some(k) = m.next_key::<String>()? {
+                dup |= !seen.insert(k);
+                dup |= m.next_value_seed(Seed)?;
+            }
+            Ok(dup)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<bool, A::Error> {
+            let mut dup = false;
+            while let Some(d) = s.next_element_seed(Seed)? {
+                dup |= d;
+            }
+            Ok(dup)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_unit<E>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+    }
+    struct Seed;
+    impl<'de> serde::de::DeserializeSeed<'de> for Seed {
+        type Value = bool;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    (&mut de).deserialize_any(V).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_member_names_are_found() {
+        assert!(has_duplicate_keys(br#"{"a":1,"a":2}"#));
+        assert!(has_duplicate_keys(br#"{"p":{"name":"x","name":"y"}}"#));
+        assert!(has_duplicate_keys(br#"[{"k":1,"k":1}]"#));
+        assert!(!has_duplicate_keys(br#"{"a":{"a":1},"b":[{"a":2}]}"#));
+    }
+
+    #[test]
+    fn base64_header_values_round_trip_canonically() {
+        assert_eq!(decode_header_value("=?base64?w6k=?=").as_deref(), Some("é"));
+        assert_eq!(decode_header_value("plain").as_deref(), Some("plain"));
+        assert_eq!(decode_header_value("=?base64?w6l=?="), None);
+        assert_eq!(decode_header_value("=?base64?!!!!?="), None);
+    }
+
+    #[test]
+    fn traceparents_are_validated() {
+        assert!(valid_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        assert!(!valid_traceparent("00-zz-00f067aa0ba902b7-01"));
+    }
+}

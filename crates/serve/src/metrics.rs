@@ -1,0 +1,163 @@
+//! Prometheus metrics (`GET /metrics`). Labels carry server ids, tool names, decisions
+//! and check names only — never arguments or anything an agent sent.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub server: String,
+    pub tool: String,
+    pub decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub server: String,
+    pub check: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    pub server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0, 30.0,
+    ])
+}
+
+/// Every metric of the gateway.
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    refusals: Family<CheckLabels, Counter>,
+    call_seconds: Family<ServerLabels, Histogram, fn() -> Histogram>,
+    up: Family<ServerLabels, Gauge>,
+    pub sessions: Gauge,
+    pub http: Family<StatusLabels, Counter>,
+    pub reloads: Family<StatusLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("conductor");
+        let calls = Family::<CallLabels, Counter>::default();
+        let refusals = Family::<CheckLabels, Counter>::default();
+        let call_seconds: Family<ServerLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let up = Family::<ServerLabels, Gauge>::default();
+        let sessions = Gauge::default();
+        let http = Family::<StatusLabels, Counter>::default();
+        let reloads = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "calls",
+            "tools/call requests by server, tool and decision (pass: not gated)",
+            calls.clone(),
+        );
+        registry.register(
+            "refusals",
+            "refused requests by server and failing check",
+            refusals.clone(),
+        );
+        registry.register(
+            "call_duration_seconds",
+            "time from a tools/call reaching the gateway to its answer, decision and audit commit included",
+            call_seconds.clone(),
+        );
+        registry.register(
+            "upstream_up",
+            "1 when the last connection to the upstream worked",
+            up.clone(),
+        );
+        registry.register("sessions", "open client sessions", sessions.clone());
+        registry.register("http_responses", "http responses by status", http.clone());
+        registry.register(
+            "reloads",
+            "configuration reloads by outcome",
+            reloads.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            refusals,
+            call_seconds,
+            up,
+            sessions,
+            http,
+            reloads,
+        }
+    }
+
+    pub fn call(&self, server: &str, tool: &str, decision: &str, took: Duration) {
+        self.calls
+            .get_or_create(&CallLabels {
+                server: server.into(),
+                tool: tool.into(),
+                decision: decision.into(),
+            })
+            .inc();
+        self.call_seconds
+            .get_or_create(&ServerLabels {
+                server: server.into(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn refusal(&self, server: &str, check: &str) {
+        self.refusals
+            .get_or_create(&CheckLabels {
+                server: server.into(),
+                check: check.into(),
+            })
+            .inc();
+    }
+
+    pub fn upstream_up(&self, server: &str, up: bool) {
+        self.up
+            .get_or_create(&ServerLabels {
+                server: server.into(),
+            })
+            .set(i64::from(up));
+    }
+
+    pub fn status(&self, status: u16) {
+        self.http
+            .get_or_create(&StatusLabels {
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}

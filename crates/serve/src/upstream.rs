@@ -1,0 +1,732 @@
+//! Connections to upstream MCP servers: stdio (a child process per agent and session,
+//! never shared between agents) and Streamable HTTP (one pooled client per server).
+//!
+//! A connection rewrites request ids to its own (so that requests of many clients, or of
+//! one stateless agent sending `id: 1` twice, never collide) and restores the client's id
+//! on the answer. Everything the server sends that belongs to no request in flight
+//! (server requests, notifications) goes to the connection's `unsolicited` channel.
+//!
+//! INVARIANT: a request in flight always gets an answer: its server's answer, or an
+//! error when the server exits, closes its stream, answers garbage or times out.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::config::{Secret, Server, Transport};
+use crate::gate_glue::{self, Message, code};
+
+/// Largest message accepted from an upstream.
+pub const MAX_UPSTREAM_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Why an upstream could not be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream `{server}` could not be started: {reason}")]
+    Spawn { server: String, reason: String },
+    #[error("upstream `{server}` is not running")]
+    Gone { server: String },
+    #[error("upstream `{server}` failed: {reason}")]
+    Failed { server: String, reason: String },
+}
+
+/// What the caller needs to know about the request besides the message.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCtx {
+    /// `MCP-Protocol-Version` to send (HTTP upstreams).
+    pub protocol_version: Option<String>,
+    /// W3C trace context to carry on.
+    pub traceparent: Option<String>,
+}
+
+/// One message of an exchange, or its end.
+pub type Exchange = mpsc::Receiver<Value>;
+
+struct InFlight {
+    client_id: Value,
+    progress: Option<String>,
+    tx: mpsc::Sender<Value>,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, InFlight>>>;
+
+/// A live connection to one upstream.
+pub enum Conn {
+    Stdio(StdioConn),
+    Http(HttpConn),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Conn::Stdio(c) => write!(f, "Stdio({})", c.server),
+            Conn::Http(c) => write!(f, "Http({})", c.server),
+        }
+    }
+}
+
+impl Conn {
+    /// Connect to (spawn) `server` for `agent`. Unsolicited server messages go to `unsolicited`.
+    pub fn open(
+        server: &Server,
+        agent: &str,
+        http: &reqwest::Client,
+        unsolicited: mpsc::Sender<Value>,
+    ) -> Result<Conn, UpstreamError> {
+        match &server.transport {
+            Transport::Stdio { command, env, cwd } => {
+                StdioConn::spawn(&server.id, agent, command, env, cwd.as_deref(), unsolicited)
+                    .map(Conn::Stdio)
+            }
+            Transport::Http { url, headers } => Ok(Conn::Http(HttpConn {
+                server: server.id.clone(),
+                url: url.clone(),
+                headers: headers.clone(),
+                client: http.clone(),
+                session: Mutex::new(None),
+                next: AtomicU64::new(1),
+                unsolicited,
+                timeout: server.timeout,
+            })),
+        }
+    }
+
+    pub fn alive(&self) -> bool {
+        match self {
+            Conn::Stdio(c) => c.alive.load(Ordering::Relaxed),
+            Conn::Http(_) => true,
+        }
+    }
+
+    /// Send a request; the receiver yields the messages of the exchange (server requests
+    /// and notifications about it), the last being its answer, with the client's id.
+    /// Returns the upstream's id of the request too (for cancellation).
+    pub async fn request(
+        &self,
+        message: Value,
+        ctx: &RequestCtx,
+    ) -> Result<(u64, Exchange), UpstreamError> {
+        match self {
+            Conn::Stdio(c) => c.request(message).await,
+            Conn::Http(c) => c.request(message, ctx).await,
+        }
+    }
+
+    /// Send a notification or an answer to a server request.
+    pub async fn send(&self, message: Value, ctx: &RequestCtx) -> Result<(), UpstreamError> {
+        match self {
+            Conn::Stdio(c) => c.write(&message).await,
+            Conn::Http(c) => c.post_one_way(message, ctx).await,
+        }
+    }
+
+    /// The upstream's session id (HTTP), if it gave one.
+    pub fn upstream_session(&self) -> Option<String> {
+        match self {
+            Conn::Stdio(_) => None,
+            Conn::Http(c) => c.session.lock().ok().and_then(|s| s.clone()),
+        }
+    }
+
+    /// End the connection (DELETE the upstream session; kill the child).
+    pub async fn close(&self) {
+        match self {
+            Conn::Stdio(c) => c.close(),
+            Conn::Http(c) => c.close().await,
+        }
+    }
+}
+
+fn progress_key(message: &Value) -> Option<String> {
+    message
+        .pointer("/params/_meta/progressToken")
+        .map(gate_glue::id_key)
+}
+
+fn register(
+    pending: &Pending,
+    next: &AtomicU64,
+    mut message: Value,
+) -> (u64, Value, mpsc::Receiver<Value>) {
+    let id = next.fetch_add(1, Ordering::Relaxed);
+    let client_id = message.get("id").cloned().unwrap_or(Value::Null);
+    let progress = progress_key(&message);
+    if let Some(obj) = message.as_object_mut() {
+        obj.insert("id".into(), Value::from(id));
+    }
+    let (tx, rx) = mpsc::channel(64);
+    if let Ok(mut p) = pending.lock() {
+        p.insert(
+            id,
+            InFlight {
+                client_id,
+                progress,
+                tx,
+            },
+        );
+    }
+    (id, message, rx)
+}
+
+fn gone_error(client_id: &Value, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": client_id, "error": {"code": code::SERVER_GONE, "message": message}})
+}
+
+/// Route one message from the server: an answer to its request (id restored), a
+/// progress notification to the request that asked for it, anything else to the
+/// oldest request in flight or, without one, to `unsolicited`.
+async fn route(pending: &Pending, unsolicited: &mpsc::Sender<Value>, mut value: Value) {
+    let message = match serde_json::to_vec(&value)
+        .ok()
+        .map(|b| gate_glue::classify(&b))
+    {
+        Some(Ok(m)) => m,
+        _ => {
+            tracing::warn!("dropped a message from an upstream that is not a json-rpc message");
+            return;
+        }
+    };
+    match message {
+        Message::Response { id, .. } => {
+            let entry = id
+                .as_u64()
+                .and_then(|n| pending.lock().ok().and_then(|mut p| p.remove(&n)));
+            match entry {
+                Some(f) => {
+                    if let Some(obj) = value.as_object_mut() {
+                        obj.insert("id".into(), f.client_id);
+                    }
+                    let _ = f.tx.send(value).await;
+                }
+                None => {
+                    tracing::warn!("dropped an answer from an upstream to no request in flight")
+                }
+            }
+        }
+        Message::Notification { method, .. } => {
+            let target = {
+                let p = pending.lock().ok();
+                p.and_then(|p| {
+                    if method == "notifications/progress" {
+                        let key = value
+                            .pointer("/params/progressToken")
+                            .map(gate_glue::id_key);
+                        p.values()
+                            .find(|f| f.progress.is_some() && f.progress == key)
+                            .map(|f| f.tx.clone())
+                    } else {
+                        p.iter().min_by_key(|(k, _)| **k).map(|(_, f)| f.tx.clone())
+                    }
+                })
+            };
+            match target {
+                Some(tx) => {
+                    let _ = tx.send(value).await;
+                }
+                None => {
+                    let _ = unsolicited.send(value).await;
+                }
+            }
+        }
+        Message::Request { .. } => {
+            let target = pending
+                .lock()
+                .ok()
+                .and_then(|p| p.iter().min_by_key(|(k, _)| **k).map(|(_, f)| f.tx.clone()));
+            match target {
+                Some(tx) => {
+                    let _ = tx.send(value).await;
+                }
+                None => {
+                    let _ = unsolicited.send(value).await;
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// stdio
+// ------------------------------------------------------------------------------------
+
+pub struct StdioConn {
+    server: String,
+    to_child: mpsc::Sender<Vec<u8>>,
+    pending: Pending,
+    next: AtomicU64,
+    alive: Arc<AtomicBool>,
+    child: Mutex<Option<tokio::process::Child>>,
+}
+
+impl StdioConn {
+    fn spawn(
+        server: &str,
+        agent: &str,
+        command: &[String],
+        env: &std::collections::BTreeMap<String, Secret>,
+        cwd: Option<&std::path::Path>,
+        unsolicited: mpsc::Sender<Value>,
+    ) -> Result<StdioConn, UpstreamError> {
+        let Some((program, args)) = command.split_first() else {
+            return Err(UpstreamError::Spawn {
+                server: server.into(),
+                reason: "no command".into(),
+            });
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v.expose());
+        }
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
+        #[cfg(unix)]
+        cmd.process_group(0);
+        let mut child = cmd.spawn().map_err(|e| UpstreamError::Spawn {
+            server: server.into(),
+            reason: format!("`{program}`: {}", e.kind().to_string().to_lowercase()),
+        })?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(UpstreamError::Spawn {
+                server: server.into(),
+                reason: "no standard streams".into(),
+            });
+        };
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let alive = Arc::new(AtomicBool::new(true));
+        let (to_child, mut rx) = mpsc::channel::<Vec<u8>>(256);
+        // Writer.
+        tokio::spawn(async move {
+            let mut stdin = stdin;
+            while let Some(line) = rx.recv().await {
+                if stdin.write_all(&line).await.is_err() || stdin.write_all(b"\n").await.is_err() {
+                    break;
+                }
+                if rx.is_empty() && stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        // Stderr to the log.
+        {
+            let server = server.to_string();
+            let agent = agent.to_string();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    let l: String = l.chars().take(2000).collect();
+                    tracing::info!(target: "upstream", server = %server, agent = %agent, stderr = %l);
+                }
+            });
+        }
+        // Reader.
+        {
+            let pending = Arc::clone(&pending);
+            let alive = Arc::clone(&alive);
+            let server = server.to_string();
+            tokio::spawn(async move {
+                let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+                loop {
+                    match conductor_mcp::framing::read_line(&mut reader, MAX_UPSTREAM_MESSAGE).await
+                    {
+                        Ok(conductor_mcp::framing::Line::Complete(b)) => {
+                            if b.iter().all(u8::is_ascii_whitespace) {
+                                continue;
+                            }
+                            match serde_json::from_slice::<Value>(&b) {
+                                Ok(v) => route(&pending, &unsolicited, v).await,
+                                Err(_) => {
+                                    tracing::warn!(server = %server, "dropped a line from the upstream that is not json");
+                                    answer_from_head(&pending, &b, "the upstream's answer is not a valid json-rpc message; it was dropped").await;
+                                }
+                            }
+                        }
+                        Ok(conductor_mcp::framing::Line::TooLong { len, head }) => {
+                            tracing::warn!(server = %server, len, "dropped an overlong message from the upstream");
+                            answer_from_head(
+                                &pending,
+                                &head,
+                                "the upstream's answer is longer than the limit; it was dropped",
+                            )
+                            .await;
+                        }
+                        Ok(conductor_mcp::framing::Line::Eof) | Err(_) => break,
+                    }
+                }
+                alive.store(false, Ordering::Relaxed);
+                tracing::warn!(server = %server, "the upstream exited");
+                let waiting: Vec<InFlight> = match pending.lock() {
+                    Ok(mut p) => p.drain().map(|(_, f)| f).collect(),
+                    Err(_) => Vec::new(),
+                };
+                for f in waiting {
+                    let _ =
+                        f.tx.send(gone_error(
+                            &f.client_id,
+                            &format!("upstream `{server}` exited before answering this request"),
+                        ))
+                        .await;
+                }
+            });
+        }
+        Ok(StdioConn {
+            server: server.to_string(),
+            to_child,
+            pending,
+            next: AtomicU64::new(1),
+            alive,
+            child: Mutex::new(Some(child)),
+        })
+    }
+
+    async fn write(&self, message: &Value) -> Result<(), UpstreamError> {
+        let line = serde_json::to_vec(message).map_err(|_| UpstreamError::Gone {
+            server: self.server.clone(),
+        })?;
+        if !self.alive.load(Ordering::Relaxed) {
+            return Err(UpstreamError::Gone {
+                server: self.server.clone(),
+            });
+        }
+        self.to_child
+            .send(line)
+            .await
+            .map_err(|_| UpstreamError::Gone {
+                server: self.server.clone(),
+            })
+    }
+
+    async fn request(&self, message: Value) -> Result<(u64, Exchange), UpstreamError> {
+        let (id, message, rx) = register(&self.pending, &self.next, message);
+        if let Err(e) = self.write(&message).await {
+            if let Ok(mut p) = self.pending.lock() {
+                p.remove(&id);
+            }
+            return Err(e);
+        }
+        Ok((id, rx))
+    }
+
+    fn close(&self) {
+        if let Ok(mut c) = self.child.lock()
+            && let Some(mut child) = c.take()
+        {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+async fn answer_from_head(pending: &Pending, head: &[u8], message: &str) {
+    if let Some(id) = conductor_mcp::framing::id_from_head(head).and_then(|v| v.as_u64()) {
+        let f = pending.lock().ok().and_then(|mut p| p.remove(&id));
+        if let Some(f) = f {
+            let _ =
+                f.tx.send(json!({"jsonrpc":"2.0","id": f.client_id,
+                             "error":{"code": code::INTERNAL_ERROR, "message": message}}))
+                    .await;
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Streamable HTTP
+// ------------------------------------------------------------------------------------
+
+pub struct HttpConn {
+    server: String,
+    url: url::Url,
+    headers: Vec<(String, Secret)>,
+    client: reqwest::Client,
+    session: Mutex<Option<String>>,
+    next: AtomicU64,
+    unsolicited: mpsc::Sender<Value>,
+    timeout: Duration,
+}
+
+/// The `Mcp-Name` value of a request (the body's tool or prompt name, or resource uri).
+pub fn mcp_name(message: &Value) -> Option<String> {
+    let method = message.get("method")?.as_str()?;
+    let key = match method {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" => "uri",
+        _ => return None,
+    };
+    message
+        .get("params")?
+        .get(key)?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// A header value for `s`: as is when it is visible ASCII, else the `=?base64?…?=` form.
+pub fn encode_header_value(s: &str) -> String {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) && !s.starts_with(' ') && !s.ends_with(' ') {
+        s.to_string()
+    } else {
+        use base64_lite::encode;
+        format!("=?base64?{}?=", encode(s.as_bytes()))
+    }
+}
+
+/// Standard base64 with padding.
+pub fn encode_header_value_b64(b: &[u8]) -> String {
+    base64_lite::encode(b)
+}
+
+mod base64_lite {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    pub fn encode(b: &[u8]) -> String {
+        let mut out = String::new();
+        for c in b.chunks(3) {
+            let n = match c {
+                [a, b2, c2] => (u32::from(*a) << 16) | (u32::from(*b2) << 8) | u32::from(*c2),
+                [a, b2] => (u32::from(*a) << 16) | (u32::from(*b2) << 8),
+                [a] => u32::from(*a) << 16,
+                _ => 0,
+            };
+            let k = c.len();
+            for i in 0..4 {
+                if i <= k {
+                    let idx = ((n >> (18 - 6 * i)) & 63) as usize;
+                    out.push(char::from(*T.get(idx).unwrap_or(&b'A')));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+impl HttpConn {
+    fn post(&self, body: &Value, ctx: &RequestCtx) -> reqwest::RequestBuilder {
+        let mut rb = self
+            .client
+            .post(self.url.clone())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        for (k, v) in &self.headers {
+            rb = rb.header(k.as_str(), v.expose());
+        }
+        if let Ok(s) = self.session.lock()
+            && let Some(id) = s.as_ref()
+        {
+            rb = rb.header("mcp-session-id", id.as_str());
+        }
+        if let Some(v) = &ctx.protocol_version {
+            rb = rb.header("mcp-protocol-version", v.as_str());
+            // INVARIANT: routing headers are recomputed from the body that is forwarded.
+            if v.as_str() >= "2026-07-28" {
+                if let Some(m) = body.get("method").and_then(Value::as_str) {
+                    rb = rb.header("mcp-method", m);
+                }
+                if let Some(n) = mcp_name(body) {
+                    rb = rb.header("mcp-name", encode_header_value(&n));
+                }
+            }
+        }
+        if let Some(tp) = &ctx.traceparent {
+            rb = rb.header("traceparent", tp.as_str());
+        }
+        rb.body(serde_json::to_vec(body).unwrap_or_default())
+    }
+
+    fn failed(&self, reason: impl Into<String>) -> UpstreamError {
+        UpstreamError::Failed {
+            server: self.server.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    async fn request(
+        &self,
+        message: Value,
+        ctx: &RequestCtx,
+    ) -> Result<(u64, Exchange), UpstreamError> {
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let (id, message, rx) = register(&pending, &self.next, message);
+        let is_init = message.get("method").and_then(Value::as_str) == Some("initialize");
+        let resp = tokio::time::timeout(self.timeout, self.post(&message, ctx).send())
+            .await
+            .map_err(|_| self.failed("no answer in time"))?
+            .map_err(|e| self.failed(reqwest_reason(&e)))?;
+        let status = resp.status();
+        if is_init
+            && let Some(sid) = resp
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+            && let Ok(mut s) = self.session.lock()
+        {
+            *s = Some(sid.to_string());
+        }
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !status.is_success() {
+            // A JSON-RPC error answer in the body is relayed; anything else is a failure.
+            if ctype.starts_with("application/json")
+                && let Ok(b) = resp.bytes().await
+                && let Ok(v) = serde_json::from_slice::<Value>(&b)
+                && v.get("error").is_some()
+            {
+                let mut v = v;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("id".into(), Value::from(id));
+                }
+                route(&pending, &self.unsolicited, v).await;
+                return Ok((id, rx));
+            }
+            return Err(self.failed(format!("http status {}", status.as_u16())));
+        }
+        if ctype.starts_with("text/event-stream") {
+            let server = self.server.clone();
+            let unsolicited = self.unsolicited.clone();
+            tokio::spawn(async move {
+                read_sse(resp, &pending, &unsolicited).await;
+                // INVARIANT: the stream closed; a request still waiting is answered.
+                let waiting: Vec<InFlight> = match pending.lock() {
+                    Ok(mut p) => p.drain().map(|(_, f)| f).collect(),
+                    Err(_) => Vec::new(),
+                };
+                for f in waiting {
+                    let _ = f
+                        .tx
+                        .send(gone_error(
+                            &f.client_id,
+                            &format!("upstream `{server}` closed its stream before answering this request"),
+                        ))
+                        .await;
+                }
+            });
+            return Ok((id, rx));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.failed(reqwest_reason(&e)))?;
+        if body.len() > MAX_UPSTREAM_MESSAGE {
+            return Err(self.failed("the answer is longer than the limit"));
+        }
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) if v.is_object() => route(&pending, &self.unsolicited, v).await,
+            _ => return Err(self.failed("the answer is not a json-rpc message")),
+        }
+        let left = pending.lock().map(|p| !p.is_empty()).unwrap_or(true);
+        if left {
+            return Err(self.failed("the answer does not answer the request"));
+        }
+        Ok((id, rx))
+    }
+
+    async fn post_one_way(&self, message: Value, ctx: &RequestCtx) -> Result<(), UpstreamError> {
+        let resp = tokio::time::timeout(self.timeout, self.post(&message, ctx).send())
+            .await
+            .map_err(|_| self.failed("no answer in time"))?
+            .map_err(|e| self.failed(reqwest_reason(&e)))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.failed(format!("http status {}", resp.status().as_u16())))
+        }
+    }
+
+    async fn close(&self) {
+        let sid = self.session.lock().ok().and_then(|s| s.clone());
+        if let Some(sid) = sid {
+            let mut rb = self
+                .client
+                .delete(self.url.clone())
+                .header("mcp-session-id", sid);
+            for (k, v) in &self.headers {
+                rb = rb.header(k.as_str(), v.expose());
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(2), rb.send()).await;
+        }
+    }
+}
+
+fn reqwest_reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "no answer in time".into()
+    } else if e.is_connect() {
+        "cannot connect".into()
+    } else if e.is_body() || e.is_decode() {
+        "the answer could not be read".into()
+    } else {
+        "the request failed".into()
+    }
+}
+
+/// Read a `text/event-stream` body: every event's data is one JSON-RPC message.
+async fn read_sse(resp: reqwest::Response, pending: &Pending, unsolicited: &mpsc::Sender<Value>) {
+    let mut stream = resp.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { return };
+        buf.extend_from_slice(&chunk);
+        if buf.len() + data.len() > MAX_UPSTREAM_MESSAGE {
+            tracing::warn!("an upstream event is longer than the limit; the stream is dropped");
+            return;
+        }
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = buf.drain(..=nl).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.is_empty() {
+                if !data.is_empty() {
+                    match serde_json::from_slice::<Value>(&data) {
+                        Ok(v) if v.is_object() => route(pending, unsolicited, v).await,
+                        _ => tracing::warn!(
+                            "dropped an upstream event that is not a json-rpc message"
+                        ),
+                    }
+                    data.clear();
+                }
+                let done = pending.lock().map(|p| p.is_empty()).unwrap_or(true);
+                if done {
+                    return;
+                }
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix(b"data:") {
+                let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+                if !data.is_empty() {
+                    data.push(b'\n');
+                }
+                data.extend_from_slice(rest);
+            }
+            // `event:`, `id:`, `retry:` and comments are not needed here.
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_values_are_encoded_when_not_plain_ascii() {
+        assert_eq!(super::encode_header_value("fetch"), "fetch");
+        assert_eq!(super::encode_header_value("é"), "=?base64?w6k=?=");
+        assert_eq!(super::base64_lite::encode(b"abcd"), "YWJjZA==");
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of `conductor-serve` through its public API (the gateway file).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
+
+mod config;
