@@ -214,6 +214,8 @@ struct Inner {
     conn: Arc<Mutex<Connection>>,
     /// Set after every commit; the checkpointer clears it.
     dirty: Arc<AtomicBool>,
+    /// The (device, inode) of the database file when it was opened.
+    identity: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Job {
@@ -342,6 +344,11 @@ impl AuditStore {
                 .map_err(|e| err(&e))?;
         }
 
+        // INVARIANT: a commit goes only into the database that was opened: the file's
+        // identity is kept, and a store whose file was deleted or replaced refuses to
+        // commit (a record into an unlinked file would be lost, into another file
+        // unchained).
+        let identity = file_identity(path);
         let (tx, rx) = mpsc::channel::<Job>();
         let thread_path = path.to_path_buf();
         let conn = Arc::new(Mutex::new(conn));
@@ -349,7 +356,16 @@ impl AuditStore {
         let (thread_conn, thread_dirty) = (Arc::clone(&conn), Arc::clone(&dirty));
         let writer = std::thread::Builder::new()
             .name("conductor-audit-writer".into())
-            .spawn(move || writer_loop(&thread_conn, checkpointer, &thread_path, &rx, thread_dirty))
+            .spawn(move || {
+                writer_loop(
+                    &thread_conn,
+                    checkpointer,
+                    &thread_path,
+                    &rx,
+                    thread_dirty,
+                    identity,
+                )
+            })
             .map_err(|e| err(&e))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -359,6 +375,7 @@ impl AuditStore {
                 writer: Some(writer),
                 conn,
                 dirty,
+                identity,
             }),
         })
     }
@@ -424,6 +441,8 @@ impl AuditStore {
             Err(poisoned) => poisoned.into_inner(),
         };
         // INVARIANT: Ok only after COMMIT returned.
+        same_file(&self.inner.path, self.inner.identity)
+            .map_err(|e| store_err(&self.inner.path, e))?;
         let receipts =
             commit_batch(&mut conn, &prepared).map_err(|e| store_err(&self.inner.path, e))?;
         self.inner.dirty.store(true, Ordering::Relaxed);
@@ -632,6 +651,7 @@ fn writer_loop(
     path: &Path,
     rx: &mpsc::Receiver<Job>,
     dirty: Arc<AtomicBool>,
+    identity: Option<(u64, u64)>,
 ) {
     let lock = || match conn.lock() {
         Ok(c) => c,
@@ -695,7 +715,8 @@ fn writer_loop(
             let answers = if records.is_empty() {
                 answers_ok(waiting, Vec::new())
             } else {
-                let committed = commit_batch(&mut lock(), &records);
+                let committed =
+                    same_file(path, identity).and_then(|()| commit_batch(&mut lock(), &records));
                 match committed {
                     Ok(receipts) => {
                         dirty.store(true, Ordering::Relaxed);
@@ -771,6 +792,31 @@ fn commit_batch(conn: &mut Connection, batch: &[Prepared]) -> Result<Vec<Receipt
     }
     txn.commit()?;
     Ok(receipts)
+}
+
+/// The (device, inode) of the file at `path`.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).ok().map(|m| (m.len(), 0))
+    }
+}
+
+/// Refuse to commit when the file at `path` is no longer the one opened.
+fn same_file(path: &Path, identity: Option<(u64, u64)>) -> Result<(), WriteError> {
+    let now = file_identity(path);
+    if identity.is_some() && now == identity {
+        Ok(())
+    } else {
+        Err(WriteError::Refused(
+            "the audit database was deleted or replaced since it was opened; nothing is committed until it is opened again".into(),
+        ))
+    }
 }
 
 fn corrupt(msg: &str) -> WriteError {

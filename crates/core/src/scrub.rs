@@ -31,9 +31,8 @@ struct Secret {
 }
 
 /// The strings a finding may be about: the key (for `in_key`) or the string value.
-/// A pointer token `[key:<i>]` names the i-th member of an object (the scanner never
-/// spells out a key that holds a detection); a literal key of that name is taken too —
-/// when in doubt, more is scrubbed.
+/// A pointer token `~k<i>` names the i-th member of an object (the scanner never
+/// spells out a key that holds a detection; no real key is written `~k…`).
 fn targets<'a>(arguments: &'a Value, f: &Finding) -> Vec<&'a str> {
     let mut out = Vec::new();
     let Some(rest) = f.pointer.strip_prefix('/') else {
@@ -60,16 +59,17 @@ fn targets<'a>(arguments: &'a Value, f: &Finding) -> Vec<&'a str> {
         match v {
             Value::Object(map) => {
                 let mut members: Vec<(&'a String, &'a Value)> = Vec::new();
-                if let Some(kv) = map.get_key_value(&unescape(tok)) {
-                    members.push(kv);
-                }
-                if let Some(i) = tok
-                    .strip_prefix("[key:")
-                    .and_then(|t| t.strip_suffix(']'))
-                    .and_then(|t| t.parse::<usize>().ok())
-                    && let Some(kv) = map.iter().nth(i)
-                {
-                    members.push(kv);
+                match tok.strip_prefix("~k").and_then(|t| t.parse::<usize>().ok()) {
+                    Some(i) => {
+                        if let Some(kv) = map.iter().nth(i) {
+                            members.push(kv);
+                        }
+                    }
+                    None => {
+                        if let Some(kv) = map.get_key_value(&unescape(tok)) {
+                            members.push(kv);
+                        }
+                    }
                 }
                 for (k, item) in members {
                     if last && f.in_key {

@@ -7,7 +7,7 @@
 //! [`Scanner::scan`] (or [`Scanner::scan_with_limits`]) on every argument and result
 //! with the installation's [`FingerprintKey`], and [`redact`]s what it records. The
 //! documented items below are the crate's contract: their signatures stay.
-//! Pointers name a member whose key holds a detection as `[key:<i>]` (see
+//! Pointers name a member whose key holds a detection as `~k<i>` (see
 //! [`Finding::pointer`]). The detector kinds, their sources and the decisions about
 //! test keys are listed in `docs/detectors.md`.
 //!
@@ -153,7 +153,7 @@ pub struct Finding {
     /// JSON pointer (RFC 6901) to the string (or key) in the scanned value.
     ///
     /// INVARIANT: a key that holds a detection is never spelled out: its reference
-    /// token is `[key:<i>]` (the member's position in the object's iteration order) in
+    /// token is `~k<i>` (the member's position in the object's iteration order) in
     /// the key's own findings and in every finding below it. [`redact`] understands it.
     pub pointer: String,
     /// Start of the byte span within that string (of the decoded text when `encoding`

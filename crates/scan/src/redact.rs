@@ -241,7 +241,7 @@ enum Step {
     Index(usize),
 }
 
-/// Resolve a pointer of a finding (RFC 6901, plus `[key:<i>]` for the i-th member).
+/// Resolve a pointer of a finding (RFC 6901, plus `~k<i>` for the i-th member).
 fn resolve(value: &serde_json::Value, ptr: &str) -> Option<Vec<Step>> {
     let mut cur = value;
     let mut path = Vec::new();
@@ -251,12 +251,12 @@ fn resolve(value: &serde_json::Value, ptr: &str) -> Option<Vec<Step>> {
     for tok in ptr.strip_prefix('/')?.split('/') {
         match cur {
             serde_json::Value::Object(map) => {
-                let name = unescape_token(tok);
-                let key = if map.contains_key(&name) {
-                    name
-                } else {
-                    let i: usize = tok.strip_prefix("[key:")?.strip_suffix(']')?.parse().ok()?;
-                    map.keys().nth(i)?.clone()
+                // INVARIANT: `~k<i>` is member i, never a key: a real key's `~` is
+                // always written `~0`, so a key named like a placeholder (the bug a
+                // literal `[key:1]` exploited) cannot stand for the withheld member.
+                let key = match tok.strip_prefix("~k").and_then(|d| d.parse::<usize>().ok()) {
+                    Some(i) => map.keys().nth(i)?.clone(),
+                    None => unescape_token(tok),
                 };
                 cur = map.get(&key)?;
                 path.push(Step::Key(key));

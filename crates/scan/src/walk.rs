@@ -220,7 +220,7 @@ impl Cx<'_> {
                 }
                 Tok::KeyIndex(i, k) => {
                     use std::fmt::Write as _;
-                    let _ = write!(ptr, "/[key:{i}]");
+                    let _ = write!(ptr, "/~k{i}");
                     Some(k)
                 }
             };
@@ -244,10 +244,11 @@ impl Cx<'_> {
                     for (idx, (k, item)) in map.iter().enumerate().rev() {
                         // INVARIANT: a key that holds a detection is never spelled out in
                         // a pointer: its findings, and every finding below it, name the
-                        // member `[key:<index>]` (its position among the members).
-                        ptr.push_str("/[key:");
+                        // member `~k<index>` (its position among the members): the
+                        // withheld-member segment of `conductor_types::JsonPath`, which no
+                        // real key can be written as (a key's `~` is always `~0`).
+                        ptr.push_str("/~k");
                         push_usize(&mut ptr, idx);
-                        ptr.push(']');
                         let (p, enc, decode) = match fixed {
                             Some((fp, enc)) => (fp, Some(enc), false),
                             None => (ptr.as_str(), None, true),

@@ -247,3 +247,23 @@ fn a_foreign_sqlite_database_is_refused_untouched() {
         .unwrap();
     assert_eq!(tables, 1);
 }
+
+// Regression (issue 10, class 10): an audit database deleted or replaced mid-session did
+// not stop forwarding — commits went into the unlinked file and were lost.
+#[test]
+fn a_store_whose_file_was_deleted_or_replaced_refuses_to_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(&path, AuditOptions::default()).unwrap();
+    store.append(record(1)).unwrap();
+    // Deleted.
+    std::fs::remove_file(&path).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("audit.db-wal"));
+    assert!(store.append(record(2)).is_err());
+    assert!(store.append_many_here(&[record(3)]).is_err());
+    // Replaced by another database at the same path.
+    let other = AuditStore::open(&path, AuditOptions::default()).unwrap();
+    other.append(record(4)).unwrap();
+    let e = store.append(record(5)).unwrap_err().to_string();
+    assert!(e.contains("deleted or replaced"), "{e}");
+}

@@ -76,7 +76,7 @@ fn object_keys_are_scanned() {
     assert_eq!(f.len(), 1);
     assert!(f[0].in_key);
     // The key is never spelled out: the member is named by its position.
-    assert_eq!(f[0].pointer, "/outer/[key:0]");
+    assert_eq!(f[0].pointer, "/outer/~k0");
     let red = redact(&v, &f);
     assert_eq!(red, json!({"outer": {"[REDACTED:all]": 1}}));
 }
@@ -96,9 +96,9 @@ fn pointers_never_spell_out_a_secret_key() {
     assert_eq!(
         got,
         vec![
-            ("secrets.github-pat", "/[key:1]", true),
-            ("email", "/[key:1]/note", false),
             ("email", "/z", false),
+            ("secrets.github-pat", "/~k1", true),
+            ("email", "/~k1/note", false),
         ]
     );
     let red = redact(&v, &f);
@@ -422,5 +422,28 @@ fn email_inside_a_url_is_found_and_only_userinfo_is_exempt() {
     ] {
         let f = s.scan_str(text, &key());
         assert_eq!(f.iter().any(|f| f.detector == "email"), want, "{text}");
+    }
+}
+
+// Regression (issue 10, class 6, review): a literal key named `[key:1]` was read as the
+// placeholder of the withheld member 1, so the member that really held a secret in its
+// key was not redacted in the audit record.
+#[test]
+fn a_key_named_like_the_placeholder_does_not_defeat_redaction() {
+    let scanner = conductor_scan::Scanner::new(&[conductor_scan::LabelSpec {
+        name: "credentials".into(),
+        builtins: vec!["secrets".into()],
+        patterns: vec![],
+        gitleaks: vec![],
+    }])
+    .unwrap();
+    let key = conductor_scan::FingerprintKey([3; 32]);
+    let token = "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";
+    for decoy in ["[key:1]", "~k1", "[key:0]"] {
+        let value = serde_json::json!({ decoy: "harmless", token: "x" });
+        let findings = scanner.scan(&value, &key);
+        assert!(!findings.is_empty(), "{decoy}");
+        let redacted = conductor_scan::redact(&value, &findings).to_string();
+        assert!(!redacted.contains(token), "{decoy}: {redacted}");
     }
 }
