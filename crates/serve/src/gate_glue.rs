@@ -204,6 +204,33 @@ impl SessionGate {
         }
     }
 
+    /// Decide the client's answer to a server request (sampling, elicitation, roots):
+    /// destination, data and flow on what the client sends. `None` forwards it;
+    /// `Some(text)` is the refusal to send the server instead.
+    pub async fn decide_reply(&self, answer: &Value) -> Option<String> {
+        let gate = Arc::clone(&self.gate);
+        let body = answer
+            .get("result")
+            .or_else(|| answer.get("error"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let done =
+            tokio::spawn(async move { gate.decide_reply("server-request", &body).await }).await;
+        match done {
+            Ok(v) if v.forward => None,
+            Ok(v) => Some(conductor_mcp::gate::refusal_text(&v.decision)),
+            Err(_) => {
+                Some("the gate failed while deciding this answer; it was not forwarded".into())
+            }
+        }
+    }
+
+    /// Whether a detector finds anything in `value` (a notification that carries data
+    /// is then not relayed).
+    pub fn has_findings(&self, value: &Value) -> bool {
+        self.gate.service().has_findings(value)
+    }
+
     /// Record a gated method sent as a notification: it is never forwarded.
     pub async fn refuse_notification(&self, method: &str, params: Option<Value>) {
         let gate = Arc::clone(&self.gate);
@@ -262,5 +289,71 @@ fn internal_refusal(id: &Value) -> Decided {
         }}),
         decision: "deny".into(),
         checks: vec!["internal".into()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(dir: &std::path::Path) -> GateEnv {
+        let policy = conductor_policy::load_str(
+            "version: 1\nagents:\n  bot: {roles: [r]}\nroles:\n  r:\n    allow: [{tools: [\"up.*\"]}]\n",
+            "p.yaml",
+            None,
+        )
+        .unwrap();
+        let audit = Arc::new(
+            AuditStore::open(
+                &dir.join("audit.db"),
+                conductor_audit::AuditOptions::default(),
+            )
+            .unwrap(),
+        );
+        GateEnv::new(
+            policy,
+            GateResolver::new(conductor_gate::ResolverConfig {
+                no_dns: true,
+                ..Default::default()
+            }),
+            FingerprintKey([1; 32]),
+            audit,
+            Arc::new(conductor_gate::MemoryStore::default()),
+        )
+    }
+
+    // Issue 10, class 5: the client's answers to a server's requests (elicitation,
+    // sampling, roots) reached the upstream without a data check.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_answer_carrying_a_secret_never_reaches_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let gates = env(dir.path());
+        let g = gates.session_gate("bot", "up");
+        let clean = json!({"jsonrpc": "2.0", "id": 1, "result": {"action": "accept", "content": {"name": "Ada"}}});
+        assert_eq!(g.decide_reply(&clean).await, None);
+        let secret = json!({"jsonrpc": "2.0", "id": 2, "result": {"action": "accept",
+            "content": {"token": "AKIAQYLPMN5HHHFPZAM2 wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEZ"}}});
+        let refused = g.decide_reply(&secret).await.expect("refused");
+        assert!(refused.contains("data"), "{refused}");
+        assert!(!refused.contains("AKIAQYLPMN5HHHFPZAM2"), "{refused}");
+    }
+
+    // Every non-metadata method is decided; metadata passes to the data pre-check.
+    #[test]
+    fn the_gateway_gates_what_wrap_gates() {
+        for m in [
+            "tools/call",
+            "prompts/get",
+            "completion/complete",
+            "resources/read",
+            "subscriptions/listen",
+            "logging/setLevel",
+            "vendor/anything",
+        ] {
+            assert!(is_gated(m), "{m}");
+        }
+        for m in ["initialize", "ping", "tools/list", "prompts/list"] {
+            assert!(!is_gated(m), "{m}");
+        }
     }
 }

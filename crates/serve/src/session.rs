@@ -992,6 +992,18 @@ pub async fn handle_one_way(app: Arc<App>, session: Arc<ClientSession>, msg: Val
             }
             _ => {
                 let links: Vec<Arc<Link>> = session.links.lock().await.values().cloned().collect();
+                // A known notification carrying data a detector finds is decided (and,
+                // without an id, refused and recorded) instead of relayed.
+                if let Some(first) = links.first()
+                    && let Some(params) = msg.get("params")
+                    && first.gate.has_findings(params)
+                {
+                    first
+                        .gate
+                        .refuse_notification(method, msg.get("params").cloned())
+                        .await;
+                    return;
+                }
                 for link in links {
                     if let Some(conn) = link.conn().await {
                         let _ = conn.send(msg.clone(), &ctx).await;
@@ -1015,10 +1027,18 @@ pub async fn handle_one_way(app: Arc<App>, session: Arc<ClientSession>, msg: Val
     if let Ok(link) = session.link(&app, &server).await
         && let Some(conn) = link.conn().await
     {
-        let mut m = msg;
-        if let Some(o) = m.as_object_mut() {
-            o.insert("id".into(), original);
-        }
+        // INVARIANT: what a person or the client answers a server is decided on its
+        // data before the server sees it; a refused answer reaches it as an error.
+        let m = match link.gate.decide_reply(&msg).await {
+            None => {
+                let mut m = msg;
+                if let Some(o) = m.as_object_mut() {
+                    o.insert("id".into(), original);
+                }
+                m
+            }
+            Some(refusal) => error_answer(&original, code::DENIED, &refusal),
+        };
         let _ = conn.send(m, &ctx).await;
     }
 }
