@@ -1205,6 +1205,57 @@ fn fetch_prompt_of_the_metadata_service_is_refused_before_the_server() {
     );
 }
 
+// Regression (issue 10, class 3), found by probing with real servers: in an argument the
+// policy does not declare (here: the client skipped tools/list, so nothing was learned
+// from the schema either), the scan ended a URL at a tab or read `example.com;@` as the
+// host, while the server's URL parser deleted the tab or took the host after `@` — and
+// fetched the metadata service.
+#[test]
+fn fetch_urls_the_scanner_used_to_cut_short_are_refused_before_the_server() {
+    let Some(peers) = peers() else { return };
+    let stub = HttpStub::start();
+    let policy = r#"version: 1
+agents:
+  research-bot:
+    roles: [researcher]
+roles:
+  researcher:
+    allow:
+      - tools: ["fetch.*"]
+destinations:
+  allow: ["*"]
+"#;
+    let setup = Setup::new(policy, "research-bot", "fetch");
+    let seen = session(
+        &peers,
+        Sdk::PythonSession,
+        setup.wrap(&peers, &peers.fetch(&stub)),
+        json!({"list_tools": false, "calls": [
+            {"name": "fetch", "arguments": {"url": "http://169.254.\t169.254/latest/meta-data/"}},
+            {"name": "fetch", "arguments": {"url": "http://example.com;@169.254.169.254/latest/meta-data/"}},
+            {"name": "fetch", "arguments": {"url": "http://example.com @169.254.169.254/"}},
+        ]}),
+    );
+    for i in 0..3 {
+        seen.assert_denied(i, "destination", None);
+    }
+    assert!(
+        stub.requests().is_empty(),
+        "a refused fetch went out: {:?}",
+        stub.requests()
+    );
+    assert!(
+        setup.server_saw_calls().is_empty(),
+        "{}",
+        setup.server_saw_text()
+    );
+    setup.assert_audit(&[
+        ("fetch.fetch", "deny"),
+        ("fetch.fetch", "deny"),
+        ("fetch.fetch", "deny"),
+    ]);
+}
+
 #[test]
 fn fetch_python_session_loopback_allowed_when_permitted() {
     fetch_through_wrap(Sdk::PythonSession, true, true);
