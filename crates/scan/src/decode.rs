@@ -57,6 +57,10 @@ fn mostly_text(s: &str) -> bool {
 /// Whole-string base64 (standard or URL-safe alphabet, padded or not, line breaks
 /// allowed), at least 24 characters, decoding to mostly-printable UTF-8.
 pub(crate) fn as_base64(s: &str) -> Option<String> {
+    as_base64_depth(s, 2)
+}
+
+fn as_base64_depth(s: &str, depth: u8) -> Option<String> {
     let t = s.trim();
     if t.len() < 24 {
         return None;
@@ -109,8 +113,83 @@ pub(crate) fn as_base64(s: &str) -> Option<String> {
             .decode(body)
             .ok()?
     };
-    let text = String::from_utf8(bytes).ok()?;
-    mostly_text(&text).then_some(text)
+    bytes_as_text(bytes, depth)
+}
+
+/// Largest output of inflating a gzip payload found inside base64.
+const MAX_INFLATED: u64 = 1 << 20;
+/// Shortest run of printable bytes taken from a binary payload.
+const MIN_RUN: usize = 16;
+
+/// What a detector can read in decoded bytes: a gzip payload inflated (bounded); text
+/// that is itself whole-string base64 decoded once more (double base64; `depth`
+/// bounds it); mostly-printable UTF-8 as it is; otherwise the runs of at least
+/// [`MIN_RUN`] printable bytes (a credential inside a binary blob).
+fn bytes_as_text(bytes: Vec<u8>, depth: u8) -> Option<String> {
+    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        let mut gz = flate2::read::GzDecoder::new(bytes.as_slice());
+        use std::io::Read as _;
+        match (&mut gz).take(MAX_INFLATED).read_to_end(&mut out) {
+            Ok(_) if !out.is_empty() => out,
+            // A truncated stream still yields what inflated before the cut.
+            _ if !out.is_empty() => out,
+            _ => bytes,
+        }
+    } else {
+        bytes
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) if mostly_text(&text) => {
+            if depth > 1
+                && let Some(inner) = as_base64_depth(&text, depth - 1)
+            {
+                return Some(inner);
+            }
+            Some(text)
+        }
+        Ok(text) => printable_runs(text.as_bytes()),
+        Err(e) => printable_runs(e.as_bytes()),
+    }
+}
+
+/// The runs of at least [`MIN_RUN`] printable ASCII bytes, one per line.
+fn printable_runs(bytes: &[u8]) -> Option<String> {
+    let mut out = String::new();
+    for run in bytes.split(|b| !(0x20..0x7f).contains(b) && *b != b'\t') {
+        if run.len() >= MIN_RUN {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.extend(run.iter().map(|&b| char::from(b)));
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The base64 payload of every `data:…;base64,` URI inside `s`, decoded.
+pub(crate) fn data_uri_payloads(s: &str) -> Option<String> {
+    if !s.contains(";base64,") {
+        return None;
+    }
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(";base64,") {
+        let after = rest.get(i + 8..).unwrap_or("");
+        let end = after
+            .find(|c: char| {
+                !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_'))
+            })
+            .unwrap_or(after.len());
+        if let Some(text) = after.get(..end).and_then(as_base64) {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&text);
+        }
+        rest = after.get(end..).unwrap_or("");
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Whole-string hex (either case, even length, at least 32 digits: 16 bytes), decoding

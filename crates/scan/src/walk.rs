@@ -5,6 +5,7 @@ use sha2::Sha256;
 
 use crate::decode::{
     BASE32, BASE64, HEX, alphabets, as_base32, as_base64, as_hex, as_json, as_percent,
+    data_uri_payloads,
 };
 use crate::engine::Engine;
 use crate::text::scan_text;
@@ -446,7 +447,8 @@ impl Cx<'_> {
                     .flatten()
                     .map(|d| (d, "base64"))
             })
-            .or_else(|| as_percent(s).map(|d| (d, "percent")));
+            .or_else(|| as_percent(s).map(|d| (d, "percent")))
+            .or_else(|| data_uri_payloads(s).map(|d| (d, "data-uri")));
         if let Some((text, enc)) = decoded {
             let before = self.out.len();
             self.string(&text, pointer, key_ctx, in_key, Some(enc), false);

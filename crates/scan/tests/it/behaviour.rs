@@ -109,7 +109,7 @@ fn pointers_never_spell_out_a_secret_key() {
 }
 
 #[test]
-fn encoded_strings_are_decoded_once() {
+fn encoded_strings_are_decoded_within_bounds() {
     use base64::Engine as _;
     let mut rng = Rng::new(3);
     let t = gh(&mut rng);
@@ -131,15 +131,56 @@ fn encoded_strings_are_decoded_once() {
             // The raw JSON text already shows the token; the decoded copy is a duplicate.
             ("/json", None),
             ("/pct", Some("percent")),
+            // Regression (issue 10, class 8): double base64 hid a credential.
+            ("/twice", Some("base64")),
             ("/url", Some("base64")),
         ],
-        "base64 of base64 is not decoded twice"
+        "base64 of base64 is decoded twice, and no deeper"
     );
     let red = redact(&v, &f);
     assert_eq!(red["b64"], "[REDACTED:all]");
     assert_eq!(red["pct"], "[REDACTED:all]");
     assert!(red["json"].as_str().unwrap().contains("[REDACTED:all]"));
-    assert_eq!(red["twice"], v["twice"]);
+    assert_eq!(red["twice"], "[REDACTED:all]");
+}
+
+// Regression (issue 10, class 8): results that did not label — a credential inside a
+// binary blob (a non-UTF-8 byte), a gzip blob, a `data:` URI inside text.
+#[test]
+fn blobs_gzip_and_data_uris_are_read() {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let mut rng = Rng::new(11);
+    let t = gh(&mut rng);
+    let mut blob = vec![0u8, 0xff, 0xfe, 7, 0x80];
+    blob.extend_from_slice(format!("token={t}").as_bytes());
+    blob.extend_from_slice(&[0, 0xc3, 0x28, 1]);
+    let binary = base64::engine::general_purpose::STANDARD.encode(&blob);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(format!("config: token={t}\n").as_bytes())
+        .unwrap();
+    let gzip = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+    let inline = format!(
+        "see <img src=\"data:text/plain;base64,{}\"> above",
+        base64::engine::general_purpose::STANDARD.encode(format!("token={t}"))
+    );
+    let v = json!({"binary": binary, "gzip": gzip, "inline": inline});
+    let f = all_builtins().scan(&v, &key());
+    let at: Vec<&str> = f.iter().map(|f| f.pointer.as_str()).collect();
+    for p in ["/binary", "/gzip", "/inline"] {
+        assert!(at.contains(&p), "{p} not found: {at:?}");
+    }
+    // Random binary (a digest) still decodes to nothing a detector reads.
+    let digest = base64::engine::general_purpose::STANDARD.encode(
+        (0u8..32)
+            .map(|i| i.wrapping_mul(97).wrapping_add(13))
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        all_builtins()
+            .scan(&json!({"sri": format!("sha256-{digest}")}), &key())
+            .is_empty()
+    );
 }
 
 #[test]
