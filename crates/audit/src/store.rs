@@ -250,6 +250,26 @@ pub struct AuditStore {
     inner: Arc<Inner>,
 }
 
+/// Run `f` again while SQLite answers "database is locked" (or busy), for at most
+/// [`BUSY_TIMEOUT`].
+fn retry_locked<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let started = std::time::Instant::now();
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, m))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                let _ = m;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(crate) fn store_err(path: &Path, message: impl std::fmt::Display) -> AuditError {
     AuditError::Store {
         path: path.display().to_string(),
@@ -312,9 +332,12 @@ impl AuditStore {
         )
         .map_err(|e| err(&e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| err(&e))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(|e| err(&e))?;
+        // Processes racing to create one store: switching a new file to WAL takes an
+        // exclusive lock that SQLite's busy handler does not wait for, so a loser sees
+        // "database is locked" at once. Retry for as long as the busy timeout allows.
+        let mode: String =
+            retry_locked(|| conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)))
+                .map_err(|e| err(&e))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(err(&format!(
                 "cannot switch to write-ahead logging (journal mode is `{mode}`)"
@@ -329,7 +352,26 @@ impl AuditStore {
             "PRAGMA synchronous={sync}; PRAGMA journal_size_limit=67108864;"
         ))
         .map_err(|e| err(&e))?;
-        init_schema(&mut conn).map_err(|e| err(&e))?;
+        {
+            // (Racing creators: see `retry_locked`.)
+            let started = std::time::Instant::now();
+            loop {
+                match init_schema(&mut conn) {
+                    Err(WriteError::Sql(rusqlite::Error::SqliteFailure(e, _)))
+                        if matches!(
+                            e.code,
+                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                        ) && started.elapsed() < BUSY_TIMEOUT =>
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    other => {
+                        other.map_err(|e| err(&e))?;
+                        break;
+                    }
+                }
+            }
+        }
 
         // Checkpoints (copying the WAL back into the database) run on their own
         // connection and thread, off the commit path; without that connection the writer
