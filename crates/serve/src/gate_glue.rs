@@ -115,6 +115,9 @@ pub enum AnswerKind {
     ToolsList,
     /// Everything else: scanned, labels raised.
     Labelled,
+    /// A `prompts/get` answer: scanned, and every resource it embeds decided like a
+    /// `resources/read` of its URI.
+    Prompt,
 }
 
 /// Every answer is scanned, `initialize` and `ping` included (a server can put data
@@ -122,6 +125,7 @@ pub enum AnswerKind {
 pub fn answer_kind(method: &str) -> AnswerKind {
     match method {
         "tools/list" => AnswerKind::ToolsList,
+        "prompts/get" => AnswerKind::Prompt,
         _ => AnswerKind::Labelled,
     }
 }
@@ -223,6 +227,20 @@ impl SessionGate {
                 Some("the gate failed while deciding this answer; it was not forwarded".into())
             }
         }
+    }
+
+    /// The refusal of the first resource a `prompts/get` answer embeds that the gate
+    /// refuses (decided like a `resources/read` of its URI), if any.
+    pub async fn refuse_embedded(&self, id: &Value, answer: &Value) -> Option<Value> {
+        for uri in conductor_mcp::gate::embedded_resource_uris(answer) {
+            let params = json!({ "uri": uri });
+            if let Decided::Refuse { answer, .. } =
+                self.decide(id, "resources/read", Some(params)).await
+            {
+                return Some(answer);
+            }
+        }
+        None
     }
 
     /// Whether a detector finds anything in `value` (a notification that carries data
@@ -336,6 +354,26 @@ mod tests {
         let refused = g.decide_reply(&secret).await.expect("refused");
         assert!(refused.contains("data"), "{refused}");
         assert!(!refused.contains("AKIAQYLPMN5HHHFPZAM2"), "{refused}");
+    }
+
+    // Issue 10, class 1: a `prompts/get` answer that embeds a resource is decided like a
+    // `resources/read` of its URI, in the gateway as in `wrap`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_prompt_embedding_a_refused_resource_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let gates = env(dir.path());
+        let g = gates.session_gate("bot", "up");
+        let plain = json!({"jsonrpc": "2.0", "id": 1, "result": {"messages": [
+            {"role": "user", "content": {"type": "text", "text": "hi"}}]}});
+        assert!(g.refuse_embedded(&json!(1), &plain).await.is_none());
+        let embeds = json!({"jsonrpc": "2.0", "id": 2, "result": {"messages": [
+            {"role": "user", "content": {"type": "resource",
+             "resource": {"uri": "file:///etc/shadow", "text": "x"}}}]}});
+        let refused = g
+            .refuse_embedded(&json!(2), &embeds)
+            .await
+            .expect("refused");
+        assert_eq!(refused["error"]["code"], code::DENIED, "{refused}");
     }
 
     // Every non-metadata method is decided; metadata passes to the data pre-check.

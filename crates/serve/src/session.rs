@@ -932,6 +932,12 @@ async fn answer_from_server(link: &Link, kind: AnswerKind, mut m: Value) -> Valu
             }
         }
         _ => {
+            // INVARIANT: a prompt cannot hand the agent what a read would refuse.
+            if kind == AnswerKind::Prompt
+                && let Some(refused) = link.gate.refuse_embedded(&id, &m).await
+            {
+                return refused;
+            }
             if let Some(r) = m.get_mut("result") {
                 private(r);
             }

@@ -8,5 +8,6 @@
     reason = "test code, helpers included: a failed unwrap is a failed test"
 )]
 
+mod reload;
 mod resolver;
 mod service;
