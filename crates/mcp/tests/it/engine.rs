@@ -243,7 +243,21 @@ async fn changed_descriptor_refuses_calls_and_is_recorded() {
     h.call(list(1)).await;
     let ok = call(2, "fetch", json!({"url": "https://en.wikipedia.org/"}));
     assert!(h.call(ok).await["result"].get("isError").is_none());
-    h.call(list(3)).await; // the description changes here
+    let changed = h.call(list(3)).await; // the description changes here
+    // Regression (issue 10, class 10): the rug-pulled description reached the client
+    // as if it were the one first seen; it is marked instead.
+    let fetch = changed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "fetch")
+        .cloned()
+        .unwrap();
+    let desc = fetch["description"].as_str().unwrap();
+    assert!(
+        desc.starts_with("[conductor: the descriptor of `fetch` changed"),
+        "{desc}"
+    );
     let a = h
         .call(call(
             4,
@@ -689,5 +703,32 @@ async fn a_prompt_embedding_a_refused_resource_is_withheld() {
         records
             .iter()
             .any(|r| r.event == "resources/read" && r.decision == "deny")
+    );
+}
+
+// Regression (issue 10, class 10): the table of requests waiting for the server was
+// unbounded; a client could grow it without limit. Past the bound, requests are refused.
+#[tokio::test]
+async fn the_pending_request_table_is_bounded() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let max = conductor_mcp::session::MAX_PENDING;
+    let mut batch = Vec::new();
+    for i in 0..max {
+        batch.extend_from_slice(
+            format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"never/answer\"}}\n").as_bytes(),
+        );
+    }
+    h.send_raw(&batch).await;
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":"one-too-many","method":"never/answer"}))
+        .await;
+    assert_eq!(a["id"], "one-too-many", "{a}");
+    assert_eq!(a["error"]["code"], -32600, "{a}");
+    assert!(
+        a["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in flight"),
+        "{a}"
     );
 }
