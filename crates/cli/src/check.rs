@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use conductor_core::{Check, Decision, Effect, Reason, Request, World};
+use conductor_types::RuleId;
 
 use crate::resolve::ResolveArgs;
 use crate::{CliError, exit};
@@ -216,7 +217,7 @@ pub fn invalid_input_decision(policy_sha256: &str, line: usize) -> Decision {
         decision: Effect::Deny,
         reasons: vec![Reason {
             check: Check::Input,
-            rule: "request".to_string(),
+            rule: RuleId::unreadable_request(),
             message: format!("line {line} is not a valid request (see stderr)"),
         }],
         destinations: Vec::new(),
@@ -360,7 +361,7 @@ pub fn human(line: Option<usize>, request: Option<&Request>, decision: &Decision
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            let _ = writeln!(s, "    - {check} ({})", terminal_safe(&r.rule));
+            let _ = writeln!(s, "    - {check} ({})", terminal_safe(r.rule.as_str()));
             let _ = writeln!(s, "      {}", terminal_safe(&r.message));
         }
     }
@@ -369,8 +370,8 @@ pub fn human(line: Option<usize>, request: Option<&Request>, decision: &Decision
         for d in &decision.destinations {
             let at = d
                 .pointer
-                .as_deref()
-                .map(|p| format!(" (at {})", terminal_safe(p)))
+                .as_ref()
+                .map(|p| format!(" (at {})", terminal_safe(&p.to_pointer())))
                 .unwrap_or_else(|| " (declared)".to_string());
             let _ = writeln!(s, "    - {}{at}", terminal_safe(&d.input));
             let port = d.port.map(|p| format!(":{p}")).unwrap_or_default();

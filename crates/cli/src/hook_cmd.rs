@@ -21,6 +21,7 @@ use clap::{Args, Subcommand};
 use conductor_audit::{AuditOptions, AuditStore};
 use conductor_core::{Check, Effect, Reason};
 use conductor_gate::{Call, Service, ServiceOptions, SqliteStore, Subject};
+use conductor_types::{JsonPath, RuleId};
 use serde_json::{Map, Value, json};
 
 use crate::resolve::ResolveArgs;
@@ -397,7 +398,7 @@ fn build_call(tool: &str, raw_name: &str, tool_input: Value) -> Call {
     if tool.starts_with("mcp__ ambiguous") {
         problems.push(Reason {
             check: Check::Input,
-            rule: "request.tool".into(),
+            rule: RuleId::request("tool"),
             message: format!(
                 "the MCP tool name `{}` does not split one way into `mcp__<server>__<tool>`",
                 conductor_net::canon::safe(raw_name)
@@ -411,15 +412,15 @@ fn build_call(tool: &str, raw_name: &str, tool_input: Value) -> Call {
             {
                 problems.push(Reason {
                     check: Check::Input,
-                    rule: "request.arguments".into(),
+                    rule: RuleId::request("arguments"),
                     message: format!("`/{key}` {problem}"),
                 });
             }
         }
     }
     match raw_name {
-        "WebFetch" => pointers.push("/url".to_string()),
-        "WebSearch" => pointers.push("/allowed_domains".to_string()),
+        "WebFetch" => pointers.push(JsonPath::root().key("url")),
+        "WebSearch" => pointers.push(JsonPath::root().key("allowed_domains")),
         "Bash" => {
             let command = arguments
                 .get("command")
@@ -431,7 +432,7 @@ fn build_call(tool: &str, raw_name: &str, tool_input: Value) -> Call {
                 if m.contains_key(BASH_DESTINATIONS) {
                     problems.push(Reason {
                         check: Check::Input,
-                        rule: "request.arguments".into(),
+                        rule: RuleId::request("arguments"),
                         message: format!(
                             "the Bash input already has a `{BASH_DESTINATIONS}` member, which the gate fills"
                         ),
@@ -442,7 +443,7 @@ fn build_call(tool: &str, raw_name: &str, tool_input: Value) -> Call {
                     Value::Array(found.into_iter().map(Value::String).collect()),
                 );
             }
-            pointers.push(format!("/{BASH_DESTINATIONS}"));
+            pointers.push(JsonPath::root().key(BASH_DESTINATIONS));
         }
         _ => {}
     }

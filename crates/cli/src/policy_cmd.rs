@@ -496,7 +496,7 @@ fn compare(case: &Case, decision: &Decision) -> Vec<String> {
         }
     }
     for rule in &case.rules {
-        if !decision.reasons.iter().any(|r| &r.rule == rule) {
+        if !decision.reasons.iter().any(|r| r.rule == rule.as_str()) {
             diff.push(format!("- rule: {rule}  (not among the reasons)"));
         }
     }
@@ -509,7 +509,7 @@ fn compare(case: &Case, decision: &Decision) -> Vec<String> {
                 diff.push(format!(
                     "    {} ({}): {}",
                     check_name(r.check),
-                    crate::check::terminal_safe(&r.rule),
+                    crate::check::terminal_safe(r.rule.as_str()),
                     crate::check::terminal_safe(&r.message)
                 ));
             }
@@ -627,7 +627,7 @@ cases:
             decision: Effect::Deny,
             reasons: vec![conductor_core::Reason {
                 check: Check::Destination,
-                rule: "destinations.blocked.cloud-metadata".into(),
+                rule: conductor_types::RuleId::destination_blocked("cloud-metadata"),
                 message: "m".into(),
             }],
             ..allow

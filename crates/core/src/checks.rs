@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use conductor_net::Destination;
 use conductor_policy::{Action, Agent, DataPolicy, Eval, Policy, Rule, RuleKind};
 use conductor_scan::Finding;
+use conductor_types::RuleId;
 use serde_json::Value;
 
 use crate::request::show;
@@ -169,7 +170,7 @@ pub(crate) fn tool_and_role(
         };
         denials.push(Reason {
             check: Check::Tool,
-            rule: format!("agents.{}.roles", agent.name),
+            rule: RuleId::agent_roles(&agent.name),
             message,
         });
     }
@@ -193,7 +194,7 @@ pub(crate) fn workflow_check(
     let Some(wf) = policy.workflow(workflow) else {
         denials.push(Reason {
             check: Check::Workflow,
-            rule: "workflows".into(),
+            rule: RuleId::workflows(),
             message: format!("workflow `{}` is not defined in the policy", show(workflow)),
         });
         return;
@@ -203,7 +204,7 @@ pub(crate) fn workflow_check(
     {
         denials.push(Reason {
             check: Check::Workflow,
-            rule: format!("workflows.{}.roles", wf.name),
+            rule: RuleId::workflow_roles(&wf.name),
             message: format!(
                 "workflow `{}` is for roles {}; agent `{}` has none of them",
                 wf.name,
@@ -215,7 +216,7 @@ pub(crate) fn workflow_check(
     if tool_ok && !wf.tools.iter().any(|g| g.matches(tool)) {
         denials.push(Reason {
             check: Check::Workflow,
-            rule: format!("workflows.{}.tools", wf.name),
+            rule: RuleId::workflow_tools(&wf.name),
             message: format!(
                 "workflow `{}` does not include tool `{}`",
                 wf.name,
@@ -232,7 +233,7 @@ pub(crate) struct Egress<'a> {
     /// The highest level that may reach it.
     pub(crate) max: usize,
     /// The id of the rule that sets `max`.
-    pub(crate) id: &'a str,
+    pub(crate) id: &'a RuleId,
 }
 
 /// What an [`Egress`] entry is about.
@@ -269,12 +270,13 @@ pub(crate) fn egress_of<'a>(data: &'a DataPolicy, d: &'a Destination) -> Egress<
     Egress {
         target: Target::Dest(d),
         max: data.default_egress,
-        id: DEFAULT_EGRESS,
+        id: &DEFAULT_EGRESS,
     }
 }
 
 /// Rule id of `data.default_egress`.
-pub(crate) const DEFAULT_EGRESS: &str = "data.default_egress";
+pub(crate) static DEFAULT_EGRESS: std::sync::LazyLock<RuleId> =
+    std::sync::LazyLock::new(RuleId::default_egress);
 
 fn dest_name(d: &Destination) -> String {
     if d.host.is_empty() {
@@ -289,25 +291,25 @@ fn dest_name(d: &Destination) -> String {
 /// with an address pattern it may match, or `default_egress` when no entry matches
 /// by name. A level above this bound is above the maximum under every answer.
 pub(crate) fn egress_bound<'a>(data: &'a DataPolicy, d: &'a Destination) -> Egress<'a> {
-    let mut best: Option<(usize, &str)> = None;
+    let mut best: Option<(usize, &RuleId)> = None;
     let mut by_name = false;
     for e in &data.egress {
         if e.to.iter().any(|p| !p.needs_addresses() && p.matches(d)) {
             if best.is_none_or(|(m, _)| e.max > m) {
-                best = Some((e.max, e.id.as_str()));
+                best = Some((e.max, &e.id));
             }
             by_name = true;
             break;
         }
         if e.to.iter().any(|p| p.may_match_once_resolved(d)) && best.is_none_or(|(m, _)| e.max > m)
         {
-            best = Some((e.max, e.id.as_str()));
+            best = Some((e.max, &e.id));
         }
     }
     if !by_name && best.is_none_or(|(m, _)| data.default_egress > m) {
-        best = Some((data.default_egress, DEFAULT_EGRESS));
+        best = Some((data.default_egress, &DEFAULT_EGRESS));
     }
-    let (max, id) = best.unwrap_or((data.default_egress, DEFAULT_EGRESS));
+    let (max, id) = best.unwrap_or((data.default_egress, &DEFAULT_EGRESS));
     Egress {
         target: Target::Dest(d),
         max,
@@ -358,7 +360,7 @@ pub(crate) fn data_check(
         if level > clearance {
             denials.push(Reason {
                 check: Check::Data,
-                rule: format!("data.labels.{label}"),
+                rule: RuleId::data_label(label),
                 message: format!(
                     "{what}, above the clearance `{}` of agent `{}`",
                     data.level_name(clearance),
@@ -370,7 +372,7 @@ pub(crate) fn data_check(
             if level > e.max {
                 denials.push(Reason {
                     check: Check::Data,
-                    rule: e.id.to_string(),
+                    rule: e.id.clone(),
                     message: format!(
                         "{what}; {} accepts at most `{}`",
                         e.target.name(),
@@ -418,7 +420,7 @@ pub(crate) fn flow_check(
         if level > e.max {
             denials.push(Reason {
                 check: Check::Flow,
-                rule: e.id.to_string(),
+                rule: e.id.clone(),
                 message: format!(
                     "{what}; {} accepts at most `{}`",
                     e.target.name(),

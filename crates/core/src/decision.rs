@@ -2,6 +2,7 @@
 
 use conductor_net::{Destination, Resolver};
 use conductor_scan::{Finding, FingerprintKey};
+use conductor_types::RuleId;
 use serde::{Deserialize, Serialize};
 
 /// The outcome. Order of strength: `deny` > `approve` > `allow`.
@@ -16,49 +17,9 @@ pub enum Effect {
     Deny,
 }
 
-/// Which of the checks produced a reason (DESIGN.md: the `check` field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Check {
-    /// The agent is not defined.
-    Identity,
-    /// A deny rule names the tool, or no rule names it.
-    Tool,
-    /// Rules name the tool, but not for this action or under these arguments.
-    Role,
-    /// The workflow is unknown, not for the agent's roles, or does not list the tool.
-    Workflow,
-    /// A destination of the call is blocked, denied, not allowed or cannot be checked.
-    Destination,
-    /// Data in the arguments is above the agent's clearance or a destination's egress.
-    Data,
-    /// Data the session has received is above a destination's egress.
-    Flow,
-    /// Added by transports: a tool's descriptor changed since it was pinned.
-    Pin,
-    /// The request itself is malformed (tool name, arguments).
-    Input,
-    /// Added by transports: the audit record could not be written.
-    Audit,
-}
-
-impl Check {
-    /// The name used in decisions (`tool`, `role`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Check::Identity => "identity",
-            Check::Tool => "tool",
-            Check::Role => "role",
-            Check::Workflow => "workflow",
-            Check::Destination => "destination",
-            Check::Data => "data",
-            Check::Flow => "flow",
-            Check::Pin => "pin",
-            Check::Input => "input",
-            Check::Audit => "audit",
-        }
-    }
-}
+/// Which of the checks produced a reason: the one vocabulary of `conductor-types`, so
+/// the core, the gate and every transport name checks alike.
+pub use conductor_types::Check;
 
 /// One failing check (or, for `approve`, the rule that requires approval).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +27,7 @@ pub struct Reason {
     /// The check that failed.
     pub check: Check,
     /// Stable id: a path into the policy such as `roles.operator.allow[0]`.
-    pub rule: String,
+    pub rule: RuleId,
     /// What failed, for people: lowercase, no trailing period, user input in
     /// backticks; scrubbed of matched data, then cut (quoted values 120 characters).
     pub message: String,

@@ -4,6 +4,7 @@
 //! leaves the start of a secret behind.
 
 use conductor_net::Destination;
+use conductor_types::{JsonPath, Segment};
 
 use crate::Reason;
 
@@ -22,8 +23,10 @@ pub(crate) fn cut(reasons: &mut [Reason], destinations: &mut [Destination]) {
     }
     for d in destinations {
         cut_bytes(&mut d.input, MAX_SHOWN);
-        if let Some(p) = &mut d.pointer {
-            cut_bytes(p, MAX_SHOWN);
+        if let Some(p) = &mut d.pointer
+            && p.to_pointer().len() > MAX_SHOWN
+        {
+            *p = cut_path(p);
         }
     }
 }
@@ -63,6 +66,32 @@ pub(crate) fn cut_message(m: &mut String) {
 }
 
 /// Cut `s` to at most `max` bytes at a character boundary, marking the cut with `…`.
+/// A path too long to show: each member name cut to [`MAX_QUOTED`] bytes, and at most
+/// as many segments as fit in [`MAX_SHOWN`].
+fn cut_path(p: &JsonPath) -> JsonPath {
+    let mut shown = 0;
+    let mut out = Vec::new();
+    for seg in p.segments() {
+        let seg = match seg {
+            Segment::Key(k) => {
+                let mut k = k.clone();
+                cut_bytes(&mut k, MAX_QUOTED);
+                Segment::Key(k)
+            }
+            other => other.clone(),
+        };
+        shown += JsonPath::from_segments(vec![seg.clone()])
+            .to_pointer()
+            .len();
+        if shown > MAX_SHOWN {
+            out.push(Segment::Key("…".into()));
+            break;
+        }
+        out.push(seg);
+    }
+    JsonPath::from_segments(out)
+}
+
 fn cut_bytes(s: &mut String, max: usize) {
     if s.len() <= max {
         return;

@@ -74,6 +74,7 @@ mod scrub;
 use std::collections::BTreeSet;
 
 use conductor_policy::{Policy, RuleKind};
+use conductor_types::JsonPath;
 
 pub use crate::decision::{Check, Decision, Effect, Reason, World};
 pub use crate::prepare::{NAME_CARRIES_DATA, Prepared, prepare, prepare_data_only};
@@ -93,7 +94,7 @@ pub fn decide(policy: &Policy, request: &Request, world: &World<'_>) -> Decision
 pub fn decide_with_pointers(
     policy: &Policy,
     request: &Request,
-    extra_pointers: &[String],
+    extra_pointers: &[JsonPath],
     world: &World<'_>,
 ) -> Decision {
     prepare(policy, request, extra_pointers, world.fingerprint_key).finish(world.resolver)

@@ -11,6 +11,7 @@
 use conductor_net::{DestPlan, Destination, Resolver};
 use conductor_policy::{Agent, DataPolicy, Policy};
 use conductor_scan::{Finding, FingerprintKey};
+use conductor_types::{JsonPath, RuleId};
 
 use crate::checks::{
     DEFAULT_EGRESS, Egress, Target, data_check, dedup, egress_bound, egress_of, flow_check,
@@ -23,6 +24,8 @@ use crate::{Check, Decision, Effect, Reason, Request, tool_name_problem};
 
 /// Rule id of a destination whose host name carries data a detector found.
 pub const NAME_CARRIES_DATA: &str = "destinations.name-carries-data";
+/// The `what` of [`RuleId::destinations`] that spells [`NAME_CARRIES_DATA`].
+const NAME_CARRIES_DATA_WHAT: &str = "name-carries-data";
 
 /// A decision up to DNS ([`prepare`]): either final already, or waiting for the
 /// addresses of [`Prepared::hosts_to_resolve`].
@@ -134,7 +137,7 @@ pub(crate) fn unknown_egress<'a>(data: &'a DataPolicy, tool: &'a str) -> Egress<
     Egress {
         target: Target::Unknown(tool),
         max: data.default_egress,
-        id: DEFAULT_EGRESS,
+        id: &DEFAULT_EGRESS,
     }
 }
 
@@ -146,7 +149,7 @@ pub(crate) fn unknown_egress<'a>(data: &'a DataPolicy, tool: &'a str) -> Egress<
 pub fn prepare<'p>(
     policy: &'p Policy,
     request: &Request,
-    extra_pointers: &[String],
+    extra_pointers: &[JsonPath],
     key: &FingerprintKey,
 ) -> Prepared<'p> {
     prepare_with(policy, request, extra_pointers, key, true)
@@ -162,7 +165,7 @@ pub fn prepare<'p>(
 pub fn prepare_data_only<'p>(
     policy: &'p Policy,
     request: &Request,
-    extra_pointers: &[String],
+    extra_pointers: &[JsonPath],
     key: &FingerprintKey,
 ) -> Prepared<'p> {
     prepare_with(policy, request, extra_pointers, key, false)
@@ -171,7 +174,7 @@ pub fn prepare_data_only<'p>(
 fn prepare_with<'p>(
     policy: &'p Policy,
     request: &Request,
-    extra_pointers: &[String],
+    extra_pointers: &[JsonPath],
     key: &FingerprintKey,
     tool_checks: bool,
 ) -> Prepared<'p> {
@@ -186,7 +189,7 @@ fn prepare_with<'p>(
         Some(message) => {
             denials.push(Reason {
                 check: Check::Input,
-                rule: "request.tool".into(),
+                rule: RuleId::request("tool"),
                 message,
             });
             false
@@ -195,7 +198,7 @@ fn prepare_with<'p>(
     if !request.arguments.is_object() {
         denials.push(Reason {
             check: Check::Input,
-            rule: "request.arguments".into(),
+            rule: RuleId::request("arguments"),
             message: "arguments must be a json object".into(),
         });
     }
@@ -205,7 +208,7 @@ fn prepare_with<'p>(
     if agent.is_none() {
         denials.push(Reason {
             check: Check::Identity,
-            rule: "agents".into(),
+            rule: RuleId::agents(),
             message: format!(
                 "agent `{}` is not defined in the policy",
                 show(&request.agent)
@@ -239,7 +242,7 @@ fn prepare_with<'p>(
         None => (&[][..], &[][..]),
     };
     let unknown = !fact.is_some_and(|f| f.declares_destinations);
-    let merged: Vec<String>;
+    let merged: Vec<JsonPath>;
     let pointers = if extra_pointers.is_empty() {
         declared
     } else {
@@ -259,17 +262,18 @@ fn prepare_with<'p>(
     let mut findings = data.scanner.scan(&request.arguments, key);
     let scrub = Scrub::new(&request.arguments, &findings);
     if !plan.hosts_to_resolve().is_empty() && !findings.is_empty() {
-        let carrying: Vec<(usize, Option<String>)> = plan
+        let carrying: Vec<(usize, Option<JsonPath>)> = plan
             .destinations()
             .enumerate()
             .filter(|(_, (d, pending))| *pending && scrub.carries(d))
             .map(|(i, (d, _))| (i, d.pointer.clone()))
             .collect();
         for (i, pointer) in carrying {
-            let at = pointer.map_or_else(String::new, |p| format!(" at `{}`", show(&p)));
+            let at =
+                pointer.map_or_else(String::new, |p| format!(" at `{}`", show(&p.to_pointer())));
             plan.refuse(
                 i,
-                NAME_CARRIES_DATA,
+                RuleId::destinations(NAME_CARRIES_DATA_WHAT),
                 format!(
                     "the host name of the destination{at} carries data a detector found; it is not resolved, so the data cannot leave through DNS"
                 ),

@@ -16,6 +16,7 @@
 use aho_corasick::{AhoCorasick, MatchKind};
 use conductor_net::Destination;
 use conductor_scan::Finding;
+use conductor_types::{JsonPath, Segment};
 use serde_json::Value;
 
 use crate::Reason;
@@ -35,63 +36,34 @@ struct Secret {
 /// spells out a key that holds a detection; no real key is written `~k…`).
 fn targets<'a>(arguments: &'a Value, f: &Finding) -> Vec<&'a str> {
     let mut out = Vec::new();
-    let Some(rest) = f.pointer.strip_prefix('/') else {
-        if f.pointer.is_empty()
-            && !f.in_key
+    let Ok(path) = JsonPath::parse(&f.pointer) else {
+        return out;
+    };
+    let Some((last, parents)) = path.segments().split_last() else {
+        if !f.in_key
             && let Some(s) = arguments.as_str()
         {
             out.push(s);
         }
         return out;
     };
-    let tokens: Vec<&str> = rest.split('/').collect();
-    let mut stack: Vec<(&'a Value, usize)> = vec![(arguments, 0)];
-    while let Some((v, depth)) = stack.pop() {
-        let Some(&tok) = tokens.get(depth) else {
-            if !f.in_key
-                && let Some(s) = v.as_str()
-            {
-                out.push(s);
-            }
-            continue;
+    if !f.in_key {
+        if let Some(s) = path.get(arguments).and_then(Value::as_str) {
+            out.push(s);
+        }
+        return out;
+    }
+    if let Some(Value::Object(map)) = JsonPath::from_segments(parents.to_vec()).get(arguments) {
+        let key = match last {
+            Segment::Member(i) => map.keys().nth(*i),
+            Segment::Key(k) => map.get_key_value(k).map(|(k, _)| k),
+            Segment::Index(_) => None,
         };
-        let last = depth + 1 == tokens.len();
-        match v {
-            Value::Object(map) => {
-                let mut members: Vec<(&'a String, &'a Value)> = Vec::new();
-                match tok.strip_prefix("~k").and_then(|t| t.parse::<usize>().ok()) {
-                    Some(i) => {
-                        if let Some(kv) = map.iter().nth(i) {
-                            members.push(kv);
-                        }
-                    }
-                    None => {
-                        if let Some(kv) = map.get_key_value(&unescape(tok)) {
-                            members.push(kv);
-                        }
-                    }
-                }
-                for (k, item) in members {
-                    if last && f.in_key {
-                        out.push(k.as_str());
-                    } else {
-                        stack.push((item, depth + 1));
-                    }
-                }
-            }
-            Value::Array(items) => {
-                if let Some(item) = tok.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                    stack.push((item, depth + 1));
-                }
-            }
-            _ => {}
+        if let Some(k) = key {
+            out.push(k.as_str());
         }
     }
     out
-}
-
-fn unescape(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
 }
 
 fn escape(token: &str) -> String {
@@ -115,6 +87,23 @@ impl Scrubber {
             ac,
             replacements: secrets.iter().map(|s| s.replacement.clone()).collect(),
         }
+    }
+
+    /// `path` with every secret in its member names replaced.
+    fn scrub_path(&self, path: &JsonPath) -> JsonPath {
+        JsonPath::from_segments(
+            path.segments()
+                .iter()
+                .map(|seg| match seg {
+                    Segment::Key(k) => {
+                        let mut k = k.clone();
+                        self.scrub(&mut k);
+                        Segment::Key(k)
+                    }
+                    other => other.clone(),
+                })
+                .collect(),
+        )
     }
 
     /// Replace every occurrence of a secret in `s`. Fails closed: if the matcher
@@ -200,11 +189,10 @@ impl Scrub {
     /// contains a matched value (ASCII case-insensitively), or the string it was
     /// found in held an encoded finding (which cannot be located, so it counts).
     pub(crate) fn carries(&self, dest: &Destination) -> bool {
-        if dest
-            .pointer
-            .as_ref()
-            .is_some_and(|p| self.whole.iter().any(|(w, _)| w == p))
-        {
+        if dest.pointer.as_ref().is_some_and(|p| {
+            let p = p.to_pointer();
+            self.whole.iter().any(|(w, _)| *w == p)
+        }) {
             return true;
         }
         if self.scrubber.replacements.is_empty() {
@@ -233,7 +221,7 @@ impl Scrub {
         for d in destinations.iter_mut() {
             let original = d.input.clone();
             if let Some(p) = &d.pointer
-                && let Some((_, r)) = self.whole.iter().find(|(wp, _)| wp == p)
+                && let Some((_, r)) = self.whole.iter().find(|(wp, _)| *wp == p.to_pointer())
             {
                 d.input = r.clone();
             } else {
@@ -246,7 +234,7 @@ impl Scrub {
                 });
             }
             if let Some(p) = &mut d.pointer {
-                scrubber.scrub(p);
+                *p = scrubber.scrub_path(p);
             }
             scrubber.scrub(&mut d.host);
         }

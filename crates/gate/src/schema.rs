@@ -4,6 +4,7 @@
 //! A server's descriptor is an untrusted party's word: it may only *add* destination
 //! fields to check, never remove one the policy declares.
 
+use conductor_types::JsonPath;
 use serde_json::Value;
 use sha2::Digest;
 
@@ -146,17 +147,17 @@ fn learn(
 }
 
 /// The JSON pointers of learned fields present in `arguments`.
-pub fn expand_paths(paths: &[Vec<Seg>], arguments: &Value) -> Vec<String> {
+pub fn expand_paths(paths: &[Vec<Seg>], arguments: &Value) -> Vec<JsonPath> {
     let mut out = Vec::new();
     for path in paths {
-        expand(path, arguments, String::new(), &mut out);
+        expand(path, arguments, JsonPath::root(), &mut out);
     }
     out.sort();
     out.dedup();
     out
 }
 
-fn expand(path: &[Seg], value: &Value, pointer: String, out: &mut Vec<String>) {
+fn expand(path: &[Seg], value: &Value, pointer: JsonPath, out: &mut Vec<JsonPath>) {
     let Some((first, rest)) = path.split_first() else {
         if !value.is_null() {
             out.push(pointer);
@@ -166,21 +167,17 @@ fn expand(path: &[Seg], value: &Value, pointer: String, out: &mut Vec<String>) {
     match first {
         Seg::Key(k) => {
             if let Some(v) = value.get(k) {
-                expand(rest, v, format!("{pointer}/{}", escape(k)), out);
+                expand(rest, v, pointer.key(k), out);
             }
         }
         Seg::Each => {
             if let Some(items) = value.as_array() {
                 for (i, v) in items.iter().enumerate() {
-                    expand(rest, v, format!("{pointer}/{i}"), out);
+                    expand(rest, v, pointer.index(i), out);
                 }
             }
         }
     }
-}
-
-fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
 }
 
 #[cfg(test)]
@@ -202,7 +199,10 @@ mod tests {
         let args = json!({"url":"u","q":"x","target":"t","opts":{"Base_URL":"b","a/b":"c"},
                           "list":["x","y"],"objs":[{"href":"h"},{"nohref":1}]});
         assert_eq!(
-            expand_paths(&paths, &args),
+            expand_paths(&paths, &args)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
             vec![
                 "/list/0",
                 "/list/1",
@@ -232,7 +232,10 @@ mod tests {
         learn_paths(&schema, &mut Vec::new(), &mut paths, 0);
         let args = json!({"target":"t","server":{"address":"a"},"mirrors":["m"],"loop":{}});
         assert_eq!(
-            expand_paths(&paths, &args),
+            expand_paths(&paths, &args)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
             vec!["/mirrors/0", "/server/address", "/target"]
         );
     }

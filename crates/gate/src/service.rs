@@ -14,7 +14,7 @@ use conductor_core::{Check, Decision, Effect, Reason, Request, World};
 use conductor_net::{ResolveError, Resolver};
 use conductor_policy::Policy;
 use conductor_scan::FingerprintKey;
-use conductor_types::RuleId;
+use conductor_types::{JsonPath, RuleId};
 use serde_json::{Value, json};
 
 use crate::resolver::{Answers, GateResolver};
@@ -84,7 +84,7 @@ pub struct Call {
     /// The arguments (a JSON object).
     pub arguments: Value,
     /// Extra JSON pointers whose values are destinations (learned from schemas).
-    pub pointers: Vec<String>,
+    pub pointers: Vec<JsonPath>,
     /// Problems the transport found in the message itself; each one denies.
     pub problems: Vec<Reason>,
     /// Everything else the server receives with the call (protocol metadata such as
@@ -304,7 +304,7 @@ impl Service {
         &self,
         policy: &Policy,
         request: &Request,
-        pointers: &[String],
+        pointers: &[JsonPath],
         resolver: &dyn Resolver,
     ) -> Decision {
         let world = World {
@@ -326,7 +326,7 @@ impl Service {
                 ));
                 problems.push(Reason {
                     check: Check::Flow,
-                    rule: RuleId::from_stored("sessions".into()).to_string(),
+                    rule: RuleId::sessions(),
                     message: "the labels of data this agent has received could not be read".into(),
                 });
                 Vec::new()
@@ -632,7 +632,7 @@ pub fn deny(decision: &mut Decision, check: Check, rule: &RuleId, message: Strin
     decision.decision = Effect::Deny;
     decision.reasons.push(Reason {
         check,
-        rule: rule.to_string(),
+        rule: rule.clone(),
         message,
     });
 }

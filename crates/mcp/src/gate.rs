@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use conductor_core::{Check, Decision, Effect, Reason};
 use conductor_gate::schema::{self, Seg};
 use conductor_gate::{Call, PinOutcome, Service, StoreError, Subject, Verdict};
-use conductor_types::RuleId;
+use conductor_types::{JsonPath, RuleId, Segment};
 use serde_json::{Value, json};
 
 pub use conductor_gate::ArgumentsMode;
@@ -190,19 +190,19 @@ impl Gate {
         let mut problems = Vec::new();
         if params.is_some_and(|p| !p.is_object() && !p.is_null()) {
             problems.push(input(
-                "request.params",
+                RuleId::request("params"),
                 format!("`{method}` params must be a json object"),
             ));
         }
         let obj = params.and_then(Value::as_object);
         let get = |k: &str| obj.and_then(|o| o.get(k));
-        let (tool, arguments, pointers, envelope_skip): (String, Value, Vec<String>, &[&str]) =
+        let (tool, arguments, pointers, envelope_skip): (String, Value, Vec<JsonPath>, &[&str]) =
             match class {
                 MethodClass::ToolCall => {
                     let name = get("name").and_then(Value::as_str).unwrap_or("");
                     if !get("name").is_some_and(Value::is_string) {
                         problems.push(input(
-                            "request.tool",
+                            RuleId::request("tool"),
                             "`tools/call` params need a string `name`".into(),
                         ));
                     }
@@ -220,7 +220,7 @@ impl Gate {
                     {
                         problems.push(Reason {
                             check: Check::Pin,
-                            rule: RuleId::pin(&self.qualified(name)).to_string(),
+                            rule: RuleId::pin(&self.qualified(name)),
                             message: format!(
                                 "the descriptor of `{}` changed during the session (first seen {first}, now {now}); calls to it are refused until the session restarts",
                                 conductor_types::display::shown(name, 120)
@@ -233,7 +233,7 @@ impl Gate {
                     let uri = get("uri").cloned().unwrap_or(Value::Null);
                     if method != "subscriptions/listen" && !uri.is_string() {
                         problems.push(input(
-                            "request.uri",
+                            RuleId::request("uri"),
                             format!("`{method}` params need a string `uri`"),
                         ));
                     }
@@ -241,7 +241,7 @@ impl Gate {
                         // Every URI it names is a destination.
                         let arguments = params.cloned().unwrap_or(json!({}));
                         let mut pointers = Vec::new();
-                        uri_pointers(&arguments, &mut String::new(), &mut pointers, 0);
+                        uri_pointers(&arguments, &mut JsonPath::root(), &mut pointers, 0);
                         (
                             self.qualified(READ_RESOURCE_TOOL),
                             arguments,
@@ -252,7 +252,7 @@ impl Gate {
                         (
                             self.qualified(READ_RESOURCE_TOOL),
                             json!({ "uri": uri }),
-                            vec!["/uri".to_string()],
+                            vec![JsonPath::root().key("uri")],
                             &["uri"][..],
                         )
                     }
@@ -261,7 +261,7 @@ impl Gate {
                     let name = get("name").and_then(Value::as_str).unwrap_or("");
                     if !get("name").is_some_and(Value::is_string) {
                         problems.push(input(
-                            "request.tool",
+                            RuleId::request("tool"),
                             "`prompts/get` params need a string `name`".into(),
                         ));
                     }
@@ -299,7 +299,7 @@ impl Gate {
         let event = if class == MethodClass::Unknown {
             problems.push(Reason {
                 check: Check::Input,
-                rule: RuleId::method("unknown").to_string(),
+                rule: RuleId::method("unknown"),
                 message: "the method is not known to the gate; it is refused".into(),
             });
             if self
@@ -387,7 +387,7 @@ impl Gate {
             &self.subject,
             call,
             input(
-                "request.id",
+                RuleId::request("id"),
                 format!(
                     "`{}` sent as a notification (no `id`) cannot be answered; it was not forwarded",
                     conductor_types::display::shown(method, 64)
@@ -502,29 +502,27 @@ pub fn embedded_resource_uris(answer: &Value) -> Vec<String> {
     out
 }
 
-fn input(rule: &str, message: String) -> Reason {
+fn input(rule: RuleId, message: String) -> Reason {
     Reason {
         check: Check::Input,
-        rule: rule.to_string(),
+        rule,
         message,
     }
 }
 
 /// The JSON pointers of every member named `uri` (or `uris` elements) in `value`.
-fn uri_pointers(value: &Value, prefix: &mut String, out: &mut Vec<String>, depth: usize) {
+fn uri_pointers(value: &Value, prefix: &mut JsonPath, out: &mut Vec<JsonPath>, depth: usize) {
     if depth > 16 {
         return;
     }
     match value {
         Value::Object(m) => {
             for (k, v) in m {
-                let len = prefix.len();
-                prefix.push('/');
-                prefix.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                prefix.push(Segment::Key(k.clone()));
                 if (k == "uri" || k == "uris") && !v.is_object() {
                     if let Value::Array(items) = v {
                         for i in 0..items.len() {
-                            out.push(format!("{prefix}/{i}"));
+                            out.push(prefix.index(i));
                         }
                     } else {
                         out.push(prefix.clone());
@@ -532,16 +530,14 @@ fn uri_pointers(value: &Value, prefix: &mut String, out: &mut Vec<String>, depth
                 } else {
                     uri_pointers(v, prefix, out, depth + 1);
                 }
-                prefix.truncate(len);
+                prefix.pop();
             }
         }
         Value::Array(items) => {
             for (i, v) in items.iter().enumerate() {
-                let len = prefix.len();
-                prefix.push('/');
-                prefix.push_str(&i.to_string());
+                prefix.push(Segment::Index(i));
                 uri_pointers(v, prefix, out, depth + 1);
-                prefix.truncate(len);
+                prefix.pop();
             }
         }
         _ => {}

@@ -44,11 +44,10 @@ fn bench(c: &mut Criterion) {
         "fallback": "http://2852039166/latest/meta-data/",
         "options": {"mirror": "https://en.wikipedia.org/wiki/Server-side_request_forgery", "depth": 2},
     });
-    let pointers = vec![
-        "/url".to_string(),
-        "/fallback".to_string(),
-        "/options/mirror".to_string(),
-    ];
+    let pointers: Vec<conductor_types::JsonPath> = ["/url", "/fallback", "/options/mirror"]
+        .iter()
+        .map(|p| conductor_types::JsonPath::parse(p).unwrap())
+        .collect();
     let open = policy(&["*"]);
     let list = policy(&[
         "https://*.github.com",
@@ -107,11 +106,10 @@ fn parts2(c: &mut Criterion) {
         "fallback": "http://2852039166/latest/meta-data/",
         "options": {"mirror": "https://en.wikipedia.org/wiki/Server-side_request_forgery", "depth": 2},
     });
-    let pointers = vec![
-        "/url".to_string(),
-        "/fallback".to_string(),
-        "/options/mirror".to_string(),
-    ];
+    let pointers: Vec<conductor_types::JsonPath> = ["/url", "/fallback", "/options/mirror"]
+        .iter()
+        .map(|p| conductor_types::JsonPath::parse(p).unwrap())
+        .collect();
     let noscan = DestPolicy::compile(&DestPolicySpec {
         allow: vec!["*".into()],
         scan: false,

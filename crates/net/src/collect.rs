@@ -3,57 +3,28 @@
 
 use std::borrow::Cow;
 
+use conductor_types::{JsonPath, Segment};
+
 use crate::extract::{self, find_in_text};
 
 /// A destination string found in a call, before canonicalization.
 pub(crate) struct Found<'a> {
     pub(crate) input: Cow<'a, str>,
-    pub(crate) pointer: Option<String>,
+    pub(crate) pointer: Option<JsonPath>,
     /// Set when the value at a declared pointer is not a string (or number).
     pub(crate) not_a_string: Option<&'static str>,
 }
 
-/// RFC 6901 lookup (like `Value::pointer`, without allocating for plain tokens).
-fn json_pointer<'v>(value: &'v serde_json::Value, pointer: &str) -> Option<&'v serde_json::Value> {
-    if pointer.is_empty() {
-        return Some(value);
-    }
-    let rest = pointer.strip_prefix('/')?;
-    let mut target = value;
-    for raw in rest.split('/') {
-        let token: std::borrow::Cow<'_, str> = if raw.contains('~') {
-            std::borrow::Cow::Owned(raw.replace("~1", "/").replace("~0", "~"))
-        } else {
-            std::borrow::Cow::Borrowed(raw)
-        };
-        target = match target {
-            serde_json::Value::Object(map) => map.get(token.as_ref())?,
-            serde_json::Value::Array(items) => {
-                if token.len() > 1 && token.starts_with('0') {
-                    return None;
-                }
-                items.get(token.parse::<usize>().ok()?)?
-            }
-            _ => return None,
-        };
-    }
-    Some(target)
-}
-
-fn escape_token(t: &str) -> String {
-    t.replace('~', "~0").replace('/', "~1")
-}
-
 pub(crate) fn collect<'a>(
     arguments: &'a serde_json::Value,
-    pointers: &[String],
+    pointers: &[JsonPath],
     literals: &'a [String],
     scan: bool,
 ) -> Vec<Found<'a>> {
     use serde_json::Value;
     let mut found: Vec<Found<'a>> = Vec::new();
-    let mut declared: Vec<String> = Vec::new();
-    let push = |found: &mut Vec<Found<'a>>, input: Cow<'a, str>, pointer: Option<String>| {
+    let mut declared: Vec<JsonPath> = Vec::new();
+    let push = |found: &mut Vec<Found<'a>>, input: Cow<'a, str>, pointer: Option<JsonPath>| {
         if !found.iter().any(|f| f.input == input) {
             found.push(Found {
                 input,
@@ -63,13 +34,13 @@ pub(crate) fn collect<'a>(
         }
     };
     for p in pointers {
-        let value = json_pointer(arguments, p);
-        let items: Vec<(String, &Value)> = match value {
+        let value = p.get(arguments);
+        let items: Vec<(JsonPath, &Value)> = match value {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (format!("{p}/{i}"), v))
+                .map(|(i, v)| (p.index(i), v))
                 .collect(),
             Some(v) => vec![(p.clone(), v)],
         };
@@ -126,27 +97,45 @@ pub(crate) fn collect<'a>(
     found
 }
 
-/// One step of a JSON pointer.
+/// One step of the walk's current path, borrowed from the arguments: a [`JsonPath`]
+/// is built from it only for a string that holds a hit.
 #[derive(Clone, Copy)]
 enum Seg<'a> {
     Key(&'a str),
     Index(usize),
 }
 
-fn pointer_of(path: &[Seg<'_>]) -> String {
-    let mut out = String::new();
-    for seg in path {
-        out.push('/');
-        match seg {
-            Seg::Key(k) if k.contains(['~', '/']) => out.push_str(&escape_token(k)),
-            Seg::Key(k) => out.push_str(k),
-            Seg::Index(i) => out.push_str(&i.to_string()),
-        }
-    }
-    out
+fn path_of(path: &[Seg<'_>]) -> JsonPath {
+    JsonPath::from_segments(
+        path.iter()
+            .map(|seg| match seg {
+                Seg::Key(k) => Segment::Key((*k).to_string()),
+                Seg::Index(i) => Segment::Index(*i),
+            })
+            .collect(),
+    )
 }
 
-fn scan_string<'a>(s: &'a str, path: &[Seg<'_>], declared: &[String], found: &mut Vec<Found<'a>>) {
+/// Whether the walk's `path` is `declared` (without building a [`JsonPath`]). A
+/// declared key token names an array element when it is an RFC 6901 index.
+fn path_is(path: &[Seg<'_>], declared: &JsonPath) -> bool {
+    let segments = declared.segments();
+    path.len() == segments.len()
+        && path.iter().zip(segments).all(|(seg, d)| match (seg, d) {
+            (Seg::Key(k), Segment::Key(d)) => k == d,
+            (Seg::Index(i), Segment::Index(d)) => i == d,
+            // `i.to_string()` has no leading zero, so this is RFC 6901's index rule.
+            (Seg::Index(i), Segment::Key(d)) => *d == i.to_string(),
+            _ => false,
+        })
+}
+
+fn scan_string<'a>(
+    s: &'a str,
+    path: &[Seg<'_>],
+    declared: &[JsonPath],
+    found: &mut Vec<Found<'a>>,
+) {
     let decoded = extract::percent_decoded(s);
     let mut hits: Vec<(Cow<'a, str>, bool)> = Vec::new();
     // Decoded texts are new strings: their hits are owned.
@@ -190,7 +179,7 @@ fn scan_string<'a>(s: &'a str, path: &[Seg<'_>], declared: &[String], found: &mu
         return;
     }
     let is_declared = declared.iter().any(|d| path_is(path, d));
-    let mut ptr: Option<String> = None;
+    let mut ptr: Option<JsonPath> = None;
     for (h, at_start) in hits {
         // A declared value is a destination as a whole already; what starts where it
         // starts is that destination (or a prefix of it), not another one.
@@ -198,7 +187,7 @@ fn scan_string<'a>(s: &'a str, path: &[Seg<'_>], declared: &[String], found: &mu
             continue;
         }
         if !found.iter().any(|f| f.input == h) {
-            let pointer = ptr.get_or_insert_with(|| pointer_of(path)).clone();
+            let pointer = ptr.get_or_insert_with(|| path_of(path)).clone();
             found.push(Found {
                 input: h,
                 pointer: Some(pointer),
@@ -208,36 +197,14 @@ fn scan_string<'a>(s: &'a str, path: &[Seg<'_>], declared: &[String], found: &mu
     }
 }
 
-/// Whether `path` is the JSON pointer `pointer` (without building the pointer text).
-fn path_is(path: &[Seg<'_>], pointer: &str) -> bool {
-    let Some(rest) = pointer.strip_prefix('/') else {
-        return path.is_empty() && pointer.is_empty();
-    };
-    let mut tokens = rest.split('/');
-    for seg in path {
-        let Some(t) = tokens.next() else {
-            return false;
-        };
-        let same = match seg {
-            Seg::Key(k) if t.contains('~') => t.replace("~1", "/").replace("~0", "~") == *k,
-            Seg::Key(k) => t == *k,
-            Seg::Index(i) => {
-                t.parse::<usize>().ok() == Some(*i) && (t == "0" || !t.starts_with('0'))
-            }
-        };
-        if !same {
-            return false;
-        }
-    }
-    tokens.next().is_none()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Seg, path_is, pointer_of};
+    use conductor_types::JsonPath;
+
+    use super::{Seg, path_is, path_of};
 
     #[test]
-    fn path_is_agrees_with_pointer_of() {
+    fn path_is_agrees_with_the_written_path() {
         let paths: Vec<Vec<Seg<'_>>> = vec![
             vec![],
             vec![Seg::Key("")],
@@ -246,11 +213,17 @@ mod tests {
             vec![Seg::Key("~x"), Seg::Index(10), Seg::Key("y")],
         ];
         for p in &paths {
-            let text = pointer_of(p);
+            let text = path_of(p).to_pointer();
+            let declared = JsonPath::parse(&text).unwrap();
             for q in &paths {
-                assert_eq!(path_is(q, &text), pointer_of(q) == text, "{text}");
+                assert_eq!(
+                    path_is(q, &declared),
+                    path_of(q).to_pointer() == text,
+                    "{text}"
+                );
             }
         }
-        assert!(!path_is(&[Seg::Index(1)], "/01"));
+        assert!(!path_is(&[Seg::Index(1)], &JsonPath::parse("/01").unwrap()));
+        assert!(path_is(&[Seg::Index(1)], &JsonPath::parse("/1").unwrap()));
     }
 }

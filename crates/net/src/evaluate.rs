@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use conductor_types::{JsonPath, RuleId};
+
 use crate::canon::{self, Canonical, Host, canonicalize, safe};
 use crate::classes::{self, name_hit};
 use crate::collect::{Found, collect};
@@ -91,7 +93,7 @@ impl DestPolicy {
     pub fn evaluate(
         &self,
         arguments: &serde_json::Value,
-        pointers: &[String],
+        pointers: &[JsonPath],
         literals: &[String],
         resolver: &dyn Resolver,
     ) -> DestOutcome {
@@ -111,7 +113,7 @@ impl DestPolicy {
     pub fn prepare(
         &self,
         arguments: &serde_json::Value,
-        pointers: &[String],
+        pointers: &[JsonPath],
         literals: &[String],
     ) -> DestPlan<'_> {
         let found = collect(arguments, pointers, literals, self.spec.scan);
@@ -132,7 +134,7 @@ impl DestPolicy {
         }
         if found.len() > MAX_DESTINATIONS {
             plan.limit = Some(Violation {
-                rule: "destinations.limit".into(),
+                rule: RuleId::destinations("limit"),
                 message: format!(
                     "the call names {} destinations; at most {MAX_DESTINATIONS} are checked, so it is denied",
                     found.len()
@@ -160,12 +162,12 @@ impl DestPolicy {
             pending: None,
         };
         let where_ = || match &f.pointer {
-            Some(p) => format!("the argument at `{}`", safe(p)),
+            Some(p) => format!("the argument at `{}`", safe(&p.to_pointer())),
             None => "a declared destination".to_string(),
         };
         if let Some(kind) = f.not_a_string {
             item.deny(
-                "destinations.unparseable",
+                RuleId::destinations("unparseable"),
                 format!(
                     "{} is a destination but holds {kind}, not a URL or host",
                     where_()
@@ -177,7 +179,7 @@ impl DestPolicy {
             Ok(c) => c,
             Err(e) => {
                 item.deny(
-                    "destinations.unparseable",
+                    RuleId::destinations("unparseable"),
                     format!(
                         "`{}` in {} cannot be checked: {e}",
                         short(&item.dest.input),
@@ -225,7 +227,7 @@ impl DestPolicy {
                     .map(|p| format!(" port {p}"))
                     .unwrap_or_default()
             );
-            item.deny("destinations.parser-mismatch", message);
+            item.deny(RuleId::destinations("parser-mismatch"), message);
         }
         let web = matches!(item.dest.scheme.as_str(), "" | "http" | "https");
         if !web
@@ -238,11 +240,14 @@ impl DestPolicy {
                 "`{w}` uses the scheme `{}`; only http and https are allowed unless an allow entry names the scheme",
                 safe(&item.dest.scheme)
             );
-            item.deny("destinations.scheme", message);
+            item.deny(RuleId::destinations("scheme"), message);
         }
         if item.dest.host.is_empty() {
             if web {
-                item.deny("destinations.unparseable", format!("`{w}` has no host"));
+                item.deny(
+                    RuleId::destinations("unparseable"),
+                    format!("`{w}` has no host"),
+                );
             }
             return item;
         }
@@ -287,14 +292,14 @@ impl DestPolicy {
         match answer {
             Ok(addrs) if !addrs.is_empty() => item.dest.addresses = addrs,
             Ok(_) => item.deny(
-                "destinations.unresolvable",
+                RuleId::destinations("unresolvable"),
                 format!(
                     "`{w}` cannot be checked: `{}` does not resolve",
                     safe(&item.dest.host)
                 ),
             ),
             Err(e) => item.deny(
-                "destinations.unresolvable",
+                RuleId::destinations("unresolvable"),
                 format!("`{w}` cannot be checked: {e}"),
             ),
         }
@@ -358,12 +363,12 @@ impl DestPolicy {
         }
         for (class, message) in blocked {
             item.violations
-                .push((format!("destinations.blocked.{}", class.name()), message));
+                .push((RuleId::destination_blocked(class.name()), message));
         }
         for (i, p) in self.deny.iter().enumerate() {
             if p.matches_mode(&item.dest, Mode::Loose) {
                 item.violations.push((
-                    format!("destinations.deny[{i}]"),
+                    RuleId::destination_deny(i),
                     format!("`{w}` matches the deny entry `{}`", safe(p.as_str())),
                 ));
             }
@@ -378,7 +383,7 @@ impl DestPolicy {
             } else {
                 format!("`{w}` matches no entry of `destinations.allow`")
             };
-            item.deny("destinations.allow", message);
+            item.deny(RuleId::destinations("allow"), message);
         }
     }
 
@@ -417,13 +422,13 @@ impl DestPolicy {
 struct Item {
     dest: Destination,
     /// `(rule, message)`, in the order the checks found them.
-    violations: Vec<(String, String)>,
+    violations: Vec<(RuleId, String)>,
     pending: Option<Pending>,
 }
 
 impl Item {
-    fn deny(&mut self, rule: &str, message: String) {
-        self.violations.push((rule.to_string(), message));
+    fn deny(&mut self, rule: RuleId, message: String) {
+        self.violations.push((rule, message));
     }
 }
 
@@ -476,7 +481,7 @@ impl DestPlan<'_> {
     /// destination has the same name (which then fails the same way: the caller
     /// refuses each destination whose name carries data). Does nothing for a
     /// destination that is not pending.
-    pub fn refuse(&mut self, index: usize, rule: &str, message: String) {
+    pub fn refuse(&mut self, index: usize, rule: RuleId, message: String) {
         let Some(item) = self.items.get_mut(index) else {
             return;
         };

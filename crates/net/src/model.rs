@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use conductor_types::{JsonPath, RuleId};
 use serde::Serialize;
 
 /// A built-in class of destinations that is blocked unless the policy's
@@ -142,7 +143,7 @@ pub struct Destination {
     pub input: String,
     /// Where it was found: a JSON pointer into the arguments; `None` for a literal.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pointer: Option<String>,
+    pub pointer: Option<JsonPath>,
     /// Lowercase scheme; empty for a bare host or `//host`.
     pub scheme: String,
     /// Canonical host: an IP address in canonical text form, or a lowercase
@@ -163,7 +164,7 @@ pub struct Destination {
 pub struct Violation {
     /// Stable rule id, e.g. `destinations.blocked.cloud-metadata`, `destinations.deny[0]`,
     /// `destinations.allow` (matched no allow entry), `destinations.unparseable`, ...
-    pub rule: String,
+    pub rule: RuleId,
     /// Human message, lowercase, no trailing period.
     pub message: String,
     /// Index into [`DestOutcome::destinations`] of the destination concerned.

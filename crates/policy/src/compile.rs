@@ -5,6 +5,7 @@ use std::path::Path;
 
 use conductor_net::{Class, DestPattern, DestPolicy, DestPolicySpec};
 use conductor_scan::{GitleaksRule, LabelSpec, Scanner};
+use conductor_types::{JsonPath, RuleId};
 use serde_json::Value;
 
 use crate::de::{Entries, Lenient, Sp, one_of};
@@ -350,7 +351,7 @@ fn compile_data(cx: &mut Cx<'_>, raw: Option<&Sp<RawData>>) -> Option<DataPolicy
         let max = level_of(cx, &e.value.max);
         match max {
             Some(max) => egress.push(EgressRule {
-                id: format!("data.egress[{i}]"),
+                id: RuleId::data_egress(i),
                 to,
                 max,
             }),
@@ -580,7 +581,7 @@ fn compile_roles(
         ] {
             for (i, r) in list.iter().enumerate() {
                 let Some(r) = &r.0 else { continue };
-                let id = format!("roles.{}.{}[{i}]", name.value, kind.name());
+                let id = RuleId::role_rule(&name.value, kind.name(), i);
                 if let Some(rule) = compile_rule(cx, id, &name.value, kind, r) {
                     idx.push(u32::try_from(rules.len()).unwrap_or(u32::MAX));
                     rules.push(rule);
@@ -594,7 +595,7 @@ fn compile_roles(
 
 fn compile_rule(
     cx: &mut Cx<'_>,
-    id: String,
+    id: RuleId,
     role: &str,
     kind: RuleKind,
     raw: &Sp<RawRule>,
@@ -649,20 +650,21 @@ fn compile_rule(
     };
     let mut when = Vec::new();
     for (ptr, c) in &raw.when.0 {
-        if let Err(m) = check_pointer(&ptr.value) {
-            cx.err(ptr.loc, m);
-            ok = false;
-        }
+        let pointer = match check_pointer(&ptr.value) {
+            Ok(p) => Some(p),
+            Err(m) => {
+                cx.err(ptr.loc, m);
+                ok = false;
+                None
+            }
+        };
         let Some(c) = &c.0 else {
             ok = false;
             continue;
         };
-        match compile_constraint(cx, c) {
-            Some(tests) => when.push(Condition {
-                pointer: ptr.value.clone(),
-                tests,
-            }),
-            None => ok = false,
+        match (compile_constraint(cx, c), pointer) {
+            (Some(tests), Some(pointer)) => when.push(Condition { pointer, tests }),
+            _ => ok = false,
         }
     }
     ok.then(|| Rule {
@@ -675,22 +677,25 @@ fn compile_rule(
     })
 }
 
-/// RFC 6901 syntax, restricted to pointers into the arguments (non-empty, starting with `/`).
-pub fn check_pointer(p: &str) -> Result<(), String> {
+/// Parse a pointer into the arguments: RFC 6901 syntax, non-empty, starting with `/`.
+/// The withheld-member segment `~k<i>` that [`JsonPath`] writes for its own output
+/// names no argument a policy could know, so it is refused like any other bad escape.
+pub fn check_pointer(p: &str) -> Result<JsonPath, String> {
+    let bad_escape = || {
+        format!(
+            "invalid json pointer `{p}`: `~` must be followed by `0` (for `~`) or `1` (for `/`)"
+        )
+    };
     if !p.starts_with('/') {
         return Err(format!(
             "invalid json pointer `{p}`: a pointer into the arguments starts with `/`"
         ));
     }
-    let mut chars = p.chars();
-    while let Some(c) = chars.next() {
-        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
-            return Err(format!(
-                "invalid json pointer `{p}`: `~` must be followed by `0` (for `~`) or `1` (for `/`)"
-            ));
-        }
+    let path = JsonPath::parse(p).map_err(|_| bad_escape())?;
+    if path.withholds_a_name() {
+        return Err(bad_escape());
     }
-    Ok(())
+    Ok(path)
 }
 
 fn compile_constraint(cx: &mut Cx<'_>, c: &Sp<RawConstraint>) -> Option<Vec<Test>> {
@@ -1015,7 +1020,7 @@ fn compile_tools(cx: &mut Cx<'_>, raw: &RawPolicy) -> ToolIndex {
         for d in t.destinations.iter().flatten() {
             if d.value.starts_with('/') {
                 match check_pointer(&d.value) {
-                    Ok(()) => pointers.push(d.value.clone()),
+                    Ok(p) => pointers.push(p),
                     Err(m) => {
                         cx.err(d.loc, m);
                         ok = false;
@@ -1053,7 +1058,7 @@ fn compile_tools(cx: &mut Cx<'_>, raw: &RawPolicy) -> ToolIndex {
             None => globs.push(i),
         }
         facts.push(ToolFact {
-            id: format!("tools.{}", key.value),
+            id: RuleId::tool_fact(&key.value),
             pattern,
             action,
             pointers,

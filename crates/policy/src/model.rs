@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use conductor_net::{DestPattern, DestPolicy};
 use conductor_scan::Scanner;
+use conductor_types::{JsonPath, RuleId};
 use serde_json::Value;
 
 use crate::glob::Glob;
@@ -91,7 +92,7 @@ impl RuleKind {
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// Stable id: `roles.<role>.<allow|approve|deny>[<index>]`.
-    pub id: String,
+    pub id: RuleId,
     pub role: String,
     pub kind: RuleKind,
     pub tools: Vec<Glob>,
@@ -116,7 +117,7 @@ impl Rule {
 /// One `when:` entry: a JSON pointer into the arguments and the tests its value must pass.
 #[derive(Debug, Clone)]
 pub struct Condition {
-    pub pointer: String,
+    pub pointer: JsonPath,
     pub tests: Vec<Test>,
 }
 
@@ -149,7 +150,7 @@ pub enum Eval {
 impl Condition {
     /// Evaluate against the call's arguments. Messages never contain argument values.
     pub fn eval(&self, arguments: &Value) -> Eval {
-        let Some(v) = arguments.pointer(&self.pointer) else {
+        let Some(v) = self.pointer.get(arguments) else {
             return Eval::Fails(format!("argument `{}` is missing", self.pointer));
         };
         for t in &self.tests {
@@ -163,7 +164,7 @@ impl Condition {
 }
 
 impl Test {
-    fn eval(&self, v: &Value, ptr: &str) -> Eval {
+    fn eval(&self, v: &Value, ptr: &JsonPath) -> Eval {
         match self {
             Test::Glob(g) => match v.as_str() {
                 Some(s) if g.matches(s) => Eval::Holds,
@@ -273,11 +274,11 @@ pub struct RuleIndex {
 #[derive(Debug, Clone)]
 pub struct ToolFact {
     /// `tools.<key>`.
-    pub id: String,
+    pub id: RuleId,
     pub pattern: Glob,
     pub action: Action,
     /// Entries starting with `/`: JSON pointers whose values are destinations.
-    pub pointers: Vec<String>,
+    pub pointers: Vec<JsonPath>,
     /// Other entries: literal destinations the tool always reaches.
     pub literals: Vec<String>,
     /// Whether the fact says `destinations:` at all. `destinations: []` declares a
@@ -297,7 +298,7 @@ pub struct Workflow {
 #[derive(Debug, Clone)]
 pub struct EgressRule {
     /// `data.egress[<index>]`.
-    pub id: String,
+    pub id: RuleId,
     pub to: Vec<DestPattern>,
     /// Index into [`DataPolicy::levels`].
     pub max: usize,

@@ -260,7 +260,7 @@ async fn check_destination(egress: &Arc<Egress>, literal: String) -> Checked {
     r.unwrap_or_else(|_| Checked {
         destination: None,
         violations: vec![Violation {
-            rule: "egress.internal".into(),
+            rule: conductor_types::RuleId::egress("internal"),
             message: "the destination check did not finish".into(),
             destination: 0,
         }],
@@ -319,7 +319,13 @@ async fn record(
 fn destination_reasons(c: &Checked) -> Vec<(String, String, String)> {
     c.violations
         .iter()
-        .map(|v| ("destination".to_string(), v.rule.clone(), v.message.clone()))
+        .map(|v| {
+            (
+                "destination".to_string(),
+                v.rule.to_string(),
+                v.message.clone(),
+            )
+        })
         .collect()
 }
 
@@ -978,7 +984,7 @@ fn location_origin(u: &url::Url) -> String {
 fn egress_of(data: &conductor_policy::DataPolicy, d: &Destination) -> (usize, String) {
     for e in &data.egress {
         if e.to.iter().any(|p| p.matches(d)) {
-            return (e.max, e.id.clone());
+            return (e.max, e.id.to_string());
         }
     }
     (data.default_egress, "data.default_egress".into())

@@ -31,6 +31,11 @@ impl RuleId {
         RuleId(format!("request.{field}"))
     }
 
+    /// `request`: the input is not a request at all (unparseable JSON, not an object).
+    pub fn unreadable_request() -> RuleId {
+        RuleId("request".into())
+    }
+
     /// `agents`: the agent is not defined.
     pub fn agents() -> RuleId {
         RuleId("agents".into())
@@ -76,6 +81,11 @@ impl RuleId {
         RuleId("data.default_egress".into())
     }
 
+    /// `tools.<key>`: the `tools:` entry whose facts (action, destinations) apply.
+    pub fn tool_fact(key: &str) -> RuleId {
+        RuleId(format!("tools.{key}"))
+    }
+
     /// `destinations.<what>`: a built-in destination rule (`limit`, `unparseable`,
     /// `scheme`, `parser-mismatch`, `unresolvable`, `allow`, `name-carries-data`, …).
     pub fn destinations(what: &str) -> RuleId {
@@ -95,6 +105,17 @@ impl RuleId {
     /// `pin.<tool>`: the tool's descriptor changed during the session.
     pub fn pin(tool: &str) -> RuleId {
         RuleId(format!("pin.{tool}"))
+    }
+
+    /// `sessions`: the session state (labels, pins) could not be read or written.
+    pub fn sessions() -> RuleId {
+        RuleId("sessions".into())
+    }
+
+    /// `egress.<what>`: a rule of the sandbox's egress proxy (`internal`, `sni`,
+    /// `redirect`, …) rather than of the call's arguments.
+    pub fn egress(what: &str) -> RuleId {
+        RuleId(format!("egress.{what}"))
     }
 
     /// `audit`: the decision could not be recorded.

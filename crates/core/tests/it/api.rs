@@ -318,7 +318,7 @@ fn decide_with_pointers_adds_destinations() {
     let extra = conductor_core::decide_with_pointers(
         &p,
         &req("web.other", meta),
-        &["/target".to_string()],
+        &[conductor_types::JsonPath::parse("/target").unwrap()],
         &world,
     );
     assert_eq!(extra.decision, conductor_core::Effect::Deny);
@@ -335,7 +335,7 @@ fn decide_with_pointers_adds_destinations() {
             "web.get",
             json!({"url": "http://169.254.169.254/", "other": "x"}),
         ),
-        &["/other".to_string()],
+        &[conductor_types::JsonPath::parse("/other").unwrap()],
         &world,
     );
     assert_eq!(declared.decision, conductor_core::Effect::Deny);

@@ -100,7 +100,7 @@ fn check(path: &Path, failures: &mut Vec<String>) -> usize {
         let got_pairs: BTreeSet<(String, String)> = d
             .reasons
             .iter()
-            .map(|r| (r.check.name().to_string(), r.rule.clone()))
+            .map(|r| (r.check.name().to_string(), r.rule.to_string()))
             .collect();
         match &case.reasons {
             Some(want) => {

@@ -48,14 +48,14 @@ pub fn policy(allow: &[&str], deny: &[&str], permit: &[&str]) -> DestPolicy {
 
 /// Evaluate one URL given at the declared pointer `/url`.
 pub fn eval_url(p: &DestPolicy, url: &str, r: &dyn Resolver) -> DestOutcome {
-    p.evaluate(
-        &serde_json::json!({ "url": url }),
-        &["/url".to_string()],
-        &[],
-        r,
-    )
+    p.evaluate(&serde_json::json!({ "url": url }), &[ptr("/url")], &[], r)
 }
 
 pub fn rules(o: &DestOutcome) -> Vec<String> {
-    o.violations.iter().map(|v| v.rule.clone()).collect()
+    o.violations.iter().map(|v| v.rule.to_string()).collect()
+}
+
+/// A JSON path written as a pointer.
+pub fn ptr(pointer: &str) -> conductor_types::JsonPath {
+    conductor_types::JsonPath::parse(pointer).unwrap()
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use conductor_net::{DestOutcome, DestPolicy, DestPolicySpec};
 use serde_json::json;
 
-use crate::common::Fixed;
+use crate::common::{Fixed, ptr};
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
@@ -152,7 +152,7 @@ pub fn load() -> Vec<Case> {
 pub fn run(case: &Case, policy: &DestPolicy, resolver: &Fixed) -> DestOutcome {
     let input = case.input.as_str();
     match case.mode.as_str() {
-        "pointer" => policy.evaluate(&json!({ "url": input }), &["/url".into()], &[], resolver),
+        "pointer" => policy.evaluate(&json!({ "url": input }), &[ptr("/url")], &[], resolver),
         "scan" => policy.evaluate(
             &json!({"messages": [{"role": "user", "content": input}], "n": 1}),
             &[],
@@ -163,7 +163,7 @@ pub fn run(case: &Case, policy: &DestPolicy, resolver: &Fixed) -> DestOutcome {
         "literal" => policy.evaluate(&json!({}), &[], &[input.to_string()], resolver),
         "number" => policy.evaluate(
             &json!({ "url": serde_json::from_str::<serde_json::Value>(input).unwrap() }),
-            &["/url".into()],
+            &[ptr("/url")],
             &[],
             resolver,
         ),
@@ -180,7 +180,7 @@ fn meets(outcome: &DestOutcome, expected: &str) -> bool {
         rule => outcome
             .violations
             .iter()
-            .any(|v| v.rule == format!("destinations.{rule}")),
+            .any(|v| v.rule.as_str() == format!("destinations.{rule}")),
     }
 }
 

@@ -3,7 +3,7 @@
 use conductor_net::{Class, DestPolicy, DestPolicySpec};
 use serde_json::json;
 
-use crate::common::{Fixed, eval_url, policy, rules};
+use crate::common::{Fixed, eval_url, policy, ptr, rules};
 
 #[test]
 fn design_example_dotless_metadata() {
@@ -175,7 +175,11 @@ fn scan_finds_nested_and_embedded() {
     let o = p.evaluate(&args, &[], &[], &Fixed::default());
     assert_eq!(rules(&o), vec!["destinations.blocked.cloud-metadata"]);
     assert_eq!(
-        o.destinations[0].pointer.as_deref(),
+        o.destinations[0]
+            .pointer
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
         Some("/messages/0/text")
     );
     assert_eq!(o.destinations[0].input, "http://169.254.169.254/");
@@ -195,7 +199,7 @@ fn scan_finds_nested_and_embedded() {
     // A declared pointer is not reported twice.
     let o = p.evaluate(
         &json!({"url": "http://93.184.216.34/"}),
-        &["/url".into()],
+        &[ptr("/url")],
         &[],
         &Fixed::default(),
     );
@@ -215,13 +219,13 @@ fn literals_and_non_strings() {
     assert!(o.violations.is_empty(), "{:?}", o.violations);
     assert_eq!(o.destinations.len(), 2);
     let p = policy(&["*"], &[], &[]);
-    let o = p.evaluate(&json!({"url": 2852039166u64}), &["/url".into()], &[], &r);
+    let o = p.evaluate(&json!({"url": 2852039166u64}), &[ptr("/url")], &[], &r);
     assert_eq!(rules(&o), vec!["destinations.blocked.cloud-metadata"]);
-    let o = p.evaluate(&json!({"url": {"host": "x"}}), &["/url".into()], &[], &r);
+    let o = p.evaluate(&json!({"url": {"host": "x"}}), &[ptr("/url")], &[], &r);
     assert_eq!(rules(&o), vec!["destinations.unparseable"]);
     let o = p.evaluate(
         &json!({"urls": ["https://93.184.216.34/", "http://[::1]/"]}),
-        &["/urls".into()],
+        &[ptr("/urls")],
         &[],
         &r,
     );
@@ -438,14 +442,18 @@ fn prepare_leaves_only_names_pending_and_refuse_drops_them() {
         "c": "http://169.254.169.254/",
         "d": "https://other.example.com/",
     });
-    let pointers = ["/a".to_string(), "/b".into(), "/c".into(), "/d".into()];
+    let pointers = [ptr("/a"), ptr("/b"), ptr("/c"), ptr("/d")];
     let mut plan = p.prepare(&args, &pointers, &[]);
     assert_eq!(
         plan.hosts_to_resolve(),
         ["example.com".to_string(), "other.example.com".into()]
     );
     assert!(plan.denies());
-    plan.refuse(3, "destinations.name-carries-data", "refused".into());
+    plan.refuse(
+        3,
+        conductor_types::RuleId::destinations("name-carries-data"),
+        "refused".into(),
+    );
     assert_eq!(plan.hosts_to_resolve(), ["example.com".to_string()]);
     let r = Fixed::with(&[("example.com", &["93.184.216.34"])]);
     let o = plan.finish(&r);

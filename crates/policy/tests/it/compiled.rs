@@ -85,7 +85,13 @@ tools:
     // Declared without an action: execute.
     assert_eq!(p.action_of("fetch.fetch"), Action::Execute);
     let f = p.tool_fact("fetch.fetch").unwrap();
-    assert_eq!(f.pointers, vec!["/url"]);
+    assert_eq!(
+        f.pointers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec!["/url"]
+    );
     assert_eq!(f.literals, vec!["https://example.com"]);
 }
 
@@ -234,4 +240,15 @@ fn sessions_label_ttl_and_methods_pass() {
         .unwrap_err()
         .render(false);
     assert!(e.contains("ttl"), "{e}");
+}
+
+/// The `~k<i>` segment names a withheld member in Conductor's own output; a policy
+/// pointer written with it would name no argument, so it is refused like a bad escape.
+#[test]
+fn a_policy_pointer_cannot_use_the_withheld_member_segment() {
+    let err = conductor_policy::check_pointer("/headers/~k0").unwrap_err();
+    assert!(err.contains("`~` must be followed by"), "{err}");
+    let ok = conductor_policy::check_pointer("/a~1b/0").unwrap();
+    assert_eq!(ok.to_string(), "/a~1b/0");
+    assert_eq!(ok.segments().len(), 2);
 }
