@@ -223,7 +223,8 @@ mod tests {
         };
         for mask in 0..32u8 {
             let mut r = r.clone();
-            r.auth = (mask & 16 != 0).then(|| serde_json::json!({"method": "api_key", "key_id": "0a1b2c3d"}));
+            r.auth = (mask & 16 != 0)
+                .then(|| serde_json::json!({"method": "api_key", "key_id": "0a1b2c3d"}));
             r.session = (mask & 1 != 0).then(|| "s\u{1}\"1".to_string());
             r.workflow = (mask & 2 != 0).then(|| "wf".to_string());
             r.server = (mask & 4 != 0).then(|| "fetch".to_string());

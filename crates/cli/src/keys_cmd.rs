@@ -13,8 +13,10 @@ use crate::{CliError, exit};
 pub enum KeysCommand {
     /// Make a new API key for an agent: the key on stdout (once), the line for
     /// `auth.api_keys` of the gateway file on stderr.
-    #[command(after_help = "Examples:\n  conductor keys new --agent research-bot\n  \
-                            conductor keys new --agent research-bot 2>/dev/null | pass insert -m conductor/research-bot")]
+    #[command(
+        after_help = "Examples:\n  conductor keys new --agent research-bot\n  \
+                            conductor keys new --agent research-bot 2>/dev/null | pass insert -m conductor/research-bot"
+    )]
     New(NewArgs),
 }
 

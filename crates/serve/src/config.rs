@@ -521,7 +521,10 @@ impl Validator<'_> {
                 },
             },
         };
-        let tls = raw.tls.as_ref().and_then(|t| self.tls(t.loc, t.value.0.as_ref()?));
+        let tls = raw
+            .tls
+            .as_ref()
+            .and_then(|t| self.tls(t.loc, t.value.0.as_ref()?));
         let listen_loc = raw.listen.as_ref().map(|l| l.loc);
         // INVARIANT: beyond loopback, only over TLS.
         if let (Some(a), Some(loc)) = (listen, listen_loc)
@@ -760,7 +763,10 @@ impl Validator<'_> {
                 }
             },
             Ok(_) => {
-                self.err(r.jwks.loc, format!("`{jwks_text}` is not an http(s) url or a file"));
+                self.err(
+                    r.jwks.loc,
+                    format!("`{jwks_text}` is not an http(s) url or a file"),
+                );
                 return None;
             }
             Err(_) => JwksSource::File(self.secrets.path(Path::new(&jwks_text))),
@@ -769,18 +775,30 @@ impl Validator<'_> {
             Some(c) => c.value.0.clone()?,
             None => "sub".to_string(),
         };
-        let mut secs = |v: &Option<Sp<Lenient<u64>>>, what: &str, min: u64, max: u64, default: u64| {
-            let Some(sp) = v else { return Some(Duration::from_secs(default)) };
-            let n = sp.value.0?;
-            if n < min || n > max {
-                self.err(sp.loc, format!("`auth.jwt.{what}` must be between {min} and {max}, not `{n}`"));
-                return None;
-            }
-            Some(Duration::from_secs(n))
-        };
+        let mut secs =
+            |v: &Option<Sp<Lenient<u64>>>, what: &str, min: u64, max: u64, default: u64| {
+                let Some(sp) = v else {
+                    return Some(Duration::from_secs(default));
+                };
+                let n = sp.value.0?;
+                if n < min || n > max {
+                    self.err(
+                        sp.loc,
+                        format!("`auth.jwt.{what}` must be between {min} and {max}, not `{n}`"),
+                    );
+                    return None;
+                }
+                Some(Duration::from_secs(n))
+            };
         let leeway = secs(&r.leeway_seconds, "leeway_seconds", 0, 300, 30)?;
         let refresh = secs(&r.refresh_seconds, "refresh_seconds", 1, 86_400, 300)?;
-        let max_stale = secs(&r.max_stale_seconds, "max_stale_seconds", 1, 7 * 86_400, 3600)?;
+        let max_stale = secs(
+            &r.max_stale_seconds,
+            "max_stale_seconds",
+            1,
+            7 * 86_400,
+            3600,
+        )?;
         let mut authorization_servers: Vec<String> = r
             .authorization_servers
             .0
@@ -794,9 +812,11 @@ impl Validator<'_> {
         let mut required_scopes = BTreeMap::new();
         for (k, v) in r.required_scopes.0.iter().flat_map(|e| e.0.iter()) {
             let key_ok = k.value == "*"
-                || k.value.split_once('.').map_or(valid_server_id(&k.value), |(s, t)| {
-                    valid_server_id(s) && !t.is_empty()
-                });
+                || k.value
+                    .split_once('.')
+                    .map_or(valid_server_id(&k.value), |(s, t)| {
+                        valid_server_id(s) && !t.is_empty()
+                    });
             if !key_ok {
                 self.err(
                     k.loc,
@@ -804,9 +824,22 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            let scopes: Vec<String> = v.value.0.iter().flatten().map(|s| s.value.clone()).collect();
-            if scopes.iter().any(|s| s.is_empty() || s.bytes().any(|b| b <= b' ' || b == b'"' || b == b'\\' || b >= 0x7f)) {
-                self.err(v.loc, "a scope is a non-empty printable ascii word (RFC 6749 §3.3)");
+            let scopes: Vec<String> = v
+                .value
+                .0
+                .iter()
+                .flatten()
+                .map(|s| s.value.clone())
+                .collect();
+            if scopes.iter().any(|s| {
+                s.is_empty()
+                    || s.bytes()
+                        .any(|b| b <= b' ' || b == b'"' || b == b'\\' || b >= 0x7f)
+            }) {
+                self.err(
+                    v.loc,
+                    "a scope is a non-empty printable ascii word (RFC 6749 §3.3)",
+                );
                 continue;
             }
             required_scopes.insert(k.value.clone(), scopes);
@@ -835,7 +868,13 @@ impl Validator<'_> {
             Some(c) => Some(path(c)?),
             None => None,
         };
-        let crl: Vec<PathBuf> = r.crl.0.iter().flatten().map(|s| PathBuf::from(&s.value)).collect();
+        let crl: Vec<PathBuf> = r
+            .crl
+            .0
+            .iter()
+            .flatten()
+            .map(|s| PathBuf::from(&s.value))
+            .collect();
         if !crl.is_empty() && client_ca.is_none() {
             self.err(loc, "`tls.crl` needs `tls.client_ca`");
             return None;

@@ -80,17 +80,19 @@ impl GateEnv {
     /// agent proved who it is (`auth`: key id, token `iss`/`sub`/`jti`, certificate
     /// fingerprint — never the credential).
     pub fn session_gate_as(&self, agent: &str, server: &str, auth: Option<Value>) -> SessionGate {
-        let gate = Arc::new(Gate::with_session(
-            GateConfig {
-                agent: agent.to_string(),
-                server: server.to_string(),
-                workflow: None,
-                filter_tools: true,
-            },
-            Arc::clone(&self.service),
-            crate::session::random_id(),
-        )
-        .with_auth(auth));
+        let gate = Arc::new(
+            Gate::with_session(
+                GateConfig {
+                    agent: agent.to_string(),
+                    server: server.to_string(),
+                    workflow: None,
+                    filter_tools: true,
+                },
+                Arc::clone(&self.service),
+                crate::session::random_id(),
+            )
+            .with_auth(auth),
+        );
         SessionGate { gate }
     }
 }

@@ -25,9 +25,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::Extension;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -260,7 +260,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         return Err(ServeError::NotLoopback(addr));
     }
     let acceptor = match &opts.config.tls {
-        Some(t) => Some(tokio_rustls::TlsAcceptor::from(auth::mtls::server_config(t)?)),
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(auth::mtls::server_config(
+            t,
+        )?)),
         None => None,
     };
     let authenticator = Arc::new(Authenticator::new(&opts.config.auth));
@@ -424,20 +426,21 @@ async fn accept_loop(
                 Some(acceptor) => {
                     // INVARIANT: a handshake that fails (no certificate, wrong CA,
                     // expired, revoked) or stalls never reaches HTTP.
-                    let tls = match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(t)) => t,
-                        Ok(Err(e)) => {
-                            tracing::info!(peer = %peer, error = %e, "tls handshake refused");
-                            drop(permit);
-                            return;
-                        }
-                        Err(_) => {
-                            drop(permit);
-                            return;
-                        }
-                    };
+                    let tls =
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(t)) => t,
+                            Ok(Err(e)) => {
+                                tracing::info!(peer = %peer, error = %e, "tls handshake refused");
+                                drop(permit);
+                                return;
+                            }
+                            Err(_) => {
+                                drop(permit);
+                                return;
+                            }
+                        };
                     let client_cert = auth::mtls::peer_cert(tls.get_ref().1);
                     let conn = Arc::new(ConnInfo {
                         peer: Some(peer),
@@ -1099,12 +1102,7 @@ async fn initialize(
     }
 }
 
-async fn get_stream(
-    st: St,
-    server: Option<String>,
-    h: HeaderMap,
-    conn: Arc<ConnInfo>,
-) -> Response {
+async fn get_stream(st: St, server: Option<String>, h: HeaderMap, conn: Arc<ConnInfo>) -> Response {
     let app = Arc::clone(&st.app);
     let cfg = app.config();
     if let Err(r) = hygiene(&st, &cfg, &h) {
@@ -1178,12 +1176,7 @@ async fn get_stream(
     )
 }
 
-async fn delete(
-    st: St,
-    server: Option<String>,
-    h: HeaderMap,
-    conn: Arc<ConnInfo>,
-) -> Response {
+async fn delete(st: St, server: Option<String>, h: HeaderMap, conn: Arc<ConnInfo>) -> Response {
     let app = Arc::clone(&st.app);
     let cfg = app.config();
     if let Err(r) = hygiene(&st, &cfg, &h) {

@@ -261,7 +261,9 @@ impl ClientSession {
                     ));
                 };
                 let l = Arc::new(Link {
-                    gate: app.gates.session_gate_as(&self.agent, &server.id, self.auth()),
+                    gate: app
+                        .gates
+                        .session_gate_as(&self.agent, &server.id, self.auth()),
                     server,
                     conn: tokio::sync::Mutex::new(None),
                     init_result: Mutex::new(None),

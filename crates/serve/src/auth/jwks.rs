@@ -116,9 +116,7 @@ fn usable(jwk: &Jwk) -> Option<Key> {
     }
     let alg = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => Algorithm::RS256,
-        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
-            Algorithm::ES256
-        }
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
         AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
             Algorithm::EdDSA
         }
@@ -150,6 +148,8 @@ struct State {
     fetched: Option<Instant>,
     /// When a fetch was last tried.
     tried: Option<Instant>,
+    /// When a fetch was last tried for an unknown `kid`.
+    kid_tried: Option<Instant>,
 }
 
 /// The cached keys of one source.
@@ -213,16 +213,24 @@ impl JwksCache {
         }
     }
 
-    /// Fetch now unless another fetch ran within `min_refetch`. Returns whether the
-    /// set was (re)fetched.
-    async fn refresh(&self) -> bool {
+    /// Fetch now unless another fetch of the same kind (scheduled, or for an unknown
+    /// `kid`) was tried within `min_refetch`. Returns whether the set was (re)fetched.
+    // INVARIANT: tokens naming random `kid`s cause at most one fetch per `min_refetch`.
+    async fn refresh(&self, for_kid: bool) -> bool {
         let _one = self.fetching.lock().await;
-        let (_, _, tried) = self.snapshot();
-        if tried.is_some_and(|t| t.elapsed() < self.timings.min_refetch) {
-            return false;
-        }
-        if let Ok(mut s) = self.state.lock() {
-            s.tried = Some(Instant::now());
+        {
+            let Ok(mut s) = self.state.lock() else {
+                return false;
+            };
+            let last = if for_kid { s.kid_tried } else { s.tried };
+            if last.is_some_and(|t| t.elapsed() < self.timings.min_refetch) {
+                return false;
+            }
+            let t = Some(Instant::now());
+            s.tried = t;
+            if for_kid {
+                s.kid_tried = t;
+            }
         }
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -247,7 +255,7 @@ impl JwksCache {
         let (set, fetched, _) = self.snapshot();
         let old = fetched.is_none_or(|f| f.elapsed() >= self.timings.refresh);
         if set.is_none() || old {
-            self.refresh().await;
+            self.refresh(false).await;
         }
         let (set, fetched, _) = self.snapshot();
         // INVARIANT: keys older than `max_stale` verify nothing.
@@ -261,9 +269,12 @@ impl JwksCache {
             return Ok(k.clone());
         }
         // An unknown kid: the issuer may have rotated its keys. Fetch once.
-        if self.refresh().await {
+        if self.refresh(true).await {
             let (set, fetched, _) = self.snapshot();
-            if let Some(k) = set.filter(|_| fresh(fetched)).and_then(|s| s.find(kid, alg).cloned()) {
+            if let Some(k) = set
+                .filter(|_| fresh(fetched))
+                .and_then(|s| s.find(kid, alg).cloned())
+            {
                 return Ok(k);
             }
         }
@@ -280,8 +291,13 @@ async fn fetch(u: &url::Url) -> Result<Vec<u8>, String> {
     use http_body_util::BodyExt as _;
     use hyper_util::rt::TokioIo;
     let host = u.host_str().ok_or("the jwks url has no host")?.to_string();
-    let port = u.port_or_known_default().ok_or("the jwks url has no port")?;
-    let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = u
+        .port_or_known_default()
+        .ok_or("the jwks url has no port")?;
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let tcp = tokio::net::TcpStream::connect((bare.as_str(), port))
         .await
         .map_err(|_| "the jwks url cannot be reached".to_string())?;
@@ -299,7 +315,10 @@ async fn fetch(u: &url::Url) -> Result<Vec<u8>, String> {
         .header("user-agent", "conductor")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|_| "the jwks url is not usable".to_string())?;
-    async fn go<S>(io: S, req: hyper::Request<http_body_util::Empty<bytes::Bytes>>) -> Result<Vec<u8>, String>
+    async fn go<S>(
+        io: S,
+        req: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
+    ) -> Result<Vec<u8>, String>
     where
         S: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
@@ -312,7 +331,10 @@ async fn fetch(u: &url::Url) -> Result<Vec<u8>, String> {
             .await
             .map_err(|_| "the jwks url did not answer".to_string())?;
         if resp.status() != hyper::StatusCode::OK {
-            return Err(format!("the jwks url answered http {}", resp.status().as_u16()));
+            return Err(format!(
+                "the jwks url answered http {}",
+                resp.status().as_u16()
+            ));
         }
         let limited = http_body_util::Limited::new(resp.into_body(), MAX_JWKS_BYTES);
         let body = limited

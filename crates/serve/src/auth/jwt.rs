@@ -103,8 +103,12 @@ fn scopes_of(claims: &Map<String, Value>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for name in ["scope", "scp"] {
         match claims.get(name) {
-            Some(Value::String(s)) => out.extend(s.split(' ').filter(|s| !s.is_empty()).map(String::from)),
-            Some(Value::Array(a)) => out.extend(a.iter().filter_map(Value::as_str).map(String::from)),
+            Some(Value::String(s)) => {
+                out.extend(s.split(' ').filter(|s| !s.is_empty()).map(String::from))
+            }
+            Some(Value::Array(a)) => {
+                out.extend(a.iter().filter_map(Value::as_str).map(String::from))
+            }
             _ => {}
         }
     }
@@ -120,7 +124,9 @@ pub fn header_algorithm(header: &Value) -> Result<Algorithm, AuthError> {
         "RS256" => Ok(Algorithm::RS256),
         "ES256" => Ok(Algorithm::ES256),
         "EdDSA" => Ok(Algorithm::EdDSA),
-        a if a.eq_ignore_ascii_case("none") => Err(bad("unsigned tokens (`alg: none`) are refused")),
+        a if a.eq_ignore_ascii_case("none") => {
+            Err(bad("unsigned tokens (`alg: none`) are refused"))
+        }
         a if a.to_ascii_uppercase().starts_with("HS") => Err(bad(
             "symmetric algorithms (`HS*`) are refused: only RS256, ES256 and EdDSA are accepted",
         )),
@@ -164,14 +170,16 @@ impl JwtVerifier {
         {
             return Err(bad("a member name occurs twice in the token"));
         }
-        let header: Value =
-            serde_json::from_slice(&header_bytes).map_err(|_| bad("the token header is not json"))?;
+        let header: Value = serde_json::from_slice(&header_bytes)
+            .map_err(|_| bad("the token header is not json"))?;
         if !header.is_object() {
             return Err(bad("the token header is not a json object"));
         }
         let alg = header_algorithm(&header)?;
         if header.get("crit").is_some() {
-            return Err(bad("the token header has `crit` extensions this gateway does not know"));
+            return Err(bad(
+                "the token header has `crit` extensions this gateway does not know",
+            ));
         }
         if let Some(typ) = header.get("typ") {
             let ok = typ.as_str().is_some_and(|t| {
@@ -200,20 +208,27 @@ impl JwtVerifier {
         v.leeway = self.cfg.leeway.as_secs();
         v.validate_exp = true;
         v.validate_nbf = true;
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &v).map_err(|e| {
-            bad(match e.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired",
-                ErrorKind::ImmatureSignature => "the token is not valid yet (`nbf`)",
-                ErrorKind::InvalidAudience => "the token is for another audience",
-                ErrorKind::InvalidIssuer => "the token is from another issuer",
-                ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => "the token's signature does not verify",
-                ErrorKind::MissingRequiredClaim(c) if c == "exp" => "the token has no `exp` claim",
-                ErrorKind::MissingRequiredClaim(c) if c == "aud" => "the token has no `aud` claim",
-                ErrorKind::MissingRequiredClaim(_) => "the token has no `iss` claim",
-                ErrorKind::InvalidAlgorithm => "the token's `alg` does not fit its key",
-                _ => "the token cannot be read",
-            })
-        })?;
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &v).map_err(|e| {
+                bad(match e.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired",
+                    ErrorKind::ImmatureSignature => "the token is not valid yet (`nbf`)",
+                    ErrorKind::InvalidAudience => "the token is for another audience",
+                    ErrorKind::InvalidIssuer => "the token is from another issuer",
+                    ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => {
+                        "the token's signature does not verify"
+                    }
+                    ErrorKind::MissingRequiredClaim(c) if c == "exp" => {
+                        "the token has no `exp` claim"
+                    }
+                    ErrorKind::MissingRequiredClaim(c) if c == "aud" => {
+                        "the token has no `aud` claim"
+                    }
+                    ErrorKind::MissingRequiredClaim(_) => "the token has no `iss` claim",
+                    ErrorKind::InvalidAlgorithm => "the token's `alg` does not fit its key",
+                    _ => "the token cannot be read",
+                })
+            })?;
         let claims = data.claims;
         let Some(agent) = text_claim(&claims, &self.cfg.agent_claim) else {
             return Err(AuthError::InvalidToken(format!(
@@ -278,7 +293,10 @@ mod tests {
             let e = header_algorithm(&json!({"alg": alg})).unwrap_err();
             assert!(e.to_string().contains(needle), "{alg}: {e}");
         }
-        assert_eq!(header_algorithm(&json!({"alg": "ES256"})).unwrap(), Algorithm::ES256);
+        assert_eq!(
+            header_algorithm(&json!({"alg": "ES256"})).unwrap(),
+            Algorithm::ES256
+        );
     }
 
     #[test]

@@ -54,8 +54,7 @@ pub fn generate() -> Option<(String, String)> {
 pub fn well_formed(s: &str) -> bool {
     s.strip_prefix(PREFIX).is_some_and(|r| {
         r.len() == 43
-            && r
-                .bytes()
+            && r.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
 }

@@ -170,9 +170,9 @@ impl AuthError {
             AuthError::Malformed(_) | AuthError::Disagree | AuthError::NotAccepted(_) => {
                 Some("invalid_request")
             }
-            AuthError::UnknownKey
-            | AuthError::InvalidToken(_)
-            | AuthError::KeysUnavailable(_) => Some("invalid_token"),
+            AuthError::UnknownKey | AuthError::InvalidToken(_) | AuthError::KeysUnavailable(_) => {
+                Some("invalid_token")
+            }
         }
     }
 }
@@ -205,7 +205,9 @@ fn presented(h: &HeaderMap) -> Result<Presented<'_>, AuthError> {
         let mut all = h.get_all(name).iter();
         let first = all.next();
         if all.next().is_some() {
-            return Err(AuthError::Malformed(format!("`{name}` is given more than once")));
+            return Err(AuthError::Malformed(format!(
+                "`{name}` is given more than once"
+            )));
         }
         first
             .map(|v| {
@@ -386,7 +388,10 @@ mod tests {
             Err(AuthError::Malformed(_))
         ));
         assert!(matches!(
-            presented(&headers(&[("authorization", "Bearer a"), ("x-api-key", "b")])),
+            presented(&headers(&[
+                ("authorization", "Bearer a"),
+                ("x-api-key", "b")
+            ])),
             Err(AuthError::Malformed(_))
         ));
         assert!(matches!(

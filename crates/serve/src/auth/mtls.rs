@@ -119,8 +119,12 @@ impl ClientCert {
         match names.as_slice() {
             [one] if valid_agent(one) => Ok(one.clone()),
             [] => Err(AuthError::CertIdentity(format!("it has no {what}"))),
-            [_] => Err(AuthError::CertIdentity(format!("its {what} is not an agent id"))),
-            _ => Err(AuthError::CertIdentity(format!("it has more than one {what}"))),
+            [_] => Err(AuthError::CertIdentity(format!(
+                "its {what} is not an agent id"
+            ))),
+            _ => Err(AuthError::CertIdentity(format!(
+                "it has more than one {what}"
+            ))),
         }
     }
 }

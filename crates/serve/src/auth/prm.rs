@@ -94,6 +94,9 @@ mod tests {
             c,
             "Bearer resource_metadata=\"https://gw/.well-known/oauth-protected-resource/mcp\", error=\"invalid_token\", error_description=\"bad quote  andnewline\""
         );
-        assert_eq!(resource("https://gw/mcp", Some("wiki")), "https://gw/mcp/wiki");
+        assert_eq!(
+            resource("https://gw/mcp", Some("wiki")),
+            "https://gw/mcp/wiki"
+        );
     }
 }

@@ -78,5 +78,8 @@ fn an_api_key_entry_holds_a_hash_not_a_key() {
     .unwrap_err();
     let r = e.render(false);
     assert!(r.contains("must be 64 hex digits"), "{r}");
-    assert!(!r.contains("cnd_notahash\n") || r.contains("g.yaml:4:"), "{r}");
+    assert!(
+        !r.contains("cnd_notahash\n") || r.contains("g.yaml:4:"),
+        "{r}"
+    );
 }
