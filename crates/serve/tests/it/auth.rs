@@ -40,7 +40,7 @@ fn b64u(b: &[u8]) -> String {
 }
 
 /// A signing key and its public JWK.
-struct SigningKey {
+pub(crate) struct SigningKey {
     alg: Algorithm,
     kid: String,
     enc: EncodingKey,
@@ -49,7 +49,7 @@ struct SigningKey {
     public: Vec<u8>,
 }
 
-fn es256(kid: &str) -> SigningKey {
+pub(crate) fn es256(kid: &str) -> SigningKey {
     let rng = ring::rand::SystemRandom::new();
     let alg = &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
     let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
@@ -100,13 +100,13 @@ fn now() -> u64 {
         .as_secs()
 }
 
-const ISS: &str = "https://idp.test";
+pub(crate) const ISS: &str = "https://idp.test";
 
-fn claims(aud: &str) -> Value {
+pub(crate) fn claims(aud: &str) -> Value {
     json!({"iss": ISS, "aud": aud, "sub": "bot", "exp": now() + 600, "iat": now(), "jti": "jti-1", "scope": "mcp"})
 }
 
-fn mint(k: &SigningKey, claims: &Value) -> String {
+pub(crate) fn mint(k: &SigningKey, claims: &Value) -> String {
     let mut h = Header::new(k.alg);
     h.kid = Some(k.kid.clone());
     jsonwebtoken::encode(&h, claims, &k.enc).unwrap()
@@ -131,7 +131,7 @@ fn hs256(secret: &[u8], data: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------
 
 #[derive(Default)]
-struct Jwks {
+pub(crate) struct Jwks {
     doc: Mutex<Value>,
     failing: std::sync::atomic::AtomicBool,
     hits: AtomicU64,
@@ -146,7 +146,7 @@ async fn jwks_handler(State(j): State<Arc<Jwks>>) -> Response {
     ([("content-type", "application/json")], doc.to_string()).into_response()
 }
 
-async fn jwks_server(keys: &[&SigningKey]) -> (Arc<Jwks>, SocketAddr) {
+pub(crate) async fn jwks_server(keys: &[&SigningKey]) -> (Arc<Jwks>, SocketAddr) {
     let j = Arc::new(Jwks::default());
     set_keys(&j, keys);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -164,7 +164,7 @@ fn set_keys(j: &Jwks, keys: &[&SigningKey]) {
 }
 
 /// Every request's headers, as the upstream saw them.
-type Seen = Arc<Mutex<Vec<BTreeMap<String, String>>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<BTreeMap<String, String>>>>;
 
 async fn spy(State(seen): State<Seen>, h: HeaderMap, body: Bytes) -> Response {
     seen.lock().unwrap().push(
@@ -199,7 +199,7 @@ async fn spy(State(seen): State<Seen>, h: HeaderMap, body: Bytes) -> Response {
         .into_response()
 }
 
-async fn spy_server() -> (Seen, SocketAddr) {
+pub(crate) async fn spy_server() -> (Seen, SocketAddr) {
     let seen: Seen = Arc::default();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
@@ -216,25 +216,25 @@ async fn spy_server() -> (Seen, SocketAddr) {
 
 const POLICY: &str = "version: 1\nagents:\n  bot: {roles: [r]}\n  other: {roles: [r]}\nroles:\n  r:\n    allow:\n      - tools: [\"up.*\"]\ntools:\n  up.noop: {action: read, destinations: []}\n";
 
-struct Gw {
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
+pub(crate) struct Gw {
+    pub(crate) addr: SocketAddr,
+    pub(crate) dir: tempfile::TempDir,
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Gw {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn audit(&self) -> Vec<conductor_audit::Record> {
+    pub(crate) fn audit(&self) -> Vec<conductor_audit::Record> {
         let r = conductor_audit::AuditReader::open(&self.dir.path().join("audit.db")).unwrap();
         r.last(1000).unwrap()
     }
 }
 
 /// Start `serve` with `gateway` (YAML, `{dir}` replaced by its folder).
-async fn gateway(yaml: &str) -> Gw {
+pub(crate) async fn gateway(yaml: &str) -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let yaml = yaml.replace("{dir}", dir.path().to_str().unwrap());
     std::fs::write(dir.path().join("gateway.yaml"), &yaml).unwrap();
@@ -287,15 +287,15 @@ fn jwt_gateway_yaml(up: SocketAddr, jwks: SocketAddr, extra: &str) -> String {
     )
 }
 
-const AUD: &str = "https://gw.test/mcp";
+pub(crate) const AUD: &str = "https://gw.test/mcp";
 
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
-async fn send(url: &str, headers: &[(&str, &str)], body: &Value) -> Answer {
+pub(crate) async fn send(url: &str, headers: &[(&str, &str)], body: &Value) -> Answer {
     let c = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut rb = c
         .post(url)
@@ -315,12 +315,12 @@ async fn send(url: &str, headers: &[(&str, &str)], body: &Value) -> Answer {
     }
 }
 
-fn initialize() -> Value {
+pub(crate) fn initialize() -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})
 }
 
-fn call_noop(id: u64) -> Value {
+pub(crate) fn call_noop(id: u64) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "noop", "arguments": {}}})
 }
 
@@ -340,7 +340,7 @@ async fn get_json(url: &str) -> Value {
     serde_json::from_str(&t).unwrap()
 }
 
-fn bearer(t: &str) -> String {
+pub(crate) fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 

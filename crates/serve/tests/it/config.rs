@@ -52,7 +52,7 @@ fn a_non_loopback_listener_needs_tls_and_none_is_refused_there() {
     .unwrap_err();
     let r = e.render(false);
     assert!(r.contains("a non-loopback listener needs `tls`"), "{r}");
-    assert!(r.contains("refused on a non-loopback listener"), "{r}");
+    assert!(r.contains("serves one fixed agent"), "{r}");
 }
 
 #[test]

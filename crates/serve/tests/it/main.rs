@@ -10,3 +10,4 @@
 
 mod auth;
 mod config;
+mod tls;
