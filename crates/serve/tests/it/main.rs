@@ -10,4 +10,5 @@
 
 mod auth;
 mod config;
+mod python_sdk;
 mod tls;
