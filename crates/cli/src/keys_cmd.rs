@@ -45,10 +45,7 @@ fn new(args: &NewArgs) -> anyhow::Result<u8> {
     let Some((key, sha256)) = conductor_serve::auth::keys::generate() else {
         return Err(anyhow::anyhow!("the system gave no randomness for a key"));
     };
-    let line = format!(
-        "    - {{agent: {}, sha256: \"{sha256}\"}}",
-        serde_json::to_string(&args.agent).unwrap_or_default()
-    );
+    let line = yaml_line(&args.agent, &sha256);
     eprintln!(
         "A new API key for `{}` is on standard output; it is shown only this once.\n\
          Give it to the agent as `Authorization: Bearer <key>` (or `X-API-Key: <key>`).\n\
@@ -62,4 +59,43 @@ fn new(args: &NewArgs) -> anyhow::Result<u8> {
     writeln!(out, "{key}")?;
     out.flush()?;
     Ok(exit::OK)
+}
+
+/// The `auth.api_keys` entry of a key (the agent id quoted as a JSON string, which YAML
+/// reads as the same string).
+fn yaml_line(agent: &str, sha256: &str) -> String {
+    format!(
+        "    - {{agent: {}, sha256: \"{sha256}\"}}",
+        serde_json::to_string(agent).unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_line_loads_and_authenticates_the_key() {
+        let (key, sha) = conductor_serve::auth::keys::generate().unwrap();
+        let yaml = format!(
+            "version: 1\nservers: {{a: {{command: [x]}}}}\nauth:\n  api_keys:\n{}\n",
+            yaml_line("research: bot", &sha)
+        );
+        let cfg = conductor_serve::load_str(
+            &yaml,
+            "g.yaml",
+            &conductor_serve::config::SystemSecrets { base: None },
+        )
+        .map_err(|e| e.render(false))
+        .unwrap();
+        let conductor_serve::config::Auth::Verified(m) = &cfg.auth else {
+            panic!("not verified")
+        };
+        let t = conductor_serve::auth::keys::KeyTable::new(&m.api_keys);
+        assert_eq!(
+            t.find(&key).map(|(a, _)| a).as_deref(),
+            Some("research: bot")
+        );
+        assert!(!yaml.contains(&key));
+    }
 }

@@ -111,7 +111,20 @@ impl Shared {
             Err(p) => p.into_inner(),
         };
         if cur.config() != &cfg.auth {
-            *cur = Arc::new(Authenticator::new(&cfg.auth));
+            let public = self
+                .listen
+                .lock()
+                .map(|l| !l.ip().is_loopback())
+                .unwrap_or(true);
+            // INVARIANT: a reloaded file cannot put `none` on a non-loopback listener
+            // (one moved there by `--listen`): the authentication in force stays.
+            if public && matches!(cfg.auth, Auth::None { .. }) {
+                tracing::error!(
+                    "the reloaded gateway file says `auth: none` on a non-loopback listener; the previous authentication stays in force"
+                );
+            } else {
+                *cur = Arc::new(Authenticator::new(&cfg.auth));
+            }
         }
         Arc::clone(&cur)
     }
