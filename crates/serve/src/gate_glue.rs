@@ -73,16 +73,26 @@ impl GateEnv {
 
     /// A new gate for one (agent, server, session).
     pub fn session_gate(&self, agent: &str, server: &str) -> SessionGate {
-        let gate = Arc::new(Gate::with_session(
-            GateConfig {
-                agent: agent.to_string(),
-                server: server.to_string(),
-                workflow: None,
-                filter_tools: true,
-            },
-            Arc::clone(&self.service),
-            crate::session::random_id(),
-        ));
+        self.session_gate_as(agent, server, None)
+    }
+
+    /// A new gate for one (agent, server, session) whose audit records say how the
+    /// agent proved who it is (`auth`: key id, token `iss`/`sub`/`jti`, certificate
+    /// fingerprint — never the credential).
+    pub fn session_gate_as(&self, agent: &str, server: &str, auth: Option<Value>) -> SessionGate {
+        let gate = Arc::new(
+            Gate::with_session(
+                GateConfig {
+                    agent: agent.to_string(),
+                    server: server.to_string(),
+                    workflow: None,
+                    filter_tools: true,
+                },
+                Arc::clone(&self.service),
+                crate::session::random_id(),
+            )
+            .with_auth(auth),
+        );
         SessionGate { gate }
     }
 }

@@ -9,6 +9,7 @@
 //! every `tools/call`, `resources/read`, `resources/subscribe` is decided and recorded by
 //! the gate before any upstream sees it.
 
+pub mod auth;
 pub mod config;
 pub mod gate_glue;
 pub mod http;

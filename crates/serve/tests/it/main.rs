@@ -8,4 +8,7 @@
     reason = "test code: a panic is a test failure"
 )]
 
+mod auth;
 mod config;
+mod python_sdk;
+mod tls;
