@@ -135,6 +135,37 @@ fn b64_classes(t: &[u8]) -> Option<u8> {
     Some(all)
 }
 
+/// The length of the run of base64 bytes (line breaks excluded) at the start of `t`,
+/// and the union of their classes; 32 bytes per step.
+fn b64_run(t: &[u8]) -> (usize, u8) {
+    const IN_RUN: u8 = B64_ALNUM | B64_STD | B64_URL | B64_PAD;
+    let mut all = 0u8;
+    let mut len = 0usize;
+    let mut chunks = t.chunks_exact(32);
+    for ch in chunks.by_ref() {
+        let (mut or, mut and) = (0u8, 0xffu8);
+        for &b in ch {
+            let c = b64_class(b) & IN_RUN;
+            or |= c;
+            and &= (c != 0) as u8 * 0xff;
+        }
+        if and == 0 {
+            break;
+        }
+        all |= or;
+        len += 32;
+    }
+    for &b in t.get(len..).unwrap_or(&[]) {
+        let c = b64_class(b) & IN_RUN;
+        if c == 0 {
+            break;
+        }
+        all |= c;
+        len += 1;
+    }
+    (len, all)
+}
+
 fn as_base64_depth(s: &str, depth: u8) -> Option<String> {
     let t = s.trim().as_bytes();
     if t.len() < 24 {
@@ -143,6 +174,12 @@ fn as_base64_depth(s: &str, depth: u8) -> Option<String> {
     // Cheap rejection before any allocation: prose, code and log lines fail on their
     // first space or punctuation.
     let classes = b64_classes(t)?;
+    base64_classified(t, classes, depth)
+}
+
+/// Decode `t` (trimmed, at least 24 bytes), every byte of which is in a base64 class;
+/// `classes` is the union of their classes.
+fn base64_classified(t: &[u8], classes: u8, depth: u8) -> Option<String> {
     if classes & B64_STD != 0 && classes & B64_URL != 0 {
         return None;
     }
@@ -284,12 +321,14 @@ pub(crate) fn data_uri_payloads(s: &str) -> Option<String> {
     loop {
         let start = from + 8;
         let after = b.get(start..).unwrap_or(&[]);
-        let end = after
-            .iter()
-            .position(|&c| b64_class(c) & (B64_ALNUM | B64_STD | B64_URL | B64_PAD) == 0)
-            .unwrap_or(after.len());
-        // The payload is ASCII, so these are character boundaries.
-        if let Some(text) = s.get(start..start + end).and_then(as_base64) {
+        // The payload: the run of base64 bytes (no line breaks), classified as it is
+        // found, and decoded without a second pass over it.
+        let (end, classes) = b64_run(after);
+        if end >= 24
+            && let Some(text) = after
+                .get(..end)
+                .and_then(|p| base64_classified(p, classes, 2))
+        {
             if !out.is_empty() {
                 out.push('\n');
             }
