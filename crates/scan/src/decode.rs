@@ -60,51 +60,171 @@ pub(crate) fn as_base64(s: &str) -> Option<String> {
     as_base64_depth(s, 2)
 }
 
+/// Byte classes of the base64 probe (bit flags, 0: not in any base64 alphabet).
+const B64_ALNUM: u8 = 1;
+const B64_STD: u8 = 2;
+const B64_URL: u8 = 4;
+const B64_PAD: u8 = 8;
+const B64_EOL: u8 = 16;
+
+#[expect(
+    clippy::indexing_slicing,
+    reason = "compile-time table: `i < 256` indexes a 256-entry array"
+)]
+const B64_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if b.is_ascii_alphanumeric() {
+            B64_ALNUM
+        } else if b == b'+' || b == b'/' {
+            B64_STD
+        } else if b == b'-' || b == b'_' {
+            B64_URL
+        } else if b == b'=' {
+            B64_PAD
+        } else if b == b'\r' || b == b'\n' {
+            B64_EOL
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+};
+
+/// Whether every byte of a block is in a base64 class, and the union of their classes,
+/// by arithmetic on each byte (no table look-up, so the compiler can use SIMD compares).
+/// The same classes as [`B64_CLASS`] (a unit test checks every byte).
+#[inline(always)]
+fn b64_block(ch: &[u8]) -> (bool, u8) {
+    let (mut bad, mut aln, mut std, mut url, mut pad, mut eol) = (0u8, 0u8, 0u8, 0u8, 0u8, 0u8);
+    for &b in ch {
+        let a = u8::from((b | 0x20).wrapping_sub(b'a') < 26) | u8::from(b.wrapping_sub(b'0') < 10);
+        let s = u8::from(b == b'+') | u8::from(b == b'/');
+        let u = u8::from(b == b'-') | u8::from(b == b'_');
+        let p = u8::from(b == b'=');
+        let e = u8::from(b == b'\r') | u8::from(b == b'\n');
+        aln |= a;
+        std |= s;
+        url |= u;
+        pad |= p;
+        eol |= e;
+        bad |= 1 ^ (a | s | u | p | e);
+    }
+    (
+        bad == 0,
+        (aln * B64_ALNUM) | (std * B64_STD) | (url * B64_URL) | (pad * B64_PAD) | (eol * B64_EOL),
+    )
+}
+
+#[inline(always)]
+fn b64_class(b: u8) -> u8 {
+    B64_CLASS.get(usize::from(b)).copied().unwrap_or(0)
+}
+
+/// The union of the base64 classes of `t`'s bytes, or `None` at the first byte outside
+/// them. Prose, code and log lines fail on an early byte (the first 8-byte block);
+/// long tokens are classified 32 bytes per step without a branch per byte.
+fn b64_classes(t: &[u8]) -> Option<u8> {
+    let mut all = 0u8;
+    let (head, rest) = t.split_at(t.len().min(8));
+    for &b in head {
+        let c = b64_class(b);
+        if c == 0 {
+            return None;
+        }
+        all |= c;
+    }
+    let mut chunks = rest.chunks_exact(32);
+    for ch in chunks.by_ref() {
+        let (ok, or) = b64_block(ch);
+        if !ok {
+            return None;
+        }
+        all |= or;
+    }
+    for &b in chunks.remainder() {
+        let c = b64_class(b);
+        if c == 0 {
+            return None;
+        }
+        all |= c;
+    }
+    Some(all)
+}
+
+/// The length of the run of base64 bytes (line breaks excluded) at the start of `t`,
+/// and the union of their classes; 32 bytes per step.
+fn b64_run(t: &[u8]) -> (usize, u8) {
+    const IN_RUN: u8 = B64_ALNUM | B64_STD | B64_URL | B64_PAD;
+    let mut all = 0u8;
+    let mut len = 0usize;
+    let mut chunks = t.chunks_exact(32);
+    for ch in chunks.by_ref() {
+        let (ok, or) = b64_block(ch);
+        if !ok || or & B64_EOL != 0 {
+            break;
+        }
+        all |= or;
+        len += 32;
+    }
+    for &b in t.get(len..).unwrap_or(&[]) {
+        let c = b64_class(b) & IN_RUN;
+        if c == 0 {
+            break;
+        }
+        all |= c;
+        len += 1;
+    }
+    (len, all)
+}
+
 fn as_base64_depth(s: &str, depth: u8) -> Option<String> {
-    let t = s.trim();
+    let t = s.trim().as_bytes();
     if t.len() < 24 {
         return None;
     }
     // Cheap rejection before any allocation: prose, code and log lines fail on their
     // first space or punctuation.
-    if !t.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=' | b'\r' | b'\n')
-    }) {
+    let classes = b64_classes(t)?;
+    base64_classified(t, classes, depth)
+}
+
+/// Decode `t` (trimmed, at least 24 bytes), every byte of which is in a base64 class;
+/// `classes` is the union of their classes.
+fn base64_classified(t: &[u8], classes: u8, depth: u8) -> Option<String> {
+    if classes & B64_STD != 0 && classes & B64_URL != 0 {
         return None;
     }
-    let mut clean: Vec<u8> = Vec::with_capacity(t.len());
-    let mut url = false;
-    let mut std_chars = false;
-    for &b in t.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => clean.push(b),
-            b'+' | b'/' => {
-                std_chars = true;
-                clean.push(b);
-            }
-            b'-' | b'_' => {
-                url = true;
-                clean.push(b);
-            }
-            b'=' => clean.push(b),
-            b'\r' | b'\n' => {}
-            _ => return None,
-        }
-    }
-    if url && std_chars {
-        return None;
-    }
+    // Line breaks are dropped (a copy only when there are any).
+    let owned;
+    let clean: &[u8] = if classes & B64_EOL != 0 {
+        owned = t
+            .iter()
+            .copied()
+            .filter(|&b| b != b'\r' && b != b'\n')
+            .collect::<Vec<u8>>();
+        &owned
+    } else {
+        t
+    };
     // Padding only at the end.
-    let body_len = clean.iter().position(|&b| b == b'=').unwrap_or(clean.len());
-    if clean
-        .get(body_len..)
-        .is_some_and(|p| p.iter().any(|&b| b != b'='))
-        || body_len % 4 == 1
-    {
+    let body_len = if classes & B64_PAD != 0 {
+        let p = memchr::memchr(b'=', clean).unwrap_or(clean.len());
+        if clean.get(p..).is_some_and(|r| r.iter().any(|&b| b != b'=')) {
+            return None;
+        }
+        p
+    } else {
+        clean.len()
+    };
+    if body_len % 4 == 1 {
         return None;
     }
     let body = clean.get(..body_len)?;
-    let bytes = if url {
+    let bytes = if classes & B64_URL != 0 {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(body)
             .ok()?
@@ -153,41 +273,87 @@ fn bytes_as_text(bytes: Vec<u8>, depth: u8) -> Option<String> {
     }
 }
 
+fn printable(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) || b == b'\t'
+}
+
 /// The runs of at least [`MIN_RUN`] printable ASCII bytes, one per line.
+///
+/// Random binary (images, digests) holds almost no such run, so the search looks at
+/// every [`MIN_RUN`]th byte first: a run of `MIN_RUN` bytes that starts anywhere in
+/// `[i, i + MIN_RUN)` contains the byte at `i + MIN_RUN - 1`, so a non-printable byte
+/// there rules the whole block out.
 fn printable_runs(bytes: &[u8]) -> Option<String> {
     let mut out = String::new();
-    for run in bytes.split(|b| !(0x20..0x7f).contains(b) && *b != b'\t') {
-        if run.len() >= MIN_RUN {
+    let n = bytes.len();
+    let at = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    let mut i = 0;
+    while i + MIN_RUN <= n {
+        let probe = i + MIN_RUN - 1;
+        if !printable(at(probe)) {
+            i = probe + 1;
+            continue;
+        }
+        // The run that holds `probe`: back to its start (not before `i`, where no run
+        // of interest began), then forward to its end.
+        let mut s = probe;
+        while s > i && printable(at(s - 1)) {
+            s -= 1;
+        }
+        let mut e = probe + 1;
+        while e < n && printable(at(e)) {
+            e += 1;
+        }
+        if e - s >= MIN_RUN {
             if !out.is_empty() {
                 out.push('\n');
             }
-            out.extend(run.iter().map(|&b| char::from(b)));
+            out.extend(
+                bytes
+                    .get(s..e)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|&b| char::from(b)),
+            );
         }
+        i = e + 1;
     }
     (!out.is_empty()).then_some(out)
 }
 
+/// `;base64,`, searched with one searcher built once per process.
+fn data_uri_marker() -> &'static memchr::memmem::Finder<'static> {
+    static F: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    F.get_or_init(|| memchr::memmem::Finder::new(b";base64,"))
+}
+
 /// The base64 payload of every `data:…;base64,` URI inside `s`, decoded.
 pub(crate) fn data_uri_payloads(s: &str) -> Option<String> {
-    if !s.contains(";base64,") {
-        return None;
-    }
+    let finder = data_uri_marker();
+    let b = s.as_bytes();
     let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find(";base64,") {
-        let after = rest.get(i + 8..).unwrap_or("");
-        let end = after
-            .find(|c: char| {
-                !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_'))
-            })
-            .unwrap_or(after.len());
-        if let Some(text) = after.get(..end).and_then(as_base64) {
+    let mut from = finder.find(b)?;
+    loop {
+        let start = from + 8;
+        let after = b.get(start..).unwrap_or(&[]);
+        // The payload: the run of base64 bytes (no line breaks), classified as it is
+        // found, and decoded without a second pass over it.
+        let (end, classes) = b64_run(after);
+        if end >= 24
+            && let Some(text) = after
+                .get(..end)
+                .and_then(|p| base64_classified(p, classes, 2))
+        {
             if !out.is_empty() {
                 out.push('\n');
             }
             out.push_str(&text);
         }
-        rest = after.get(end..).unwrap_or("");
+        let next = start + end;
+        match b.get(next..).and_then(|r| finder.find(r)) {
+            Some(i) => from = next + i,
+            None => break,
+        }
     }
     (!out.is_empty()).then_some(out)
 }
@@ -300,6 +466,97 @@ pub(crate) fn as_percent(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn naive_printable_runs(bytes: &[u8]) -> Option<String> {
+        let mut out = String::new();
+        for run in bytes.split(|b| !(0x20..0x7f).contains(b) && *b != b'\t') {
+            if run.len() >= MIN_RUN {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.extend(run.iter().map(|&b| char::from(b)));
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// The skipping search finds exactly the runs a plain split finds, for texts from
+    /// all-binary to all-printable and every length around the block size.
+    #[test]
+    fn printable_runs_match_a_plain_split() {
+        let mut r = 99u64;
+        let mut next = || {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            r
+        };
+        for density in [0u64, 10, 37, 60, 85, 95, 100] {
+            for len in (0..70).chain([200, 1000]) {
+                for _ in 0..20 {
+                    let bytes: Vec<u8> = (0..len)
+                        .map(|_| {
+                            let x = next();
+                            if x % 100 < density {
+                                b' ' + (x >> 8) as u8 % 95
+                            } else {
+                                [0u8, 0x1f, 0x7f, 0x80, 0xff, b'\n'][(x >> 8) as usize % 6]
+                            }
+                        })
+                        .collect();
+                    assert_eq!(
+                        printable_runs(&bytes),
+                        naive_printable_runs(&bytes),
+                        "{bytes:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn base64_block_classes_every_byte_like_the_table() {
+        for b in 0..=255u8 {
+            let (ok, or) = b64_block(&[b]);
+            assert_eq!(ok, b64_class(b) != 0, "{b}");
+            assert_eq!(if ok { or } else { 0 }, b64_class(b), "{b}");
+        }
+        let mut t = vec![b'A'; 64];
+        assert_eq!(b64_run(&t), (64, B64_ALNUM));
+        t[40] = b'\n';
+        assert_eq!(b64_run(&t), (40, B64_ALNUM));
+        t[40] = b'=';
+        t[50] = b'-';
+        assert_eq!(b64_run(&t), (64, B64_ALNUM | B64_PAD | B64_URL));
+    }
+
+    #[test]
+    fn base64_classes_match_a_plain_test() {
+        let alphabet = b"Az09+/-_=\r\n .:";
+        let mut r = 7u64;
+        for len in 0..120 {
+            for _ in 0..50 {
+                let t: Vec<u8> = (0..len)
+                    .map(|_| {
+                        r ^= r << 13;
+                        r ^= r >> 7;
+                        r ^= r << 17;
+                        // Mostly base64, now and then a byte outside it.
+                        let i = (r % 1000) as usize;
+                        if i < 990 {
+                            alphabet[i % 11]
+                        } else {
+                            alphabet[11 + i % 3]
+                        }
+                    })
+                    .collect();
+                let want = t.iter().try_fold(0u8, |acc, &b| {
+                    (b64_class(b) != 0).then_some(acc | b64_class(b))
+                });
+                assert_eq!(b64_classes(&t), want, "{t:?}");
+            }
+        }
+    }
 
     #[test]
     fn decoding_probes() {

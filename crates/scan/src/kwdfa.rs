@@ -87,6 +87,8 @@ impl KwDfa {
         let mut fail = vec![0u32; n];
         let mut dfa = vec![vec![0u32; nclass]; n];
         let mut queue = std::collections::VecDeque::new();
+        // Breadth-first order of the states (the root first), for the numbering below.
+        let mut bfs: Vec<usize> = vec![0];
         for c in 0..nclass {
             let child = next.first().and_then(|r| r.get(c)).copied().unwrap_or(NONE);
             if child != NONE {
@@ -97,6 +99,7 @@ impl KwDfa {
             }
         }
         while let Some(s) = queue.pop_front() {
+            bfs.push(s);
             let f = fail.get(s).copied().unwrap_or(0) as usize;
             let inherited: Vec<u32> = out.get(f).cloned().unwrap_or_default();
             if let Some(o) = out.get_mut(s) {
@@ -124,12 +127,25 @@ impl KwDfa {
                 }
             }
         }
-        // Renumber: states without outputs first (the root stays 0), match states last.
-        let mut order: Vec<usize> = (0..n)
+        // Renumber: states without outputs first (the root stays 0), match states last,
+        // each group in breadth-first order: the states a text sits in most of the time
+        // (shallow ones) get the smallest ids, which keeps the OR of four streams' states
+        // below `first_match` (the lock-step's cheap "no match" test) most of the time.
+        let mut order: Vec<usize> = bfs
+            .iter()
+            .copied()
             .filter(|&s| out.get(s).is_some_and(Vec::is_empty))
             .collect();
         let first_plain = order.len();
-        order.extend((0..n).filter(|&s| out.get(s).is_some_and(|o| !o.is_empty())));
+        order.extend(
+            bfs.iter()
+                .copied()
+                .filter(|&s| out.get(s).is_some_and(|o| !o.is_empty())),
+        );
+        if order.len() != n {
+            // Unreachable: every state is reached from the root.
+            return Err(TooLarge);
+        }
         let mut new_id = vec![0usize; n];
         for (i, &s) in order.iter().enumerate() {
             if let Some(x) = new_id.get_mut(s) {
@@ -221,6 +237,66 @@ impl KwDfa {
         }
     }
 
+    /// The lock-step over whole 8-byte blocks of the four streams (blocks of equal
+    /// count): one index for all of them, constant offsets within a block, and the
+    /// tables in registers. Returns the four states after the last block.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`j < n` and every stream has `n` blocks (sliced to `n` first); block offsets are constants below 8; a u16 index into a 65536-entry table"
+    )]
+    fn lockstep(
+        &self,
+        blocks: [&[[u8; 8]]; 4],
+        found: &mut [Vec<(usize, usize)>; 4],
+        begins: [usize; 4],
+        reports: [usize; 4],
+    ) -> [usize; 4] {
+        let n = blocks.iter().map(|b| b.len()).min().unwrap_or(0);
+        let (c0, c1, c2, c3) = (
+            &blocks[0][..n],
+            &blocks[1][..n],
+            &blocks[2][..n],
+            &blocks[3][..n],
+        );
+        let class = &self.class;
+        let trans: &[u16; 65536] = &self.trans;
+        let fm = self.first_match;
+        let (mut s0, mut s1, mut s2, mut s3) = (0usize, 0usize, 0usize, 0usize);
+        for j in 0..n {
+            let (a0, a1, a2, a3) = (&c0[j], &c1[j], &c2[j], &c3[j]);
+            macro_rules! step {
+                ($k:literal) => {
+                    s0 = usize::from(
+                        trans[usize::from((s0 + usize::from(class[usize::from(a0[$k])])) as u16)],
+                    );
+                    s1 = usize::from(
+                        trans[usize::from((s1 + usize::from(class[usize::from(a1[$k])])) as u16)],
+                    );
+                    s2 = usize::from(
+                        trans[usize::from((s2 + usize::from(class[usize::from(a2[$k])])) as u16)],
+                    );
+                    s3 = usize::from(
+                        trans[usize::from((s3 + usize::from(class[usize::from(a3[$k])])) as u16)],
+                    );
+                    // The OR of the states is at least their maximum: below `fm`, no
+                    // stream is in a match state.
+                    if (s0 | s1 | s2 | s3) >= fm {
+                        record4(found, [s0, s1, s2, s3], fm, begins, reports, j * 8 + $k);
+                    }
+                };
+            }
+            step!(0);
+            step!(1);
+            step!(2);
+            step!(3);
+            step!(4);
+            step!(5);
+            step!(6);
+            step!(7);
+        }
+        [s0, s1, s2, s3]
+    }
+
     /// Four streams in lock-step.
     fn walk4(&self, t: &[u8], ends: &mut Vec<(usize, usize)>) {
         let n = t.len();
@@ -244,7 +320,6 @@ impl KwDfa {
         let common = (0..4).map(len).min().unwrap_or(0);
         let (b0, b1, b2, b3) = (begin[0], begin[1], begin[2], begin[3]);
         let (r1, r2, r3) = (start(1), start(2), start(3));
-        let (mut s0, mut s1, mut s2, mut s3) = (0usize, 0usize, 0usize, 0usize);
         let mut found: [Vec<(usize, usize)>; 4] = Default::default();
         let (t0, t1, t2, t3) = (
             t.get(b0..b0 + common).unwrap_or(&[]),
@@ -253,29 +328,38 @@ impl KwDfa {
             t.get(b3..b3 + common).unwrap_or(&[]),
         );
         let fm = self.first_match;
-        for (i, (((&x0, &x1), &x2), &x3)) in t0.iter().zip(t1).zip(t2).zip(t3).enumerate() {
+        let begins = [b0, b1, b2, b3];
+        let reports = [0, r1, r2, r3];
+        // The lock-step walks blocks of 8 bytes per stream (constant offsets, no bounds
+        // checks) and tests all four states at once: the OR of the states is at least
+        // their maximum, so `(s0 | s1 | s2 | s3) < fm` proves that none is a match state;
+        // states are numbered breadth first, so the OR of shallow states stays small
+        // and the precise test (out of line) runs about as often as a state matches.
+        let blocks = [
+            t0.as_chunks::<8>().0,
+            t1.as_chunks::<8>().0,
+            t2.as_chunks::<8>().0,
+            t3.as_chunks::<8>().0,
+        ];
+        let [mut s0, mut s1, mut s2, mut s3] = self.lockstep(blocks, &mut found, begins, reports);
+        let i = blocks.first().map_or(0, |b| b.len() * 8);
+        let (e0, e1, e2, e3) = (
+            t0.get(i..).unwrap_or(&[]),
+            t1.get(i..).unwrap_or(&[]),
+            t2.get(i..).unwrap_or(&[]),
+            t3.get(i..).unwrap_or(&[]),
+        );
+        for (j, (((&x0, &x1), &x2), &x3)) in e0.iter().zip(e1).zip(e2).zip(e3).enumerate() {
             s0 = self.step(s0, x0);
             s1 = self.step(s1, x1);
             s2 = self.step(s2, x2);
             s3 = self.step(s3, x3);
-            if (s0 >= fm) | (s1 >= fm) | (s2 >= fm) | (s3 >= fm) {
-                if s0 >= fm {
-                    found[0].push((s0, b0 + i + 1));
-                }
-                if s1 >= fm && b1 + i >= r1 {
-                    found[1].push((s1, b1 + i + 1));
-                }
-                if s2 >= fm && b2 + i >= r2 {
-                    found[2].push((s2, b2 + i + 1));
-                }
-                if s3 >= fm && b3 + i >= r3 {
-                    found[3].push((s3, b3 + i + 1));
-                }
+            if (s0 | s1 | s2 | s3) >= fm {
+                record4(&mut found, [s0, s1, s2, s3], fm, begins, reports, i + j);
             }
         }
         // Finish each stream from where the lock-step stopped.
         let states = [s0, s1, s2, s3];
-        let reports = [0, r1, r2, r3];
         for (k, f) in found.iter_mut().enumerate() {
             let mut s = states.get(k).copied().unwrap_or(0);
             let from = begin.get(k).copied().unwrap_or(0) + common;
@@ -288,6 +372,26 @@ impl KwDfa {
                 }
             }
             ends.append(f);
+        }
+    }
+}
+
+/// The match states among the four streams' states after step `i` of the lock-step
+/// (out of the hot loop: it runs about as often as a keyword ends).
+#[cold]
+#[inline(never)]
+fn record4(
+    found: &mut [Vec<(usize, usize)>; 4],
+    states: [usize; 4],
+    fm: usize,
+    begins: [usize; 4],
+    reports: [usize; 4],
+    i: usize,
+) {
+    for (((f, s), b), r) in found.iter_mut().zip(states).zip(begins).zip(reports) {
+        // A stream reports only matches that end inside its own segment.
+        if s >= fm && b + i >= r {
+            f.push((s, b + i + 1));
         }
     }
 }
