@@ -80,13 +80,13 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-struct Shared {
-    app: Arc<App>,
+pub(crate) struct Shared {
+    pub(crate) app: Arc<App>,
     listen: Mutex<std::net::SocketAddr>,
     shutdown: watch::Receiver<bool>,
 }
 
-type St = Arc<Shared>;
+pub(crate) type St = Arc<Shared>;
 
 /// Run the gateway until `shutdown` turns true.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
@@ -141,6 +141,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::authzen::routes())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(shared);
     tracing::info!(listen = %bound, "conductor serve listening");
@@ -326,7 +327,7 @@ fn one_header<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Strin
 }
 
 /// `Host` must name this gateway; `Origin`, when present, must be listed.
-fn hygiene(st: &Shared, cfg: &GatewayConfig, h: &HeaderMap) -> Result<(), Response> {
+pub(crate) fn hygiene(st: &Shared, cfg: &GatewayConfig, h: &HeaderMap) -> Result<(), Response> {
     let host = match one_header(h, "host") {
         Ok(Some(v)) => v.to_ascii_lowercase(),
         Ok(None) => return Err(plain(StatusCode::BAD_REQUEST, "missing `Host`")),
@@ -557,7 +558,7 @@ async fn mcp_delete_one(
     delete(st, Some(server), h).await
 }
 
-fn counted(app: &App, r: Response) -> Response {
+pub(crate) fn counted(app: &App, r: Response) -> Response {
     app.metrics.status(r.status().as_u16());
     r
 }

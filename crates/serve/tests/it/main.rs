@@ -8,4 +8,5 @@
     reason = "test code: a panic is a test failure"
 )]
 
+mod authzen;
 mod config;
