@@ -36,6 +36,7 @@ fn record(i: u64) -> NewRecord {
         request_digest: format!("sha256:{i:064x}"),
         arguments: Some(serde_json::json!({"url": "http://2852039166/latest/meta-data/"})),
         latency_us: 12,
+        auth: None,
     }
 }
 

@@ -114,6 +114,10 @@ pub struct NewRecord {
     pub arguments: Option<serde_json::Value>,
     /// Evaluation latency in microseconds.
     pub latency_us: u64,
+    /// How the agent proved who it is (`{"method": "api_key", "key_id": …}`, a JWT's
+    /// `iss`/`sub`/`jti`, a certificate fingerprint), when the transport authenticated
+    /// it; never the credential. Absent in records of transports that do not.
+    pub auth: Option<serde_json::Value>,
 }
 
 /// Proof that a record is committed.

@@ -43,6 +43,10 @@ pub struct Record {
     pub request_digest: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<serde_json::Value>,
+    /// How the agent was authenticated (absent in older records and where no
+    /// transport authenticated it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<serde_json::Value>,
     pub latency_us: u64,
     /// `sha256:<hex>` of the previous record (64 zeros for the first).
     pub prev: String,
@@ -104,6 +108,9 @@ impl Prepared {
         member(&mut head, "agent", s(&r.agent));
         if let Some(v) = &r.arguments {
             member(&mut head, "arguments", j(v));
+        }
+        if let Some(v) = &r.auth {
+            member(&mut head, "auth", j(v));
         }
         member(&mut head, "decision", s(&r.decision));
         member(&mut head, "destinations", j(&r.destinations));
@@ -214,8 +221,10 @@ mod tests {
             latency_us: 17,
             ..NewRecord::default()
         };
-        for mask in 0..16u8 {
+        for mask in 0..32u8 {
             let mut r = r.clone();
+            r.auth = (mask & 16 != 0)
+                .then(|| serde_json::json!({"method": "api_key", "key_id": "0a1b2c3d"}));
             r.session = (mask & 1 != 0).then(|| "s\u{1}\"1".to_string());
             r.workflow = (mask & 2 != 0).then(|| "wf".to_string());
             r.server = (mask & 4 != 0).then(|| "fetch".to_string());
@@ -232,6 +241,7 @@ mod tests {
             assert_eq!(back.session, r.session);
             assert_eq!(back.server, r.server);
             assert_eq!(back.arguments, r.arguments);
+            assert_eq!(back.auth, r.auth);
             assert_eq!(back.prev, hash_text(&GENESIS));
         }
     }

@@ -258,6 +258,7 @@ fn claude_code(args: &ClaudeCodeArgs) -> Result<u8, String> {
         workflow: args.workflow.clone(),
         session: input.session.clone(),
         server,
+        auth: None,
     };
     if input.event == "PostToolUse" {
         let response = input.tool_response.unwrap_or(Value::Null);

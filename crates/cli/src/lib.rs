@@ -10,6 +10,7 @@ pub mod audit_cmd;
 pub mod check;
 pub mod hook_cmd;
 pub mod init_cmd;
+pub mod keys_cmd;
 pub mod policy_cmd;
 pub mod resolve;
 pub mod sandbox_cmd;
@@ -102,6 +103,9 @@ pub enum Command {
     /// Validate gateway files.
     #[command(subcommand)]
     Gateway(serve_cmd::GatewayCommand),
+    /// API keys for `conductor serve` (`keys new --agent ID`).
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
 }
 
 /// Entry point used by `main.rs`.
@@ -367,5 +371,6 @@ pub fn run(cli: Cli) -> u8 {
         Command::Init(args) => init_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Gateway(cmd) => serve_cmd::run_gateway(cmd),
+        Command::Keys(cmd) => keys_cmd::run(cmd),
     }
 }

@@ -61,6 +61,9 @@ pub struct Subject {
     pub session: String,
     /// The upstream server id, when the call goes to one.
     pub server: Option<String>,
+    /// How the agent proved who it is, recorded with every decision (never the
+    /// credential); `None` where the transport did not authenticate it.
+    pub auth: Option<serde_json::Value>,
 }
 
 impl Subject {
@@ -396,6 +399,7 @@ impl Service {
             request_digest: digest,
             arguments,
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            auth: subject.auth.clone(),
         }
     }
 
@@ -494,6 +498,7 @@ impl Service {
             request_digest: new.to_string(),
             arguments: None,
             latency_us: 0,
+            auth: subject.auth.clone(),
         };
         if let Err(e) = self.audit.append(record) {
             // The refusal stands in memory either way.

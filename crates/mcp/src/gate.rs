@@ -136,6 +136,7 @@ impl Gate {
             workflow: cfg.workflow.clone(),
             session,
             server: Some(cfg.server.clone()),
+            auth: None,
         };
         Gate {
             cfg,
@@ -143,6 +144,13 @@ impl Gate {
             subject,
             tools: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same gate, its audit records saying how the agent was authenticated.
+    #[must_use]
+    pub fn with_auth(mut self, auth: Option<serde_json::Value>) -> Gate {
+        self.subject.auth = auth;
+        self
     }
 
     /// The configuration.

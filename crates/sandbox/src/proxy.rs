@@ -303,6 +303,7 @@ async fn record(
         request_digest: conductor_audit::request_digest(&request),
         arguments: Some(request),
         latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        auth: None,
     };
     let store = Arc::clone(&egress.audit);
     let r = tokio::task::spawn_blocking(move || store.append(record)).await;

@@ -116,6 +116,7 @@ async fn direct(gates: &Arc<GateEnv>, clients: usize, secs: f64) -> (f64, Durati
                         method: "tools/call".into(),
                         params: json!({"name": "noop", "arguments": {"q": "hello"}}),
                         labels: Vec::new(),
+                        auth: None,
                     })
                     .await;
                 assert_eq!(d.decision, conductor_core::Effect::Allow);

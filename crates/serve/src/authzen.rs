@@ -25,14 +25,10 @@
 //! INVARIANT: no message of this module quotes a value from the request: errors name
 //! the field and what it must be (a request may carry secrets anywhere).
 
-#![expect(
-    clippy::result_large_err,
-    reason = "an early answer is a whole `Response`, as in `http`; these run once per request"
-)]
-
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -44,9 +40,10 @@ use conductor_mcp::gate::{MethodClass, method_class};
 use futures_util::StreamExt as _;
 use serde_json::{Map, Value, json};
 
-use crate::config::{Auth, GatewayConfig};
+use crate::auth::{Authenticated, ConnInfo};
+use crate::config::GatewayConfig;
 use crate::gate_glue::Evaluation;
-use crate::http::{St, counted, hygiene};
+use crate::http::{St, authenticate_request, counted, hygiene};
 
 /// Evaluations one `/access/v1/evaluations` request may hold.
 pub const MAX_EVALUATIONS: usize = 1000;
@@ -326,14 +323,6 @@ fn body_object(h: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, Problem
 // Deciding
 // ------------------------------------------------------------------------------------
 
-/// Who is calling: the seam for the gateway's authentication (API keys, JWT, mTLS).
-/// `Err` is the 401 answer.
-fn caller(cfg: &GatewayConfig, _h: &HeaderMap) -> Result<String, Response> {
-    match &cfg.auth {
-        Auth::None { agent } => Ok(agent.clone()),
-    }
-}
-
 /// The decision in AuthZEN form: `true` only for an allow (whose record is committed).
 pub fn decision_json(d: &Decision) -> Value {
     if d.decision == Effect::Allow {
@@ -350,14 +339,26 @@ pub fn decision_json(d: &Decision) -> Value {
     }})
 }
 
+/// What the audit record says of who asked: the caller's proof (never the credential)
+/// and, under `caller`, the agent it authenticated as.
+fn auth_json(caller: &Authenticated) -> Value {
+    match caller.proof_json() {
+        Value::Object(mut m) => {
+            m.insert("caller".into(), Value::String(caller.agent.clone()));
+            Value::Object(m)
+        }
+        other => json!({"caller": caller.agent, "proofs": other}),
+    }
+}
+
 /// Decide one parsed evaluation for `caller`.
 async fn decide(
     st: &St,
-    caller: &str,
+    caller: &Authenticated,
     cfg: &GatewayConfig,
     p: Parsed,
 ) -> Result<Decision, Problem> {
-    if !cfg.authzen.may_evaluate_for(caller, &p.agent) {
+    if !cfg.authzen.may_evaluate_for(&caller.agent, &p.agent) {
         return Err(Problem::forbidden(
             "the caller may not ask for decisions on behalf of this agent (see `authzen.callers` in the gateway file)",
         ));
@@ -374,6 +375,7 @@ async fn decide(
             method: p.method,
             params: p.params,
             labels: p.labels,
+            auth: Some(auth_json(caller)),
         })
         .await;
     let m = &st.app.metrics;
@@ -390,7 +392,7 @@ async fn decide(
 }
 
 /// Evaluate one entry, errors in the entry's form.
-async fn entry(st: &St, caller: &str, cfg: &GatewayConfig, v: &Value) -> (bool, Value) {
+async fn entry(st: &St, caller: &Authenticated, cfg: &GatewayConfig, v: &Value) -> (bool, Value) {
     let parsed = match parse(v) {
         Ok(p) => p,
         Err(p) => return (false, p.as_entry()),
@@ -408,11 +410,13 @@ async fn entry(st: &St, caller: &str, cfg: &GatewayConfig, v: &Value) -> (bool, 
 /// What every decision endpoint checks first: Host/Origin, the caller, `X-Request-ID`.
 struct Front {
     cfg: Arc<GatewayConfig>,
-    caller: String,
+    caller: Authenticated,
     request_id: Option<HeaderValue>,
 }
 
-fn front(st: &St, h: &HeaderMap) -> Result<Front, Response> {
+/// INVARIANT: every decision endpoint checks `Host`/`Origin` and authenticates the
+/// caller (401 otherwise) before it reads the body.
+async fn front(st: &St, h: &HeaderMap, conn: &ConnInfo) -> Result<Front, Response> {
     let cfg = st.app.config();
     hygiene(st, &cfg, h)?;
     let mut ids = h.get_all("x-request-id").iter();
@@ -424,12 +428,9 @@ fn front(st: &St, h: &HeaderMap) -> Result<Front, Response> {
             None,
         ));
     }
-    let caller = caller(&cfg, h).map_err(|mut r| {
-        if let Some(id) = &request_id {
-            r.headers_mut().insert("x-request-id", id.clone());
-        }
-        r
-    })?;
+    let caller = authenticate_request(st, &cfg, h, conn, None)
+        .await
+        .map_err(|r| finish(r, request_id.as_ref()))?;
     Ok(Front {
         cfg,
         caller,
@@ -495,8 +496,15 @@ async fn single(st: &St, f: &Front, body: &Value) -> Response {
     }
 }
 
-async fn evaluation(State(st): State<St>, h: HeaderMap, body: Bytes) -> Response {
-    let r = match front(&st, &h) {
+type Conn = Extension<Arc<ConnInfo>>;
+
+async fn evaluation(
+    State(st): State<St>,
+    Extension(conn): Conn,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = match front(&st, &h, &conn).await {
         Err(r) => r,
         Ok(f) => match body_object(&h, &body) {
             Err(p) => problem(&p, f.request_id.as_ref()),
@@ -545,8 +553,13 @@ fn with_defaults(top: &Map<String, Value>, entry: &Value) -> Value {
     Value::Object(out)
 }
 
-async fn evaluations(State(st): State<St>, h: HeaderMap, body: Bytes) -> Response {
-    let r = match front(&st, &h) {
+async fn evaluations(
+    State(st): State<St>,
+    Extension(conn): Conn,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = match front(&st, &h, &conn).await {
         Err(r) => r,
         Ok(f) => match body_object(&h, &body) {
             Err(p) => problem(&p, f.request_id.as_ref()),
@@ -583,7 +596,7 @@ async fn batch(st: &St, f: &Front, top: Map<String, Value>) -> Response {
     let mut results = Vec::with_capacity(entries.len());
     match sem {
         Semantic::ExecuteAll => {
-            let caller = f.caller.as_str();
+            let caller = &f.caller;
             let cfg = &f.cfg;
             let mut s = futures_util::stream::iter(entries)
                 .map(|e| async move { entry(st, caller, cfg, &e).await })
@@ -624,16 +637,7 @@ async fn configuration(State(st): State<St>, h: HeaderMap) -> Response {
         return counted(&st.app, r);
     }
     // The Host was checked by `hygiene`: it is one of this gateway's names.
-    let base = match &cfg.public_url {
-        Some(u) => u.as_str().trim_end_matches('/').to_string(),
-        None => {
-            let host = h
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("127.0.0.1");
-            format!("http://{host}")
-        }
-    };
+    let base = st.base_url(&cfg, &h);
     let doc = json!({
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
@@ -649,7 +653,12 @@ async fn configuration(State(st): State<St>, h: HeaderMap) -> Response {
 
 /// OPA's REST data API shape: `{"input": <evaluation>}` → `{"result": bool}`; errors as
 /// OPA writes them (`{"code", "message"}`).
-async fn opa_allow(State(st): State<St>, h: HeaderMap, body: Bytes) -> Response {
+async fn opa_allow(
+    State(st): State<St>,
+    Extension(conn): Conn,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
     let opa_error = |p: &Problem, rid: Option<&HeaderValue>| {
         let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
         let code = if p.status == 403 {
@@ -661,7 +670,7 @@ async fn opa_allow(State(st): State<St>, h: HeaderMap, body: Bytes) -> Response 
         *r.status_mut() = status;
         r
     };
-    let r = match front(&st, &h) {
+    let r = match front(&st, &h, &conn).await {
         Err(r) => r,
         Ok(f) => {
             let rid = f.request_id.as_ref();

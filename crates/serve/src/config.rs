@@ -8,8 +8,9 @@
 //! a resolved value is kept only in [`Secret`], whose `Debug` never shows it, and no
 //! message of this module ever contains one.
 //!
-//! INVARIANT: until TLS and real authentication exist (issue 12), the listener must be a
-//! loopback address; `auth: {none: …}` is refused on anything else.
+//! INVARIANT: a non-loopback listener needs `tls` and a real authentication method
+//! (`api_keys`, `jwt`, `mtls`); `auth: {none: …}` is refused on anything but loopback.
+//! There is no anonymous or optional authentication.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -42,6 +43,18 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+pub use crate::auth::jwks::{JwksSource, JwksTimings};
+pub use crate::auth::jwt::JwtConfig;
+pub use crate::auth::mtls::{AgentFrom, MtlsConfig, TlsConfig};
+
+/// Upstream credentials of one agent (`servers.<id>.agents.<agent>`): headers replace
+/// the server's headers of the same name; environment variables add to the server's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentCredentials {
+    pub headers: Vec<(String, Secret)>,
+    pub env: BTreeMap<String, Secret>,
+}
+
 /// How one upstream is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
@@ -65,6 +78,67 @@ pub struct Server {
     pub transport: Transport,
     /// How long one request may wait for the upstream's answer.
     pub timeout: Duration,
+    /// Per-agent upstream credentials (optional).
+    pub agents: BTreeMap<String, AgentCredentials>,
+}
+
+impl Server {
+    /// The transport as `agent` uses it: the server's credentials, with the agent's own
+    /// (if configured) in place of the server's.
+    pub fn transport_for(&self, agent: &str) -> Transport {
+        let Some(creds) = self.agents.get(agent) else {
+            return self.transport.clone();
+        };
+        match &self.transport {
+            Transport::Stdio { command, env, cwd } => {
+                let mut env = env.clone();
+                env.extend(creds.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Transport::Stdio {
+                    command: command.clone(),
+                    env,
+                    cwd: cwd.clone(),
+                }
+            }
+            Transport::Http { url, headers } => {
+                let mut out: Vec<(String, Secret)> = headers
+                    .iter()
+                    .filter(|(k, _)| !creds.headers.iter().any(|(a, _)| a.eq_ignore_ascii_case(k)))
+                    .cloned()
+                    .collect();
+                out.extend(creds.headers.iter().cloned());
+                Transport::Http {
+                    url: url.clone(),
+                    headers: out,
+                }
+            }
+        }
+    }
+}
+
+/// One API key: the SHA-256 of the key, and the agent it authenticates.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub agent: String,
+    pub sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ApiKey({}, {})",
+            self.agent,
+            crate::auth::keys::key_id(&self.sha256)
+        )
+    }
+}
+
+/// The verified authentication methods (at least one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthMethods {
+    pub api_keys: Vec<ApiKey>,
+    pub jwt: Option<JwtConfig>,
+    pub mtls: Option<MtlsConfig>,
 }
 
 /// How agents prove who they are.
@@ -72,6 +146,8 @@ pub struct Server {
 pub enum Auth {
     /// Every request acts for this one agent (loopback listeners only).
     None { agent: String },
+    /// Agents prove who they are.
+    Verified(Box<AuthMethods>),
 }
 
 /// The AuthZEN decision API's section (`authzen:`): who may ask for whom.
@@ -138,6 +214,8 @@ pub struct GatewayConfig {
     /// In file order.
     pub servers: Vec<Server>,
     pub auth: Auth,
+    /// TLS on the listener.
+    pub tls: Option<TlsConfig>,
     pub limits: Limits,
     /// The decision API's callers (`authzen:`).
     pub authzen: AuthzenConfig,
@@ -167,7 +245,7 @@ struct RawGateway {
     #[serde(default)]
     origins: Lenient<Vec<Sp<String>>>,
     #[serde(default)]
-    tls: Option<Sp<serde::de::IgnoredAny>>,
+    tls: Option<Sp<Lenient<RawTls>>>,
     #[serde(default)]
     servers: Lenient<Entries<Sp<Lenient<RawServer>>>>,
     #[serde(default)]
@@ -206,6 +284,65 @@ struct RawServer {
     headers: Lenient<Entries<Sp<Lenient<String>>>>,
     #[serde(default)]
     timeout_seconds: Option<Sp<Lenient<u64>>>,
+    #[serde(default)]
+    agents: Lenient<Entries<Sp<Lenient<RawAgentCreds>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgentCreds {
+    #[serde(default)]
+    headers: Lenient<Entries<Sp<Lenient<String>>>>,
+    #[serde(default)]
+    env: Lenient<Entries<Sp<Lenient<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Sp<Lenient<String>>,
+    key: Sp<Lenient<String>>,
+    #[serde(default)]
+    client_ca: Option<Sp<Lenient<String>>>,
+    #[serde(default)]
+    crl: Lenient<Vec<Sp<String>>>,
+}
+
+type Words = Vec<Sp<String>>;
+type RawApiKeys = Vec<Sp<Lenient<RawApiKey>>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKey {
+    agent: Sp<Lenient<String>>,
+    sha256: Sp<Lenient<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    issuer: Sp<Lenient<String>>,
+    #[serde(default)]
+    audience: Option<Sp<Lenient<String>>>,
+    jwks: Sp<Lenient<String>>,
+    #[serde(default)]
+    agent_claim: Option<Sp<Lenient<String>>>,
+    #[serde(default)]
+    leeway_seconds: Option<Sp<Lenient<u64>>>,
+    #[serde(default)]
+    refresh_seconds: Option<Sp<Lenient<u64>>>,
+    #[serde(default)]
+    max_stale_seconds: Option<Sp<Lenient<u64>>>,
+    #[serde(default)]
+    authorization_servers: Lenient<Vec<Sp<String>>>,
+    #[serde(default)]
+    required_scopes: Lenient<Entries<Sp<Lenient<Words>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMtls {
+    agent_from: Sp<Lenient<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,11 +351,11 @@ struct RawAuth {
     #[serde(default)]
     none: Option<Sp<Lenient<RawNone>>>,
     #[serde(default)]
-    api_keys: Option<Sp<serde::de::IgnoredAny>>,
+    api_keys: Option<Sp<Lenient<RawApiKeys>>>,
     #[serde(default)]
-    jwt: Option<Sp<serde::de::IgnoredAny>>,
+    jwt: Option<Sp<Lenient<RawJwt>>>,
     #[serde(default)]
-    mtls: Option<Sp<serde::de::IgnoredAny>>,
+    mtls: Option<Sp<Lenient<RawMtls>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +385,10 @@ struct RawLimits {
 pub trait Secrets {
     fn env(&self, name: &str) -> Option<String>;
     fn file(&self, path: &Path) -> std::io::Result<String>;
+    /// Where a path the file names is (relative paths: relative to the file's folder).
+    fn path(&self, path: &Path) -> PathBuf {
+        path.to_path_buf()
+    }
 }
 
 /// The process environment and the file system; relative paths are relative to `base`.
@@ -259,6 +400,12 @@ pub struct SystemSecrets {
 impl Secrets for SystemSecrets {
     fn env(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
+    }
+    fn path(&self, path: &Path) -> PathBuf {
+        match &self.base {
+            Some(b) if path.is_relative() => b.join(path),
+            _ => path.to_path_buf(),
+        }
     }
     fn file(&self, path: &Path) -> std::io::Result<String> {
         let p = match &self.base {
@@ -366,6 +513,11 @@ struct Validator<'a> {
     secrets: &'a dyn Secrets,
 }
 
+/// Whether `s` can be an agent id.
+pub fn valid_agent_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control)
+}
+
 /// Whether `s` is a server id (`[a-z0-9_-]+`).
 pub fn valid_server_id(s: &str) -> bool {
     !s.is_empty()
@@ -402,13 +554,6 @@ impl Validator<'_> {
                 "missing key `version`: the file must start with `version: 1`",
             ),
         }
-        if let Some(t) = &raw.tls {
-            self.err_help(
-                t.loc,
-                "`tls` is not supported yet",
-                "terminate TLS in front of the gateway, on a loopback listener",
-            );
-        }
         let listen = match &raw.listen {
             None => DEFAULT_LISTEN.parse::<SocketAddr>().ok(),
             Some(sp) => match &sp.value.0 {
@@ -425,14 +570,20 @@ impl Validator<'_> {
                 },
             },
         };
+        let tls = raw
+            .tls
+            .as_ref()
+            .and_then(|t| self.tls(t.loc, t.value.0.as_ref()?));
         let listen_loc = raw.listen.as_ref().map(|l| l.loc);
+        // INVARIANT: beyond loopback, only over TLS.
         if let (Some(a), Some(loc)) = (listen, listen_loc)
             && !a.ip().is_loopback()
+            && raw.tls.is_none()
         {
             self.err_help(
                 loc,
-                format!("`{a}` is not a loopback address: a non-loopback listener needs `tls` and real authentication, which this version does not have"),
-                "listen on `127.0.0.1` or `[::1]`",
+                format!("`{a}` is not a loopback address: a non-loopback listener needs `tls`"),
+                "add `tls: {cert: …, key: …}`, or listen on `127.0.0.1` or `[::1]`",
             );
         }
         let public_url = raw.public_url.as_ref().and_then(|sp| {
@@ -494,9 +645,19 @@ impl Validator<'_> {
             }
             Some(sp) => match &sp.value.0 {
                 None => None,
-                Some(a) => self.auth(sp.loc, a, listen),
+                Some(a) => self.auth(sp.loc, a, listen, public_url.as_ref(), tls.as_ref()),
             },
         };
+        if let Some(Auth::Verified(m)) = &auth
+            && m.mtls.is_some()
+            && tls.as_ref().is_none_or(|t| t.client_ca.is_none())
+            && let Some(a) = &raw.auth
+        {
+            self.err(
+                a.loc,
+                "`auth.mtls` needs `tls.client_ca`: the certificates agents present are checked against it",
+            );
+        }
         let limits = self.limits(raw.limits.0.as_ref());
         let authzen = self.authzen(raw.authzen.0.as_ref());
         Some(GatewayConfig {
@@ -505,43 +666,283 @@ impl Validator<'_> {
             origins,
             servers,
             auth: auth?,
+            tls,
             limits,
             authzen,
             sha256,
         })
     }
 
-    fn auth(&mut self, loc: Loc, a: &RawAuth, listen: Option<SocketAddr>) -> Option<Auth> {
-        for (what, v) in [
-            ("api_keys", &a.api_keys),
-            ("jwt", &a.jwt),
-            ("mtls", &a.mtls),
-        ] {
-            if let Some(sp) = v {
-                self.err(sp.loc, format!("`auth.{what}` is not supported yet"));
+    fn auth(
+        &mut self,
+        loc: Loc,
+        a: &RawAuth,
+        listen: Option<SocketAddr>,
+        public_url: Option<&url::Url>,
+        tls: Option<&TlsConfig>,
+    ) -> Option<Auth> {
+        if let Some(none) = &a.none {
+            if let Some(other) = [
+                a.api_keys.as_ref().map(|s| s.loc),
+                a.jwt.as_ref().map(|s| s.loc),
+                a.mtls.as_ref().map(|s| s.loc),
+            ]
+            .into_iter()
+            .flatten()
+            .next()
+            {
+                self.err(
+                    other,
+                    "`auth.none` cannot be combined with another method: it serves its agent to whoever connects",
+                );
+                return None;
+            }
+            let agent = none.value.0.as_ref()?.agent.clone();
+            let id = agent.value.0.clone()?;
+            if !valid_agent_id(&id) {
+                self.err(agent.loc, "the agent id must be a non-empty string");
+                return None;
+            }
+            // INVARIANT: `none` serves a fixed agent to whoever connects: loopback only.
+            if listen.is_some_and(|l| !l.ip().is_loopback()) {
+                self.err(
+                    none.loc,
+                    "`auth.none` serves one fixed agent to anyone who connects: it is refused on a non-loopback listener",
+                );
+                return None;
+            }
+            return Some(Auth::None { agent: id });
+        }
+        if a.api_keys.is_none() && a.jwt.is_none() && a.mtls.is_none() {
+            self.err(loc, "`auth` names no method");
+            return None;
+        }
+        let mut m = AuthMethods::default();
+        let mut ok = true;
+        if let Some(keys) = &a.api_keys {
+            for k in keys.value.0.iter().flatten() {
+                let Some(raw) = &k.value.0 else {
+                    ok = false;
+                    continue;
+                };
+                let agent = raw.agent.value.0.clone();
+                let hash = raw.sha256.value.0.clone();
+                let (Some(agent), Some(hash)) = (agent, hash) else {
+                    ok = false;
+                    continue;
+                };
+                if !valid_agent_id(&agent) {
+                    self.err(raw.agent.loc, "the agent id must be a non-empty string");
+                    ok = false;
+                    continue;
+                }
+                let mut sha = [0u8; 32];
+                if hash.len() != 64 || hex::decode_to_slice(&hash, &mut sha).is_err() {
+                    self.err_help(
+                        raw.sha256.loc,
+                        "`sha256` must be 64 hex digits: the SHA-256 of the key, not the key",
+                        "`conductor keys new --agent ID` prints a key and the line to add",
+                    );
+                    ok = false;
+                    continue;
+                }
+                if m.api_keys.iter().any(|e| e.sha256 == sha) {
+                    self.err(raw.sha256.loc, "this key hash is listed twice");
+                    ok = false;
+                    continue;
+                }
+                m.api_keys.push(ApiKey { agent, sha256: sha });
             }
         }
-        let Some(none) = &a.none else {
-            if a.api_keys.is_none() && a.jwt.is_none() && a.mtls.is_none() {
-                self.err(loc, "`auth` names no method");
+        if let Some(j) = &a.jwt {
+            match j.value.0.as_ref().and_then(|r| self.jwt(r, public_url)) {
+                Some(cfg) => m.jwt = Some(cfg),
+                None => ok = false,
             }
+        }
+        if let Some(t) = &a.mtls {
+            let from = t.value.0.as_ref().and_then(|r| {
+                let s = r.agent_from.value.0.as_ref()?;
+                let f = AgentFrom::parse(s);
+                if f.is_none() {
+                    self.err(
+                        r.agent_from.loc,
+                        format!("`{s}` is not one of `subject.cn`, `san.dns`, `san.uri`"),
+                    );
+                }
+                f
+            });
+            match from {
+                Some(agent_from) => m.mtls = Some(MtlsConfig { agent_from }),
+                None => ok = false,
+            }
+        }
+        let _ = tls;
+        ok.then(|| Auth::Verified(Box::new(m)))
+    }
+
+    fn jwt(&mut self, r: &RawJwt, public_url: Option<&url::Url>) -> Option<JwtConfig> {
+        let issuer = r.issuer.value.0.clone()?;
+        if url::Url::parse(&issuer).map_or(true, |u| !matches!(u.scheme(), "https" | "http")) {
+            self.err(r.issuer.loc, format!("`{issuer}` is not an http(s) url"));
             return None;
+        }
+        let audience = match &r.audience {
+            Some(a) => a.value.0.clone()?,
+            None => match public_url {
+                Some(u) => crate::auth::prm::default_audience(u.as_str()),
+                None => {
+                    self.err_help(
+                        r.issuer.loc,
+                        "`auth.jwt` needs `audience` (this gateway's resource url) or a top-level `public_url`",
+                        "tokens must be for this gateway (RFC 8707): `audience: \"https://gw.example.com/mcp\"`",
+                    );
+                    return None;
+                }
+            },
         };
-        let agent = none.value.0.as_ref()?.agent.clone();
-        let id = agent.value.0.clone()?;
-        if id.is_empty() || id.chars().any(char::is_control) {
-            self.err(agent.loc, "the agent id must be a non-empty string");
+        let jwks_text = r.jwks.value.0.clone()?;
+        let jwks = match url::Url::parse(&jwks_text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                JwksSource::Url(u)
+            }
+            Ok(u) if u.scheme() == "file" => match u.to_file_path() {
+                Ok(p) => JwksSource::File(p),
+                Err(()) => {
+                    self.err(r.jwks.loc, format!("`{jwks_text}` is not a file url"));
+                    return None;
+                }
+            },
+            Ok(_) => {
+                self.err(
+                    r.jwks.loc,
+                    format!("`{jwks_text}` is not an http(s) url or a file"),
+                );
+                return None;
+            }
+            Err(_) => JwksSource::File(self.secrets.path(Path::new(&jwks_text))),
+        };
+        let agent_claim = match &r.agent_claim {
+            Some(c) => c.value.0.clone()?,
+            None => "sub".to_string(),
+        };
+        let mut secs =
+            |v: &Option<Sp<Lenient<u64>>>, what: &str, min: u64, max: u64, default: u64| {
+                let Some(sp) = v else {
+                    return Some(Duration::from_secs(default));
+                };
+                let n = sp.value.0?;
+                if n < min || n > max {
+                    self.err(
+                        sp.loc,
+                        format!("`auth.jwt.{what}` must be between {min} and {max}, not `{n}`"),
+                    );
+                    return None;
+                }
+                Some(Duration::from_secs(n))
+            };
+        let leeway = secs(&r.leeway_seconds, "leeway_seconds", 0, 300, 30)?;
+        let refresh = secs(&r.refresh_seconds, "refresh_seconds", 1, 86_400, 300)?;
+        let max_stale = secs(
+            &r.max_stale_seconds,
+            "max_stale_seconds",
+            1,
+            7 * 86_400,
+            3600,
+        )?;
+        let mut authorization_servers: Vec<String> = r
+            .authorization_servers
+            .0
+            .iter()
+            .flatten()
+            .map(|s| s.value.clone())
+            .collect();
+        if authorization_servers.is_empty() {
+            authorization_servers.push(issuer.clone());
+        }
+        let mut required_scopes = BTreeMap::new();
+        for (k, v) in r.required_scopes.0.iter().flat_map(|e| e.0.iter()) {
+            let key_ok = k.value == "*"
+                || k.value
+                    .split_once('.')
+                    .map_or(valid_server_id(&k.value), |(s, t)| {
+                        valid_server_id(s) && !t.is_empty()
+                    });
+            if !key_ok {
+                self.err(
+                    k.loc,
+                    format!("`{}` is not `*`, a server id or `<server>.<tool>`", k.value),
+                );
+                continue;
+            }
+            let scopes: Vec<String> = v
+                .value
+                .0
+                .iter()
+                .flatten()
+                .map(|s| s.value.clone())
+                .collect();
+            if scopes.iter().any(|s| {
+                s.is_empty()
+                    || s.bytes()
+                        .any(|b| b <= b' ' || b == b'"' || b == b'\\' || b >= 0x7f)
+            }) {
+                self.err(
+                    v.loc,
+                    "a scope is a non-empty printable ascii word (RFC 6749 §3.3)",
+                );
+                continue;
+            }
+            required_scopes.insert(k.value.clone(), scopes);
+        }
+        Some(JwtConfig {
+            issuer,
+            audience,
+            jwks,
+            agent_claim,
+            leeway,
+            timings: JwksTimings {
+                refresh,
+                max_stale,
+                min_refetch: Duration::from_secs(10).min(refresh),
+            },
+            authorization_servers,
+            required_scopes,
+        })
+    }
+
+    fn tls(&mut self, loc: Loc, r: &RawTls) -> Option<TlsConfig> {
+        let path = |v: &Sp<Lenient<String>>| v.value.0.as_ref().map(PathBuf::from);
+        let cert = path(&r.cert)?;
+        let key = path(&r.key)?;
+        let client_ca = match &r.client_ca {
+            Some(c) => Some(path(c)?),
+            None => None,
+        };
+        let crl: Vec<PathBuf> = r
+            .crl
+            .0
+            .iter()
+            .flatten()
+            .map(|s| PathBuf::from(&s.value))
+            .collect();
+        if !crl.is_empty() && client_ca.is_none() {
+            self.err(loc, "`tls.crl` needs `tls.client_ca`");
             return None;
         }
-        // INVARIANT: `none` serves a fixed agent to whoever connects: loopback only.
-        if listen.is_some_and(|l| !l.ip().is_loopback()) {
-            self.err(
-                none.loc,
-                "`auth.none` serves one fixed agent to anyone who connects: it is refused on a non-loopback listener",
-            );
+        let cfg = TlsConfig {
+            cert: self.secrets.path(&cert),
+            key: self.secrets.path(&key),
+            client_ca: client_ca.map(|c| self.secrets.path(&c)),
+            crl: crl.iter().map(|c| self.secrets.path(c)).collect(),
+        };
+        // Loaded once here so that every problem is reported with its place; `serve`
+        // loads it again when it starts.
+        if let Err(e) = crate::auth::mtls::server_config(&cfg) {
+            self.err(loc, e.to_string());
             return None;
         }
-        Some(Auth::None { agent: id })
+        Some(cfg)
     }
 
     fn authzen(&mut self, raw: Option<&RawAuthzen>) -> AuthzenConfig {
@@ -669,19 +1070,7 @@ impl Validator<'_> {
                     self.err(cmd.loc, "`command` needs at least the program to run");
                     return None;
                 }
-                let mut env = BTreeMap::new();
-                for (k, v) in raw.env.0.iter().flat_map(|e| e.0.iter()) {
-                    if k.value.is_empty() || k.value.contains(['=', '\0']) {
-                        self.err(
-                            k.loc,
-                            format!("`{}` is not an environment variable name", k.value),
-                        );
-                        continue;
-                    }
-                    if let Some(s) = v.value.0.as_ref().and_then(|s| self.secret(v.loc, s)) {
-                        env.insert(k.value.clone(), s);
-                    }
-                }
+                let env = self.env(&raw.env);
                 let cwd = raw
                     .cwd
                     .as_ref()
@@ -720,51 +1109,94 @@ impl Validator<'_> {
                     );
                     return None;
                 }
-                let mut headers = Vec::new();
-                for (k, v) in raw.headers.0.iter().flat_map(|e| e.0.iter()) {
-                    let name_ok = !k.value.is_empty()
-                        && k.value
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-                    if !name_ok {
-                        self.err(k.loc, format!("`{}` is not an http header name", k.value));
-                        continue;
-                    }
-                    let lower = k.value.to_ascii_lowercase();
-                    if matches!(
-                        lower.as_str(),
-                        "host"
-                            | "content-length"
-                            | "content-type"
-                            | "transfer-encoding"
-                            | "connection"
-                            | "mcp-session-id"
-                            | "mcp-protocol-version"
-                            | "mcp-method"
-                            | "mcp-name"
-                    ) {
-                        self.err(k.loc, format!("the gateway sets `{}` itself", k.value));
-                        continue;
-                    }
-                    if let Some(s) = v.value.0.as_ref().and_then(|s| self.secret(v.loc, s)) {
-                        if s.0.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
-                            self.err(
-                                v.loc,
-                                format!("the value of header `{}` has control characters", k.value),
-                            );
-                            continue;
-                        }
-                        headers.push((k.value.clone(), s));
-                    }
-                }
+                let headers = self.headers(&raw.headers);
                 Transport::Http { url, headers }
             }
         };
+        let mut agents = BTreeMap::new();
+        for (agent, creds) in raw.agents.0.iter().flat_map(|e| e.0.iter()) {
+            let Some(c) = &creds.value.0 else { continue };
+            let mut out = AgentCredentials::default();
+            match &transport {
+                Transport::Http { .. } => {
+                    if let Some(e) = c.env.0.as_ref().and_then(|h| h.0.first()) {
+                        self.err(e.0.loc, "`env` is for `command` servers");
+                    }
+                    out.headers = self.headers(&c.headers);
+                }
+                Transport::Stdio { .. } => {
+                    if let Some(h) = c.headers.0.as_ref().and_then(|h| h.0.first()) {
+                        self.err(h.0.loc, "`headers` are for `url` servers");
+                    }
+                    out.env = self.env(&c.env);
+                }
+            }
+            agents.insert(agent.value.clone(), out);
+        }
         Some(Server {
             id: id.to_string(),
             transport,
             timeout,
+            agents,
         })
+    }
+
+    fn env(&mut self, e: &Lenient<Entries<Sp<Lenient<String>>>>) -> BTreeMap<String, Secret> {
+        let mut env = BTreeMap::new();
+        for (k, v) in e.0.iter().flat_map(|e| e.0.iter()) {
+            if k.value.is_empty() || k.value.contains(['=', '\0']) {
+                self.err(
+                    k.loc,
+                    format!("`{}` is not an environment variable name", k.value),
+                );
+                continue;
+            }
+            if let Some(s) = v.value.0.as_ref().and_then(|s| self.secret(v.loc, s)) {
+                env.insert(k.value.clone(), s);
+            }
+        }
+        env
+    }
+
+    fn headers(&mut self, h: &Lenient<Entries<Sp<Lenient<String>>>>) -> Vec<(String, Secret)> {
+        let mut headers = Vec::new();
+        for (k, v) in h.0.iter().flat_map(|e| e.0.iter()) {
+            let name_ok = !k.value.is_empty()
+                && k.value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !name_ok {
+                self.err(k.loc, format!("`{}` is not an http header name", k.value));
+                continue;
+            }
+            let lower = k.value.to_ascii_lowercase();
+            if matches!(
+                lower.as_str(),
+                "host"
+                    | "content-length"
+                    | "content-type"
+                    | "transfer-encoding"
+                    | "connection"
+                    | "mcp-session-id"
+                    | "mcp-protocol-version"
+                    | "mcp-method"
+                    | "mcp-name"
+            ) {
+                self.err(k.loc, format!("the gateway sets `{}` itself", k.value));
+                continue;
+            }
+            if let Some(s) = v.value.0.as_ref().and_then(|s| self.secret(v.loc, s)) {
+                if s.0.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+                    self.err(
+                        v.loc,
+                        format!("the value of header `{}` has control characters", k.value),
+                    );
+                    continue;
+                }
+                headers.push((k.value.clone(), s));
+            }
+        }
+        headers
     }
 
     /// Resolve the references in `s`. Problems name the reference, never its value.

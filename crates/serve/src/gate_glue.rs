@@ -73,16 +73,26 @@ impl GateEnv {
 
     /// A new gate for one (agent, server, session).
     pub fn session_gate(&self, agent: &str, server: &str) -> SessionGate {
-        let gate = Arc::new(Gate::with_session(
-            GateConfig {
-                agent: agent.to_string(),
-                server: server.to_string(),
-                workflow: None,
-                filter_tools: true,
-            },
-            Arc::clone(&self.service),
-            crate::session::random_id(),
-        ));
+        self.session_gate_as(agent, server, None)
+    }
+
+    /// A new gate for one (agent, server, session) whose audit records say how the
+    /// agent proved who it is (`auth`: key id, token `iss`/`sub`/`jti`, certificate
+    /// fingerprint — never the credential).
+    pub fn session_gate_as(&self, agent: &str, server: &str, auth: Option<Value>) -> SessionGate {
+        let gate = Arc::new(
+            Gate::with_session(
+                GateConfig {
+                    agent: agent.to_string(),
+                    server: server.to_string(),
+                    workflow: None,
+                    filter_tools: true,
+                },
+                Arc::clone(&self.service),
+                crate::session::random_id(),
+            )
+            .with_auth(auth),
+        );
         SessionGate { gate }
     }
 }
@@ -103,6 +113,8 @@ pub struct Evaluation {
     pub params: Value,
     /// Labels the caller says the session holds (added to the agent's own).
     pub labels: Vec<String>,
+    /// What the audit record says of who asked (the caller and its proof).
+    pub auth: Option<Value>,
 }
 
 impl GateEnv {
@@ -129,7 +141,8 @@ impl GateEnv {
             },
             Arc::clone(&self.service),
             session,
-        );
+        )
+        .with_auth(e.auth);
         let service = Arc::clone(&self.service);
         let policy = self.policy();
         let done = tokio::spawn(async move {

@@ -8,6 +8,12 @@
 //!
 //! INVARIANT: a session id is bound to the agent that created it and to its endpoint:
 //! presented by another agent (or on another endpoint) it is unknown (404).
+//!
+//! INVARIANT: every MCP request is authenticated ([`crate::auth`]) right after the
+//! `Host`/`Origin` checks and before anything else looks at it; a request without
+//! valid credentials gets 401 with `WWW-Authenticate: Bearer resource_metadata="…"`.
+//! The client's credentials (`Authorization`, `X-API-Key`, cookies) never go upstream:
+//! upstream requests are built from the gateway's own headers only (`upstream.rs`).
 
 #![expect(
     clippy::result_large_err,
@@ -19,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -28,6 +35,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use crate::auth::{self, AuthError, Authenticated, Authenticator, ConnInfo, prm};
 use crate::config::{Auth, GatewayConfig};
 use crate::gate_glue::{self, GateEnv, Message, code};
 use crate::metrics::Metrics;
@@ -73,28 +81,191 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error(
-        "`{0}` is not a loopback address: a non-loopback listener needs tls and real authentication, which this version does not have"
+        "`{0}` is not a loopback address: a non-loopback listener needs `tls` and an authentication method other than `none`"
     )]
     NotLoopback(std::net::SocketAddr),
+    #[error("{0}")]
+    Tls(#[from] auth::mtls::TlsError),
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
+/// What every handler shares.
 pub(crate) struct Shared {
     pub(crate) app: Arc<App>,
     listen: Mutex<std::net::SocketAddr>,
     shutdown: watch::Receiver<bool>,
+    /// The authentication in force (rebuilt when the gateway file's `auth` changes).
+    auth: Mutex<Arc<Authenticator>>,
+    /// Whether the listener speaks TLS.
+    tls: bool,
 }
 
 pub(crate) type St = Arc<Shared>;
 
+impl Shared {
+    /// The authenticator of the configuration in force.
+    pub(crate) fn authenticator(&self, cfg: &GatewayConfig) -> Arc<Authenticator> {
+        let mut cur = match self.auth.lock() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
+        };
+        if cur.config() != &cfg.auth {
+            *cur = Arc::new(Authenticator::new(&cfg.auth));
+        }
+        Arc::clone(&cur)
+    }
+
+    /// The gateway's base URL as clients reach it: `public_url`, else this request's
+    /// `Host` (already checked to be one of ours) with the listener's scheme.
+    pub(crate) fn base_url(&self, cfg: &GatewayConfig, h: &HeaderMap) -> String {
+        if let Some(u) = &cfg.public_url {
+            return u.as_str().trim_end_matches('/').to_string();
+        }
+        let host = h
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| self.listen.lock().ok().map(|l| l.to_string()))
+            .unwrap_or_default();
+        format!("{}://{host}", if self.tls { "https" } else { "http" })
+    }
+
+    /// The `/mcp` audience of this gateway.
+    fn audience(&self, cfg: &GatewayConfig, h: &HeaderMap) -> String {
+        match &cfg.auth {
+            Auth::Verified(m) if m.jwt.is_some() => m
+                .jwt
+                .as_ref()
+                .map(|j| j.audience.clone())
+                .unwrap_or_default(),
+            _ => prm::default_audience(&self.base_url(cfg, h)),
+        }
+    }
+}
+
+/// Authenticate a request (after [`hygiene`]): the agent and its proof, or the 401
+/// answer (counted in `auth_failures` and logged, without the credential).
+pub(crate) async fn authenticate_request(
+    st: &Shared,
+    cfg: &GatewayConfig,
+    h: &HeaderMap,
+    conn: &ConnInfo,
+    server: Option<&str>,
+) -> Result<Authenticated, Response> {
+    let a = st.authenticator(cfg);
+    match a.authenticate_for(h, conn, server).await {
+        Ok(who) => Ok(who),
+        Err(e) => {
+            st.app.metrics.auth_failure(e.reason());
+            tracing::info!(reason = e.reason(), error = %e,
+                peer = ?conn.peer, "request refused: not authenticated");
+            Err(unauthorized(st, cfg, h, server, &e))
+        }
+    }
+}
+
+fn unauthorized(
+    st: &Shared,
+    cfg: &GatewayConfig,
+    h: &HeaderMap,
+    server: Option<&str>,
+    e: &AuthError,
+) -> Response {
+    let url = prm::metadata_url(&st.base_url(cfg, h), server);
+    let challenge = prm::challenge(&url, e.bearer_error(), Some(&e.to_string()));
+    let mut r = plain(StatusCode::UNAUTHORIZED, &e.to_string());
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+/// 403 for a token without the scopes this request needs (RFC 6750 §3.1).
+fn insufficient_scope(
+    st: &Shared,
+    cfg: &GatewayConfig,
+    h: &HeaderMap,
+    server: Option<&str>,
+    missing: &[String],
+) -> Response {
+    st.app.metrics.auth_failure("insufficient_scope");
+    let url = prm::metadata_url(&st.base_url(cfg, h), server);
+    let mut r = plain(
+        StatusCode::FORBIDDEN,
+        &format!("the token lacks the scopes `{}`", missing.join(" ")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&prm::insufficient_scope(&url, missing)) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+/// The scopes a token lacks for this message: `*`, the endpoint's server, and for a
+/// `tools/call` its server and tool. On `/mcp`, a gated method other than `tools/call`
+/// may reach any server: it needs every server's scopes.
+fn missing_scopes(
+    st: &Shared,
+    cfg: &GatewayConfig,
+    who: &Authenticated,
+    scope: &Scope,
+    message: &Message,
+) -> Vec<String> {
+    let Some(have) = &who.scopes else {
+        return Vec::new();
+    };
+    let a = st.authenticator(cfg);
+    let Some(v) = a.jwt() else {
+        return Vec::new();
+    };
+    let (method, value) = match message {
+        Message::Request { method, value, .. } | Message::Notification { method, value, .. } => {
+            (method.as_str(), value)
+        }
+        Message::Response { .. } => return v.missing_scopes(None, None, have),
+    };
+    let name = (method == "tools/call")
+        .then(|| value.pointer("/params/name").and_then(Value::as_str))
+        .flatten();
+    match scope {
+        Scope::One(server) => v.missing_scopes(Some(server), name, have),
+        Scope::All => {
+            if let Some((server, tool)) = name.and_then(|n| n.split_once('.')) {
+                return v.missing_scopes(Some(server), Some(tool), have);
+            }
+            if !gate_glue::is_gated(method) {
+                return v.missing_scopes(None, None, have);
+            }
+            let mut all: Vec<String> = cfg
+                .servers
+                .iter()
+                .flat_map(|s| v.missing_scopes(Some(&s.id), None, have))
+                .collect();
+            all.extend(v.missing_scopes(None, None, have));
+            all.sort();
+            all.dedup();
+            all
+        }
+    }
+}
+
 /// Run the gateway until `shutdown` turns true.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let addr = opts.listen.unwrap_or(opts.config.listen);
-    // INVARIANT: no listener beyond loopback until TLS and authentication exist.
-    if !addr.ip().is_loopback() {
+    // INVARIANT: beyond loopback, only TLS and real authentication (`--listen` may move
+    // a loopback file's listener: checked here, not only when the file is read).
+    if !addr.ip().is_loopback()
+        && (opts.config.tls.is_none() || matches!(opts.config.auth, Auth::None { .. }))
+    {
         return Err(ServeError::NotLoopback(addr));
     }
+    let acceptor = match &opts.config.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(auth::mtls::server_config(
+            t,
+        )?)),
+        None => None,
+    };
+    let authenticator = Arc::new(Authenticator::new(&opts.config.auth));
     let http = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(5))
@@ -120,6 +291,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         app: Arc::clone(&app),
         listen: Mutex::new(bound),
         shutdown: opts.shutdown.clone(),
+        auth: Mutex::new(authenticator),
+        tls: acceptor.is_some(),
     });
     // Stamped now, before anyone can see the listener: a change made after that is seen.
     let cfg_stamp = opts.config_path.as_deref().and_then(crate::reload::stamp);
@@ -138,6 +311,12 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             "/mcp/{server}",
             get(mcp_get_one).post(mcp_post_one).delete(mcp_delete_one),
         )
+        .route("/.well-known/oauth-protected-resource", get(prm_root))
+        .route("/.well-known/oauth-protected-resource/mcp", get(prm_all))
+        .route(
+            "/.well-known/oauth-protected-resource/mcp/{server}",
+            get(prm_one),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -148,7 +327,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     if let Some(f) = opts.on_listen {
         f(bound);
     }
-    let result = accept_loop(listener, router, opts.shutdown.clone()).await;
+    let result = accept_loop(listener, router, acceptor, opts.shutdown.clone()).await;
     reloader.abort();
     reaper.abort();
     let sessions: Vec<Arc<ClientSession>> = app
@@ -186,6 +365,7 @@ const DRAIN: Duration = Duration::from_secs(30);
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     router: Router,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), std::io::Error> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -211,7 +391,7 @@ async fn accept_loop(
             a = listener.accept() => a,
             r = shutdown.changed() => { if r.is_err() { break; } continue; }
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -220,16 +400,60 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let svc = router
-            .clone()
-            .map_request(|req: axum::http::Request<hyper::body::Incoming>| req.map(Body::new));
-        let conn = builder.serve_connection_with_upgrades(
-            TokioIo::new(stream),
-            hyper_util::service::TowerToHyperService::new(svc),
-        );
-        let watched = graceful.watch(conn.into_owned());
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _ = watched.await;
+            let serve = |conn: Arc<ConnInfo>| {
+                router.map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(Body::new);
+                    req.extensions_mut().insert(Arc::clone(&conn));
+                    req
+                })
+            };
+            match acceptor {
+                None => {
+                    let conn = Arc::new(ConnInfo {
+                        peer: Some(peer),
+                        client_cert: None,
+                    });
+                    let c = builder.serve_connection_with_upgrades(
+                        TokioIo::new(stream),
+                        hyper_util::service::TowerToHyperService::new(serve(conn)),
+                    );
+                    let _ = watcher.watch(c.into_owned()).await;
+                }
+                Some(acceptor) => {
+                    // INVARIANT: a handshake that fails (no certificate, wrong CA,
+                    // expired, revoked) or stalls never reaches HTTP.
+                    let tls =
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(t)) => t,
+                            Ok(Err(e)) => {
+                                tracing::info!(peer = %peer, error = %e, "tls handshake refused");
+                                drop(permit);
+                                return;
+                            }
+                            Err(_) => {
+                                drop(permit);
+                                return;
+                            }
+                        };
+                    let client_cert = auth::mtls::peer_cert(tls.get_ref().1);
+                    let conn = Arc::new(ConnInfo {
+                        peer: Some(peer),
+                        client_cert,
+                    });
+                    let c = builder.serve_connection_with_upgrades(
+                        TokioIo::new(tls),
+                        hyper_util::service::TowerToHyperService::new(serve(conn)),
+                    );
+                    let _ = watcher.watch(c.into_owned()).await;
+                }
+            }
             drop(permit);
         });
     }
@@ -362,12 +586,6 @@ pub(crate) fn hygiene(st: &Shared, cfg: &GatewayConfig, h: &HeaderMap) -> Result
         Ok(None) => Ok(()),
         Ok(Some(o)) if cfg.origins.iter().any(|a| a.eq_ignore_ascii_case(o)) => Ok(()),
         Ok(Some(_)) | Err(_) => Err(plain(StatusCode::FORBIDDEN, "origin not allowed")),
-    }
-}
-
-fn authenticate(cfg: &GatewayConfig) -> String {
-    match &cfg.auth {
-        Auth::None { agent } => agent.clone(),
     }
 }
 
@@ -525,37 +743,96 @@ fn check_routing(h: &HeaderMap, body: &Value, id: &Value) -> Result<bool, Respon
 // Handlers
 // ------------------------------------------------------------------------------------
 
-async fn mcp_post_all(State(st): State<St>, h: HeaderMap, body: Bytes) -> Response {
-    post(st, None, h, body).await
+type Conn = Extension<Arc<ConnInfo>>;
+
+async fn mcp_post_all(
+    State(st): State<St>,
+    Extension(c): Conn,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    post(st, None, h, c, body).await
 }
 
 async fn mcp_post_one(
     State(st): State<St>,
+    Extension(c): Conn,
     Path(server): Path<String>,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    post(st, Some(server), h, body).await
+    post(st, Some(server), h, c, body).await
 }
 
-async fn mcp_get(State(st): State<St>, h: HeaderMap) -> Response {
-    get_stream(st, None, h).await
+async fn mcp_get(State(st): State<St>, Extension(c): Conn, h: HeaderMap) -> Response {
+    get_stream(st, None, h, c).await
 }
 
-async fn mcp_get_one(State(st): State<St>, Path(server): Path<String>, h: HeaderMap) -> Response {
-    get_stream(st, Some(server), h).await
+async fn mcp_get_one(
+    State(st): State<St>,
+    Extension(c): Conn,
+    Path(server): Path<String>,
+    h: HeaderMap,
+) -> Response {
+    get_stream(st, Some(server), h, c).await
 }
 
-async fn mcp_delete(State(st): State<St>, h: HeaderMap) -> Response {
-    delete(st, None, h).await
+async fn mcp_delete(State(st): State<St>, Extension(c): Conn, h: HeaderMap) -> Response {
+    delete(st, None, h, c).await
 }
 
 async fn mcp_delete_one(
     State(st): State<St>,
+    Extension(c): Conn,
     Path(server): Path<String>,
     h: HeaderMap,
 ) -> Response {
-    delete(st, Some(server), h).await
+    delete(st, Some(server), h, c).await
+}
+
+/// Protected resource metadata (RFC 9728): no credentials needed.
+async fn prm_doc(st: St, h: HeaderMap, server: Option<String>) -> Response {
+    let app = Arc::clone(&st.app);
+    let cfg = app.config();
+    if let Err(r) = hygiene(&st, &cfg, &h) {
+        return counted(&app, r);
+    }
+    if let Some(s) = &server
+        && cfg.server(s).is_none()
+    {
+        return counted(&app, plain(StatusCode::NOT_FOUND, "no such server"));
+    }
+    let audience = st.audience(&cfg, &h);
+    let (servers, mut scopes): (Vec<String>, Vec<String>) = match &cfg.auth {
+        Auth::Verified(m) => match &m.jwt {
+            Some(j) => (
+                j.authorization_servers.clone(),
+                j.required_scopes.values().flatten().cloned().collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        },
+        Auth::None { .. } => (Vec::new(), Vec::new()),
+    };
+    scopes.sort();
+    scopes.dedup();
+    let doc = prm::document(
+        &prm::resource(&audience, server.as_deref()),
+        &servers,
+        &scopes,
+    );
+    counted(&app, json_response(StatusCode::OK, &doc))
+}
+
+async fn prm_root(State(st): State<St>, h: HeaderMap) -> Response {
+    prm_doc(st, h, None).await
+}
+
+async fn prm_all(State(st): State<St>, h: HeaderMap) -> Response {
+    prm_doc(st, h, None).await
+}
+
+async fn prm_one(State(st): State<St>, Path(server): Path<String>, h: HeaderMap) -> Response {
+    prm_doc(st, h, Some(server)).await
 }
 
 pub(crate) fn counted(app: &App, r: Response) -> Response {
@@ -583,19 +860,35 @@ fn find_session(
     }
 }
 
-async fn post(st: St, server: Option<String>, h: HeaderMap, body: Bytes) -> Response {
+async fn post(
+    st: St,
+    server: Option<String>,
+    h: HeaderMap,
+    conn: Arc<ConnInfo>,
+    body: Bytes,
+) -> Response {
     let app = Arc::clone(&st.app);
-    let r = post_inner(st, server, h, body).await;
+    let r = post_inner(st, server, h, conn, body).await;
     counted(&app, r)
 }
 
-async fn post_inner(st: St, server: Option<String>, h: HeaderMap, body: Bytes) -> Response {
+async fn post_inner(
+    st: St,
+    server: Option<String>,
+    h: HeaderMap,
+    conn: Arc<ConnInfo>,
+    body: Bytes,
+) -> Response {
     let app = Arc::clone(&st.app);
     let cfg = app.config();
     if let Err(r) = hygiene(&st, &cfg, &h) {
         return r;
     }
-    let agent = authenticate(&cfg);
+    let who = match authenticate_request(&st, &cfg, &h, &conn, server.as_deref()).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let agent = who.agent.clone();
     let scope = match scope_of(&cfg, server) {
         Ok(s) => s,
         Err(r) => return r,
@@ -647,17 +940,27 @@ async fn post_inner(st: St, server: Option<String>, h: HeaderMap, body: Bytes) -
         Ok(s) => s,
         Err(r) => return r,
     };
+    let missing = missing_scopes(&st, &cfg, &who, &scope, &message);
+    if !missing.is_empty() {
+        let server = match &scope {
+            Scope::One(s) => Some(s.as_str()),
+            Scope::All => None,
+        };
+        return insufficient_scope(&st, &cfg, &h, server, &missing);
+    }
     let traceparent = one_header(&h, "traceparent")
         .ok()
         .flatten()
         .filter(|t| valid_traceparent(t))
         .map(str::to_string);
     let session = if stateless {
-        app.stateless_session(&agent, &scope)
+        let s = app.stateless_session(&agent, &scope);
+        s.set_auth(who.proof_json());
+        s
     } else if let Message::Request { method, value, .. } = &message
         && method == "initialize"
     {
-        return initialize(&app, &agent, scope, &id, value).await;
+        return initialize(&app, &who, scope, &id, value).await;
     } else {
         match find_session(&app, &h, &agent, &scope) {
             Ok(s) => s,
@@ -732,11 +1035,12 @@ fn valid_traceparent(t: &str) -> bool {
 
 async fn initialize(
     app: &Arc<App>,
-    agent: &str,
+    who: &Authenticated,
     scope: Scope,
     id: &Value,
     value: &Value,
 ) -> Response {
+    let agent = who.agent.as_str();
     let cfg = app.config();
     if app.session_count() >= cfg.limits.max_sessions {
         return rpc_error(
@@ -773,6 +1077,7 @@ async fn initialize(
         version,
     ));
     s.set_init_params(params);
+    s.set_auth(who.proof_json());
     match session::initialize(app, &s).await {
         Ok(result) => {
             if let Ok(mut m) = app.sessions.lock() {
@@ -798,13 +1103,16 @@ async fn initialize(
     }
 }
 
-async fn get_stream(st: St, server: Option<String>, h: HeaderMap) -> Response {
+async fn get_stream(st: St, server: Option<String>, h: HeaderMap, conn: Arc<ConnInfo>) -> Response {
     let app = Arc::clone(&st.app);
     let cfg = app.config();
     if let Err(r) = hygiene(&st, &cfg, &h) {
         return counted(&app, r);
     }
-    let agent = authenticate(&cfg);
+    let agent = match authenticate_request(&st, &cfg, &h, &conn, server.as_deref()).await {
+        Ok(w) => w.agent,
+        Err(r) => return counted(&app, r),
+    };
     let scope = match scope_of(&cfg, server) {
         Ok(s) => s,
         Err(r) => return counted(&app, r),
@@ -869,13 +1177,16 @@ async fn get_stream(st: St, server: Option<String>, h: HeaderMap) -> Response {
     )
 }
 
-async fn delete(st: St, server: Option<String>, h: HeaderMap) -> Response {
+async fn delete(st: St, server: Option<String>, h: HeaderMap, conn: Arc<ConnInfo>) -> Response {
     let app = Arc::clone(&st.app);
     let cfg = app.config();
     if let Err(r) = hygiene(&st, &cfg, &h) {
         return counted(&app, r);
     }
-    let agent = authenticate(&cfg);
+    let agent = match authenticate_request(&st, &cfg, &h, &conn, server.as_deref()).await {
+        Ok(w) => w.agent,
+        Err(r) => return counted(&app, r),
+    };
     let scope = match scope_of(&cfg, server) {
         Ok(s) => s,
         Err(r) => return counted(&app, r),

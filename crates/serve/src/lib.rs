@@ -10,6 +10,7 @@
 //! every `tools/call`, `resources/read`, `resources/subscribe` is decided and recorded by
 //! the gate before any upstream sees it.
 
+pub mod auth;
 pub mod authzen;
 pub mod config;
 pub mod gate_glue;

@@ -29,6 +29,11 @@ pub struct ServerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: String,
 }
@@ -50,6 +55,7 @@ pub struct Metrics {
     pub sessions: Gauge,
     pub http: Family<StatusLabels, Counter>,
     pub reloads: Family<StatusLabels, Counter>,
+    auth_failures: Family<ReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -75,6 +81,12 @@ impl Metrics {
         let sessions = Gauge::default();
         let http = Family::<StatusLabels, Counter>::default();
         let reloads = Family::<StatusLabels, Counter>::default();
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "requests refused before any decision because the caller is not authenticated (or lacks scopes), by reason",
+            auth_failures.clone(),
+        );
         registry.register(
             "calls",
             "tools/call requests by server, tool and decision (pass: not gated)",
@@ -111,6 +123,7 @@ impl Metrics {
             sessions,
             http,
             reloads,
+            auth_failures,
         }
     }
 
@@ -144,6 +157,15 @@ impl Metrics {
                 server: server.into(),
             })
             .set(i64::from(up));
+    }
+
+    /// A request refused for its credentials (`reason`: a fixed word, never input).
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     pub fn status(&self, status: u16) {

@@ -136,6 +136,8 @@ pub struct ClientSession {
     in_flight: Mutex<HashMap<String, (String, u64)>>,
     next: AtomicU64,
     last_used: Mutex<Instant>,
+    /// How the agent proved who it is (for audit records), as set by the HTTP layer.
+    auth: Mutex<Option<Value>>,
 }
 
 impl std::fmt::Debug for ClientSession {
@@ -187,6 +189,7 @@ impl ClientSession {
             in_flight: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
             last_used: Mutex::new(Instant::now()),
+            auth: Mutex::new(None),
         }
     }
 
@@ -194,6 +197,18 @@ impl ClientSession {
         if let Ok(mut p) = self.init_params.lock() {
             *p = Some(params);
         }
+    }
+
+    /// Record how the session's agent proved who it is; upstream links opened from now
+    /// on carry it into every audit record.
+    pub fn set_auth(&self, proof: Value) {
+        if let Ok(mut a) = self.auth.lock() {
+            *a = Some(proof);
+        }
+    }
+
+    pub fn auth(&self) -> Option<Value> {
+        self.auth.lock().ok().and_then(|a| a.clone())
     }
 
     pub fn touch(&self) {
@@ -246,7 +261,9 @@ impl ClientSession {
                     ));
                 };
                 let l = Arc::new(Link {
-                    gate: app.gates.session_gate(&self.agent, &server.id),
+                    gate: app
+                        .gates
+                        .session_gate_as(&self.agent, &server.id, self.auth()),
                     server,
                     conn: tokio::sync::Mutex::new(None),
                     init_result: Mutex::new(None),

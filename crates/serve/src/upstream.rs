@@ -80,7 +80,8 @@ impl Conn {
         http: &reqwest::Client,
         unsolicited: mpsc::Sender<Value>,
     ) -> Result<Conn, UpstreamError> {
-        match &server.transport {
+        // Upstream credentials are the gateway's: the server's, or this agent's own.
+        match &server.transport_for(agent) {
             Transport::Stdio { command, env, cwd } => {
                 StdioConn::spawn(&server.id, agent, command, env, cwd.as_deref(), unsolicited)
                     .map(Conn::Stdio)

@@ -34,6 +34,7 @@ pub fn record(i: u64) -> NewRecord {
         request_digest: format!("sha256:{:064x}", i),
         arguments: Some(serde_json::json!({"url": "https://en.wikipedia.org/wiki/X", "i": i})),
         latency_us: 10 + i % 90,
+        auth: None,
     }
 }
 

@@ -50,6 +50,7 @@ fn rec(i: u64) -> NewRecord {
         request_digest: format!("sha256:{i:064x}"),
         arguments: Some(json!({"i": i})),
         latency_us: 12,
+        auth: None,
     }
 }
 

@@ -55,6 +55,7 @@ fn subject(session: &str) -> Subject {
         workflow: None,
         session: session.into(),
         server: Some("fetch".into()),
+        auth: None,
     }
 }
 

@@ -54,6 +54,11 @@ struct Gw {
 impl Gw {
     /// A gateway whose `auth: none` agent is `desk`, with `authzen` as given (YAML).
     async fn start(authzen: &str) -> Gw {
+        Gw::start_with("auth: {none: {agent: desk}}\n", authzen).await
+    }
+
+    /// A gateway with `auth` and `authzen` as given (YAML).
+    async fn start_with(auth: &str, authzen: &str) -> Gw {
         let dir = tempfile::tempdir().unwrap();
         let audit_path = dir.path().join("audit.db");
         let audit = Arc::new(AuditStore::open(&audit_path, AuditOptions::default()).unwrap());
@@ -68,7 +73,7 @@ impl Gw {
         ));
         let config = conductor_serve::load_str(
             &format!(
-                "version: 1\nservers:\n  fetch: {{url: \"http://127.0.0.1:9/mcp\"}}\nauth: {{none: {{agent: desk}}}}\n{authzen}"
+                "version: 1\nservers:\n  fetch: {{url: \"http://127.0.0.1:9/mcp\"}}\n{auth}{authzen}"
             ),
             "gateway.yaml",
             &conductor_serve::config::SystemSecrets { base: None },
@@ -891,5 +896,97 @@ async fn a_deny_before_dns_does_not_call_the_envelopes_names_unresolvable() {
         "{:?}",
         rec.destinations
     );
+    gw.stop().await;
+}
+
+// AuthZEN 1.0 §"Error Responses" and §"Sender Authentication Failure": a PEP that did
+// not authenticate gets 401 (with `WWW-Authenticate`), and nothing is decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_without_valid_credentials_is_401() {
+    let (_, hash) = conductor_serve::auth::keys::generate().unwrap();
+    let (stranger, _) = conductor_serve::auth::keys::generate().unwrap();
+    let gw = Gw::start_with(
+        &format!("auth:\n  api_keys:\n    - {{agent: runtime, sha256: \"{hash}\"}}\n"),
+        "authzen:\n  callers:\n    runtime: {may_evaluate_for: [\"*\"]}\n",
+    )
+    .await;
+    let body = tool_call("intern-bot", "search.web", json!({})).to_string();
+    let bearer = format!("Bearer {stranger}");
+    for (path, headers) in [
+        ("/access/v1/evaluation", vec![("x-request-id", "r-1")]),
+        ("/access/v1/evaluations", vec![("x-request-id", "r-1")]),
+        ("/v1/data/conductor/allow", vec![("x-request-id", "r-1")]),
+        (
+            "/access/v1/evaluation",
+            vec![("x-request-id", "r-1"), ("authorization", bearer.as_str())],
+        ),
+        (
+            "/access/v1/evaluation",
+            vec![("x-request-id", "r-1"), ("x-api-key", hash.as_str())],
+        ),
+    ] {
+        let (status, h, text) = gw.post_raw(path, &body, &headers).await;
+        assert_eq!(status, 401, "{path} {headers:?}: {text}");
+        assert!(h.get("www-authenticate").is_some(), "{path}");
+        assert_eq!(h.get("x-request-id").unwrap(), "r-1", "{path}");
+        assert!(!text.contains(&stranger), "{text}");
+    }
+    assert!(
+        gw.records().is_empty(),
+        "an unauthenticated caller decides nothing"
+    );
+    gw.stop().await;
+}
+
+// An API-key caller (a PEP runtime) asks for the agents the gateway file lets it speak
+// for, and the record says who asked and how it was proven (the key's id, never the
+// key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_caller_asks_only_for_the_agents_it_may_speak_for() {
+    let (key, hash) = conductor_serve::auth::keys::generate().unwrap();
+    let gw = Gw::start_with(
+        &format!("auth:\n  api_keys:\n    - {{agent: runtime, sha256: \"{hash}\"}}\n"),
+        "authzen:\n  callers:\n    runtime: {may_evaluate_for: [intern-bot, research-bot]}\n",
+    )
+    .await;
+    let bearer = format!("Bearer {key}");
+    let ask = |agent: &str, tool: &str| tool_call(agent, tool, json!({"q": "x"})).to_string();
+    let (status, _, text) = gw
+        .post_raw(
+            "/access/v1/evaluation",
+            &ask("intern-bot", "search.web"),
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!((status, text.as_str()), (200, r#"{"decision":true}"#));
+    let (status, _, text) = gw
+        .post_raw(
+            "/access/v1/evaluation",
+            &ask("research-bot", "shell.exec"),
+            &[("x-api-key", &key)],
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""decision":false"#), "{text}");
+    let (status, _, text) = gw
+        .post_raw(
+            "/access/v1/evaluation",
+            &ask("deploy-bot", "github.create_issue"),
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(status, 403, "{text}");
+    let recs = gw.records();
+    assert_eq!(recs.len(), 2);
+    let key_id = &hash[..8];
+    for r in &recs {
+        assert_eq!(
+            r.auth,
+            Some(json!({"method": "api_key", "key_id": key_id, "caller": "runtime"}))
+        );
+        assert!(!serde_json::to_string(r).unwrap().contains(&key));
+    }
+    assert_eq!(recs[0].agent, "intern-bot");
+    assert_eq!(recs[1].agent, "research-bot");
     gw.stop().await;
 }

@@ -43,14 +43,43 @@ fn a_missing_secret_file_is_a_problem_with_its_place() {
 }
 
 #[test]
-fn tls_and_other_auth_methods_are_refused_until_they_exist() {
+fn a_non_loopback_listener_needs_tls_and_none_is_refused_there() {
     let e = conductor_serve::load_str(
-        "version: 1\ntls: {cert: a, key: b}\nservers: {a: {command: [x]}}\nauth: {jwt: {issuer: x}}\n",
+        "version: 1\nlisten: \"0.0.0.0:8443\"\nservers: {a: {command: [x]}}\nauth: {none: {agent: a}}\n",
         "g.yaml",
         &conductor_serve::config::SystemSecrets { base: None },
     )
     .unwrap_err();
     let r = e.render(false);
-    assert!(r.contains("`tls` is not supported yet"), "{r}");
-    assert!(r.contains("`auth.jwt` is not supported yet"), "{r}");
+    assert!(r.contains("a non-loopback listener needs `tls`"), "{r}");
+    assert!(r.contains("serves one fixed agent"), "{r}");
+}
+
+#[test]
+fn a_jwt_block_needs_an_audience_and_a_known_claim_source() {
+    let e = conductor_serve::load_str(
+        "version: 1\nservers: {a: {command: [x]}}\nauth:\n  jwt: {issuer: \"https://idp.example\", jwks: \"https://idp.example/jwks.json\"}\n  mtls: {agent_from: subject.o}\n",
+        "g.yaml",
+        &conductor_serve::config::SystemSecrets { base: None },
+    )
+    .unwrap_err();
+    let r = e.render(false);
+    assert!(r.contains("needs `audience`"), "{r}");
+    assert!(r.contains("`subject.o` is not one of"), "{r}");
+}
+
+#[test]
+fn an_api_key_entry_holds_a_hash_not_a_key() {
+    let e = conductor_serve::load_str(
+        "version: 1\nservers: {a: {command: [x]}}\nauth:\n  api_keys: [{agent: bot, sha256: \"cnd_notahash\"}]\n",
+        "g.yaml",
+        &conductor_serve::config::SystemSecrets { base: None },
+    )
+    .unwrap_err();
+    let r = e.render(false);
+    assert!(r.contains("must be 64 hex digits"), "{r}");
+    assert!(
+        !r.contains("cnd_notahash\n") || r.contains("g.yaml:4:"),
+        "{r}"
+    );
 }

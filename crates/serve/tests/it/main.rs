@@ -8,5 +8,7 @@
     reason = "test code: a panic is a test failure"
 )]
 
+mod auth;
 mod authzen;
 mod config;
+mod tls;
