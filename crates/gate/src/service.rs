@@ -218,9 +218,23 @@ impl Service {
 
     /// Decide a call and commit its record, without blocking the runtime on DNS.
     pub async fn decide(&self, subject: &Subject, call: Call) -> Verdict {
+        self.decide_with_labels(subject, call, &[]).await
+    }
+
+    /// [`Service::decide`], with labels the caller says the session already holds
+    /// (the AuthZEN `context.session_labels`): they are added to the agent's labels
+    /// from the store, never in place of them.
+    ///
+    /// INVARIANT: a caller can only raise the labels a call is decided with.
+    pub async fn decide_with_labels(
+        &self,
+        subject: &Subject,
+        call: Call,
+        labels: &[String],
+    ) -> Verdict {
         let started = Instant::now();
         let policy = self.policy();
-        let (request, mut problems) = self.request(subject, &call);
+        let (request, mut problems) = self.request(subject, &call, labels);
         problems.extend(call.problems.iter().cloned());
         // Resolve last: every check but DNS first; the names are looked up (all at
         // once, without blocking the runtime) only if nothing else denies.
@@ -250,7 +264,7 @@ impl Service {
     pub fn decide_blocking(&self, subject: &Subject, call: Call) -> Verdict {
         let started = Instant::now();
         let policy = self.policy();
-        let (request, mut problems) = self.request(subject, &call);
+        let (request, mut problems) = self.request(subject, &call, &[]);
         problems.extend(call.problems.iter().cloned());
         let staged = self.stage(&policy, &request, &call);
         let mut answers = Answers::default();
@@ -319,10 +333,13 @@ impl Service {
 
     /// The core's request for a call; a session state that cannot be read is a
     /// problem (deny), never "no labels".
-    fn request(&self, subject: &Subject, call: &Call) -> (Request, Vec<Reason>) {
+    fn request(&self, subject: &Subject, call: &Call, extra: &[String]) -> (Request, Vec<Reason>) {
         let mut problems = Vec::new();
         let labels = match self.labels(subject) {
-            Ok(l) => l.into_iter().collect(),
+            Ok(mut l) => {
+                l.extend(extra.iter().cloned());
+                l.into_iter().collect()
+            }
             Err(e) => {
                 warn(&format!(
                     "cannot read the session labels; the call is refused: {e}"
@@ -527,10 +544,19 @@ impl Staged<'_> {
     }
 
     fn finish(self, answers: &Answers) -> Decision {
+        // When the call was denied before DNS nothing was resolved (resolve last): the
+        // envelope's names are then unanswered, not unresolvable.
+        let unresolved = self
+            .main
+            .decision()
+            .is_some_and(|d| d.decision == Effect::Deny);
         let mut decision = self.main.finish(answers);
         if let Some(e) = self.envelope {
             let e = e.finish(answers);
             for r in e.reasons {
+                if unresolved && r.rule == "destinations.unresolvable" {
+                    continue;
+                }
                 if matches!(r.check, Check::Data | Check::Destination | Check::Input)
                     && !decision.reasons.contains(&r)
                 {
@@ -538,8 +564,17 @@ impl Staged<'_> {
                     decision.decision = Effect::Deny;
                 }
             }
-            decision.destinations.extend(e.destinations);
-            decision.findings.extend(e.findings);
+            // The tool's declared destinations are the envelope's too: listed once.
+            for d in e.destinations {
+                if !decision.destinations.contains(&d) {
+                    decision.destinations.push(d);
+                }
+            }
+            for f in e.findings {
+                if !decision.findings.contains(&f) {
+                    decision.findings.push(f);
+                }
+            }
         }
         decision
     }

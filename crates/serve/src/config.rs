@@ -150,6 +150,38 @@ pub enum Auth {
     Verified(Box<AuthMethods>),
 }
 
+/// The AuthZEN decision API's section (`authzen:`): who may ask for whom.
+///
+/// INVARIANT: a caller may ask about itself, and about another agent only when the
+/// gateway file names that agent (or `"*"`) in the caller's `may_evaluate_for`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthzenConfig {
+    /// Authenticated agent id → the agents it may ask decisions for.
+    pub callers: BTreeMap<String, Vec<Speaks>>,
+}
+
+/// One entry of a caller's `may_evaluate_for`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Speaks {
+    /// `"*"`: any agent.
+    Any,
+    /// This agent.
+    Agent(String),
+}
+
+impl AuthzenConfig {
+    /// Whether `caller` (authenticated) may ask for decisions on behalf of `agent`.
+    pub fn may_evaluate_for(&self, caller: &str, agent: &str) -> bool {
+        caller == agent
+            || self.callers.get(caller).is_some_and(|l| {
+                l.iter().any(|s| match s {
+                    Speaks::Any => true,
+                    Speaks::Agent(a) => a == agent,
+                })
+            })
+    }
+}
+
 /// Limits of the HTTP front.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -185,6 +217,8 @@ pub struct GatewayConfig {
     /// TLS on the listener.
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
+    /// The decision API's callers (`authzen:`).
+    pub authzen: AuthzenConfig,
     /// `sha256:<hex>` of the file's bytes.
     pub sha256: String,
 }
@@ -218,6 +252,21 @@ struct RawGateway {
     auth: Option<Sp<Lenient<RawAuth>>>,
     #[serde(default)]
     limits: Lenient<RawLimits>,
+    #[serde(default)]
+    authzen: Lenient<RawAuthzen>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthzen {
+    #[serde(default)]
+    callers: Lenient<Entries<Sp<Lenient<RawCaller>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCaller {
+    may_evaluate_for: Sp<Lenient<Vec<Sp<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -610,6 +659,7 @@ impl Validator<'_> {
             );
         }
         let limits = self.limits(raw.limits.0.as_ref());
+        let authzen = self.authzen(raw.authzen.0.as_ref());
         Some(GatewayConfig {
             listen: listen?,
             public_url,
@@ -618,6 +668,7 @@ impl Validator<'_> {
             auth: auth?,
             tls,
             limits,
+            authzen,
             sha256,
         })
     }
@@ -892,6 +943,40 @@ impl Validator<'_> {
             return None;
         }
         Some(cfg)
+    }
+
+    fn authzen(&mut self, raw: Option<&RawAuthzen>) -> AuthzenConfig {
+        let mut out = AuthzenConfig::default();
+        let Some(raw) = raw else { return out };
+        let valid = |s: &str| !s.is_empty() && !s.chars().any(char::is_control);
+        for (caller, entry) in raw.callers.0.iter().flat_map(|e| e.0.iter()) {
+            if !valid(&caller.value) {
+                self.err(caller.loc, "a caller id must be a non-empty string");
+                continue;
+            }
+            let Some(entry) = &entry.value.0 else {
+                continue;
+            };
+            let Some(list) = &entry.may_evaluate_for.value.0 else {
+                continue;
+            };
+            let mut speaks = Vec::new();
+            for a in list {
+                if a.value == "*" {
+                    speaks.push(Speaks::Any);
+                } else if valid(&a.value) {
+                    speaks.push(Speaks::Agent(a.value.clone()));
+                } else {
+                    self.err_help(
+                        a.loc,
+                        "an agent id must be a non-empty string",
+                        "name agent ids of the policy, or `\"*\"` for any agent",
+                    );
+                }
+            }
+            out.callers.insert(caller.value.clone(), speaks);
+        }
+        out
     }
 
     fn limits(&mut self, raw: Option<&RawLimits>) -> Limits {
@@ -1274,6 +1359,43 @@ mod tests {
                 .unwrap_err()
                 .contains("`nope`")
         );
+    }
+
+    #[test]
+    fn the_authzen_section_says_who_may_ask_for_whom() {
+        let cfg = load(
+            "version: 1\nservers: {a: {command: [x]}}\nauth: {none: {agent: desk}}\n\
+             authzen:\n  callers:\n    desk: {may_evaluate_for: [research-bot]}\n    ops: {may_evaluate_for: [\"*\"]}\n",
+        )
+        .unwrap();
+        let a = &cfg.authzen;
+        assert!(a.may_evaluate_for("desk", "desk"), "itself");
+        assert!(a.may_evaluate_for("desk", "research-bot"));
+        assert!(!a.may_evaluate_for("desk", "deploy-bot"));
+        assert!(a.may_evaluate_for("ops", "anyone"));
+        assert!(!a.may_evaluate_for("stranger", "desk"));
+        // Without the section: only itself.
+        let cfg = load("version: 1\nservers: {a: {command: [x]}}\nauth: {none: {agent: desk}}\n")
+            .unwrap();
+        assert!(!cfg.authzen.may_evaluate_for("desk", "research-bot"));
+    }
+
+    #[test]
+    fn the_authzen_section_is_strict() {
+        let r = load(
+            "version: 1\nservers: {a: {command: [x]}}\nauth: {none: {agent: desk}}\n\
+             authzen:\n  enabled: true\n  callers:\n    desk: {may_evaluate: [x]}\n    ops: {may_evaluate_for: [\"\"]}\n    bad: {may_evaluate_for: x}\n",
+        )
+        .unwrap_err()
+        .render(false);
+        for needle in [
+            "unknown key `enabled`",
+            "unknown key `may_evaluate`",
+            "an agent id must be a non-empty string",
+            "gateway.yaml:5:",
+        ] {
+            assert!(r.contains(needle), "`{needle}` missing from:\n{r}");
+        }
     }
 
     #[test]

@@ -97,6 +97,85 @@ impl GateEnv {
     }
 }
 
+/// One decision asked through the AuthZEN decision API, in MCP terms.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// The agent the decision is for (the caller may speak for it).
+    pub agent: String,
+    /// The server id: the part of the resource id before its first `.`.
+    pub server: String,
+    pub workflow: Option<String>,
+    /// The session the call belongs to; a fresh id when the caller names none.
+    pub session: Option<String>,
+    /// The MCP method (the AuthZEN action name).
+    pub method: String,
+    /// The method's params, as an MCP client would send them.
+    pub params: Value,
+    /// Labels the caller says the session holds (added to the agent's own).
+    pub labels: Vec<String>,
+    /// What the audit record says of who asked (the caller and its proof).
+    pub auth: Option<Value>,
+}
+
+impl GateEnv {
+    /// Decide and record one evaluation exactly as the MCP path decides the same
+    /// message (`Gate::call_for`, then the shared service). The record's event is
+    /// `authzen:<method>`.
+    ///
+    /// INVARIANT: every evaluation is decided by the shared service and recorded before
+    /// its answer; a decision that panics or cannot be recorded is a deny.
+    pub async fn evaluate(&self, e: Evaluation) -> conductor_core::Decision {
+        let session = match e.session {
+            Some(s) => s,
+            None => match conductor_gate::new_session_id() {
+                Ok(s) => s,
+                Err(_) => return failed_decision(&self.policy(), "no randomness for a session id"),
+            },
+        };
+        let gate = Gate::with_session(
+            GateConfig {
+                agent: e.agent,
+                server: e.server,
+                workflow: e.workflow,
+                filter_tools: false,
+            },
+            Arc::clone(&self.service),
+            session,
+        )
+        .with_auth(e.auth);
+        let service = Arc::clone(&self.service);
+        let policy = self.policy();
+        let done = tokio::spawn(async move {
+            let mut call = gate.call_for(&e.method, Some(&e.params));
+            call.event = format!("authzen:{}", call.event);
+            service
+                .decide_with_labels(gate.subject(), call, &e.labels)
+                .await
+        })
+        .await;
+        match done {
+            Ok(v) => v.decision,
+            Err(_) => failed_decision(&policy, "the gate failed while deciding"),
+        }
+    }
+}
+
+/// A deny for an evaluation the gate could not decide.
+fn failed_decision(policy: &Policy, why: &str) -> conductor_core::Decision {
+    // Nothing was recorded: the audit check is the one that failed.
+    conductor_core::Decision {
+        decision: conductor_core::Effect::Deny,
+        reasons: vec![conductor_core::Reason {
+            check: conductor_core::Check::Audit,
+            rule: "audit".into(),
+            message: format!("{why}; nothing was recorded and the evaluation is a deny"),
+        }],
+        destinations: Vec::new(),
+        findings: Vec::new(),
+        policy: policy.sha256().to_string(),
+    }
+}
+
 /// The outcome of a gated request.
 #[derive(Debug, Clone)]
 pub enum Decided {

@@ -333,6 +333,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::authzen::routes())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(shared);
     tracing::info!(listen = %bound, "conductor serve listening");
@@ -563,7 +564,7 @@ fn one_header<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Strin
 }
 
 /// `Host` must name this gateway; `Origin`, when present, must be listed.
-fn hygiene(st: &Shared, cfg: &GatewayConfig, h: &HeaderMap) -> Result<(), Response> {
+pub(crate) fn hygiene(st: &Shared, cfg: &GatewayConfig, h: &HeaderMap) -> Result<(), Response> {
     let host = match one_header(h, "host") {
         Ok(Some(v)) => v.to_ascii_lowercase(),
         Ok(None) => return Err(plain(StatusCode::BAD_REQUEST, "missing `Host`")),
@@ -847,7 +848,7 @@ async fn prm_one(State(st): State<St>, Path(server): Path<String>, h: HeaderMap)
     prm_doc(st, h, Some(server)).await
 }
 
-fn counted(app: &App, r: Response) -> Response {
+pub(crate) fn counted(app: &App, r: Response) -> Response {
     app.metrics.status(r.status().as_u16());
     r
 }

@@ -3,13 +3,15 @@
 //! The HTTP adapter over the gate: every decided method goes through the same gate as
 //! `wrap` (module [`gate_glue`], the only place that knows the gate's API). Endpoints:
 //! `/mcp` (every upstream, names `<server>.<tool>`), `/mcp/<server>` (one upstream under
-//! its own names), `/healthz`, `/readyz`, `/metrics`.
+//! its own names), `/healthz`, `/readyz`, `/metrics`, and the AuthZEN decision API
+//! (module [`authzen`]).
 //!
 //! INVARIANT: only the transport adapters know JSON-RPC and HTTP; nothing here decides:
 //! every `tools/call`, `resources/read`, `resources/subscribe` is decided and recorded by
 //! the gate before any upstream sees it.
 
 pub mod auth;
+pub mod authzen;
 pub mod config;
 pub mod gate_glue;
 pub mod http;

@@ -9,6 +9,7 @@
 )]
 
 mod auth;
+mod authzen;
 mod config;
 mod python_sdk;
 mod tls;
