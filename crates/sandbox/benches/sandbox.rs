@@ -43,15 +43,27 @@ fn egress(dir: &std::path::Path) -> Egress {
     .unwrap_or_else(|e| panic!("{e:?}"));
     let store = conductor_audit::AuditStore::open(&dir.join("audit.db"), Default::default())
         .unwrap_or_else(|e| panic!("{e}"));
+    // The gate service, as `wrap` builds it (its resolver over a fixed lookup here).
+    let resolver = conductor_gate::GateResolver::with_lookup(
+        conductor_gate::ResolverConfig::default(),
+        Arc::new(|h: &str| Fixed.resolve(h)),
+    );
+    let service = conductor_gate::Service::new(
+        policy,
+        resolver,
+        Arc::new(conductor_scan::FingerprintKey([1; 32])),
+        Arc::new(store),
+        Arc::new(conductor_gate::MemoryStore::default()),
+        conductor_gate::ServiceOptions::default(),
+    );
     Egress {
-        policy: Egress::fixed(policy),
-        resolver: Arc::new(Fixed),
-        audit: Arc::new(store),
-        key: Arc::new(conductor_scan::FingerprintKey([1; 32])),
-        agent: "bot".into(),
-        server: "bench".into(),
-        workflow: None,
-        session: None,
+        service: Arc::new(service),
+        subject: conductor_gate::Subject {
+            agent: "bot".into(),
+            workflow: None,
+            session: "bench".into(),
+            server: Some("bench".into()),
+        },
     }
 }
 
