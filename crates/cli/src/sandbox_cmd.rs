@@ -12,7 +12,7 @@ use conductor_sandbox::{Egress, InitProgram, Profile, SandboxGuard};
 use crate::{CliError, exit};
 
 /// The hidden first argument that makes `conductor` the sandbox's init.
-pub const INIT_SUBCOMMAND: &str = "__sandbox-init";
+pub const INIT_SUBCOMMAND: &str = conductor_sandbox::INIT_ARG;
 
 /// Run the sandbox init when this process was started as one (never returns then).
 pub fn init_if_requested() {
@@ -62,6 +62,7 @@ impl SandboxArgs {
             read: self.read.clone(),
             write: self.write.clone(),
             env: self.env.clone(),
+            vars: Vec::new(),
             require_landlock: false,
         };
         for name in &self.env {

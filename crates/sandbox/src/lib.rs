@@ -87,6 +87,10 @@ fn layer_error(layer: Layer, reason: impl Into<String>) -> SandboxError {
     }
 }
 
+/// The hidden first argument that makes the `conductor` binary the sandbox's init (its
+/// `main` calls [`init_main`] when it sees it).
+pub const INIT_ARG: &str = "__sandbox-init";
+
 /// How the sandbox's init is started: a program and the arguments that select the
 /// hidden init (for `conductor`: its own executable and `__sandbox-init`).
 #[derive(Debug, Clone)]
