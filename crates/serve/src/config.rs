@@ -968,4 +968,40 @@ mod tests {
         assert!(r.contains("both `command` and `url`"), "{r}");
         assert!(r.contains("missing key `auth`"), "{r}");
     }
+
+    #[test]
+    fn sandbox_on_a_stdio_server_is_read_strictly() {
+        let c = load(
+            "version: 1\nservers:\n  a:\n    command: [x]\n    sandbox: {read: [/srv/data], write: [/srv/out], env: [TOKEN]}\n  b:\n    command: [y]\n    sandbox: true\n  c:\n    command: [z]\n    sandbox: false\nauth: {none: {agent: d}}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.server("a").unwrap().sandbox,
+            Some(Sandbox {
+                read: vec!["/srv/data".into()],
+                write: vec!["/srv/out".into()],
+                env: vec!["TOKEN".into()],
+            })
+        );
+        assert_eq!(c.server("b").unwrap().sandbox, Some(Sandbox::default()));
+        assert_eq!(c.server("c").unwrap().sandbox, None);
+
+        // Every problem at once, at its place: an unknown key, a relative path, a bad
+        // name, a sandboxed url server, a value of the wrong type.
+        let r = load(
+            "version: 1\nservers:\n  a:\n    command: [x]\n    sandbox: {reads: [/srv]}\n  b:\n    command: [y]\n    sandbox: {read: [rel/dir], env: [\"A=B\"]}\n  w:\n    url: \"http://h/\"\n    sandbox: true\n  v:\n    command: [v]\n    sandbox: yes-please\nauth: {none: {agent: d}}\n",
+        )
+        .unwrap_err()
+        .render(false);
+        for needle in [
+            "reads",
+            "the sandbox path `rel/dir` is not absolute",
+            "`A=B` is not an environment variable name",
+            "`sandbox` is for `command` servers",
+            "gateway.yaml:5:",
+            "gateway.yaml:14:",
+        ] {
+            assert!(r.contains(needle), "`{needle}` not in:\n{r}");
+        }
+    }
 }

@@ -322,7 +322,6 @@ pub struct StdioConn {
 }
 
 impl StdioConn {
-    #[expect(clippy::too_many_arguments, reason = "the parts of one spawn")]
     fn spawn(
         server: &str,
         agent: &str,
