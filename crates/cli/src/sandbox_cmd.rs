@@ -12,7 +12,7 @@ use conductor_sandbox::{Egress, InitProgram, Profile, SandboxGuard};
 use crate::{CliError, exit};
 
 /// The hidden first argument that makes `conductor` the sandbox's init.
-pub const INIT_SUBCOMMAND: &str = "__sandbox-init";
+pub const INIT_SUBCOMMAND: &str = conductor_sandbox::INIT_ARG;
 
 /// Run the sandbox init when this process was started as one (never returns then).
 pub fn init_if_requested() {
@@ -46,21 +46,15 @@ pub struct SandboxArgs {
     pub profile: Option<PathBuf>,
 }
 
-/// A sandbox ready to start a server: the profile and what the proxy needs that the
-/// gate does not hand out.
+/// A sandbox ready to start a server: its profile (the proxy decides through the
+/// gate's service).
 pub struct Prepared {
     profile: Profile,
-    resolver: Arc<dyn conductor_net::Resolver + Send + Sync>,
-    key: Arc<conductor_scan::FingerprintKey>,
 }
 
 impl SandboxArgs {
     /// `None` without `--sandbox`; the profile (flags + file) otherwise.
-    pub fn prepare(
-        &self,
-        resolver: Arc<dyn conductor_net::Resolver + Send + Sync>,
-        key: Arc<conductor_scan::FingerprintKey>,
-    ) -> anyhow::Result<Option<Prepared>> {
+    pub fn prepare(&self) -> anyhow::Result<Option<Prepared>> {
         if !self.sandbox {
             return Ok(None);
         }
@@ -68,6 +62,7 @@ impl SandboxArgs {
             read: self.read.clone(),
             write: self.write.clone(),
             env: self.env.clone(),
+            vars: Vec::new(),
             require_landlock: false,
         };
         for name in &self.env {
@@ -82,17 +77,13 @@ impl SandboxArgs {
             crate::require_file("sandbox profile", path)?;
             profile.extend(Profile::load(path)?);
         }
-        Ok(Some(Prepared {
-            profile,
-            resolver,
-            key,
-        }))
+        Ok(Some(Prepared { profile }))
     }
 }
 
 impl Prepared {
-    /// Start the server in the sandbox, its egress proxy deciding with the gate's
-    /// current policy and recording in the gate's audit store.
+    /// Start the server in the sandbox, its egress proxy deciding every connection
+    /// through the gate's service (policy in force, resolver, session labels, audit).
     pub async fn spawn(
         self,
         gate: &Arc<conductor_mcp::Gate>,
@@ -103,17 +94,15 @@ impl Prepared {
             what: "cannot find the conductor executable for the sandbox".into(),
             source: e,
         })?;
-        let g = Arc::clone(gate);
         let cfg = gate.config();
         let egress = Egress {
-            policy: Arc::new(move || g.service().policy()),
-            resolver: self.resolver,
-            audit: Arc::clone(gate.service().audit()),
-            key: self.key,
-            agent: cfg.agent.clone(),
-            server: cfg.server.clone(),
-            workflow: cfg.workflow.clone(),
-            session: Some(gate.session_id().to_string()),
+            service: Arc::clone(gate.service()),
+            subject: conductor_gate::Subject {
+                agent: cfg.agent.clone(),
+                workflow: cfg.workflow.clone(),
+                session: gate.session_id().to_string(),
+                server: Some(cfg.server.clone()),
+            },
         };
         let mut command = vec![program.to_string()];
         command.extend(args.iter().cloned());

@@ -134,8 +134,7 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
         ));
     }
     let key = Arc::new(crate::world::load_fingerprint_key()?);
-    let resolver = Arc::new(resolver);
-    let sandbox = args.sandbox.prepare(resolver.clone(), Arc::clone(&key))?;
+    let sandbox = args.sandbox.prepare()?;
     let audit_path = match args.audit.clone().or_else(conductor_audit::default_path) {
         Some(p) => p,
         None => {
@@ -177,7 +176,7 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
     };
     let service = Arc::new(Service::new(
         policy,
-        (*resolver).clone(),
+        resolver,
         Arc::clone(&key),
         Arc::clone(&store),
         sessions,

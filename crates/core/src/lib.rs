@@ -77,7 +77,9 @@ use conductor_policy::{Policy, RuleKind};
 use conductor_types::JsonPath;
 
 pub use crate::decision::{Check, Decision, Effect, Reason, World};
-pub use crate::prepare::{NAME_CARRIES_DATA, Prepared, prepare, prepare_data_only};
+pub use crate::prepare::{
+    NAME_CARRIES_DATA, Prepared, prepare, prepare_connection, prepare_data_only,
+};
 pub use crate::request::{
     MAX_REQUEST_BYTES, MAX_TOOL_NAME, Request, RequestError, tool_name_problem,
 };

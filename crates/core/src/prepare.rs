@@ -152,7 +152,7 @@ pub fn prepare<'p>(
     extra_pointers: &[JsonPath],
     key: &FingerprintKey,
 ) -> Prepared<'p> {
-    prepare_with(policy, request, extra_pointers, key, true)
+    prepare_with(policy, request, extra_pointers, key, Scope::Call)
 }
 
 /// [`prepare`] without the tool, role and workflow checks: for what a transport must
@@ -168,7 +168,33 @@ pub fn prepare_data_only<'p>(
     extra_pointers: &[JsonPath],
     key: &FingerprintKey,
 ) -> Prepared<'p> {
-    prepare_with(policy, request, extra_pointers, key, false)
+    prepare_with(policy, request, extra_pointers, key, Scope::DataOnly)
+}
+
+/// [`prepare_data_only`] for a connection whose destination is known exactly (the
+/// sandbox's egress proxy): the destinations are `literals` and nothing else (no tool
+/// facts, no pointers, no URL-looking strings found in the arguments), and no unknown
+/// destination applies. `request.arguments` is what the connection carries (its target,
+/// headers, body): scanned by the detectors against the egress maximum of the
+/// destination, the agent's clearance and the session's labels, like a call's.
+pub fn prepare_connection<'p>(
+    policy: &'p Policy,
+    request: &Request,
+    literals: &[String],
+    key: &FingerprintKey,
+) -> Prepared<'p> {
+    prepare_with(policy, request, &[], key, Scope::Connection(literals))
+}
+
+/// What [`prepare_with`] checks.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// Every check (a tool call).
+    Call,
+    /// Every check but tool, role and workflow.
+    DataOnly,
+    /// A connection to exactly these destinations ([`prepare_connection`]).
+    Connection(&'a [String]),
 }
 
 fn prepare_with<'p>(
@@ -176,8 +202,9 @@ fn prepare_with<'p>(
     request: &Request,
     extra_pointers: &[JsonPath],
     key: &FingerprintKey,
-    tool_checks: bool,
+    scope: Scope<'_>,
 ) -> Prepared<'p> {
+    let tool_checks = matches!(scope, Scope::Call);
     let mut denials: Vec<Reason> = Vec::new();
     let mut approvals: Vec<Reason> = Vec::new();
     let tool = request.tool.as_str();
@@ -236,26 +263,38 @@ fn prepare_with<'p>(
     }
 
     // destination, up to DNS
-    let fact = policy.tool_fact(tool);
-    let (declared, literals) = match fact {
-        Some(f) => (f.pointers.as_slice(), f.literals.as_slice()),
-        None => (&[][..], &[][..]),
+    let (mut plan, unknown) = match scope {
+        // INVARIANT: a connection goes to the destination it names, and only there.
+        Scope::Connection(literals) => (
+            policy
+                .destinations()
+                .prepare(&serde_json::Value::Null, &[], literals),
+            false,
+        ),
+        Scope::Call | Scope::DataOnly => {
+            let fact = policy.tool_fact(tool);
+            let (declared, literals) = match fact {
+                Some(f) => (f.pointers.as_slice(), f.literals.as_slice()),
+                None => (&[][..], &[][..]),
+            };
+            let unknown = !fact.is_some_and(|f| f.declares_destinations);
+            let merged: Vec<JsonPath>;
+            let pointers = if extra_pointers.is_empty() {
+                declared
+            } else {
+                merged = declared
+                    .iter()
+                    .chain(extra_pointers.iter().filter(|p| !declared.contains(p)))
+                    .cloned()
+                    .collect();
+                merged.as_slice()
+            };
+            let plan = policy
+                .destinations()
+                .prepare(&request.arguments, pointers, literals);
+            (plan, unknown)
+        }
     };
-    let unknown = !fact.is_some_and(|f| f.declares_destinations);
-    let merged: Vec<JsonPath>;
-    let pointers = if extra_pointers.is_empty() {
-        declared
-    } else {
-        merged = declared
-            .iter()
-            .chain(extra_pointers.iter().filter(|p| !declared.contains(p)))
-            .cloned()
-            .collect();
-        merged.as_slice()
-    };
-    let mut plan = policy
-        .destinations()
-        .prepare(&request.arguments, pointers, literals);
 
     // data (the scan also tells which names carry data)
     let data = policy.data();

@@ -20,6 +20,9 @@ use serde_json::{Value, json};
 use crate::resolver::{Answers, GateResolver};
 use crate::sessions::{DEFAULT_LABEL_TTL, PinOutcome, SessionStore, StoreError, TaintKey};
 
+mod egress;
+pub use egress::{CheckedConnection, Connection, connection_problem};
+
 /// How arguments are stored in audit records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ArgumentsMode {

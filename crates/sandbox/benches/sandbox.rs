@@ -43,15 +43,27 @@ fn egress(dir: &std::path::Path) -> Egress {
     .unwrap_or_else(|e| panic!("{e:?}"));
     let store = conductor_audit::AuditStore::open(&dir.join("audit.db"), Default::default())
         .unwrap_or_else(|e| panic!("{e}"));
+    // The gate service, as `wrap` builds it (its resolver over a fixed lookup here).
+    let resolver = conductor_gate::GateResolver::with_lookup(
+        conductor_gate::ResolverConfig::default(),
+        Arc::new(|h: &str| Fixed.resolve(h)),
+    );
+    let service = conductor_gate::Service::new(
+        policy,
+        resolver,
+        Arc::new(conductor_scan::FingerprintKey([1; 32])),
+        Arc::new(store),
+        Arc::new(conductor_gate::MemoryStore::default()),
+        conductor_gate::ServiceOptions::default(),
+    );
     Egress {
-        policy: Egress::fixed(policy),
-        resolver: Arc::new(Fixed),
-        audit: Arc::new(store),
-        key: Arc::new(conductor_scan::FingerprintKey([1; 32])),
-        agent: "bot".into(),
-        server: "bench".into(),
-        workflow: None,
-        session: None,
+        service: Arc::new(service),
+        subject: conductor_gate::Subject {
+            agent: "bot".into(),
+            workflow: None,
+            session: "bench".into(),
+            server: Some("bench".into()),
+        },
     }
 }
 
@@ -161,37 +173,47 @@ async fn main() {
 
     let port = serve_1mib();
     let runs = n.min(30);
-    let loop_script = |url: &str| {
-        format!(
-            "for i in $(seq {runs}); do curl -s -o /dev/null -w '%{{time_total}}\\n' {url}; done"
-        )
-    };
-    let direct_out = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(loop_script(&format!(
-            "--noproxy '*' http://127.0.0.1:{port}/"
-        )))
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
     let parse = |s: &str| -> Vec<f64> {
         s.lines()
             .filter_map(|l| l.trim().parse::<f64>().ok())
             .map(|t| t * 1e3)
             .collect()
     };
-    let direct = parse(&String::from_utf8_lossy(&direct_out.stdout));
-    let proxied = parse(
-        &sandboxed(
-            &loop_script(&format!("http://bench.test:{port}/")),
-            dir.path(),
+    // Alternated in rounds (direct, then through the proxy), so that a change of load
+    // hits both sides alike.
+    let rounds = 4;
+    let per = runs.div_ceil(rounds);
+    let round_script = |url: &str| {
+        format!(
+            "for i in $(seq {per}); do curl -s -o /dev/null -w '%{{time_total}}\\n' {url}; done"
         )
-        .await,
-    );
+    };
+    let mut direct = Vec::new();
+    let mut proxied = Vec::new();
+    for _ in 0..rounds {
+        let direct_out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(round_script(&format!(
+                "--noproxy '*' http://127.0.0.1:{port}/"
+            )))
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        direct.extend(parse(&String::from_utf8_lossy(&direct_out.stdout)));
+        proxied.extend(parse(
+            &sandboxed(
+                &round_script(&format!("http://bench.test:{port}/")),
+                dir.path(),
+            )
+            .await,
+        ));
+    }
+    let counted = direct.len().min(proxied.len());
     let (dm, d10, d90) = stats(direct);
     let (xm, x10, x90) = stats(proxied);
     let mib_s = |ms: f64| 1000.0 / ms;
     println!(
-        "1 MiB download (curl time_total), {runs} runs each, ms: direct median {dm:.2} (p10 {d10:.2}, p90 {d90:.2}) = {:.0} MiB/s; through the proxy median {xm:.2} (p10 {x10:.2}, p90 {x90:.2}) = {:.0} MiB/s; proxy/direct throughput {:.0}%; added latency median {:.2} ms",
+        "1 MiB download (curl time_total), {} runs each (alternated in {rounds} rounds), ms: direct median {dm:.2} (p10 {d10:.2}, p90 {d90:.2}) = {:.0} MiB/s; through the proxy median {xm:.2} (p10 {x10:.2}, p90 {x90:.2}) = {:.0} MiB/s; proxy/direct throughput {:.0}%; added latency median {:.2} ms",
+        counted,
         mib_s(dm),
         mib_s(xm),
         100.0 * dm / xm,

@@ -203,6 +203,9 @@ fn pid1(control: &UnixStream, config: &InitConfig) -> Result<i32, Failure> {
         command.env(name, &proxy);
     }
     command.env("NO_PROXY", "").env("no_proxy", "");
+    // Node's built-in `fetch` honours the proxy variables only when told to (Node 22.21+
+    // and 24.5+); older Node ignores them, and its direct connections go nowhere.
+    command.env("NODE_USE_ENV_PROXY", "1");
     let listener_fd = OwnedFd::from(listener);
     let server = match command.spawn() {
         Ok(c) => c,

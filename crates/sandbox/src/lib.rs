@@ -87,6 +87,10 @@ fn layer_error(layer: Layer, reason: impl Into<String>) -> SandboxError {
     }
 }
 
+/// The hidden first argument that makes the `conductor` binary the sandbox's init (its
+/// `main` calls [`init_main`] when it sees it).
+pub const INIT_ARG: &str = "__sandbox-init";
+
 /// How the sandbox's init is started: a program and the arguments that select the
 /// hidden init (for `conductor`: its own executable and `__sandbox-init`).
 #[derive(Debug, Clone)]
@@ -105,31 +109,15 @@ impl InitProgram {
     }
 }
 
-/// Where the proxy gets the policy in force (called per connection, so a reloaded
-/// policy applies to the next connection).
-pub type PolicySource = Arc<dyn Fn() -> Arc<conductor_policy::Policy> + Send + Sync>;
-
-/// What the egress proxy needs: the policy whose `destinations:` and `data:` decide,
-/// the resolver (the CLI's, honouring `--resolve`/`--no-dns`), the audit store, and
-/// who the connections are recorded for.
+/// What the egress proxy decides with: the gate service (its policy in force, resolver,
+/// session store and audit store — the same one the server's calls are decided by) and
+/// who the connections are made for. Every connection is decided and recorded by
+/// `Service::check_connection`/`record_connection`; the proxy has no check of its own.
 pub struct Egress {
-    pub policy: PolicySource,
-    pub resolver: Arc<dyn conductor_net::Resolver + Send + Sync>,
-    pub audit: Arc<conductor_audit::AuditStore>,
-    pub key: Arc<conductor_scan::FingerprintKey>,
-    pub agent: String,
-    pub server: String,
-    pub workflow: Option<String>,
-    /// The session the server belongs to (for the audit records).
-    pub session: Option<String>,
-}
-
-impl Egress {
-    /// A fixed policy as a [`PolicySource`].
-    pub fn fixed(policy: conductor_policy::Policy) -> PolicySource {
-        let p = Arc::new(policy);
-        Arc::new(move || Arc::clone(&p))
-    }
+    pub service: Arc<conductor_gate::Service>,
+    /// The agent, workflow and session the server acts for, and the server id
+    /// (connections are recorded as the tool `<server>.egress`).
+    pub subject: conductor_gate::Subject,
 }
 
 /// The in-sandbox init's entry point (the hidden subcommand). Never returns.

@@ -29,6 +29,8 @@ pub struct Profile {
     pub write: Vec<PathBuf>,
     /// Environment variables passed through (by name; the value is this process's).
     pub env: Vec<String>,
+    /// Environment variables set to these values (a gateway's `env:` for its server).
+    pub vars: Vec<(String, String)>,
     /// Refuse to start when the kernel cannot enforce Landlock (default: Landlock is
     /// used where the kernel has it; the namespaces already build the view).
     pub require_landlock: bool,
@@ -77,6 +79,7 @@ impl Profile {
             read: raw.read.into_iter().map(abs).collect(),
             write: raw.write.into_iter().map(abs).collect(),
             env: raw.env,
+            vars: Vec::new(),
             require_landlock: raw.require_landlock,
         })
     }
@@ -86,6 +89,7 @@ impl Profile {
         self.read.extend(other.read);
         self.write.extend(other.write);
         self.env.extend(other.env);
+        self.vars.extend(other.vars);
         self.require_landlock |= other.require_landlock;
     }
 }
@@ -455,6 +459,10 @@ pub(crate) fn plan(command: &[String], profile: &Profile) -> Result<InitConfig, 
         if let Ok(v) = std::env::var(name) {
             env.push((name.into(), v));
         }
+    }
+    for (name, value) in &profile.vars {
+        env.retain(|(k, _)| k != name);
+        env.push((name.clone(), value.clone()));
     }
     for name in &profile.env {
         if let Ok(v) = std::env::var(name)

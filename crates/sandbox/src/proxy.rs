@@ -6,9 +6,9 @@
 //! the sandbox. Per connection (CONNECT for TLS, absolute-form for plain HTTP):
 //!
 //! 1. the host is checked against the policy's `destinations:` before any lookup (a name
-//!    denied by name never reaches DNS: `DestPolicy::evaluate` resolves last);
-//! 2. the proxy resolves the name itself through the injected resolver, and every
-//!    address is checked against the blocked classes;
+//!    denied by name never reaches DNS: the gate resolves last);
+//! 2. the name is resolved through the gate's shared resolver, and every address is
+//!    checked against the blocked classes;
 //! 3. it connects to an address it checked — never to a name, so a second lookup
 //!    (DNS rebinding) cannot change where the connection goes;
 //! 4. CONNECT: the TLS ClientHello's server name must be the CONNECT host (no domain
@@ -20,15 +20,22 @@
 //! 5. every connection, allowed or refused, is an audit record (event `egress`) written
 //!    before the first byte goes out.
 //!
+//! Every check of steps 1–4 and the record of step 5 are the gate's
+//! (`conductor_gate::Service::check_connection` / `record_connection`): this module only
+//! reads its wire (request heads, the ClientHello) and refuses what two readers could
+//! read differently. One implementation of each check, for calls and connections alike.
+//!
 //! INVARIANT: no byte from the server reaches any address the policy did not allow for
 //! that very connection, and no connection goes out unrecorded.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use conductor_net::{Destination, Violation};
-use serde_json::{Value, json};
+use conductor_core::{Check, Reason};
+use conductor_gate::{CheckedConnection, Connection, Verdict, connection_problem};
+use conductor_net::Destination;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -62,15 +69,18 @@ pub(crate) async fn serve(listener: TcpListener, egress: Arc<Egress>) {
 /// A refusal: the HTTP status, the rule and a message for the client.
 struct Refusal {
     status: u16,
+    check: Check,
     rule: String,
     message: String,
     /// Whether this connection's audit record is written already.
     recorded: bool,
 }
 
+/// A refusal of the request's form (found before any check of the gate ran).
 fn refusal(status: u16, rule: &str, message: impl Into<String>) -> Refusal {
     Refusal {
         status,
+        check: Check::Input,
         rule: rule.into(),
         message: message.into(),
         recorded: false,
@@ -233,106 +243,32 @@ fn parse_head(bytes: &[u8], request: bool) -> Result<Head, Refusal> {
     })
 }
 
-/// What the destination check said about one destination.
-struct Checked {
-    destination: Option<Destination>,
-    violations: Vec<Violation>,
+/// A refusal from the gate's verdict (already recorded).
+fn verdict_refusal(decision: &conductor_core::Decision, what: &str) -> Refusal {
+    let (rule, message) = decision
+        .reasons
+        .first()
+        .map(|r| (r.rule.clone(), r.message.clone()))
+        .unwrap_or_else(|| ("egress.internal".into(), "refused".into()));
+    let mut r = refusal(403, &rule, format!("{what}{message}")).recorded();
+    r.check = decision
+        .reasons
+        .first()
+        .map_or(Check::Destination, |r| r.check);
+    r
 }
 
-/// Check one literal destination (a URL) against the policy, resolving through the
-/// injected resolver (blocking: run on the blocking pool).
-async fn check_destination(egress: &Arc<Egress>, literal: String) -> Checked {
-    let e = Arc::clone(egress);
-    let r = tokio::task::spawn_blocking(move || {
-        let policy = (e.policy)();
-        let outcome = policy.destinations().evaluate(
-            &Value::Null,
-            &[],
-            std::slice::from_ref(&literal),
-            &*e.resolver,
-        );
-        Checked {
-            destination: outcome.destinations.into_iter().next(),
-            violations: outcome.violations,
-        }
-    })
-    .await;
-    r.unwrap_or_else(|_| Checked {
-        destination: None,
-        violations: vec![Violation {
-            rule: conductor_types::RuleId::egress("internal"),
-            message: "the destination check did not finish".into(),
-            destination: 0,
-        }],
-    })
-}
-
-/// Record one egress decision; an error means the connection must be refused.
-#[expect(clippy::too_many_arguments, reason = "one audit record's fields")]
-async fn record(
-    egress: &Arc<Egress>,
-    action: &str,
-    target: &str,
-    sni: Option<&str>,
-    destination: Option<&Destination>,
-    reasons: &[(String, String, String)],
-    findings: &[conductor_scan::Finding],
-    started: Instant,
-) -> Result<(), Refusal> {
-    let decision = if reasons.is_empty() { "allow" } else { "deny" };
-    let request = json!({"action": action, "target": target, "sni": sni});
-    let record = conductor_audit::NewRecord {
-        event: "egress".into(),
-        agent: egress.agent.clone(),
-        session: egress.session.clone(),
-        workflow: egress.workflow.clone(),
-        server: Some(egress.server.clone()),
-        tool: format!("{}.egress", egress.server),
-        action: action.into(),
-        decision: decision.into(),
-        reasons: Value::Array(
-            reasons
-                .iter()
-                .map(|(check, rule, message)| json!({"check": check, "rule": rule, "message": message}))
-                .collect(),
-        ),
-        destinations: serde_json::to_value(destination.map(std::slice::from_ref).unwrap_or_default())
-            .unwrap_or(Value::Null),
-        findings: serde_json::to_value(findings).unwrap_or(Value::Null),
-        policy: (egress.policy)().sha256().to_string(),
-        request_digest: conductor_audit::request_digest(&request),
-        arguments: Some(request),
-        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        auth: None,
-    };
-    let store = Arc::clone(&egress.audit);
-    let r = tokio::task::spawn_blocking(move || store.append(record)).await;
-    match r {
-        Ok(Ok(_)) => Ok(()),
-        _ => Err(refusal(
-            502,
-            "egress.audit",
-            "the connection cannot be recorded in the audit trail, so it is refused",
-        )),
-    }
-}
-
-fn destination_reasons(c: &Checked) -> Vec<(String, String, String)> {
-    c.violations
-        .iter()
-        .map(|v| {
-            (
-                "destination".to_string(),
-                v.rule.to_string(),
-                v.message.clone(),
-            )
-        })
-        .collect()
+/// The checked destination of a verdict that forwards.
+fn forwarded(verdict: &Verdict) -> Option<&Destination> {
+    verdict
+        .forward
+        .then(|| verdict.decision.destinations.first())
+        .flatten()
 }
 
 /// Connect to one of the checked addresses (in the order the resolver gave them).
 ///
-/// INVARIANT (pinning): only addresses in `destination.addresses` — the ones that were
+/// INVARIANT (pinning): only addresses in `destination.addresses` — the ones the gate
 /// classified and allowed — are connected to; no name is looked up here.
 async fn connect_pinned(d: &Destination, default_port: u16) -> Result<TcpStream, Refusal> {
     let port = d.port.unwrap_or(default_port);
@@ -357,7 +293,6 @@ async fn connect_pinned(d: &Destination, default_port: u16) -> Result<TcpStream,
 
 async fn handle(mut client: TcpStream, egress: Arc<Egress>) -> std::io::Result<()> {
     let _ = client.set_nodelay(true);
-    let started = Instant::now();
     let mut buf = Vec::with_capacity(8192);
     let end = match tokio::time::timeout(CLIENT_TIMEOUT, read_head(&mut client, &mut buf)).await {
         Ok(Ok(Some(end))) => end,
@@ -374,15 +309,15 @@ async fn handle(mut client: TcpStream, egress: Arc<Egress>) -> std::io::Result<(
     let head = match parse_head(buf.get(..end).unwrap_or_default(), true) {
         Ok(h) => h,
         Err(r) => {
-            refuse_unrecorded(&mut client, &egress, "", r, started).await;
+            refuse_unrecorded(&mut client, &egress, "", r).await;
             return Ok(());
         }
     };
     let rest = buf.get(end..).unwrap_or_default().to_vec();
     let result = if head.line[0] == "CONNECT" {
-        tunnel(&mut client, &egress, &head, rest, started).await
+        tunnel(&mut client, &egress, &head, rest).await
     } else {
-        plain(&mut client, &egress, &head, rest, started).await
+        plain(&mut client, &egress, &head, rest).await
     };
     if let Err(r) = result {
         let shown = if head.line[0] == "CONNECT" {
@@ -390,7 +325,7 @@ async fn handle(mut client: TcpStream, egress: Arc<Egress>) -> std::io::Result<(
         } else {
             shown_origin(&head.line[1])
         };
-        refuse_unrecorded(&mut client, &egress, &shown, r, started).await;
+        refuse_unrecorded(&mut client, &egress, &shown, r).await;
     }
     Ok(())
 }
@@ -398,27 +333,24 @@ async fn handle(mut client: TcpStream, egress: Arc<Egress>) -> std::io::Result<(
 /// Answer a refusal, recording it first unless the connection's record exists.
 ///
 /// INVARIANT: every connection the proxy accepted and parsed has a record, allowed or not.
-async fn refuse_unrecorded(
-    client: &mut TcpStream,
-    egress: &Arc<Egress>,
-    target: &str,
-    r: Refusal,
-    started: Instant,
-) {
+async fn refuse_unrecorded(client: &mut TcpStream, egress: &Arc<Egress>, target: &str, r: Refusal) {
     if !r.recorded {
-        let reasons = [("destination".to_string(), r.rule.clone(), r.message.clone())];
+        let connection = Connection {
+            action: "refused".into(),
+            destination: String::new(),
+            shown: target.to_string(),
+            sni: None,
+            content: json!({}),
+        };
+        let problem = connection_problem(r.check, &r.rule, r.message.clone());
+        let checked = egress
+            .service
+            .refused_connection(&egress.subject, connection, vec![problem]);
         // A failed record changes nothing here: the connection is refused either way.
-        let _ = record(
-            egress,
-            "refused",
-            target,
-            None,
-            None,
-            &reasons,
-            &[],
-            started,
-        )
-        .await;
+        let _ = egress
+            .service
+            .record_connection(&egress.subject, checked, Vec::new())
+            .await;
     }
     respond(client, &r).await;
 }
@@ -438,7 +370,6 @@ async fn tunnel(
     egress: &Arc<Egress>,
     head: &Head,
     mut early: Vec<u8>,
-    started: Instant,
 ) -> Result<(), Refusal> {
     let target = head.line[1].clone();
     if target.contains(['/', '?', '#', '@', '\\']) || !target.contains(':') {
@@ -448,24 +379,28 @@ async fn tunnel(
             "a CONNECT target is `host:port`",
         ));
     }
-    let checked = check_destination(egress, format!("https://{target}")).await;
-    let mut reasons = destination_reasons(&checked);
-    if !reasons.is_empty() {
-        record(
-            egress,
-            "connect",
-            &target,
-            None,
-            checked.destination.as_ref(),
-            &reasons,
-            &[],
-            started,
-        )
-        .await?;
-        let (rule, message) = first_reason(&reasons);
-        return Err(refusal(403, &rule, message).recorded());
+    let connection = Connection {
+        action: "connect".into(),
+        destination: format!("https://{target}"),
+        shown: target.clone(),
+        sni: None,
+        content: json!({"target": target}),
+    };
+    let service = &egress.service;
+    let mut checked: CheckedConnection =
+        service.check_connection(&egress.subject, connection).await;
+    if !checked.allowed() {
+        let verdict = service
+            .record_connection(&egress.subject, checked, Vec::new())
+            .await;
+        return Err(verdict_refusal(&verdict.decision, ""));
     }
-    let Some(dest) = checked.destination.clone() else {
+    let Some(host) = checked
+        .decision()
+        .destinations
+        .first()
+        .map(|d| d.host.clone())
+    else {
         return Err(refusal(
             403,
             "egress.internal",
@@ -477,72 +412,60 @@ async fn tunnel(
         .await
         .map_err(|_| refusal(400, "egress.closed", "the client went away"))?;
     // The ClientHello: the first TLS record, complete.
+    let mut problems: Vec<Reason> = Vec::new();
+    let tls = |m: String| connection_problem(Check::Destination, "egress.tls", m);
     let hello = tokio::time::timeout(CLIENT_TIMEOUT, read_client_hello(client, &mut early)).await;
     let sni = match hello {
         Ok(Ok(sni)) => sni,
         Ok(Err(m)) => {
-            reasons.push(("destination".into(), "egress.tls".into(), m));
+            problems.push(tls(m));
             None
         }
         Err(_) => {
-            reasons.push((
-                "destination".into(),
-                "egress.tls".into(),
-                "no TLS ClientHello arrived in time".into(),
-            ));
+            problems.push(tls("no TLS ClientHello arrived in time".into()));
             None
         }
     };
-    if reasons.is_empty() {
+    if problems.is_empty() {
         match &sni {
             Some(name) => {
                 let same = match conductor_net::canon::canonical_host_text(name) {
-                    Ok(conductor_net::Host::Name(n)) => n == dest.host,
+                    Ok(conductor_net::Host::Name(n)) => n == host,
                     _ => false,
                 };
                 if !same {
-                    reasons.push((
-                        "destination".into(),
-                        "egress.sni-mismatch".into(),
-                        format!(
-                            "the TLS server name `{}` is not the CONNECT host `{}`",
-                            header_safe(name),
-                            dest.host
-                        ),
+                    // INVARIANT: the server name itself is not quoted (it may carry data);
+                    // the record keeps it, scanned and redacted.
+                    problems.push(connection_problem(
+                        Check::Destination,
+                        "egress.sni-mismatch",
+                        format!("the TLS server name is not the CONNECT host `{host}`"),
                     ));
                 }
             }
             None => {
-                if dest.host.parse::<IpAddr>().is_err() {
-                    reasons.push((
-                        "destination".into(),
-                        "egress.sni-missing".into(),
+                if host.parse::<IpAddr>().is_err() {
+                    problems.push(connection_problem(
+                        Check::Destination,
+                        "egress.sni-missing",
                         format!(
-                            "the TLS ClientHello names no server, but the CONNECT host is `{}`",
-                            dest.host
+                            "the TLS ClientHello names no server, but the CONNECT host is `{host}`"
                         ),
                     ));
                 }
             }
         }
     }
-    record(
-        egress,
-        "connect",
-        &target,
-        sni.as_deref(),
-        Some(&dest),
-        &reasons,
-        &[],
-        started,
-    )
-    .await?;
-    if !reasons.is_empty() {
+    checked.set_sni(sni.map(|n| header_safe(&n)));
+    let verdict = service
+        .record_connection(&egress.subject, checked, problems)
+        .await;
+    let Some(dest) = forwarded(&verdict) else {
         // The 200 is gone already: the TLS client sees the connection close.
         let _ = client.shutdown().await;
         return Ok(());
-    }
-    let mut upstream = match connect_pinned(&dest, 443).await {
+    };
+    let mut upstream = match connect_pinned(dest, 443).await {
         Ok(u) => u,
         Err(_) => {
             let _ = client.shutdown().await;
@@ -554,13 +477,6 @@ async fn tunnel(
     }
     let _ = tokio::io::copy_bidirectional(client, &mut upstream).await;
     Ok(())
-}
-
-fn first_reason(reasons: &[(String, String, String)]) -> (String, String) {
-    reasons
-        .first()
-        .map(|(_, r, m)| (r.clone(), m.clone()))
-        .unwrap_or_else(|| ("egress.internal".into(), "refused".into()))
 }
 
 /// Read the first TLS record (the ClientHello) into `buf` and return its server name.
@@ -622,7 +538,6 @@ async fn plain(
     egress: &Arc<Egress>,
     head: &Head,
     mut body: Vec<u8>,
-    started: Instant,
 ) -> Result<(), Refusal> {
     let [method, target, _] = &head.line;
     if target.starts_with("https://") || target.starts_with("HTTPS://") {
@@ -659,26 +574,18 @@ async fn plain(
         raw_path.to_string()
     };
     let origin = format!("http://{authority}/");
-    let checked = check_destination(egress, origin.clone()).await;
-    let mut reasons = destination_reasons(&checked);
-    let dest = checked.destination.clone();
 
-    // INVARIANT: the Host header names the destination that was checked.
+    // INVARIANT: the Host header names the destination that is checked (compared
+    // canonically, before any lookup).
     match head.one("host")? {
         Some(h) => {
-            let hc = conductor_net::canonicalize(&format!("http://{h}/"));
-            let same = match (&hc, &dest) {
-                (Ok(c), Some(d)) => {
-                    let host_ok = match &c.host {
-                        Some(conductor_net::Host::Name(n)) => *n == d.host,
-                        Some(conductor_net::Host::Ip(a)) => a.to_string() == d.host,
-                        None => false,
-                    };
-                    host_ok && c.port.or(Some(80)) == d.port.or(Some(80))
-                }
-                _ => false,
+            let canon = |u: String| {
+                conductor_net::canonicalize(&u)
+                    .ok()
+                    .and_then(|c| c.host.map(|h| (h, c.port.or(Some(80)))))
             };
-            if !same {
+            let target_host = canon(origin.clone());
+            if target_host.is_none() || target_host != canon(format!("http://{h}/")) {
                 return Err(refusal(
                     400,
                     "egress.host-mismatch",
@@ -716,7 +623,7 @@ async fn plain(
             "the request body is too large to be checked",
         ));
     }
-    if reasons.is_empty() && length > body.len() {
+    if length > body.len() {
         if head
             .one("expect")?
             .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
@@ -741,86 +648,28 @@ async fn plain(
     }
     body.truncate(length);
 
-    // Data egress: what the request carries (target, headers, body) against the
-    // egress maximum of the destination.
-    let mut findings = Vec::new();
-    if let Some(d) = &dest
-        && reasons.is_empty()
-    {
-        let scanned = json!({
+    // Every check is the gate's: the destination (by name, then every address), the
+    // data egress rules and clearance over what the request carries, the session's
+    // labels, and the record.
+    let connection = Connection {
+        action: method.to_lowercase(),
+        destination: origin.clone(),
+        shown: origin.clone(),
+        sni: None,
+        content: json!({
             "target": target,
             "headers": head.headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
             "body": String::from_utf8_lossy(&body),
-        });
-        let e = Arc::clone(egress);
-        let d2 = d.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            let policy = (e.policy)();
-            let data = policy.data();
-            let found = data.scanner.scan(&scanned, &e.key);
-            let (max, rule) = egress_of(data, &d2);
-            let mut denials = Vec::new();
-            for f in &found {
-                let level = data.labels.get(&f.label).copied().unwrap_or(data.top());
-                if level > max
-                    && !denials
-                        .iter()
-                        .any(|(_, _, m): &(String, String, String)| m.contains(&f.label))
-                {
-                    denials.push((
-                        "data".to_string(),
-                        rule.clone(),
-                        format!(
-                            "`{}` found `{}` data (level `{}`) at `{}`; `{}` accepts at most `{}`",
-                            f.detector,
-                            f.label,
-                            data.level_name(level),
-                            f.pointer,
-                            d2.host,
-                            data.level_name(max)
-                        ),
-                    ));
-                }
-            }
-            (found, denials)
-        })
-        .await;
-        match r {
-            Ok((found, denials)) => {
-                findings = found;
-                reasons.extend(denials);
-            }
-            Err(_) => reasons.push((
-                "data".into(),
-                "egress.internal".into(),
-                "the data check did not finish".into(),
-            )),
-        }
-    }
-    let shown_target = origin.clone();
-    record(
-        egress,
-        &method.to_lowercase(),
-        &shown_target,
-        None,
-        dest.as_ref(),
-        &reasons,
-        &findings,
-        started,
-    )
-    .await?;
-    if !reasons.is_empty() {
-        let (rule, message) = first_reason(&reasons);
-        return Err(refusal(403, &rule, message).recorded());
-    }
-    let Some(dest) = dest else {
-        return Err(refusal(
-            403,
-            "egress.internal",
-            "the destination could not be checked",
-        ));
+        }),
     };
-    let mut upstream = connect_pinned(&dest, 80).await.map_err(Refusal::recorded)?;
+    let verdict = egress
+        .service
+        .decide_connection(&egress.subject, connection, Vec::new())
+        .await;
+    let Some(dest) = forwarded(&verdict) else {
+        return Err(verdict_refusal(&verdict.decision, ""));
+    };
+    let mut upstream = connect_pinned(dest, 80).await.map_err(Refusal::recorded)?;
 
     // The request as decided, in origin form, one request per connection.
     let listed: Vec<String> = head
@@ -891,7 +740,7 @@ async fn plain(
     if let Some(location) = location
         && (300..400).contains(&status)
     {
-        check_redirect(egress, target, location, started).await?;
+        check_redirect(egress, target, location).await?;
     }
     let mut out = format!("{} {} {}\r\n", rhead.line[0], rhead.line[1], rhead.line[2]);
     for (n, v) in &rhead.headers {
@@ -918,13 +767,9 @@ async fn plain(
 }
 
 /// A redirect's target is checked like a destination of its own; a refused one never
-/// reaches the server.
-async fn check_redirect(
-    egress: &Arc<Egress>,
-    base: &str,
-    location: &str,
-    started: Instant,
-) -> Result<(), Refusal> {
+/// reaches the server (and is recorded; an allowed one is recorded when the server
+/// connects to it).
+async fn check_redirect(egress: &Arc<Egress>, base: &str, location: &str) -> Result<(), Refusal> {
     let Ok(base) = url::Url::parse(base) else {
         return Err(refusal(
             502,
@@ -939,35 +784,29 @@ async fn check_redirect(
             "the redirect target is not a valid URL",
         ));
     };
-    let mut shown = next.clone();
-    shown.set_path("/");
-    shown.set_query(None);
-    shown.set_fragment(None);
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    let checked = check_destination(egress, location_origin(&next)).await;
-    let reasons = destination_reasons(&checked);
-    if reasons.is_empty() {
+    let origin = location_origin(&next);
+    let connection = Connection {
+        action: "redirect".into(),
+        destination: origin.clone(),
+        shown: origin,
+        sni: None,
+        content: json!({}),
+    };
+    let checked = egress
+        .service
+        .check_connection(&egress.subject, connection)
+        .await;
+    if checked.allowed() {
         return Ok(());
     }
-    record(
-        egress,
-        "redirect",
-        shown.as_str(),
-        None,
-        checked.destination.as_ref(),
-        &reasons,
-        &[],
-        started,
-    )
-    .await?;
-    let (rule, message) = first_reason(&reasons);
-    Err(refusal(
-        403,
-        &rule,
-        format!("the answer redirects to a refused destination: {message}"),
-    )
-    .recorded())
+    let verdict = egress
+        .service
+        .record_connection(&egress.subject, checked, Vec::new())
+        .await;
+    Err(verdict_refusal(
+        &verdict.decision,
+        "the answer redirects to a refused destination: ",
+    ))
 }
 
 fn location_origin(u: &url::Url) -> String {
@@ -978,15 +817,4 @@ fn location_origin(u: &url::Url) -> String {
     let _ = o.set_username("");
     let _ = o.set_password(None);
     o.to_string()
-}
-
-/// The egress maximum of a destination and the rule that sets it (first matching
-/// `data.egress` entry, else `data.default_egress`) — the core's rule.
-fn egress_of(data: &conductor_policy::DataPolicy, d: &Destination) -> (usize, String) {
-    for e in &data.egress {
-        if e.to.iter().any(|p| p.matches(d)) {
-            return (e.max, e.id.to_string());
-        }
-    }
-    (data.default_egress, "data.default_egress".into())
 }

@@ -78,6 +78,9 @@ pub struct Server {
     pub transport: Transport,
     /// How long one request may wait for the upstream's answer.
     pub timeout: Duration,
+    /// `sandbox:` (stdio servers only): run it in Conductor's sandbox, like
+    /// `conductor wrap --sandbox` (docs/sandbox.md).
+    pub sandbox: Option<Sandbox>,
     /// Per-agent upstream credentials (optional).
     pub agents: BTreeMap<String, AgentCredentials>,
 }
@@ -139,6 +142,15 @@ pub struct AuthMethods {
     pub api_keys: Vec<ApiKey>,
     pub jwt: Option<JwtConfig>,
     pub mtls: Option<MtlsConfig>,
+}
+
+/// What a sandboxed stdio server may see beyond the defaults (`sandbox: true` is all
+/// empty): absolute paths read-only and read-write, variables passed by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sandbox {
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+    pub env: Vec<String>,
 }
 
 /// How agents prove who they are.
@@ -286,6 +298,14 @@ struct RawServer {
     timeout_seconds: Option<Sp<Lenient<u64>>>,
     #[serde(default)]
     agents: Lenient<Entries<Sp<Lenient<RawAgentCreds>>>>,
+    sandbox: Option<Sp<Lenient<RawSandbox>>>,
+}
+
+/// `sandbox: true|false` or `sandbox: {read: [...], write: [...], env: [...]}`.
+#[derive(Debug)]
+enum RawSandbox {
+    On(bool),
+    Profile(RawSandboxProfile),
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +363,37 @@ struct RawJwt {
 #[serde(deny_unknown_fields)]
 struct RawMtls {
     agent_from: Sp<Lenient<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSandboxProfile {
+    #[serde(default)]
+    read: Lenient<Vec<Sp<String>>>,
+    #[serde(default)]
+    write: Lenient<Vec<Sp<String>>>,
+    #[serde(default)]
+    env: Lenient<Vec<Sp<String>>>,
+}
+
+impl<'de> Deserialize<'de> for RawSandbox {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawSandbox;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`true`, `false` or a mapping with `read`, `write` and `env`")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<RawSandbox, E> {
+                Ok(RawSandbox::On(b))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<RawSandbox, A::Error> {
+                RawSandboxProfile::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(RawSandbox::Profile)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -1133,12 +1184,76 @@ impl Validator<'_> {
             }
             agents.insert(agent.value.clone(), out);
         }
+        let sandbox = self.sandbox(id, raw, &transport)?;
         Some(Server {
             id: id.to_string(),
             transport,
             timeout,
             agents,
+            sandbox,
         })
+    }
+
+    /// `sandbox:` of a server: only for stdio servers, absolute paths, variable names.
+    /// `None` (the outer) when it is invalid (the problem is recorded).
+    #[expect(clippy::option_option, reason = "invalid / absent / present")]
+    fn sandbox(
+        &mut self,
+        id: &str,
+        raw: &RawServer,
+        transport: &Transport,
+    ) -> Option<Option<Sandbox>> {
+        let Some(sp) = &raw.sandbox else {
+            return Some(None);
+        };
+        let profile = match sp.value.0.as_ref()? {
+            RawSandbox::On(false) => return Some(None),
+            RawSandbox::On(true) => None,
+            RawSandbox::Profile(p) => Some(p),
+        };
+        if let Transport::Http { .. } = transport {
+            self.err(
+                sp.loc,
+                format!("server `{id}` is a `url` server: `sandbox` is for `command` servers"),
+            );
+            return None;
+        }
+        if raw.cwd.is_some() {
+            self.err(
+                sp.loc,
+                format!("server `{id}`: `cwd` cannot be combined with `sandbox` yet"),
+            );
+            return None;
+        }
+        let mut out = Sandbox::default();
+        let mut ok = true;
+        if let Some(p) = profile {
+            for (list, into) in [(&p.read, &mut out.read), (&p.write, &mut out.write)] {
+                for v in list.0.iter().flatten() {
+                    if Path::new(&v.value).is_absolute() {
+                        into.push(PathBuf::from(&v.value));
+                    } else {
+                        self.err(
+                            v.loc,
+                            format!("the sandbox path `{}` is not absolute", v.value),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            for v in p.env.0.iter().flatten() {
+                if v.value.is_empty() || v.value.contains(['=', '\0']) {
+                    self.err(
+                        v.loc,
+                        format!("`{}` is not an environment variable name", v.value),
+                    );
+                    ok = false;
+                } else {
+                    out.env.push(v.value.clone());
+                }
+            }
+        }
+        ok.then_some(Some(out))
     }
 
     fn env(&mut self, e: &Lenient<Entries<Sp<Lenient<String>>>>) -> BTreeMap<String, Secret> {
@@ -1405,5 +1520,41 @@ mod tests {
             .render(false);
         assert!(r.contains("both `command` and `url`"), "{r}");
         assert!(r.contains("missing key `auth`"), "{r}");
+    }
+
+    #[test]
+    fn sandbox_on_a_stdio_server_is_read_strictly() {
+        let c = load(
+            "version: 1\nservers:\n  a:\n    command: [x]\n    sandbox: {read: [/srv/data], write: [/srv/out], env: [TOKEN]}\n  b:\n    command: [y]\n    sandbox: true\n  c:\n    command: [z]\n    sandbox: false\nauth: {none: {agent: d}}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.server("a").unwrap().sandbox,
+            Some(Sandbox {
+                read: vec!["/srv/data".into()],
+                write: vec!["/srv/out".into()],
+                env: vec!["TOKEN".into()],
+            })
+        );
+        assert_eq!(c.server("b").unwrap().sandbox, Some(Sandbox::default()));
+        assert_eq!(c.server("c").unwrap().sandbox, None);
+
+        // Every problem at once, at its place: an unknown key, a relative path, a bad
+        // name, a sandboxed url server, a value of the wrong type.
+        let r = load(
+            "version: 1\nservers:\n  a:\n    command: [x]\n    sandbox: {reads: [/srv]}\n  b:\n    command: [y]\n    sandbox: {read: [rel/dir], env: [\"A=B\"]}\n  w:\n    url: \"http://h/\"\n    sandbox: true\n  v:\n    command: [v]\n    sandbox: yes-please\nauth: {none: {agent: d}}\n",
+        )
+        .unwrap_err()
+        .render(false);
+        for needle in [
+            "reads",
+            "the sandbox path `rel/dir` is not absolute",
+            "`A=B` is not an environment variable name",
+            "`sandbox` is for `command` servers",
+            "gateway.yaml:5:",
+            "gateway.yaml:14:",
+        ] {
+            assert!(r.contains(needle), "`{needle}` not in:\n{r}");
+        }
     }
 }

@@ -53,6 +53,11 @@ impl GateEnv {
         }
     }
 
+    /// The gate service (the sandbox's egress proxy decides through it too).
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
     pub fn policy(&self) -> Arc<Policy> {
         self.service.policy()
     }

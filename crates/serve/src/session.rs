@@ -329,7 +329,21 @@ impl Link {
             ));
         }
         let (tx, mut rx) = mpsc::channel::<Value>(256);
-        let conn = match Conn::open(&self.server, &session.agent, &app.http, tx) {
+        // A sandboxed stdio server's egress proxy decides through the gateway's service.
+        let egress = self
+            .server
+            .sandbox
+            .as_ref()
+            .map(|_| conductor_sandbox::Egress {
+                service: Arc::clone(app.gates.service()),
+                subject: conductor_gate::Subject {
+                    agent: session.agent.clone(),
+                    workflow: None,
+                    session: self.gate.session_id().to_string(),
+                    server: Some(self.server.id.clone()),
+                },
+            });
+        let conn = match Conn::open(&self.server, &session.agent, &app.http, tx, egress).await {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 self.failed(app);

@@ -74,17 +74,35 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     /// Connect to (spawn) `server` for `agent`. Unsolicited server messages go to `unsolicited`.
-    pub fn open(
+    ///
+    /// A stdio server with `sandbox:` starts in Conductor's sandbox, its egress proxy
+    /// deciding through `egress` (required then: without it the server does not start).
+    pub async fn open(
         server: &Server,
         agent: &str,
         http: &reqwest::Client,
         unsolicited: mpsc::Sender<Value>,
+        egress: Option<conductor_sandbox::Egress>,
     ) -> Result<Conn, UpstreamError> {
         // Upstream credentials are the gateway's: the server's, or this agent's own.
         match &server.transport_for(agent) {
             Transport::Stdio { command, env, cwd } => {
-                StdioConn::spawn(&server.id, agent, command, env, cwd.as_deref(), unsolicited)
-                    .map(Conn::Stdio)
+                let child = match &server.sandbox {
+                    None => None,
+                    Some(sandbox) => {
+                        Some(spawn_sandboxed(&server.id, command, env, sandbox, egress).await?)
+                    }
+                };
+                StdioConn::spawn(
+                    &server.id,
+                    agent,
+                    command,
+                    env,
+                    cwd.as_deref(),
+                    unsolicited,
+                    child,
+                )
+                .map(Conn::Stdio)
             }
             Transport::Http { url, headers } => Ok(Conn::Http(HttpConn {
                 server: server.id.clone(),
@@ -257,6 +275,42 @@ async fn route(pending: &Pending, unsolicited: &mpsc::Sender<Value>, mut value: 
 // stdio
 // ------------------------------------------------------------------------------------
 
+/// A sandboxed stdio server (its proxy runs as long as the guard is kept).
+type Sandboxed = (tokio::process::Child, conductor_sandbox::SandboxGuard);
+
+/// Start `command` in Conductor's sandbox (the same API as `wrap --sandbox`).
+///
+/// INVARIANT (fail closed): a layer that cannot be set up, or no egress proxy to decide
+/// with, means the server does not start.
+async fn spawn_sandboxed(
+    server: &str,
+    command: &[String],
+    env: &std::collections::BTreeMap<String, Secret>,
+    sandbox: &crate::config::Sandbox,
+    egress: Option<conductor_sandbox::Egress>,
+) -> Result<Sandboxed, UpstreamError> {
+    let fail = |reason: String| UpstreamError::Spawn {
+        server: server.into(),
+        reason,
+    };
+    let egress = egress.ok_or_else(|| fail("the sandbox has no egress proxy".into()))?;
+    let init = conductor_sandbox::InitProgram::current_exe(conductor_sandbox::INIT_ARG)
+        .map_err(|e| fail(format!("cannot find the conductor executable: {e}")))?;
+    let profile = conductor_sandbox::Profile {
+        read: sandbox.read.clone(),
+        write: sandbox.write.clone(),
+        env: sandbox.env.clone(),
+        vars: env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string()))
+            .collect(),
+        require_landlock: false,
+    };
+    conductor_sandbox::spawn(&init, command, &profile, egress)
+        .await
+        .map_err(|e| fail(e.to_string()))
+}
+
 pub struct StdioConn {
     server: String,
     to_child: mpsc::Sender<Vec<u8>>,
@@ -264,6 +318,8 @@ pub struct StdioConn {
     next: AtomicU64,
     alive: Arc<AtomicBool>,
     child: Mutex<Option<tokio::process::Child>>,
+    /// Keeps a sandboxed server's egress proxy running.
+    _sandbox: Option<conductor_sandbox::SandboxGuard>,
 }
 
 impl StdioConn {
@@ -274,6 +330,7 @@ impl StdioConn {
         env: &std::collections::BTreeMap<String, Secret>,
         cwd: Option<&std::path::Path>,
         unsolicited: mpsc::Sender<Value>,
+        sandboxed: Option<Sandboxed>,
     ) -> Result<StdioConn, UpstreamError> {
         let Some((program, args)) = command.split_first() else {
             return Err(UpstreamError::Spawn {
@@ -281,27 +338,33 @@ impl StdioConn {
                 reason: "no command".into(),
             });
         };
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in env {
-            cmd.env(k, v.expose());
-        }
-        if let Some(d) = cwd {
-            cmd.current_dir(d);
-        }
-        #[cfg(unix)]
-        cmd.process_group(0);
-        let mut child = cmd.spawn().map_err(|e| UpstreamError::Spawn {
-            server: server.into(),
-            reason: format!("`{program}`: {}", e.kind().to_string().to_lowercase()),
-        })?;
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
+        let (mut child, guard) = match sandboxed {
+            Some((child, guard)) => (child, Some(guard)),
+            None => {
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(args)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .kill_on_drop(true);
+                for (k, v) in env {
+                    cmd.env(k, v.expose());
+                }
+                if let Some(d) = cwd {
+                    cmd.current_dir(d);
+                }
+                #[cfg(unix)]
+                cmd.process_group(0);
+                let child = cmd.spawn().map_err(|e| UpstreamError::Spawn {
+                    server: server.into(),
+                    reason: format!("`{program}`: {}", e.kind().to_string().to_lowercase()),
+                })?;
+                (child, None)
+            }
+        };
+        // A sandboxed server's stderr is the gateway's own (it is not piped).
+        let stderr = child.stderr.take();
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(UpstreamError::Spawn {
                 server: server.into(),
                 reason: "no standard streams".into(),
@@ -323,7 +386,7 @@ impl StdioConn {
             }
         });
         // Stderr to the log.
-        {
+        if let Some(stderr) = stderr {
             let server = server.to_string();
             let agent = agent.to_string();
             tokio::spawn(async move {
@@ -391,6 +454,7 @@ impl StdioConn {
             next: AtomicU64::new(1),
             alive,
             child: Mutex::new(Some(child)),
+            _sandbox: guard,
         })
     }
 

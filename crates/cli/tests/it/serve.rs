@@ -119,6 +119,11 @@ destinations:
 impl Gateway {
     /// `servers` is the YAML of the `servers:` mapping (indented two spaces).
     fn start(servers: &str, extra: &str) -> Gateway {
+        Gateway::start_with(servers, extra, &[])
+    }
+
+    /// [`Gateway::start`] with more `conductor serve` arguments.
+    fn start_with(servers: &str, extra: &str, args: &[&str]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
         std::fs::write(
@@ -139,6 +144,7 @@ impl Gateway {
             "audit.db",
             "--print-address",
         ])
+        .args(args)
         .env("GZIP_ALLOWED_DOMAINS", "127.0.0.1")
         .env("CONDUCTOR_LOG", "info")
         .stdin(Stdio::null())
@@ -724,6 +730,100 @@ fn serve_python_fetch_stdio_metadata_refused_and_the_proxy_never_sees_it() {
             .iter()
             .any(|r| r.contains("169.254") || r.contains("2852039166")),
         "the metadata service was requested: {seen:?}"
+    );
+}
+
+/// `sandbox:` on a gateway stdio server: mcp-server-fetch runs in Conductor's sandbox
+/// (the same crate and API as `wrap --sandbox`). What the gate allows goes out through the
+/// egress proxy, decided again by the gateway's service and recorded as `fetch.egress`;
+/// a name whose answers include the metadata address (the rebinding shape: one answer
+/// checked, another used) is refused; and the server told to connect to the metadata
+/// address itself (its `--proxy-url`, a raw connect that ignores the egress proxy)
+/// reaches nothing, since the sandbox's network has no route out.
+#[test]
+fn serve_sandboxed_fetch_goes_out_only_through_the_egress_proxy() {
+    let Some(peers) = peers() else { return };
+    let stub = Stub::start();
+    let fetch = |extra: &[&str]| {
+        let mut cmd = vec![
+            s(&peers.join("venv/bin/mcp-server-fetch")),
+            "--ignore-robots-txt".to_string(),
+            "--allow-private-ips".to_string(),
+        ];
+        cmd.extend(extra.iter().map(|a| (*a).to_string()));
+        serde_json::to_string(&cmd).unwrap()
+    };
+    let ok_url = format!("http://127.0.0.1:{}/ok", stub.port);
+    let rebind_url = format!("http://rebind.test:{}/rebound", stub.port);
+
+    let mut gw = Gateway::start_with(
+        &format!("  fetch:\n    command: {}\n    sandbox: true\n", fetch(&[])),
+        "",
+        &[
+            "--no-dns",
+            "--resolve",
+            "rebind.test=127.0.0.1,169.254.169.254",
+        ],
+    );
+    let out = client(
+        &peers,
+        &gw,
+        Sdk::Python("2026-07-28"),
+        "/mcp",
+        json!([
+            {"name": "fetch.fetch", "arguments": {"url": ok_url}},
+            {"name": "fetch.fetch", "arguments": {"url": rebind_url}},
+            {"name": "fetch.fetch", "arguments": {"url": METADATA_URL}},
+        ]),
+    );
+    assert_allowed(&out, 0, "hello from the loopback stub");
+    assert_denied(&out, 1, "destination");
+    assert_denied(&out, 2, "destination");
+    // Origin form: the request came through the egress proxy, not as the fetch server's
+    // own proxy request.
+    let seen = stub.requests.lock().unwrap().clone();
+    assert_eq!(seen, ["GET /ok HTTP/1.1"], "{seen:?}");
+    let audit = gw.audit();
+    assert!(
+        audit.contains(&(
+            "egress".to_string(),
+            "fetch.egress".to_string(),
+            "allow".to_string()
+        )),
+        "{audit:?}\n{}",
+        gw.log()
+    );
+    gw.stop();
+
+    // The raw connect: the server ignores the egress proxy and dials the metadata address.
+    let gw = Gateway::start(
+        &format!(
+            "  fetch:\n    command: {}\n    sandbox: {{env: [PYTHONUNBUFFERED]}}\n",
+            fetch(&["--proxy-url", "http://169.254.169.254:80"])
+        ),
+        "",
+    );
+    let out = client(
+        &peers,
+        &gw,
+        Sdk::Python("2026-07-28"),
+        "/mcp",
+        json!([{"name": "fetch.fetch", "arguments": {"url": ok_url}}]),
+    );
+    let result = &out["calls"][0]["result"];
+    assert_eq!(result["isError"], true, "{out:#}");
+    assert!(
+        !text_of(result).contains("hello from the loopback stub"),
+        "{out:#}"
+    );
+    assert_eq!(
+        stub.requests.lock().unwrap().len(),
+        1,
+        "the stub saw the raw connect"
+    );
+    assert!(
+        !gw.audit().iter().any(|(e, _, _)| e == "egress"),
+        "the raw connect reached the egress proxy"
     );
 }
 

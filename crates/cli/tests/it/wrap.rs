@@ -14,6 +14,12 @@
 //!
 //! When `.peers` is missing the tests say so loudly and pass, except under CI (`CI` set),
 //! where a missing peer is a failure.
+//!
+//! Every interop test runs twice ([`interop_tests!`]): as `wrap::<name>` with the server
+//! started plainly, and as `wrap::sandboxed::<name>` with `wrap --sandbox` (the server —
+//! and the spy in front of it — in Conductor's sandbox, its only way out the egress
+//! proxy; the fetch server then goes through the proxy the sandbox offers instead of the
+//! test's, and every connection it makes is an `egress` record of the same audit trail).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -121,18 +127,115 @@ fn path(p: &Path) -> String {
 // A wrapped session
 // ---------------------------------------------------------------------------------------
 
+/// How `wrap` starts the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A plain child process.
+    Plain,
+    /// `wrap --sandbox`, the test's directory (spy log, files) writable inside.
+    Sandboxed,
+}
+
+/// Every interop test, run both ways: `wrap::<name>` (plain) and `wrap::sandboxed::<name>`
+/// (`wrap --sandbox`). Each entry is a `fn(Mode)`.
+macro_rules! interop_tests {
+    ($($name:ident),* $(,)?) => {
+        mod plain {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Mode::Plain)
+                }
+            )*
+        }
+        mod sandboxed {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Mode::Sandboxed)
+                }
+            )*
+        }
+    };
+}
+
+interop_tests!(
+    everything_python_session_metadata_url_refused_before_the_server,
+    everything_typescript_metadata_url_refused_without_declared_pointer,
+    everything_typescript_v2_auto_client_probes_then_falls_back,
+    everything_python_auto_client_falls_back_to_the_handshake_and_approval_is_refused,
+    everything_python_session_permitted_url_fetched_metadata_resource_read_refused,
+    everything_typescript_permitted_url_fetched_metadata_resource_read_refused,
+    filesystem_python_session_read_allowed_write_refused,
+    filesystem_typescript_read_allowed_write_refused,
+    fetch_prompt_of_the_metadata_service_is_refused_before_the_server,
+    fetch_urls_the_scanner_used_to_cut_short_are_refused_before_the_server,
+    fetch_python_session_loopback_allowed_when_permitted,
+    fetch_typescript_loopback_refused_when_not_permitted,
+    fetch_python_stateless_client_first_message_is_a_call,
+    fetch_typescript_v2_client_pinned_to_the_stateless_revision,
+    fetch_python_auto_client_negotiates_the_stateless_revision_through_wrap,
+    fetch_result_with_a_credential_taints_the_session_and_the_next_fetch_is_refused,
+);
+
 /// One test's world: a temporary directory with the policy, the audit store and the spy log.
 struct Setup {
     dir: tempfile::TempDir,
     agent: &'static str,
     server: &'static str,
+    mode: Mode,
 }
 
 impl Setup {
-    fn new(policy: &str, agent: &'static str, server: &'static str) -> Self {
+    fn new(mode: Mode, policy: &str, agent: &'static str, server: &'static str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
-        Self { dir, agent, server }
+        Self {
+            dir,
+            agent,
+            server,
+            mode,
+        }
+    }
+
+    /// mcp-server-fetch with its own private-address guard off (so that the gate is what
+    /// is tested). Plain: every request goes through `stub` as its proxy (so nothing leaves
+    /// this machine). Sandboxed: through the egress proxy the sandbox offers
+    /// (`HTTP_PROXY`), which sends only what the policy allows on to `127.0.0.1` here.
+    fn fetch(&self, peers: &Peers, stub: &HttpStub) -> Vec<String> {
+        let mut cmd = peers.fetch(stub);
+        if self.mode == Mode::Sandboxed {
+            let at = cmd.iter().position(|a| a == "--proxy-url").unwrap();
+            cmd.drain(at..at + 2);
+        }
+        cmd
+    }
+
+    /// The request line `stub` sees for a fetch of `url`: the absolute form when it is
+    /// the fetch server's proxy, the origin form when the egress proxy forwards it.
+    fn stub_line(&self, url: &str) -> String {
+        match self.mode {
+            Mode::Plain => format!("GET {url} HTTP/1.1"),
+            Mode::Sandboxed => {
+                let path = url.splitn(4, '/').nth(3).unwrap_or_default();
+                format!("GET /{path} HTTP/1.1")
+            }
+        }
+    }
+
+    /// Sandboxed: the `egress` records (the connections the server opened through the
+    /// proxy) as (decision, target).
+    fn egress_records(&self) -> Vec<(String, String)> {
+        self.export_audit()
+            .iter()
+            .filter(|r| r["event"] == "egress")
+            .map(|r| {
+                (
+                    r["decision"].as_str().unwrap().to_string(),
+                    r["arguments"]["target"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
     }
 
     fn audit(&self) -> PathBuf {
@@ -157,12 +260,30 @@ impl Setup {
             "--audit".into(),
             path(&self.audit()),
             "--no-dns".into(),
+        ];
+        if self.mode == Mode::Sandboxed {
+            cmd.extend([
+                "--sandbox".into(),
+                "--sandbox-write".into(),
+                path(self.dir.path()),
+            ]);
+            // The sandbox passes no variable it is not told to: the ones the session sets
+            // for the spy and the everything server (see `session`).
+            for name in [
+                "PYTHONUNBUFFERED",
+                "GZIP_ALLOWED_DOMAINS",
+                "GZIP_MAX_FETCH_TIME_MILLIS",
+            ] {
+                cmd.extend(["--sandbox-env".into(), name.into()]);
+            }
+        }
+        cmd.extend([
             "--".into(),
             peers.python(),
             path(&fixtures().join("peers/spy.py")),
             path(&self.spy_log()),
             "--".into(),
-        ];
+        ]);
         cmd.extend(server.iter().cloned());
         cmd
     }
@@ -184,11 +305,13 @@ impl Setup {
         text
     }
 
-    /// `conductor audit verify` exits 0; every record as (event, tool, decision), in order.
+    /// `conductor audit verify` exits 0; every record but the sandbox's `egress` records
+    /// as (event, tool, decision), in order.
     fn audit_records(&self) -> Vec<(String, String, String)> {
         self.verify_audit();
         self.export_audit()
             .iter()
+            .filter(|r| r["event"] != "egress")
             .map(|r| {
                 assert_eq!(r["agent"], self.agent, "record: {r}");
                 (
@@ -738,6 +861,19 @@ const EVERYTHING_REACHABLE: [&str; 3] = ["echo", "get-sum", "gzip-file-as-resour
 const METADATA_URL: &str = "http://169.254.169.254/latest/meta-data/";
 const METADATA_DECIMAL_URL: &str = "http://2852039166/latest/meta-data/iam/security-credentials/";
 
+/// Whether this Node's built-in `fetch` goes through `HTTP_PROXY` when
+/// `NODE_USE_ENV_PROXY=1` (Node 22.21+ in the 22 line, 24.5+): asked of `node` itself.
+fn node_fetch_uses_the_proxy() -> bool {
+    let out = Command::new("node")
+        .args(["-p", "process.versions.node"])
+        .output()
+        .unwrap();
+    let v = String::from_utf8_lossy(&out.stdout);
+    let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major == 22 && minor >= 21) || (major == 24 && minor >= 5) || major >= 25
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
@@ -749,9 +885,14 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 /// Client sees only the reachable tools; echo works; the metadata URL, plain and decimal, is
 /// refused with a destination reason before the server sees it.
-fn everything_through_wrap(sdk: Sdk, declare: bool) {
+fn everything_through_wrap(mode: Mode, sdk: Sdk, declare: bool) {
     let Some(peers) = peers() else { return };
-    let setup = Setup::new(&everything_policy(declare), "research-bot", "everything");
+    let setup = Setup::new(
+        mode,
+        &everything_policy(declare),
+        "research-bot",
+        "everything",
+    );
     let seen = session(
         &peers,
         sdk,
@@ -811,28 +952,24 @@ fn everything_through_wrap(sdk: Sdk, declare: bool) {
     ]);
 }
 
-#[test]
-fn everything_python_session_metadata_url_refused_before_the_server() {
-    everything_through_wrap(Sdk::PythonSession, true);
+fn everything_python_session_metadata_url_refused_before_the_server(mode: Mode) {
+    everything_through_wrap(mode, Sdk::PythonSession, true);
 }
 
-#[test]
-fn everything_typescript_metadata_url_refused_without_declared_pointer() {
+fn everything_typescript_metadata_url_refused_without_declared_pointer(mode: Mode) {
     // The policy does not name the gzip tool's `data` argument: the gate must find the URL
     // by itself (the tool's input schema says `format: uri`; and `scan` is on).
-    everything_through_wrap(Sdk::TypeScript, false);
+    everything_through_wrap(mode, Sdk::TypeScript, false);
 }
 
-#[test]
-fn everything_typescript_v2_auto_client_probes_then_falls_back() {
+fn everything_typescript_v2_auto_client_probes_then_falls_back(mode: Mode) {
     // The v2 TypeScript client in `auto` mode probes `server/discover` on a short-lived
     // sibling process (here: a second `conductor wrap` with its own server), then runs the
     // 2025-11-25 handshake on the real one.
-    everything_through_wrap(Sdk::TypeScriptV2("auto"), true);
+    everything_through_wrap(mode, Sdk::TypeScriptV2("auto"), true);
 }
 
-#[test]
-fn everything_python_auto_client_falls_back_to_the_handshake_and_approval_is_refused() {
+fn everything_python_auto_client_falls_back_to_the_handshake_and_approval_is_refused(mode: Mode) {
     // `mcp.Client(mode="auto")` probes `server/discover` first; the everything server
     // (TypeScript SDK 1.x) does not know it, and the client falls back to `initialize`
     // through wrap. `get-sum` needs a person's approval, which does not exist
@@ -843,7 +980,7 @@ fn everything_python_auto_client_falls_back_to_the_handshake_and_approval_is_ref
         "        actions: [read]\n    approve:\n      - tools: [\"everything.get-sum\"]\ntools:",
     );
     assert!(policy.contains("approve:"), "{policy}");
-    let setup = Setup::new(&policy, "research-bot", "everything");
+    let setup = Setup::new(mode, &policy, "research-bot", "everything");
     let seen = session(
         &peers,
         Sdk::PythonClient("auto"),
@@ -904,7 +1041,7 @@ fn everything_python_auto_client_falls_back_to_the_handshake_and_approval_is_ref
     ]);
 }
 
-fn everything_resources_through_wrap(sdk: Sdk) {
+fn everything_resources_through_wrap(mode: Mode, sdk: Sdk) {
     // A URL the policy permits (a loopback test server, with `loopback` opened up) is
     // forwarded and the server really fetches it; a `resources/read` of the metadata
     // service is refused with a JSON-RPC error carrying the decision, before the server
@@ -929,7 +1066,7 @@ destinations:
   allow: ["*"]
   permit: [loopback]
 "#;
-    let setup = Setup::new(policy, "research-bot", "everything");
+    let setup = Setup::new(mode, policy, "research-bot", "everything");
     let local = stub.url("/report.txt");
     let seen = session(
         &peers,
@@ -948,6 +1085,20 @@ destinations:
         seen.context()
     );
     let gzip = &seen.call(0)["result"];
+    if mode == Mode::Sandboxed && !node_fetch_uses_the_proxy() {
+        // Known limitation (docs/sandbox.md): Node before 22.21 / 24.5 ignores
+        // `HTTP_PROXY` (and `NODE_USE_ENV_PROXY`, which the sandbox sets) in its built-in
+        // `fetch`; its direct connection has no route out of the sandbox, so the
+        // permitted fetch fails closed — it reaches nothing, not even the local server.
+        assert!(
+            gzip["isError"] == true && text_of(gzip).contains("fetch failed"),
+            "{}",
+            seen.context()
+        );
+        assert!(stub.requests().is_empty(), "{:?}", stub.requests());
+        assert!(setup.egress_records().is_empty());
+        return;
+    }
     assert!(
         gzip.is_object() && gzip["isError"] != true,
         "the permitted fetch should work: {}",
@@ -1004,23 +1155,21 @@ destinations:
     );
 }
 
-#[test]
-fn everything_python_session_permitted_url_fetched_metadata_resource_read_refused() {
-    everything_resources_through_wrap(Sdk::PythonSession);
+fn everything_python_session_permitted_url_fetched_metadata_resource_read_refused(mode: Mode) {
+    everything_resources_through_wrap(mode, Sdk::PythonSession);
 }
 
-#[test]
-fn everything_typescript_permitted_url_fetched_metadata_resource_read_refused() {
-    everything_resources_through_wrap(Sdk::TypeScript);
+fn everything_typescript_permitted_url_fetched_metadata_resource_read_refused(mode: Mode) {
+    everything_resources_through_wrap(mode, Sdk::TypeScript);
 }
 
 // ---------------------------------------------------------------------------------------
 // server-filesystem
 // ---------------------------------------------------------------------------------------
 
-fn filesystem_through_wrap(sdk: Sdk) {
+fn filesystem_through_wrap(mode: Mode, sdk: Sdk) {
     let Some(peers) = peers() else { return };
-    let setup = Setup::new(FS_POLICY, "reader", "fs");
+    let setup = Setup::new(mode, FS_POLICY, "reader", "fs");
     std::fs::create_dir(setup.dir.path().join("files")).unwrap();
     let root = setup.dir.path().join("files").canonicalize().unwrap();
     std::fs::write(root.join("notes.txt"), "the quarterly numbers are in\n").unwrap();
@@ -1069,14 +1218,12 @@ fn filesystem_through_wrap(sdk: Sdk) {
     ]);
 }
 
-#[test]
-fn filesystem_python_session_read_allowed_write_refused() {
-    filesystem_through_wrap(Sdk::PythonSession);
+fn filesystem_python_session_read_allowed_write_refused(mode: Mode) {
+    filesystem_through_wrap(mode, Sdk::PythonSession);
 }
 
-#[test]
-fn filesystem_typescript_read_allowed_write_refused() {
-    filesystem_through_wrap(Sdk::TypeScript);
+fn filesystem_typescript_read_allowed_write_refused(mode: Mode) {
+    filesystem_through_wrap(mode, Sdk::TypeScript);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1086,15 +1233,15 @@ fn filesystem_typescript_read_allowed_write_refused() {
 /// Fetch the local test server (allowed only with `loopback` permitted) and the metadata
 /// service (always refused). The fetch server's proxy is the same local responder, so a
 /// request that got through shows up in its request lines.
-fn fetch_through_wrap(sdk: Sdk, loopback: bool, list_tools: bool) {
+fn fetch_through_wrap(mode: Mode, sdk: Sdk, loopback: bool, list_tools: bool) {
     let Some(peers) = peers() else { return };
     let stub = HttpStub::start();
-    let setup = Setup::new(&fetch_policy(loopback), "research-bot", "fetch");
+    let setup = Setup::new(mode, &fetch_policy(loopback), "research-bot", "fetch");
     let local = stub.url("/report.txt");
     let seen = session(
         &peers,
         sdk,
-        setup.wrap(&peers, &peers.fetch(&stub)),
+        setup.wrap(&peers, &setup.fetch(&peers, &stub)),
         json!({"list_tools": list_tools, "calls": [
             {"name": "fetch", "arguments": {"url": local}},
             {"name": "fetch", "arguments": {"url": "http://169.254.169.254/"}},
@@ -1125,9 +1272,19 @@ fn fetch_through_wrap(sdk: Sdk, loopback: bool, list_tools: bool) {
 
     let reached: Vec<String> = stub.requests();
     if loopback {
-        assert_eq!(reached, [format!("GET {local} HTTP/1.1")], "{reached:?}");
+        assert_eq!(reached, [setup.stub_line(&local)], "{reached:?}");
     } else {
         assert!(reached.is_empty(), "a refused fetch went out: {reached:?}");
+    }
+    if mode == Mode::Sandboxed {
+        // The one fetch that reached the server went out through the egress proxy, and
+        // was decided and recorded there too.
+        let expected = if loopback {
+            vec![("allow".to_string(), stub.url("/"))]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(setup.egress_records(), expected);
     }
     let text = setup.server_saw_text();
     assert!(
@@ -1150,15 +1307,14 @@ fn fetch_through_wrap(sdk: Sdk, loopback: bool, list_tools: bool) {
 // Regression (issue 10, class 1), found by probing with the real mcp-server-fetch: its
 // `fetch` *prompt* fetches its `url` argument, and `prompts/get` was forwarded
 // undecided — the metadata-service URL refused as a tool call was fetched as a prompt.
-#[test]
-fn fetch_prompt_of_the_metadata_service_is_refused_before_the_server() {
+fn fetch_prompt_of_the_metadata_service_is_refused_before_the_server(mode: Mode) {
     let Some(peers) = peers() else { return };
     let stub = HttpStub::start();
-    let setup = Setup::new(&fetch_policy(true), "research-bot", "fetch");
+    let setup = Setup::new(mode, &fetch_policy(true), "research-bot", "fetch");
     let seen = session(
         &peers,
         Sdk::PythonSession,
-        setup.wrap(&peers, &peers.fetch(&stub)),
+        setup.wrap(&peers, &setup.fetch(&peers, &stub)),
         json!({"list_tools": false, "prompts": [
             {"name": "fetch", "arguments": {"url": "http://169.254.169.254/latest/meta-data/"}},
             {"name": "fetch", "arguments": {"url": METADATA_DECIMAL_URL}},
@@ -1210,8 +1366,7 @@ fn fetch_prompt_of_the_metadata_service_is_refused_before_the_server() {
 // from the schema either), the scan ended a URL at a tab or read `example.com;@` as the
 // host, while the server's URL parser deleted the tab or took the host after `@` — and
 // fetched the metadata service.
-#[test]
-fn fetch_urls_the_scanner_used_to_cut_short_are_refused_before_the_server() {
+fn fetch_urls_the_scanner_used_to_cut_short_are_refused_before_the_server(mode: Mode) {
     let Some(peers) = peers() else { return };
     let stub = HttpStub::start();
     let policy = r#"version: 1
@@ -1225,11 +1380,11 @@ roles:
 destinations:
   allow: ["*"]
 "#;
-    let setup = Setup::new(policy, "research-bot", "fetch");
+    let setup = Setup::new(mode, policy, "research-bot", "fetch");
     let seen = session(
         &peers,
         Sdk::PythonSession,
-        setup.wrap(&peers, &peers.fetch(&stub)),
+        setup.wrap(&peers, &setup.fetch(&peers, &stub)),
         json!({"list_tools": false, "calls": [
             {"name": "fetch", "arguments": {"url": "http://169.254.\t169.254/latest/meta-data/"}},
             {"name": "fetch", "arguments": {"url": "http://example.com;@169.254.169.254/latest/meta-data/"}},
@@ -1256,41 +1411,36 @@ destinations:
     ]);
 }
 
-#[test]
-fn fetch_python_session_loopback_allowed_when_permitted() {
-    fetch_through_wrap(Sdk::PythonSession, true, true);
+fn fetch_python_session_loopback_allowed_when_permitted(mode: Mode) {
+    fetch_through_wrap(mode, Sdk::PythonSession, true, true);
 }
 
-#[test]
-fn fetch_typescript_loopback_refused_when_not_permitted() {
-    fetch_through_wrap(Sdk::TypeScript, false, true);
+fn fetch_typescript_loopback_refused_when_not_permitted(mode: Mode) {
+    fetch_through_wrap(mode, Sdk::TypeScript, false, true);
 }
 
-#[test]
-fn fetch_python_stateless_client_first_message_is_a_call() {
+fn fetch_python_stateless_client_first_message_is_a_call(mode: Mode) {
     // `mcp.Client(mode="2026-07-28")`: the stateless revision, no handshake; the first message
     // wrap sees is a `tools/call` carrying its protocol version in `_meta`.
-    fetch_through_wrap(Sdk::PythonClient("2026-07-28"), true, false);
+    fetch_through_wrap(mode, Sdk::PythonClient("2026-07-28"), true, false);
 }
 
-#[test]
-fn fetch_typescript_v2_client_pinned_to_the_stateless_revision() {
+fn fetch_typescript_v2_client_pinned_to_the_stateless_revision(mode: Mode) {
     // The v2 TypeScript client pinned to 2026-07-28: `server/discover` then stateless calls,
     // each carrying the `_meta` envelope, through wrap.
-    fetch_through_wrap(Sdk::TypeScriptV2("2026-07-28"), true, true);
+    fetch_through_wrap(mode, Sdk::TypeScriptV2("2026-07-28"), true, true);
 }
 
-#[test]
-fn fetch_python_auto_client_negotiates_the_stateless_revision_through_wrap() {
+fn fetch_python_auto_client_negotiates_the_stateless_revision_through_wrap(mode: Mode) {
     // mcp-server-fetch (Python SDK 2.x) answers `server/discover`: the auto client adopts
     // 2026-07-28 through wrap.
     let Some(peers) = peers() else { return };
     let stub = HttpStub::start();
-    let setup = Setup::new(&fetch_policy(false), "research-bot", "fetch");
+    let setup = Setup::new(mode, &fetch_policy(false), "research-bot", "fetch");
     let seen = session(
         &peers,
         Sdk::PythonClient("auto"),
-        setup.wrap(&peers, &peers.fetch(&stub)),
+        setup.wrap(&peers, &setup.fetch(&peers, &stub)),
         json!({"calls": [{"name": "fetch", "arguments": {"url": METADATA_DECIMAL_URL}}]}),
     );
     assert_eq!(
@@ -1309,8 +1459,7 @@ fn fetch_python_auto_client_negotiates_the_stateless_revision_through_wrap() {
     setup.assert_audit(&[("fetch.fetch", "deny")]);
 }
 
-#[test]
-fn fetch_result_with_a_credential_taints_the_session_and_the_next_fetch_is_refused() {
+fn fetch_result_with_a_credential_taints_the_session_and_the_next_fetch_is_refused(mode: Mode) {
     // The page the fetch server brings back holds a credential (a GitHub token shape). The
     // gate scans the result, the session now holds `credentials` data (level secret), and
     // the next call to a destination whose egress maximum is `public` is refused by the
@@ -1324,11 +1473,11 @@ fn fetch_result_with_a_credential_taints_the_session_and_the_next_fetch_is_refus
         "    roles: [researcher]\n    clearance: secret\n",
     ) + "data:\n  labels:\n    credentials: {level: secret, detect: [secrets]}\n  default_egress: public\n";
     assert!(policy.contains("clearance: secret"), "{policy}");
-    let setup = Setup::new(&policy, "research-bot", "fetch");
+    let setup = Setup::new(mode, &policy, "research-bot", "fetch");
     let seen = session(
         &peers,
         Sdk::PythonSession,
-        setup.wrap(&peers, &peers.fetch(&stub)),
+        setup.wrap(&peers, &setup.fetch(&peers, &stub)),
         json!({"calls": [
             {"name": "fetch", "arguments": {"url": stub.url("/notes.txt")}},
             {"name": "fetch", "arguments": {"url": stub.url("/innocent.txt")}},

@@ -135,9 +135,11 @@ async fn the_metadata_address_is_refused_before_any_connection() {
 }
 
 /// DNS rebinding: the name first resolves to the test server, then to the metadata
-/// address. Each connection is checked on the one lookup the proxy makes for it and
-/// goes to the address checked, so the second connection is refused, and the first one
-/// was served by the address that was checked.
+/// address. A connection goes to the addresses the gate checked — never to a name — and
+/// the gate's resolver keeps its checked answer for the name (the same answer the call's
+/// own decision saw), so a second connection cannot be moved to the metadata service
+/// either: both are served by the checked address, and the rebinding answer is never
+/// connected to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_rebinding_cannot_move_a_checked_connection() {
     let server = TestServer::start();
@@ -145,9 +147,7 @@ async fn dns_rebinding_cannot_move_a_checked_connection() {
     let w = World::new(loopback_policy(), resolver.clone());
     let url = format!("http://rebind.test:{}/first", server.port);
     let (out, _) = run(
-        &sh(&format!(
-            "curl -sS {url}; echo; curl -sS -o /dev/null -w '%{{http_code}}' {url}"
-        )),
+        &sh(&format!("curl -sS {url}; echo; curl -sS {url}")),
         &Profile::default(),
         w.egress(),
         b"",
@@ -155,20 +155,47 @@ async fn dns_rebinding_cannot_move_a_checked_connection() {
     .await;
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["hello from /first", "403"],
+        ["hello from /first", "hello from /first"],
         "{out}"
     );
-    // One lookup per connection: the check and the connect share it.
-    assert_eq!(resolver.lookups("rebind.test"), 2);
+    // One lookup: the check and both connects share its answer.
+    assert_eq!(resolver.lookups("rebind.test"), 1);
+    let records = crate::support::read_records(&w.audit_path());
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in &records {
+        assert_eq!(r["decision"], "allow", "{r}");
+        assert_eq!(
+            r["destinations"][0]["addresses"],
+            serde_json::json!(["127.0.0.1"]),
+            "{r}"
+        );
+    }
+    assert_eq!(server.seen.lock().unwrap().len(), 2);
+}
+
+/// The rebinding answer itself, once it is the answer the gate gets: refused before any
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_resolves_to_the_metadata_address_is_refused() {
+    let resolver = Fixed::default().with("rebound.test", &[&["10.0.0.1", "169.254.169.254"]]);
+    let w = World::new(loopback_policy(), resolver.clone());
+    let (out, _) = run(
+        &sh("curl -sS -o /dev/null -w '%{http_code}' http://rebound.test:8080/"),
+        &Profile::default(),
+        w.egress(),
+        b"",
+    )
+    .await;
+    assert_eq!(out, "403", "{out}");
     let records = w.egress_records();
-    assert_eq!(records[0].0, "allow");
-    assert_eq!(records[1].0, "deny");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].0, "deny");
     assert!(
-        records[1]
+        records[0]
             .1
-            .contains(&"destinations.blocked.cloud-metadata".to_string())
+            .contains(&"destinations.blocked.cloud-metadata".to_string()),
+        "{records:?}"
     );
-    assert_eq!(server.seen.lock().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,4 +331,38 @@ async fn a_host_header_naming_another_host_is_refused_and_recorded() {
         records[0].3,
         format!("http://allowed.test:{}/", server.port)
     );
+}
+
+/// The proxy decides through the gate's service, so the agent's session labels apply
+/// to connections as they do to calls (flow): once the agent has received a credential,
+/// nothing it runs may reach a `public`-max destination, even with an empty request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tainted_agent_reaches_no_public_destination_through_the_proxy() {
+    let server = TestServer::start();
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
+    let egress = w.egress();
+    let secret = ["AKIA", "2OGYBAH6TQKRXEVN"].concat();
+    let raised = egress
+        .service
+        .label(&egress.subject, &serde_json::json!({"text": secret}))
+        .unwrap();
+    assert_eq!(raised, ["credentials"]);
+    let url = format!("http://allowed.test:{}/page", server.port);
+    let (out, _) = run(
+        &sh(&format!("curl -sS -o /dev/null -w '%{{http_code}}' {url}")),
+        &Profile::default(),
+        egress,
+        b"",
+    )
+    .await;
+    assert_eq!(out, "403", "{out}");
+    assert!(server.seen.lock().unwrap().is_empty());
+    let records = crate::support::read_records(&w.audit_path());
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["decision"], "deny");
+    assert_eq!(records[0]["reasons"][0]["check"], "flow", "{}", records[0]);
+    assert_eq!(records[0]["tool"], "test.egress");
 }

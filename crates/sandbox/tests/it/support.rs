@@ -85,24 +85,62 @@ impl World {
     }
 
     pub fn egress(&self) -> Egress {
-        let store =
-            conductor_audit::AuditStore::open(&self.audit_path(), Default::default()).unwrap();
-        Egress {
-            policy: Egress::fixed((*self.policy).clone()),
-            resolver: Arc::new(self.resolver.clone()),
-            audit: Arc::new(store),
-            key: Arc::new(conductor_scan::FingerprintKey([7; 32])),
-            agent: AGENT.into(),
-            server: "test".into(),
-            workflow: None,
-            session: None,
-        }
+        egress_for(
+            &self.audit_path(),
+            (*self.policy).clone(),
+            self.resolver.clone(),
+        )
     }
 
     /// The egress records: (decision, rules, action, target).
     pub fn egress_records(&self) -> Vec<(String, Vec<String>, String, String)> {
         read_egress(&self.audit_path())
     }
+}
+
+/// The gate service the proxy decides through: `policy`, the fixed resolver (behind the
+/// gate's own resolver, with its cache), a memory session store, the audit store at
+/// `audit`.
+pub fn egress_for(
+    audit: &std::path::Path,
+    policy: conductor_policy::Policy,
+    resolver: Fixed,
+) -> Egress {
+    let store = conductor_audit::AuditStore::open(audit, Default::default()).unwrap();
+    let lookup = move |h: &str| resolver.resolve(h);
+    let resolver = conductor_gate::GateResolver::with_lookup(
+        conductor_gate::ResolverConfig::default(),
+        Arc::new(lookup),
+    );
+    let service = conductor_gate::Service::new(
+        policy,
+        resolver,
+        Arc::new(conductor_scan::FingerprintKey([7; 32])),
+        Arc::new(store),
+        Arc::new(conductor_gate::MemoryStore::default()),
+        conductor_gate::ServiceOptions::default(),
+    );
+    Egress {
+        service: Arc::new(service),
+        subject: conductor_gate::Subject {
+            agent: AGENT.into(),
+            workflow: None,
+            session: "sandbox-test".into(),
+            server: Some("test".into()),
+        },
+    }
+}
+
+/// The egress records of the store at `path`, whole (as JSON).
+pub fn read_records(path: &std::path::Path) -> Vec<serde_json::Value> {
+    conductor_audit::AuditReader::open(path)
+        .unwrap()
+        .last(100_000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == "egress")
+        .map(|r| serde_json::to_value(&r).unwrap())
+        .collect()
 }
 
 /// Read the audit store through the `conductor-audit` reader.
