@@ -37,14 +37,17 @@ fi
 # The wheel: release build of only the extension's crates, cached in target/.
 say "building the wheel (maturin build --release)"
 rm -rf target/wheels/conductor_gate-*.whl
-"$VENV/bin/maturin" build --release --quiet -m crates/python/Cargo.toml \
+"$VENV/bin/maturin" build --release --quiet \
   -i "$VENV/bin/python" --out target/wheels >&2
 wheel="$(ls target/wheels/conductor_gate-*.whl | head -n1)"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$wheel"
 
-# The CLI the parity tests compare with (already built by `cargo test --workspace`).
-cargo build -q -p conductor-cli --bin conductor
-export CONDUCTOR_BIN="$PWD/target/debug/conductor"
+# The CLI the parity tests compare with (already built by `cargo test --workspace`),
+# unless CONDUCTOR_BIN names one.
+if [ -z "${CONDUCTOR_BIN:-}" ]; then
+  cargo build -q -p conductor-cli --bin conductor
+  export CONDUCTOR_BIN="$PWD/target/debug/conductor"
+fi
 
 # Run from a directory where `import conductor` can only mean the installed wheel.
 log="$(mktemp)"

@@ -75,7 +75,7 @@ def test_workflow_default_and_override(make_gate):
     url = {"url": "https://en.wikipedia.org/wiki/Model_Context_Protocol"}
     assert gate.decide("fetch.fetch", url).effect == "allow"
     d = gate.decide("fetch.fetch", url, workflow="release")
-    assert d.effect == "deny" and [r.check for r in d.reasons] == ["workflow"]
+    assert d.effect == "deny" and {r.check for r in d.reasons} == {"workflow"}
 
 
 @pytest.mark.parametrize(
@@ -89,9 +89,9 @@ def test_workflow_default_and_override(make_gate):
         ({"x": float("inf")}, "not finite"),
         ({"s": "\ud800"}, "not valid Unicode"),
         ({"\udc00": "v"}, "not valid Unicode"),
-        ({"o": object()}, "`builtins.object`"),
-        ({"b": b"bytes"}, "`builtins.bytes`"),
-        ({"set": {1, 2}}, "`builtins.set`"),
+        ({"o": object()}, "`object`"),
+        ({"b": b"bytes"}, "`bytes`"),
+        ({"set": {1, 2}}, "`set`"),
     ],
 )
 def test_arguments_the_tool_would_read_differently_are_refused(make_gate, audit, arguments, what):
@@ -154,7 +154,7 @@ def test_labels_belong_to_the_agent_across_gates(make_gate, audit):
     # Taint belongs to the agent: a second gate (another process, in real life) on
     # the same store sees the labels the first one raised.
     first = make_gate("research-bot")
-    first.label_result("notes.read", {"content": [{"type": "text", "text": "SSN 078-05-1120"}]})
+    first.label_result("notes.read", {"content": [{"type": "text", "text": "Reply to jane.doe@example.com"}]})
     second = make_gate("research-bot")
     assert second.labels() == ["personal"]
     d = second.decide("fetch.fetch", {"url": "https://en.wikipedia.org/wiki/X"})
