@@ -252,7 +252,7 @@ fn claude_code(args: &ClaudeCodeArgs) -> Result<u8, String> {
             conductor_net::canon::safe(&input.event)
         ));
     }
-    let service = build_service(args)?;
+    let (service, audit_path) = build_service(args)?;
     let (tool, server) = tool_name(&input.tool_name);
     let subject = Subject {
         agent: args.agent.clone(),
@@ -266,6 +266,7 @@ fn claude_code(args: &ClaudeCodeArgs) -> Result<u8, String> {
         return match service.label(&subject, &response) {
             Ok(_) => {
                 write_answer(&json!({})).map_err(|e| format!("cannot answer: {e}"))?;
+                exit_answered(&audit_path, crate::exit::OK);
                 Ok(crate::exit::OK)
             }
             Err(e) => {
@@ -311,7 +312,34 @@ fn claude_code(args: &ClaudeCodeArgs) -> Result<u8, String> {
         }
     }))
     .map_err(|e| format!("cannot answer: {e}"))?;
+    exit_answered(&audit_path, crate::exit::OK);
     Ok(crate::exit::OK)
+}
+
+/// The write-ahead log size past which an answered hook closes its stores normally,
+/// which copies the log back into the database and truncates it.
+pub const WAL_CLOSE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// End the process once the answer is out, without closing the stores.
+///
+/// Closing the last connection to the audit database checkpoints it (the WAL copied
+/// back, three fsyncs, the WAL and shared-memory files deleted, to be created again by
+/// the next hook process a moment later): most of a call's store time. Everything the
+/// call needed is committed already — the decision's record (`decide_blocking` returns
+/// after the commit) or the raised labels — so ending here is what SQLite is built to
+/// survive (as a crash after commit would be); the next process reads the WAL as it is.
+/// So that the WAL stays bounded, a process that finds it past [`WAL_CLOSE_BYTES`]
+/// returns and closes normally instead.
+///
+/// INVARIANT: called only after the answer is written and flushed, and only on paths
+/// where every record and label the answer depends on is committed.
+fn exit_answered(audit: &std::path::Path, code: u8) {
+    let mut wal = audit.as_os_str().to_os_string();
+    wal.push("-wal");
+    let small = std::fs::metadata(&wal).is_ok_and(|m| m.len() < WAL_CLOSE_BYTES);
+    if small {
+        std::process::exit(i32::from(code));
+    }
 }
 
 /// The reasons as one line each: `check (rule): message`.
@@ -326,7 +354,7 @@ fn reasons_text(reasons: &[Reason]) -> String {
         .join("; ")
 }
 
-fn build_service(args: &ClaudeCodeArgs) -> Result<Service, String> {
+fn build_service(args: &ClaudeCodeArgs) -> Result<(Service, PathBuf), String> {
     let resolver = args
         .resolve
         .build()
@@ -355,13 +383,16 @@ fn build_service(args: &ClaudeCodeArgs) -> Result<Service, String> {
         .map_err(|e| format!("the audit store cannot be opened: {e}"))?;
     let sessions = SqliteStore::open(&audit_path)
         .map_err(|e| format!("the session labels cannot be kept: {e}"))?;
-    Ok(Service::new(
-        policy,
-        resolver,
-        Arc::new(key),
-        Arc::new(store),
-        Arc::new(sessions),
-        ServiceOptions::default(),
+    Ok((
+        Service::new(
+            policy,
+            resolver,
+            Arc::new(key),
+            Arc::new(store),
+            Arc::new(sessions),
+            ServiceOptions::default(),
+        ),
+        audit_path,
     ))
 }
 

@@ -124,6 +124,8 @@ pub struct Verdict {
     pub forward: bool,
     /// The decision, with every reason.
     pub decision: Decision,
+    /// The sequence number of the decision's audit record, once committed.
+    pub record: Option<u64>,
 }
 
 /// The gate service: shared by every session and transport of a process.
@@ -257,7 +259,7 @@ impl Service {
             .audit
             .submit(record)
             .await
-            .map(|_| ())
+            .map(|r| r.seq)
             .map_err(|e| e.to_string());
         finish(decision, committed, &request.tool)
     }
@@ -281,7 +283,7 @@ impl Service {
         let committed = self
             .audit
             .append(record)
-            .map(|_| ())
+            .map(|r| r.seq)
             .map_err(|e| e.to_string());
         finish(decision, committed, &request.tool)
     }
@@ -636,11 +638,12 @@ fn add_problems(decision: &mut Decision, problems: Vec<Reason>) {
 }
 
 /// INVARIANT: forward only an `allow` whose record is committed.
-fn finish(mut decision: Decision, committed: Result<(), String>, tool: &str) -> Verdict {
+fn finish(mut decision: Decision, committed: Result<u64, String>, tool: &str) -> Verdict {
     match committed {
-        Ok(()) => Verdict {
+        Ok(seq) => Verdict {
             forward: decision.decision == Effect::Allow,
             decision,
+            record: Some(seq),
         },
         Err(e) => {
             warn(&format!(
@@ -656,6 +659,7 @@ fn finish(mut decision: Decision, committed: Result<(), String>, tool: &str) -> 
             Verdict {
                 forward: false,
                 decision,
+                record: None,
             }
         }
     }

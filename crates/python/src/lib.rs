@@ -1,0 +1,429 @@
+//! `conductor._conductor`: the gate service in-process for Python agent runtimes.
+//!
+//! A [`Gate`] is one `conductor_gate::Service` (the same service `wrap`, `serve` and
+//! the Claude Code hook decide through) bound to one agent: `decide` builds the call,
+//! and `Service::decide_blocking` decides it, resolves last, and commits the audit
+//! record before the answer comes back. No check lives here: this module only turns
+//! Python values into the JSON the gate decides on, and decisions back into Python.
+//!
+//! INVARIANT: what the gate decides is exactly what the tool function receives. The
+//! arguments are converted from the exact built-in types only (`dict` with `str` keys,
+//! `list`, `tuple`, `str`, `int`, `float`, `bool`, `None`); anything else — a subclass
+//! whose methods could show the tool other data, a non-string key that JSON would
+//! turn into a string (two keys that collide), an integer or float JSON cannot carry, a
+//! string that is not valid Unicode — is a refusal (check `input`), decided and
+//! recorded like any other call, never a call forwarded with what the gate guessed.
+
+mod convert;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use conductor_audit::{AuditOptions, AuditStore};
+use conductor_core::{Check, Effect, Reason as CoreReason};
+use conductor_gate::{Call, ResolverConfig, Service, ServiceOptions, SqliteStore, Subject};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use serde_json::Value;
+
+create_exception!(
+    _conductor,
+    Error,
+    PyException,
+    "Base class of every error Conductor raises."
+);
+create_exception!(
+    _conductor,
+    ConfigError,
+    Error,
+    "The gate cannot be set up: an invalid policy, fingerprint key or `resolve` entry."
+);
+create_exception!(
+    _conductor,
+    StoreError,
+    Error,
+    "The audit or session store cannot be used; nothing may be forwarded or delivered."
+);
+
+/// The audit event recorded for a decision made through the library.
+pub const EVENT: &str = "library";
+
+/// One failing check of a decision (or, for `approve`, the rule that requires it).
+#[pyclass(frozen, module = "conductor._conductor", eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    /// The check: `identity`, `tool`, `role`, `workflow`, `destination`, `data`,
+    /// `flow`, `pin`, `input`, `audit`.
+    #[pyo3(get)]
+    check: String,
+    /// The rule that caused it: a path into the policy (`roles.operator.allow[0]`).
+    #[pyo3(get)]
+    rule: String,
+    /// What failed, for people.
+    #[pyo3(get)]
+    message: String,
+}
+
+#[pymethods]
+impl Reason {
+    fn __repr__(&self) -> String {
+        format!(
+            "Reason(check={:?}, rule={:?}, message={:?})",
+            self.check, self.rule, self.message
+        )
+    }
+
+    fn __str__(&self) -> String {
+        format!("{} ({}): {}", self.check, self.rule, self.message)
+    }
+}
+
+impl From<&CoreReason> for Reason {
+    fn from(r: &CoreReason) -> Self {
+        Reason {
+            check: r.check.name().to_string(),
+            rule: r.rule.clone(),
+            message: r.message.clone(),
+        }
+    }
+}
+
+/// A decision of the gate, committed to the audit trail (unless `audit_id` is `None`,
+/// in which case it is a deny with check `audit`).
+#[pyclass(frozen, module = "conductor._conductor")]
+#[derive(Debug)]
+pub struct Decision {
+    /// `allow`, `deny` or `approve`.
+    #[pyo3(get)]
+    effect: String,
+    /// Whether the call may go ahead: an `allow` whose audit record is committed.
+    #[pyo3(get)]
+    allowed: bool,
+    /// The qualified tool name decided.
+    #[pyo3(get)]
+    tool: String,
+    /// Every failing check.
+    #[pyo3(get)]
+    reasons: Vec<Reason>,
+    /// `sha256:<hex>` of the policy that decided.
+    #[pyo3(get)]
+    policy: String,
+    /// The sequence number of the audit record (`conductor audit query` shows it).
+    #[pyo3(get)]
+    audit_id: Option<u64>,
+    /// The decision as `conductor check` prints it (JSON).
+    json: String,
+}
+
+#[pymethods]
+impl Decision {
+    /// The destinations found, and how they resolved (a list of dicts).
+    #[getter]
+    fn destinations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.member(py, "destinations")
+    }
+
+    /// What the detectors found (detector, label, pointer, fingerprint; never the value).
+    #[getter]
+    fn findings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.member(py, "findings")
+    }
+
+    /// The decision as `conductor check` prints it, as a JSON string.
+    fn to_json(&self) -> String {
+        self.json.clone()
+    }
+
+    /// The decision as `conductor check` prints it, as a dict.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let v: Value = serde_json::from_str(&self.json)
+            .map_err(|e| Error::new_err(format!("cannot read the decision: {e}")))?;
+        convert::to_python(py, &v)
+    }
+
+    fn __bool__(&self) -> bool {
+        self.allowed
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Decision(effect={:?}, tool={:?}, reasons={}, audit_id={})",
+            self.effect,
+            self.tool,
+            self.reasons.len(),
+            self.audit_id
+                .map_or_else(|| "None".to_string(), |s| s.to_string())
+        )
+    }
+}
+
+impl Decision {
+    fn member<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        let v: Value = serde_json::from_str(&self.json)
+            .map_err(|e| Error::new_err(format!("cannot read the decision: {e}")))?;
+        match v.get(key) {
+            Some(m) => convert::to_python(py, m),
+            None => Ok(PyList::empty(py).into_any()),
+        }
+    }
+}
+
+/// The gate, bound to one agent: `Gate(policy, agent, audit=None, *, workflow=None,
+/// session=None, resolve=None, no_dns=False)`.
+#[pyclass(frozen, module = "conductor._conductor")]
+pub struct Gate {
+    service: Arc<Service>,
+    agent: String,
+    workflow: Option<String>,
+    session: String,
+    audit_path: PathBuf,
+}
+
+#[pymethods]
+impl Gate {
+    #[new]
+    #[pyo3(signature = (policy, agent, audit=None, *, workflow=None, session=None, resolve=None, no_dns=false))]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the Python constructor's keyword arguments"
+    )]
+    fn new(
+        py: Python<'_>,
+        policy: PathBuf,
+        agent: String,
+        audit: Option<PathBuf>,
+        workflow: Option<String>,
+        session: Option<String>,
+        resolve: Option<Bound<'_, PyDict>>,
+        no_dns: bool,
+    ) -> PyResult<Self> {
+        let fixed = match resolve {
+            Some(d) => resolve_entries(&d)?,
+            None => Vec::new(),
+        };
+        let session = match session {
+            Some(s) => s,
+            None => conductor_gate::new_session_id()
+                .map_err(|e| Error::new_err(format!("cannot make a session id: {e}")))?,
+        };
+        // Loading the policy and opening the stores do I/O: other Python threads run.
+        let built = py.detach(move || build(&policy, audit, &fixed, no_dns))?;
+        let (service, audit_path) = built;
+        Ok(Gate {
+            service: Arc::new(service),
+            agent,
+            workflow,
+            session,
+            audit_path,
+        })
+    }
+
+    /// Decide a call to `tool` (`<server>.<tool>`) with `arguments` (a dict), record it
+    /// and return the decision. The GIL is released while deciding. `problem` is a
+    /// problem the caller found in the call itself (arguments it could not read): the
+    /// call is then denied with check `input`, and recorded.
+    #[pyo3(signature = (tool, arguments=None, workflow=None, session=None, problem=None))]
+    fn decide(
+        &self,
+        py: Python<'_>,
+        tool: String,
+        arguments: Option<&Bound<'_, PyAny>>,
+        workflow: Option<String>,
+        session: Option<String>,
+        problem: Option<String>,
+    ) -> Decision {
+        let (value, converted) = match arguments {
+            None => (Value::Object(serde_json::Map::new()), None),
+            Some(a) => match convert::arguments(a) {
+                Ok(v) => (v, None),
+                Err(problem) => (Value::Object(serde_json::Map::new()), Some(problem)),
+            },
+        };
+        let subject = self.subject(&tool, workflow, session);
+        let mut call = Call::new(EVENT, &tool, value);
+        let problem = problem.map(|p| conductor_types::display::shown(&p, 300));
+        for message in problem.into_iter().chain(converted) {
+            // INVARIANT: arguments the gate cannot read as the tool will see them are
+            // a refusal, decided and recorded (check `input`).
+            call.problems.push(CoreReason {
+                check: Check::Input,
+                rule: "request.arguments".into(),
+                message,
+            });
+        }
+        let service = Arc::clone(&self.service);
+        let verdict = py.detach(move || service.decide_blocking(&subject, call));
+        let d = &verdict.decision;
+        Decision {
+            effect: conductor_gate::effect_name(d.decision).to_string(),
+            allowed: verdict.forward && d.decision == Effect::Allow,
+            tool,
+            reasons: d.reasons.iter().map(Reason::from).collect(),
+            policy: d.policy.clone(),
+            audit_id: verdict.record,
+            json: serde_json::to_string(d).unwrap_or_else(|_| {
+                // A decision always serializes; should it not, say deny.
+                r#"{"decision":"deny","reasons":[],"destinations":[],"findings":[],"policy":""}"#
+                    .to_string()
+            }),
+        }
+    }
+
+    /// Scan what `tool` returned and raise the session's labels with what was found
+    /// (so `flow` applies to the agent's next calls). Returns the labels found. Raises
+    /// `StoreError` when they cannot be recorded: the result must then not be used.
+    #[pyo3(signature = (tool, result, workflow=None, session=None))]
+    fn label_result(
+        &self,
+        py: Python<'_>,
+        tool: String,
+        result: &Bound<'_, PyAny>,
+        workflow: Option<String>,
+        session: Option<String>,
+    ) -> PyResult<Vec<String>> {
+        let value = convert::result(result)?;
+        let subject = self.subject(&tool, workflow, session);
+        let service = Arc::clone(&self.service);
+        py.detach(move || service.label(&subject, &value))
+            .map_err(|e| StoreError::new_err(format!("the labels cannot be recorded: {e}")))
+    }
+
+    /// The agent's unexpired session labels (for `workflow`, default the gate's).
+    #[pyo3(signature = (workflow=None))]
+    fn labels(&self, py: Python<'_>, workflow: Option<String>) -> PyResult<Vec<String>> {
+        let subject = self.subject("", workflow, None);
+        let service = Arc::clone(&self.service);
+        py.detach(move || service.labels(&subject))
+            .map(|l| l.into_iter().collect())
+            .map_err(|e| StoreError::new_err(format!("the labels cannot be read: {e}")))
+    }
+
+    /// The agent this gate decides for.
+    #[getter]
+    fn agent(&self) -> String {
+        self.agent.clone()
+    }
+
+    /// The default workflow of calls.
+    #[getter]
+    fn workflow(&self) -> Option<String> {
+        self.workflow.clone()
+    }
+
+    /// The session id recorded with every decision (unless a call names another).
+    #[getter]
+    fn session(&self) -> String {
+        self.session.clone()
+    }
+
+    /// `sha256:<hex>` of the policy in force.
+    #[getter]
+    fn policy_sha256(&self) -> String {
+        self.service.policy().sha256().to_string()
+    }
+
+    /// The audit store's file.
+    #[getter]
+    fn audit_path(&self) -> PathBuf {
+        self.audit_path.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Gate(agent={:?}, policy={:?}, audit={:?})",
+            self.agent,
+            self.service.policy().sha256(),
+            self.audit_path.display().to_string()
+        )
+    }
+}
+
+impl Gate {
+    fn subject(&self, tool: &str, workflow: Option<String>, session: Option<String>) -> Subject {
+        Subject {
+            agent: self.agent.clone(),
+            workflow: workflow.or_else(|| self.workflow.clone()),
+            session: session.unwrap_or_else(|| self.session.clone()),
+            server: tool.split_once('.').map(|(s, _)| s.to_string()),
+        }
+    }
+}
+
+/// `{"host": "ip" | ["ip", …]}` as `--resolve` values (`host=ip,ip`).
+fn resolve_entries(d: &Bound<'_, PyDict>) -> PyResult<Vec<String>> {
+    let mut out = Vec::new();
+    for (k, v) in d.iter() {
+        let host: String = k
+            .extract()
+            .map_err(|_| ConfigError::new_err("`resolve` keys must be host names (str)"))?;
+        let addrs: Vec<String> = if let Ok(one) = v.extract::<String>() {
+            vec![one]
+        } else {
+            v.extract().map_err(|_| {
+                ConfigError::new_err(format!(
+                    "`resolve[{}]` must be an address or a list of addresses",
+                    conductor_types::display::shown(&host, 120)
+                ))
+            })?
+        };
+        out.push(format!("{host}={}", addrs.join(",")));
+    }
+    Ok(out)
+}
+
+/// The service for a policy file and an audit store, as the hook builds it.
+fn build(
+    policy: &std::path::Path,
+    audit: Option<PathBuf>,
+    fixed: &[String],
+    no_dns: bool,
+) -> PyResult<(Service, PathBuf)> {
+    let config = ResolverConfig::from_args(fixed, no_dns)
+        .map_err(|e| ConfigError::new_err(format!("invalid `resolve`: {e}")))?;
+    let resolver = conductor_gate::GateResolver::new(config);
+    let policy = conductor_policy::load_file(policy).map_err(|e| {
+        ConfigError::new_err(format!(
+            "invalid policy `{}`: {e}",
+            conductor_types::display::shown(&policy.display().to_string(), 200)
+        ))
+    })?;
+    let key =
+        conductor_gate::load_fingerprint_key().map_err(|e| ConfigError::new_err(e.to_string()))?;
+    let audit_path = audit
+        .or_else(conductor_audit::default_path)
+        .ok_or_else(|| {
+            ConfigError::new_err(
+                "no audit store: name one with `audit=` (or set `XDG_DATA_HOME` or `HOME`)",
+            )
+        })?;
+    let store = AuditStore::open(&audit_path, AuditOptions::default())
+        .map_err(|e| StoreError::new_err(format!("the audit store cannot be opened: {e}")))?;
+    let sessions = SqliteStore::open(&audit_path)
+        .map_err(|e| StoreError::new_err(format!("the session labels cannot be kept: {e}")))?;
+    let service = Service::new(
+        policy,
+        resolver,
+        Arc::new(key),
+        Arc::new(store),
+        Arc::new(sessions),
+        ServiceOptions::default(),
+    );
+    Ok((service, audit_path))
+}
+
+/// The module `conductor._conductor`.
+#[pymodule]
+fn _conductor(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Gate>()?;
+    m.add_class::<Decision>()?;
+    m.add_class::<Reason>()?;
+    m.add("Error", py.get_type::<Error>())?;
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("StoreError", py.get_type::<StoreError>())?;
+    m.add("EVENT", EVENT)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
