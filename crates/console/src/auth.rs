@@ -225,7 +225,9 @@ pub struct Sessions {
 
 impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Login>> {
-        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Start a login for `approver`: `(cookie value, csrf token)`.
@@ -345,7 +347,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            a.check("alice", "k-alice-0123456789abcdef").map(|a| a.name.as_str()),
+            a.check("alice", "k-alice-0123456789abcdef")
+                .map(|a| a.name.as_str()),
             Some("alice")
         );
         assert!(a.check("bob", "k-alice-0123456789abcdef").is_none());
@@ -356,10 +359,28 @@ mod tests {
     #[test]
     fn approvers_file_is_strict() {
         let h = hex::encode(Sha256::digest(b"x"));
-        assert!(Approvers::parse(&format!("version: 1\napprovers:\n  - {{name: alice, sha256: \"{h}\"}}\n")).is_ok());
-        assert!(Approvers::parse(&format!("version: 1\napprovers:\n  - {{name: alice, sha256: \"{h}\", role: admin}}\n")).is_err());
-        assert!(Approvers::parse("version: 1\napprovers:\n  - {name: alice, sha256: \"abc\"}\n").is_err());
-        assert!(Approvers::parse(&format!("version: 2\napprovers:\n  - {{name: a, sha256: \"{h}\"}}\n")).is_err());
+        assert!(
+            Approvers::parse(&format!(
+                "version: 1\napprovers:\n  - {{name: alice, sha256: \"{h}\"}}\n"
+            ))
+            .is_ok()
+        );
+        assert!(
+            Approvers::parse(&format!(
+                "version: 1\napprovers:\n  - {{name: alice, sha256: \"{h}\", role: admin}}\n"
+            ))
+            .is_err()
+        );
+        assert!(
+            Approvers::parse("version: 1\napprovers:\n  - {name: alice, sha256: \"abc\"}\n")
+                .is_err()
+        );
+        assert!(
+            Approvers::parse(&format!(
+                "version: 2\napprovers:\n  - {{name: a, sha256: \"{h}\"}}\n"
+            ))
+            .is_err()
+        );
         assert!(Approvers::parse(&format!("version: 1\napprovers:\n  - {{name: a, sha256: \"{h}\"}}\n  - {{name: a, sha256: \"{h}\"}}\n")).is_err());
     }
 

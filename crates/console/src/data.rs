@@ -121,7 +121,8 @@ pub fn records(path: &Path, q: &AuditQuery) -> Result<RecordsPage, DataError> {
         Some(s) => match parse_time(s) {
             Some(t) => Some(t),
             None => {
-                out.problems.push(format!("`since` value `{s}` is not a time"));
+                out.problems
+                    .push(format!("`since` value `{s}` is not a time"));
                 None
             }
         },
@@ -131,7 +132,8 @@ pub fn records(path: &Path, q: &AuditQuery) -> Result<RecordsPage, DataError> {
         Some(s) => match parse_time(s) {
             Some(t) => Some(t),
             None => {
-                out.problems.push(format!("`until` value `{s}` is not a time"));
+                out.problems
+                    .push(format!("`until` value `{s}` is not a time"));
                 None
             }
         },

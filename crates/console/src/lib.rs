@@ -76,8 +76,8 @@ pub(crate) struct Console {
     pub(crate) opts: ConsoleOptions,
     pub(crate) sessions: auth::Sessions,
     pub(crate) approvals: Approvals,
-    /// The last verification, keyed by the head it verified.
-    pub(crate) chain: Mutex<Option<data::ChainStatus>>,
+    /// The last verification (when, and what it found).
+    pub(crate) chain: Mutex<Option<(std::time::Instant, data::ChainStatus)>>,
 }
 
 pub(crate) type St = Arc<Console>;
@@ -107,10 +107,44 @@ pub fn router(opts: ConsoleOptions) -> Router {
         .route("/console/sessions", get(pages::sessions))
         .route("/console/chain", get(pages::chain))
         .route("/console/api/live", get(pages::live))
-        .route("/console/{*rest}", get(pages::not_found).post(pages::not_found))
+        .route(
+            "/console/{*rest}",
+            get(pages::not_found).post(pages::not_found),
+        )
         .layer(middleware::from_fn_with_state(Arc::clone(&st), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(st)
+}
+
+/// Run the console alone (`conductor console`) on `listener` until `shutdown` resolves:
+/// the console's routes, and `/` sending people to them.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    opts: ConsoleOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(opts).route(
+        "/",
+        get(|| async {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::SEE_OTHER;
+            r.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/console/"));
+            secure_headers(r)
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A new approver key and the SHA-256 (hex) to put in the approvers file, or `None`
+/// when the system's random number generator fails.
+pub fn new_key() -> Option<(String, String)> {
+    use sha2::Digest as _;
+    let key = format!("cnd_approver_{}", auth::random_token()?);
+    let hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    Some((key, hash))
 }
 
 async fn css() -> Response {
@@ -175,7 +209,9 @@ async fn guard(State(st): State<St>, req: Request, next: Next) -> Response {
             StatusCode::FORBIDDEN,
             "cross-origin form posts are refused: use the console's own pages",
         )
-    } else if req.method() != Method::GET && req.method() != Method::POST && req.method() != Method::HEAD
+    } else if req.method() != Method::GET
+        && req.method() != Method::POST
+        && req.method() != Method::HEAD
     {
         pages::refuse(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
     } else {
@@ -187,8 +223,7 @@ async fn guard(State(st): State<St>, req: Request, next: Next) -> Response {
 /// A POST is same-origin when its `Origin` (if any) is this host's, and the browser does
 /// not call it cross-site.
 fn same_origin(h: &HeaderMap) -> bool {
-    if h
-        .get("sec-fetch-site")
+    if h.get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
     {
@@ -210,10 +245,19 @@ fn same_origin(h: &HeaderMap) -> bool {
 
 fn secure_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         "cross-origin-opener-policy",
@@ -249,7 +293,14 @@ mod tests {
     #[test]
     fn only_loopback_and_listed_hosts_are_the_console() {
         let extra = vec!["gw.example.com".to_string()];
-        for ok in ["127.0.0.1", "127.0.0.1:8080", "localhost:1", "[::1]:9", "LOCALHOST", "gw.example.com"] {
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "localhost:1",
+            "[::1]:9",
+            "LOCALHOST",
+            "gw.example.com",
+        ] {
             assert!(host_allowed(ok, &extra), "{ok}");
         }
         for bad in [

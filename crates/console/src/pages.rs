@@ -55,7 +55,9 @@ fn redirect(to: &str) -> Response {
 
 fn set_cookie(r: &mut Response, st: &St, name: &str, value: &str, max_age: Option<u64>) {
     let secure = if st.opts.tls { "; Secure" } else { "" };
-    let age = max_age.map(|a| format!("; Max-Age={a}")).unwrap_or_default();
+    let age = max_age
+        .map(|a| format!("; Max-Age={a}"))
+        .unwrap_or_default();
     let c = format!("{name}={value}; Path={BASE}; HttpOnly; SameSite=Strict{secure}{age}");
     if let Ok(v) = HeaderValue::from_str(&c) {
         r.headers_mut().append(header::SET_COOKIE, v);
@@ -410,7 +412,9 @@ fn pending_card(p: &Value, csrf: &str) -> String {
     c.push_str("<h3>Why approval is needed</h3>");
     c.push_str(&reasons_list(p.get("reasons").unwrap_or(&Value::Null)));
     c.push_str("<h3>Arguments <span class=\"muted\">(as recorded: redacted)</span></h3>");
-    c.push_str(&view::json_block(p.get("arguments").unwrap_or(&Value::Null)));
+    c.push_str(&view::json_block(
+        p.get("arguments").unwrap_or(&Value::Null),
+    ));
     let _ = write!(
         c,
         "<div class=\"actions\"><form method=\"post\" action=\"{BASE}/approvals/{qid}/approve\" class=\"approve-form\">\
@@ -479,10 +483,7 @@ fn scope_of(f: &[(String, String)]) -> Result<ScopeChoice, String> {
 
 fn decided(a: &Authed, r: Result<(), String>, done: &str, id: &str) -> Response {
     match r {
-        Ok(()) => redirect(&format!(
-            "{BASE}/approvals?done={done}&id={}",
-            view::q(id)
-        )),
+        Ok(()) => redirect(&format!("{BASE}/approvals?done={done}&id={}", view::q(id))),
         Err(e) => html(
             StatusCode::CONFLICT,
             view::page(
@@ -608,21 +609,27 @@ fn chain_summary(c: &Result<data::ChainStatus, String>) -> String {
     }
 }
 
-/// The chain's verification, recomputed only when the head moved.
-async fn chain_status(st: &St) -> Result<data::ChainStatus, String> {
+/// How long the explorer reuses a verification of an unchanged head (the chain page
+/// always verifies afresh).
+const CHAIN_REUSE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The chain's verification: reused for [`CHAIN_REUSE`] while the head is the same,
+/// unless `fresh`.
+async fn chain_status(st: &St, fresh: bool) -> Result<data::ChainStatus, String> {
     let path = st.opts.audit.clone();
     let head = blocking(move || data::head(&path).map_err(|e| e.to_string())).await?;
-    if let Ok(g) = st.chain.lock()
-        && let Some(c) = g.as_ref()
+    if !fresh
+        && let Ok(g) = st.chain.lock()
+        && let Some((at, c)) = g.as_ref()
         && c.head == head
-        && c.broken.is_none()
+        && at.elapsed() < CHAIN_REUSE
     {
         return Ok(c.clone());
     }
     let path = st.opts.audit.clone();
     let c = blocking(move || data::verify(&path).map_err(|e| e.to_string())).await?;
     if let Ok(mut g) = st.chain.lock() {
-        *g = Some(c.clone());
+        *g = Some((std::time::Instant::now(), c.clone()));
     }
     Ok(c)
 }
@@ -640,7 +647,7 @@ pub(crate) async fn audit(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let chain = chain_status(&st).await;
+    let chain = chain_status(&st, false).await;
     let path = st.opts.audit.clone();
     let q2 = q.clone();
     let page = blocking(move || data::records(&path, &q2).map_err(|e| e.to_string())).await;
@@ -876,7 +883,11 @@ pub(crate) async fn record(
         b.push_str("</tbody></table>");
     }
     b.push_str("<h2>Destinations</h2>");
-    let dests = r.destinations.as_array().map(Vec::as_slice).unwrap_or_default();
+    let dests = r
+        .destinations
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     if dests.is_empty() {
         b.push_str("<p class=\"empty\">None.</p>");
     } else {
@@ -901,7 +912,10 @@ pub(crate) async fn record(
                 text_max(s(d, "pointer"), 100),
                 text_max(s(d, "scheme"), 20),
                 text_max(s(d, "host"), 200),
-                d.get("port").and_then(Value::as_u64).map(|p| p.to_string()).unwrap_or_default(),
+                d.get("port")
+                    .and_then(Value::as_u64)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
                 list("addresses"),
                 list("classes"),
             );
@@ -967,7 +981,14 @@ pub(crate) async fn sessions(State(st): State<St>, h: HeaderMap) -> Response {
                         b,
                         "<tr><td>{}</td><td>{}</td><td><span class=\"label\">{}</span></td><td class=\"time\">{}</td></tr>",
                         text_max(&l.agent, 80),
-                        text_max(if l.workflow.is_empty() { "—" } else { &l.workflow }, 80),
+                        text_max(
+                            if l.workflow.is_empty() {
+                                "—"
+                            } else {
+                                &l.workflow
+                            },
+                            80
+                        ),
                         text_max(&l.label, 80),
                         text(&conductor_audit::time::format_micros(l.expires)),
                     );
@@ -1008,7 +1029,7 @@ pub(crate) async fn chain(State(st): State<St>, h: HeaderMap) -> Response {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let c = chain_status(&st).await;
+    let c = chain_status(&st, true).await;
     let mut b = String::from("<h1>Hash chain</h1>");
     b.push_str(&chain_summary(&c));
     if let Ok(c) = &c {
@@ -1021,7 +1042,9 @@ pub(crate) async fn chain(State(st): State<St>, h: HeaderMap) -> Response {
                 text(&c.checkpoint).replace("\\u{a}", "\n")
             );
         } else {
-            b.push_str("<p>No checkpoint is offered for a broken chain (it must never be anchored).</p>");
+            b.push_str(
+                "<p>No checkpoint is offered for a broken chain (it must never be anchored).</p>",
+            );
         }
     }
     html(

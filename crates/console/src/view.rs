@@ -133,7 +133,9 @@ pub fn page(title: &str, nav: Nav, who: Option<&Who<'_>>, body: &str) -> String 
     }
     h.push_str("</header><main id=\"main\">");
     h.push_str(body);
-    h.push_str("</main><footer>Conductor — every call decided before it happens</footer></body></html>\n");
+    h.push_str(
+        "</main><footer>Conductor — every call decided before it happens</footer></body></html>\n",
+    );
     h
 }
 
