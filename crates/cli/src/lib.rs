@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod audit_cmd;
 pub mod check;
+pub mod console_cmd;
 pub mod hook_cmd;
 pub mod init_cmd;
 pub mod policy_cmd;
@@ -102,6 +103,8 @@ pub enum Command {
     /// Validate gateway files.
     #[command(subcommand)]
     Gateway(serve_cmd::GatewayCommand),
+    /// The web console for approvers: pending approvals, the audit explorer, sessions.
+    Console(console_cmd::ConsoleArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -367,5 +370,6 @@ pub fn run(cli: Cli) -> u8 {
         Command::Init(args) => init_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Gateway(cmd) => serve_cmd::run_gateway(cmd),
+        Command::Console(args) => console_cmd::run(args),
     }
 }

@@ -90,6 +90,12 @@ type St = Arc<Shared>;
 
 /// Run the gateway until `shutdown` turns true.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    serve_with(opts, Router::new()).await
+}
+
+/// [`serve`], with more routes on the same listener (the web console at `/console`,
+/// which does its own authentication: approvers, never agents).
+pub async fn serve_with(opts: ServeOptions, extra: Router) -> Result<(), ServeError> {
     let addr = opts.listen.unwrap_or(opts.config.listen);
     // INVARIANT: no listener beyond loopback until TLS and authentication exist.
     if !addr.ip().is_loopback() {
@@ -142,7 +148,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .with_state(shared);
+        .with_state(shared)
+        .merge(extra);
     tracing::info!(listen = %bound, "conductor serve listening");
     if let Some(f) = opts.on_listen {
         f(bound);
