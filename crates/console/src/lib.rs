@@ -220,12 +220,14 @@ async fn guard(State(st): State<St>, req: Request, next: Next) -> Response {
     secure_headers(r)
 }
 
-/// A POST is same-origin when its `Origin` (if any) is this host's, and the browser does
-/// not call it cross-site.
+/// A POST is same-origin when the browser does not call it cross-site
+/// (`Sec-Fetch-Site`) and its `Origin`, if any, is this host's. Chromium sends
+/// `Origin: null` on some same-origin form posts (seen in the browser test): that is
+/// accepted only together with `Sec-Fetch-Site: same-origin`.
 fn same_origin(h: &HeaderMap) -> bool {
-    if h.get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
+    let site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if site
+        .is_some_and(|v| !v.eq_ignore_ascii_case("same-origin") && !v.eq_ignore_ascii_case("none"))
     {
         return false;
     }
@@ -238,6 +240,9 @@ fn same_origin(h: &HeaderMap) -> bool {
     ) else {
         return false;
     };
+    if origin == "null" {
+        return site.is_some_and(|v| v.eq_ignore_ascii_case("same-origin"));
+    }
     let host = host.trim();
     origin.eq_ignore_ascii_case(&format!("http://{host}"))
         || origin.eq_ignore_ascii_case(&format!("https://{host}"))

@@ -189,7 +189,6 @@ fn approver_logs_in_approves_a_held_call_and_sees_its_record() {
     tab.wait_for_element("#key").unwrap().click().unwrap();
     tab.type_str("not-the-key").unwrap();
     tab.wait_for_element("#login").unwrap().click().unwrap();
-    tab.wait_until_navigated().unwrap();
     let refused = tab
         .wait_for_element(".alert-bad")
         .unwrap()
@@ -202,7 +201,6 @@ fn approver_logs_in_approves_a_held_call_and_sees_its_record() {
     tab.wait_for_element("#key").unwrap().click().unwrap();
     tab.type_str(KEY).unwrap();
     tab.wait_for_element("#login").unwrap().click().unwrap();
-    tab.wait_until_navigated().unwrap();
 
     // The held call is there, with its agent, tool and reasons.
     let card = tab.wait_for_element("article.pending").unwrap();
@@ -241,7 +239,6 @@ fn approver_logs_in_approves_a_held_call_and_sees_its_record() {
     .unwrap()
     .click()
     .unwrap();
-    tab.wait_until_navigated().unwrap();
     let flash = tab
         .wait_for_element("#flash")
         .unwrap()
@@ -297,7 +294,6 @@ fn approver_logs_in_approves_a_held_call_and_sees_its_record() {
         .unwrap()
         .click()
         .unwrap();
-    tab.wait_until_navigated().unwrap();
     let detail = tab
         .wait_for_element("#main")
         .unwrap()
@@ -326,7 +322,6 @@ fn approver_logs_in_approves_a_held_call_and_sees_its_record() {
     .unwrap()
     .click()
     .unwrap();
-    tab.wait_until_navigated().unwrap();
     let flash = tab
         .wait_for_element("#flash")
         .unwrap()

@@ -440,6 +440,7 @@ async fn cross_origin_posts_are_refused() {
         ("origin", "http://evil.example"),
         ("origin", "null"),
         ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
     ] {
         let req = Request::post("/console/logout")
             .header(header::HOST, "127.0.0.1:9")
