@@ -20,7 +20,9 @@ pub fn text(s: &str) -> String {
 
 /// [`text`] with another length bound.
 pub fn text_max(s: &str, max: usize) -> String {
-    escape(&conductor_types::display::shown(s, max))
+    // The sanitizer escapes backticks for terminals; in HTML they are plain text (and
+    // messages use them to quote input), so they are shown as themselves.
+    escape(&conductor_types::display::shown(s, max).replace("\\u{60}", "`"))
 }
 
 /// `s` escaped for a double-quoted attribute value (not cut: ids, tokens, urls we build).
