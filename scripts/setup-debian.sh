@@ -3,9 +3,12 @@
 # apt-get; elsewhere it says what to install and the tests that need them skip loudly,
 # or fail under CI):
 #   golang-go — the Go reader of the member-smuggling test (crates/cli/tests/it/wrap_go.rs).
+#   chromium — the web console's browser test (crates/console/tests/it/chromium.rs), driven
+#              over the DevTools protocol; the system browser, nothing downloaded.
 set -euo pipefail
 want=()
 command -v go >/dev/null 2>&1 || [ -x /usr/lib/go/bin/go ] || want+=(golang-go)
+[ -x /usr/bin/chromium ] || want+=(chromium)
 [ ${#want[@]} -eq 0 ] && exit 0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   printf 'setup-debian: installing %s\n' "${want[*]}" >&2

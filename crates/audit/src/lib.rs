@@ -56,6 +56,7 @@
 
 use std::path::PathBuf;
 
+pub mod approvals;
 mod jcs;
 mod merkle;
 pub mod ocsf;
@@ -64,6 +65,10 @@ mod record;
 mod store;
 pub mod time;
 
+pub use approvals::{
+    Approval, ApprovalError, ApprovalFilter, ApprovalStore, Grant, GrantQuery, NewApproval,
+    Outcome, Scope, SqliteApprovals, Status, Ticket, call_digest,
+};
 pub use read::{AuditReader, Break, BreakKind, Checkpoint, Filter, ReadError, VerifyReport};
 pub use record::{GENESIS, Record, chain_hash, hash_text, parse_hash};
 pub use store::{AuditStore, Pending};

@@ -278,7 +278,7 @@ pub(crate) fn store_err(path: &Path, message: impl std::fmt::Display) -> AuditEr
 }
 
 /// Create the file (and its parent directories) with owner-only permissions, if missing.
-fn create_private(path: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod audit_cmd;
 pub mod check;
+pub mod console_cmd;
 pub mod hook_cmd;
 pub mod init_cmd;
 pub mod keys_cmd;
@@ -106,6 +107,8 @@ pub enum Command {
     /// API keys for `conductor serve` (`keys new --agent ID`).
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
+    /// The web console for approvers: pending approvals, the audit explorer, sessions.
+    Console(console_cmd::ConsoleArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -372,5 +375,6 @@ pub fn run(cli: Cli) -> u8 {
         Command::Serve(args) => serve_cmd::run(args),
         Command::Gateway(cmd) => serve_cmd::run_gateway(cmd),
         Command::Keys(cmd) => keys_cmd::run(cmd),
+        Command::Console(args) => console_cmd::run(args),
     }
 }

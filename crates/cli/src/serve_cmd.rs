@@ -15,7 +15,8 @@ use crate::{CliError, exit};
 
 const SERVE_AFTER_HELP: &str = "\
 Endpoints: /mcp (every server; names `<server>.<tool>`), /mcp/<server> (one server under
-its own names), /healthz, /readyz, /metrics. Both MCP revisions: 2025-11-25 sessions
+its own names), /healthz, /readyz, /metrics, /console (the web console for approvers,
+see --approvers). Both MCP revisions: 2025-11-25 sessions
 (`initialize`, `Mcp-Session-Id`) and 2026-07-28 stateless requests.
 
 Example gateway.yaml:
@@ -54,6 +55,10 @@ pub struct ServeArgs {
     /// Print the bound address on standard output once listening (for scripts and tests).
     #[arg(long)]
     pub print_address: bool,
+    /// Approver accounts for the web console at `/console` (see `conductor console
+    /// --help`); without it nobody can log in there.
+    #[arg(long, value_name = "FILE")]
+    pub approvers: Option<PathBuf>,
     #[command(flatten)]
     pub resolve: ResolveArgs,
 }
@@ -119,6 +124,13 @@ fn execute(args: ServeArgs) -> anyhow::Result<u8> {
     }
     let policy = crate::load_policy(&args.policy)?;
     let config = load_gateway(&args.config)?;
+    let approvers = match &args.approvers {
+        Some(p) => {
+            crate::require_file("approvers file", p)?;
+            conductor_console::Approvers::load(p).map_err(|e| CliError::Data(e.to_string()))?
+        }
+        None => conductor_console::Approvers::default(),
+    };
     let key = crate::world::load_fingerprint_key()?;
     let audit_path = match args.audit.clone().or_else(conductor_audit::default_path) {
         Some(p) => p,
@@ -178,28 +190,48 @@ fn execute(args: ServeArgs) -> anyhow::Result<u8> {
             source: e,
         })?;
     let print = args.print_address;
+    let console = conductor_console::router(conductor_console::ConsoleOptions {
+        audit: audit_path.clone(),
+        approvers,
+        tls: false,
+        hosts: config
+            .public_url
+            .as_ref()
+            .and_then(|u| {
+                let host = u.host_str()?;
+                Some(match u.port() {
+                    Some(p) => format!("{host}:{p}"),
+                    None => host.to_string(),
+                })
+            })
+            .into_iter()
+            .collect(),
+    });
     let result = runtime.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
             let _ = tx.send(true);
         });
-        conductor_serve::serve(conductor_serve::ServeOptions {
-            config,
-            config_path: Some(args.config.clone()),
-            policy_path: Some(args.policy.clone()),
-            gates,
-            listen: args.listen,
-            shutdown: rx,
-            on_listen: Some(Box::new(move |addr| {
-                if print {
-                    use std::io::Write;
-                    let mut o = std::io::stdout().lock();
-                    let _ = writeln!(o, "{addr}");
-                    let _ = o.flush();
-                }
-            })),
-        })
+        conductor_serve::serve_with(
+            conductor_serve::ServeOptions {
+                config,
+                config_path: Some(args.config.clone()),
+                policy_path: Some(args.policy.clone()),
+                gates,
+                listen: args.listen,
+                shutdown: rx,
+                on_listen: Some(Box::new(move |addr| {
+                    if print {
+                        use std::io::Write;
+                        let mut o = std::io::stdout().lock();
+                        let _ = writeln!(o, "{addr}");
+                        let _ = o.flush();
+                    }
+                })),
+            },
+            console,
+        )
         .await
     });
     if let Err(e) = store.flush() {

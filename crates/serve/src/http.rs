@@ -264,6 +264,12 @@ fn missing_scopes(
 
 /// Run the gateway until `shutdown` turns true.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    serve_with(opts, Router::new()).await
+}
+
+/// [`serve`], with more routes on the same listener (the web console at `/console`,
+/// which does its own authentication: approvers, never agents).
+pub async fn serve_with(opts: ServeOptions, extra: Router) -> Result<(), ServeError> {
     let addr = opts.listen.unwrap_or(opts.config.listen);
     // INVARIANT: beyond loopback, only TLS and real authentication (`--listen` may move
     // a loopback file's listener: checked here, not only when the file is read).
@@ -335,7 +341,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .route("/metrics", get(metrics))
         .merge(crate::authzen::routes())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .with_state(shared);
+        .with_state(shared)
+        .merge(extra);
     tracing::info!(listen = %bound, "conductor serve listening");
     if let Some(f) = opts.on_listen {
         f(bound);

@@ -22,7 +22,7 @@ pub mod upstream;
 mod yaml;
 
 pub use config::{GatewayConfig, load_file, load_str};
-pub use http::{ServeError, ServeOptions, serve};
+pub use http::{ServeError, ServeOptions, serve, serve_with};
 pub use yaml::error::{LoadError, Problem};
 
 /// Structured logs: JSON lines on standard error (`RUST_LOG`-style filter in

@@ -8,6 +8,7 @@
     reason = "test code, helpers included: a failed unwrap is a failed test"
 )]
 
+mod approvals;
 mod common;
 mod concurrency;
 mod crash;
