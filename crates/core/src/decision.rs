@@ -40,6 +40,9 @@ pub enum Check {
     Input,
     /// Added by transports: the audit record could not be written.
     Audit,
+    /// Added by the gate service: a held call was denied by a person or expired (or
+    /// released by one, on an `allow`).
+    Approval,
 }
 
 impl Check {
@@ -56,6 +59,7 @@ impl Check {
             Check::Pin => "pin",
             Check::Input => "input",
             Check::Audit => "audit",
+            Check::Approval => "approval",
         }
     }
 }
