@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod approvals_cmd;
 pub mod audit_cmd;
 pub mod check;
 pub mod console_cmd;
@@ -88,6 +89,9 @@ pub enum Command {
     /// Inspect, verify and export the audit trail.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Decide on calls held for a person's approval (list, show, approve, deny, revoke).
+    #[command(subcommand)]
+    Approvals(approvals_cmd::ApprovalsCommand),
     /// Run a stdio MCP server behind the gate.
     Wrap(wrap_cmd::WrapArgs),
     /// What the sandbox layer (`wrap --sandbox`) can use on this machine.
@@ -368,6 +372,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Check(args) => check::run(args),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Audit(cmd) => audit_cmd::run(cmd),
+        Command::Approvals(cmd) => approvals_cmd::run(cmd),
         Command::Wrap(args) => wrap_cmd::run(args),
         Command::Sandbox(cmd) => sandbox_cmd::run(cmd),
         Command::Hook(cmd) => hook_cmd::run(cmd),

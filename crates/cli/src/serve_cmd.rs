@@ -180,6 +180,17 @@ fn execute(args: ServeArgs) -> anyhow::Result<u8> {
         Arc::clone(&store),
         sessions,
     ));
+    // Calls the policy marks `approve` are held in the audit database until a person
+    // decides (`conductor approvals`, from any process).
+    match conductor_audit::SqliteApprovals::open(&audit_path) {
+        Ok(a) => gates.hold_approvals_in(Arc::new(a)),
+        Err(e) => {
+            crate::warn(format_args!(
+                "error: {e}; refusing to start (calls needing approval could not be held)"
+            ));
+            return Ok(exit::IO);
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(64)

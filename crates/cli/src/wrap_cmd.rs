@@ -189,6 +189,17 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
             ..ServiceOptions::default()
         },
     ));
+    // Calls the policy marks `approve` are held in the audit database until a person
+    // decides (`conductor approvals`, from any process).
+    match conductor_audit::SqliteApprovals::open(&audit_path) {
+        Ok(a) => service.set_approvals(Arc::new(a)),
+        Err(e) => {
+            crate::warn(format_args!(
+                "error: {e}; refusing to start the server (calls needing approval could not be held)"
+            ));
+            return Ok(exit::IO);
+        }
+    }
     let gate = match Gate::new(
         GateConfig {
             agent: args.agent.clone(),

@@ -28,8 +28,9 @@ pub use key::{KeyError, load_fingerprint_key};
 pub use reload::watch_policy;
 pub use resolver::{Answers, GateResolver, ResolverConfig};
 pub use service::{
-    ArgumentsMode, Call, CheckedConnection, Connection, JOINED_SCAN_BYTES, LABEL_WINDOW_BYTES,
-    Service, ServiceOptions, Subject, Verdict, connection_problem, deny, effect_name, warn,
+    ArgumentsMode, Call, CheckedConnection, Connection, Held, JOINED_SCAN_BYTES,
+    LABEL_WINDOW_BYTES, Service, ServiceOptions, Subject, Verdict, connection_problem, deny,
+    effect_name, warn,
 };
 pub use sessions::{MemoryStore, PinOutcome, SessionStore, SqliteStore, StoreError, TaintKey};
 

@@ -9,7 +9,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use conductor_audit::{AuditStore, NewRecord};
+use conductor_audit::approvals::DEFAULT_APPROVAL_TTL;
+use conductor_audit::{
+    ApprovalStore, AuditStore, GrantQuery, NewApproval, NewRecord, Outcome, Ticket, call_digest,
+};
 use conductor_core::{Check, Decision, Effect, Reason, Request, World};
 use conductor_net::{ResolveError, Resolver};
 use conductor_policy::Policy;
@@ -126,6 +129,40 @@ pub struct Verdict {
     pub decision: Decision,
     /// The sequence number of the decision's audit record, once committed.
     pub record: Option<u64>,
+    /// The call is held for a person's approval: the transport gives up its place in
+    /// the queue, keeps relaying, and awaits [`Service::release`] for the final verdict.
+    pub held: Option<Held>,
+}
+
+/// A call held for approval (see [`Service::release`]).
+#[derive(Clone)]
+pub struct Held {
+    inner: Arc<HeldInner>,
+}
+
+struct HeldInner {
+    id: String,
+    ticket: Mutex<Option<Ticket>>,
+    subject: Subject,
+    event: String,
+    request: Request,
+    decision: Decision,
+    policy: String,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Held {
+    /// The pending approval's id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
 }
 
 /// The gate service: shared by every session and transport of a process.
@@ -138,6 +175,8 @@ pub struct Service {
     options: ServiceOptions,
     /// The tail of the text each session received last (see [`Service::label`]).
     windows: Mutex<std::collections::HashMap<String, String>>,
+    /// Where calls marked `approve` are held; without it they are refused.
+    approvals: RwLock<Option<Arc<dyn ApprovalStore>>>,
 }
 
 /// How much of a session's received text is kept to be scanned with the next result.
@@ -175,6 +214,24 @@ impl Service {
             sessions,
             options,
             windows: Mutex::new(std::collections::HashMap::new()),
+            approvals: RwLock::new(None),
+        }
+    }
+
+    /// Hold calls the policy marks `approve` in `store` until a person decides
+    /// (without a store they are refused with `requires approval`).
+    pub fn set_approvals(&self, store: Arc<dyn ApprovalStore>) {
+        match self.approvals.write() {
+            Ok(mut a) => *a = Some(store),
+            Err(poisoned) => *poisoned.into_inner() = Some(store),
+        }
+    }
+
+    /// The approvals store, if calls are held.
+    pub fn approvals(&self) -> Option<Arc<dyn ApprovalStore>> {
+        match self.approvals.read() {
+            Ok(a) => a.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
@@ -252,6 +309,7 @@ impl Service {
         };
         let mut decision = staged.finish(&answers);
         add_problems(&mut decision, problems);
+        let held = self.hold_or_grant(subject, &call.event, &policy, &request, &mut decision);
         let record = self.record_of(subject, &call.event, &policy, &request, &decision, started);
         // The record goes to the store's writer, which commits everything queued in one
         // transaction; this task waits without holding a thread.
@@ -261,7 +319,219 @@ impl Service {
             .await
             .map(|r| r.seq)
             .map_err(|e| e.to_string());
-        finish(decision, committed, &request.tool)
+        let mut verdict = finish(decision, committed, &request.tool);
+        if let Some((id, ticket)) = held
+            && verdict.decision.decision == Effect::Approve
+        {
+            verdict.held = Some(Held {
+                inner: Arc::new(HeldInner {
+                    id,
+                    ticket: Mutex::new(Some(ticket)),
+                    subject: subject.clone(),
+                    event: call.event.clone(),
+                    request,
+                    decision: verdict.decision.clone(),
+                    policy: policy.sha256().to_string(),
+                }),
+            });
+        }
+        verdict
+    }
+
+    /// An `approve` decision: released at once by a standing grant (the decision
+    /// becomes `allow`, naming the grant), or stored as a pending approval (the ticket
+    /// to wait on is returned). A store that fails denies (check `approval`).
+    ///
+    /// INVARIANT: a grant releases only what it covers (digest, session, pattern);
+    /// nothing is released without the store's word.
+    fn hold_or_grant(
+        &self,
+        subject: &Subject,
+        event: &str,
+        policy: &Policy,
+        request: &Request,
+        decision: &mut Decision,
+    ) -> Option<(String, Ticket)> {
+        if decision.decision != Effect::Approve {
+            return None;
+        }
+        let store = self.approvals()?;
+        let digest = call_digest(
+            &request.agent,
+            &request.tool,
+            request.workflow.as_deref(),
+            &request.arguments,
+        );
+        let query = GrantQuery {
+            agent: &request.agent,
+            tool: &request.tool,
+            digest: &digest,
+            session: request.session.as_deref(),
+            arguments: &request.arguments,
+        };
+        match store.find_grant(&query) {
+            Err(e) => {
+                warn(&format!(
+                    "cannot read the approval grants; the call is refused: {e}"
+                ));
+                deny(
+                    decision,
+                    Check::Approval,
+                    &RuleId::approval("store"),
+                    "the approvals store could not be read; the call was not held".into(),
+                );
+                return None;
+            }
+            Ok(Some(g)) => {
+                decision.decision = Effect::Allow;
+                decision.reasons.push(Reason {
+                    check: Check::Approval,
+                    rule: RuleId::approval("granted").to_string(),
+                    message: format!(
+                        "released by grant `{}` (scope {}) given by {}",
+                        g.id,
+                        g.scope,
+                        backticked(&g.approver)
+                    ),
+                });
+                return None;
+            }
+            Ok(None) => {}
+        }
+        let ttl = policy.approval_ttl().unwrap_or(DEFAULT_APPROVAL_TTL);
+        let new = NewApproval {
+            agent: request.agent.clone(),
+            tool: request.tool.clone(),
+            event: event.to_string(),
+            action: conductor_core::action_of(policy, &request.tool).to_string(),
+            session: request.session.clone(),
+            workflow: request.workflow.clone(),
+            server: subject.server.clone(),
+            digest,
+            policy: decision.policy.clone(),
+            // INVARIANT: approvers see the arguments redacted, whatever the audit mode.
+            arguments: conductor_scan::redact(&request.arguments, &decision.findings),
+            reasons: serde_json::to_value(&decision.reasons).unwrap_or(Value::Null),
+            ttl,
+        };
+        match store.create(new) {
+            Err(e) => {
+                warn(&format!(
+                    "cannot hold the call for approval; it is refused: {e}"
+                ));
+                deny(
+                    decision,
+                    Check::Approval,
+                    &RuleId::approval("store"),
+                    "the call could not be held for approval (the approvals store failed)".into(),
+                );
+                None
+            }
+            Ok(a) => {
+                decision.reasons.push(Reason {
+                    check: Check::Approval,
+                    rule: RuleId::approval("pending").to_string(),
+                    message: format!(
+                        "held for a person's approval as `{}` until {}",
+                        a.id,
+                        conductor_audit::time::format_micros(a.expires)
+                    ),
+                });
+                let ticket = store.wait(&a.id);
+                Some((a.id, ticket))
+            }
+        }
+    }
+
+    /// Wait (without a thread or a loop of its own) for a person's decision on a held
+    /// call, record it, and return the final verdict: forward only when a person
+    /// approved, the policy is still the one that asked, and the record is committed.
+    pub async fn release(&self, held: &Held) -> Verdict {
+        let started = Instant::now();
+        let h = &held.inner;
+        let ticket = match h.ticket.lock() {
+            Ok(mut t) => t.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        let outcome = match ticket {
+            Some(t) => t.await,
+            None => Outcome::Failed("the held call was released already".into()),
+        };
+        let mut decision = h.decision.clone();
+        decision
+            .reasons
+            .retain(|r| r.rule != RuleId::approval("pending").to_string());
+        let policy = self.policy();
+        match outcome {
+            Outcome::Approved {
+                approver, scope, ..
+            } => {
+                if policy.sha256() == h.policy {
+                    decision.decision = Effect::Allow;
+                    decision.reasons.push(Reason {
+                        check: Check::Approval,
+                        rule: RuleId::approval("granted").to_string(),
+                        message: format!(
+                            "approved by {} (scope {scope}), approval `{}`",
+                            backticked(&approver),
+                            h.id
+                        ),
+                    });
+                } else {
+                    // INVARIANT: an approval given under one policy does not release a
+                    // call under another (it could deny it now).
+                    deny(
+                        &mut decision,
+                        Check::Approval,
+                        &RuleId::approval("stale"),
+                        format!(
+                            "approval `{}` was given after the policy changed; the call is refused, ask again",
+                            h.id
+                        ),
+                    );
+                }
+            }
+            Outcome::Denied { approver, reason } => deny(
+                &mut decision,
+                Check::Approval,
+                &RuleId::approval("denied"),
+                format!(
+                    "denied by {}: {}",
+                    backticked(&approver),
+                    conductor_types::display::shown(&reason, 200)
+                ),
+            ),
+            Outcome::Expired => deny(
+                &mut decision,
+                Check::Approval,
+                &RuleId::approval("expired"),
+                format!(
+                    "nobody approved the call in time (approval `{}` expired); it was refused",
+                    h.id
+                ),
+            ),
+            Outcome::Failed(e) => {
+                warn(&format!(
+                    "the approvals store failed while a call was held: {e}"
+                ));
+                deny(
+                    &mut decision,
+                    Check::Approval,
+                    &RuleId::approval("store"),
+                    "the approvals store failed while the call was held; it was refused".into(),
+                );
+            }
+        }
+        let record = self.record_of(
+            &h.subject, &h.event, &policy, &h.request, &decision, started,
+        );
+        let committed = self
+            .audit
+            .submit(record)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        finish(decision, committed, &h.request.tool)
     }
 
     /// [`Service::decide`] for callers outside an async runtime (`check`, hooks, the
@@ -644,6 +914,7 @@ fn finish(mut decision: Decision, committed: Result<u64, String>, tool: &str) ->
             forward: decision.decision == Effect::Allow,
             decision,
             record: Some(seq),
+            held: None,
         },
         Err(e) => {
             warn(&format!(
@@ -660,9 +931,15 @@ fn finish(mut decision: Decision, committed: Result<u64, String>, tool: &str) ->
                 forward: false,
                 decision,
                 record: None,
+                held: None,
             }
         }
     }
+}
+
+/// A name people read: in backticks, sanitized and cut.
+fn backticked(s: &str) -> String {
+    format!("`{}`", conductor_types::display::shown(s, 120))
 }
 
 /// `allow`, `approve` or `deny`.

@@ -271,6 +271,7 @@ async fn relay_from_client(
             let gate = Arc::clone(gate);
             let session = Arc::clone(session);
             let to_client = to_client.clone();
+            let to_server = to_server.clone();
             tokio::spawn(async move {
                 let work = {
                     let gate = Arc::clone(&gate);
@@ -286,7 +287,29 @@ async fn relay_from_client(
                 };
                 // INVARIANT: a decision that failed (panicked) is a refusal.
                 let decided = match work.await {
-                    Ok(v) => lock(&session).decided(pending, Some(&v)),
+                    Ok(v) => match v.held.clone() {
+                        // Held for a person: the place in the queue is given up (the
+                        // relay keeps going), and the call goes when it is released.
+                        Some(held) => {
+                            let _ = tx.send(None);
+                            let released = {
+                                let gate = Arc::clone(&gate);
+                                tokio::spawn(async move { gate.service().release(&held).await })
+                            };
+                            let decided = match released.await {
+                                Ok(v) => lock(&session).decided(pending, Some(&v)),
+                                Err(_) => lock(&session).failed(pending),
+                            };
+                            if let Some(line) = decided.to_server {
+                                let _ = to_server.send(Out::Ready(line)).await;
+                            }
+                            if let Some(line) = decided.to_client {
+                                let _ = to_client.send(Out::Ready(line)).await;
+                            }
+                            return;
+                        }
+                        None => lock(&session).decided(pending, Some(&v)),
+                    },
                     Err(_) => lock(&session).failed(pending),
                 };
                 let _ = tx.send(decided.to_server);

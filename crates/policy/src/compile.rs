@@ -157,6 +157,23 @@ pub fn compile(
         }
     }
 
+    let mut approval_ttl = None;
+    if let Some(ttl) = raw
+        .sessions
+        .0
+        .as_ref()
+        .and_then(|s| s.value.approval_ttl.as_ref())
+    {
+        match parse_duration(&ttl.value) {
+            Some(d) if !d.is_zero() => approval_ttl = Some(d),
+            _ => cx.err_help(
+                ttl.loc,
+                format!("invalid duration `{}`", ttl.value),
+                "write a number with a unit: `90s`, `30m`, `24h` or `7d`",
+            ),
+        }
+    }
+
     if !cx.problems.is_empty() {
         return Err(cx.problems);
     }
@@ -181,6 +198,7 @@ pub fn compile(
         data,
         pass_methods,
         label_ttl,
+        approval_ttl,
     })
 }
 

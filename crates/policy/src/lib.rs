@@ -151,6 +151,11 @@ impl Policy {
     pub fn label_ttl(&self) -> Option<std::time::Duration> {
         self.c.label_ttl
     }
+
+    /// `sessions.approval_ttl`, when the policy sets it.
+    pub fn approval_ttl(&self) -> Option<std::time::Duration> {
+        self.c.approval_ttl
+    }
 }
 
 /// Load and compile the policy at `path` (files it references, such as gitleaks

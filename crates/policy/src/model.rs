@@ -351,4 +351,6 @@ pub struct Compiled {
     pub pass_methods: Vec<Glob>,
     /// `sessions.label_ttl`: how long a received label restricts the agent.
     pub label_ttl: Option<std::time::Duration>,
+    /// `sessions.approval_ttl`: how long a held call waits for a person.
+    pub approval_ttl: Option<std::time::Duration>,
 }

@@ -35,6 +35,9 @@ pub struct RawSessions {
     /// How long a label stays on the agent after data carrying it was received
     /// (`90s`, `30m`, `24h`, `7d`).
     pub label_ttl: Option<Sp<String>>,
+    /// How long a call the policy marks `approve` is held for a person's decision
+    /// before it is denied (default 10 minutes).
+    pub approval_ttl: Option<Sp<String>>,
 }
 
 /// `methods:` — protocol methods the gate does not know, let through explicitly.

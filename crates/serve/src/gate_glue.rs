@@ -62,6 +62,11 @@ impl GateEnv {
         self.service.policy()
     }
 
+    /// Hold calls the policy marks `approve` in `store` until a person decides.
+    pub fn hold_approvals_in(&self, store: Arc<dyn conductor_audit::ApprovalStore>) {
+        self.service.set_approvals(store);
+    }
+
     pub fn audit(&self) -> &Arc<AuditStore> {
         self.service.audit()
     }
@@ -268,6 +273,17 @@ impl SessionGate {
         let v = match done {
             Ok(v) => v,
             Err(_) => return internal_refusal(id),
+        };
+        // Held for a person: this request waits (others go on); the release decides.
+        let v = match v.held.clone() {
+            Some(held) => {
+                let gate = Arc::clone(&self.gate);
+                match tokio::spawn(async move { gate.service().release(&held).await }).await {
+                    Ok(v) => v,
+                    Err(_) => return internal_refusal(id),
+                }
+            }
+            None => v,
         };
         if v.forward {
             return Decided::Forward {

@@ -9,6 +9,7 @@
     reason = "test code: a panic is a test failure"
 )]
 
+mod approvals;
 mod audit;
 mod check;
 mod hook;

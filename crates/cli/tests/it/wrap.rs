@@ -969,17 +969,21 @@ fn everything_typescript_v2_auto_client_probes_then_falls_back(mode: Mode) {
     everything_through_wrap(mode, Sdk::TypeScriptV2("auto"), true);
 }
 
-fn everything_python_auto_client_falls_back_to_the_handshake_and_approval_is_refused(mode: Mode) {
+fn everything_python_auto_client_falls_back_to_the_handshake_and_an_unapproved_call_expires(
+    mode: Mode,
+) {
     // `mcp.Client(mode="auto")` probes `server/discover` first; the everything server
     // (TypeScript SDK 1.x) does not know it, and the client falls back to `initialize`
-    // through wrap. `get-sum` needs a person's approval, which does not exist
-    // yet: it is listed (the agent may call it once approved) but refused for now.
+    // through wrap. `get-sum` needs a person's approval: it is listed (the agent may
+    // call it once approved), held, and — nobody approving it within the policy's
+    // `approval_ttl` — refused with check `approval`.
     let Some(peers) = peers() else { return };
     let policy = everything_policy(true).replace(
         "        actions: [read]\ntools:",
         "        actions: [read]\n    approve:\n      - tools: [\"everything.get-sum\"]\ntools:",
     );
     assert!(policy.contains("approve:"), "{policy}");
+    let policy = format!("{policy}sessions:\n  approval_ttl: 1s\n");
     let setup = Setup::new(mode, &policy, "research-bot", "everything");
     let seen = session(
         &peers,
@@ -1008,13 +1012,13 @@ fn everything_python_auto_client_falls_back_to_the_handshake_and_approval_is_ref
     let approval = &seen.call(1)["result"];
     assert_eq!(approval["isError"], true, "{}", seen.context());
     assert!(
-        text_of(approval).starts_with("requires approval"),
+        text_of(approval).contains("approval (approval.expired)"),
         "{}",
         seen.context()
     );
     assert_eq!(
         approval["_meta"][DECISION_KEY]["decision"],
-        "approve",
+        "deny",
         "{}",
         seen.context()
     );
@@ -1037,6 +1041,7 @@ fn everything_python_auto_client_falls_back_to_the_handshake_and_approval_is_ref
     setup.assert_audit(&[
         ("everything.echo", "allow"),
         ("everything.get-sum", "approve"),
+        ("everything.get-sum", "deny"),
         ("everything.gzip-file-as-resource", "deny"),
     ]);
 }

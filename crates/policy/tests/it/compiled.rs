@@ -213,6 +213,29 @@ fn gitleaks_files_stay_inside_the_policy_directory() {
 }
 
 #[test]
+fn sessions_approval_ttl_is_a_strict_duration() {
+    let p = conductor_policy::load_str(
+        "version: 1\nsessions: {approval_ttl: 90s}\n",
+        "p.yaml",
+        None,
+    )
+    .unwrap();
+    assert_eq!(p.approval_ttl(), Some(std::time::Duration::from_secs(90)));
+    let none = conductor_policy::load_str("version: 1\n", "p.yaml", None).unwrap();
+    assert_eq!(none.approval_ttl(), None);
+    for bad in ["0s", "5", "3w", "-1h"] {
+        let e = conductor_policy::load_str(
+            &format!("version: 1\nsessions: {{approval_ttl: \"{bad}\"}}\n"),
+            "p.yaml",
+            None,
+        )
+        .unwrap_err()
+        .render(false);
+        assert!(e.contains("invalid duration"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn sessions_label_ttl_and_methods_pass() {
     let p = conductor_policy::load_str(
         "version: 1\nsessions: {label_ttl: 30m}\nmethods: {pass: [\"vendor/*\"]}\n",
