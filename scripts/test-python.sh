@@ -34,10 +34,12 @@ if [ "${PYVENV_FORCE:-0}" = 1 ] || [ ! -x "$VENV/bin/python" ] || [ ! -f "$STAMP
   printf '%s\n' "$want" > "$STAMP"
 fi
 
-# The wheel: release build of only the extension's crates, cached in target/.
-say "building the wheel (maturin build --release)"
+# The wheel: a debug build (the dev profile shares the dependencies `cargo test` built;
+# a release build of the whole tree took most of the CI budget), cached in target/.
+# Benchmarks build their own release wheel (crates/python/BENCHMARKS.md).
+say "building the wheel (maturin build)"
 rm -rf target/wheels/conductor_gate-*.whl
-"$VENV/bin/maturin" build --release --quiet \
+"$VENV/bin/maturin" build --quiet \
   -i "$VENV/bin/python" --out target/wheels >&2
 wheel="$(ls target/wheels/conductor_gate-*.whl | head -n1)"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$wheel"

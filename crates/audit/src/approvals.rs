@@ -722,6 +722,8 @@ fn record_of(a: &Approval, event: &str, decision: &str, reason: Value, note: Val
         // own records, redacted).
         arguments: Some(note),
         latency_us: 0,
+        // The approver is named in `arguments`; an agent's proof does not apply.
+        auth: None,
     }
 }
 

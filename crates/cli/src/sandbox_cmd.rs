@@ -102,6 +102,7 @@ impl Prepared {
                 workflow: cfg.workflow.clone(),
                 session: gate.session_id().to_string(),
                 server: Some(cfg.server.clone()),
+                auth: None,
             },
         };
         let mut command = vec![program.to_string()];

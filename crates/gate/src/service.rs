@@ -386,7 +386,7 @@ impl Service {
                 decision.decision = Effect::Allow;
                 decision.reasons.push(Reason {
                     check: Check::Approval,
-                    rule: RuleId::approval("granted").to_string(),
+                    rule: RuleId::approval("granted"),
                     message: format!(
                         "released by grant `{}` (scope {}) given by {}",
                         g.id,
@@ -430,7 +430,7 @@ impl Service {
             Ok(a) => {
                 decision.reasons.push(Reason {
                     check: Check::Approval,
-                    rule: RuleId::approval("pending").to_string(),
+                    rule: RuleId::approval("pending"),
                     message: format!(
                         "held for a person's approval as `{}` until {}",
                         a.id,
@@ -460,7 +460,7 @@ impl Service {
         let mut decision = h.decision.clone();
         decision
             .reasons
-            .retain(|r| r.rule != RuleId::approval("pending").to_string());
+            .retain(|r| r.rule != RuleId::approval("pending"));
         let policy = self.policy();
         match outcome {
             Outcome::Approved {
@@ -470,7 +470,7 @@ impl Service {
                     decision.decision = Effect::Allow;
                     decision.reasons.push(Reason {
                         check: Check::Approval,
-                        rule: RuleId::approval("granted").to_string(),
+                        rule: RuleId::approval("granted"),
                         message: format!(
                             "approved by {} (scope {scope}), approval `{}`",
                             backticked(&approver),
@@ -529,7 +529,7 @@ impl Service {
             .audit
             .submit(record)
             .await
-            .map(|_| ())
+            .map(|r| r.seq)
             .map_err(|e| e.to_string());
         finish(decision, committed, &h.request.tool)
     }

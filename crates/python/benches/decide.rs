@@ -73,6 +73,7 @@ fn bench(c: &mut Criterion) {
             workflow: None,
             session: "bench".to_string(),
             server: tool.split_once('.').map(|(s, _)| s.to_string()),
+            auth: None,
         };
         c.bench_function(&format!("service_decide_blocking_{name}"), |b| {
             b.iter(|| service.decide_blocking(&subject, Call::new("library", tool, args.clone())));

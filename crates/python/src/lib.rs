@@ -84,7 +84,7 @@ impl From<&CoreReason> for Reason {
     fn from(r: &CoreReason) -> Self {
         Reason {
             check: r.check.name().to_string(),
-            rule: r.rule.clone(),
+            rule: r.rule.to_string(),
             message: r.message.clone(),
         }
     }
@@ -249,7 +249,7 @@ impl Gate {
             // a refusal, decided and recorded (check `input`).
             call.problems.push(CoreReason {
                 check: Check::Input,
-                rule: "request.arguments".into(),
+                rule: conductor_types::RuleId::request("arguments"),
                 message,
             });
         }
@@ -347,6 +347,8 @@ impl Gate {
             workflow: workflow.or_else(|| self.workflow.clone()),
             session: session.unwrap_or_else(|| self.session.clone()),
             server: tool.split_once('.').map(|(s, _)| s.to_string()),
+            // In-process: the runtime that loaded the library is the agent.
+            auth: None,
         }
     }
 }

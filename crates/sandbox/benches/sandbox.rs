@@ -63,6 +63,7 @@ fn egress(dir: &std::path::Path) -> Egress {
             workflow: None,
             session: "bench".into(),
             server: Some("bench".into()),
+            auth: None,
         },
     }
 }

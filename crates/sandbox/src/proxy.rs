@@ -35,6 +35,7 @@ use std::time::Duration;
 use conductor_core::{Check, Reason};
 use conductor_gate::{CheckedConnection, Connection, Verdict, connection_problem};
 use conductor_net::Destination;
+use conductor_types::RuleId;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -248,8 +249,8 @@ fn verdict_refusal(decision: &conductor_core::Decision, what: &str) -> Refusal {
     let (rule, message) = decision
         .reasons
         .first()
-        .map(|r| (r.rule.clone(), r.message.clone()))
-        .unwrap_or_else(|| ("egress.internal".into(), "refused".into()));
+        .map(|r| (r.rule.to_string(), r.message.clone()))
+        .unwrap_or_else(|| (RuleId::egress("internal").to_string(), "refused".into()));
     let mut r = refusal(403, &rule, format!("{what}{message}")).recorded();
     r.check = decision
         .reasons
@@ -342,7 +343,11 @@ async fn refuse_unrecorded(client: &mut TcpStream, egress: &Arc<Egress>, target:
             sni: None,
             content: json!({}),
         };
-        let problem = connection_problem(r.check, &r.rule, r.message.clone());
+        let problem = connection_problem(
+            r.check,
+            RuleId::from_stored(r.rule.clone()),
+            r.message.clone(),
+        );
         let checked = egress
             .service
             .refused_connection(&egress.subject, connection, vec![problem]);
@@ -413,7 +418,7 @@ async fn tunnel(
         .map_err(|_| refusal(400, "egress.closed", "the client went away"))?;
     // The ClientHello: the first TLS record, complete.
     let mut problems: Vec<Reason> = Vec::new();
-    let tls = |m: String| connection_problem(Check::Destination, "egress.tls", m);
+    let tls = |m: String| connection_problem(Check::Destination, RuleId::egress("tls"), m);
     let hello = tokio::time::timeout(CLIENT_TIMEOUT, read_client_hello(client, &mut early)).await;
     let sni = match hello {
         Ok(Ok(sni)) => sni,
@@ -438,7 +443,7 @@ async fn tunnel(
                     // the record keeps it, scanned and redacted.
                     problems.push(connection_problem(
                         Check::Destination,
-                        "egress.sni-mismatch",
+                        RuleId::egress("sni-mismatch"),
                         format!("the TLS server name is not the CONNECT host `{host}`"),
                     ));
                 }
@@ -447,7 +452,7 @@ async fn tunnel(
                 if host.parse::<IpAddr>().is_err() {
                     problems.push(connection_problem(
                         Check::Destination,
-                        "egress.sni-missing",
+                        RuleId::egress("sni-missing"),
                         format!(
                             "the TLS ClientHello names no server, but the CONNECT host is `{host}`"
                         ),

@@ -177,7 +177,7 @@ fn failed_decision(policy: &Policy, why: &str) -> conductor_core::Decision {
         decision: conductor_core::Effect::Deny,
         reasons: vec![conductor_core::Reason {
             check: conductor_core::Check::Audit,
-            rule: "audit".into(),
+            rule: conductor_types::RuleId::audit(),
             message: format!("{why}; nothing was recorded and the evaluation is a deny"),
         }],
         destinations: Vec::new(),

@@ -341,6 +341,7 @@ impl Link {
                     workflow: None,
                     session: self.gate.session_id().to_string(),
                     server: Some(self.server.id.clone()),
+                    auth: session.auth(),
                 },
             });
         let conn = match Conn::open(&self.server, &session.agent, &app.http, tx, egress).await {

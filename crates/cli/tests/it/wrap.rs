@@ -163,7 +163,7 @@ interop_tests!(
     everything_python_session_metadata_url_refused_before_the_server,
     everything_typescript_metadata_url_refused_without_declared_pointer,
     everything_typescript_v2_auto_client_probes_then_falls_back,
-    everything_python_auto_client_falls_back_to_the_handshake_and_approval_is_refused,
+    everything_python_auto_client_falls_back_to_the_handshake_and_an_unapproved_call_expires,
     everything_python_session_permitted_url_fetched_metadata_resource_read_refused,
     everything_typescript_permitted_url_fetched_metadata_resource_read_refused,
     filesystem_python_session_read_allowed_write_refused,

@@ -35,6 +35,7 @@ pub fn record(agent: &str, tool: &str, decision: &str, reasons: serde_json::Valu
         request_digest: "sha256:11".into(),
         arguments: Some(json!({"q": "hello"})),
         latency_us: 12,
+        auth: None,
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::Instant;
 use conductor_audit::NewRecord;
 use conductor_core::{Check, Decision, Effect, Reason, Request};
 use conductor_policy::Policy;
+use conductor_types::RuleId;
 use serde_json::{Value, json};
 
 use super::{Call, Service, Subject, Verdict, add_problems, effect_name, finish};
@@ -85,7 +86,7 @@ impl Service {
         let started = Instant::now();
         let policy = self.policy();
         let call = Call::new("egress", &egress_tool(subject), connection.content.clone());
-        let (request, problems) = self.request(subject, &call);
+        let (request, problems) = self.request(subject, &call, &[]);
         let decision = {
             let prepared = conductor_core::prepare_connection(
                 &policy,
@@ -122,7 +123,7 @@ impl Service {
     ) -> CheckedConnection {
         let policy = self.policy();
         let call = Call::new("egress", &egress_tool(subject), connection.content.clone());
-        let (request, more) = self.request(subject, &call);
+        let (request, more) = self.request(subject, &call, &[]);
         let mut decision = Decision {
             decision: Effect::Deny,
             reasons: Vec::new(),
@@ -184,12 +185,13 @@ impl Service {
             request_digest: digest,
             arguments: Some(arguments),
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            auth: None,
         };
         let committed = self
             .audit
             .submit(record)
             .await
-            .map(|_| ())
+            .map(|r| r.seq)
             .map_err(|e| e.to_string());
         finish(decision, committed, &request.tool)
     }
@@ -208,10 +210,10 @@ impl Service {
 
 /// A reason the transport found in a connection (`check` is usually `destination` or
 /// `input`).
-pub fn connection_problem(check: Check, rule: &str, message: String) -> Reason {
+pub fn connection_problem(check: Check, rule: RuleId, message: String) -> Reason {
     Reason {
         check,
-        rule: rule.to_string(),
+        rule,
         message,
     }
 }

@@ -59,6 +59,7 @@ fn subject() -> Subject {
         workflow: None,
         session: "s".into(),
         server: Some("fetch".into()),
+        auth: None,
     }
 }
 
@@ -171,7 +172,7 @@ async fn a_problem_the_transport_found_denies_and_is_recorded() {
             checked,
             vec![connection_problem(
                 Check::Destination,
-                "egress.sni-mismatch",
+                conductor_types::RuleId::egress("sni-mismatch"),
                 "the TLS server name is not the CONNECT host `ok.example`".into(),
             )],
         )

@@ -127,6 +127,7 @@ pub fn egress_for(
             workflow: None,
             session: "sandbox-test".into(),
             server: Some("test".into()),
+            auth: None,
         },
     }
 }
