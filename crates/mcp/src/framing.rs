@@ -208,6 +208,19 @@ pub fn classify(line: &[u8]) -> Result<Message, Invalid> {
             "member `{k}` differs from a json-rpc member name only in case"
         )));
     }
+    // The same inside `params`, for the members the gate reads there: a lone
+    // `argumentſ` or `Arguments` is no argument to the gate but is `arguments` to Go.
+    if let Some(Value::Object(params)) = obj.get("params")
+        && let Some(k) = ambiguous_member(params, PARAMS_THE_GATE_READS)
+    {
+        return Err(shape(&format!(
+            "params member `{k}` differs from `{}` only in case",
+            PARAMS_THE_GATE_READS
+                .iter()
+                .find(|n| crate::strict::fold(k) == crate::strict::fold(n))
+                .unwrap_or(&"a member the gate reads")
+        )));
+    }
     // INVARIANT: a forwarded line is ONE message for every peer. JSON allows a bare
     // `\r` between tokens, but readers with universal newlines (the Python SDK's stdio
     // server, Node `readline`, Java `readLine`) split the line there, so a harmless
@@ -246,16 +259,30 @@ pub fn classify(line: &[u8]) -> Result<Message, Invalid> {
     }
 }
 
-/// A member whose name equals one of `names` ignoring ASCII case but not exactly.
+/// The `params` members the gate reads to decide a request (the tool or prompt name,
+/// the arguments, a resource URI, a completion's reference and argument, `_meta`).
+pub const PARAMS_THE_GATE_READS: &[&str] = &[
+    "name",
+    "arguments",
+    "uri",
+    "uris",
+    "ref",
+    "argument",
+    "_meta",
+];
+
+/// A member whose name equals one of `names` under case folding (ASCII case, and the
+/// Unicode folding of Go's `encoding/json`: `paramſ`, `K`) but not exactly.
 pub fn ambiguous_member<'a>(
     obj: &'a serde_json::Map<String, Value>,
     names: &[&str],
 ) -> Option<&'a str> {
     obj.keys()
         .find(|k| {
+            let folded = crate::strict::fold(k);
             names
                 .iter()
-                .any(|n| k.eq_ignore_ascii_case(n) && k.as_str() != *n)
+                .any(|n| k.as_str() != *n && folded == crate::strict::fold(n))
         })
         .map(String::as_str)
 }

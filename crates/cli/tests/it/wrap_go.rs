@@ -97,9 +97,12 @@ fn lines() -> String {
     // Go reads the last case-insensitive match of `method`: `tools/call`, not `ping`.
     let kelvin = "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\",\"METHOD\":\"tools/call\",\"params\":{\"name\":\"delete_everything\",\"arguments\":{}}}";
     let duplicate = "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"name\":\"delete_everything\",\"arguments\":{}}}";
+    // A lone `paramſ`: no `params` for the gate (a data-only method with nothing in
+    // it), `params` for Go.
+    let lone = "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"logging/setLevel\",\"param\u{17f}\":{\"name\":\"delete_everything\"}}";
     let plain = "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}";
     format!(
-        "{}\n{smuggled}\n{kelvin}\n{duplicate}\n{plain}\n",
+        "{}\n{smuggled}\n{kelvin}\n{duplicate}\n{lone}\n{plain}\n",
         r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#
     )
 }
@@ -119,6 +122,11 @@ fn go_case_folding_member_smuggling_never_reaches_the_server() {
     assert!(
         ran.lines().any(|l| l == "delete_everything"),
         "the differential this test guards against is gone from Go: {ran:?}"
+    );
+    assert!(
+        ran.lines()
+            .any(|l| l == "logging/setLevel:delete_everything"),
+        "Go no longer reads a lone `paramſ` as `params`: {ran:?}"
     );
 
     // Through wrap: every ambiguous message is refused; only the plain call arrives.
@@ -141,7 +149,7 @@ fn go_case_folding_member_smuggling_never_reaches_the_server() {
             .cloned()
             .unwrap_or_else(|| panic!("no answer to {id}: {answers:?}"))
     };
-    for id in [2, 3, 4] {
+    for id in [2, 3, 4, 6] {
         assert_eq!(by_id(id)["error"]["code"], -32600, "{answers:?}");
     }
     assert_eq!(by_id(5)["result"]["isError"], false, "{answers:?}");

@@ -22,4 +22,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(keys) = reader::object_keys(text) {
         assert!(reader::readers_agree(&keys), "readers disagree on an accepted line: {text}");
     }
+    if let Some(tree) = reader::object_tree(text) {
+        assert!(
+            reader::struct_readers_agree(&tree),
+            "a struct reader binds another member than the gate on an accepted line: {text}"
+        );
+    }
 });

@@ -9,14 +9,58 @@
 /// The member names of every object in `text`, in document order; `None` when the
 /// tokenizer cannot read the text (the fuzz target then has nothing to compare).
 pub fn object_keys(text: &str) -> Option<Vec<Vec<String>>> {
+    object_tree(text).map(|t| t.into_iter().map(|o| o.names).collect())
+}
+
+/// One object of a document: how deep it is, the member name it is the value of (when
+/// its parent is an object), and its member names in order.
+pub struct Obj {
+    pub depth: usize,
+    pub under: Option<String>,
+    pub names: Vec<String>,
+}
+
+/// Every object in `text`, in document order (see [`object_keys`]).
+pub fn object_tree(text: &str) -> Option<Vec<Obj>> {
     let mut p = P {
         b: text.as_bytes(),
         i: 0,
         out: Vec::new(),
     };
-    p.value()?;
+    p.value(0, None)?;
     p.ws();
     (p.i == p.b.len()).then_some(p.out)
+}
+
+/// The members a reader decoding a JSON-RPC message into structs binds: the message's
+/// own, and those of `params` a gate reads to decide (the tool or prompt name, the
+/// arguments, a URI, a completion's reference and argument, `_meta`).
+const MESSAGE_FIELDS: &[&str] = &["jsonrpc", "id", "method", "params", "result", "error"];
+const PARAMS_FIELDS: &[&str] = &[
+    "name",
+    "arguments",
+    "uri",
+    "uris",
+    "ref",
+    "argument",
+    "_meta",
+];
+
+/// Whether a struct-decoding reader that matches names exactly (the gate, serde) and
+/// one that matches them under case folding (Go's `encoding/json`) bind the same
+/// members: a lone `paramſ` or `Arguments` is nothing to the first and `params` /
+/// `arguments` to the second.
+pub fn struct_readers_agree(tree: &[Obj]) -> bool {
+    tree.iter().all(|o| {
+        let fields = match (o.depth, o.under.as_deref()) {
+            (0, _) => MESSAGE_FIELDS,
+            (1, Some("params")) => PARAMS_FIELDS,
+            _ => return true,
+        };
+        o.names
+            .iter()
+            .all(|n| fields.iter().all(|f| n == f || go_fold(n) != go_fold(f)))
+    })
 }
 
 /// Go's `encoding/json` name matching (at least as wide: upper- then lower-casing).
@@ -38,7 +82,7 @@ pub fn readers_agree(keys: &[Vec<String>]) -> bool {
 struct P<'a> {
     b: &'a [u8],
     i: usize,
-    out: Vec<Vec<String>>,
+    out: Vec<Obj>,
 }
 
 impl P<'_> {
@@ -50,13 +94,17 @@ impl P<'_> {
             self.i += 1;
         }
     }
-    fn value(&mut self) -> Option<()> {
+    fn value(&mut self, depth: usize, under: Option<String>) -> Option<()> {
         self.ws();
         match self.peek()? {
             b'{' => {
                 self.i += 1;
                 let slot = self.out.len();
-                self.out.push(Vec::new());
+                self.out.push(Obj {
+                    depth,
+                    under,
+                    names: Vec::new(),
+                });
                 self.ws();
                 if self.peek()? == b'}' {
                     self.i += 1;
@@ -65,11 +113,11 @@ impl P<'_> {
                 loop {
                     self.ws();
                     let k = self.string()?;
-                    self.out.get_mut(slot)?.push(k);
+                    self.out.get_mut(slot)?.names.push(k.clone());
                     self.ws();
                     (self.peek()? == b':').then_some(())?;
                     self.i += 1;
-                    self.value()?;
+                    self.value(depth + 1, Some(k))?;
                     self.ws();
                     match self.peek()? {
                         b',' => self.i += 1,
@@ -89,7 +137,7 @@ impl P<'_> {
                     return Some(());
                 }
                 loop {
-                    self.value()?;
+                    self.value(depth + 1, None)?;
                     self.ws();
                     match self.peek()? {
                         b',' => self.i += 1,
