@@ -84,6 +84,23 @@ pub use crate::request::{
     MAX_REQUEST_BYTES, MAX_TOOL_NAME, Request, RequestError, tool_name_problem,
 };
 
+/// Remove from `decision` every value that `findings` matched in `arguments` (see
+/// `scrub`). For callers that merge decisions made on different parts of one message
+/// (the gate's envelope: a tool name quoted by the other part's messages).
+pub fn scrub_decision(
+    decision: &mut Decision,
+    arguments: &serde_json::Value,
+    findings: &[conductor_scan::Finding],
+) {
+    let scrub = crate::scrub::Scrub::new(arguments, findings);
+    let mut findings = findings.to_vec();
+    scrub.apply(
+        &mut findings,
+        &mut decision.destinations,
+        &mut decision.reasons,
+    );
+}
+
 /// Decide one request. Never panics; anything that cannot be evaluated is a deny.
 pub fn decide(policy: &Policy, request: &Request, world: &World<'_>) -> Decision {
     decide_with_pointers(policy, request, &[], world)

@@ -578,7 +578,11 @@ impl Service {
             outer.arguments = e.clone();
             conductor_core::prepare_data_only(policy, &outer, &[], &self.key)
         });
-        Staged { main, envelope }
+        Staged {
+            main,
+            envelope,
+            envelope_args: call.envelope.clone(),
+        }
     }
 
     /// Whether any detector of the policy finds something in `value` (a cheap
@@ -664,7 +668,7 @@ impl Service {
             session: request.session.clone(),
             workflow: request.workflow.clone(),
             server: subject.server.clone(),
-            tool: request.tool.clone(),
+            tool: self.recorded_tool(policy, &request.tool, decision),
             action: conductor_core::action_of(policy, &request.tool).to_string(),
             decision: effect_name(decision.decision).to_string(),
             reasons: serde_json::to_value(&decision.reasons).unwrap_or(Value::Null),
@@ -675,6 +679,24 @@ impl Service {
             arguments,
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             auth: subject.auth.clone(),
+        }
+    }
+
+    /// The tool name as recorded: redacted where a detector finds something in it
+    /// (the name is the client's text; a secret placed there must not reach the
+    /// audit trail). Only scanned when the decision found something at all.
+    fn recorded_tool(&self, policy: &Policy, tool: &str, decision: &Decision) -> String {
+        if decision.findings.is_empty() {
+            return tool.to_string();
+        }
+        let v = Value::String(tool.to_string());
+        let found = policy.data().scanner.scan(&v, &self.key);
+        if found.is_empty() {
+            return tool.to_string();
+        }
+        match conductor_scan::redact(&v, &found) {
+            Value::String(s) => s,
+            _ => "[REDACTED]".to_string(),
         }
     }
 
@@ -793,6 +815,9 @@ impl Service {
 struct Staged<'p> {
     main: conductor_core::Prepared<'p>,
     envelope: Option<conductor_core::Prepared<'p>>,
+    /// What the envelope part was decided on (its matched values are scrubbed from
+    /// the merged decision).
+    envelope_args: Option<Value>,
 }
 
 impl Staged<'_> {
@@ -828,6 +853,14 @@ impl Staged<'_> {
         let mut decision = self.main.finish(answers);
         if let Some(e) = self.envelope {
             let e = e.finish(answers);
+            // INVARIANT: a value found in the envelope (a secret in the tool name, in
+            // `_meta`) is scrubbed from the arguments part's messages too, which quote
+            // the tool name (issue 10, class 6).
+            if let Some(args) = &self.envelope_args
+                && !e.findings.is_empty()
+            {
+                conductor_core::scrub_decision(&mut decision, args, &e.findings);
+            }
             for r in e.reasons {
                 if unresolved && r.rule == "destinations.unresolvable" {
                     continue;
