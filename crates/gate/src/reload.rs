@@ -60,7 +60,10 @@ fn stamp(path: &Path) -> Option<Stamp> {
 
 /// The policy at `path`, if the file is stable (reads the same twice, `settle` apart)
 /// and valid. `Err` carries the report for a person.
-fn load_stable(path: &Path, settle: Duration) -> Result<Option<conductor_policy::Policy>, String> {
+pub fn load_stable(
+    path: &Path,
+    settle: Duration,
+) -> Result<Option<conductor_policy::Policy>, String> {
     let first = read_regular(path).map_err(|e| format!("cannot read it: {e}"))?;
     std::thread::sleep(settle);
     let second = read_regular(path).map_err(|e| format!("cannot read it: {e}"))?;

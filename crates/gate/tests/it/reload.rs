@@ -33,3 +33,37 @@ fn a_regular_file_is_read() {
     let (bytes, _) = conductor_gate::reload::read_regular(&p).unwrap();
     assert_eq!(bytes, b"version: 1\n");
 }
+
+// Regression (issue 10, class 10): hot reload could put a half-written policy in force.
+// A file that changes between the two reads a moment apart is not loaded (Ok(None)),
+// even when what was read first is a valid — and more permissive — policy.
+#[test]
+fn a_policy_file_being_written_is_not_put_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("policy.yaml");
+    // The first half of a policy is itself valid: its deny rules are not written yet.
+    let half =
+        "version: 1\nagents:\n  bot: {roles: [r]}\nroles:\n  r:\n    allow: [{tools: [\"*\"]}]\n";
+    let whole = format!("{half}    deny: [{{tools: [\"*.delete_*\"]}}]\n");
+    conductor_policy::load_str(half, "half.yaml", None).expect("the half is a valid policy");
+    std::fs::write(&p, half).unwrap();
+    let p2 = p.clone();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::write(&p2, whole).unwrap();
+    });
+    // The second read comes long after the writer finished.
+    let loaded = conductor_gate::reload::load_stable(&p, Duration::from_secs(3)).unwrap();
+    writer.join().unwrap();
+    assert!(
+        loaded.is_none(),
+        "a file that changed between reads was put in force"
+    );
+    // Once it stops changing, the whole file is loaded.
+    let loaded = conductor_gate::reload::load_stable(&p, Duration::from_millis(10))
+        .unwrap()
+        .expect("a stable file is loaded");
+    let whole = std::fs::read_to_string(&p).unwrap();
+    let expected = conductor_policy::load_str(&whole, "p.yaml", None).unwrap();
+    assert_eq!(loaded.sha256(), expected.sha256());
+}

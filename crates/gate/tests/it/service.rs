@@ -30,17 +30,18 @@ tools:
   slack.post: {action: write, destinations: ["https://ok.example"]}
 "#;
 
-fn policy() -> conductor_policy::Policy {
-    conductor_policy::load_str(POLICY, "policy.yaml", None).unwrap()
+fn service(dir: &std::path::Path, sessions: Arc<dyn SessionStore>) -> Service {
+    service_with(dir, sessions, POLICY)
 }
 
-fn service(dir: &std::path::Path, sessions: Arc<dyn SessionStore>) -> Service {
+fn service_with(dir: &std::path::Path, sessions: Arc<dyn SessionStore>, policy: &str) -> Service {
+    let policy = conductor_policy::load_str(policy, "policy.yaml", None).unwrap();
     let audit = Arc::new(AuditStore::open(&dir.join("audit.db"), AuditOptions::default()).unwrap());
     let resolver = GateResolver::new(
         ResolverConfig::from_args(&["ok.example=93.184.215.14".into()], true).unwrap(),
     );
     Service::new(
-        policy(),
+        policy,
         resolver,
         Arc::new(FingerprintKey([7; 32])),
         audit,
@@ -363,4 +364,60 @@ async fn a_data_only_call_still_checks_every_address() {
     let mut ok = call("fetch.method:logging/setLevel", json!({"level": "debug"}));
     ok.data_only = true;
     assert!(svc.decide(&subject("s"), ok).await.forward);
+}
+
+fn micros_from_now(d: std::time::Duration, later: bool) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let t = if later { now + d } else { now - d };
+    i64::try_from(t.as_micros()).unwrap()
+}
+
+// Regression (issue 10, class 8): labels must stay on the agent for as long as the
+// policy says (`sessions.label_ttl`) — not for the life of one process, and not for
+// ever. The store is asked directly at chosen instants, so nothing here waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_labels_last_as_long_as_the_policy_s_label_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(AuditStore::open(&dir.path().join("audit.db"), AuditOptions::default()).unwrap());
+    let store = Arc::new(SqliteStore::open(&dir.path().join("audit.db")).unwrap());
+    let policy = format!("{POLICY}sessions: {{label_ttl: 1h}}\n");
+    let svc = service_with(dir.path(), store.clone(), &policy);
+    let labels = svc
+        .label(
+            &subject("s1"),
+            &json!({"content": [{"type": "text", "text": "AKIAQYLPMN5HHHFPZAM2 wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEZ"}]}),
+        )
+        .unwrap();
+    assert_eq!(labels, vec!["credentials".to_string()]);
+    let key = conductor_gate::TaintKey {
+        agent: "bot".into(),
+        workflow: None,
+    };
+    let minute = std::time::Duration::from_secs(60);
+    let in_50m = store
+        .labels(&key, micros_from_now(50 * minute, true))
+        .unwrap();
+    assert!(in_50m.contains("credentials"), "{in_50m:?}");
+    let in_70m = store
+        .labels(&key, micros_from_now(70 * minute, true))
+        .unwrap();
+    assert!(in_70m.is_empty(), "labels outlived label_ttl: {in_70m:?}");
+    // Another workflow of the same agent is a separate key.
+    let other = conductor_gate::TaintKey {
+        agent: "bot".into(),
+        workflow: Some("w2".into()),
+    };
+    assert!(
+        store
+            .labels(&other, micros_from_now(minute, false))
+            .unwrap()
+            .is_empty()
+    );
+    // And the session that received them is refused the public send meanwhile.
+    let after = svc
+        .decide(&subject("s2"), call("slack.post", json!({"text": "hello"})))
+        .await;
+    assert!(!after.forward, "{:?}", after.decision);
 }

@@ -732,3 +732,281 @@ async fn the_pending_request_table_is_bounded() {
         "{a}"
     );
 }
+
+fn saw_personal_data(h: &Harness) -> bool {
+    h.seen().iter().any(|l| l.contains("jane.doe"))
+}
+
+// Regression (issue 10, class 1): besides `prompts/get` and `completion/complete`,
+// `resources/unsubscribe`, `subscriptions/listen`, `tasks/*`, `logging/setLevel`,
+// notifications carrying data, and gated method names in another case reached the
+// server undecided.
+#[tokio::test]
+async fn every_method_that_makes_a_server_act_is_decided() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let metadata = "http://169.254.169.254/latest/meta-data/";
+    let refused = [
+        json!({"jsonrpc":"2.0","id":1,"method":"resources/unsubscribe","params":{"uri":metadata}}),
+        json!({"jsonrpc":"2.0","id":2,"method":"subscriptions/listen",
+               "params":{"subscriptions":[{"kind":"resource","uri":"https://en.wikipedia.org/"},{"kind":"resource","uri":metadata}]}}),
+        json!({"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"taskId":"jane.doe@example.com"}}),
+        json!({"jsonrpc":"2.0","id":4,"method":"tasks/cancel","params":{"taskId":metadata}}),
+        json!({"jsonrpc":"2.0","id":5,"method":"logging/setLevel","params":{"level":"debug jane.doe@example.com"}}),
+    ];
+    for (i, msg) in refused.into_iter().enumerate() {
+        let a = h.call(msg.clone()).await;
+        assert_eq!(a["id"], i + 1, "{a}");
+        assert_eq!(a["error"]["code"], -32001, "{msg} -> {a}");
+    }
+    // A gated method in another case is not `tools/call`: it is an unknown method.
+    let a = h
+        .call(json!({"jsonrpc":"2.0","id":6,"method":"Tools/Call",
+                     "params":{"name":"delete_everything","arguments":{}}}))
+        .await;
+    assert_eq!(a["error"]["code"], -32601, "{a}");
+    // A known notification carrying data is decided and dropped.
+    h.send(json!({"jsonrpc":"2.0","method":"notifications/progress",
+                  "params":{"progressToken":"t","progress":1,"message":"jane.doe@example.com"}}))
+        .await;
+    // The control: the same methods with nothing to refuse reach the server.
+    let a = h
+        .call(
+            json!({"jsonrpc":"2.0","id":7,"method":"resources/unsubscribe",
+                     "params":{"uri":"https://en.wikipedia.org/wiki/X"}}),
+        )
+        .await;
+    assert_eq!(a["result"]["echo"], "resources/unsubscribe", "{a}");
+    let a = h
+        .call(
+            json!({"jsonrpc":"2.0","id":8,"method":"logging/setLevel","params":{"level":"debug"}}),
+        )
+        .await;
+    assert_eq!(a["result"]["echo"], "logging/setLevel", "{a}");
+    let seen = h.seen();
+    assert_eq!(
+        seen.len(),
+        2,
+        "only the two clean requests reach the server: {seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("169.254") || l.contains("jane.doe"))
+    );
+    let records = h.records();
+    for event in [
+        "resources/unsubscribe",
+        "subscriptions/listen",
+        "tasks/get",
+        "tasks/cancel",
+        "logging/setLevel",
+        "Tools/Call",
+        "notifications/progress",
+    ] {
+        assert!(
+            records
+                .iter()
+                .any(|r| r.event == event && r.decision == "deny"),
+            "no deny record for {event}: {:?}",
+            records
+                .iter()
+                .map(|r| (&r.event, &r.decision))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+// Regression (issue 10, class 5): what the server receives besides the arguments —
+// `_meta.progressToken`, extra params members, the tool name, a prompt's name and
+// arguments, a completion's argument — reached it without a data check.
+#[tokio::test]
+async fn data_beside_the_arguments_is_checked() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let pii = "jane.doe@example.com";
+    let calls = [
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+               "params":{"name":"echo","arguments":{},"_meta":{"progressToken":pii}}}),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+               "params":{"name":"echo","arguments":{},"note":pii}}),
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/call",
+               "params":{"name":format!("echo {pii}"),"arguments":{}}}),
+    ];
+    for msg in calls {
+        let a = h.call(msg.clone()).await;
+        assert_eq!(a["result"]["isError"], true, "{msg} -> {a}");
+        assert!(checks(&a).contains(&"data".to_string()), "{msg} -> {a}");
+        assert!(
+            !a.to_string().contains(pii),
+            "the refusal quotes the data: {a}"
+        );
+    }
+    let others = [
+        json!({"jsonrpc":"2.0","id":4,"method":"prompts/get",
+               "params":{"name":format!("p {pii}"),"arguments":{}}}),
+        json!({"jsonrpc":"2.0","id":5,"method":"prompts/get",
+               "params":{"name":"p","arguments":{"who":pii}}}),
+        json!({"jsonrpc":"2.0","id":6,"method":"completion/complete",
+               "params":{"ref":{"type":"ref/prompt","name":"p"},"argument":{"name":"who","value":pii}}}),
+    ];
+    for msg in others {
+        let a = h.call(msg.clone()).await;
+        assert_eq!(a["error"]["code"], -32001, "{msg} -> {a}");
+        let reasons = a["error"]["data"][conductor_mcp::META_KEY]["reasons"].to_string();
+        assert!(reasons.contains("\"data\""), "{msg} -> {a}");
+    }
+    assert!(h.seen().is_empty(), "{:?}", h.seen());
+    let records = h.records();
+    assert_eq!(records.iter().filter(|r| r.decision == "deny").count(), 6);
+    for r in &records {
+        assert!(!format!("{r:?}").contains(pii), "{r:?}");
+    }
+}
+
+// Regression (issue 10, class 5): the client's answers to the server's own requests
+// (`sampling/createMessage`, `elicitation/create`, `roots/list`) reached the server
+// without a data check. A refused answer reaches it as an error instead.
+#[tokio::test]
+async fn client_replies_to_server_requests_are_checked_before_the_server_gets_them() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let replies = [
+        (
+            "sampling/createMessage",
+            json!({"role":"assistant","model":"m","content":{"type":"text","text":"mail jane.doe@example.com"}}),
+        ),
+        (
+            "elicitation/create",
+            json!({"action":"accept","content":{"email":"jane.doe@example.com"}}),
+        ),
+        (
+            "roots/list",
+            json!({"roots":[{"uri":"file:///srv/jane.doe@example.com/","name":"home"}]}),
+        ),
+    ];
+    for (i, (method, result)) in replies.iter().enumerate() {
+        let ask = h
+            .call(json!({"jsonrpc":"2.0","id":i,"method":"answer/ask","params":{"ask":method}}))
+            .await;
+        assert_eq!(ask["method"], *method, "{ask}");
+        let id = ask["id"].clone();
+        assert_eq!(h.recv().await["id"], i, "the request's own answer");
+        h.send(json!({"jsonrpc":"2.0","id":id,"result":result}))
+            .await;
+    }
+    // A clean reply is forwarded as sent (the control).
+    let ask = h
+        .call(json!({"jsonrpc":"2.0","id":9,"method":"answer/ask","params":{"ask":"roots/list"}}))
+        .await;
+    let clean = json!({"jsonrpc":"2.0","id":ask["id"],"result":{"roots":[]}});
+    assert_eq!(h.recv().await["id"], 9);
+    h.send(clean.clone()).await;
+    // A request after the replies: once answered, every reply before it was handled.
+    assert_eq!(h.call(call(10, "echo", json!({}))).await["id"], 10);
+    let seen = h.seen();
+    assert!(!saw_personal_data(&h), "{seen:?}");
+    for (method, _) in &replies {
+        let reply = seen
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|v| v["id"] == format!("ask-{method}"))
+            .unwrap_or_else(|| panic!("the server got no answer to {method}: {seen:?}"));
+        assert_eq!(reply["error"]["code"], -32001, "{reply}");
+    }
+    assert!(
+        seen.iter()
+            .any(|l| serde_json::from_str::<Value>(l).unwrap() == clean)
+    );
+    let records = h.records();
+    for (method, _) in &replies {
+        assert!(
+            records
+                .iter()
+                .any(|r| r.event == format!("reply:{method}") && r.decision == "deny"),
+            "{method}"
+        );
+    }
+}
+
+// Regression (issue 10, class 8): `initialize`, `ping` and `tools/list` answers were
+// never scanned, so what a server put in them did not label the session.
+#[tokio::test]
+async fn initialize_ping_and_tools_list_answers_label_the_session() {
+    let opts = FakeOptions {
+        metadata_leak: true,
+        ..FakeOptions::default()
+    };
+    for request in [
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}),
+        json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
+        list(1),
+    ] {
+        let mut h = Harness::start(opts).await;
+        assert!(h.gate.session_labels().is_empty());
+        let a = h.call(request.clone()).await;
+        assert_eq!(a["id"], 1, "{a}");
+        assert_eq!(h.gate.session_labels(), ["personal"], "{request}");
+        // And the flow check applies to the next call.
+        let a = h
+            .call(call(
+                2,
+                "fetch",
+                json!({"url": "https://en.wikipedia.org/"}),
+            ))
+            .await;
+        assert!(checks(&a).contains(&"flow".to_string()), "{request}: {a}");
+    }
+}
+
+// Regression (issue 10, class 10): an audit database deleted mid-session did not stop
+// forwarding — records went into the unlinked file.
+#[tokio::test]
+async fn an_audit_database_deleted_mid_session_stops_forwarding() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    assert_eq!(h.call(call(1, "echo", json!({}))).await["id"], 1);
+    assert_eq!(h.seen().len(), 1);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = h.audit_path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    let a = h.call(call(2, "echo", json!({}))).await;
+    assert_eq!(a["result"]["isError"], true, "{a}");
+    assert!(checks(&a).contains(&"audit".to_string()), "{a}");
+    assert_eq!(
+        h.seen().len(),
+        1,
+        "the unrecorded call must not be forwarded"
+    );
+}
+
+// Regression (issue 10, class 2), found this session: a *lone* member whose name folds
+// to one the gate reads (`paramſ` with no `params`, `argumentſ` or `Arguments` with no
+// `arguments`) was not ambiguous to the strict reader (no second name to collide with),
+// so the gate decided an empty message — while Go's `encoding/json` reads `paramſ` as
+// `params` and the server acted on what the gate never checked.
+#[tokio::test]
+async fn a_lone_case_folded_member_is_refused() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let lines = [
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"logging/setLevel\",\"param\u{17f}\":{\"level\":\"mail jane.doe@example.com\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"argument\u{17f}\":{\"url\":\"http://169.254.169.254/\"}}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"Arguments\":{\"note\":\"jane.doe@example.com\"}}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"completion/complete\",\"param\u{17f}\":{\"ref\":{\"type\":\"ref/resource\",\"uri\":\"http://169.254.169.254/\"}}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"resources/read\",\"params\":{\"uri\":\"https://en.wikipedia.org/\",\"\u{212a}\":1,\"URI\":\"http://169.254.169.254/\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"ping\",\"\u{212a}ind\":1,\"ID\":9}",
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        h.send_raw(format!("{line}\n").as_bytes()).await;
+        let a = h.recv().await;
+        assert_eq!(a["id"], i + 1, "{line} -> {a}");
+        assert_eq!(a["error"]["code"], -32600, "{line} -> {a}");
+    }
+    // The control: the exact spellings pass.
+    let a = h
+        .call(
+            json!({"jsonrpc":"2.0","id":7,"method":"logging/setLevel","params":{"level":"debug"}}),
+        )
+        .await;
+    assert_eq!(a["result"]["echo"], "logging/setLevel", "{a}");
+    assert_eq!(h.seen().len(), 1, "{:?}", h.seen());
+}
