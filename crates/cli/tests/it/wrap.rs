@@ -176,6 +176,7 @@ interop_tests!(
     fetch_typescript_v2_client_pinned_to_the_stateless_revision,
     fetch_python_auto_client_negotiates_the_stateless_revision_through_wrap,
     fetch_result_with_a_credential_taints_the_session_and_the_next_fetch_is_refused,
+    everything_sampling_reply_carrying_a_credential_never_reaches_the_server,
 );
 
 /// One test's world: a temporary directory with the policy, the audit store and the spy log.
@@ -1504,6 +1505,100 @@ fn fetch_result_with_a_credential_taints_the_session_and_the_next_fetch_is_refus
         .map(|(_, tool, decision)| (tool.as_str(), decision.as_str()))
         .collect();
     assert_eq!(calls, [("fetch.fetch", "allow"), ("fetch.fetch", "deny")]);
+    assert!(
+        !setup
+            .export_audit()
+            .iter()
+            .any(|r| r.to_string().contains(&token)),
+        "the audit store holds the credential"
+    );
+}
+
+// Regression (issue 10, class 5): the client's answers to a server's own requests reached
+// the server without a data check. server-everything's `trigger-sampling-request` asks the
+// client for an LLM completion (`sampling/createMessage`); the client answers with a
+// credential. The gate decides the answer as data sent to the server (whose destinations
+// are unknown: `default_egress`), withholds it, and the server receives an error instead.
+// The control session answers with clean text, which the server does get.
+fn everything_sampling_reply_carrying_a_credential_never_reaches_the_server(mode: Mode) {
+    let Some(peers) = peers() else { return };
+    let token = ["ghp_", "R2x8kHq7T3nM5vB9cX1zL4pW6yJ0aD8fE2gS"].concat();
+    let policy = r#"version: 1
+agents:
+  research-bot:
+    roles: [researcher]
+    clearance: secret
+roles:
+  researcher:
+    allow:
+      - tools: ["everything.*"]
+destinations:
+  allow: ["*"]
+data:
+  labels:
+    credentials: {level: secret, detect: [secrets]}
+  default_egress: public
+"#;
+    let plan = |reply: &str| {
+        json!({"sampling_reply": reply, "calls": [
+            {"name": "trigger-sampling-request", "arguments": {"prompt": "say hi", "maxTokens": 5}},
+        ]})
+    };
+    // The control: a clean answer reaches the server, which hands it back.
+    let control = Setup::new(mode, policy, "research-bot", "everything");
+    let seen = session(
+        &peers,
+        Sdk::PythonSession,
+        control.wrap(&peers, &peers.everything()),
+        plan("the weather is fine"),
+    );
+    assert!(
+        seen.tools().iter().any(|t| t == "trigger-sampling-request"),
+        "{}",
+        seen.context()
+    );
+    seen.assert_allowed(0, "the weather is fine");
+    assert!(control.server_saw_text().contains("the weather is fine"));
+
+    let setup = Setup::new(mode, policy, "research-bot", "everything");
+    let seen = session(
+        &peers,
+        Sdk::PythonSession,
+        setup.wrap(&peers, &peers.everything()),
+        plan(&format!("here you go: {token}")),
+    );
+    assert_eq!(
+        seen.out["sampled"].as_array().map(Vec::len),
+        Some(1),
+        "the server asked once: {}",
+        seen.context()
+    );
+    let call = seen.call(0);
+    let shown = call.to_string();
+    assert!(
+        !text_of(&call["result"]).contains("here you go"),
+        "the server received the refused answer: {}",
+        seen.context()
+    );
+    assert!(!shown.contains(&token), "{}", seen.context());
+    let text = setup.server_saw_text();
+    assert!(
+        !text.contains(&token) && !text.contains("here you go"),
+        "the server received the refused answer:\n{text}"
+    );
+    assert!(
+        text.contains("denied by policy"),
+        "the server was not told its request was refused:\n{text}"
+    );
+    let records = setup.audit_records();
+    assert!(
+        records.iter().any(
+            |(event, tool, decision)| event == "reply:sampling/createMessage"
+                && tool == "everything.reply:sampling/createMessage"
+                && decision == "deny"
+        ),
+        "{records:?}"
+    );
     assert!(
         !setup
             .export_audit()
