@@ -249,7 +249,21 @@ async fn main() {
     let (dfirst, _, _) = stats(direct.iter().map(|t| t.0).collect());
     let (xfirst, _, _) = stats(proxied.iter().map(|t| t.0).collect());
     println!(
-        "first byte (curl time_starttransfer), ms: direct median {dfirst:.2}; through the proxy median {xfirst:.2}"
+        "first byte (curl time_starttransfer), ms: direct median {dfirst:.2}; through the proxy median {xfirst:.2}; added {:.2}",
+        xfirst - dfirst
+    );
+    // The relay's throughput: the body's bytes over the time from the first byte of the
+    // answer to the last (the connection's fixed cost is the first-byte figure above).
+    let rate = |v: &[(f64, f64)]| -> Vec<f64> {
+        v.iter()
+            .map(|(first, total)| 1000.0 / (total - first).max(1e-3))
+            .collect()
+    };
+    let (drate, d10r, d90r) = stats(rate(&direct));
+    let (xrate, x10r, x90r) = stats(rate(&proxied));
+    println!(
+        "transfer phase (first byte to last), MiB/s: direct median {drate:.0} (p10 {d10r:.0}, p90 {d90r:.0}); through the proxy median {xrate:.0} (p10 {x10r:.0}, p90 {x90r:.0}); proxy/direct {:.0}%",
+        100.0 * xrate / drate
     );
     let (dm, d10, d90) = stats(direct.into_iter().map(|t| t.1).collect());
     let (xm, x10, x90) = stats(proxied.into_iter().map(|t| t.1).collect());
