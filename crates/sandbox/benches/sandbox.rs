@@ -173,11 +173,48 @@ async fn main() {
     );
 
     let port = serve_1mib();
+
+    // The proxy's fixed cost per connection, in process: the gate's decision and the
+    // committed audit record of one plain-HTTP request (what `plain` does before it
+    // connects).
+    {
+        let e = egress(dir.path());
+        let mut took = Vec::new();
+        for i in 0..(n * 10) {
+            let connection = conductor_gate::Connection {
+                action: "get".into(),
+                destination: format!("http://bench.test:{port}/"),
+                shown: format!("http://bench.test:{port}/"),
+                sni: None,
+                content: serde_json::json!({
+                    "target": format!("http://bench.test:{port}/{i}"),
+                    "headers": [["Host", format!("bench.test:{port}")], ["User-Agent", "curl/8"]],
+                    "body": "",
+                }),
+            };
+            let t = Instant::now();
+            let v = e
+                .service
+                .decide_connection(&e.subject, connection, Vec::new())
+                .await;
+            took.push(t.elapsed().as_secs_f64() * 1e6);
+            assert!(v.forward, "{:?}", v.decision.reasons);
+        }
+        let (m, p10, p90) = stats(took);
+        println!(
+            "proxy decision + committed record, in process, {} runs, us: median {m:.1} (p10 {p10:.1}, p90 {p90:.1})",
+            n * 10
+        );
+    }
+
     let runs = n.min(30);
-    let parse = |s: &str| -> Vec<f64> {
+    // curl prints `time_starttransfer time_total` (seconds) per download.
+    let parse = |s: &str| -> Vec<(f64, f64)> {
         s.lines()
-            .filter_map(|l| l.trim().parse::<f64>().ok())
-            .map(|t| t * 1e3)
+            .filter_map(|l| {
+                let mut it = l.split_whitespace().map(|t| t.parse::<f64>().ok());
+                Some((it.next()?? * 1e3, it.next()?? * 1e3))
+            })
             .collect()
     };
     // Alternated in rounds (direct, then through the proxy), so that a change of load
@@ -186,7 +223,7 @@ async fn main() {
     let per = runs.div_ceil(rounds);
     let round_script = |url: &str| {
         format!(
-            "for i in $(seq {per}); do curl -s -o /dev/null -w '%{{time_total}}\\n' {url}; done"
+            "for i in $(seq {per}); do curl -s -o /dev/null -w '%{{time_starttransfer}} %{{time_total}}\\n' {url}; done"
         )
     };
     let mut direct = Vec::new();
@@ -209,8 +246,27 @@ async fn main() {
         ));
     }
     let counted = direct.len().min(proxied.len());
-    let (dm, d10, d90) = stats(direct);
-    let (xm, x10, x90) = stats(proxied);
+    let (dfirst, _, _) = stats(direct.iter().map(|t| t.0).collect());
+    let (xfirst, _, _) = stats(proxied.iter().map(|t| t.0).collect());
+    println!(
+        "first byte (curl time_starttransfer), ms: direct median {dfirst:.2}; through the proxy median {xfirst:.2}; added {:.2}",
+        xfirst - dfirst
+    );
+    // The relay's throughput: the body's bytes over the time from the first byte of the
+    // answer to the last (the connection's fixed cost is the first-byte figure above).
+    let rate = |v: &[(f64, f64)]| -> Vec<f64> {
+        v.iter()
+            .map(|(first, total)| 1000.0 / (total - first).max(1e-3))
+            .collect()
+    };
+    let (drate, d10r, d90r) = stats(rate(&direct));
+    let (xrate, x10r, x90r) = stats(rate(&proxied));
+    println!(
+        "transfer phase (first byte to last), MiB/s: direct median {drate:.0} (p10 {d10r:.0}, p90 {d90r:.0}); through the proxy median {xrate:.0} (p10 {x10r:.0}, p90 {x90r:.0}); proxy/direct {:.0}%",
+        100.0 * xrate / drate
+    );
+    let (dm, d10, d90) = stats(direct.into_iter().map(|t| t.1).collect());
+    let (xm, x10, x90) = stats(proxied.into_iter().map(|t| t.1).collect());
     let mib_s = |ms: f64| 1000.0 / ms;
     println!(
         "1 MiB download (curl time_total), {} runs each (alternated in {rounds} rounds), ms: direct median {dm:.2} (p10 {d10:.2}, p90 {d90:.2}) = {:.0} MiB/s; through the proxy median {xm:.2} (p10 {x10:.2}, p90 {x90:.2}) = {:.0} MiB/s; proxy/direct throughput {:.0}%; added latency median {:.2} ms",
