@@ -279,14 +279,24 @@ fn prepare_with<'p>(
             };
             let unknown = !fact.is_some_and(|f| f.declares_destinations);
             let merged: Vec<JsonPath>;
-            let pointers = if extra_pointers.is_empty() {
+            // INVARIANT: a member a case-insensitive reader (Go's encoding/json) binds to
+            // a destination field is checked as that field: `{"URL": …}` or `{"ſite": …}`
+            // beside a declared `/url` is a destination too.
+            let variants: Vec<JsonPath> = declared
+                .iter()
+                .chain(extra_pointers.iter())
+                .flat_map(|p| p.fold_variants(&request.arguments))
+                .collect();
+            let pointers = if extra_pointers.is_empty() && variants.is_empty() {
                 declared
             } else {
-                merged = declared
-                    .iter()
-                    .chain(extra_pointers.iter().filter(|p| !declared.contains(p)))
-                    .cloned()
-                    .collect();
+                let mut all: Vec<JsonPath> = declared.to_vec();
+                for p in extra_pointers.iter().chain(variants.iter()) {
+                    if !all.contains(p) {
+                        all.push(p.clone());
+                    }
+                }
+                merged = all;
                 merged.as_slice()
             };
             let plan = policy

@@ -18,10 +18,7 @@ use serde_json::{Map, Value};
 /// lower-cased (so `ſ` → `S` → `s`, `K` → `k`, `ß` → `SS` → `ss`). This is at least as
 /// wide as Go's `bytes.EqualFold` simple folding; folding wider only refuses more.
 pub fn fold(name: &str) -> String {
-    name.chars()
-        .flat_map(char::to_uppercase)
-        .flat_map(char::to_lowercase)
-        .collect()
+    conductor_types::fold_name(name)
 }
 
 /// Parse `bytes` as one JSON value, refusing ambiguous objects (see the module docs).

@@ -483,8 +483,8 @@ async fn tunnel(
     if upstream.write_all(&early).await.is_err() {
         return Ok(());
     }
-    let _ = tokio::io::copy_bidirectional_with_sizes(client, &mut upstream, RELAY_BUF, RELAY_BUF)
-        .await;
+    let _ =
+        tokio::io::copy_bidirectional_with_sizes(client, &mut upstream, RELAY_BUF, RELAY_BUF).await;
     Ok(())
 }
 

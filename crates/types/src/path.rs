@@ -169,6 +169,18 @@ impl JsonPath {
         Some(v)
     }
 
+    /// The other paths in `value` that a case-insensitive reader would take for this
+    /// one: every concrete path whose member names equal this path's keys under Unicode
+    /// case folding ([`fold_name`]) but not exactly (Go's `encoding/json` binds
+    /// `{"URL": …}` to a field tagged `url`, and `{"ſite": …}` (U+017F) to one tagged `site`). Exact matches are not
+    /// listed. Every path returned is a distinct path of `value`, so there are never
+    /// more than `value` has members.
+    pub fn fold_variants(&self, value: &Value) -> Vec<JsonPath> {
+        let mut out = Vec::new();
+        fold_walk(&self.segments, value, JsonPath::root(), false, &mut out);
+        out
+    }
+
     /// Mutable [`JsonPath::get`].
     pub fn get_mut<'a>(&self, value: &'a mut Value) -> Option<&'a mut Value> {
         let mut v = value;
@@ -322,5 +334,88 @@ mod tests {
             let back: JsonPath = serde_json::from_str(&json).unwrap();
             prop_assert_eq!(back, p);
         }
+    }
+}
+
+/// A member name under Unicode case folding (upper, then lower case: `ſ` and `s`, `K`
+/// (Kelvin) and `k` fold alike), the way case-insensitive JSON readers compare names.
+pub fn fold_name(name: &str) -> String {
+    name.chars()
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn fold_walk(
+    rest: &[Segment],
+    value: &Value,
+    at: JsonPath,
+    differs: bool,
+    out: &mut Vec<JsonPath>,
+) {
+    let Some((first, rest)) = rest.split_first() else {
+        if differs {
+            out.push(at);
+        }
+        return;
+    };
+    match (first, value) {
+        (Segment::Key(k), Value::Object(m)) => {
+            let folded = fold_name(k);
+            for (name, v) in m {
+                let exact = name == k;
+                if exact || fold_name(name) == folded {
+                    fold_walk(rest, v, at.key(name), differs || !exact, out);
+                }
+            }
+        }
+        (Segment::Key(k), Value::Array(a)) => {
+            if let Some(v) = parse_index(k).and_then(|i| a.get(i)) {
+                fold_walk(rest, v, at.key(k), differs, out);
+            }
+        }
+        (Segment::Index(i), Value::Array(a)) => {
+            if let Some(v) = a.get(*i) {
+                fold_walk(rest, v, at.index(*i), differs, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fold_variants_name_every_member_a_case_insensitive_reader_binds() {
+        let p = JsonPath::parse("/a/0/url").unwrap_or_default();
+        let v = json!({"a": [{"url": 1, "URL": 2, "\u{212A}": 3}], "A": [{"url": 4}], "b": 5});
+        let k = JsonPath::parse("/k").unwrap_or_default();
+        assert_eq!(
+            k.fold_variants(&v["a"][0]).len(),
+            1,
+            "the Kelvin sign folds to k"
+        );
+        let s = JsonPath::parse("/site").unwrap_or_default();
+        assert_eq!(
+            s.fold_variants(&json!({"ſite": 1})).len(),
+            1,
+            "U+017F folds to s"
+        );
+        let mut got: Vec<String> = p
+            .fold_variants(&v)
+            .iter()
+            .map(JsonPath::to_pointer)
+            .collect();
+        got.sort();
+        assert_eq!(got, ["/A/0/url", "/a/0/URL"]);
+        assert!(
+            JsonPath::parse("/url")
+                .unwrap_or_default()
+                .fold_variants(&json!({"url": 1}))
+                .is_empty()
+        );
     }
 }

@@ -340,3 +340,64 @@ fn decide_with_pointers_adds_destinations() {
     );
     assert_eq!(declared.decision, conductor_core::Effect::Deny);
 }
+
+/// Member smuggling inside the arguments (issue 10, class 2): Go's `encoding/json` binds
+/// `{"URL": …}` to a field tagged `url` and `{"ſite": …}` (U+017F) to one tagged `site`, so a server written
+/// that way fetches the value the gate would otherwise read as an undeclared member —
+/// unchecked when `destinations.scan` is off. A member a case-insensitive reader binds to
+/// a declared destination field is checked as that field.
+#[test]
+fn a_case_folded_member_beside_a_declared_destination_field_is_checked_as_that_field() {
+    let p = load_str(
+        r#"version: 1
+agents:
+  bot: {roles: [r]}
+roles:
+  r:
+    allow: [{tools: ["fetch.*"]}]
+tools:
+  fetch.fetch: {action: read, destinations: [/url, /site, /hops/0/to]}
+destinations: {scan: false, allow: ["https://example.com"]}
+"#,
+        "p.yaml",
+        None,
+    )
+    .unwrap();
+    let resolver = FixedResolver::new(&BTreeMap::new());
+    let world = World {
+        resolver: &resolver,
+        fingerprint_key: &KEY,
+    };
+    let decide_args = |args: serde_json::Value| {
+        let r = Request::from_json(
+            &json!({"agent": "bot", "tool": "fetch.fetch", "arguments": args}).to_string(),
+        )
+        .unwrap();
+        decide(&p, &r, &world)
+    };
+    // The control: the declared field, in scope, is allowed.
+    let d = decide_args(json!({"url": "https://example.com/"}));
+    assert_eq!(d.decision, conductor_core::Effect::Allow, "{:?}", d.reasons);
+    for args in [
+        json!({"URL": "http://169.254.169.254/latest/meta-data/"}),
+        json!({"ſite": "http://169.254.169.254/latest/meta-data/"}),
+        json!({"\u{212A}ey": "x", "SITE": "http://169.254.169.254/"}),
+        json!({"url": "https://example.com/", "Url": "http://169.254.169.254/"}),
+        json!({"Hops": [{"TO": "http://169.254.169.254/"}]}),
+    ] {
+        let d = decide_args(args.clone());
+        assert_eq!(
+            d.decision,
+            conductor_core::Effect::Deny,
+            "{args} was allowed: {:?}",
+            d
+        );
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r.check == conductor_core::Check::Destination),
+            "{args}: {:?}",
+            d.reasons
+        );
+    }
+}
