@@ -150,7 +150,7 @@ impl Service {
     pub fn approval_form(&self, held: &Held) -> Value {
         let h = &held.inner;
         let arguments = conductor_scan::redact(&h.request.arguments, &h.decision.findings);
-        let args = serde_json::to_string_pretty(&arguments).unwrap_or_default();
+        let args = serde_json::to_string(&arguments).unwrap_or_default();
         let reasons: Vec<String> = h
             .decision
             .reasons
