@@ -28,6 +28,9 @@ pub use key::{KeyError, load_fingerprint_key};
 pub use reload::watch_policy;
 pub use resolver::{Answers, GateResolver, ResolverConfig};
 pub use service::{
+    APPROVAL_INPUT_KEY, Answered, ClientAnswer, REQUEST_STATE_PREFIX, StateError, is_our_state,
+};
+pub use service::{
     ArgumentsMode, Call, CheckedConnection, Connection, Held, JOINED_SCAN_BYTES,
     LABEL_WINDOW_BYTES, Service, ServiceOptions, Subject, Verdict, connection_problem, deny,
     effect_name, warn,

@@ -23,7 +23,11 @@ use serde_json::{Value, json};
 use crate::resolver::{Answers, GateResolver};
 use crate::sessions::{DEFAULT_LABEL_TTL, PinOutcome, SessionStore, StoreError, TaintKey};
 
+mod ask;
 mod egress;
+pub use ask::{
+    APPROVAL_INPUT_KEY, Answered, ClientAnswer, REQUEST_STATE_PREFIX, StateError, is_our_state,
+};
 pub use egress::{CheckedConnection, Connection, connection_problem};
 
 /// How arguments are stored in audit records.
@@ -148,6 +152,8 @@ struct HeldInner {
     request: Request,
     decision: Decision,
     policy: String,
+    /// When the pending approval expires (micros).
+    expires: i64,
 }
 
 impl std::fmt::Debug for Held {
@@ -177,6 +183,8 @@ pub struct Service {
     windows: Mutex<std::collections::HashMap<String, String>>,
     /// Where calls marked `approve` are held; without it they are refused.
     approvals: RwLock<Option<Arc<dyn ApprovalStore>>>,
+    /// `requestState` nonces already answered (nonce → expiry, micros).
+    spent: Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// How much of a session's received text is kept to be scanned with the next result.
@@ -215,6 +223,7 @@ impl Service {
             options,
             windows: Mutex::new(std::collections::HashMap::new()),
             approvals: RwLock::new(None),
+            spent: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -294,6 +303,28 @@ impl Service {
         call: Call,
         labels: &[String],
     ) -> Verdict {
+        self.decide_inner(subject, call, labels, None).await
+    }
+
+    /// [`Service::decide`] of a call retried with the person's answer to an
+    /// `input_required` result (2026-07-28): the `requestState` is verified (see
+    /// [`Answered`]) and, when the call still requires approval, the answer decides it.
+    pub async fn decide_answered(
+        &self,
+        subject: &Subject,
+        call: Call,
+        answered: Answered,
+    ) -> Verdict {
+        self.decide_inner(subject, call, &[], Some(answered)).await
+    }
+
+    async fn decide_inner(
+        &self,
+        subject: &Subject,
+        call: Call,
+        labels: &[String],
+        answered: Option<Answered>,
+    ) -> Verdict {
         let started = Instant::now();
         let policy = self.policy();
         let (request, mut problems) = self.request(subject, &call, labels);
@@ -309,7 +340,15 @@ impl Service {
         };
         let mut decision = staged.finish(&answers);
         add_problems(&mut decision, problems);
-        let held = self.hold_or_grant(subject, &call.event, &policy, &request, &mut decision);
+        let held = match answered {
+            // INVARIANT: a call that carries an answer is never held again: the answer
+            // (verified) decides it, or it is refused.
+            Some(a) => {
+                self.apply_answer(subject, &policy, &request, &mut decision, &a);
+                None
+            }
+            None => self.hold_or_grant(subject, &call.event, &policy, &request, &mut decision),
+        };
         let record = self.record_of(subject, &call.event, &policy, &request, &decision, started);
         // The record goes to the store's writer, which commits everything queued in one
         // transaction; this task waits without holding a thread.
@@ -320,7 +359,7 @@ impl Service {
             .map(|r| r.seq)
             .map_err(|e| e.to_string());
         let mut verdict = finish(decision, committed, &request.tool);
-        if let Some((id, ticket)) = held
+        if let Some((id, expires, ticket)) = held
             && verdict.decision.decision == Effect::Approve
         {
             verdict.held = Some(Held {
@@ -332,6 +371,7 @@ impl Service {
                     request,
                     decision: verdict.decision.clone(),
                     policy: policy.sha256().to_string(),
+                    expires,
                 }),
             });
         }
@@ -351,7 +391,7 @@ impl Service {
         policy: &Policy,
         request: &Request,
         decision: &mut Decision,
-    ) -> Option<(String, Ticket)> {
+    ) -> Option<(String, i64, Ticket)> {
         if decision.decision != Effect::Approve {
             return None;
         }
@@ -438,7 +478,7 @@ impl Service {
                     ),
                 });
                 let ticket = store.wait(&a.id);
-                Some((a.id, ticket))
+                Some((a.id, a.expires, ticket))
             }
         }
     }
@@ -484,10 +524,8 @@ impl Service {
                         &mut decision,
                         Check::Approval,
                         &RuleId::approval("stale"),
-                        format!(
-                            "approval `{}` was given after the policy changed; the call is refused, ask again",
-                            h.id
-                        ),
+                        "the approval was given after the policy changed; the call is refused, ask again"
+                            .into(),
                     );
                 }
             }
@@ -505,10 +543,7 @@ impl Service {
                 &mut decision,
                 Check::Approval,
                 &RuleId::approval("expired"),
-                format!(
-                    "nobody approved the call in time (approval `{}` expired); it was refused",
-                    h.id
-                ),
+                "nobody approved the call in time (the approval expired); it was refused".into(),
             ),
             Outcome::Failed(e) => {
                 warn(&format!(

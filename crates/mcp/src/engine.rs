@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::framing::{self, Line, code};
 use crate::gate::Gate;
-use crate::session::{ClientStep, Decided, Kind, Mode, ServerStep, Session, answer_body};
+use crate::session::{Ask, ClientStep, Decided, Kind, Mode, ServerStep, Session, answer_body};
 
 /// Default largest message, in bytes (16 MiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -251,6 +251,25 @@ async fn relay_from_client(
                 .await
                 .is_ok()
         }
+        ClientStep::Answered { held, result } => {
+            // The person's answer at the client decides the held call through the
+            // approvals store; the held call's waiter wakes as for any approver.
+            let gate = Arc::clone(gate);
+            tokio::task::spawn_blocking(move || match result {
+                Some(r) => {
+                    let answer = conductor_gate::ClientAnswer::from_elicit_result(&r);
+                    if let Err(e) = gate.service().answer_in_client(&held, &answer) {
+                        crate::warn(&format!(
+                            "cannot record the answer given in the client: {e}"
+                        ));
+                    }
+                }
+                None => crate::warn(
+                    "the client could not ask its user; the call stays held for another approver",
+                ),
+            });
+            true
+        }
         ClientStep::Decide(mut pending) => {
             // A method the gate does not know passes only when the policy says so —
             // and, like protocol metadata, only with nothing found in it.
@@ -278,9 +297,13 @@ async fn relay_from_client(
                     let mode = pending.mode.clone();
                     let method = pending.method.clone();
                     let params = pending.params.clone();
+                    let answered = pending.answered.take();
                     tokio::spawn(async move {
-                        match mode {
-                            Mode::Reply { method } => gate.decide_reply(&method, &params).await,
+                        match (mode, answered) {
+                            (Mode::Reply { method }, _) => {
+                                gate.decide_reply(&method, &params).await
+                            }
+                            (_, Some(a)) => gate.decide_answered(&method, Some(&params), a).await,
                             _ => gate.decide(&method, Some(&params)).await,
                         }
                     })
@@ -292,14 +315,43 @@ async fn relay_from_client(
                         // relay keeps going), and the call goes when it is released.
                         Some(held) => {
                             let _ = tx.send(None);
+                            // Where the policy lets it, the person at the client is asked.
+                            let allowed = gate.service().asks_in_client();
+                            let ask = lock(&session).ask_mode(&pending, allowed);
+                            if ask == Ask::InputRequired {
+                                match gate.service().input_required(&held) {
+                                    Ok(result) => {
+                                        let d = lock(&session).answer_with(pending, result);
+                                        if let Some(line) = d.to_client {
+                                            let _ = to_client.send(Out::Ready(line)).await;
+                                        }
+                                        return;
+                                    }
+                                    Err(e) => crate::warn(&format!(
+                                        "cannot sign a requestState; the call waits for another approver: {e}"
+                                    )),
+                                }
+                            }
+                            if ask == Ask::Elicit {
+                                let form = gate.service().approval_form(&held);
+                                let line = lock(&session).ask(&held, form);
+                                if let Some(line) = line {
+                                    let _ = to_client.send(Out::Ready(line)).await;
+                                }
+                            }
                             let released = {
                                 let gate = Arc::clone(&gate);
+                                let held = held.clone();
                                 tokio::spawn(async move { gate.service().release(&held).await })
                             };
                             let decided = match released.await {
                                 Ok(v) => lock(&session).decided(pending, Some(&v)),
                                 Err(_) => lock(&session).failed(pending),
                             };
+                            let cancel = lock(&session).forget_ask(&held);
+                            if let Some(line) = cancel {
+                                let _ = to_client.send(Out::Ready(line)).await;
+                            }
                             if let Some(line) = decided.to_server {
                                 let _ = to_server.send(Out::Ready(line)).await;
                             }

@@ -355,6 +355,20 @@ impl Gate {
         self.service.decide(&self.subject, call).await
     }
 
+    /// Decide a request retried with the person's answer to the gate's
+    /// `input_required` result (see [`Service::decide_answered`]).
+    pub async fn decide_answered(
+        &self,
+        method: &str,
+        params: Option<&Value>,
+        answered: conductor_gate::Answered,
+    ) -> Verdict {
+        let call = self.call_for(method, params);
+        self.service
+            .decide_answered(&self.subject, call, answered)
+            .await
+    }
+
     /// Decide the client's answer to a server request (`sampling/createMessage`,
     /// `elicitation/create`, `roots/list`): destination, data and flow checks on what
     /// the person or the client sends to the server.

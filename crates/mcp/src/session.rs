@@ -19,7 +19,15 @@ use crate::framing::{self, Invalid, Message, code};
 use crate::gate::{
     META_KEY, MethodClass, known_notification, method_class, refusal_result, refusal_text,
 };
-use conductor_gate::Verdict;
+use conductor_gate::{APPROVAL_INPUT_KEY, Answered, Held, Verdict, is_our_state};
+
+/// The `_meta` key of a 2026-07-28 request's protocol version.
+const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// The `_meta` key of a 2026-07-28 request's client capabilities.
+const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// How the gate's own requests to the client (`elicitation/create`) are named: a
+/// prefix and 128 random bits, so that they can collide with no id the server uses.
+const ASK_ID_PREFIX: &str = "dev.conductor/approval/";
 
 /// How many client requests may wait for the server at once.
 pub const MAX_PENDING: usize = 4096;
@@ -63,6 +71,23 @@ pub struct Pending {
     pub bytes: Vec<u8>,
     /// When it is decided.
     pub mode: Mode,
+    /// The person's answer to the gate's `input_required` result, taken off the
+    /// request (it is the gate's, never forwarded).
+    pub answered: Option<Answered>,
+    /// The request says (2026-07-28 `_meta`) that its client can take an
+    /// `input_required` result with an elicitation in it.
+    pub takes_input_required: bool,
+}
+
+/// How a held call is put to the person at the client, if at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Not at the client: the call waits for another approver.
+    No,
+    /// 2025-11-25: an `elicitation/create` request to the client.
+    Elicit,
+    /// 2026-07-28: an `input_required` result with a signed `requestState`.
+    InputRequired,
 }
 
 /// What to do with a message from the client.
@@ -80,6 +105,15 @@ pub enum ClientStep {
         method: String,
         /// Its params.
         params: Option<Value>,
+    },
+    /// The client answered the gate's own `elicitation/create` for `held`: decide it
+    /// with `result` (`None`: the client answered with an error; the call stays held).
+    /// Nothing goes to the server.
+    Answered {
+        /// The held call asked about.
+        held: Held,
+        /// The `ElicitResult`, or `None` for an error answer.
+        result: Option<Value>,
     },
     /// Nothing to send.
     Nothing,
@@ -122,6 +156,11 @@ pub struct Session {
     pending: HashMap<String, (Value, Kind)>,
     /// Server requests waiting for the client: id key → method.
     from_server: HashMap<String, String>,
+    /// The gate's own `elicitation/create` requests waiting for the client: id key →
+    /// the held call.
+    asks: HashMap<String, Held>,
+    /// The client declared the `elicitation` capability in `initialize` (2025-11-25).
+    elicits: bool,
 }
 
 impl Session {
@@ -197,6 +236,31 @@ impl Session {
                 } else {
                     Mode::Always
                 };
+                let mut value = value;
+                let mut bytes = bytes;
+                if method == "initialize" {
+                    self.elicits = value
+                        .pointer("/params/capabilities/elicitation")
+                        .is_some_and(Value::is_object);
+                }
+                let takes_input_required = takes_input_required(&value);
+                // The gate's own state and the person's answer are the gate's: taken off
+                // the request, never forwarded (the server gets the call as first sent).
+                let answered = take_answer(&mut value);
+                if answered.is_some() {
+                    match serde_json::to_vec(&value) {
+                        Ok(b) => bytes = b,
+                        Err(_) => {
+                            self.pending.remove(&framing::id_key(&id));
+                            return ClientStep::Answer(framing::error_line(
+                                &id,
+                                code::INTERNAL_ERROR,
+                                "the gate could not rewrite this request; it was not forwarded",
+                                None,
+                            ));
+                        }
+                    }
+                }
                 let params = value.get("params").cloned().unwrap_or(Value::Null);
                 ClientStep::Decide(Pending {
                     id: Some(id),
@@ -204,6 +268,8 @@ impl Session {
                     params,
                     bytes,
                     mode,
+                    answered,
+                    takes_input_required,
                 })
             }
             Message::Notification { method, value } => {
@@ -223,6 +289,8 @@ impl Session {
                         params,
                         bytes,
                         mode,
+                        answered: None,
+                        takes_input_required: false,
                     })
                 } else {
                     // A decided method without an id cannot be answered: recorded as
@@ -234,6 +302,13 @@ impl Session {
                 }
             }
             Message::Response { id, value } => {
+                // INVARIANT: an answer to the gate's own question never reaches the server.
+                if let Some(held) = self.asks.remove(&framing::id_key(&id)) {
+                    return ClientStep::Answered {
+                        held,
+                        result: value.get("result").cloned(),
+                    };
+                }
                 let method = self
                     .from_server
                     .remove(&framing::id_key(&id))
@@ -249,6 +324,8 @@ impl Session {
                     params: answer,
                     bytes,
                     mode: Mode::Reply { method },
+                    answered: None,
+                    takes_input_required: false,
                 })
             }
         }
@@ -336,6 +413,67 @@ impl Session {
         }
     }
 
+    /// How a held call of `pending` is put to the person at the client, when the policy
+    /// lets the gate ask there (`allowed`).
+    pub fn ask_mode(&self, pending: &Pending, allowed: bool) -> Ask {
+        if !allowed || pending.id.is_none() || pending.mode != Mode::Always {
+            Ask::No
+        } else if pending.takes_input_required {
+            Ask::InputRequired
+        } else if self.elicits {
+            Ask::Elicit
+        } else {
+            Ask::No
+        }
+    }
+
+    /// The gate's `elicitation/create` request to the client about `held` (form
+    /// `params`), under an id of the gate's own; `None` when no id could be drawn.
+    pub fn ask(&mut self, held: &Held, params: Value) -> Option<Vec<u8>> {
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw).ok()?;
+        let id = Value::String(format!("{ASK_ID_PREFIX}{}", hex::encode(raw)));
+        let key = framing::id_key(&id);
+        if self.from_server.contains_key(&key) || self.asks.len() >= MAX_PENDING {
+            return None;
+        }
+        self.asks.insert(key, held.clone());
+        serde_json::to_vec(&serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "method": "elicitation/create", "params": params,
+        }))
+        .ok()
+    }
+
+    /// `held` was decided: if the gate's question about it is still open at the client,
+    /// the `notifications/cancelled` that withdraws it.
+    pub fn forget_ask(&mut self, held: &Held) -> Option<Vec<u8>> {
+        let key = self
+            .asks
+            .iter()
+            .find(|(_, h)| h.id() == held.id())
+            .map(|(k, _)| k.clone())?;
+        self.asks.remove(&key);
+        let id: Value = serde_json::from_str(&key).ok()?;
+        serde_json::to_vec(&serde_json::json!({
+            "jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": id, "reason": "the call was decided elsewhere"},
+        }))
+        .ok()
+    }
+
+    /// Answer `pending` with `result` (an `input_required` result) instead of sending
+    /// it to the server.
+    pub fn answer_with(&mut self, pending: Pending, result: Value) -> Decided {
+        let Some(id) = pending.id else {
+            return Decided::default();
+        };
+        self.pending.remove(&framing::id_key(&id));
+        Decided {
+            to_server: None,
+            to_client: Some(framing::result_line(&id, result)),
+        }
+    }
+
     /// Handle one complete line from the server.
     pub fn on_server(&mut self, bytes: Vec<u8>) -> ServerStep {
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -373,6 +511,13 @@ impl Session {
             }
             // Server requests and notifications carry text to the agent too.
             Message::Request { id, method, value } => {
+                if self.asks.contains_key(&framing::id_key(&id)) {
+                    // INVARIANT: the client's answer must not be taken for the gate's.
+                    crate::warn(
+                        "dropped a request from the mcp server that reuses an id of the gate's own",
+                    );
+                    return ServerStep::Nothing;
+                }
                 self.from_server.insert(framing::id_key(&id), method);
                 if self.from_server.len() > MAX_PENDING {
                     self.from_server.clear();
@@ -450,6 +595,40 @@ impl Session {
             )
         })
     }
+}
+
+/// Whether a request says (2026-07-28 `_meta`) that its client takes an
+/// `input_required` result with an elicitation in it.
+fn takes_input_required(request: &Value) -> bool {
+    let Some(meta) = request.pointer("/params/_meta") else {
+        return false;
+    };
+    let version = meta.get(META_VERSION).and_then(Value::as_str);
+    version.is_some_and(|v| v >= "2026-07-28")
+        && meta
+            .get(META_CAPABILITIES)
+            .and_then(|c| c.get("elicitation"))
+            .is_some_and(Value::is_object)
+}
+
+/// Take the gate's `requestState` (and the person's answer under the gate's key in
+/// `inputResponses`) off a retried request. A `requestState` of the server's is left.
+fn take_answer(request: &mut Value) -> Option<Answered> {
+    let params = request.get_mut("params")?.as_object_mut()?;
+    let state = params.get("requestState")?.as_str()?;
+    if !is_our_state(state) {
+        return None;
+    }
+    let state = state.to_string();
+    params.remove("requestState");
+    let mut response = Value::Null;
+    if let Some(Value::Object(responses)) = params.get_mut("inputResponses") {
+        response = responses.remove(APPROVAL_INPUT_KEY).unwrap_or(Value::Null);
+        if responses.is_empty() {
+            params.remove("inputResponses");
+        }
+    }
+    Some(Answered { state, response })
 }
 
 /// What a message carries to the client: a response's `result` or `error`, a

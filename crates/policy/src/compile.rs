@@ -174,6 +174,13 @@ pub fn compile(
         }
     }
 
+    let approve_in_client = raw
+        .sessions
+        .0
+        .as_ref()
+        .and_then(|s| s.value.approve_in_client.as_ref())
+        .is_some_and(|b| b.value);
+
     if !cx.problems.is_empty() {
         return Err(cx.problems);
     }
@@ -199,6 +206,7 @@ pub fn compile(
         pass_methods,
         label_ttl,
         approval_ttl,
+        approve_in_client,
     })
 }
 

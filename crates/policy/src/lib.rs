@@ -156,6 +156,12 @@ impl Policy {
     pub fn approval_ttl(&self) -> Option<std::time::Duration> {
         self.c.approval_ttl
     }
+
+    /// `sessions.approve_in_client`: whether a held call may be put to the person at
+    /// the MCP client (default false: only approvers outside the agent's channel decide).
+    pub fn approve_in_client(&self) -> bool {
+        self.c.approve_in_client
+    }
 }
 
 /// Load and compile the policy at `path` (files it references, such as gitleaks

@@ -353,4 +353,6 @@ pub struct Compiled {
     pub label_ttl: Option<std::time::Duration>,
     /// `sessions.approval_ttl`: how long a held call waits for a person.
     pub approval_ttl: Option<std::time::Duration>,
+    /// `sessions.approve_in_client`: a held call may be put to the client's user.
+    pub approve_in_client: bool,
 }

@@ -38,6 +38,10 @@ pub struct RawSessions {
     /// How long a call the policy marks `approve` is held for a person's decision
     /// before it is denied (default 10 minutes).
     pub approval_ttl: Option<Sp<String>>,
+    /// Whether a held call may also be put to the person at the MCP client (an
+    /// `elicitation/create` form or an `input_required` result) when the client can ask
+    /// its user (default false).
+    pub approve_in_client: Option<Sp<bool>>,
 }
 
 /// `methods:` — protocol methods the gate does not know, let through explicitly.

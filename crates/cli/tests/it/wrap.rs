@@ -979,12 +979,7 @@ fn everything_python_auto_client_falls_back_to_the_handshake_and_an_unapproved_c
     // call it once approved), held, and — nobody approving it within the policy's
     // `approval_ttl` — refused with check `approval`.
     let Some(peers) = peers() else { return };
-    let policy = everything_policy(true).replace(
-        "        actions: [read]\ntools:",
-        "        actions: [read]\n    approve:\n      - tools: [\"everything.get-sum\"]\ntools:",
-    );
-    assert!(policy.contains("approve:"), "{policy}");
-    let policy = format!("{policy}sessions:\n  approval_ttl: 1s\n");
+    let policy = format!("{}sessions:\n  approval_ttl: 1s\n", get_sum_held_policy());
     let setup = Setup::new(mode, &policy, "research-bot", "everything");
     let seen = session(
         &peers,
@@ -1637,4 +1632,209 @@ fn control_spy_and_stub_see_what_reaches_the_server_without_the_gate() {
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].1["url"], stub.url("/control"));
     assert_eq!(stub.requests().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Approving in the client (2025-11-25 elicitation, 2026-07-28 input_required)
+// ---------------------------------------------------------------------------------------
+
+/// The everything policy with `get-sum` held for approval, asked in the client.
+fn in_client_policy() -> String {
+    format!(
+        "{}sessions:\n  approval_ttl: 30s\n  approve_in_client: true\n",
+        get_sum_held_policy()
+    )
+}
+
+/// The everything policy with `get-sum` held for a person's approval.
+fn get_sum_held_policy() -> String {
+    let policy = everything_policy(true).replace(
+        "        actions: [read]\ntools:",
+        "        actions: [read]\n    approve:\n      - tools: [\"everything.get-sum\"]\ntools:",
+    );
+    assert!(policy.contains("approve:"), "{policy}");
+    policy
+}
+
+/// One session of `sdk` answering every elicitation with `answer`: an echo, then
+/// `get-sum` (held), then an echo again.
+fn in_client_session(sdk: Sdk, answer: Value) -> (Setup, Seen) {
+    let peers = peers().expect("the peers are installed (scripts/setup-peers.sh)");
+    let setup = Setup::new(
+        Mode::Plain,
+        &in_client_policy(),
+        "research-bot",
+        "everything",
+    );
+    let seen = session(
+        &peers,
+        sdk,
+        setup.wrap(&peers, &peers.everything()),
+        json!({
+            "list_tools": false,
+            "elicit": answer,
+            "calls": [
+                {"name": "echo", "arguments": {"message": "before"}},
+                {"name": "get-sum", "arguments": {"a": 20, "b": 22}},
+                {"name": "echo", "arguments": {"message": "after"}},
+            ],
+        }),
+    );
+    (setup, seen)
+}
+
+/// The person at the client was asked once, about `get-sum` with its arguments, and the
+/// audit chain records the answer as given by `elicitation:research-bot`.
+fn assert_asked_in_client(setup: &Setup, seen: &Seen, event: &str) {
+    let asked = seen.out["elicitations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(asked.len(), 1, "{}", seen.context());
+    let message = asked[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("everything.get-sum") && message.contains("\"a\":20"),
+        "{}",
+        seen.context()
+    );
+    setup.verify_audit();
+    let records = setup.export_audit();
+    let answer: Vec<&Value> = records.iter().filter(|r| r["event"] == event).collect();
+    assert_eq!(answer.len(), 1, "{records:#?}");
+    assert!(
+        answer[0].to_string().contains("elicitation:research-bot"),
+        "{records:#?}"
+    );
+    // INVARIANT: nothing the model reads names the approval (it could not answer with it).
+    let ids: Vec<String> = records
+        .iter()
+        .filter_map(|r| r["arguments"]["approval"].as_str().map(String::from))
+        .chain(
+            records
+                .iter()
+                .filter_map(|r| r["approval"].as_str().map(String::from)),
+        )
+        .collect();
+    for id in ids {
+        assert!(
+            !seen.out["calls"].to_string().contains(&id),
+            "{}",
+            seen.context()
+        );
+    }
+}
+
+#[test]
+fn held_call_approved_by_elicitation_in_the_python_sdk_client_runs() {
+    // Source: issue #13 (approving where the client can ask its user, 2025-11-25).
+    let (setup, seen) = in_client_session(
+        Sdk::PythonSession,
+        json!({"action": "accept", "content": {"decision": "approve"}}),
+    );
+    seen.assert_allowed(0, "before");
+    seen.assert_allowed(1, "42");
+    seen.assert_allowed(2, "after");
+    assert_asked_in_client(&setup, &seen, "approval-grant");
+    setup.assert_audit(&[
+        ("everything.echo", "allow"),
+        ("everything.get-sum", "approve"),
+        ("everything.get-sum", "allow"),
+        ("everything.echo", "allow"),
+    ]);
+    let calls = setup.server_saw_calls();
+    assert!(calls.iter().any(|(n, _)| n == "get-sum"), "{calls:?}");
+    // The gate's question and its answer never reach the server.
+    assert!(!setup.server_saw_text().contains("dev.conductor/approval"));
+}
+
+#[test]
+fn held_call_declined_by_elicitation_is_refused_and_never_forwarded() {
+    let (setup, seen) = in_client_session(Sdk::PythonSession, json!({"action": "decline"}));
+    seen.assert_allowed(0, "before");
+    seen.assert_denied(1, "approval", Some("approval.denied"));
+    seen.assert_allowed(2, "after");
+    assert_asked_in_client(&setup, &seen, "approval-deny");
+    let calls = setup.server_saw_calls();
+    assert!(!calls.iter().any(|(n, _)| n == "get-sum"), "{calls:?}");
+}
+
+#[test]
+fn held_call_approved_through_input_required_by_the_stateless_python_client_runs() {
+    // Source: issue #13 (2026-07-28 `input_required` with a signed `requestState`): the
+    // SDK's stateless client answers the embedded elicitation and retries with the state.
+    // mcp-server-fetch speaks 2026-07-28 (the everything server does not).
+    let peers = peers().expect("the peers are installed (scripts/setup-peers.sh)");
+    let stub = HttpStub::start();
+    let policy = fetch_policy(true).replace("    allow:\n", "    approve:\n");
+    assert!(policy.contains("approve:"), "{policy}");
+    let policy = format!("{policy}sessions:\n  approval_ttl: 30s\n  approve_in_client: true\n");
+    let setup = Setup::new(Mode::Plain, &policy, "research-bot", "fetch");
+    let local = stub.url("/report.txt");
+    let seen = session(
+        &peers,
+        Sdk::PythonClient("2026-07-28"),
+        setup.wrap(&peers, &setup.fetch(&peers, &stub)),
+        json!({
+            "list_tools": false,
+            "elicit": {"action": "accept", "content": {"decision": "approve"}},
+            "calls": [{"name": "fetch", "arguments": {"url": local}}],
+        }),
+    );
+    assert_eq!(
+        seen.out["protocol_version"],
+        "2026-07-28",
+        "{}",
+        seen.context()
+    );
+    seen.assert_allowed(0, STUB_BODY);
+    let asked = seen.out["elicitations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(asked.len(), 1, "{}", seen.context());
+    assert!(
+        asked[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("fetch.fetch"),
+        "{}",
+        seen.context()
+    );
+    setup.assert_audit(&[("fetch.fetch", "approve"), ("fetch.fetch", "allow")]);
+    let records = setup.export_audit();
+    let grants: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"] == "approval-grant")
+        .collect();
+    assert_eq!(grants.len(), 1, "{records:#?}");
+    assert!(grants[0].to_string().contains("elicitation:research-bot"));
+    let text = setup.server_saw_text();
+    assert!(
+        !text.contains("conductor.v1.") && !text.contains("dev.conductor/approval"),
+        "the gate's state reached the server: {text}"
+    );
+    assert_eq!(stub.requests(), [setup.stub_line(&local)]);
+}
+
+#[test]
+fn held_call_is_not_put_to_the_client_unless_the_policy_says_so() {
+    // Fail closed: without `sessions.approve_in_client` the client is never asked (the
+    // call waits for an approver outside the agent's channel, and here expires).
+    let peers = peers().expect("the peers are installed (scripts/setup-peers.sh)");
+    let policy = in_client_policy()
+        .replace("approve_in_client: true", "approve_in_client: false")
+        .replace("approval_ttl: 30s", "approval_ttl: 1s");
+    let setup = Setup::new(Mode::Plain, &policy, "research-bot", "everything");
+    let seen = session(
+        &peers,
+        Sdk::PythonSession,
+        setup.wrap(&peers, &peers.everything()),
+        json!({
+            "list_tools": false,
+            "elicit": {"action": "accept", "content": {"decision": "approve"}},
+            "calls": [{"name": "get-sum", "arguments": {"a": 20, "b": 22}}],
+        }),
+    );
+    assert_eq!(seen.out["elicitations"], json!([]), "{}", seen.context());
+    seen.assert_denied(0, "approval", Some("approval.expired"));
 }

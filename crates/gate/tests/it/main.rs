@@ -8,6 +8,7 @@
     reason = "test code, helpers included: a failed unwrap is a failed test"
 )]
 
+mod ask;
 mod egress;
 mod reload;
 mod resolver;
