@@ -15,8 +15,9 @@ use crate::{CliError, exit};
 
 const SERVE_AFTER_HELP: &str = "\
 Endpoints: /mcp (every server; names `<server>.<tool>`), /mcp/<server> (one server under
-its own names), /healthz, /readyz, /metrics, /console (the web console for approvers,
-see --approvers). Both MCP revisions: 2025-11-25 sessions
+its own names), /healthz, /readyz, /metrics, /console (the web console for approvers),
+/v1/approvals and /v1/grants (the approvers' JSON API; accounts in the file's
+`approvers:`). Both MCP revisions: 2025-11-25 sessions
 (`initialize`, `Mcp-Session-Id`) and 2026-07-28 stateless requests.
 
 Example gateway.yaml:
@@ -55,8 +56,8 @@ pub struct ServeArgs {
     /// Print the bound address on standard output once listening (for scripts and tests).
     #[arg(long)]
     pub print_address: bool,
-    /// Approver accounts for the web console at `/console` (see `conductor console
-    /// --help`); without it nobody can log in there.
+    /// More approver accounts for the web console at `/console` (see `conductor console
+    /// --help`), besides the gateway file's `approvers:`.
     #[arg(long, value_name = "FILE")]
     pub approvers: Option<PathBuf>,
     #[command(flatten)]
@@ -124,12 +125,17 @@ fn execute(args: ServeArgs) -> anyhow::Result<u8> {
     }
     let policy = crate::load_policy(&args.policy)?;
     let config = load_gateway(&args.config)?;
+    // The console's accounts: the gateway file's `approvers:` (which the approvals API
+    // uses too) and those of `--approvers FILE`.
     let approvers = match &args.approvers {
         Some(p) => {
             crate::require_file("approvers file", p)?;
-            conductor_console::Approvers::load(p).map_err(|e| CliError::Data(e.to_string()))?
+            conductor_console::Approvers::load(p)
+                .map_err(|e| CliError::Data(e.to_string()))?
+                .merged(&config.approvers)
+                .map_err(|e| CliError::Data(format!("approvers: {e}")))?
         }
-        None => conductor_console::Approvers::default(),
+        None => config.approvers.clone(),
     };
     let key = crate::world::load_fingerprint_key()?;
     let audit_path = match args.audit.clone().or_else(conductor_audit::default_path) {

@@ -88,7 +88,7 @@ impl Approver {
 }
 
 /// The approver accounts.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Approvers {
     list: Vec<Approver>,
 }
@@ -179,6 +179,30 @@ impl Approvers {
             }
         }
         found
+    }
+}
+
+impl Approvers {
+    /// The account whose key is `key` (the approvals API, where a key alone is
+    /// presented), if exactly one account has it.
+    pub fn by_key(&self, key: &str) -> Option<&Approver> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        // INVARIANT: every account's hash is compared (constant-time); a key two
+        // accounts share names nobody.
+        let mut found = None;
+        let mut matches = 0u32;
+        for a in &self.list {
+            if ct_eq(&a.sha256, &digest) {
+                found = Some(a);
+                matches = matches.saturating_add(1);
+            }
+        }
+        (matches == 1).then_some(found).flatten()
+    }
+
+    /// These accounts and `other`'s (a name in both is a problem).
+    pub fn merged(&self, other: &Approvers) -> Result<Approvers, String> {
+        Approvers::new(self.list.iter().chain(other.list.iter()).cloned().collect())
     }
 }
 

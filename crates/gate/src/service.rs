@@ -185,7 +185,13 @@ pub struct Service {
     approvals: RwLock<Option<Arc<dyn ApprovalStore>>>,
     /// `requestState` nonces already answered (nonce → expiry, micros).
     spent: Mutex<std::collections::HashMap<String, i64>>,
+    /// Told about every new pending approval (after it is stored), e.g. a webhook.
+    on_pending: RwLock<Option<PendingHook>>,
 }
+
+/// What [`Service::on_pending`] calls with each new pending approval. It runs on the
+/// deciding task: it must hand the work off (spawn), never wait.
+pub type PendingHook = Arc<dyn Fn(&conductor_audit::Approval) + Send + Sync>;
 
 /// How much of a session's received text is kept to be scanned with the next result.
 pub const LABEL_WINDOW_BYTES: usize = 4096;
@@ -224,6 +230,16 @@ impl Service {
             windows: Mutex::new(std::collections::HashMap::new()),
             approvals: RwLock::new(None),
             spent: Mutex::new(std::collections::HashMap::new()),
+            on_pending: RwLock::new(None),
+        }
+    }
+
+    /// Call `hook` with every new pending approval, once it is stored (and before the
+    /// call waits). The hook must not block: the held call and the others wait for it.
+    pub fn on_pending(&self, hook: PendingHook) {
+        match self.on_pending.write() {
+            Ok(mut h) => *h = Some(hook),
+            Err(poisoned) => *poisoned.into_inner() = Some(hook),
         }
     }
 
@@ -438,7 +454,11 @@ impl Service {
             }
             Ok(None) => {}
         }
-        let ttl = policy.approval_ttl().unwrap_or(DEFAULT_APPROVAL_TTL);
+        // The `expires` of the approve rules that asked (the shortest wins), else
+        // `sessions.approval_ttl`, else the default.
+        let ttl = policy
+            .approval_ttl_of(decision.reasons.iter().map(|r| &r.rule))
+            .unwrap_or(DEFAULT_APPROVAL_TTL);
         let new = NewApproval {
             agent: request.agent.clone(),
             tool: request.tool.clone(),
@@ -468,6 +488,13 @@ impl Service {
                 None
             }
             Ok(a) => {
+                let hook = match self.on_pending.read() {
+                    Ok(h) => h.clone(),
+                    Err(poisoned) => poisoned.into_inner().clone(),
+                };
+                if let Some(hook) = hook {
+                    hook(&a);
+                }
                 decision.reasons.push(Reason {
                     check: Check::Approval,
                     rule: RuleId::approval("pending"),

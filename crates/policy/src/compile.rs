@@ -211,7 +211,7 @@ pub fn compile(
 }
 
 /// `90s`, `30m`, `24h`, `7d` → a duration.
-fn parse_duration(text: &str) -> Option<std::time::Duration> {
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = t.split_at(split);
@@ -693,6 +693,32 @@ fn compile_rule(
             _ => ok = false,
         }
     }
+    let mut expires = None;
+    if let Some(e) = &raw.expires {
+        if kind != RuleKind::Approve {
+            cx.err_help(
+                e.loc,
+                format!(
+                    "`expires` is for `approve` rules, not `{}` rules",
+                    kind.name()
+                ),
+                "it says how long a held call waits for a person; remove it here",
+            );
+            ok = false;
+        } else {
+            match parse_duration(&e.value) {
+                Some(d) if !d.is_zero() => expires = Some(d),
+                _ => {
+                    cx.err_help(
+                        e.loc,
+                        format!("invalid duration `{}`", e.value),
+                        "write a number with a unit: `90s`, `30m`, `24h` or `7d`",
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
     ok.then(|| Rule {
         id,
         role: role.to_string(),
@@ -700,6 +726,7 @@ fn compile_rule(
         tools,
         actions,
         when,
+        expires,
     })
 }
 

@@ -38,7 +38,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-pub use compile::{DEFAULT_LEVELS, check_pointer};
+pub use compile::{DEFAULT_LEVELS, check_pointer, parse_duration};
 pub use error::{LoadError, Problem};
 pub use model::{
     Action, ActionSet, Agent, Condition, DataPolicy, EgressRule, Eval, Rule, RuleIndex, RuleKind,
@@ -161,6 +161,25 @@ impl Policy {
     /// the MCP client (default false: only approvers outside the agent's channel decide).
     pub fn approve_in_client(&self) -> bool {
         self.c.approve_in_client
+    }
+
+    /// How long a call held by the approve rules `rules` waits (the rule ids of its
+    /// decision's reasons; ids of other rules are ignored): the shortest `expires` of
+    /// those rules, else `sessions.approval_ttl`. `None`: the caller's default.
+    pub fn approval_ttl_of<'a>(
+        &self,
+        rules: impl Iterator<Item = &'a conductor_types::RuleId>,
+    ) -> Option<std::time::Duration> {
+        rules
+            .filter_map(|id| {
+                self.c
+                    .rules
+                    .iter()
+                    .find(|r| r.kind == RuleKind::Approve && &r.id == id)
+            })
+            .filter_map(|r| r.expires)
+            .min()
+            .or(self.c.approval_ttl)
     }
 }
 

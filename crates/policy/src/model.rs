@@ -100,6 +100,9 @@ pub struct Rule {
     pub actions: Option<ActionSet>,
     /// Every condition must hold.
     pub when: Vec<Condition>,
+    /// `approve` rules: how long a call it holds waits (overrides
+    /// `sessions.approval_ttl`).
+    pub expires: Option<std::time::Duration>,
 }
 
 impl Rule {

@@ -81,6 +81,9 @@ pub struct RawRule {
     pub actions: Option<Sp<Vec<Sp<String>>>>,
     #[serde(default)]
     pub when: Entries<Lenient<Sp<RawConstraint>>>,
+    /// `approve` rules only: how long a call this rule holds waits for a person
+    /// (`90s`, `30m`, `24h`, `7d`); overrides `sessions.approval_ttl`.
+    pub expires: Option<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize)]

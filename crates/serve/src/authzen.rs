@@ -293,7 +293,7 @@ pub fn parse(v: &Value) -> Result<Parsed, Problem> {
 /// The request body as one JSON object.
 ///
 /// INVARIANT: read strictly (see the module docs); a problem never quotes the body.
-fn body_object(h: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, Problem> {
+pub(crate) fn body_object(h: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, Problem> {
     let json_type = h
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -194,6 +194,26 @@ impl AuthzenConfig {
     }
 }
 
+/// The `approvals:` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalsConfig {
+    /// Where new pending approvals are announced.
+    pub webhook: Option<Webhook>,
+}
+
+/// A webhook told about every new pending approval (a signed POST).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// An `http` URL (https receivers: not yet, like https upstreams).
+    pub url: url::Url,
+    /// The HMAC-SHA256 key of the signature (from a reference; never shown).
+    pub secret: Secret,
+    /// Attempts after the first failed one (default 3, at most 10).
+    pub retries: u32,
+    /// Per attempt (default 5 s, at most 60 s).
+    pub timeout: Duration,
+}
+
 /// Limits of the HTTP front.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -231,6 +251,11 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// The decision API's callers (`authzen:`).
     pub authzen: AuthzenConfig,
+    /// The people who may decide held calls (`approvers:`), through the approvals API
+    /// and the console. Never agents: their credentials are another kind.
+    pub approvers: conductor_console::Approvers,
+    /// What happens around held calls (`approvals:`): the webhook on new ones.
+    pub approvals: ApprovalsConfig,
     /// `sha256:<hex>` of the file's bytes.
     pub sha256: String,
 }
@@ -266,6 +291,38 @@ struct RawGateway {
     limits: Lenient<RawLimits>,
     #[serde(default)]
     authzen: Lenient<RawAuthzen>,
+    #[serde(default)]
+    approvers: Option<Sp<Lenient<RawApprovers>>>,
+    #[serde(default)]
+    approvals: Lenient<RawApprovals>,
+}
+
+type RawApprovers = Vec<Sp<Lenient<RawApprover>>>;
+
+/// One approver account: the shape of the console's approvers file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprover {
+    name: Sp<Lenient<String>>,
+    sha256: Sp<Lenient<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    #[serde(default)]
+    webhook: Option<Sp<Lenient<RawWebhook>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: Sp<Lenient<String>>,
+    secret: Sp<Lenient<String>>,
+    #[serde(default)]
+    retries: Option<Sp<Lenient<u64>>>,
+    #[serde(default)]
+    timeout_seconds: Option<Sp<Lenient<u64>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -711,6 +768,8 @@ impl Validator<'_> {
         }
         let limits = self.limits(raw.limits.0.as_ref());
         let authzen = self.authzen(raw.authzen.0.as_ref());
+        let approvers = self.approvers(raw.approvers.as_ref());
+        let approvals = self.approvals(raw.approvals.0.as_ref());
         Some(GatewayConfig {
             listen: listen?,
             public_url,
@@ -720,8 +779,151 @@ impl Validator<'_> {
             tls,
             limits,
             authzen,
+            approvers: approvers?,
+            approvals,
             sha256,
         })
+    }
+
+    /// `approvers:` — validated by the console's own account rules (one definition of
+    /// an approver for the console and the API).
+    fn approvers(
+        &mut self,
+        raw: Option<&Sp<Lenient<RawApprovers>>>,
+    ) -> Option<conductor_console::Approvers> {
+        let Some(sp) = raw else {
+            return Some(conductor_console::Approvers::default());
+        };
+        let mut list: Vec<conductor_console::Approver> = Vec::new();
+        let mut ok = true;
+        for a in sp.value.0.iter().flatten() {
+            let Some(r) = &a.value.0 else {
+                ok = false;
+                continue;
+            };
+            let (Some(name), Some(hash)) = (r.name.value.0.as_ref(), r.sha256.value.0.as_ref())
+            else {
+                ok = false;
+                continue;
+            };
+            match conductor_console::Approver::new(name, hash) {
+                Ok(acc) if list.iter().any(|e| e.name == acc.name) => {
+                    self.err(r.name.loc, format!("approver `{name}` is named twice"));
+                    ok = false;
+                }
+                Ok(acc) => list.push(acc),
+                Err(m) => {
+                    let loc = if m.contains("`sha256`") {
+                        r.sha256.loc
+                    } else {
+                        r.name.loc
+                    };
+                    self.err_help(
+                        loc,
+                        m,
+                        "`conductor console --new-key NAME` prints a key and the line to add",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        match conductor_console::Approvers::new(list) {
+            Ok(a) => Some(a),
+            Err(m) => {
+                self.err(sp.loc, m);
+                None
+            }
+        }
+    }
+
+    fn approvals(&mut self, raw: Option<&RawApprovals>) -> ApprovalsConfig {
+        let mut out = ApprovalsConfig::default();
+        let Some(w) = raw.and_then(|r| r.webhook.as_ref()) else {
+            return out;
+        };
+        let Some(w) = &w.value.0 else { return out };
+        let url = w
+            .url
+            .value
+            .0
+            .as_ref()
+            .and_then(|s| match url::Url::parse(s) {
+                Ok(u)
+                    if u.scheme() == "http"
+                        && u.host().is_some()
+                        && u.username().is_empty()
+                        && u.password().is_none() =>
+                {
+                    Some(u)
+                }
+                Ok(u) if u.scheme() == "https" => {
+                    self.err_help(
+                        w.url.loc,
+                        "https webhooks are not supported yet",
+                        "point the webhook at a relay on this host (`http://127.0.0.1:PORT/…`)",
+                    );
+                    None
+                }
+                _ => {
+                    self.err(
+                        w.url.loc,
+                        format!(
+                            "`{}` is not an http url without credentials",
+                            conductor_types::display::shown(s, 200)
+                        ),
+                    );
+                    None
+                }
+            });
+        // INVARIANT: the signing key is a reference, never written in the file itself.
+        let secret = w.secret.value.0.as_ref().and_then(|s| {
+            let t = s.trim();
+            if !(t.starts_with("${env:") || t.starts_with("${file:")) || !t.ends_with('}') {
+                self.err_help(
+                    w.secret.loc,
+                    "the webhook `secret` must be a reference, not the secret itself",
+                    "write `secret: \"${env:NAME}\"` or `secret: \"${file:PATH}\"`",
+                );
+                return None;
+            }
+            let v = self.secret(w.secret.loc, t)?;
+            if v.0.len() < 16 {
+                self.err(
+                    w.secret.loc,
+                    "the webhook secret must be at least 16 bytes (32 random bytes are best)",
+                );
+                return None;
+            }
+            Some(v)
+        });
+        let mut num =
+            |v: &Option<Sp<Lenient<u64>>>, what: &str, min: u64, max: u64, default: u64| {
+                let Some(sp) = v.as_ref() else { return default };
+                let Some(n) = sp.value.0 else { return default };
+                if n < min || n > max {
+                    self.err(
+                        sp.loc,
+                        format!(
+                            "`approvals.webhook.{what}` must be between {min} and {max}, not `{n}`"
+                        ),
+                    );
+                }
+                n.clamp(min, max)
+            };
+        let retries = num(&w.retries, "retries", 0, 10, 3);
+        let timeout = num(&w.timeout_seconds, "timeout_seconds", 1, 60, 5);
+        if let (Some(url), Some(secret)) = (url, secret) {
+            out.webhook = Some(Webhook {
+                url,
+                secret,
+                retries: u32::try_from(retries).unwrap_or(3),
+                timeout: Duration::from_secs(timeout),
+            });
+        }
+        out
     }
 
     fn auth(

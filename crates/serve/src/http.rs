@@ -306,6 +306,11 @@ pub async fn serve_with(opts: ServeOptions, extra: Router) -> Result<(), ServeEr
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     let bound = listener.local_addr()?;
+    // New pending approvals are announced to the gateway file's webhook (if any).
+    let notifier = Arc::new(crate::webhook::Notifier::new(&app));
+    app.gates
+        .service()
+        .on_pending(Arc::new(move |a| notifier.pending(a)));
     let shared = Arc::new(Shared {
         app: Arc::clone(&app),
         listen: Mutex::new(bound),
@@ -340,6 +345,7 @@ pub async fn serve_with(opts: ServeOptions, extra: Router) -> Result<(), ServeEr
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::authzen::routes())
+        .merge(crate::approvals_api::routes())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(shared)
         .merge(extra);
@@ -518,7 +524,7 @@ fn no_store(mut r: Response) -> Response {
     r
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
     no_store(
         (
@@ -537,7 +543,7 @@ fn rpc_error(status: StatusCode, id: &Value, code: i64, message: &str) -> Respon
     json_response(status, &session::error_answer(id, code, message))
 }
 
-fn plain(status: StatusCode, message: &str) -> Response {
+pub(crate) fn plain(status: StatusCode, message: &str) -> Response {
     no_store(
         (
             status,

@@ -10,6 +10,7 @@
 //! every `tools/call`, `resources/read`, `resources/subscribe` is decided and recorded by
 //! the gate before any upstream sees it.
 
+pub mod approvals_api;
 pub mod auth;
 pub mod authzen;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod reload;
 pub mod session;
 pub mod upstream;
+pub mod webhook;
 mod yaml;
 
 pub use config::{GatewayConfig, load_file, load_str};

@@ -236,6 +236,55 @@ fn sessions_approval_ttl_is_a_strict_duration() {
 }
 
 #[test]
+fn an_approve_rules_expires_overrides_sessions_approval_ttl() {
+    use conductor_types::RuleId;
+    let p = conductor_policy::load_str(
+        "version: 1\nagents:\n  a: {roles: [r, s]}\nroles:\n  r:\n    approve:\n      - tools: [\"x.*\"]\n        expires: 2m\n      - tools: [\"y.*\"]\n  s:\n    approve:\n      - tools: [\"x.*\"]\n        expires: 30m\nsessions: {approval_ttl: 10m}\n",
+        "p.yaml",
+        None,
+    )
+    .unwrap();
+    let m = std::time::Duration::from_secs(60);
+    let r0 = RuleId::role_rule("r", "approve", 0);
+    let r1 = RuleId::role_rule("r", "approve", 1);
+    let s0 = RuleId::role_rule("s", "approve", 0);
+    // The rule's own expiry wins; of two rules, the shorter.
+    assert_eq!(p.approval_ttl_of([&s0].into_iter()), Some(m * 30));
+    assert_eq!(p.approval_ttl_of([&s0, &r0].into_iter()), Some(m * 2));
+    // A rule without `expires`, or no approve rule: `sessions.approval_ttl`.
+    assert_eq!(p.approval_ttl_of([&r1].into_iter()), Some(m * 10));
+    assert_eq!(p.approval_ttl_of(std::iter::empty()), Some(m * 10));
+    for (rule, needle) in [
+        (
+            "allow:\n      - tools: [\"x.*\"]\n        expires: 2m",
+            "`expires` is for `approve` rules",
+        ),
+        (
+            "deny:\n      - tools: [\"x.*\"]\n        expires: 2m",
+            "`expires` is for `approve` rules",
+        ),
+        (
+            "approve:\n      - tools: [\"x.*\"]\n        expires: 0s",
+            "invalid duration",
+        ),
+        (
+            "approve:\n      - tools: [\"x.*\"]\n        expires: soon",
+            "invalid duration",
+        ),
+    ] {
+        let e = conductor_policy::load_str(
+            &format!("version: 1\nroles:\n  r:\n    {rule}\n"),
+            "p.yaml",
+            None,
+        )
+        .unwrap_err()
+        .render(false);
+        assert!(e.contains(needle), "{rule}: {e}");
+        assert!(e.contains("p.yaml:"), "{e}");
+    }
+}
+
+#[test]
 fn sessions_label_ttl_and_methods_pass() {
     let p = conductor_policy::load_str(
         "version: 1\nsessions: {label_ttl: 30m}\nmethods: {pass: [\"vendor/*\"]}\n",

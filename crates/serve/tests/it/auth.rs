@@ -235,13 +235,28 @@ impl Gw {
 
 /// Start `serve` with `gateway` (YAML, `{dir}` replaced by its folder).
 pub(crate) async fn gateway(yaml: &str) -> Gw {
+    gateway_with(yaml, POLICY, false, &[]).await
+}
+
+/// [`gateway`] under `policy`; with `hold`, calls the policy marks `approve` are held
+/// in the audit database's approvals store (as `conductor serve` does); `files` are
+/// written next to the gateway file first (secrets it references).
+pub(crate) async fn gateway_with(
+    yaml: &str,
+    policy: &str,
+    hold: bool,
+    files: &[(&str, &str)],
+) -> Gw {
     let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
     let yaml = yaml.replace("{dir}", dir.path().to_str().unwrap());
     std::fs::write(dir.path().join("gateway.yaml"), &yaml).unwrap();
     let cfg = conductor_serve::load_file(&dir.path().join("gateway.yaml"))
         .map_err(|e| e.render(false))
         .unwrap();
-    let policy = conductor_policy::load_str(POLICY, "policy.yaml", None).unwrap();
+    let policy = conductor_policy::load_str(policy, "policy.yaml", None).unwrap();
     let store = Arc::new(
         conductor_audit::AuditStore::open(
             &dir.path().join("audit.db"),
@@ -259,6 +274,10 @@ pub(crate) async fn gateway(yaml: &str) -> Gw {
         store,
         Arc::new(conductor_gate::MemoryStore::default()),
     ));
+    if hold {
+        let a = conductor_audit::SqliteApprovals::open(&dir.path().join("audit.db")).unwrap();
+        gates.hold_approvals_in(Arc::new(a));
+    }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let (atx, arx) = tokio::sync::oneshot::channel();
     tokio::spawn(conductor_serve::serve(conductor_serve::ServeOptions {
@@ -325,14 +344,20 @@ pub(crate) fn call_noop(id: u64) -> Value {
 }
 
 /// `initialize` then one `tools/call` on `/mcp/up` with `auth` headers; the call's answer.
-async fn session_call(gw: &Gw, auth: &[(&str, &str)]) -> Answer {
-    let init = send(&gw.url("/mcp/up"), auth, &initialize()).await;
+pub(crate) async fn session_call(gw: &Gw, auth: &[(&str, &str)]) -> Answer {
+    session_call_at(gw.addr, auth).await
+}
+
+/// [`session_call`] to the gateway at `addr`.
+pub(crate) async fn session_call_at(addr: SocketAddr, auth: &[(&str, &str)]) -> Answer {
+    let url = format!("http://{addr}/mcp/up");
+    let init = send(&url, auth, &initialize()).await;
     assert_eq!(init.status, 200, "{}", init.body);
     let sid = init.headers["mcp-session-id"].to_str().unwrap().to_string();
     let mut h: Vec<(&str, &str)> = auth.to_vec();
     h.push(("mcp-session-id", &sid));
     h.push(("mcp-protocol-version", "2025-11-25"));
-    send(&gw.url("/mcp/up"), &h, &call_noop(2)).await
+    send(&url, &h, &call_noop(2)).await
 }
 
 async fn get_json(url: &str) -> Value {

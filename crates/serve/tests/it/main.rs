@@ -8,6 +8,7 @@
     reason = "test code: a panic is a test failure"
 )]
 
+mod approvals;
 mod auth;
 mod authzen;
 mod config;
