@@ -1,12 +1,19 @@
-"""The Python library's `decide`, timed with timeit, against the Rust baseline of the
-same requests (crates/python/benches/decide.rs: `Service::decide_blocking` through the
-same kind of store, and the pure core).
+"""The Python library's `decide` overhead over the Rust service, as one figure.
 
-    python python/bench/bench_decide.py            # needs the wheel installed
+    python python/bench/bench_decide.py [N] [ROUNDS]     # needs the wheel installed
 
-Prints microseconds per call for: `Gate.decide` (the public wrapper),
-`Gate._core.decide` (the extension directly) and, as a floor, a Python call of a
-no-op method with the same arguments (what any call from Python costs).
+For each request, on one gate and one audit store, in alternating rounds of N calls:
+
+- `rust`: `Service::decide_blocking` called from Rust (`Gate._bench_service_decide`:
+  arguments converted once, no Python in the loop) — labels read, decide, audit commit;
+- `Gate.decide`: the public Python method, each call timed with `perf_counter_ns`;
+- `_core.decide`: the extension method without the Python wrapper.
+
+Prints the medians over all rounds (µs/call) and `overhead` = median `Gate.decide` −
+median `rust`: what the library adds (the Python call, converting the arguments,
+releasing the GIL, building the `Decision`). `timer` is the cost of the timing itself
+(two `perf_counter_ns` calls), included in the Python columns. The Rust criterion bench
+(crates/python/benches/decide.rs) times the same requests in its own process.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import timeit
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,31 +39,43 @@ CASES = [
 ]
 
 
-class Noop:
-    def decide(self, tool, arguments=None, workflow=None, session=None, problem=None):
-        return None
+def median(v: list[int]) -> float:
+    v = sorted(v)
+    return v[len(v) // 2] / 1000.0
 
 
-def best(stmt, n: int, repeat: int = 5) -> float:
-    return min(timeit.repeat(stmt, number=n, repeat=repeat)) / n * 1e6
+def timed(f, n: int) -> list[int]:
+    now = time.perf_counter_ns
+    out = []
+    for _ in range(n):
+        t = now()
+        f()
+        out.append(now() - t)
+    return out
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     with tempfile.TemporaryDirectory() as d:
-        print(f"{'case':24} {'Gate.decide':>12} {'_core.decide':>13} {'py call floor':>14}  (µs/call, best of 5 x {n})")
+        print(f"µs/call, medians of {rounds} alternating rounds x {n} calls; load {os.getloadavg()[0]:.1f}")
+        print(f"{'case':24} {'rust':>8} {'Gate.decide':>12} {'_core.decide':>13} {'overhead':>9} {'timer':>6}")
         for name, agent, tool, args in CASES:
             gate = conductor.Gate(
                 policy=REPO / "examples/policy.yaml", agent=agent, audit=Path(d) / f"{name}.db",
                 session="bench", resolve={"en.wikipedia.org": "208.80.154.224"}, no_dns=True,
             )
             core = gate._core
-            noop = Noop()
-            gate.decide(tool, args)  # warm (first lookups, statement cache)
-            a = best(lambda: gate.decide(tool, args), n)
-            b = best(lambda: core.decide(tool, args), n)
-            c = best(lambda: noop.decide(tool, args), n)
-            print(f"{name:24} {a:12.2f} {b:13.2f} {c:14.2f}")
+            for _ in range(200):  # warm (first lookups, statement cache, lazy detectors)
+                gate.decide(tool, args)
+            rust, wrapped, ext, floor = [], [], [], []
+            for _ in range(rounds):
+                rust += core._bench_service_decide(tool, args, n)
+                wrapped += timed(lambda: gate.decide(tool, args), n)
+                ext += timed(lambda: core.decide(tool, args), n)
+                floor += timed(lambda: None, n)
+            r, w, e, f = median(rust), median(wrapped), median(ext), median(floor)
+            print(f"{name:24} {r:8.2f} {w:12.2f} {e:13.2f} {w - r:9.2f} {f:6.2f}")
 
 
 if __name__ == "__main__":

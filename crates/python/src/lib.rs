@@ -271,6 +271,35 @@ impl Gate {
         }
     }
 
+    /// The baseline of `decide` for its benchmark (python/bench/bench_decide.py): the
+    /// same call decided `n` times by the same service from Rust — the arguments
+    /// converted once and every `Call` built before its timer starts, so each sample is
+    /// `Service::decide_blocking` alone (labels read, decide, audit record committed).
+    /// Returns nanoseconds per call. What `decide` costs above these samples, in the
+    /// same process on the same store, is the library's overhead.
+    #[pyo3(signature = (tool, arguments, n))]
+    fn _bench_service_decide(
+        &self,
+        py: Python<'_>,
+        tool: String,
+        arguments: &Bound<'_, PyAny>,
+        n: usize,
+    ) -> PyResult<Vec<u64>> {
+        let value = convert::arguments(arguments).map_err(Error::new_err)?;
+        let subject = self.subject(&tool, None, None);
+        let service = Arc::clone(&self.service);
+        Ok(py.detach(move || {
+            (0..n)
+                .map(|_| {
+                    let call = Call::new(EVENT, &tool, value.clone());
+                    let start = std::time::Instant::now();
+                    std::hint::black_box(service.decide_blocking(&subject, call));
+                    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+                })
+                .collect()
+        }))
+    }
+
     /// Scan what `tool` returned and raise the session's labels with what was found
     /// (so `flow` applies to the agent's next calls). Returns the labels found. Raises
     /// `StoreError` when they cannot be recorded: the result must then not be used.

@@ -1,6 +1,6 @@
 //! Compiling label specs into one engine: the built-in rules, user patterns,
 //! imported gitleaks rules and the keyword prefilter that triggers them.
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::bytes::{Regex, RegexBuilder};
@@ -13,7 +13,7 @@ use crate::{BUILTIN_DETECTORS, LabelSpec, ScanConfigError, Scanner, kwdfa};
 pub(crate) struct RegexRule {
     pub(crate) detector: String,
     pub(crate) labels: Vec<usize>,
-    pub(crate) regex: Regex,
+    pub(crate) regex: RuleRegex,
     pub(crate) group: Option<usize>,
     pub(crate) min_entropy: f64,
     pub(crate) verify: Verify,
@@ -22,6 +22,29 @@ pub(crate) struct RegexRule {
     pub(crate) low_priority: bool,
     pub(crate) builtin: bool,
     pub(crate) allow: Vec<CompiledAllow>,
+}
+
+/// A rule's regex. Patterns from the policy (`match:`, imported gitleaks rules) are
+/// compiled, and so validated, when the policy is loaded; a built-in rule's regex is
+/// known to compile (`every_builtin_regex_compiles`) and is compiled the first time its
+/// keyword prefilter hits, once per process — a process that scans nothing with a
+/// keyword in it (a `conductor hook` call, most `check`s) compiles none of the ~180.
+#[derive(Debug)]
+pub(crate) enum RuleRegex {
+    Ready(Regex),
+    /// Index into `rules::RULES`.
+    Builtin(usize),
+}
+
+impl RuleRegex {
+    /// The compiled regex (`None` only if a built-in one did not compile, which the
+    /// unit test rules out; the rule then finds nothing, as a rule skipped at load did).
+    pub(crate) fn get(&self) -> Option<&Regex> {
+        match self {
+            RuleRegex::Ready(re) => Some(re),
+            RuleRegex::Builtin(i) => builtin_regex(*i),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -103,15 +126,15 @@ pub(crate) fn compile_bytes_regex(src: &str, unicode: bool) -> Result<Regex, Str
         })
 }
 
-/// The built-in rules, compiled once per process.
-pub(crate) fn builtin_regexes() -> &'static [Option<Regex>] {
-    static CELL: OnceLock<Vec<Option<Regex>>> = OnceLock::new();
-    CELL.get_or_init(|| {
-        rules::RULES
-            .iter()
-            .map(|r| compile_bytes_regex(r.regex, false).ok())
-            .collect()
-    })
+/// The built-in rule `i`'s regex, compiled on first use, once per process.
+pub(crate) fn builtin_regex(i: usize) -> Option<&'static Regex> {
+    static CELLS: LazyLock<Vec<OnceLock<Option<Regex>>>> =
+        LazyLock::new(|| rules::RULES.iter().map(|_| OnceLock::new()).collect());
+    let rule = rules::RULES.get(i)?;
+    CELLS
+        .get(i)?
+        .get_or_init(|| compile_bytes_regex(rule.regex, false).ok())
+        .as_ref()
 }
 
 impl Scanner {
@@ -160,14 +183,10 @@ impl Scanner {
             }
         };
         if !e.secrets.is_empty() {
-            let compiled = builtin_regexes();
             for (ri, r) in rules::RULES.iter().enumerate() {
-                let Some(Some(re)) = compiled.get(ri) else {
-                    // INVARIANT: built-in regexes compile (a unit test checks every one).
-                    continue;
-                };
                 let idx = e.rules.len();
-                e.rules.push(builtin_rule(r, re.clone(), e.secrets.clone()));
+                e.rules
+                    .push(builtin_rule(r, RuleRegex::Builtin(ri), e.secrets.clone()));
                 if r.vendor {
                     e.vendor.push((idx, r.keywords));
                 }
@@ -208,7 +227,7 @@ impl Scanner {
                         e.rules.push(RegexRule {
                             detector: format!("match[{pi}]"),
                             labels: vec![li],
-                            regex: re,
+                            regex: RuleRegex::Ready(re),
                             group: Some(0),
                             min_entropy: 0.0,
                             verify: Verify::None,
@@ -265,7 +284,7 @@ impl Scanner {
                 e.rules.push(RegexRule {
                     detector: format!("gitleaks.{}", g.id),
                     labels: vec![li],
-                    regex: re,
+                    regex: RuleRegex::Ready(re),
                     group: g.secret_group,
                     min_entropy: g.entropy.unwrap_or(0.0),
                     verify: Verify::None,
@@ -325,7 +344,7 @@ impl Scanner {
     }
 }
 
-fn builtin_rule(r: &BuiltinRule, re: Regex, labels: Vec<usize>) -> RegexRule {
+fn builtin_rule(r: &BuiltinRule, re: RuleRegex, labels: Vec<usize>) -> RegexRule {
     RegexRule {
         detector: format!("secrets.{}", r.id),
         labels,
@@ -373,10 +392,29 @@ mod tests {
         );
     }
 
+    /// Built-in regexes are compiled lazily; a policy's own patterns still are not:
+    /// an invalid `match:` regex next to the `secrets` detector fails at load.
+    #[test]
+    fn lazy_builtins_keep_user_patterns_validated_at_load() {
+        let errors = Scanner::new(&[LabelSpec {
+            name: "c".into(),
+            builtins: vec!["secrets".into()],
+            patterns: vec!["(unclosed".into()],
+            ..LabelSpec::default()
+        }])
+        .unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.starts_with("invalid regex"),
+            "{}",
+            errors[0].message
+        );
+    }
+
     #[test]
     fn every_builtin_regex_compiles() {
-        for (r, re) in rules::RULES.iter().zip(builtin_regexes()) {
-            assert!(re.is_some(), "{} does not compile", r.id);
+        for (i, r) in rules::RULES.iter().enumerate() {
+            assert!(builtin_regex(i).is_some(), "{} does not compile", r.id);
             if let Some(c) = r.case_keywords {
                 assert_eq!(c.len(), r.keywords.len(), "{}", r.id);
                 for (a, b) in c.iter().zip(r.keywords) {

@@ -254,7 +254,10 @@ fn run_rule(e: &Engine, ri: usize, t: &[u8], a: usize, b: usize, hits: &mut Vec<
     let Some(window) = t.get(a..b) else {
         return;
     };
-    for caps in rule.regex.captures_iter(window) {
+    let Some(regex) = rule.regex.get() else {
+        return;
+    };
+    for caps in regex.captures_iter(window) {
         let Some(m) = caps.get(0) else {
             continue;
         };
