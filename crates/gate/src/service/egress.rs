@@ -187,12 +187,21 @@ impl Service {
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             auth: None,
         };
-        let committed = self
-            .audit
-            .submit(record)
-            .await
-            .map(|r| r.seq)
-            .map_err(|e| e.to_string());
+        // A connection waits for its record alone: on a multi-threaded runtime it is
+        // committed on this thread (`append_many_here`: the same transaction and chain
+        // as the writer's, without the two thread wake-ups of the hand-off, which were
+        // most of a connection's fixed cost); elsewhere through the writer.
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let committed = if multi {
+            tokio::task::block_in_place(|| {
+                self.audit.append_many_here(std::slice::from_ref(&record))
+            })
+            .map(|r| r.first().map_or(0, |r| r.seq))
+        } else {
+            self.audit.submit(record).await.map(|r| r.seq)
+        }
+        .map_err(|e| e.to_string());
         finish(decision, committed, &request.tool)
     }
 
