@@ -324,6 +324,18 @@ fn random_id() -> String {
 impl AuditStore {
     /// Open (creating if needed) the store at `path`.
     pub fn open(path: &Path, opts: AuditOptions) -> Result<Self, AuditError> {
+        Self::open_with(path, opts, true)
+    }
+
+    /// Open the store for a process that makes a call or two and exits (the Claude
+    /// Code hook): no background checkpointer (its own connection and thread, which
+    /// such a process never gets to use), so SQLite's automatic checkpoints stay on and
+    /// keep the write-ahead log bounded. Same guarantees for every commit.
+    pub fn open_short_lived(path: &Path, opts: AuditOptions) -> Result<Self, AuditError> {
+        Self::open_with(path, opts, false)
+    }
+
+    fn open_with(path: &Path, opts: AuditOptions, background: bool) -> Result<Self, AuditError> {
         let err = |m: &dyn std::fmt::Display| store_err(path, m);
         create_private(path).map_err(|e| err(&e))?;
         let mut conn = Connection::open_with_flags(
@@ -376,11 +388,15 @@ impl AuditStore {
         // Checkpoints (copying the WAL back into the database) run on their own
         // connection and thread, off the commit path; without that connection the writer
         // keeps SQLite's automatic checkpoints.
-        let checkpointer = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .ok();
+        let checkpointer = if background {
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .ok()
+        } else {
+            None
+        };
         if checkpointer.is_some() {
             conn.execute_batch("PRAGMA wal_autocheckpoint=0;")
                 .map_err(|e| err(&e))?;
