@@ -497,6 +497,66 @@ async fn elicitation_unanswered_expires_and_a_client_without_the_capability_is_n
     assert!(s.records("approval-grant").is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elicitation_for_a_json_only_post_goes_to_the_get_stream() {
+    // A POST that takes JSON only cannot carry the question before its answer: it goes to
+    // the session's GET stream, and the POST is answered once the call is decided.
+    let s = setup("30s").await;
+    let sid = open_session(&s, &s.bot, true).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = client
+        .get(s.gw.url("/mcp/up"))
+        .header("accept", "text/event-stream")
+        .header("authorization", bearer(&s.bot))
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    let mut events = Stream {
+        body: Box::pin(get.bytes_stream()),
+        buf: String::new(),
+    };
+    let post = {
+        let (url, key, sid) = (s.gw.url("/mcp/up"), bearer(&s.bot), sid.clone());
+        tokio::spawn(async move {
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json")
+                .header("authorization", key)
+                .header("mcp-session-id", sid)
+                .header("mcp-protocol-version", "2025-11-25")
+                .body(crate::auth::call_noop(2).to_string())
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    };
+    let qid = question(&mut events).await;
+    assert!(
+        !post.is_finished(),
+        "the held call was answered before anyone decided"
+    );
+    let approve = json!({"jsonrpc": "2.0", "id": qid,
+        "result": {"action": "accept", "content": {"decision": "approve"}}});
+    assert_eq!(answer_on(&s, &s.bot, &sid, &approve).await, 202);
+    let body = tokio::time::timeout(Duration::from_secs(20), post)
+        .await
+        .unwrap()
+        .unwrap();
+    let done: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(done["result"]["content"][0]["text"], "ok", "{done}");
+    assert_eq!(s.upstream_calls(), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // The official Python SDK through serve to server-everything
 // ---------------------------------------------------------------------------------------
@@ -670,4 +730,94 @@ async fn python_sdk_stateless_client_approves_through_input_required_on_serve() 
     assert!(call_text(&out, 2).contains("after"), "{out:#}");
     assert_asked_once(&gw, &out, "approval-grant");
     assert_eq!(decisions(&gw, "everything.get-sum"), ["approve", "allow"]);
+}
+
+/// A plain HTTP server on 127.0.0.1:0 that answers every request with `body` (the fetch
+/// server's proxy: nothing leaves this machine); the request lines it saw.
+async fn http_stub(
+    body: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let log = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let log = std::sync::Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&b[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                log.lock()
+                    .unwrap()
+                    .push(text.lines().next().unwrap_or("").to_string());
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = c.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_stateless_client_approves_a_fetch_through_input_required_on_serve() {
+    // The same with the real mcp-server-fetch (it speaks 2026-07-28 itself): the fetch
+    // happens once, after the person approved (the stub sees one request).
+    let Some(peers) = peers() else { return };
+    const BODY: &str = "the quarterly report, fetched through the gate";
+    let (stub, stub_seen) = http_stub(BODY).await;
+    let (key, hash) = conductor_serve::auth::keys::generate().unwrap();
+    let fetch = peers.join("venv/bin/mcp-server-fetch");
+    let yaml = format!(
+        "version: 1\nservers:\n  fetch:\n    command: [\"{}\", \"--ignore-robots-txt\", \"--allow-private-ips\", \"--proxy-url\", \"http://{stub}\"]\n\
+         auth:\n  api_keys:\n    - {{agent: bot, sha256: \"{hash}\"}}\n",
+        fetch.display()
+    );
+    let policy = "version: 1\nagents:\n  bot: {roles: [r]}\nroles:\n  r:\n    approve:\n      - tools: [\"fetch.*\"]\n\
+tools:\n  fetch.fetch: {action: read, destinations: [/url]}\n\
+destinations:\n  allow: [\"*\"]\n  permit: [loopback]\n\
+sessions:\n  approval_ttl: 30s\n  approve_in_client: true\n";
+    let gw = gateway_with(&yaml, policy, true, &[]).await;
+    let url = format!("http://{stub}/report.txt");
+    let plan = json!({
+        "url": gw.url("/mcp/fetch"),
+        "authorization": bearer(&key),
+        "mode": "2026-07-28",
+        "elicit": {"action": "accept", "content": {"decision": "approve"}},
+        "calls": [{"name": "fetch", "arguments": {"url": url}}],
+    });
+    let out = run_script(&peers, gw.dir.path(), CLIENT, &plan).await;
+    assert!(out.get("error").is_none(), "{out:#}");
+    assert_eq!(out["protocol_version"], "2026-07-28", "{out:#}");
+    assert!(call_text(&out, 0).contains(BODY), "{out:#}");
+    assert_eq!(
+        out["elicitations"].as_array().map(Vec::len),
+        Some(1),
+        "{out:#}"
+    );
+    assert_eq!(*stub_seen.lock().unwrap(), [format!("GET {url} HTTP/1.1")]);
+    assert_eq!(decisions(&gw, "fetch.fetch"), ["approve", "allow"]);
+    let grants: Vec<_> = gw
+        .audit()
+        .into_iter()
+        .filter(|r| r.event == "approval-grant")
+        .collect();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(
+        grants[0].arguments.as_ref().unwrap()["approver"],
+        "elicitation:bot"
+    );
 }
