@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use conductor_audit::AuditStore;
-use conductor_gate::{GateResolver, Service, ServiceOptions, SessionStore};
+use conductor_gate::{
+    Answered, ClientAnswer, GateResolver, Service, ServiceOptions, SessionStore, Verdict,
+};
 use conductor_mcp::gate::{MethodClass, method_class};
 use conductor_mcp::{Gate, GateConfig};
 use conductor_policy::Policy;
@@ -74,6 +76,31 @@ impl GateEnv {
     /// Put a new policy in force for every session (they share the service).
     pub fn swap_policy(&self, policy: Policy) {
         self.service.swap_policy(policy);
+    }
+
+    /// The client answered the gate's `elicitation/create` about `held` with `result`
+    /// (`None`: an error answer; the call stays held for another approver). The
+    /// answer decides it through the approvals store, approver `elicitation:<agent>`.
+    pub async fn answer_in_client(&self, held: conductor_gate::Held, result: Option<Value>) {
+        let Some(result) = result else {
+            tracing::warn!(
+                "the client could not ask its user; the call stays held for another approver"
+            );
+            return;
+        };
+        let service = Arc::clone(&self.service);
+        let answer = ClientAnswer::from_elicit_result(&result);
+        let done =
+            tokio::task::spawn_blocking(move || service.answer_in_client(&held, &answer)).await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot record the answer given in the client");
+            }
+            Err(_) => {
+                tracing::warn!("the gate failed while recording the answer given in the client")
+            }
+        }
     }
 
     /// Whether the agent may ever call `<server>.<tool>` (used to build `/mcp` lists).
@@ -191,12 +218,24 @@ fn failed_decision(policy: &Policy, why: &str) -> conductor_core::Decision {
 pub enum Decided {
     /// Forward the request as it was decided.
     Forward { decision: String },
+    /// Not decided yet: the person at the client is asked, with this answer (an
+    /// `input_required` result, 2026-07-28); the call is not forwarded.
+    Ask { answer: Value },
     /// Answer the client with this JSON-RPC message instead (`id` filled in).
     Refuse {
         answer: Value,
         decision: String,
         checks: Vec<String>,
     },
+}
+
+/// A gated request, decided or held for a person.
+#[derive(Debug)]
+pub enum Hold {
+    /// Decided (and recorded).
+    Decided(Decided),
+    /// Held: it waits for a person (see [`SessionGate::release`]).
+    Waiting(conductor_gate::Held),
 }
 
 /// Methods that reach an upstream only after a decision: every method but protocol
@@ -253,8 +292,27 @@ impl SessionGate {
         self.gate.session_id()
     }
 
-    /// Decide a gated request (`method` with its `params`) and record the decision.
+    /// Decide a gated request (`method` with its `params`) and record the decision; a
+    /// call held for a person waits here until it is decided.
     pub async fn decide(&self, id: &Value, method: &str, params: Option<Value>) -> Decided {
+        match self.decide_or_hold(id, method, params, None).await {
+            Hold::Decided(d) => d,
+            Hold::Waiting(held) => self.release(id, method, held).await,
+        }
+    }
+
+    /// Decide a gated request and record the decision, without waiting for a person:
+    /// a call held for approval comes back as [`Hold::Waiting`] (then ask where the
+    /// policy lets the gate ask, and [`SessionGate::release`]). `answered`: the
+    /// person's answer and the `requestState` taken off a retried call (2026-07-28),
+    /// which decide it instead (it is never held again).
+    pub async fn decide_or_hold(
+        &self,
+        id: &Value,
+        method: &str,
+        params: Option<Value>,
+        answered: Option<Answered>,
+    ) -> Hold {
         // A method the gate does not know passes only when the policy says so, and
         // only with nothing a detector finds in it.
         if self.gate.passes(method)
@@ -262,59 +320,59 @@ impl SessionGate {
                 .as_ref()
                 .is_some_and(|p| self.gate.service().has_findings(p))
         {
-            return Decided::Forward {
+            return Hold::Decided(Decided::Forward {
                 decision: "pass".into(),
-            };
+            });
         }
         let gate = Arc::clone(&self.gate);
         let m = method.to_string();
         // INVARIANT: a decision that panics is a refusal (the task's join error).
-        let done = tokio::spawn(async move { gate.decide(&m, params.as_ref()).await }).await;
-        let v = match done {
-            Ok(v) => v,
-            Err(_) => return internal_refusal(id),
-        };
-        // Held for a person: this request waits (others go on); the release decides.
-        let v = match v.held.clone() {
-            Some(held) => {
-                let gate = Arc::clone(&self.gate);
-                match tokio::spawn(async move { gate.service().release(&held).await }).await {
-                    Ok(v) => v,
-                    Err(_) => return internal_refusal(id),
-                }
+        let done = tokio::spawn(async move {
+            match answered {
+                Some(a) => gate.decide_answered(&m, params.as_ref(), a).await,
+                None => gate.decide(&m, params.as_ref()).await,
             }
-            None => v,
-        };
-        if v.forward {
-            return Decided::Forward {
-                decision: decision_name(&v.decision),
-            };
+        })
+        .await;
+        match done {
+            Ok(v) => match v.held.clone() {
+                Some(held) => Hold::Waiting(held),
+                None => Hold::Decided(outcome(id, method, &v)),
+            },
+            Err(_) => Hold::Decided(internal_refusal(id)),
         }
-        let checks = v
-            .decision
-            .reasons
-            .iter()
-            .map(|r| r.check.name().to_string())
-            .collect();
-        let answer = if method == "tools/call" {
-            json!({"jsonrpc": "2.0", "id": id,
-                   "result": conductor_mcp::gate::refusal_result(&v.decision)})
-        } else {
-            let code = if method_class(method) == MethodClass::Unknown {
-                code::METHOD_NOT_FOUND
-            } else {
-                code::DENIED
-            };
-            json!({"jsonrpc": "2.0", "id": id, "error": {
-                "code": code,
-                "message": conductor_mcp::gate::refusal_text(&v.decision),
-                "data": { conductor_mcp::META_KEY: v.decision },
-            }})
-        };
-        Decided::Refuse {
-            answer,
-            decision: decision_name(&v.decision),
-            checks,
+    }
+
+    /// Wait until `held` is decided (by any approver, or its expiry); what to do with
+    /// the request then. This request waits; the session's others go on.
+    pub async fn release(&self, id: &Value, method: &str, held: conductor_gate::Held) -> Decided {
+        let gate = Arc::clone(&self.gate);
+        match tokio::spawn(async move { gate.service().release(&held).await }).await {
+            Ok(v) => outcome(id, method, &v),
+            Err(_) => internal_refusal(id),
+        }
+    }
+
+    /// Whether the policy lets the gate put held calls to the person at the client.
+    pub fn asks_in_client(&self) -> bool {
+        self.gate.service().asks_in_client()
+    }
+
+    /// The `elicitation/create` params (form) asking about `held`.
+    pub fn approval_form(&self, held: &conductor_gate::Held) -> Value {
+        self.gate.service().approval_form(held)
+    }
+
+    /// The answer to request `id` that puts `held` to the person at the client: an
+    /// `input_required` result with a signed `requestState` (2026-07-28). `None` when
+    /// no state could be signed (the call then waits for another approver).
+    pub fn input_required(&self, id: &Value, held: &conductor_gate::Held) -> Option<Value> {
+        match self.gate.service().input_required(held) {
+            Ok(result) => Some(json!({"jsonrpc": "2.0", "id": id, "result": result})),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sign a requestState; the call waits for another approver");
+                None
+            }
         }
     }
 
@@ -406,6 +464,41 @@ impl SessionGate {
         })
         .await
         .unwrap_or(false)
+    }
+}
+
+/// What to do with request `id` of `method` once its verdict is final.
+fn outcome(id: &Value, method: &str, v: &Verdict) -> Decided {
+    if v.forward {
+        return Decided::Forward {
+            decision: decision_name(&v.decision),
+        };
+    }
+    let checks = v
+        .decision
+        .reasons
+        .iter()
+        .map(|r| r.check.name().to_string())
+        .collect();
+    let answer = if method == "tools/call" {
+        json!({"jsonrpc": "2.0", "id": id,
+               "result": conductor_mcp::gate::refusal_result(&v.decision)})
+    } else {
+        let code = if method_class(method) == MethodClass::Unknown {
+            code::METHOD_NOT_FOUND
+        } else {
+            code::DENIED
+        };
+        json!({"jsonrpc": "2.0", "id": id, "error": {
+            "code": code,
+            "message": conductor_mcp::gate::refusal_text(&v.decision),
+            "data": { conductor_mcp::META_KEY: v.decision },
+        }})
+    };
+    Decided::Refuse {
+        answer,
+        decision: decision_name(&v.decision),
+        checks,
     }
 }
 

@@ -996,14 +996,16 @@ async fn post_inner(
     match message {
         Message::Request { value, .. } => {
             let (tx, mut rx) = mpsc::channel::<Value>(64);
+            let sse = accepts_sse(&h);
             tokio::spawn(session::handle_request(
                 Arc::clone(&app),
                 session,
                 value,
                 traceparent,
                 tx,
+                sse,
             ));
-            if accepts_sse(&h) {
+            if sse {
                 // A comment every second while the answer is pending: a client that went
                 // away is noticed by the failed write, and its call cancelled upstream.
                 let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -1038,8 +1040,15 @@ async fn post_inner(
             }
         }
         Message::Notification { value, .. } | Message::Response { value, .. } => {
-            session::handle_one_way(Arc::clone(&app), session, value).await;
-            no_store(StatusCode::ACCEPTED.into_response())
+            if session::handle_one_way(Arc::clone(&app), session, value).await {
+                no_store(StatusCode::ACCEPTED.into_response())
+            } else {
+                // INVARIANT: only the client a question was put to can answer it.
+                plain(
+                    StatusCode::NOT_FOUND,
+                    "no such question open in this session",
+                )
+            }
         }
     }
 }

@@ -177,6 +177,9 @@ async fn spy(State(seen): State<Seen>, h: HeaderMap, body: Bytes) -> Response {
             })
             .collect(),
     );
+    if let Some(last) = seen.lock().unwrap().last_mut() {
+        last.insert("(body)".into(), String::from_utf8_lossy(&body).into_owned());
+    }
     let m: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let Some(id) = m.get("id").cloned() else {
         return StatusCode::ACCEPTED.into_response();
