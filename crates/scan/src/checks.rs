@@ -290,9 +290,30 @@ pub(crate) fn generic_value_ok_relaxed(v: &[u8]) -> bool {
 
 /// Names whose value is a secret (`password`, `api_key`, `client_secret`, ...).
 pub(crate) fn key_is_secretish(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    SECRETISH_KEY_WORDS.iter().any(|w| k.contains(w))
-        && !NOT_SECRETISH.iter().any(|w| k.contains(w))
+    // Lowercased on the stack and compared where a word's first letter is: this runs
+    // for every match of the generic rule (most of them code, `token = os.environ`).
+    key_has_any(key, SECRETISH_KEY_WORDS) && !key_has_any(key, NOT_SECRETISH)
+}
+
+/// `key`, ASCII-lowercased, contains one of `words` (lowercase). Keys up to 64 bytes
+/// are lowercased on the stack: this runs for every member of every object.
+pub(crate) fn key_has_any(key: &str, words: &[&str]) -> bool {
+    let b = key.as_bytes();
+    let mut buf = [0u8; 64];
+    if b.len() > buf.len() {
+        let k = key.to_ascii_lowercase();
+        return words.iter().any(|w| k.contains(w));
+    }
+    for (d, c) in buf.iter_mut().zip(b) {
+        *d = c.to_ascii_lowercase();
+    }
+    let hay = buf.get(..b.len()).unwrap_or(&[]);
+    hay.iter().enumerate().any(|(i, &c)| {
+        words.iter().any(|w| {
+            w.as_bytes().first() == Some(&c)
+                && hay.get(i..i + w.len()).is_some_and(|x| x == w.as_bytes())
+        })
+    })
 }
 
 /// Words that make a key name a secret ([`key_is_secretish`]).
