@@ -1,7 +1,7 @@
 //! Detections in one text: the keyword prefilter, regexes on windows, key context,
 //! and the personal-data scanners.
 
-use crate::checks::{self, Verdict, key_has_any};
+use crate::checks::{self, KeyWords, Verdict, key_has_any};
 use crate::engine::{Engine, RegexRule, Trigger};
 use crate::gitleaks::AllowTarget;
 use crate::pii::{self, NumberKind, NumberWants};
@@ -210,10 +210,7 @@ pub(crate) fn scan_text(e: &Engine, t: &[u8], key_ctx: Option<&str>) -> Vec<Hit>
         Some(key)
             if !(e.phone.is_empty() && e.ssn.is_empty()) && t.iter().any(u8::is_ascii_digit) =>
         {
-            (
-                key_has_any(key, &["phone", "mobile", "tel", "fax", "cell"]),
-                key_has_any(key, &["ssn", "social_security", "socialsecurity"]),
-            )
+            (key_has_any(key, &PHONE_KEY), key_has_any(key, &SSN_KEY))
         }
         _ => (false, false),
     };
@@ -397,6 +394,10 @@ const KEY_CONTEXT_WORDS: &[&str] = &[
     "credential",
 ];
 
+static KEY_CONTEXT: KeyWords = KeyWords::new(KEY_CONTEXT_WORDS);
+static PHONE_KEY: KeyWords = KeyWords::new(&["phone", "mobile", "tel", "fax", "cell"]);
+static SSN_KEY: KeyWords = KeyWords::new(&["ssn", "social_security", "socialsecurity"]);
+
 /// The value of a member whose key names a secret.
 fn key_context_hits(e: &Engine, key: &str, t: &[u8], hits: &mut Vec<Hit>) {
     // Docker `config.json`: `"auths": {"<registry>": {"auth": "<base64 user:password>"}}`.
@@ -421,7 +422,7 @@ fn key_context_hits(e: &Engine, key: &str, t: &[u8], hits: &mut Vec<Hit>) {
     }
     // INVARIANT: every branch below needs one of `KEY_CONTEXT_WORDS` in the key, so
     // other keys (`id`, `name`, `score`: most keys) are done here.
-    if !key_has_any(key, KEY_CONTEXT_WORDS) {
+    if !key_has_any(key, &KEY_CONTEXT) {
         return;
     }
     let k = key.to_ascii_lowercase();
@@ -645,7 +646,9 @@ mod tests {
 
     #[test]
     fn key_word_lookup_matches_lowercase_contains() {
-        let words = ["phone", "tel", "ssn", "social_security", "key"];
+        const WORDS: &[&str] = &["phone", "tel", "ssn", "social_security", "key"];
+        static SET: KeyWords = KeyWords::new(WORDS);
+        let words = WORDS;
         let long = format!("{}Social_Security", "x".repeat(70));
         for key in [
             "",
@@ -662,7 +665,7 @@ mod tests {
             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxPHONE",
         ] {
             let want = words.iter().any(|w| key.to_ascii_lowercase().contains(w));
-            assert_eq!(key_has_any(key, &words), want, "{key}");
+            assert_eq!(key_has_any(key, &SET), want, "{key}");
         }
     }
 }
