@@ -12,6 +12,7 @@
 mod approvals;
 mod audit;
 mod check;
+mod console;
 mod hook;
 mod init;
 mod policy;

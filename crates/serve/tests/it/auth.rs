@@ -283,7 +283,14 @@ pub(crate) async fn gateway_with(
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let (atx, arx) = tokio::sync::oneshot::channel();
-    tokio::spawn(conductor_serve::serve(conductor_serve::ServeOptions {
+    // The web console at /console, as `conductor serve` mounts it (the file's approvers).
+    let console = conductor_console::router(conductor_console::ConsoleOptions {
+        audit: dir.path().join("audit.db"),
+        approvers: cfg.approvers.clone(),
+        tls: false,
+        hosts: Vec::new(),
+    });
+    let opts = conductor_serve::ServeOptions {
         config: cfg,
         config_path: None,
         policy_path: None,
@@ -293,7 +300,8 @@ pub(crate) async fn gateway_with(
         on_listen: Some(Box::new(move |a| {
             let _ = atx.send(a);
         })),
-    }));
+    };
+    tokio::spawn(conductor_serve::serve_with(opts, console));
     let addr = arx.await.unwrap();
     Gw {
         addr,
