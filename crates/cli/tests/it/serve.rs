@@ -22,7 +22,7 @@ const METADATA_URL: &str = "http://169.254.169.254/latest/meta-data/";
 // Peers and the gateway process
 // ---------------------------------------------------------------------------------------
 
-fn peers() -> Option<PathBuf> {
+pub(crate) fn peers() -> Option<PathBuf> {
     let dir = workspace().join(".peers");
     if dir.join("stamp").is_file() {
         return Some(dir.canonicalize().unwrap());
@@ -51,12 +51,12 @@ fn everything_js(peers: &Path) -> String {
 }
 
 /// A child in its own process group, killed with everything it started when dropped.
-struct Proc {
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
+    pub(crate) fn spawn(mut cmd: Command) -> Proc {
         cmd.process_group(0);
         Proc {
             child: cmd.spawn().unwrap(),
@@ -76,7 +76,7 @@ impl Drop for Proc {
 }
 
 /// One running gateway with its files in a temporary directory.
-struct Gateway {
+pub(crate) struct Gateway {
     dir: tempfile::TempDir,
     addr: String,
     proc: Option<Proc>,
@@ -124,15 +124,21 @@ impl Gateway {
 
     /// [`Gateway::start`] with more `conductor serve` arguments.
     fn start_with(servers: &str, extra: &str, args: &[&str]) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
-        std::fs::write(
-            dir.path().join("gateway.yaml"),
-            format!(
+        Gateway::launch(
+            POLICY,
+            &format!(
                 "version: 1\nlisten: \"127.0.0.1:0\"\norigins: [\"http://localhost:3000\"]\nservers:\n{servers}auth: {{none: {{agent: {AGENT}}}}}\n{extra}"
             ),
+            args,
         )
-        .unwrap();
+    }
+
+    /// `conductor serve` with this policy and gateway file (which must listen on
+    /// `127.0.0.1:0`), the audit store in the same temporary directory.
+    pub(crate) fn launch(policy: &str, gateway: &str, args: &[&str]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+        std::fs::write(dir.path().join("gateway.yaml"), gateway).unwrap();
         let mut cmd = crate::conductor_in(dir.path());
         cmd.args([
             "serve",
@@ -190,11 +196,11 @@ impl Gateway {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
@@ -554,7 +560,7 @@ fn serve_typescript_two_upstreams_with_the_same_tool_name_stay_distinct() {
 }
 
 /// A node preload that makes `app.listen(PORT)` bind 127.0.0.1 on a free port and print it.
-const LISTEN_LOOPBACK: &str = r#"
+pub(crate) const LISTEN_LOOPBACK: &str = r#"
 const net = require("node:net");
 const orig = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {
