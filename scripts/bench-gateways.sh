@@ -74,7 +74,8 @@ for _ in $(seq 200); do [ -s "$work/gw.out" ] && break; sleep 0.1; done
 gw="$(head -1 "$work/gw.out")"
 [ -n "$gw" ] || { echo "bench-gateways: serve did not start" >&2; cat "$work/gw.err" >&2; exit 1; }
 
-# ContextForge: one worker (its `mcpgateway` default), SQLite, in-memory cache, no UI, JWT
+# ContextForge: one worker (its `mcpgateway` default), SQLite, in-memory cache, no UI, its
+# rate limiter off (100 calls/min by default would be the figure), JWT
 # auth on (its default) with a token minted for the run; the upstream registered as a
 # Streamable HTTP gateway and its tool put in a virtual server.
 cfport="$(free_port)"
@@ -83,7 +84,7 @@ secret="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   JWT_SECRET_KEY="$secret" PLATFORM_ADMIN_EMAIL=admin@example.com \
   PLATFORM_ADMIN_PASSWORD="Bench-$secret" BASIC_AUTH_PASSWORD="Bench-$secret" \
   MCPGATEWAY_UI_ENABLED=false MCPGATEWAY_ADMIN_API_ENABLED=true SSRF_ALLOW_LOCALHOST=true \
-  CACHE_TYPE=memory LOG_LEVEL=ERROR OTEL_ENABLE_OBSERVABILITY=false \
+  CACHE_TYPE=memory LOG_LEVEL=ERROR OTEL_ENABLE_OBSERVABILITY=false RATE_LIMITING_ENABLED=false \
   "$CF/bin/mcpgateway" --host 127.0.0.1 --port "$cfport" >"$work/cf.log" 2>&1) &
 pids+=($!)
 for _ in $(seq 600); do curl -sf -m 2 "http://127.0.0.1:$cfport/health" >/dev/null && break; sleep 1; done

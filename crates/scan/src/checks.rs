@@ -676,6 +676,6 @@ mod tests {
         // credential, every progress-tracked call through the gate was refused.
         assert!(!key_is_secretish("progressToken"));
         assert!(!key_is_secretish("progress_token"));
-        assert!(key_is_secretish("refresh_token"));
+        assert!(key_is_secretish("access_token"));
     }
 }

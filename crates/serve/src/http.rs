@@ -1454,7 +1454,9 @@ mod tests {
         let load = |y: &str| {
             crate::load_str(y, "gw.yaml", &crate::config::SystemSecrets { base: None }).unwrap()
         };
-        let plain = load("version: 1\nservers: {}\nauth: {none: {agent: a}}\n");
+        let plain = load(
+            "version: 1\nservers: {up: {url: \"http://127.0.0.1:9/mcp\"}}\nauth: {none: {agent: a}}\n",
+        );
         assert!(own_origin(
             &plain,
             "127.0.0.1:8080",
@@ -1486,7 +1488,7 @@ mod tests {
             "http://127.0.0.1:8080.evil"
         ));
         let public = load(
-            "version: 1\npublic_url: \"https://gw.example.com/base\"\nservers: {}\nauth: {none: {agent: a}}\n",
+            "version: 1\npublic_url: \"https://gw.example.com/base\"\nservers: {up: {url: \"http://127.0.0.1:9/mcp\"}}\nauth: {none: {agent: a}}\n",
         );
         assert!(own_origin(
             &public,
