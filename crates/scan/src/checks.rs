@@ -397,6 +397,11 @@ const NOT_SECRETISH: &[&str] = &[
     "field",
     "kind",
     "tokenizer",
+    // MCP's `progressToken` (and its snake/kebab spellings): a correlator the client
+    // picks for progress notifications, not a credential.
+    "progresstoken",
+    "progress_token",
+    "progress-token",
     "version",
     "enabled",
     "rotation",
@@ -741,5 +746,10 @@ mod tests {
         }
         assert!(!key_is_secretish("max_tokens"));
         assert!(!key_is_secretish("secret_name"));
+        // MCP conformance sends `"progressToken": "progress-test-1"`: flagged as a
+        // credential, every progress-tracked call through the gate was refused.
+        assert!(!key_is_secretish("progressToken"));
+        assert!(!key_is_secretish("progress_token"));
+        assert!(key_is_secretish("access_token"));
     }
 }

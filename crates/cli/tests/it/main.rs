@@ -18,6 +18,7 @@ mod init;
 mod policy;
 mod sandbox;
 mod serve;
+mod serve_conformance;
 mod wrap;
 mod wrap_faults;
 mod wrap_go;

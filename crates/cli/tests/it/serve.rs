@@ -562,7 +562,7 @@ fn serve_typescript_two_upstreams_with_the_same_tool_name_stay_distinct() {
 }
 
 /// A node preload that makes `app.listen(PORT)` bind 127.0.0.1 on a free port and print it.
-const LISTEN_LOOPBACK: &str = r#"
+pub(crate) const LISTEN_LOOPBACK: &str = r#"
 const net = require("node:net");
 const orig = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {
