@@ -17,9 +17,12 @@ use conductor_mcp::gate::{MethodClass, method_class};
 use conductor_mcp::{Gate, GateConfig};
 use conductor_policy::Policy;
 use conductor_scan::FingerprintKey;
+use futures_util::FutureExt as _;
 use serde_json::{Value, json};
 
-pub use conductor_mcp::framing::{Invalid, Message, ambiguous_member, classify, code, id_key};
+pub use conductor_mcp::framing::{
+    Invalid, Message, ambiguous_member, classify, classify_value, code, id_key,
+};
 
 /// What every gate of the process shares: the gate service (policy in force,
 /// resolver, fingerprint key, audit store, session labels).
@@ -180,16 +183,19 @@ impl GateEnv {
             session,
         )
         .with_auth(e.auth);
-        let service = Arc::clone(&self.service);
-        let policy = self.policy();
-        let done = tokio::spawn(async move {
+        let service = &self.service;
+        // INVARIANT: a decision that panics is a deny (caught here, on this task: no
+        // task of its own per evaluation).
+        let done = std::panic::AssertUnwindSafe(async {
             let mut call = gate.call_for(&e.method, Some(&e.params));
             call.event = format!("authzen:{}", call.event);
             service
                 .decide_with_labels(gate.subject(), call, &e.labels)
                 .await
         })
+        .catch_unwind()
         .await;
+        let policy = self.policy();
         match done {
             Ok(v) => v.decision,
             Err(_) => failed_decision(&policy, "the gate failed while deciding"),
@@ -324,15 +330,16 @@ impl SessionGate {
                 decision: "pass".into(),
             });
         }
-        let gate = Arc::clone(&self.gate);
-        let m = method.to_string();
-        // INVARIANT: a decision that panics is a refusal (the task's join error).
-        let done = tokio::spawn(async move {
+        // INVARIANT: a decision that panics is a refusal (caught on this task; a task
+        // of its own per decision cost a spawn and a wake-up for nothing).
+        let gate = &self.gate;
+        let done = std::panic::AssertUnwindSafe(async move {
             match answered {
-                Some(a) => gate.decide_answered(&m, params.as_ref(), a).await,
-                None => gate.decide(&m, params.as_ref()).await,
+                Some(a) => gate.decide_answered(method, params.as_ref(), a).await,
+                None => gate.decide(method, params.as_ref()).await,
             }
         })
+        .catch_unwind()
         .await;
         match done {
             Ok(v) => match v.held.clone() {
@@ -455,6 +462,33 @@ impl SessionGate {
         else {
             return true;
         };
+        // A small answer (the usual one) is scanned on this task — microseconds, where
+        // a hop to a blocking thread and back cost more than the scan; only labels to
+        // record go to a blocking thread (the session store may block).
+        let mut budget = INLINE_SCAN_BYTES;
+        if fits(body, &mut budget) {
+            let gate = &self.gate;
+            let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                gate.service().scan_labels(gate.subject(), body)
+            }));
+            let labels = match scanned {
+                Ok(l) => l,
+                Err(_) => return false,
+            };
+            if labels.is_empty() {
+                return true;
+            }
+            let gate = Arc::clone(&self.gate);
+            // INVARIANT: labels that cannot be recorded withhold the message.
+            return tokio::task::spawn_blocking(move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    gate.service().raise_labels(gate.subject(), &labels).is_ok()
+                }))
+                .unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false);
+        }
         let gate = Arc::clone(&self.gate);
         let body = body.clone();
         // INVARIANT: labels that cannot be recorded withhold the message.
@@ -499,6 +533,33 @@ fn outcome(id: &Value, method: &str, v: &Verdict) -> Decided {
         answer,
         decision: decision_name(&v.decision),
         checks,
+    }
+}
+
+/// Largest answer (string bytes, member names and a little per value) scanned on the
+/// async task rather than on a blocking thread.
+const INLINE_SCAN_BYTES: usize = 8 * 1024;
+
+/// Whether `v` is at most `budget` bytes of text (stops counting once over).
+fn fits(v: &Value, budget: &mut usize) -> bool {
+    fn take(budget: &mut usize, n: usize) -> bool {
+        match budget.checked_sub(n) {
+            Some(left) => {
+                *budget = left;
+                true
+            }
+            None => false,
+        }
+    }
+    match v {
+        Value::String(s) => take(budget, s.len() + 2),
+        Value::Array(items) => take(budget, 2) && items.iter().all(|i| fits(i, budget)),
+        Value::Object(m) => {
+            take(budget, 2)
+                && m.iter()
+                    .all(|(k, i)| take(budget, k.len() + 3) && fits(i, budget))
+        }
+        _ => take(budget, 8),
     }
 }
 
@@ -577,6 +638,33 @@ mod tests {
             .await
             .expect("refused");
         assert_eq!(refused["error"]["code"], code::DENIED, "{refused}");
+    }
+
+    // A small answer is scanned on the async task, a large one on a blocking thread:
+    // both raise the session's labels before the answer is relayed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_small_and_large_raise_the_labels_of_what_they_carry() {
+        let secret = "AKIAQYLPMN5HHHFPZAM2 wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEZ";
+        for (n, filler) in [(0usize, 0usize), (1, 2 * INLINE_SCAN_BYTES)] {
+            // Labels are kept per agent: a fresh service for each case.
+            let dir = tempfile::tempdir().unwrap();
+            let gates = env(dir.path());
+            let g = gates.session_gate("bot", "up");
+            let clean = json!({"jsonrpc": "2.0", "id": n, "result": {"content": [
+                {"type": "text", "text": "x".repeat(filler)}]}});
+            assert!(g.label(&clean).await);
+            let subject = g.gate.subject();
+            assert!(gates.service().labels(subject).unwrap().is_empty());
+            let mut budget = INLINE_SCAN_BYTES;
+            assert_eq!(fits(&clean, &mut budget), filler == 0);
+            let carrying = json!({"jsonrpc": "2.0", "id": n, "result": {"content": [
+                {"type": "text", "text": format!("{} {secret}", "x".repeat(filler))}]}});
+            assert!(g.label(&carrying).await);
+            assert!(
+                !gates.service().labels(subject).unwrap().is_empty(),
+                "answer {n}: no label raised"
+            );
+        }
     }
 
     // Every non-metadata method is decided; metadata passes to the data pre-check.

@@ -682,6 +682,74 @@ async fn jwt_key_rotation_is_picked_up_on_an_unknown_kid() {
     assert_refused(&a, "not one of the issuer's keys");
 }
 
+// The gateway remembers tokens it verified (signature checked once per token): a
+// remembered token must still be refused once it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_a_remembered_token_is_refused_once_it_expires() {
+    let k = es256("k1");
+    let (_j, jwks) = jwks_server(&[&k]).await;
+    let (_seen, up) = spy_server().await;
+    let gw = gateway(&jwt_gateway_yaml(up, jwks, "    leeway_seconds: 0\n")).await;
+    let mut c = claims(AUD);
+    c["exp"] = json!(now() + 2);
+    let t = mint(&k, &c);
+    for _ in 0..2 {
+        let a = send(
+            &gw.url("/mcp/up"),
+            &[("authorization", &bearer(&t))],
+            &initialize(),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let a = send(
+        &gw.url("/mcp/up"),
+        &[("authorization", &bearer(&t))],
+        &initialize(),
+    )
+    .await;
+    assert_refused(&a, "expired");
+}
+
+// A remembered token is bound to the key set it was verified with: when the issuer
+// publishes another key under the same `kid`, the token signed with the old key is
+// verified again, and refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_a_remembered_token_is_refused_when_its_kid_names_another_key() {
+    let (old, replacement) = (es256("k1"), es256("k1"));
+    let (j, jwks) = jwks_server(&[&old]).await;
+    let (_seen, up) = spy_server().await;
+    let gw = gateway(&jwt_gateway_yaml(up, jwks, "    refresh_seconds: 1\n")).await;
+    let t = mint(&old, &claims(AUD));
+    for _ in 0..2 {
+        let a = send(
+            &gw.url("/mcp/up"),
+            &[("authorization", &bearer(&t))],
+            &initialize(),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    set_keys(&j, &[&replacement]);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let a = send(
+        &gw.url("/mcp/up"),
+        &[("authorization", &bearer(&t))],
+        &initialize(),
+    )
+    .await;
+    assert_refused(&a, "signature does not verify");
+    let fresh = mint(&replacement, &claims(AUD));
+    let a = send(
+        &gw.url("/mcp/up"),
+        &[("authorization", &bearer(&fresh))],
+        &initialize(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_a_jwks_that_cannot_be_fetched_refuses_and_stale_keys_expire() {
     let k = es256("k1");
