@@ -773,6 +773,19 @@ impl Service {
     /// Returns the labels found. A store that cannot record them is an error: the
     /// transport must not deliver the message (the taint would be lost).
     pub fn label(&self, subject: &Subject, value: &Value) -> Result<Vec<String>, StoreError> {
+        let labels = self.scan_labels(subject, value);
+        if !labels.is_empty() {
+            self.raise_labels(subject, &labels)?;
+        }
+        Ok(labels)
+    }
+
+    /// The scanning half of [`Service::label`]: the labels what a server sent carries
+    /// (its strings, and joined with the tail of what the session received before),
+    /// nothing recorded yet. CPU only — no store, no DNS: a transport may run it on
+    /// its async task for a small message and go to a blocking thread only for
+    /// [`Service::raise_labels`], when something was found.
+    pub fn scan_labels(&self, subject: &Subject, value: &Value) -> Vec<String> {
         let policy = self.policy();
         let world = World {
             resolver: &NoLookup,
@@ -807,16 +820,18 @@ impl Service {
                 w.insert(subject.session.clone(), tail);
             }
         }
-        if !labels.is_empty() {
-            // The policy's `sessions.label_ttl`, else the service's default.
-            let ttl = policy.label_ttl().unwrap_or(self.options.label_ttl);
-            let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
-            let expires = conductor_audit::time::now_micros().saturating_add(ttl);
-            // INVARIANT: labels are only ever raised.
-            self.sessions
-                .raise(&subject.taint_key(), &labels, expires)?;
-        }
-        Ok(labels)
+        labels
+    }
+
+    /// The recording half of [`Service::label`]: raise the subject's labels (the
+    /// session store; may block). An error means the message must not be delivered.
+    pub fn raise_labels(&self, subject: &Subject, labels: &[String]) -> Result<(), StoreError> {
+        // The policy's `sessions.label_ttl`, else the service's default.
+        let ttl = self.policy().label_ttl().unwrap_or(self.options.label_ttl);
+        let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
+        let expires = conductor_audit::time::now_micros().saturating_add(ttl);
+        // INVARIANT: labels are only ever raised.
+        self.sessions.raise(&subject.taint_key(), labels, expires)
     }
 
     /// Pin a tool descriptor digest in the subject's session; a changed descriptor is

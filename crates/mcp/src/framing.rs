@@ -175,6 +175,17 @@ pub fn classify(line: &[u8]) -> Result<Message, Invalid> {
         }
         Err(e) => return Err(Invalid::Parse(e.to_string())),
     };
+    classify_parsed(value, has_bare_cr(line))
+}
+
+/// [`classify`] of a message already parsed (by the strict reader, or built by us):
+/// the same shape checks, without serialising it to parse it again. A parsed value has
+/// no bare carriage return between tokens and no duplicate member names left.
+pub fn classify_value(value: Value) -> Result<Message, Invalid> {
+    classify_parsed(value, false)
+}
+
+fn classify_parsed(value: Value, bare_cr: bool) -> Result<Message, Invalid> {
     let Value::Object(obj) = &value else {
         let message = if value.is_array() {
             "json-rpc batches are not supported; send one message per line".to_string()
@@ -226,7 +237,7 @@ pub fn classify(line: &[u8]) -> Result<Message, Invalid> {
     // server, Node `readline`, Java `readLine`) split the line there, so a harmless
     // message could carry a second, ungated one (`…"params":{"x":\r{…tools/call…}\r}}`).
     // A `\r` cannot occur inside a JSON string, so only one final `\r` (CRLF) is legal.
-    if has_bare_cr(line) {
+    if bare_cr {
         return Err(shape(
             "a bare carriage return inside a message (peers would split the line there)",
         ));

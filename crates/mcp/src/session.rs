@@ -156,9 +156,8 @@ pub struct Session {
     pending: HashMap<String, (Value, Kind)>,
     /// Server requests waiting for the client: id key → method.
     from_server: HashMap<String, String>,
-    /// The gate's own `elicitation/create` requests waiting for the client: id key →
-    /// the held call.
-    asks: HashMap<String, Held>,
+    /// The gate's own `elicitation/create` requests waiting for the client.
+    asks: Asks,
     /// The client declared the `elicitation` capability in `initialize` (2025-11-25).
     elicits: bool,
 }
@@ -239,9 +238,7 @@ impl Session {
                 let mut value = value;
                 let mut bytes = bytes;
                 if method == "initialize" {
-                    self.elicits = value
-                        .pointer("/params/capabilities/elicitation")
-                        .is_some_and(Value::is_object);
+                    self.elicits = declares_elicitation(value.get("params"));
                 }
                 let takes_input_required = takes_input_required(&value);
                 // The gate's own state and the person's answer are the gate's: taken off
@@ -303,7 +300,7 @@ impl Session {
             }
             Message::Response { id, value } => {
                 // INVARIANT: an answer to the gate's own question never reaches the server.
-                if let Some(held) = self.asks.remove(&framing::id_key(&id)) {
+                if let Some(held) = self.asks.take(&id) {
                     return ClientStep::Answered {
                         held,
                         result: value.get("result").cloned(),
@@ -416,49 +413,28 @@ impl Session {
     /// How a held call of `pending` is put to the person at the client, when the policy
     /// lets the gate ask there (`allowed`).
     pub fn ask_mode(&self, pending: &Pending, allowed: bool) -> Ask {
-        if !allowed || pending.id.is_none() || pending.mode != Mode::Always {
-            Ask::No
-        } else if pending.takes_input_required {
-            Ask::InputRequired
-        } else if self.elicits {
-            Ask::Elicit
-        } else {
-            Ask::No
-        }
+        let decided_request = pending.id.is_some() && pending.mode == Mode::Always;
+        ask_mode(
+            allowed && decided_request,
+            pending.takes_input_required,
+            self.elicits,
+        )
     }
 
     /// The gate's `elicitation/create` request to the client about `held` (form
     /// `params`), under an id of the gate's own; `None` when no id could be drawn.
     pub fn ask(&mut self, held: &Held, params: Value) -> Option<Vec<u8>> {
-        let mut raw = [0u8; 16];
-        getrandom::fill(&mut raw).ok()?;
-        let id = Value::String(format!("{ASK_ID_PREFIX}{}", hex::encode(raw)));
-        let key = framing::id_key(&id);
-        if self.from_server.contains_key(&key) || self.asks.len() >= MAX_PENDING {
-            return None;
-        }
-        self.asks.insert(key, held.clone());
-        serde_json::to_vec(&serde_json::json!({
-            "jsonrpc": "2.0", "id": id, "method": "elicitation/create", "params": params,
-        }))
-        .ok()
+        let from_server = &self.from_server;
+        let request = self
+            .asks
+            .ask(held, params, |key| from_server.contains_key(key))?;
+        serde_json::to_vec(&request).ok()
     }
 
     /// `held` was decided: if the gate's question about it is still open at the client,
     /// the `notifications/cancelled` that withdraws it.
     pub fn forget_ask(&mut self, held: &Held) -> Option<Vec<u8>> {
-        let key = self
-            .asks
-            .iter()
-            .find(|(_, h)| h.id() == held.id())
-            .map(|(k, _)| k.clone())?;
-        self.asks.remove(&key);
-        let id: Value = serde_json::from_str(&key).ok()?;
-        serde_json::to_vec(&serde_json::json!({
-            "jsonrpc": "2.0", "method": "notifications/cancelled",
-            "params": {"requestId": id, "reason": "the call was decided elsewhere"},
-        }))
-        .ok()
+        serde_json::to_vec(&self.asks.forget(held)?).ok()
     }
 
     /// Answer `pending` with `result` (an `input_required` result) instead of sending
@@ -511,7 +487,7 @@ impl Session {
             }
             // Server requests and notifications carry text to the agent too.
             Message::Request { id, method, value } => {
-                if self.asks.contains_key(&framing::id_key(&id)) {
+                if self.asks.asked(&id) {
                     // INVARIANT: the client's answer must not be taken for the gate's.
                     crate::warn(
                         "dropped a request from the mcp server that reuses an id of the gate's own",
@@ -597,9 +573,107 @@ impl Session {
     }
 }
 
+/// How a held call is put to the person at the client: `allowed` (the policy lets the
+/// gate ask there, and the message is a decided request), then the 2026-07-28
+/// `input_required` result when the request says its client takes one, else the
+/// 2025-11-25 `elicitation/create` when the client declared `elicitation`.
+pub fn ask_mode(allowed: bool, takes_input_required: bool, elicits: bool) -> Ask {
+    if !allowed {
+        Ask::No
+    } else if takes_input_required {
+        Ask::InputRequired
+    } else if elicits {
+        Ask::Elicit
+    } else {
+        Ask::No
+    }
+}
+
+/// Whether `initialize` params declare the `elicitation` capability (2025-11-25).
+pub fn declares_elicitation(params: Option<&Value>) -> bool {
+    params
+        .and_then(|p| p.pointer("/capabilities/elicitation"))
+        .is_some_and(Value::is_object)
+}
+
+/// Whether `id` has the form of the gate's own requests to the client (it may be no
+/// question open in this session).
+pub fn is_ask_id(id: &Value) -> bool {
+    id.as_str().is_some_and(|s| s.starts_with(ASK_ID_PREFIX))
+}
+
+/// The gate's own `elicitation/create` requests open at one client, by id: the book
+/// every transport keeps (the stdio relay's [`Session`], the HTTP gateway's sessions).
+///
+/// INVARIANT: an id is drawn from 128 random bits under a prefix of the gate's, and is
+/// never one the server has in flight: the client's answer cannot be taken for the
+/// server's, nor the server's request for the gate's.
+#[derive(Debug, Default)]
+pub struct Asks {
+    /// id key → (the id, the held call asked about).
+    open: HashMap<String, (Value, Held)>,
+}
+
+impl Asks {
+    /// A book with no question open.
+    pub fn new() -> Asks {
+        Asks::default()
+    }
+
+    /// The `elicitation/create` request asking about `held` (form `params`), under a new
+    /// id of the gate's own (`in_use`: whether the transport already uses an id key);
+    /// `None` when no id could be drawn or too many questions are open.
+    pub fn ask(
+        &mut self,
+        held: &Held,
+        params: Value,
+        in_use: impl Fn(&str) -> bool,
+    ) -> Option<Value> {
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw).ok()?;
+        let id = Value::String(format!("{ASK_ID_PREFIX}{}", hex::encode(raw)));
+        let key = framing::id_key(&id);
+        if in_use(&key) || self.open.contains_key(&key) || self.open.len() >= MAX_PENDING {
+            return None;
+        }
+        self.open.insert(key, (id.clone(), held.clone()));
+        Some(serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "method": "elicitation/create", "params": params,
+        }))
+    }
+
+    /// Whether `id` is a question open here.
+    pub fn asked(&self, id: &Value) -> bool {
+        self.open.contains_key(&framing::id_key(id))
+    }
+
+    /// The client answered `id`: the held call it asked about, if it is open here (it
+    /// is closed by this).
+    pub fn take(&mut self, id: &Value) -> Option<Held> {
+        self.open.remove(&framing::id_key(id)).map(|(_, held)| held)
+    }
+
+    /// `held` was decided: if the question about it is still open, it is closed and the
+    /// `notifications/cancelled` that withdraws it is returned.
+    pub fn forget(&mut self, held: &Held) -> Option<Value> {
+        // (The id itself, not its key: a key is not JSON — `notifications/cancelled`
+        // was never sent while it was read back from the key.)
+        let key = self
+            .open
+            .iter()
+            .find(|(_, (_, h))| h.id() == held.id())
+            .map(|(k, _)| k.clone())?;
+        let (id, _) = self.open.remove(&key)?;
+        Some(serde_json::json!({
+            "jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": id, "reason": "the call was decided elsewhere"},
+        }))
+    }
+}
+
 /// Whether a request says (2026-07-28 `_meta`) that its client takes an
 /// `input_required` result with an elicitation in it.
-fn takes_input_required(request: &Value) -> bool {
+pub fn takes_input_required(request: &Value) -> bool {
     let Some(meta) = request.pointer("/params/_meta") else {
         return false;
     };
@@ -613,7 +687,7 @@ fn takes_input_required(request: &Value) -> bool {
 
 /// Take the gate's `requestState` (and the person's answer under the gate's key in
 /// `inputResponses`) off a retried request. A `requestState` of the server's is left.
-fn take_answer(request: &mut Value) -> Option<Answered> {
+pub fn take_answer(request: &mut Value) -> Option<Answered> {
     let params = request.get_mut("params")?.as_object_mut()?;
     let state = params.get("requestState")?.as_str()?;
     if !is_our_state(state) {

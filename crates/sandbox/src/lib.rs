@@ -27,6 +27,7 @@ mod fdpass;
 mod init;
 mod plan;
 mod proxy;
+mod relay;
 pub mod seccomp;
 mod sys;
 pub mod tls;
@@ -184,17 +185,10 @@ pub(crate) enum Reply {
 /// Keeps the egress proxy running; dropping it stops the proxy.
 #[derive(Debug)]
 pub struct SandboxGuard {
-    task: Option<tokio::task::JoinHandle<()>>,
+    /// The egress proxy's thread (stopped when this is dropped).
+    _proxy: Option<proxy::Proxy>,
     /// What the init reported.
     pub ready: Ready,
-}
-
-impl Drop for SandboxGuard {
-    fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
 }
 
 /// How long the init may take to report.
@@ -248,19 +242,30 @@ async fn spawn_inner(
             return Err(layer_error(Layer::Init, "the handshake did not finish"));
         }
     };
-    let task = match egress {
+    let proxy = match egress {
         Some(egress) => {
             let listener = std::net::TcpListener::from(listener);
-            listener
-                .set_nonblocking(true)
-                .map_err(|e| layer_error(Layer::Network, e.to_string()))?;
-            let listener = tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| layer_error(Layer::Network, e.to_string()))?;
-            Some(tokio::spawn(proxy::serve(listener, egress)))
+            match proxy::start(listener, egress) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    return Err(layer_error(
+                        Layer::Network,
+                        format!("cannot start the egress proxy: {e}"),
+                    ));
+                }
+            }
         }
         None => None,
     };
-    Ok((child, SandboxGuard { task, ready }))
+    Ok((
+        child,
+        SandboxGuard {
+            _proxy: proxy,
+            ready,
+        },
+    ))
 }
 
 fn handshake(

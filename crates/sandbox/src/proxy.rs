@@ -21,9 +21,13 @@
 //!    before the first byte goes out.
 //!
 //! Every check of steps 1–4 and the record of step 5 are the gate's
-//! (`conductor_gate::Service::check_connection` / `record_connection`): this module only
+//! (`conductor_gate::Service::check_connection` / `record_connection_here`): this module only
 //! reads its wire (request heads, the ClientHello) and refuses what two readers could
 //! read differently. One implementation of each check, for calls and connections alike.
+//!
+//! Each sandbox's proxy runs on a thread of its own ([`start`]); the bytes no check reads
+//! (an answer's body after its checked head, a tunnel after its checked ClientHello) are
+//! spliced in the kernel (`relay.rs`).
 //!
 //! INVARIANT: no byte from the server reaches any address the policy did not allow for
 //! that very connection, and no connection goes out unrecorded.
@@ -40,7 +44,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::Egress;
+use crate::{Egress, relay};
 
 /// Largest request or response head read.
 const MAX_HEAD: usize = 64 * 1024;
@@ -54,8 +58,48 @@ const RELAY_BUF: usize = 256 * 1024;
 /// How long one upstream connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The proxy of one sandbox, on a thread of its own; dropping it stops the proxy (and
+/// ends the connections it still serves).
+#[derive(Debug)]
+pub(crate) struct Proxy {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Start serving `listener` on a thread of its own with a single-threaded runtime.
+///
+/// Every step of a connection — accept, the head, the gate's decision and its committed
+/// record, the pinned connect, the upstream's answer, the relay — runs on this one
+/// thread: no hand-off between threads (each a wake-up of an idle vCPU, which were most
+/// of a proxied connection's fixed cost), and the record is committed here
+/// (`record_connection_here`; only this sandbox's connections wait for it).
+pub(crate) fn start(
+    listener: std::net::TcpListener,
+    egress: Arc<Egress>,
+) -> Result<Proxy, std::io::Error> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("conductor-proxy".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = TcpListener::from_std(listener) else {
+                    return;
+                };
+                tokio::select! {
+                    () = serve(listener, egress) => {}
+                    _ = stopped => {}
+                }
+            });
+        })?;
+    Ok(Proxy { _stop: stop })
+}
+
 /// Accept and serve connections until the listener fails for good.
-pub(crate) async fn serve(listener: TcpListener, egress: Arc<Egress>) {
+async fn serve(listener: TcpListener, egress: Arc<Egress>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -357,8 +401,7 @@ async fn refuse_unrecorded(client: &mut TcpStream, egress: &Arc<Egress>, target:
         // A failed record changes nothing here: the connection is refused either way.
         let _ = egress
             .service
-            .record_connection(&egress.subject, checked, Vec::new())
-            .await;
+            .record_connection_here(&egress.subject, checked, Vec::new());
     }
     respond(client, &r).await;
 }
@@ -398,9 +441,7 @@ async fn tunnel(
     let mut checked: CheckedConnection =
         service.check_connection(&egress.subject, connection).await;
     if !checked.allowed() {
-        let verdict = service
-            .record_connection(&egress.subject, checked, Vec::new())
-            .await;
+        let verdict = service.record_connection_here(&egress.subject, checked, Vec::new());
         return Err(verdict_refusal(&verdict.decision, ""));
     }
     let Some(host) = checked
@@ -465,9 +506,7 @@ async fn tunnel(
         }
     }
     checked.set_sni(sni.map(|n| header_safe(&n)));
-    let verdict = service
-        .record_connection(&egress.subject, checked, problems)
-        .await;
+    let verdict = service.record_connection_here(&egress.subject, checked, problems);
     let Some(dest) = forwarded(&verdict) else {
         // The 200 is gone already: the TLS client sees the connection close.
         let _ = client.shutdown().await;
@@ -483,8 +522,22 @@ async fn tunnel(
     if upstream.write_all(&early).await.is_err() {
         return Ok(());
     }
-    let _ =
-        tokio::io::copy_bidirectional_with_sizes(client, &mut upstream, RELAY_BUF, RELAY_BUF).await;
+    // The checked tunnel: TLS the proxy does not read, spliced in the kernel (copied
+    // through the proxy's buffers when no pipe can be had).
+    match (relay::Pipe::new(), relay::Pipe::new()) {
+        (Ok(ab), Ok(ba)) => {
+            let _ = relay::splice_both_ways(client, &upstream, &ab, &ba).await;
+        }
+        _ => {
+            let _ = tokio::io::copy_bidirectional_with_sizes(
+                client,
+                &mut upstream,
+                RELAY_BUF,
+                RELAY_BUF,
+            )
+            .await;
+        }
+    }
     Ok(())
 }
 
@@ -671,10 +724,13 @@ async fn plain(
             "body": String::from_utf8_lossy(&body),
         }),
     };
+    let checked = egress
+        .service
+        .check_connection(&egress.subject, connection)
+        .await;
     let verdict = egress
         .service
-        .decide_connection(&egress.subject, connection, Vec::new())
-        .await;
+        .record_connection_here(&egress.subject, checked, Vec::new());
     let Some(dest) = forwarded(&verdict) else {
         return Err(verdict_refusal(&verdict.decision, ""));
     };
@@ -700,15 +756,10 @@ async fn plain(
         out.push_str(&format!("Host: {authority}\r\n"));
     }
     out.push_str("Connection: close\r\n\r\n");
-    upstream.write_all(out.as_bytes()).await.map_err(|_| {
-        refusal(
-            502,
-            "egress.upstream",
-            "the destination closed the connection",
-        )
-        .recorded()
-    })?;
-    upstream.write_all(&body).await.map_err(|_| {
+    // The request as decided and its checked body, in one write.
+    let mut request = out.into_bytes();
+    request.extend_from_slice(&body);
+    upstream.write_all(&request).await.map_err(|_| {
         refusal(
             502,
             "egress.upstream",
@@ -760,19 +811,26 @@ async fn plain(
         out.push_str(&format!("{n}: {v}\r\n"));
     }
     out.push_str("Connection: close\r\n\r\n");
-    if client.write_all(out.as_bytes()).await.is_err() {
+    // The checked head and the start of the body in one write (one segment, one wake-up
+    // of the client).
+    let mut answer = out.into_bytes();
+    answer.extend_from_slice(rbuf.get(end..).unwrap_or_default());
+    if client.write_all(&answer).await.is_err() {
         return Ok(());
     }
-    if client
-        .write_all(rbuf.get(end..).unwrap_or_default())
-        .await
-        .is_err()
-    {
-        return Ok(());
+    // The rest of the body: no rule reads a response body (the data rules look at what
+    // goes out, the redirect check at the head), so it is spliced in the kernel; copied
+    // through a buffer when no pipe can be had.
+    match relay::Pipe::new() {
+        Ok(pipe) => {
+            let _ = relay::splice_one_way(&upstream, client, &pipe).await;
+        }
+        Err(_) => {
+            let mut upstream = tokio::io::BufReader::with_capacity(RELAY_BUF, upstream);
+            let _ = tokio::io::copy_buf(&mut upstream, client).await;
+            let _ = client.shutdown().await;
+        }
     }
-    let mut upstream = tokio::io::BufReader::with_capacity(RELAY_BUF, upstream);
-    let _ = tokio::io::copy_buf(&mut upstream, client).await;
-    let _ = client.shutdown().await;
     Ok(())
 }
 

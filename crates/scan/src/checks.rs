@@ -290,10 +290,61 @@ pub(crate) fn generic_value_ok_relaxed(v: &[u8]) -> bool {
 
 /// Names whose value is a secret (`password`, `api_key`, `client_secret`, ...).
 pub(crate) fn key_is_secretish(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    SECRETISH_KEY_WORDS.iter().any(|w| k.contains(w))
-        && !NOT_SECRETISH.iter().any(|w| k.contains(w))
+    // Lowercased on the stack and compared where a word's first letter is: this runs
+    // for every match of the generic rule (most of them code, `token = os.environ`).
+    key_has_any(key, &SECRETISH) && !key_has_any(key, &NOT_SECRETISH_WORDS)
 }
+
+/// Lowercase key words and a table of their first bytes, for [`key_has_any`].
+pub(crate) struct KeyWords {
+    words: &'static [&'static str],
+    first: [bool; 256],
+}
+
+impl KeyWords {
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "compile-time table: a `u8` indexes a 256-entry array"
+    )]
+    pub(crate) const fn new(words: &'static [&'static str]) -> KeyWords {
+        let mut first = [false; 256];
+        let mut w = 0;
+        while w < words.len() {
+            let word = words[w].as_bytes();
+            if !word.is_empty() {
+                first[word[0] as usize] = true;
+            }
+            w += 1;
+        }
+        KeyWords { words, first }
+    }
+}
+
+/// `key`, ASCII-lowercased, contains one of `words`. Keys up to 64 bytes are
+/// lowercased on the stack and words compared only where one's first byte is: this
+/// runs for every member of every object.
+pub(crate) fn key_has_any(key: &str, words: &KeyWords) -> bool {
+    let b = key.as_bytes();
+    let mut buf = [0u8; 64];
+    if b.len() > buf.len() {
+        let k = key.to_ascii_lowercase();
+        return words.words.iter().any(|w| k.contains(w));
+    }
+    for (d, c) in buf.iter_mut().zip(b) {
+        *d = c.to_ascii_lowercase();
+    }
+    let hay = buf.get(..b.len()).unwrap_or(&[]);
+    hay.iter().enumerate().any(|(i, &c)| {
+        words.first.get(usize::from(c)).copied().unwrap_or(false)
+            && words.words.iter().any(|w| {
+                w.as_bytes().first() == Some(&c)
+                    && hay.get(i..i + w.len()).is_some_and(|x| x == w.as_bytes())
+            })
+    })
+}
+
+static SECRETISH: KeyWords = KeyWords::new(SECRETISH_KEY_WORDS);
+static NOT_SECRETISH_WORDS: KeyWords = KeyWords::new(NOT_SECRETISH);
 
 /// Words that make a key name a secret ([`key_is_secretish`]).
 pub(crate) const SECRETISH_KEY_WORDS: &[&str] = &[
@@ -346,6 +397,11 @@ const NOT_SECRETISH: &[&str] = &[
     "field",
     "kind",
     "tokenizer",
+    // MCP's `progressToken` (and its snake/kebab spellings): a correlator the client
+    // picks for progress notifications, not a credential.
+    "progresstoken",
+    "progress_token",
+    "progress-token",
     "version",
     "enabled",
     "rotation",
@@ -665,7 +721,35 @@ mod tests {
         assert!(!generic_value_ok(b"2024-01-15"));
         assert!(!generic_value_ok(b"process.env.TOKEN"));
         assert!(key_is_secretish("DB_PASSWORD"));
+        // The table-driven look-up decides like lowercasing and `contains`.
+        let long = format!("{}Api_Key", "x".repeat(70));
+        for key in [
+            "DB_PASSWORD",
+            "max_tokens",
+            "secret_name",
+            "GITHUB_TOKEN",
+            "x-api-key",
+            "AccessKey",
+            "tokenizer",
+            "private_key_id",
+            "passwd",
+            "Pwd",
+            "author",
+            "",
+            "_id",
+            long.as_str(),
+        ] {
+            let k = key.to_ascii_lowercase();
+            let want = SECRETISH_KEY_WORDS.iter().any(|w| k.contains(w))
+                && !NOT_SECRETISH.iter().any(|w| k.contains(w));
+            assert_eq!(key_is_secretish(key), want, "{key}");
+        }
         assert!(!key_is_secretish("max_tokens"));
         assert!(!key_is_secretish("secret_name"));
+        // MCP conformance sends `"progressToken": "progress-test-1"`: flagged as a
+        // credential, every progress-tracked call through the gate was refused.
+        assert!(!key_is_secretish("progressToken"));
+        assert!(!key_is_secretish("progress_token"));
+        assert!(key_is_secretish("access_token"));
     }
 }

@@ -1,7 +1,7 @@
 //! Detections in one text: the keyword prefilter, regexes on windows, key context,
 //! and the personal-data scanners.
 
-use crate::checks::{self, Verdict};
+use crate::checks::{self, KeyWords, Verdict, key_has_any};
 use crate::engine::{Engine, RegexRule, Trigger};
 use crate::gitleaks::AllowTarget;
 use crate::pii::{self, NumberKind, NumberWants};
@@ -210,10 +210,7 @@ pub(crate) fn scan_text(e: &Engine, t: &[u8], key_ctx: Option<&str>) -> Vec<Hit>
         Some(key)
             if !(e.phone.is_empty() && e.ssn.is_empty()) && t.iter().any(u8::is_ascii_digit) =>
         {
-            (
-                key_has_any(key, &["phone", "mobile", "tel", "fax", "cell"]),
-                key_has_any(key, &["ssn", "social_security", "socialsecurity"]),
-            )
+            (key_has_any(key, &PHONE_KEY), key_has_any(key, &SSN_KEY))
         }
         _ => (false, false),
     };
@@ -257,23 +254,39 @@ fn run_rule(e: &Engine, ri: usize, t: &[u8], a: usize, b: usize, hits: &mut Vec<
     let Some(regex) = rule.regex.get() else {
         return;
     };
-    for caps in regex.captures_iter(window) {
-        let Some(m) = caps.get(0) else {
+    let generic = rule.builtin && rule.verify == Verify::Generic;
+    let mut locs = regex.capture_locations();
+    // The matches are found with the DFAs alone; the capture groups (the bounded
+    // backtracker, most of a rule's cost) are read only for a match that can pass.
+    for m in regex.find_iter(window) {
+        if generic && generic_value_fails(m.as_bytes()) {
+            continue;
+        }
+        // The leftmost match from `m`'s start is `m` itself: no match starts earlier
+        // after the previous one, and one start has one leftmost-first match.
+        if regex
+            .captures_read_at(&mut locs, window, m.start())
+            .is_none()
+        {
+            continue;
+        }
+        let group = |g: usize| locs.get(g);
+        let Some((m0, m1)) = group(0) else {
             continue;
         };
         let sec = match rule.group {
-            Some(g) => caps.get(g),
-            None => (1..caps.len()).find_map(|g| caps.get(g)).or(Some(m)),
+            Some(g) => group(g),
+            None => (1..locs.len()).find_map(group).or(Some((m0, m1))),
         };
-        let Some(sec) = sec else {
+        let Some((s0, s1)) = sec else {
             continue;
         };
-        if sec.is_empty() {
+        if s1 <= s0 {
             continue;
         }
-        let secret = sec.as_bytes();
-        let (ms, me) = (a + m.start(), a + m.end());
-        let (ss, se) = (a + sec.start(), a + sec.end());
+        let secret = window.get(s0..s1).unwrap_or(&[]);
+        let (ms, me) = (a + m0, a + m1);
+        let (ss, se) = (a + s0, a + s1);
         if rule.builtin && rule.verify != Verify::UrlPassword && checks::is_placeholder(secret) {
             continue;
         }
@@ -281,7 +294,7 @@ fn run_rule(e: &Engine, ri: usize, t: &[u8], a: usize, b: usize, hits: &mut Vec<
             continue;
         }
         let name = if rule.group == Some(2) {
-            caps.get(1).map(|n| n.as_bytes())
+            group(1).and_then(|(n0, n1)| window.get(n0..n1))
         } else {
             None
         };
@@ -301,6 +314,39 @@ fn run_rule(e: &Engine, ri: usize, t: &[u8], a: usize, b: usize, hits: &mut Vec<
             low_priority: rule.low_priority,
         });
     }
+}
+
+/// A match of the generic rule whose value cannot pass `checks::generic_value_ok`.
+///
+/// The rule's value group is its last element, so the value is a suffix of the match
+/// made of value bytes (`[^\s'"\x60;,<>(){}\[\]]`). When the longest such suffix
+/// holds only letters and `_.-`, so does every value the groups could give, and
+/// `generic_value_ok` refuses words and dotted names (`token = os.environ`): the
+/// match is rejected without reading its groups. A unit test checks the regex's shape.
+fn generic_value_fails(m: &[u8]) -> bool {
+    m.iter()
+        .rev()
+        .take_while(|&&b| {
+            !(b.is_ascii_whitespace()
+                || b == 0x0b
+                || matches!(
+                    b,
+                    b'\''
+                        | b'"'
+                        | b'`'
+                        | b';'
+                        | b','
+                        | b'<'
+                        | b'>'
+                        | b'('
+                        | b')'
+                        | b'{'
+                        | b'}'
+                        | b'['
+                        | b']'
+                ))
+        })
+        .all(|&b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// gitleaks allowlists: a match is allowed when any allowlist applies.
@@ -348,26 +394,9 @@ const KEY_CONTEXT_WORDS: &[&str] = &[
     "credential",
 ];
 
-/// `key`, ASCII-lowercased, contains one of `words` (lowercase). Keys up to 64 bytes
-/// are lowercased on the stack: this runs for every member of every object.
-fn key_has_any(key: &str, words: &[&str]) -> bool {
-    let b = key.as_bytes();
-    let mut buf = [0u8; 64];
-    if b.len() > buf.len() {
-        let k = key.to_ascii_lowercase();
-        return words.iter().any(|w| k.contains(w));
-    }
-    for (d, c) in buf.iter_mut().zip(b) {
-        *d = c.to_ascii_lowercase();
-    }
-    let hay = buf.get(..b.len()).unwrap_or(&[]);
-    hay.iter().enumerate().any(|(i, &c)| {
-        words.iter().any(|w| {
-            w.as_bytes().first() == Some(&c)
-                && hay.get(i..i + w.len()).is_some_and(|x| x == w.as_bytes())
-        })
-    })
-}
+static KEY_CONTEXT: KeyWords = KeyWords::new(KEY_CONTEXT_WORDS);
+static PHONE_KEY: KeyWords = KeyWords::new(&["phone", "mobile", "tel", "fax", "cell"]);
+static SSN_KEY: KeyWords = KeyWords::new(&["ssn", "social_security", "socialsecurity"]);
 
 /// The value of a member whose key names a secret.
 fn key_context_hits(e: &Engine, key: &str, t: &[u8], hits: &mut Vec<Hit>) {
@@ -393,7 +422,7 @@ fn key_context_hits(e: &Engine, key: &str, t: &[u8], hits: &mut Vec<Hit>) {
     }
     // INVARIANT: every branch below needs one of `KEY_CONTEXT_WORDS` in the key, so
     // other keys (`id`, `name`, `score`: most keys) are done here.
-    if !key_has_any(key, KEY_CONTEXT_WORDS) {
+    if !key_has_any(key, &KEY_CONTEXT) {
         return;
     }
     let k = key.to_ascii_lowercase();
@@ -512,6 +541,89 @@ fn key_context_hits(e: &Engine, key: &str, t: &[u8], hits: &mut Vec<Hit>) {
 mod tests {
     use super::*;
 
+    /// The generic rule's groups are read only when `generic_value_fails` allows it:
+    /// whenever it says a match fails, the value the groups give fails
+    /// `generic_value_ok`, on the corpus and on random assignments built from pieces.
+    #[test]
+    fn generic_matches_skipped_unread_would_fail() {
+        let (ri, rule) = crate::rules::RULES
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.verify == Verify::Generic)
+            .unwrap();
+        assert!(
+            rule.regex.ends_with(r#"([^\s'"\x60;,<>(){}\[\]]{8,200})"#) && rule.group == Some(2),
+            "the value group must be the regex's last element"
+        );
+        let re = crate::engine::builtin_regex(ri).unwrap();
+        let mut texts: Vec<String> = [
+            include_str!("../tests/corpus/positives.txt"),
+            include_str!("../tests/corpus/negatives.txt"),
+            include_str!("../tests/corpus/positives-issue16.txt"),
+            include_str!("../tests/corpus/negatives-issue16.txt"),
+        ]
+        .iter()
+        .flat_map(|f| f.lines().map(str::to_string))
+        .collect();
+        let pieces = [
+            "token",
+            "password",
+            "API_KEY",
+            "secret",
+            " ",
+            "=",
+            ":",
+            "=>",
+            "\"",
+            "'",
+            "\t",
+            "os.environ",
+            "abc",
+            "XyZ",
+            "_",
+            ".",
+            "-",
+            "1",
+            "42",
+            "/",
+            "+",
+            "=",
+            "[",
+            "]",
+            "(",
+            ")",
+            ";",
+            "\n",
+            "\x0b",
+            "é",
+            "a1b2c3d4e5",
+            "config.db.password",
+        ];
+        let mut r = 11u64;
+        for _ in 0..20000 {
+            let mut t = String::new();
+            for _ in 0..12 {
+                r ^= r << 13;
+                r ^= r >> 7;
+                r ^= r << 17;
+                t.push_str(pieces[(r % pieces.len() as u64) as usize]);
+            }
+            texts.push(t);
+        }
+        let mut skipped = 0;
+        for t in &texts {
+            for caps in re.captures_iter(t.as_bytes()) {
+                let m = caps.get(0).unwrap();
+                if generic_value_fails(m.as_bytes()) {
+                    skipped += 1;
+                    let v = caps.get(2).unwrap().as_bytes();
+                    assert!(!checks::generic_value_ok(v), "{t:?}");
+                }
+            }
+        }
+        assert!(skipped > 100, "{skipped}");
+    }
+
     #[test]
     fn key_context_prefilter_covers_every_secretish_word() {
         for w in checks::SECRETISH_KEY_WORDS {
@@ -534,7 +646,9 @@ mod tests {
 
     #[test]
     fn key_word_lookup_matches_lowercase_contains() {
-        let words = ["phone", "tel", "ssn", "social_security", "key"];
+        const WORDS: &[&str] = &["phone", "tel", "ssn", "social_security", "key"];
+        static SET: KeyWords = KeyWords::new(WORDS);
+        let words = WORDS;
         let long = format!("{}Social_Security", "x".repeat(70));
         for key in [
             "",
@@ -551,7 +665,7 @@ mod tests {
             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxPHONE",
         ] {
             let want = words.iter().any(|w| key.to_ascii_lowercase().contains(w));
-            assert_eq!(key_has_any(key, &words), want, "{key}");
+            assert_eq!(key_has_any(key, &SET), want, "{key}");
         }
     }
 }

@@ -1,7 +1,13 @@
-//! Load harness: a zero-work Streamable HTTP upstream, called directly and through
-//! `serve` (in process), alternated in one run. Prints p50/p99 of sequential
-//! `tools/call`s, throughput and p99 with 64 concurrent clients, and RSS with 1,000 open
-//! sessions.
+//! Load harness of `serve`, in two forms.
+//!
+//! - Separate processes (the figures of record; driven by `crates/serve/bench/wrk.sh`
+//!   with `wrk` as the load generator): `bench upstream` runs the zero-work
+//!   Streamable HTTP upstream alone, `bench gateway UPSTREAM_ADDR [none|api-key|jwt]`
+//!   runs `serve` alone in front of it (with that authentication; the credential a
+//!   client must present is printed). Each prints `listening ADDR` once it accepts.
+//! - In process (`bench [ROUNDS SECONDS]`): upstream, gateway and a reqwest load
+//!   generator in one process, alternated in one run — kept for the RSS with 1,000 open
+//!   sessions; its throughput is capped by the generator sharing the 2 cores.
 //!
 //! cargo run --release -p conductor-serve --example bench [-- ROUNDS SECONDS]
 
@@ -144,17 +150,152 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
-    let secs: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// The runtime every role uses: two workers, as many as the machine's cores.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(64)
         .enable_all()
         .build()
+        .unwrap()
+}
+
+fn announce(addr: SocketAddr) {
+    use std::io::Write as _;
+    println!("listening {addr}");
+    std::io::stdout().flush().unwrap();
+}
+
+/// `bench upstream`: the zero-work upstream alone, until killed.
+fn upstream_role() {
+    runtime().block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        announce(l.local_addr().unwrap());
+        axum::serve(l, Router::new().route("/mcp", post(upstream)))
+            .await
+            .unwrap();
+    });
+}
+
+fn b64u(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// The `auth:` section for `kind` and the `Authorization` value a client presents.
+fn auth_section(kind: &str, dir: &std::path::Path) -> (String, Option<String>) {
+    match kind {
+        "none" => ("auth: {none: {agent: bench}}\n".into(), None),
+        "api-key" => {
+            let (key, hash) = conductor_serve::auth::keys::generate().unwrap();
+            (
+                format!("auth:\n  api_keys:\n    - {{agent: bench, sha256: \"{hash}\"}}\n"),
+                Some(format!("Bearer {key}")),
+            )
+        }
+        "jwt" => {
+            // ES256, the key in a JWKS file (cached after the first token).
+            use ring::signature::KeyPair as _;
+            let rng = ring::rand::SystemRandom::new();
+            let alg = &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+            let p8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+            let kp = ring::signature::EcdsaKeyPair::from_pkcs8(alg, p8.as_ref(), &rng).unwrap();
+            let p = kp.public_key().as_ref();
+            let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": b64u(&p[1..33]),
+                                        "y": b64u(&p[33..65]), "kid": "es"}]});
+            std::fs::write(dir.join("jwks.json"), jwks.to_string()).unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let claims = json!({"iss": "https://idp.bench", "aud": "https://gw.bench/mcp",
+                                "sub": "bench", "exp": now + 86_400, "jti": "j"});
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+            h.kid = Some("es".into());
+            let token = jsonwebtoken::encode(
+                &h,
+                &claims,
+                &jsonwebtoken::EncodingKey::from_ec_der(p8.as_ref()),
+            )
+            .unwrap();
+            (
+                "auth:\n  jwt: {issuer: \"https://idp.bench\", audience: \"https://gw.bench/mcp\", jwks: jwks.json}\n".into(),
+                Some(format!("Bearer {token}")),
+            )
+        }
+        other => panic!("unknown authentication `{other}` (none, api-key, jwt)"),
+    }
+}
+
+/// The gate environment of every role: the bench policy, no DNS, an audit store with
+/// `Durability::Normal` in `dir`.
+fn gate_env(dir: &std::path::Path) -> Arc<conductor_serve::gate_glue::GateEnv> {
+    let policy = conductor_policy::load_str(POLICY, "policy.yaml", None).unwrap();
+    let store = Arc::new(
+        conductor_audit::AuditStore::open(
+            &dir.join("audit.db"),
+            conductor_audit::AuditOptions {
+                durability: conductor_audit::Durability::Normal,
+            },
+        )
+        .unwrap(),
+    );
+    Arc::new(conductor_serve::gate_glue::GateEnv::new(
+        policy,
+        conductor_gate::GateResolver::new(conductor_gate::ResolverConfig {
+            no_dns: true,
+            ..Default::default()
+        }),
+        conductor_scan::FingerprintKey([7; 32]),
+        store,
+        Arc::new(conductor_gate::MemoryStore::default()),
+    ))
+}
+
+/// `bench gateway UPSTREAM_ADDR [AUTH]`: `serve` alone, until killed.
+fn gateway_role(up: &str, auth: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (section, credential) = auth_section(auth, dir.path());
+    if let Some(c) = &credential {
+        println!("authorization {c}");
+    }
+    runtime().block_on(async move {
+        let cfg = conductor_serve::load_str(
+            &format!("version: 1\nservers:\n  up: {{url: \"http://{up}/mcp\"}}\n{section}limits: {{max_sessions: 100000}}\n"),
+            "bench.yaml",
+            &conductor_serve::config::SystemSecrets { base: Some(dir.path().to_path_buf()) },
+        )
+        .map_err(|e| e.render(false))
         .unwrap();
-    rt.block_on(async move {
+        let gates = gate_env(dir.path());
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        conductor_serve::serve(conductor_serve::ServeOptions {
+            config: cfg,
+            config_path: None,
+            policy_path: None,
+            gates,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            shutdown: rx,
+            on_listen: Some(Box::new(announce)),
+        })
+        .await
+        .unwrap();
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("upstream") => return upstream_role(),
+        Some("gateway") => {
+            let up = args.get(2).expect("bench gateway UPSTREAM_ADDR [AUTH]");
+            return gateway_role(up, args.get(3).map_or("none", String::as_str));
+        }
+        _ => {}
+    }
+    let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let secs: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5);
+    runtime().block_on(async move {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let up: SocketAddr = l.local_addr().unwrap();
         tokio::spawn(async move {
@@ -169,26 +310,7 @@ fn main() {
             &conductor_serve::config::SystemSecrets { base: None },
         )
         .unwrap();
-        let policy = conductor_policy::load_str(POLICY, "policy.yaml", None).unwrap();
-        let store = Arc::new(
-            conductor_audit::AuditStore::open(
-                &dir.path().join("audit.db"),
-                conductor_audit::AuditOptions {
-                    durability: conductor_audit::Durability::Normal,
-                },
-            )
-            .unwrap(),
-        );
-        let gates = Arc::new(conductor_serve::gate_glue::GateEnv::new(
-            policy,
-            conductor_gate::GateResolver::new(conductor_gate::ResolverConfig {
-                no_dns: true,
-                ..Default::default()
-            }),
-            conductor_scan::FingerprintKey([7; 32]),
-            store,
-            Arc::new(conductor_gate::MemoryStore::default()),
-        ));
+        let gates = gate_env(dir.path());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let (atx, arx) = tokio::sync::oneshot::channel();
         tokio::spawn(conductor_serve::serve(conductor_serve::ServeOptions {

@@ -10,14 +10,19 @@
 use std::sync::Arc;
 
 use conductor_audit::AuditStore;
-use conductor_gate::{GateResolver, Service, ServiceOptions, SessionStore};
+use conductor_gate::{
+    Answered, ClientAnswer, GateResolver, Service, ServiceOptions, SessionStore, Verdict,
+};
 use conductor_mcp::gate::{MethodClass, method_class};
 use conductor_mcp::{Gate, GateConfig};
 use conductor_policy::Policy;
 use conductor_scan::FingerprintKey;
+use futures_util::FutureExt as _;
 use serde_json::{Value, json};
 
-pub use conductor_mcp::framing::{Invalid, Message, ambiguous_member, classify, code, id_key};
+pub use conductor_mcp::framing::{
+    Invalid, Message, ambiguous_member, classify, classify_value, code, id_key,
+};
 
 /// What every gate of the process shares: the gate service (policy in force,
 /// resolver, fingerprint key, audit store, session labels).
@@ -74,6 +79,31 @@ impl GateEnv {
     /// Put a new policy in force for every session (they share the service).
     pub fn swap_policy(&self, policy: Policy) {
         self.service.swap_policy(policy);
+    }
+
+    /// The client answered the gate's `elicitation/create` about `held` with `result`
+    /// (`None`: an error answer; the call stays held for another approver). The
+    /// answer decides it through the approvals store, approver `elicitation:<agent>`.
+    pub async fn answer_in_client(&self, held: conductor_gate::Held, result: Option<Value>) {
+        let Some(result) = result else {
+            tracing::warn!(
+                "the client could not ask its user; the call stays held for another approver"
+            );
+            return;
+        };
+        let service = Arc::clone(&self.service);
+        let answer = ClientAnswer::from_elicit_result(&result);
+        let done =
+            tokio::task::spawn_blocking(move || service.answer_in_client(&held, &answer)).await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot record the answer given in the client");
+            }
+            Err(_) => {
+                tracing::warn!("the gate failed while recording the answer given in the client")
+            }
+        }
     }
 
     /// Whether the agent may ever call `<server>.<tool>` (used to build `/mcp` lists).
@@ -153,16 +183,19 @@ impl GateEnv {
             session,
         )
         .with_auth(e.auth);
-        let service = Arc::clone(&self.service);
-        let policy = self.policy();
-        let done = tokio::spawn(async move {
+        let service = &self.service;
+        // INVARIANT: a decision that panics is a deny (caught here, on this task: no
+        // task of its own per evaluation).
+        let done = std::panic::AssertUnwindSafe(async {
             let mut call = gate.call_for(&e.method, Some(&e.params));
             call.event = format!("authzen:{}", call.event);
             service
                 .decide_with_labels(gate.subject(), call, &e.labels)
                 .await
         })
+        .catch_unwind()
         .await;
+        let policy = self.policy();
         match done {
             Ok(v) => v.decision,
             Err(_) => failed_decision(&policy, "the gate failed while deciding"),
@@ -191,12 +224,24 @@ fn failed_decision(policy: &Policy, why: &str) -> conductor_core::Decision {
 pub enum Decided {
     /// Forward the request as it was decided.
     Forward { decision: String },
+    /// Not decided yet: the person at the client is asked, with this answer (an
+    /// `input_required` result, 2026-07-28); the call is not forwarded.
+    Ask { answer: Value },
     /// Answer the client with this JSON-RPC message instead (`id` filled in).
     Refuse {
         answer: Value,
         decision: String,
         checks: Vec<String>,
     },
+}
+
+/// A gated request, decided or held for a person.
+#[derive(Debug)]
+pub enum Hold {
+    /// Decided (and recorded).
+    Decided(Decided),
+    /// Held: it waits for a person (see [`SessionGate::release`]).
+    Waiting(conductor_gate::Held),
 }
 
 /// Methods that reach an upstream only after a decision: every method but protocol
@@ -253,8 +298,27 @@ impl SessionGate {
         self.gate.session_id()
     }
 
-    /// Decide a gated request (`method` with its `params`) and record the decision.
+    /// Decide a gated request (`method` with its `params`) and record the decision; a
+    /// call held for a person waits here until it is decided.
     pub async fn decide(&self, id: &Value, method: &str, params: Option<Value>) -> Decided {
+        match self.decide_or_hold(id, method, params, None).await {
+            Hold::Decided(d) => d,
+            Hold::Waiting(held) => self.release(id, method, held).await,
+        }
+    }
+
+    /// Decide a gated request and record the decision, without waiting for a person:
+    /// a call held for approval comes back as [`Hold::Waiting`] (then ask where the
+    /// policy lets the gate ask, and [`SessionGate::release`]). `answered`: the
+    /// person's answer and the `requestState` taken off a retried call (2026-07-28),
+    /// which decide it instead (it is never held again).
+    pub async fn decide_or_hold(
+        &self,
+        id: &Value,
+        method: &str,
+        params: Option<Value>,
+        answered: Option<Answered>,
+    ) -> Hold {
         // A method the gate does not know passes only when the policy says so, and
         // only with nothing a detector finds in it.
         if self.gate.passes(method)
@@ -262,59 +326,60 @@ impl SessionGate {
                 .as_ref()
                 .is_some_and(|p| self.gate.service().has_findings(p))
         {
-            return Decided::Forward {
+            return Hold::Decided(Decided::Forward {
                 decision: "pass".into(),
-            };
+            });
         }
-        let gate = Arc::clone(&self.gate);
-        let m = method.to_string();
-        // INVARIANT: a decision that panics is a refusal (the task's join error).
-        let done = tokio::spawn(async move { gate.decide(&m, params.as_ref()).await }).await;
-        let v = match done {
-            Ok(v) => v,
-            Err(_) => return internal_refusal(id),
-        };
-        // Held for a person: this request waits (others go on); the release decides.
-        let v = match v.held.clone() {
-            Some(held) => {
-                let gate = Arc::clone(&self.gate);
-                match tokio::spawn(async move { gate.service().release(&held).await }).await {
-                    Ok(v) => v,
-                    Err(_) => return internal_refusal(id),
-                }
+        // INVARIANT: a decision that panics is a refusal (caught on this task; a task
+        // of its own per decision cost a spawn and a wake-up for nothing).
+        let gate = &self.gate;
+        let done = std::panic::AssertUnwindSafe(async move {
+            match answered {
+                Some(a) => gate.decide_answered(method, params.as_ref(), a).await,
+                None => gate.decide(method, params.as_ref()).await,
             }
-            None => v,
-        };
-        if v.forward {
-            return Decided::Forward {
-                decision: decision_name(&v.decision),
-            };
+        })
+        .catch_unwind()
+        .await;
+        match done {
+            Ok(v) => match v.held.clone() {
+                Some(held) => Hold::Waiting(held),
+                None => Hold::Decided(outcome(id, method, &v)),
+            },
+            Err(_) => Hold::Decided(internal_refusal(id)),
         }
-        let checks = v
-            .decision
-            .reasons
-            .iter()
-            .map(|r| r.check.name().to_string())
-            .collect();
-        let answer = if method == "tools/call" {
-            json!({"jsonrpc": "2.0", "id": id,
-                   "result": conductor_mcp::gate::refusal_result(&v.decision)})
-        } else {
-            let code = if method_class(method) == MethodClass::Unknown {
-                code::METHOD_NOT_FOUND
-            } else {
-                code::DENIED
-            };
-            json!({"jsonrpc": "2.0", "id": id, "error": {
-                "code": code,
-                "message": conductor_mcp::gate::refusal_text(&v.decision),
-                "data": { conductor_mcp::META_KEY: v.decision },
-            }})
-        };
-        Decided::Refuse {
-            answer,
-            decision: decision_name(&v.decision),
-            checks,
+    }
+
+    /// Wait until `held` is decided (by any approver, or its expiry); what to do with
+    /// the request then. This request waits; the session's others go on.
+    pub async fn release(&self, id: &Value, method: &str, held: conductor_gate::Held) -> Decided {
+        let gate = Arc::clone(&self.gate);
+        match tokio::spawn(async move { gate.service().release(&held).await }).await {
+            Ok(v) => outcome(id, method, &v),
+            Err(_) => internal_refusal(id),
+        }
+    }
+
+    /// Whether the policy lets the gate put held calls to the person at the client.
+    pub fn asks_in_client(&self) -> bool {
+        self.gate.service().asks_in_client()
+    }
+
+    /// The `elicitation/create` params (form) asking about `held`.
+    pub fn approval_form(&self, held: &conductor_gate::Held) -> Value {
+        self.gate.service().approval_form(held)
+    }
+
+    /// The answer to request `id` that puts `held` to the person at the client: an
+    /// `input_required` result with a signed `requestState` (2026-07-28). `None` when
+    /// no state could be signed (the call then waits for another approver).
+    pub fn input_required(&self, id: &Value, held: &conductor_gate::Held) -> Option<Value> {
+        match self.gate.service().input_required(held) {
+            Ok(result) => Some(json!({"jsonrpc": "2.0", "id": id, "result": result})),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sign a requestState; the call waits for another approver");
+                None
+            }
         }
     }
 
@@ -397,6 +462,33 @@ impl SessionGate {
         else {
             return true;
         };
+        // A small answer (the usual one) is scanned on this task — microseconds, where
+        // a hop to a blocking thread and back cost more than the scan; only labels to
+        // record go to a blocking thread (the session store may block).
+        let mut budget = INLINE_SCAN_BYTES;
+        if fits(body, &mut budget) {
+            let gate = &self.gate;
+            let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                gate.service().scan_labels(gate.subject(), body)
+            }));
+            let labels = match scanned {
+                Ok(l) => l,
+                Err(_) => return false,
+            };
+            if labels.is_empty() {
+                return true;
+            }
+            let gate = Arc::clone(&self.gate);
+            // INVARIANT: labels that cannot be recorded withhold the message.
+            return tokio::task::spawn_blocking(move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    gate.service().raise_labels(gate.subject(), &labels).is_ok()
+                }))
+                .unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false);
+        }
         let gate = Arc::clone(&self.gate);
         let body = body.clone();
         // INVARIANT: labels that cannot be recorded withhold the message.
@@ -406,6 +498,68 @@ impl SessionGate {
         })
         .await
         .unwrap_or(false)
+    }
+}
+
+/// What to do with request `id` of `method` once its verdict is final.
+fn outcome(id: &Value, method: &str, v: &Verdict) -> Decided {
+    if v.forward {
+        return Decided::Forward {
+            decision: decision_name(&v.decision),
+        };
+    }
+    let checks = v
+        .decision
+        .reasons
+        .iter()
+        .map(|r| r.check.name().to_string())
+        .collect();
+    let answer = if method == "tools/call" {
+        json!({"jsonrpc": "2.0", "id": id,
+               "result": conductor_mcp::gate::refusal_result(&v.decision)})
+    } else {
+        let code = if method_class(method) == MethodClass::Unknown {
+            code::METHOD_NOT_FOUND
+        } else {
+            code::DENIED
+        };
+        json!({"jsonrpc": "2.0", "id": id, "error": {
+            "code": code,
+            "message": conductor_mcp::gate::refusal_text(&v.decision),
+            "data": { conductor_mcp::META_KEY: v.decision },
+        }})
+    };
+    Decided::Refuse {
+        answer,
+        decision: decision_name(&v.decision),
+        checks,
+    }
+}
+
+/// Largest answer (string bytes, member names and a little per value) scanned on the
+/// async task rather than on a blocking thread.
+const INLINE_SCAN_BYTES: usize = 8 * 1024;
+
+/// Whether `v` is at most `budget` bytes of text (stops counting once over).
+fn fits(v: &Value, budget: &mut usize) -> bool {
+    fn take(budget: &mut usize, n: usize) -> bool {
+        match budget.checked_sub(n) {
+            Some(left) => {
+                *budget = left;
+                true
+            }
+            None => false,
+        }
+    }
+    match v {
+        Value::String(s) => take(budget, s.len() + 2),
+        Value::Array(items) => take(budget, 2) && items.iter().all(|i| fits(i, budget)),
+        Value::Object(m) => {
+            take(budget, 2)
+                && m.iter()
+                    .all(|(k, i)| take(budget, k.len() + 3) && fits(i, budget))
+        }
+        _ => take(budget, 8),
     }
 }
 
@@ -484,6 +638,33 @@ mod tests {
             .await
             .expect("refused");
         assert_eq!(refused["error"]["code"], code::DENIED, "{refused}");
+    }
+
+    // A small answer is scanned on the async task, a large one on a blocking thread:
+    // both raise the session's labels before the answer is relayed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_small_and_large_raise_the_labels_of_what_they_carry() {
+        let secret = "AKIAQYLPMN5HHHFPZAM2 wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEZ";
+        for (n, filler) in [(0usize, 0usize), (1, 2 * INLINE_SCAN_BYTES)] {
+            // Labels are kept per agent: a fresh service for each case.
+            let dir = tempfile::tempdir().unwrap();
+            let gates = env(dir.path());
+            let g = gates.session_gate("bot", "up");
+            let clean = json!({"jsonrpc": "2.0", "id": n, "result": {"content": [
+                {"type": "text", "text": "x".repeat(filler)}]}});
+            assert!(g.label(&clean).await);
+            let subject = g.gate.subject();
+            assert!(gates.service().labels(subject).unwrap().is_empty());
+            let mut budget = INLINE_SCAN_BYTES;
+            assert_eq!(fits(&clean, &mut budget), filler == 0);
+            let carrying = json!({"jsonrpc": "2.0", "id": n, "result": {"content": [
+                {"type": "text", "text": format!("{} {secret}", "x".repeat(filler))}]}});
+            assert!(g.label(&carrying).await);
+            assert!(
+                !gates.service().labels(subject).unwrap().is_empty(),
+                "answer {n}: no label raised"
+            );
+        }
     }
 
     // Every non-metadata method is decided; metadata passes to the data pre-check.

@@ -32,6 +32,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -48,6 +49,8 @@ use crate::session::{
 pub const HEADER_MISMATCH: i64 = -32020;
 /// JSON-RPC: unsupported protocol version (2026-07-28).
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+/// JSON-RPC: the request needs a client capability its `_meta` did not declare (2026-07-28).
+pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
 
 /// How often a pending answer stream carries a comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
@@ -611,8 +614,28 @@ pub(crate) fn hygiene(st: &Shared, cfg: &GatewayConfig, h: &HeaderMap) -> Result
     match one_header(h, "origin") {
         Ok(None) => Ok(()),
         Ok(Some(o)) if cfg.origins.iter().any(|a| a.eq_ignore_ascii_case(o)) => Ok(()),
+        // The gateway's own origin (the scheme it serves and a Host checked above to be
+        // ours): a same-origin request, which DNS rebinding cannot forge (the rebound
+        // page's Host would be the attacker's name). MCP conformance
+        // `dns-rebinding-protection` expects it accepted.
+        Ok(Some(o)) if own_origin(cfg, &host, o) => Ok(()),
         Ok(Some(_)) | Err(_) => Err(plain(StatusCode::FORBIDDEN, "origin not allowed")),
     }
+}
+
+/// Whether `origin` is this gateway's own: `<scheme>://<host>` for the `Host` it was
+/// reached by (already checked to be one of ours), or the origin of `public_url`.
+fn own_origin(cfg: &GatewayConfig, host: &str, origin: &str) -> bool {
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let o = origin.to_ascii_lowercase();
+    o.strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+        .is_some_and(|r| r == host)
+        || cfg.public_url.as_ref().is_some_and(|u| {
+            u.origin()
+                .ascii_serialization()
+                .eq_ignore_ascii_case(origin)
+        })
 }
 
 fn scope_of(cfg: &GatewayConfig, server: Option<String>) -> Result<Scope, Response> {
@@ -719,10 +742,7 @@ fn check_routing(h: &HeaderMap, body: &Value, id: &Value) -> Result<bool, Respon
         && !HANDSHAKE_VERSIONS.contains(&v)
         && !STATELESS_VERSIONS.contains(&v)
     {
-        return bad(
-            UNSUPPORTED_PROTOCOL_VERSION,
-            &format!("unsupported protocol version `{v}`"),
-        );
+        return Err(unsupported_version(id, v, true));
     }
     // INVARIANT: what routes and what is decided is the body; a header that says
     // otherwise is refused, whichever revision the request claims.
@@ -757,12 +777,75 @@ fn check_routing(h: &HeaderMap, body: &Value, id: &Value) -> Result<bool, Respon
         && let Some(v) = envelope.and_then(Value::as_str)
         && !STATELESS_VERSIONS.contains(&v)
     {
-        return bad(
-            UNSUPPORTED_PROTOCOL_VERSION,
-            &format!("unsupported protocol version `{v}`"),
-        );
+        return Err(unsupported_version(id, v, false));
+    }
+    // 2026-07-28 removed these: a 404 with -32601 (SEP-2575), not an answer of the
+    // gateway's or a request an upstream session would take in the older protocol.
+    if stateless && let Some(m) = method.filter(|m| REMOVED_IN_STATELESS.contains(m)) {
+        return Err(rpc_error(
+            StatusCode::NOT_FOUND,
+            id,
+            session::METHOD_NOT_FOUND,
+            &format!(
+                "method not found: `{m}` is not a method of {}",
+                STATELESS_VERSIONS[0]
+            ),
+        ));
     }
     Ok(stateless)
+}
+
+/// Methods of the handshake revisions that 2026-07-28 removed.
+const REMOVED_IN_STATELESS: [&str; 5] = [
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+/// 400 with `UnsupportedProtocolVersionError`: the versions this gateway speaks
+/// (`data.supported`) and the one asked for (`data.requested`), per SEP-2575. `any`:
+/// the request could have been of either kind (a header with no envelope).
+fn unsupported_version(id: &Value, requested: &str, any: bool) -> Response {
+    let supported: Vec<&str> = if any {
+        HANDSHAKE_VERSIONS
+            .iter()
+            .chain(STATELESS_VERSIONS.iter())
+            .copied()
+            .collect()
+    } else {
+        STATELESS_VERSIONS.to_vec()
+    };
+    let mut answer = session::error_answer(
+        id,
+        UNSUPPORTED_PROTOCOL_VERSION,
+        &format!("unsupported protocol version `{requested}`"),
+    );
+    if let Some(e) = answer.get_mut("error").and_then(Value::as_object_mut) {
+        e.insert(
+            "data".into(),
+            json!({"supported": supported, "requested": requested}),
+        );
+    }
+    json_response(StatusCode::BAD_REQUEST, &answer)
+}
+
+/// The HTTP status of a 2026-07-28 answer: SEP-2575 puts method-not-found on 404 and
+/// the protocol errors of the request itself on 400; everything else is 200.
+fn stateless_status(answer: &Value) -> StatusCode {
+    match answer.pointer("/error/code").and_then(Value::as_i64) {
+        Some(session::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        Some(MISSING_CLIENT_CAPABILITY | HEADER_MISMATCH | UNSUPPORTED_PROTOCOL_VERSION) => {
+            StatusCode::BAD_REQUEST
+        }
+        _ => StatusCode::OK,
+    }
+}
+
+/// The final answer to the request (not a notification or a server request on its way).
+fn is_final(m: &Value) -> bool {
+    m.get("method").is_none() && (m.get("result").is_some() || m.get("error").is_some())
 }
 
 // ------------------------------------------------------------------------------------
@@ -996,24 +1079,45 @@ async fn post_inner(
     match message {
         Message::Request { value, .. } => {
             let (tx, mut rx) = mpsc::channel::<Value>(64);
+            let sse = accepts_sse(&h);
             tokio::spawn(session::handle_request(
                 Arc::clone(&app),
                 session,
                 value,
                 traceparent,
                 tx,
+                sse,
             ));
-            if accepts_sse(&h) {
+            // 2026-07-28 carries some errors on the HTTP status, which an event stream
+            // has already sent: an answer that comes first (within the keep-alive
+            // period) is sent as JSON with its status; anything else streams as before.
+            let mut first = None;
+            if stateless {
+                match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+                    Ok(Some(m)) if is_final(&m) => {
+                        return json_response(stateless_status(&m), &m);
+                    }
+                    Ok(Some(m)) => first = Some(m),
+                    Ok(None) => {
+                        return rpc_error(StatusCode::OK, &id, code::INTERNAL_ERROR, "no answer");
+                    }
+                    Err(_) => {}
+                }
+            }
+            if sse {
                 // A comment every second while the answer is pending: a client that went
                 // away is noticed by the failed write, and its call cancelled upstream.
-                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                let head = futures_util::stream::iter(
+                    first.map(|m| Ok::<Bytes, Infallible>(sse_frame(&m))),
+                );
+                let stream = head.chain(futures_util::stream::unfold(rx, |mut rx| async move {
                     tokio::select! {
                         m = rx.recv() => m.map(|m| (Ok::<Bytes, Infallible>(sse_frame(&m)), rx)),
                         () = tokio::time::sleep(KEEP_ALIVE) => {
                             Some((Ok(Bytes::from_static(b": keep-alive\n\n")), rx))
                         }
                     }
-                });
+                }));
                 no_store(
                     (
                         StatusCode::OK,
@@ -1027,19 +1131,27 @@ async fn post_inner(
                 )
             } else {
                 // JSON only: what comes before the answer cannot be delivered here.
-                let mut last = None;
+                let mut last = first;
                 while let Some(m) = rx.recv().await {
                     last = Some(m);
                 }
                 match last {
+                    Some(m) if stateless => json_response(stateless_status(&m), &m),
                     Some(m) => json_response(StatusCode::OK, &m),
                     None => rpc_error(StatusCode::OK, &id, code::INTERNAL_ERROR, "no answer"),
                 }
             }
         }
         Message::Notification { value, .. } | Message::Response { value, .. } => {
-            session::handle_one_way(Arc::clone(&app), session, value).await;
-            no_store(StatusCode::ACCEPTED.into_response())
+            if session::handle_one_way(Arc::clone(&app), session, value).await {
+                no_store(StatusCode::ACCEPTED.into_response())
+            } else {
+                // INVARIANT: only the client a question was put to can answer it.
+                plain(
+                    StatusCode::NOT_FOUND,
+                    "no such question open in this session",
+                )
+            }
         }
     }
 }
@@ -1344,6 +1456,59 @@ mod tests {
         assert_eq!(decode_header_value("plain").as_deref(), Some("plain"));
         assert_eq!(decode_header_value("=?base64?w6l=?="), None);
         assert_eq!(decode_header_value("=?base64?!!!!?="), None);
+    }
+
+    #[test]
+    fn the_gateways_own_origin_is_accepted_and_only_for_the_host_it_was_reached_by() {
+        let load = |y: &str| {
+            crate::load_str(y, "gw.yaml", &crate::config::SystemSecrets { base: None }).unwrap()
+        };
+        let plain = load(
+            "version: 1\nservers: {up: {url: \"http://127.0.0.1:9/mcp\"}}\nauth: {none: {agent: a}}\n",
+        );
+        assert!(own_origin(
+            &plain,
+            "127.0.0.1:8080",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(own_origin(
+            &plain,
+            "localhost:8080",
+            "HTTP://LOCALHOST:8080"
+        ));
+        assert!(!own_origin(
+            &plain,
+            "127.0.0.1:8080",
+            "http://127.0.0.1:8081"
+        ));
+        assert!(!own_origin(
+            &plain,
+            "127.0.0.1:8080",
+            "https://127.0.0.1:8080"
+        ));
+        assert!(!own_origin(
+            &plain,
+            "127.0.0.1:8080",
+            "http://evil.example:8080"
+        ));
+        assert!(!own_origin(
+            &plain,
+            "127.0.0.1:8080",
+            "http://127.0.0.1:8080.evil"
+        ));
+        let public = load(
+            "version: 1\npublic_url: \"https://gw.example.com/base\"\nservers: {up: {url: \"http://127.0.0.1:9/mcp\"}}\nauth: {none: {agent: a}}\n",
+        );
+        assert!(own_origin(
+            &public,
+            "127.0.0.1:8080",
+            "https://gw.example.com"
+        ));
+        assert!(!own_origin(
+            &public,
+            "127.0.0.1:8080",
+            "http://gw.example.com"
+        ));
     }
 
     #[test]

@@ -20,7 +20,11 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use crate::config::{GatewayConfig, Server};
-use crate::gate_glue::{self, AnswerKind, Decided, GateEnv, SessionGate, code};
+use conductor_mcp::session::{
+    Ask, Asks, ask_mode, declares_elicitation, is_ask_id, take_answer, takes_input_required,
+};
+
+use crate::gate_glue::{self, AnswerKind, Decided, GateEnv, Hold, SessionGate, code};
 use crate::metrics::Metrics;
 use crate::upstream::{Conn, RequestCtx, UpstreamError};
 
@@ -138,6 +142,8 @@ pub struct ClientSession {
     last_used: Mutex<Instant>,
     /// How the agent proved who it is (for audit records), as set by the HTTP layer.
     auth: Mutex<Option<Value>>,
+    /// The gate's own `elicitation/create` questions open at this session's client.
+    asks: Mutex<Asks>,
 }
 
 impl std::fmt::Debug for ClientSession {
@@ -190,6 +196,24 @@ impl ClientSession {
             next: AtomicU64::new(1),
             last_used: Mutex::new(Instant::now()),
             auth: Mutex::new(None),
+            asks: Mutex::new(Asks::new()),
+        }
+    }
+
+    /// Whether the client declared the `elicitation` capability in `initialize`
+    /// (2025-11-25): then a held call may be put to its user.
+    pub fn elicits(&self) -> bool {
+        !self.stateless
+            && self
+                .init_params
+                .lock()
+                .is_ok_and(|p| declares_elicitation(p.as_ref()))
+    }
+
+    fn asks(&self) -> std::sync::MutexGuard<'_, Asks> {
+        match self.asks.lock() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
         }
     }
 
@@ -645,13 +669,15 @@ fn private(result: &mut Value) {
 }
 
 /// Handle one client request; every message for the client (the last one the answer)
-/// goes to `out`.
+/// goes to `out`. `sse`: `out` is the POST's SSE stream (else only the answer reaches
+/// the client there, and the gate's questions go to the session's GET stream).
 pub async fn handle_request(
     app: Arc<App>,
     session: Arc<ClientSession>,
     msg: Value,
     traceparent: Option<String>,
     out: mpsc::Sender<Value>,
+    sse: bool,
 ) {
     session.touch();
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
@@ -691,7 +717,7 @@ pub async fn handle_request(
         }
         _ => match route_request(&session.scope, &method, msg) {
             Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e}),
-            Ok((server, msg)) => match session.link(&app, &server).await {
+            Ok((server, mut msg)) => match session.link(&app, &server).await {
                 Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e}),
                 Ok(link) => {
                     let started = Instant::now();
@@ -700,11 +726,29 @@ pub async fn handle_request(
                     let gated = gate_glue::is_gated(&method);
                     let mut refused = None;
                     if gated {
-                        match link
+                        // The gate's state and the person's answer are the gate's: taken
+                        // off the request (the server gets the call as first sent).
+                        let takes_input = takes_input_required(&msg);
+                        let answered = take_answer(&mut msg);
+                        let params = msg.get("params").cloned();
+                        let outcome = match link
                             .gate
-                            .decide(&id, &method, msg.get("params").cloned())
+                            .decide_or_hold(&id, &method, params, answered)
                             .await
                         {
+                            Hold::Decided(d) => d,
+                            Hold::Waiting(held) => {
+                                let ask = Asking {
+                                    session: &session,
+                                    link: &link,
+                                    out: &out,
+                                    sse,
+                                    takes_input,
+                                };
+                                ask.hold(&id, &method, held).await
+                            }
+                        };
+                        match outcome {
                             Decided::Forward { decision } => decided = decision,
                             Decided::Refuse {
                                 answer,
@@ -715,6 +759,10 @@ pub async fn handle_request(
                                     app.metrics.refusal(&server, c);
                                 }
                                 decided = decision;
+                                refused = Some(answer);
+                            }
+                            Decided::Ask { answer } => {
+                                decided = "approve".into();
                                 refused = Some(answer);
                             }
                         }
@@ -745,6 +793,66 @@ pub async fn handle_request(
         },
     };
     let _ = out.send(answer).await;
+}
+
+/// A held request of one session, and how its client can be asked about it.
+struct Asking<'a> {
+    session: &'a Arc<ClientSession>,
+    link: &'a Arc<Link>,
+    out: &'a mpsc::Sender<Value>,
+    sse: bool,
+    /// The request says (2026-07-28 `_meta`) that its client takes `input_required`.
+    takes_input: bool,
+}
+
+impl Asking<'_> {
+    /// Where the policy lets the gate ask, put `held` to the person at the client
+    /// (2026-07-28: answered at once with `input_required`; 2025-11-25: an
+    /// `elicitation/create` while the request waits), then wait until it is decided
+    /// (by the client's answer or any other approver, or its expiry).
+    async fn hold(&self, id: &Value, method: &str, held: conductor_gate::Held) -> Decided {
+        let gate = &self.link.gate;
+        let ask = ask_mode(
+            gate.asks_in_client(),
+            self.takes_input,
+            self.session.elicits(),
+        );
+        if ask == Ask::InputRequired
+            && let Some(answer) = gate.input_required(id, &held)
+        {
+            return Decided::Ask { answer };
+        }
+        if ask == Ask::Elicit {
+            let form = gate.approval_form(&held);
+            let requests = &self.session.server_requests;
+            let question = self.session.asks().ask(&held, form, |key| {
+                requests.lock().is_ok_and(|m| m.contains_key(key))
+            });
+            match question {
+                Some(q) => self.to_client(q).await,
+                None => {
+                    tracing::warn!("cannot ask in the client; the call waits for another approver")
+                }
+            }
+        }
+        let decided = gate.release(id, method, held.clone()).await;
+        // Decided elsewhere (or expired) while the question was open: withdrawn.
+        let cancel = self.session.asks().forget(&held);
+        if let Some(c) = cancel {
+            self.to_client(c).await;
+        }
+        decided
+    }
+
+    /// A message of the gate's to the client: on the POST's SSE stream, or (a JSON-only
+    /// POST) the session's GET stream.
+    async fn to_client(&self, m: Value) {
+        if self.sse {
+            let _ = self.out.send(m).await;
+        } else {
+            let _ = self.session.events_tx.try_send(m);
+        }
+    }
 }
 
 fn tool_label(method: &str, msg: &Value) -> String {
@@ -988,8 +1096,9 @@ async fn cancel(conn: &Conn, ctx: &RequestCtx, up_id: u64, reason: &str) {
     let _ = conn.send(note, ctx).await;
 }
 
-/// Handle a client notification or an answer to a server request.
-pub async fn handle_one_way(app: Arc<App>, session: Arc<ClientSession>, msg: Value) {
+/// Handle a client notification or an answer to a server request. `false`: refused
+/// (an answer to a question of the gate's that this session was never asked).
+pub async fn handle_one_way(app: Arc<App>, session: Arc<ClientSession>, msg: Value) -> bool {
     session.touch();
     let ctx = session.ctx(None);
     if let Some(method) = msg.get("method").and_then(Value::as_str) {
@@ -1040,7 +1149,7 @@ pub async fn handle_one_way(app: Arc<App>, session: Arc<ClientSession>, msg: Val
                         .gate
                         .refuse_notification(method, msg.get("params").cloned())
                         .await;
-                    return;
+                    return true;
                 }
                 for link in links {
                     if let Some(conn) = link.conn().await {
@@ -1049,10 +1158,24 @@ pub async fn handle_one_way(app: Arc<App>, session: Arc<ClientSession>, msg: Val
                 }
             }
         }
-        return;
+        return true;
+    }
+    let Some(id) = msg.get("id") else {
+        return true;
+    };
+    // INVARIANT: an answer to the gate's own question never reaches a server, and
+    // decides only a question this session's client was asked.
+    if is_ask_id(id) {
+        let held = session.asks().take(id);
+        let Some(held) = held else {
+            tracing::warn!(agent = %session.agent, "refused an answer to a question this session was not asked");
+            return false;
+        };
+        let result = msg.get("result").cloned();
+        app.gates.answer_in_client(held, result).await;
+        return true;
     }
     // An answer to a server request: back to that server, under its own id.
-    let Some(id) = msg.get("id") else { return };
     let target = session
         .server_requests
         .lock()
@@ -1060,7 +1183,7 @@ pub async fn handle_one_way(app: Arc<App>, session: Arc<ClientSession>, msg: Val
         .and_then(|mut m| m.remove(&gate_glue::id_key(id)));
     let Some((server, original)) = target else {
         tracing::warn!(agent = %session.agent, "dropped an answer to no server request");
-        return;
+        return true;
     };
     if let Ok(link) = session.link(&app, &server).await
         && let Some(conn) = link.conn().await
@@ -1079,6 +1202,7 @@ pub async fn handle_one_way(app: Arc<App>, session: Arc<ClientSession>, msg: Val
         };
         let _ = conn.send(m, &ctx).await;
     }
+    true
 }
 
 /// The result of `initialize` for a new session: the upstream's own on `/mcp/<server>`,

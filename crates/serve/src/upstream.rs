@@ -201,19 +201,18 @@ fn gone_error(client_id: &Value, message: &str) -> Value {
 /// Route one message from the server: an answer to its request (id restored), a
 /// progress notification to the request that asked for it, anything else to the
 /// oldest request in flight or, without one, to `unsolicited`.
-async fn route(pending: &Pending, unsolicited: &mpsc::Sender<Value>, mut value: Value) {
-    let message = match serde_json::to_vec(&value)
-        .ok()
-        .map(|b| gate_glue::classify(&b))
-    {
-        Some(Ok(m)) => m,
-        _ => {
+async fn route(pending: &Pending, unsolicited: &mpsc::Sender<Value>, value: Value) {
+    // The shape checks of `classify` on the parsed message (no second serialisation
+    // and parse per message).
+    let message = match gate_glue::classify_value(value) {
+        Ok(m) => m,
+        Err(_) => {
             tracing::warn!("dropped a message from an upstream that is not a json-rpc message");
             return;
         }
     };
     match message {
-        Message::Response { id, .. } => {
+        Message::Response { id, mut value } => {
             let entry = id
                 .as_u64()
                 .and_then(|n| pending.lock().ok().and_then(|mut p| p.remove(&n)));
@@ -229,7 +228,7 @@ async fn route(pending: &Pending, unsolicited: &mpsc::Sender<Value>, mut value: 
                 }
             }
         }
-        Message::Notification { method, .. } => {
+        Message::Notification { method, value } => {
             let target = {
                 let p = pending.lock().ok();
                 p.and_then(|p| {
@@ -254,7 +253,7 @@ async fn route(pending: &Pending, unsolicited: &mpsc::Sender<Value>, mut value: 
                 }
             }
         }
-        Message::Request { .. } => {
+        Message::Request { value, .. } => {
             let target = pending
                 .lock()
                 .ok()

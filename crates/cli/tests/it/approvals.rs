@@ -31,17 +31,17 @@ fn policy(dir: &Path, ttl: &str) -> PathBuf {
     p
 }
 
-struct Wrap {
+pub(crate) struct Wrap {
     child: Child,
     input: ChildStdin,
     lines: mpsc::Receiver<Value>,
     dir: PathBuf,
-    audit: PathBuf,
+    pub(crate) audit: PathBuf,
     log: PathBuf,
 }
 
 impl Wrap {
-    fn start(dir: &Path, ttl: &str) -> Wrap {
+    pub(crate) fn start(dir: &Path, ttl: &str) -> Wrap {
         let audit = dir.join("audit.db");
         let log = dir.join("server.log");
         let mut child = conductor_in(dir)
@@ -81,19 +81,24 @@ impl Wrap {
         }
     }
 
-    fn call(&mut self, id: u64, name: &str, arguments: Value) {
+    pub(crate) fn call(&mut self, id: u64, name: &str, arguments: Value) {
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
                          "params": {"name": name, "arguments": arguments}});
         writeln!(self.input, "{msg}").unwrap();
         self.input.flush().unwrap();
     }
 
-    fn answer(&self) -> Value {
+    pub(crate) fn answer(&self) -> Value {
         self.lines.recv_timeout(WAIT).expect("an answer from wrap")
     }
 
+    /// An answer already written, if any (does not wait).
+    pub(crate) fn answered(&self) -> Option<Value> {
+        self.lines.try_recv().ok()
+    }
+
     /// `conductor approvals ARGS --audit <store>` (another process).
-    fn approvals(&self, args: &[&str]) -> crate::Run {
+    pub(crate) fn approvals(&self, args: &[&str]) -> crate::Run {
         let mut all: Vec<&str> = vec!["approvals"];
         all.extend_from_slice(args);
         let audit = self.audit.to_str().unwrap().to_string();
@@ -102,7 +107,7 @@ impl Wrap {
     }
 
     /// Wait until `n` approvals are pending; their JSON.
-    fn pending(&self, n: usize) -> Vec<Value> {
+    pub(crate) fn pending(&self, n: usize) -> Vec<Value> {
         let started = Instant::now();
         loop {
             if self.audit.exists() {
@@ -119,13 +124,13 @@ impl Wrap {
         }
     }
 
-    fn server_saw(&self, needle: &str) -> bool {
+    pub(crate) fn server_saw(&self, needle: &str) -> bool {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .contains(needle)
     }
 
-    fn records(&self, event: &str) -> Vec<conductor_audit::Record> {
+    pub(crate) fn records(&self, event: &str) -> Vec<conductor_audit::Record> {
         AuditReader::open(&self.audit)
             .unwrap()
             .last(1000)
@@ -135,13 +140,13 @@ impl Wrap {
             .collect()
     }
 
-    fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         drop(self.input);
         let _ = self.child.wait();
     }
 }
 
-fn text(answer: &Value) -> String {
+pub(crate) fn text(answer: &Value) -> String {
     answer["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_default()

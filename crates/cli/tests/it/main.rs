@@ -12,11 +12,13 @@
 mod approvals;
 mod audit;
 mod check;
+mod console;
 mod hook;
 mod init;
 mod policy;
 mod sandbox;
 mod serve;
+mod serve_conformance;
 mod wrap;
 mod wrap_faults;
 mod wrap_go;

@@ -15,14 +15,14 @@ use serde_json::{Value, json};
 
 use crate::{fixtures, workspace};
 
-const DECISION_KEY: &str = "dev.conductor/decision";
+pub(crate) const DECISION_KEY: &str = "dev.conductor/decision";
 const METADATA_URL: &str = "http://169.254.169.254/latest/meta-data/";
 
 // ---------------------------------------------------------------------------------------
 // Peers and the gateway process
 // ---------------------------------------------------------------------------------------
 
-fn peers() -> Option<PathBuf> {
+pub(crate) fn peers() -> Option<PathBuf> {
     let dir = workspace().join(".peers");
     if dir.join("stamp").is_file() {
         return Some(dir.canonicalize().unwrap());
@@ -38,25 +38,25 @@ fn peers() -> Option<PathBuf> {
     None
 }
 
-fn s(p: &Path) -> String {
+pub(crate) fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
-fn python(peers: &Path) -> String {
+pub(crate) fn python(peers: &Path) -> String {
     s(&peers.join("venv/bin/python"))
 }
 
-fn everything_js(peers: &Path) -> String {
+pub(crate) fn everything_js(peers: &Path) -> String {
     s(&peers.join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
 }
 
 /// A child in its own process group, killed with everything it started when dropped.
-struct Proc {
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
+    pub(crate) fn spawn(mut cmd: Command) -> Proc {
         cmd.process_group(0);
         Proc {
             child: cmd.spawn().unwrap(),
@@ -76,9 +76,9 @@ impl Drop for Proc {
 }
 
 /// One running gateway with its files in a temporary directory.
-struct Gateway {
-    dir: tempfile::TempDir,
-    addr: String,
+pub(crate) struct Gateway {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) addr: String,
     proc: Option<Proc>,
     log: Arc<Mutex<String>>,
 }
@@ -125,14 +125,22 @@ impl Gateway {
     /// [`Gateway::start`] with more `conductor serve` arguments.
     fn start_with(servers: &str, extra: &str, args: &[&str]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
-        std::fs::write(
-            dir.path().join("gateway.yaml"),
-            format!(
-                "version: 1\nlisten: \"127.0.0.1:0\"\norigins: [\"http://localhost:3000\"]\nservers:\n{servers}auth: {{none: {{agent: {AGENT}}}}}\n{extra}"
-            ),
-        )
-        .unwrap();
+        let gateway = format!(
+            "version: 1\nlisten: \"127.0.0.1:0\"\norigins: [\"http://localhost:3000\"]\nservers:\n{servers}auth: {{none: {{agent: {AGENT}}}}}\n{extra}"
+        );
+        Gateway::launch(dir, POLICY, &gateway, args)
+    }
+
+    /// `conductor serve` in `dir` under `policy` and the whole gateway file `gateway`
+    /// (its `listen` should be port 0), with more `serve` arguments.
+    pub(crate) fn launch(
+        dir: tempfile::TempDir,
+        policy: &str,
+        gateway: &str,
+        args: &[&str],
+    ) -> Gateway {
+        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+        std::fs::write(dir.path().join("gateway.yaml"), gateway).unwrap();
         let mut cmd = crate::conductor_in(dir.path());
         cmd.args([
             "serve",
@@ -190,20 +198,20 @@ impl Gateway {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// The audit records (event, tool, decision), read with `conductor audit export`.
-    fn audit(&self) -> Vec<(String, String, String)> {
+    pub(crate) fn audit(&self) -> Vec<(String, String, String)> {
         let out = crate::conductor_in(self.dir.path())
             .args([
                 "audit", "export", "--format", "jsonl", "--audit", "audit.db",
@@ -239,7 +247,7 @@ impl Gateway {
 }
 
 /// `python spy.py LOG -- <server…>` as a YAML flow list.
-fn spied(peers: &Path, log: &Path, server: &[String]) -> String {
+pub(crate) fn spied(peers: &Path, log: &Path, server: &[String]) -> String {
     let mut v = vec![
         python(peers),
         s(&fixtures().join("peers/spy.py")),
@@ -250,7 +258,7 @@ fn spied(peers: &Path, log: &Path, server: &[String]) -> String {
     serde_json::to_string(&v).unwrap()
 }
 
-fn spy_saw(log: &Path) -> String {
+pub(crate) fn spy_saw(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()
 }
 
@@ -373,7 +381,7 @@ fn client(peers: &Path, gw: &Gateway, sdk: Sdk, path: &str, calls: Value) -> Val
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("no JSON ({e}): {out}\n{err}"))
 }
 
-fn text_of(result: &Value) -> String {
+pub(crate) fn text_of(result: &Value) -> String {
     result["content"]
         .as_array()
         .map(|a| {
@@ -554,7 +562,7 @@ fn serve_typescript_two_upstreams_with_the_same_tool_name_stay_distinct() {
 }
 
 /// A node preload that makes `app.listen(PORT)` bind 127.0.0.1 on a free port and print it.
-const LISTEN_LOOPBACK: &str = r#"
+pub(crate) const LISTEN_LOOPBACK: &str = r#"
 const net = require("node:net");
 const orig = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {
@@ -831,14 +839,14 @@ fn serve_sandboxed_fetch_goes_out_only_through_the_egress_proxy() {
 // Raw HTTP: hygiene, routing headers, sessions
 // ---------------------------------------------------------------------------------------
 
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -846,7 +854,7 @@ impl Answer {
     }
 
     /// The JSON-RPC messages of the body (JSON, or the `data:` lines of an event stream).
-    fn messages(&self) -> Vec<Value> {
+    pub(crate) fn messages(&self) -> Vec<Value> {
         if let Ok(v) = serde_json::from_str::<Value>(&self.body) {
             return vec![v];
         }
@@ -857,13 +865,19 @@ impl Answer {
             .collect()
     }
 
-    fn last(&self) -> Value {
+    pub(crate) fn last(&self) -> Value {
         self.messages().pop().unwrap_or(Value::Null)
     }
 }
 
 /// One HTTP/1.1 request; the answer read to its end (`Connection: close`).
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -923,12 +937,12 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-const JSON_SSE: [(&str, &str); 2] = [
+pub(crate) const JSON_SSE: [(&str, &str); 2] = [
     ("Content-Type", "application/json"),
     ("Accept", "application/json, text/event-stream"),
 ];
 
-fn init_body() -> String {
+pub(crate) fn init_body() -> String {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "raw", "version": "0"}}})
@@ -993,7 +1007,7 @@ fn call_body(id: u64, name: &str) -> String {
         .to_string()
 }
 
-fn with_session(sid: &str) -> Vec<(&str, &str)> {
+pub(crate) fn with_session(sid: &str) -> Vec<(&str, &str)> {
     let mut h = JSON_SSE.to_vec();
     h.push(("Mcp-Session-Id", sid));
     h.push(("MCP-Protocol-Version", "2025-11-25"));

@@ -7,7 +7,6 @@
 //! the waiter is released and the call completes (its record is written), and the
 //! record appears in the audit explorer. Screenshots go to target/test-artifacts/.
 
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -15,26 +14,11 @@ use conductor_audit::{
     ApprovalStore as _, AuditOptions, AuditStore, NewApproval, Outcome, SqliteApprovals,
 };
 use conductor_console::{Approver, Approvers, ConsoleOptions};
-use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
-use headless_chrome::{Browser, LaunchOptions};
 use serde_json::json;
 
+use crate::browser::{approve, chromium, click, deny, go, launch, log_in, shot, text};
+
 use crate::http::{KEY, record};
-
-fn chromium() -> Option<PathBuf> {
-    for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
-        if std::path::Path::new(p).exists() {
-            return Some(PathBuf::from(p));
-        }
-    }
-    None
-}
-
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts/console");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn held(agent: &str, tool: &str, args: serde_json::Value) -> NewApproval {
     NewApproval {
@@ -97,23 +81,9 @@ fn start(opts: ConsoleOptions) -> Server {
     }
 }
 
-fn shot(tab: &headless_chrome::Tab, name: &str) {
-    let png = tab
-        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
-        .unwrap();
-    std::fs::write(artifacts().join(name), png).unwrap();
-}
-
 #[test]
 fn approver_logs_in_approves_a_held_call_and_sees_its_record() {
-    let Some(path) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is missing: scripts/setup-debian.sh installs it"
-        );
-        eprintln!("SKIPPED: chromium is not installed (scripts/setup-debian.sh installs it)");
-        return;
-    };
+    let Some(path) = chromium() else { return };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
     let audit = AuditStore::open(&db, AuditOptions::default()).unwrap();
@@ -148,34 +118,12 @@ fn approver_logs_in_approves_a_held_call_and_sees_its_record() {
     });
     let base = format!("http://{}", server.addr);
     let profile = tempfile::tempdir().unwrap();
-    let browser = Browser::new(
-        LaunchOptions::default_builder()
-            .path(Some(path))
-            .headless(true)
-            .sandbox(false)
-            .window_size(Some((1280, 1000)))
-            .user_data_dir(Some(profile.path().to_path_buf()))
-            .idle_browser_timeout(Duration::from_secs(60))
-            .args(vec![
-                // Nothing leaves this machine: every name but the console's fails.
-                std::ffi::OsStr::new("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
-                std::ffi::OsStr::new("--no-proxy-server"),
-                std::ffi::OsStr::new("--disable-background-networking"),
-                std::ffi::OsStr::new("--disable-component-update"),
-                std::ffi::OsStr::new("--disable-dev-shm-usage"),
-            ])
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let browser = launch(path, profile.path());
     let tab = browser.new_tab().unwrap();
     tab.set_default_timeout(Duration::from_secs(20));
 
     // Not logged in: the console sends the browser to its login page.
-    tab.navigate_to(&format!("{base}/console/approvals"))
-        .unwrap()
-        .wait_until_navigated()
-        .unwrap();
+    go(&tab, &format!("{base}/console/approvals"));
     assert!(
         tab.get_url().ends_with("/console/login"),
         "{}",
@@ -184,34 +132,22 @@ fn approver_logs_in_approves_a_held_call_and_sees_its_record() {
     shot(&tab, "01-login.png");
 
     // A wrong key first: refused, still on the login page.
-    tab.wait_for_element("#name").unwrap().click().unwrap();
-    tab.type_str("alice").unwrap();
-    tab.wait_for_element("#key").unwrap().click().unwrap();
-    tab.type_str("not-the-key").unwrap();
-    tab.wait_for_element("#login").unwrap().click().unwrap();
-    let refused = tab
-        .wait_for_element(".alert-bad")
-        .unwrap()
-        .get_inner_text()
-        .unwrap();
+    log_in(&tab, "alice", "not-the-key");
+    let refused = text(&tab, ".alert-bad");
     assert!(refused.contains("do not match an approver"), "{refused}");
 
-    tab.wait_for_element("#name").unwrap().click().unwrap();
-    tab.type_str("alice").unwrap();
-    tab.wait_for_element("#key").unwrap().click().unwrap();
-    tab.type_str(KEY).unwrap();
-    tab.wait_for_element("#login").unwrap().click().unwrap();
+    log_in(&tab, "alice", KEY);
 
     // The held call is there, with its agent, tool and reasons.
     let card = tab.wait_for_element("article.pending").unwrap();
-    let text = card.get_inner_text().unwrap();
+    let card_text = card.get_inner_text().unwrap();
     assert!(
-        text.contains("github.merge_pr") && text.contains("deploy-bot"),
-        "{text}"
+        card_text.contains("github.merge_pr") && card_text.contains("deploy-bot"),
+        "{card_text}"
     );
-    assert!(text.contains("requires approval"), "{text}");
-    assert!(text.contains(&pending.id), "{text}");
-    assert!(text.contains("acme/site"), "{text}");
+    assert!(card_text.contains("requires approval"), "{card_text}");
+    assert!(card_text.contains(&pending.id), "{card_text}");
+    assert!(card_text.contains("acme/site"), "{card_text}");
     // The script ran under the CSP: the pending count shows in the header.
     let count = tab
         .wait_for_element("#pending-count:not([hidden])")
@@ -232,18 +168,7 @@ fn approver_logs_in_approves_a_held_call_and_sees_its_record() {
     shot(&tab, "03-live.png");
 
     // Approve the first one (scope: this call).
-    tab.wait_for_element(&format!(
-        "article.pending[data-id=\"{}\"] button.approve",
-        pending.id
-    ))
-    .unwrap()
-    .click()
-    .unwrap();
-    let flash = tab
-        .wait_for_element("#flash")
-        .unwrap()
-        .get_inner_text()
-        .unwrap();
+    let flash = approve(&tab, &pending.id, None);
     assert!(flash.contains("approved"), "{flash}");
     shot(&tab, "04-approved.png");
 
@@ -260,73 +185,30 @@ fn approver_logs_in_approves_a_held_call_and_sees_its_record() {
     waiter.join().unwrap();
 
     // Its records appear in the explorer: the grant naming the approver, and the call.
-    tab.navigate_to(&format!("{base}/console/audit?tool=github.*"))
-        .unwrap()
-        .wait_until_navigated()
-        .unwrap();
-    let table = tab
-        .wait_for_element("#records")
-        .unwrap()
-        .get_inner_text()
-        .unwrap();
+    go(&tab, &format!("{base}/console/audit?tool=github.*"));
+    let table = text(&tab, "#records");
     assert!(table.contains("github.merge_pr"), "{table}");
     assert!(
         table.contains("ALLOW") || table.contains("allow"),
         "{table}"
     );
     assert!(table.contains("approval"), "{table}");
-    let status = tab
-        .wait_for_element("#chain-status")
-        .unwrap()
-        .get_inner_text()
-        .unwrap();
+    let status = text(&tab, "#chain-status");
     assert!(status.contains("hash chain verified"), "{status}");
     shot(&tab, "05-audit.png");
 
     // The grant's record names alice.
     let rows = tab.find_elements("#records tbody tr").unwrap();
     assert!(rows.len() >= 2);
-    tab.navigate_to(&format!("{base}/console/audit?check=approval"))
-        .unwrap()
-        .wait_until_navigated()
-        .unwrap();
-    tab.wait_for_element("#records tbody tr a")
-        .unwrap()
-        .click()
-        .unwrap();
-    let detail = tab
-        .wait_for_element("#main")
-        .unwrap()
-        .get_inner_text()
-        .unwrap();
+    go(&tab, &format!("{base}/console/audit?check=approval"));
+    click(&tab, "#records tbody tr a");
+    let detail = text(&tab, "#main");
     assert!(detail.contains("alice"), "{detail}");
     shot(&tab, "06-record.png");
 
     // The other call still waits; deny it with a reason.
-    tab.navigate_to(&format!("{base}/console/approvals"))
-        .unwrap()
-        .wait_until_navigated()
-        .unwrap();
-    tab.wait_for_element(&format!(
-        "article.pending[data-id=\"{}\"] input[name=reason]",
-        second.id
-    ))
-    .unwrap()
-    .click()
-    .unwrap();
-    tab.type_str("not this repository").unwrap();
-    tab.wait_for_element(&format!(
-        "article.pending[data-id=\"{}\"] button.deny",
-        second.id
-    ))
-    .unwrap()
-    .click()
-    .unwrap();
-    let flash = tab
-        .wait_for_element("#flash")
-        .unwrap()
-        .get_inner_text()
-        .unwrap();
+    go(&tab, &format!("{base}/console/approvals"));
+    let flash = deny(&tab, &second.id, "not this repository", None);
     assert!(flash.contains("denied"), "{flash}");
     let after = approvals.show(&second.id).unwrap();
     assert_eq!(after.decided_by.as_deref(), Some("alice"));

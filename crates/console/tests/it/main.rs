@@ -9,5 +9,6 @@
     reason = "test code: a panic is a test failure"
 )]
 
+mod browser;
 mod chromium;
 mod http;

@@ -149,6 +149,56 @@ impl Service {
         checked: CheckedConnection,
         problems: Vec<Reason>,
     ) -> Verdict {
+        let (decision, record) = self.connection_record(subject, checked, problems);
+        // A connection waits for its record alone: on a multi-threaded runtime it is
+        // committed on this thread (`append_many_here`: the same transaction and chain
+        // as the writer's, without the two thread wake-ups of the hand-off, which were
+        // most of a connection's fixed cost); elsewhere through the writer.
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let tool = record.tool.clone();
+        let committed = if multi {
+            tokio::task::block_in_place(|| self.commit_here(&record))
+        } else {
+            self.audit
+                .submit(record)
+                .await
+                .map(|r| r.seq)
+                .map_err(|e| e.to_string())
+        };
+        finish(decision, committed, &tool)
+    }
+
+    /// [`Service::record_connection`] for a caller whose thread may wait for the
+    /// commit — a transport on a thread of its own, such as the sandbox's egress proxy
+    /// (its own single-threaded runtime): the record is committed on this thread
+    /// whatever the runtime, without a hand-off to the writer thread and back.
+    pub fn record_connection_here(
+        &self,
+        subject: &Subject,
+        checked: CheckedConnection,
+        problems: Vec<Reason>,
+    ) -> Verdict {
+        let (decision, record) = self.connection_record(subject, checked, problems);
+        let committed = self.commit_here(&record);
+        finish(decision, committed, &record.tool)
+    }
+
+    /// Commit one record on this thread; its sequence number.
+    fn commit_here(&self, record: &NewRecord) -> Result<u64, String> {
+        self.audit
+            .append_many_here(std::slice::from_ref(record))
+            .map(|r| r.first().map_or(0, |r| r.seq))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The decision with the transport's `problems` added, and the connection's record.
+    fn connection_record(
+        &self,
+        subject: &Subject,
+        checked: CheckedConnection,
+        problems: Vec<Reason>,
+    ) -> (Decision, NewRecord) {
         let CheckedConnection {
             connection,
             request,
@@ -187,22 +237,7 @@ impl Service {
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             auth: None,
         };
-        // A connection waits for its record alone: on a multi-threaded runtime it is
-        // committed on this thread (`append_many_here`: the same transaction and chain
-        // as the writer's, without the two thread wake-ups of the hand-off, which were
-        // most of a connection's fixed cost); elsewhere through the writer.
-        let multi = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let committed = if multi {
-            tokio::task::block_in_place(|| {
-                self.audit.append_many_here(std::slice::from_ref(&record))
-            })
-            .map(|r| r.first().map_or(0, |r| r.seq))
-        } else {
-            self.audit.submit(record).await.map(|r| r.seq)
-        }
-        .map_err(|e| e.to_string());
-        finish(decision, committed, &request.tool)
+        (decision, record)
     }
 
     /// [`Service::check_connection`] and [`Service::record_connection`] in one.

@@ -11,7 +11,8 @@ use conductor_sandbox::Profile;
 use crate::support::{Fixed, World, policy, run, sh};
 
 /// A tiny HTTP/1.1 server on 127.0.0.1 port 0: `/redirect-metadata` answers a 302 to
-/// the metadata service, `/big` 1 MiB, anything else `hello from <path>`. Records the
+/// the metadata service, `/big` 1 MiB, `/pattern` [`pattern`] (3 MiB that do not
+/// repeat in step with any buffer), anything else `hello from <path>`. Records the
 /// request lines and bodies it received.
 pub struct TestServer {
     pub port: u16,
@@ -60,6 +61,16 @@ fn serve_one(stream: std::net::TcpStream, seen: &Mutex<Vec<String>>) {
     ));
     let path = line.split(' ').nth(1).unwrap_or("/").to_string();
     let mut w = stream;
+    if path == "/pattern" {
+        let body = pattern();
+        let _ = write!(
+            w,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let _ = w.write_all(&body);
+        return;
+    }
     let response = if path == "/redirect-metadata" {
         "HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest/meta-data/\r\nContent-Length: 0\r\n\r\n".to_string()
     } else if path == "/big" {
@@ -76,6 +87,32 @@ fn serve_one(stream: std::net::TcpStream, seen: &Mutex<Vec<String>>) {
         )
     };
     let _ = w.write_all(response.as_bytes());
+}
+
+/// 3 MiB + 17 bytes whose value depends on the position (a relay that drops, repeats or
+/// reorders a chunk changes their digest).
+pub fn pattern() -> Vec<u8> {
+    (0..(3usize << 20) + 17)
+        .map(|i| (i ^ (i >> 8) ^ (i >> 16)) as u8)
+        .collect()
+}
+
+/// The SHA-256 of `bytes` as `sha256sum` prints it (the same tool the sandboxed side
+/// uses).
+fn sha256sum(bytes: &[u8]) -> String {
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 pub fn loopback_policy() -> conductor_policy::Policy {
@@ -365,4 +402,103 @@ async fn a_tainted_agent_reaches_no_public_destination_through_the_proxy() {
     assert_eq!(records[0]["decision"], "deny");
     assert_eq!(records[0]["reasons"][0]["check"], "flow", "{}", records[0]);
     assert_eq!(records[0]["tool"], "test.egress");
+}
+
+/// The spliced relay of a plain-HTTP answer: a 3 MiB body crosses the proxy whole and in
+/// order (the body after the checked head is moved by splice(2), not copied).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_plain_http_body_arrives_whole_through_the_spliced_relay() {
+    let server = TestServer::start();
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
+    let url = format!("http://allowed.test:{}/pattern", server.port);
+    let (out, code) = run(
+        &sh(&format!("curl -sS {url} | sha256sum")),
+        &Profile::default(),
+        w.egress(),
+        b"",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.split(' ').next(), Some(sha256sum(&pattern()).as_str()));
+    let records = w.egress_records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].0, "allow");
+}
+
+/// The spliced relay of a CONNECT tunnel, both ways: curl inside the sandbox speaks real
+/// TLS through the proxy to `openssl s_server` (a self-signed name, `-k`) and downloads
+/// a 3 MiB file whole; the handshake's bytes went both ways through the pipes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_download_crosses_the_spliced_tunnel_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-subj", "/CN=allowed.test", "-days", "1"])
+        .args(["-keyout", "k.pem", "-out", "c.pem"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::write(dir.path().join("pattern"), pattern()).unwrap();
+    let mut server = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            "127.0.0.1:0",
+            "-cert",
+            "c.pem",
+            "-key",
+            "k.pem",
+        ])
+        .args(["-WWW", "-naccept", "1"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // `ACCEPT 127.0.0.1:<port>`: the port the server was given (its output is kept
+    // open until the end, so the server never writes into a closed pipe).
+    let mut said = BufReader::new(server.stdout.take().unwrap());
+    let port: u16 = loop {
+        let mut line = String::new();
+        assert!(
+            said.read_line(&mut line).unwrap() > 0,
+            "openssl s_server said no port"
+        );
+        if let Some(at) = line.trim().strip_prefix("ACCEPT ") {
+            break at.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    };
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
+    let (out, code) = run(
+        &sh(&format!(
+            "curl -sSk https://allowed.test:{port}/pattern | sha256sum"
+        )),
+        &Profile::default(),
+        w.egress(),
+        b"",
+    )
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(said);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.split(' ').next(), Some(sha256sum(&pattern()).as_str()));
+    let records = w.egress_records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].0, "allow");
 }

@@ -252,6 +252,16 @@ impl JwksCache {
     /// The key a token names, fetching the set when it is missing, old, or lacks the
     /// `kid` (once).
     pub async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<Key, AuthError> {
+        self.key_in_set(kid, alg).await.map(|(k, _)| k)
+    }
+
+    /// [`JwksCache::key`], with the key set it was found in (a token verified with a
+    /// key of one set is verified for as long as that set is the one in force).
+    pub async fn key_in_set(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<(Key, Arc<KeySet>), AuthError> {
         let (set, fetched, _) = self.snapshot();
         let old = fetched.is_none_or(|f| f.elapsed() >= self.timings.refresh);
         if set.is_none() || old {
@@ -266,16 +276,15 @@ impl JwksCache {
             ));
         };
         if let Some(k) = set.find(kid, alg) {
-            return Ok(k.clone());
+            return Ok((k.clone(), Arc::clone(&set)));
         }
         // An unknown kid: the issuer may have rotated its keys. Fetch once.
         if self.refresh(true).await {
             let (set, fetched, _) = self.snapshot();
-            if let Some(k) = set
-                .filter(|_| fresh(fetched))
-                .and_then(|s| s.find(kid, alg).cloned())
+            if let Some(set) = set.filter(|_| fresh(fetched))
+                && let Some(k) = set.find(kid, alg)
             {
-                return Ok(k);
+                return Ok((k.clone(), Arc::clone(&set)));
             }
         }
         Err(AuthError::InvalidToken(match kid {

@@ -13,7 +13,8 @@
 //! must be that one — an HS256 token "signed" with a public key is refused before any
 //! key is looked up (algorithm confusion, CVE-2015-9235 class).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -21,7 +22,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use super::jwks::{JwksCache, JwksSource, JwksTimings};
+use super::jwks::{JwksCache, JwksSource, JwksTimings, KeySet};
 use super::{AuthError, Proof};
 
 /// Largest token looked at.
@@ -69,6 +70,41 @@ impl Verified {
 pub struct JwtVerifier {
     cfg: JwtConfig,
     jwks: JwksCache,
+    /// Tokens whose signature and claims were verified, by SHA-256 of (endpoint,
+    /// token): an agent presents the same token on every request until it expires,
+    /// and its signature (35–75 µs) is checked once instead of each time.
+    verified: Mutex<HashMap<[u8; 32], Cached>>,
+}
+
+/// A verified token in [`JwtVerifier::verified`].
+///
+/// INVARIANT: an entry counts only while the key set it was verified with is the one
+/// in force (any JWKS refresh voids it), and only within its `exp`/`nbf` (re-checked on
+/// every use, with the same leeway as the first verification).
+struct Cached {
+    set: Arc<KeySet>,
+    exp: i64,
+    nbf: Option<i64>,
+    verified: Verified,
+}
+
+/// Most tokens remembered at once (the map is emptied when full).
+const VERIFIED_TOKENS_MAX: usize = 4096;
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn cache_key(token: &str, server: Option<&str>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(server.unwrap_or("").as_bytes());
+    h.update([0]);
+    h.update(token.as_bytes());
+    h.finalize().into()
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -137,7 +173,11 @@ pub fn header_algorithm(header: &Value) -> Result<Algorithm, AuthError> {
 impl JwtVerifier {
     pub fn new(cfg: JwtConfig) -> JwtVerifier {
         let jwks = JwksCache::new(cfg.jwks.clone(), cfg.timings);
-        JwtVerifier { cfg, jwks }
+        JwtVerifier {
+            cfg,
+            jwks,
+            verified: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn config(&self) -> &JwtConfig {
@@ -195,7 +235,18 @@ impl JwtVerifier {
             Some(Value::String(k)) => Some(k.as_str()),
             Some(_) => return Err(bad("the token's `kid` is not a string")),
         };
-        let key = self.jwks.key(kid, alg).await?;
+        let (key, set) = self.jwks.key_in_set(kid, alg).await?;
+        let leeway = i64::try_from(self.cfg.leeway.as_secs()).unwrap_or(i64::MAX);
+        let digest = cache_key(token, server);
+        let now = now_secs();
+        if let Ok(cache) = self.verified.lock()
+            && let Some(c) = cache.get(&digest)
+            && Arc::ptr_eq(&c.set, &set)
+            && c.exp >= now.saturating_sub(leeway)
+            && c.nbf.is_none_or(|n| n <= now.saturating_add(leeway))
+        {
+            return Ok(c.verified.clone());
+        }
         let mut v = Validation::new(alg);
         v.algorithms = vec![key.alg];
         v.set_issuer(&[self.cfg.issuer.as_str()]);
@@ -236,13 +287,37 @@ impl JwtVerifier {
                 self.cfg.agent_claim
             )));
         };
-        Ok(Verified {
+        let verified = Verified {
             agent,
             iss: text_claim(&claims, "iss").unwrap_or_default(),
             sub: text_claim(&claims, "sub"),
             jti: text_claim(&claims, "jti"),
             scopes: scopes_of(&claims),
-        })
+        };
+        // Remembered only with integer `exp` (required, checked) and `nbf` (if any):
+        // a token with other numbers is verified each time.
+        let exp = claims.get("exp").and_then(Value::as_i64);
+        let nbf = match claims.get("nbf") {
+            None => Some(None),
+            Some(n) => n.as_i64().map(Some),
+        };
+        if let (Some(exp), Some(nbf)) = (exp, nbf)
+            && let Ok(mut cache) = self.verified.lock()
+        {
+            if cache.len() >= VERIFIED_TOKENS_MAX {
+                cache.clear();
+            }
+            cache.insert(
+                digest,
+                Cached {
+                    set,
+                    exp,
+                    nbf,
+                    verified: verified.clone(),
+                },
+            );
+        }
+        Ok(verified)
     }
 
     /// The scopes a request needs that `have` lacks (sorted), for a request to

@@ -219,8 +219,9 @@ async fn api_deny_refuses_the_held_call_with_the_approvers_reason() {
     assert_eq!(deny.arguments.as_ref().unwrap()["approver"], "alice");
 }
 
-/// Every approval endpoint, with the credentials an agent has: refused (401 or 403),
-/// and nothing decided.
+/// Every approval endpoint (the JSON API's and the console's at /console), with the
+/// credentials an agent has (its API key by both headers, a valid JWT), aimed at the
+/// agent's own held call: refused (401 or 403), and nothing decided.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_credentials_get_401_or_403_on_every_approval_endpoint() {
     let (key, hash) = conductor_serve::auth::keys::generate().unwrap();
@@ -253,7 +254,10 @@ async fn agent_credentials_get_401_or_403_on_every_approval_endpoint() {
     let agent_bearer = bearer(&key);
     let jwt_bearer = bearer(&token);
     let alice = bearer(ALICE_KEY);
-    let id = "00000000000000000000000000000000";
+    // The agent's own call, held: its real id is what the agent would like to approve.
+    let call = held_call(&gw, &key);
+    let held = pending(&gw).await["id"].as_str().unwrap().to_string();
+    let id = held.as_str();
     let endpoints: Vec<(&str, String)> = vec![
         ("GET", "/v1/approvals".into()),
         ("GET", format!("/v1/approvals/{id}")),
@@ -298,6 +302,48 @@ async fn agent_credentials_get_401_or_403_on_every_approval_endpoint() {
             }
         }
     }
+    // The console: any agent credential is refused outright (403), even beside a valid
+    // approver key, whatever the route (pages, forms, the live feed).
+    let form = json!({"csrf": "0".repeat(64), "scope": "call", "reason": "x"});
+    let console: Vec<(&str, String)> = vec![
+        ("GET", "/console/".into()),
+        ("GET", "/console/approvals".into()),
+        ("POST", format!("/console/approvals/{id}/approve")),
+        ("POST", format!("/console/approvals/{id}/deny")),
+        ("POST", format!("/console/grants/{id}/revoke")),
+        ("GET", "/console/api/live".into()),
+        ("GET", "/console/audit".into()),
+    ];
+    let agent_creds: Vec<Vec<(&str, &str)>> = vec![
+        vec![("authorization", agent_bearer.as_str())],
+        vec![("x-api-key", key.as_str())],
+        vec![("authorization", jwt_bearer.as_str())],
+        vec![
+            ("authorization", alice.as_str()),
+            ("x-api-key", key.as_str()),
+        ],
+    ];
+    for (method, path) in &console {
+        for headers in &agent_creds {
+            let a = if *method == "GET" {
+                get(&gw.url(path), headers).await
+            } else {
+                send(&gw.url(path), headers, &form).await
+            };
+            assert_eq!(
+                a.status, 403,
+                "{method} {path} with {headers:?}: {}",
+                a.body
+            );
+            assert!(!a.body.contains(&key) && !a.body.contains(&token));
+        }
+    }
+    assert!(!call.is_finished(), "an agent credential released its call");
+    let store = conductor_audit::SqliteApprovals::open(&gw.dir.path().join("audit.db")).unwrap();
+    assert_eq!(
+        store.show(id).unwrap().status,
+        conductor_audit::Status::Pending
+    );
     let records = gw.audit();
     assert!(
         !records.iter().any(|r| r.event.starts_with("approval-")),

@@ -177,6 +177,9 @@ async fn spy(State(seen): State<Seen>, h: HeaderMap, body: Bytes) -> Response {
             })
             .collect(),
     );
+    if let Some(last) = seen.lock().unwrap().last_mut() {
+        last.insert("(body)".into(), String::from_utf8_lossy(&body).into_owned());
+    }
     let m: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let Some(id) = m.get("id").cloned() else {
         return StatusCode::ACCEPTED.into_response();
@@ -280,7 +283,14 @@ pub(crate) async fn gateway_with(
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let (atx, arx) = tokio::sync::oneshot::channel();
-    tokio::spawn(conductor_serve::serve(conductor_serve::ServeOptions {
+    // The web console at /console, as `conductor serve` mounts it (the file's approvers).
+    let console = conductor_console::router(conductor_console::ConsoleOptions {
+        audit: dir.path().join("audit.db"),
+        approvers: cfg.approvers.clone(),
+        tls: false,
+        hosts: Vec::new(),
+    });
+    let opts = conductor_serve::ServeOptions {
         config: cfg,
         config_path: None,
         policy_path: None,
@@ -290,7 +300,8 @@ pub(crate) async fn gateway_with(
         on_listen: Some(Box::new(move |a| {
             let _ = atx.send(a);
         })),
-    }));
+    };
+    tokio::spawn(conductor_serve::serve_with(opts, console));
     let addr = arx.await.unwrap();
     Gw {
         addr,
@@ -669,6 +680,74 @@ async fn jwt_key_rotation_is_picked_up_on_an_unknown_kid() {
     )
     .await;
     assert_refused(&a, "not one of the issuer's keys");
+}
+
+// The gateway remembers tokens it verified (signature checked once per token): a
+// remembered token must still be refused once it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_a_remembered_token_is_refused_once_it_expires() {
+    let k = es256("k1");
+    let (_j, jwks) = jwks_server(&[&k]).await;
+    let (_seen, up) = spy_server().await;
+    let gw = gateway(&jwt_gateway_yaml(up, jwks, "    leeway_seconds: 0\n")).await;
+    let mut c = claims(AUD);
+    c["exp"] = json!(now() + 2);
+    let t = mint(&k, &c);
+    for _ in 0..2 {
+        let a = send(
+            &gw.url("/mcp/up"),
+            &[("authorization", &bearer(&t))],
+            &initialize(),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let a = send(
+        &gw.url("/mcp/up"),
+        &[("authorization", &bearer(&t))],
+        &initialize(),
+    )
+    .await;
+    assert_refused(&a, "expired");
+}
+
+// A remembered token is bound to the key set it was verified with: when the issuer
+// publishes another key under the same `kid`, the token signed with the old key is
+// verified again, and refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_a_remembered_token_is_refused_when_its_kid_names_another_key() {
+    let (old, replacement) = (es256("k1"), es256("k1"));
+    let (j, jwks) = jwks_server(&[&old]).await;
+    let (_seen, up) = spy_server().await;
+    let gw = gateway(&jwt_gateway_yaml(up, jwks, "    refresh_seconds: 1\n")).await;
+    let t = mint(&old, &claims(AUD));
+    for _ in 0..2 {
+        let a = send(
+            &gw.url("/mcp/up"),
+            &[("authorization", &bearer(&t))],
+            &initialize(),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    set_keys(&j, &[&replacement]);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let a = send(
+        &gw.url("/mcp/up"),
+        &[("authorization", &bearer(&t))],
+        &initialize(),
+    )
+    .await;
+    assert_refused(&a, "signature does not verify");
+    let fresh = mint(&replacement, &claims(AUD));
+    let a = send(
+        &gw.url("/mcp/up"),
+        &[("authorization", &bearer(&fresh))],
+        &initialize(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@
 )]
 
 mod approvals;
+mod ask;
 mod auth;
 mod authzen;
 mod config;

@@ -31,7 +31,7 @@ async def main(plan):
 asyncio.run(main(json.loads(sys.argv[1])))
 "#;
 
-fn peers() -> Option<PathBuf> {
+pub(crate) fn peers() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.peers");
     if dir.join("stamp").is_file() {
         return Some(dir);
@@ -40,7 +40,7 @@ fn peers() -> Option<PathBuf> {
         std::env::var_os("CI").is_none(),
         "the MCP peers are not installed (run `bash scripts/setup-peers.sh`)"
     );
-    eprintln!("SKIPPED: python sdk auth test: `.peers` is missing (bash scripts/setup-peers.sh)");
+    eprintln!("SKIPPED: python sdk test: `.peers` is missing (bash scripts/setup-peers.sh)");
     None
 }
 
@@ -50,14 +50,25 @@ async fn run(
     url: &str,
     authorization: Option<&str>,
 ) -> Value {
-    let script = dir.join("client.py");
-    std::fs::write(&script, CLIENT).unwrap();
-    let plan = json!({"url": url, "authorization": authorization}).to_string();
+    let plan = json!({"url": url, "authorization": authorization});
+    run_script(peers, dir, CLIENT, &plan).await
+}
+
+/// Run the Python `script` (written into `dir`) of the peers' venv with `plan` (JSON, its
+/// argument); what it printed, as JSON.
+pub(crate) async fn run_script(
+    peers: &std::path::Path,
+    dir: &std::path::Path,
+    script: &str,
+    plan: &Value,
+) -> Value {
+    let path = dir.join("client.py");
+    std::fs::write(&path, script).unwrap();
     let out = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(120),
         tokio::process::Command::new(peers.join("venv/bin/python"))
-            .arg(&script)
-            .arg(plan)
+            .arg(&path)
+            .arg(plan.to_string())
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output(),
