@@ -116,17 +116,26 @@ impl KwDfa {
                     *o = inherited;
                 }
             }
-            for c in 0..nclass {
-                let child = next.get(s * nclass + c).copied().unwrap_or(NONE);
-                let via_fail = dfa.get(f * nclass + c).copied().unwrap_or(0);
+            // Row by row, without an index check per cell: `f` is shallower than `s`,
+            // so its row is final; copied out first (rows of one table).
+            let mut frow = [0u32; 256];
+            if let (Some(dst), Some(src)) = (
+                frow.get_mut(..nclass),
+                dfa.get(f * nclass..(f + 1) * nclass),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            let (Some(nrow), Some(srow)) = (
+                next.get(s * nclass..(s + 1) * nclass),
+                dfa.get_mut(s * nclass..(s + 1) * nclass),
+            ) else {
+                return Err(TooLarge);
+            };
+            for ((&child, &via_fail), cell) in nrow.iter().zip(frow.iter()).zip(srow.iter_mut()) {
                 if child == NONE {
-                    if let Some(x) = dfa.get_mut(s * nclass + c) {
-                        *x = via_fail;
-                    }
+                    *cell = via_fail;
                 } else {
-                    if let Some(x) = dfa.get_mut(s * nclass + c) {
-                        *x = child;
-                    }
+                    *cell = child;
                     if let Some(x) = fail.get_mut(child as usize) {
                         *x = via_fail;
                     }
@@ -166,12 +175,15 @@ impl KwDfa {
         let mut out_at = vec![0u32];
         let mut outs = Vec::new();
         for (i, &s) in order.iter().enumerate() {
-            for c in 0..nclass {
-                let to = dfa.get(s * nclass + c).copied().unwrap_or(0) as usize;
-                let pre = new_id.get(to).copied().unwrap_or(0) * nclass;
-                if let Some(x) = trans.get_mut(i * nclass + c) {
-                    *x = pre as u16;
-                }
+            let (Some(row), Some(cells)) = (
+                dfa.get(s * nclass..(s + 1) * nclass),
+                trans.get_mut(i * nclass..(i + 1) * nclass),
+            ) else {
+                return Err(TooLarge);
+            };
+            for (&to, cell) in row.iter().zip(cells.iter_mut()) {
+                let pre = new_id.get(to as usize).copied().unwrap_or(0) * nclass;
+                *cell = pre as u16;
             }
             if i >= first_plain {
                 outs.extend(out.get(s).cloned().unwrap_or_default());
