@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -213,7 +213,7 @@ struct Inner {
     /// The write connection, shared by the writer thread and [`AuditStore::append_many_here`].
     conn: Arc<Mutex<Connection>>,
     /// Set after every commit; the checkpointer clears it.
-    dirty: Arc<AtomicBool>,
+    dirty: Arc<AtomicUsize>,
     /// The (device, inode) of the database file when it was opened.
     identity: Option<(u64, u64)>,
 }
@@ -324,6 +324,18 @@ fn random_id() -> String {
 impl AuditStore {
     /// Open (creating if needed) the store at `path`.
     pub fn open(path: &Path, opts: AuditOptions) -> Result<Self, AuditError> {
+        Self::open_with(path, opts, true)
+    }
+
+    /// Open the store for a process that makes a call or two and exits (the Claude
+    /// Code hook): no background checkpointer (its own connection and thread, which
+    /// such a process never gets to use), so SQLite's automatic checkpoints stay on and
+    /// keep the write-ahead log bounded. Same guarantees for every commit.
+    pub fn open_short_lived(path: &Path, opts: AuditOptions) -> Result<Self, AuditError> {
+        Self::open_with(path, opts, false)
+    }
+
+    fn open_with(path: &Path, opts: AuditOptions, background: bool) -> Result<Self, AuditError> {
         let err = |m: &dyn std::fmt::Display| store_err(path, m);
         create_private(path).map_err(|e| err(&e))?;
         let mut conn = Connection::open_with_flags(
@@ -376,11 +388,15 @@ impl AuditStore {
         // Checkpoints (copying the WAL back into the database) run on their own
         // connection and thread, off the commit path; without that connection the writer
         // keeps SQLite's automatic checkpoints.
-        let checkpointer = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .ok();
+        let checkpointer = if background {
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .ok()
+        } else {
+            None
+        };
         if checkpointer.is_some() {
             conn.execute_batch("PRAGMA wal_autocheckpoint=0;")
                 .map_err(|e| err(&e))?;
@@ -394,7 +410,7 @@ impl AuditStore {
         let (tx, rx) = mpsc::channel::<Job>();
         let thread_path = path.to_path_buf();
         let conn = Arc::new(Mutex::new(conn));
-        let dirty = Arc::new(AtomicBool::new(false));
+        let dirty = Arc::new(AtomicUsize::new(0));
         let (thread_conn, thread_dirty) = (Arc::clone(&conn), Arc::clone(&dirty));
         let writer = std::thread::Builder::new()
             .name("conductor-audit-writer".into())
@@ -487,7 +503,7 @@ impl AuditStore {
             .map_err(|e| store_err(&self.inner.path, e))?;
         let receipts =
             commit_batch(&mut conn, &prepared).map_err(|e| store_err(&self.inner.path, e))?;
-        self.inner.dirty.store(true, Ordering::Relaxed);
+        self.inner.dirty.fetch_add(1, Ordering::Relaxed);
         Ok(receipts)
     }
 
@@ -665,21 +681,42 @@ fn notifier_loop(rx: &mpsc::Receiver<Notice>) {
     }
 }
 
-/// Copies the WAL back into the database every [`CHECKPOINT_EVERY`] while there are
-/// commits, with PASSIVE checkpoints (which never block writers).
-fn checkpointer_loop(conn: &Connection, rx: &mpsc::Receiver<()>, dirty: &AtomicBool) {
+/// Copies the WAL back into the database after [`CHECKPOINT_COMMITS`] commits, or
+/// [`CHECKPOINT_IDLE_TICKS`] quiet ticks of [`CHECKPOINT_EVERY`] after the last one,
+/// with PASSIVE checkpoints (which never block writers).
+fn checkpointer_loop(conn: &Connection, rx: &mpsc::Receiver<()>, dirty: &AtomicUsize) {
+    // Commits since the last checkpoint, and ticks since the last commit.
+    let (mut unchecked, mut idle) = (0usize, 0u32);
     loop {
         match rx.recv_timeout(CHECKPOINT_EVERY) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        if dirty.swap(false, Ordering::Relaxed) {
+        let fresh = dirty.swap(0, Ordering::Relaxed);
+        if fresh > 0 {
+            unchecked = unchecked.saturating_add(fresh);
+            idle = 0;
+        } else {
+            idle = idle.saturating_add(1);
+        }
+        // A checkpoint that copies the whole WAL back makes the next commit restart the
+        // log, and SQLite syncs the new log header then: an fsync (milliseconds on this
+        // kind of disk) on that commit's path. So checkpoint after many commits (the
+        // WAL stays a few MiB) or once the store has been idle, not on every tick.
+        if unchecked > 0 && (unchecked >= CHECKPOINT_COMMITS || idle >= CHECKPOINT_IDLE_TICKS) {
             // A failed or partial checkpoint only leaves a longer WAL; the records are
             // committed either way.
             let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            unchecked = 0;
         }
     }
 }
+
+/// Commits (each a few WAL pages) after which the checkpointer copies the WAL back.
+const CHECKPOINT_COMMITS: usize = 256;
+
+/// Ticks of [`CHECKPOINT_EVERY`] without a commit after which it checkpoints anyway.
+const CHECKPOINT_IDLE_TICKS: u32 = 20;
 
 /// Batches up to this size are answered by the writer itself.
 const INLINE_REPLIES: usize = 2;
@@ -692,7 +729,7 @@ fn writer_loop(
     checkpointer: Option<Connection>,
     path: &Path,
     rx: &mpsc::Receiver<Job>,
-    dirty: Arc<AtomicBool>,
+    dirty: Arc<AtomicUsize>,
     identity: Option<(u64, u64)>,
 ) {
     let lock = || match conn.lock() {
@@ -761,7 +798,7 @@ fn writer_loop(
                     same_file(path, identity).and_then(|()| commit_batch(&mut lock(), &records));
                 match committed {
                     Ok(receipts) => {
-                        dirty.store(true, Ordering::Relaxed);
+                        dirty.fetch_add(1, Ordering::Relaxed);
                         answers_ok(waiting, receipts)
                     }
                     // INVARIANT: a failed transaction fails every submitter in it.

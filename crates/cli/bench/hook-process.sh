@@ -3,11 +3,12 @@
 # process per tool call): process start, policy load, audit + session store open,
 # decision, audit commit, answer. Baseline from the same run: `conductor --version`
 # (process start only) and `conductor policy validate` (start + policy load).
-# Usage: bash crates/cli/bench/hook-process.sh [N]   (needs a release build)
+# Usage: bash crates/cli/bench/hook-process.sh [N]   (needs a release build;
+# CONDUCTOR_BIN=PATH times another binary, e.g. a copy built before a change)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 n="${1:-200}"
-bin=target/release/conductor
+bin="${CONDUCTOR_BIN:-target/release/conductor}"
 export CONDUCTOR_FINGERPRINT_KEY_FILE=crates/cli/tests/fixtures/fingerprint.key
 dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT

@@ -379,7 +379,8 @@ fn build_service(args: &ClaudeCodeArgs) -> Result<(Service, PathBuf), String> {
     {
         let _ = std::fs::create_dir_all(dir);
     }
-    let store = AuditStore::open(&audit_path, AuditOptions::default())
+    // One call per process: no background checkpointer (see `exit_answered`).
+    let store = AuditStore::open_short_lived(&audit_path, AuditOptions::default())
         .map_err(|e| format!("the audit store cannot be opened: {e}"))?;
     let sessions = SqliteStore::open(&audit_path)
         .map_err(|e| format!("the session labels cannot be kept: {e}"))?;

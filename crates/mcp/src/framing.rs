@@ -228,7 +228,7 @@ fn classify_parsed(value: Value, bare_cr: bool) -> Result<Message, Invalid> {
             "params member `{k}` differs from `{}` only in case",
             PARAMS_THE_GATE_READS
                 .iter()
-                .find(|n| crate::strict::fold(k) == crate::strict::fold(n))
+                .find(|n| conductor_types::fold_eq(k, n))
                 .unwrap_or(&"a member the gate reads")
         )));
     }
@@ -290,10 +290,9 @@ pub fn ambiguous_member<'a>(
 ) -> Option<&'a str> {
     obj.keys()
         .find(|k| {
-            let folded = crate::strict::fold(k);
             names
                 .iter()
-                .any(|n| k.as_str() != *n && folded == crate::strict::fold(n))
+                .any(|n| k.as_str() != *n && conductor_types::fold_eq(k, n))
         })
         .map(String::as_str)
 }

@@ -97,28 +97,36 @@ impl From<&CoreReason> for Reason {
 pub struct Decision {
     /// `allow`, `deny` or `approve`.
     #[pyo3(get)]
-    effect: String,
+    effect: &'static str,
     /// Whether the call may go ahead: an `allow` whose audit record is committed.
     #[pyo3(get)]
     allowed: bool,
     /// The qualified tool name decided.
     #[pyo3(get)]
     tool: String,
-    /// Every failing check.
-    #[pyo3(get)]
-    reasons: Vec<Reason>,
-    /// `sha256:<hex>` of the policy that decided.
-    #[pyo3(get)]
-    policy: String,
     /// The sequence number of the audit record (`conductor audit query` shows it).
     #[pyo3(get)]
     audit_id: Option<u64>,
-    /// The decision as `conductor check` prints it (JSON).
-    json: String,
+    /// The gate's decision itself: the reasons, the JSON form and the members are built
+    /// from it when Python asks for them, not on every call (most callers read only
+    /// `allowed`).
+    core: conductor_core::Decision,
 }
 
 #[pymethods]
 impl Decision {
+    /// Every failing check.
+    #[getter]
+    fn reasons(&self) -> Vec<Reason> {
+        self.core.reasons.iter().map(Reason::from).collect()
+    }
+
+    /// `sha256:<hex>` of the policy that decided.
+    #[getter]
+    fn policy(&self) -> &str {
+        &self.core.policy
+    }
+
     /// The destinations found, and how they resolved (a list of dicts).
     #[getter]
     fn destinations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -133,13 +141,12 @@ impl Decision {
 
     /// The decision as `conductor check` prints it, as a JSON string.
     fn to_json(&self) -> String {
-        self.json.clone()
+        self.json()
     }
 
     /// The decision as `conductor check` prints it, as a dict.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let v: Value = serde_json::from_str(&self.json)
-            .map_err(|e| Error::new_err(format!("cannot read the decision: {e}")))?;
+        let v = self.value()?;
         convert::to_python(py, &v)
     }
 
@@ -152,7 +159,7 @@ impl Decision {
             "Decision(effect={:?}, tool={:?}, reasons={}, audit_id={})",
             self.effect,
             self.tool,
-            self.reasons.len(),
+            self.core.reasons.len(),
             self.audit_id
                 .map_or_else(|| "None".to_string(), |s| s.to_string())
         )
@@ -160,9 +167,22 @@ impl Decision {
 }
 
 impl Decision {
+    /// The decision as `conductor check` prints it.
+    fn json(&self) -> String {
+        serde_json::to_string(&self.core).unwrap_or_else(|_| {
+            // A decision always serializes; should it not, say deny.
+            r#"{"decision":"deny","reasons":[],"destinations":[],"findings":[],"policy":""}"#
+                .to_string()
+        })
+    }
+
+    fn value(&self) -> PyResult<Value> {
+        serde_json::to_value(&self.core)
+            .map_err(|e| Error::new_err(format!("cannot read the decision: {e}")))
+    }
+
     fn member<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
-        let v: Value = serde_json::from_str(&self.json)
-            .map_err(|e| Error::new_err(format!("cannot read the decision: {e}")))?;
+        let v = self.value()?;
         match v.get(key) {
             Some(m) => convert::to_python(py, m),
             None => Ok(PyList::empty(py).into_any()),
@@ -255,19 +275,13 @@ impl Gate {
         }
         let service = Arc::clone(&self.service);
         let verdict = py.detach(move || service.decide_blocking(&subject, call));
-        let d = &verdict.decision;
+        let allowed = verdict.forward && verdict.decision.decision == Effect::Allow;
         Decision {
-            effect: conductor_gate::effect_name(d.decision).to_string(),
-            allowed: verdict.forward && d.decision == Effect::Allow,
+            effect: conductor_gate::effect_name(verdict.decision.decision),
+            allowed,
             tool,
-            reasons: d.reasons.iter().map(Reason::from).collect(),
-            policy: d.policy.clone(),
             audit_id: verdict.record,
-            json: serde_json::to_string(d).unwrap_or_else(|_| {
-                // A decision always serializes; should it not, say deny.
-                r#"{"decision":"deny","reasons":[],"destinations":[],"findings":[],"policy":""}"#
-                    .to_string()
-            }),
+            core: verdict.decision,
         }
     }
 

@@ -53,24 +53,23 @@ impl KwDfa {
                 }
             }
         }
-        // Trie.
+        // Trie, as one flat table `next[state * nclass + class]` (one allocation, not
+        // one per state: building runs in every process that loads a policy, and the
+        // Claude Code hook is a process per tool call).
         const NONE: u32 = u32::MAX;
-        let mut next: Vec<Vec<u32>> = vec![vec![NONE; nclass]];
+        let mut next: Vec<u32> = vec![NONE; nclass];
         let mut out: Vec<Vec<u32>> = vec![Vec::new()];
         for (pid, k) in keywords.iter().enumerate() {
             let mut s = 0usize;
             for &b in k.as_bytes() {
                 let c = usize::from(class.get(usize::from(b)).copied().unwrap_or(0));
-                let cur = next
-                    .get(s)
-                    .and_then(|row| row.get(c))
-                    .copied()
-                    .unwrap_or(NONE);
+                let at = s * nclass + c;
+                let cur = next.get(at).copied().unwrap_or(NONE);
                 s = if cur == NONE {
-                    let id = next.len();
-                    next.push(vec![NONE; nclass]);
+                    let id = out.len();
+                    next.resize(next.len() + nclass, NONE);
                     out.push(Vec::new());
-                    if let Some(x) = next.get_mut(s).and_then(|row| row.get_mut(c)) {
+                    if let Some(x) = next.get_mut(at) {
                         *x = id as u32;
                     }
                     id
@@ -82,17 +81,20 @@ impl KwDfa {
                 o.push(pid as u32);
             }
         }
-        // Failure links (breadth first) and the full transition function.
-        let n = next.len();
+        // Failure links (breadth first) and the full transition function, flat too.
+        let n = out.len();
+        if n * nclass > usize::from(u16::MAX) {
+            return Err(TooLarge);
+        }
         let mut fail = vec![0u32; n];
-        let mut dfa = vec![vec![0u32; nclass]; n];
+        let mut dfa = vec![0u32; n * nclass];
         let mut queue = std::collections::VecDeque::new();
         // Breadth-first order of the states (the root first), for the numbering below.
         let mut bfs: Vec<usize> = vec![0];
         for c in 0..nclass {
-            let child = next.first().and_then(|r| r.get(c)).copied().unwrap_or(NONE);
+            let child = next.get(c).copied().unwrap_or(NONE);
             if child != NONE {
-                if let Some(x) = dfa.first_mut().and_then(|r| r.get_mut(c)) {
+                if let Some(x) = dfa.get_mut(c) {
                     *x = child;
                 }
                 queue.push_back(child as usize);
@@ -101,25 +103,39 @@ impl KwDfa {
         while let Some(s) = queue.pop_front() {
             bfs.push(s);
             let f = fail.get(s).copied().unwrap_or(0) as usize;
-            let inherited: Vec<u32> = out.get(f).cloned().unwrap_or_default();
-            if let Some(o) = out.get_mut(s) {
-                for p in inherited {
-                    if !o.contains(&p) {
-                        o.push(p);
+            if f != s && out.get(f).is_some_and(|o| !o.is_empty()) {
+                let inherited = std::mem::take(out.get_mut(f).ok_or(TooLarge)?);
+                if let Some(o) = out.get_mut(s) {
+                    for &p in &inherited {
+                        if !o.contains(&p) {
+                            o.push(p);
+                        }
                     }
                 }
+                if let Some(o) = out.get_mut(f) {
+                    *o = inherited;
+                }
             }
-            for c in 0..nclass {
-                let child = next.get(s).and_then(|r| r.get(c)).copied().unwrap_or(NONE);
-                let via_fail = dfa.get(f).and_then(|r| r.get(c)).copied().unwrap_or(0);
+            // Row by row, without an index check per cell: `f` is shallower than `s`,
+            // so its row is final; copied out first (rows of one table).
+            let mut frow = [0u32; 256];
+            if let (Some(dst), Some(src)) = (
+                frow.get_mut(..nclass),
+                dfa.get(f * nclass..(f + 1) * nclass),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            let (Some(nrow), Some(srow)) = (
+                next.get(s * nclass..(s + 1) * nclass),
+                dfa.get_mut(s * nclass..(s + 1) * nclass),
+            ) else {
+                return Err(TooLarge);
+            };
+            for ((&child, &via_fail), cell) in nrow.iter().zip(frow.iter()).zip(srow.iter_mut()) {
                 if child == NONE {
-                    if let Some(x) = dfa.get_mut(s).and_then(|r| r.get_mut(c)) {
-                        *x = via_fail;
-                    }
+                    *cell = via_fail;
                 } else {
-                    if let Some(x) = dfa.get_mut(s).and_then(|r| r.get_mut(c)) {
-                        *x = child;
-                    }
+                    *cell = child;
                     if let Some(x) = fail.get_mut(child as usize) {
                         *x = via_fail;
                     }
@@ -152,9 +168,6 @@ impl KwDfa {
                 *x = i;
             }
         }
-        if n * nclass > usize::from(u16::MAX) {
-            return Err(TooLarge);
-        }
         let mut trans: Box<[u16; 65536]> = vec![0u16; 65536]
             .into_boxed_slice()
             .try_into()
@@ -162,12 +175,15 @@ impl KwDfa {
         let mut out_at = vec![0u32];
         let mut outs = Vec::new();
         for (i, &s) in order.iter().enumerate() {
-            for c in 0..nclass {
-                let to = dfa.get(s).and_then(|r| r.get(c)).copied().unwrap_or(0) as usize;
-                let pre = new_id.get(to).copied().unwrap_or(0) * nclass;
-                if let Some(x) = trans.get_mut(i * nclass + c) {
-                    *x = pre as u16;
-                }
+            let (Some(row), Some(cells)) = (
+                dfa.get(s * nclass..(s + 1) * nclass),
+                trans.get_mut(i * nclass..(i + 1) * nclass),
+            ) else {
+                return Err(TooLarge);
+            };
+            for (&to, cell) in row.iter().zip(cells.iter_mut()) {
+                let pre = new_id.get(to as usize).copied().unwrap_or(0) * nclass;
+                *cell = pre as u16;
             }
             if i >= first_plain {
                 outs.extend(out.get(s).cloned().unwrap_or_default());

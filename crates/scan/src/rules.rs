@@ -52,6 +52,11 @@ pub(crate) enum Follow {
     Jwt,
     /// Exactly `n` ASCII alphanumerics, then the byte given (`pat` + 14 + `.`).
     AlnumThen(usize, u8),
+    /// URL userinfo with a password: within `n` bytes a `:` and then an `@`, before any
+    /// byte that cannot be in userinfo (ASCII whitespace, `/?#"'<>\`). Every URL has
+    /// `://`; only this shape can hold a password, and the regex is then compiled and
+    /// run only for it.
+    Userinfo(usize),
 }
 
 /// One built-in rule. `id` is reported as `secrets.<id>`.
@@ -597,6 +602,9 @@ pub(crate) static RULES: &[BuiltinRule] = &[
         id: "url-password",
         keywords: &["://"],
         word_start: false,
+        // Group 2 (≤ 128), `:`, group 3 (≤ 256), `@`: nothing of the match after `://`
+        // but these, so `Userinfo` is a necessary condition of a match at this `://`.
+        follow: Follow::Userinfo(386),
         regex: r#"\b([a-zA-Z][a-zA-Z0-9+.\-]{1,30})://([^\s:/?#@"'<>\[\]\\]{0,128}):([^\s/?#@"'<>\\]{1,256})@[A-Za-z0-9.\-_\[\]:%]+"#,
         group: Some(3),
         min_entropy: 0.0,

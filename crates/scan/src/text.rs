@@ -52,6 +52,19 @@ fn follows(f: Follow, t: &[u8], at: usize) -> bool {
                 .is_some_and(|r| r.iter().all(u8::is_ascii_alphanumeric))
                 && b(at + n) == end
         }
+        Follow::Userinfo(n) => {
+            let mut colon = false;
+            for &c in t.get(at..).unwrap_or(&[]).iter().take(n) {
+                match c {
+                    b'@' => return colon,
+                    b':' => colon = true,
+                    b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b'/' | b'?' | b'#' | b'"'
+                    | b'\'' | b'<' | b'>' | b'\\' => return false,
+                    _ => {}
+                }
+            }
+            false
+        }
         Follow::Space => {
             let mut i = at;
             while i < t.len() && i - at < 5 && matches!(b(i), b' ' | b'\t') {
@@ -540,6 +553,48 @@ fn key_context_hits(e: &Engine, key: &str, t: &[u8], hits: &mut Vec<Hit>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// `Follow::Userinfo` only skips a `://` at which `url-password` cannot match:
+        /// for every match, the check passes at the match's own `://` (random URL-ish
+        /// texts built from the bytes that decide it, userinfo lengths up to past the
+        /// regex's bounds).
+        #[test]
+        fn userinfo_follow_never_skips_a_url_password_match(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("://".to_string()),
+                    " [a-z]{2,8}://[a-z0-9.]{0,12}:[a-zA-Z0-9:%\\[\\]]{1,24}@[a-z]{1,6}",
+                    "[a-z]{1,8}",
+                    "[:@/?# \t\x0b\r\n\"'<>\\\\\\[\\]%.]",
+                    "[a-zA-Z0-9]{100,300}",
+                ],
+                1..16,
+            )
+        ) {
+            let text = parts.concat();
+            let rule = crate::rules::RULES
+                .iter()
+                .find(|r| r.id == "url-password")
+                .expect("url-password rule");
+            let re = crate::engine::compile_bytes_regex(rule.regex, false).expect("compiles");
+            let t = text.as_bytes();
+            let mut matched = 0usize;
+            for caps in re.captures_iter(t) {
+                matched += 1;
+                let scheme = caps.get(1).expect("scheme group");
+                proptest::prop_assert!(
+                    follows(rule.follow, t, scheme.end() + 3),
+                    "skipped a match in {:?}",
+                    text
+                );
+            }
+            // Every generated userinfo URL is a match (so the property is exercised).
+            if parts.iter().any(|p| p.len() > 3 && p.contains("://") && p.contains('@')) {
+                proptest::prop_assert!(matched > 0, "no match in {:?}", text);
+            }
+        }
+    }
 
     /// The generic rule's groups are read only when `generic_value_fails` allows it:
     /// whenever it says a match fails, the value the groups give fails

@@ -323,7 +323,26 @@ mod tests {
         assert!(!parsed.starts_with(&built));
     }
 
+    fn unicode_fold(name: &str) -> String {
+        name.chars()
+            .flat_map(char::to_uppercase)
+            .flat_map(char::to_lowercase)
+            .collect()
+    }
+
     proptest! {
+        // The ASCII fast paths of `fold_name` and `fold_eq` must fold exactly like the
+        // Unicode path, including the non-ASCII names that fold to ASCII (`ſ`, Kelvin `K`).
+        #[test]
+        fn fold_fast_paths_agree_with_unicode_folding(
+            a in "[a-zA-Z0-9_ſKß\\-]{0,8}",
+            b in "[a-zA-Z0-9_ſKß\\-]{0,8}",
+        ) {
+            prop_assert_eq!(fold_name(&a), unicode_fold(&a));
+            prop_assert_eq!(fold_eq(&a, &b), unicode_fold(&a) == unicode_fold(&b));
+            prop_assert!(fold_eq(&a, &a.to_ascii_uppercase()));
+        }
+
         #[test]
         fn keys_round_trip(keys in proptest::collection::vec(".*", 0..5)) {
             let mut p = JsonPath::root();
@@ -340,10 +359,26 @@ mod tests {
 /// A member name under Unicode case folding (upper, then lower case: `ſ` and `s`, `K`
 /// (Kelvin) and `k` fold alike), the way case-insensitive JSON readers compare names.
 pub fn fold_name(name: &str) -> String {
+    if name.is_ascii() {
+        // Upper then lower case of an ASCII character is its ASCII lower case: the
+        // common case (every member of every message is folded) without the per-char
+        // Unicode tables.
+        return name.to_ascii_lowercase();
+    }
     name.chars()
         .flat_map(char::to_uppercase)
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// Whether `a` and `b` are equal under [`fold_name`], without allocating when both
+/// are ASCII.
+pub fn fold_eq(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        fold_name(a) == fold_name(b)
+    }
 }
 
 fn fold_walk(
