@@ -292,7 +292,20 @@ pub(crate) fn generic_value_ok_relaxed(v: &[u8]) -> bool {
 pub(crate) fn key_is_secretish(key: &str) -> bool {
     // Lowercased on the stack and compared where a word's first letter is: this runs
     // for every match of the generic rule (most of them code, `token = os.environ`).
-    key_has_any(key, &SECRETISH) && !key_has_any(key, &NOT_SECRETISH_WORDS)
+    key_has_any(key, &SECRETISH) && !key_has_any(key, &NOT_SECRETISH_WORDS) && !names_a_ref(key)
+}
+
+/// `key` names a reference to a secret (`token_ref`, `secretRef`): `ref` anywhere but as
+/// the start of `refresh` — `refresh_token` is a credential, not a reference to one.
+fn names_a_ref(key: &str) -> bool {
+    let b = key.as_bytes();
+    (0..b.len()).any(|i| {
+        b.get(i..i + 3)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"ref"))
+            && !b
+                .get(i + 3..i + 7)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"resh"))
+    })
 }
 
 /// Lowercase key words and a table of their first bytes, for [`key_has_any`].
@@ -405,7 +418,6 @@ const NOT_SECRETISH: &[&str] = &[
     "version",
     "enabled",
     "rotation",
-    "ref",
     "hint",
     "label",
     "description",
@@ -751,5 +763,27 @@ mod tests {
         assert!(!key_is_secretish("progressToken"));
         assert!(!key_is_secretish("progress_token"));
         assert!(key_is_secretish("access_token"));
+    }
+
+    /// `refresh_token` (OAuth's long-lived credential) was no secret key name: the
+    /// "not a secret" word `ref` (for `token_ref`, `secretRef`) matched inside `refresh`.
+    #[test]
+    fn refresh_token_is_a_secret_key_name() {
+        for key in [
+            "refresh_token",
+            "refreshToken",
+            "REFRESH-TOKEN",
+            "oauth_refresh_secret",
+        ] {
+            assert!(key_is_secretish(key), "{key}");
+        }
+        for key in [
+            "token_ref",
+            "secretRef",
+            "api_key_ref",
+            "refresh_token_expires_in",
+        ] {
+            assert!(!key_is_secretish(key), "{key}");
+        }
     }
 }
