@@ -11,49 +11,9 @@ cd "$(dirname "$0")/.."
 RATE="${1:-200}"
 SECS="${2:-600}"
 PROFILE="${PROFILE:-release}"
-flag=(); [ "$PROFILE" = release ] && flag=(--release)
-cargo build "${flag[@]}" -q -p conductor-cli --bin conductor
-cargo build "${flag[@]}" -q -p conductor-serve --example gateways
-bin="$PWD/target/$PROFILE"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-for v in HTTP_PROXY HTTPS_PROXY ALL_PROXY http_proxy https_proxy all_proxy; do unset "$v"; done
-
-"$bin/examples/gateways" upstream >"$work/up.out" &
-pids+=($!)
-for _ in $(seq 100); do grep -q '^UPSTREAM ' "$work/up.out" 2>/dev/null && break; sleep 0.1; done
-up="$(sed -n 's/^UPSTREAM //p' "$work/up.out")"
-[ -n "$up" ] || { echo "soak: the upstream did not start" >&2; exit 1; }
-
-cat >"$work/policy.yaml" <<'YAML'
-version: 1
-agents:
-  bench: {roles: [r]}
-roles:
-  r:
-    allow:
-      - tools: ["up.*"]
-        actions: [read]
-tools:
-  up.noop: {action: read, destinations: []}
-YAML
-cat >"$work/gateway.yaml" <<YAML
-version: 1
-listen: "127.0.0.1:0"
-servers:
-  up: {url: "$up"}
-auth: {none: {agent: bench}}
-limits: {max_sessions: 100000}
-YAML
-(cd "$work" && exec "$bin/conductor" serve --policy policy.yaml --config gateway.yaml \
-  --audit audit.db --print-address >"$work/gw.out" 2>"$work/gw.err") &
-gwpid=$!
-pids+=("$gwpid")
-for _ in $(seq 200); do [ -s "$work/gw.out" ] && break; sleep 0.1; done
-gw="$(head -1 "$work/gw.out")"
-[ -n "$gw" ] || { echo "soak: serve did not start" >&2; cat "$work/gw.err" >&2; exit 1; }
+NAME=soak
+# shellcheck source=scripts/lib/serve-bench.sh
+source scripts/lib/serve-bench.sh
 echo "soak: serve (pid $gwpid, $PROFILE) on $gw, upstream $up, $RATE calls/s for $SECS s"
 "$bin/examples/gateways" soak "http://$gw/mcp/up" noop "$gwpid" "$RATE" "$SECS"
 echo "soak: audit database $(du -k "$work/audit.db" | cut -f1) KiB at the end"
