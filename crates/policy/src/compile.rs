@@ -39,6 +39,8 @@ struct Cx<'a> {
     base_dir: Option<&'a Path>,
     /// What is left of [`REGEX_BUDGET`].
     regex_budget: usize,
+    /// The files besides the policy that compiling it read.
+    files: Vec<std::path::PathBuf>,
 }
 
 impl Cx<'_> {
@@ -78,6 +80,7 @@ pub fn compile(
         problems: Vec::new(),
         base_dir,
         regex_budget: REGEX_BUDGET,
+        files: Vec::new(),
     };
 
     match &raw.version {
@@ -207,6 +210,7 @@ pub fn compile(
         label_ttl,
         approval_ttl,
         approve_in_client,
+        files: cx.files,
     })
 }
 
@@ -500,6 +504,7 @@ fn detect_entry(cx: &mut Cx<'_>, d: &Sp<Value>) -> Option<Detect> {
                 return None;
             }
             let full = base.join(rel);
+            cx.files.push(full.clone());
             match read_limited(&full, MAX_GITLEAKS_BYTES) {
                 Ok(text) => match conductor_scan::parse_gitleaks_toml(&text) {
                     Ok(rules) => Some(Detect::Gitleaks(rules)),

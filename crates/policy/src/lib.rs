@@ -62,6 +62,13 @@ impl Policy {
         &self.sha256
     }
 
+    /// The files besides the policy file that loading it read (a `gitleaks` rules
+    /// file of a `detect` entry), as the loader opened them: a process that keeps a
+    /// policy loaded watches these for changes too.
+    pub fn referenced_files(&self) -> &[std::path::PathBuf] {
+        &self.c.files
+    }
+
     /// The agent named `name`.
     pub fn agent(&self, name: &str) -> Option<&Agent> {
         self.c.agents.get(name)

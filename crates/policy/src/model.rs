@@ -358,4 +358,6 @@ pub struct Compiled {
     pub approval_ttl: Option<std::time::Duration>,
     /// `sessions.approve_in_client`: a held call may be put to the client's user.
     pub approve_in_client: bool,
+    /// The files besides the policy file that compiling it read (gitleaks rules).
+    pub files: Vec<std::path::PathBuf>,
 }
