@@ -36,9 +36,9 @@ const AFTER_HELP: &str = "\
 In .claude/settings.json (or the Agent SDK's settings):
   {\"hooks\": {
      \"PreToolUse\":  [{\"matcher\": \"*\", \"hooks\": [{\"type\": \"command\",
-        \"command\": \"conductor hook claude-code --policy /path/policy.yaml --agent claude-code\"}]}],
+        \"command\": \"conductor hook claude-code --policy /path/policy.yaml --agent claude-code --resident\"}]}],
      \"PostToolUse\": [{\"matcher\": \"*\", \"hooks\": [{\"type\": \"command\",
-        \"command\": \"conductor hook claude-code --policy /path/policy.yaml --agent claude-code\"}]}]}}
+        \"command\": \"conductor hook claude-code --policy /path/policy.yaml --agent claude-code --resident\"}]}]}}
 
 Built-in tools are decided as `claude.<Tool>` (`claude.Bash`, `claude.WebFetch`,
 `claude.Read`…); MCP tools `mcp__<server>__<tool>` as `<server>.<tool>`.
@@ -54,7 +54,7 @@ pub enum HookCommand {
 }
 
 /// Arguments of `conductor hook claude-code`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ClaudeCodeArgs {
     /// The policy file (YAML, version 1).
     #[arg(long, value_name = "FILE")]
@@ -71,31 +71,145 @@ pub struct ClaudeCodeArgs {
     pub audit: Option<PathBuf>,
     #[command(flatten)]
     pub resolve: ResolveArgs,
+    /// Keep a resident gate between calls: the hook hands its input to it over a
+    /// private Unix socket instead of loading the policy and opening the stores in every
+    /// process; when none is running, the call is decided in this process and one is
+    /// started for the next calls. The same answers either way (docs/claude-code.md).
+    #[arg(long)]
+    pub resident: bool,
+    /// How long the resident gate waits for a next call before it ends.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        requires = "resident"
+    )]
+    pub resident_idle: u64,
+    /// How long a call waits for the resident gate's answer; past it the call is refused.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5,
+        requires = "resident"
+    )]
+    pub resident_timeout: u64,
+    /// Run as the resident gate (started by the hook itself; not for people).
+    #[arg(long, hide = true)]
+    pub resident_serve: bool,
 }
 
 pub fn run(cmd: HookCommand) -> u8 {
     match cmd {
         HookCommand::ClaudeCode(args) => {
+            if args.resident_serve {
+                return crate::hook_resident::serve(&args);
+            }
             // INVARIANT: a panic still answers deny with the blocking status.
             std::panic::set_hook(Box::new(|_| {
-                let _ = write_answer(&failure_answer(
-                    "conductor failed internally; the call is refused",
-                ));
-                crate::warn(format_args!("error: internal failure; the call is refused"));
-                std::process::exit(i32::from(BLOCK));
+                std::process::exit(i32::from(emit(&Outcome::internal())));
             }));
-            match claude_code(&args) {
-                Ok(code) => code,
-                Err(message) => {
-                    crate::warn(format_args!("error: {message}; the call is refused"));
-                    let _ = write_answer(&failure_answer(&format!(
-                        "conductor refused the call: {message}"
-                    )));
-                    BLOCK
-                }
+            let bytes = match read_input() {
+                Ok(b) => b,
+                Err(message) => return emit(&Outcome::refused(&message)),
+            };
+            if !args.resident {
+                return in_process(&args, &bytes, || {});
+            }
+            match crate::hook_resident::ask(&args, &bytes) {
+                crate::hook_resident::Asked::Answered(out) => emit(&out),
+                crate::hook_resident::Asked::Refused(message) => emit(&Outcome::refused(&message)),
+                crate::hook_resident::Asked::Absent { start } => in_process(&args, &bytes, || {
+                    if start {
+                        crate::hook_resident::start();
+                    }
+                }),
             }
         }
     }
+}
+
+/// What one hook call answers: the JSON on stdout, the exit status, and the line for
+/// stderr (which never quotes the input).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Outcome {
+    pub answer: Value,
+    pub code: u8,
+    pub warning: Option<String>,
+}
+
+impl Outcome {
+    /// The blocking deny for a failure.
+    pub(crate) fn refused(message: &str) -> Outcome {
+        Outcome {
+            answer: failure_answer(&format!("conductor refused the call: {message}")),
+            code: BLOCK,
+            warning: Some(format!("error: {message}; the call is refused")),
+        }
+    }
+
+    /// The blocking deny for a failure inside Conductor (a panic).
+    pub(crate) fn internal() -> Outcome {
+        let reason = "conductor failed internally; the call is refused";
+        Outcome {
+            answer: failure_answer(reason),
+            code: BLOCK,
+            warning: Some("error: internal failure; the call is refused".into()),
+        }
+    }
+
+    fn answered(answer: Value) -> Outcome {
+        Outcome {
+            answer,
+            code: crate::exit::OK,
+            warning: None,
+        }
+    }
+}
+
+/// Print `out` (warning on stderr, answer on stdout) and return its exit status; an
+/// answer that cannot be written is a blocking failure.
+fn emit(out: &Outcome) -> u8 {
+    if let Some(w) = &out.warning {
+        crate::warn(format_args!("{w}"));
+    }
+    match write_answer(&out.answer) {
+        Ok(()) => out.code,
+        Err(e) => {
+            crate::warn(format_args!(
+                "error: cannot answer: {e}; the call is refused"
+            ));
+            BLOCK
+        }
+    }
+}
+
+/// Decide the call in this process: load the policy, open the stores, decide, answer;
+/// `after` runs once the answer is out (and before the process ends).
+fn in_process(args: &ClaudeCodeArgs, bytes: &[u8], after: impl FnOnce()) -> u8 {
+    let input = match parse_checked(bytes) {
+        Ok(i) => i,
+        Err(message) => {
+            let code = emit(&Outcome::refused(&message));
+            after();
+            return code;
+        }
+    };
+    let (service, audit_path) = match build_service(args, Lifetime::OneCall) {
+        Ok(s) => s,
+        Err(message) => {
+            let code = emit(&Outcome::refused(&message));
+            after();
+            return code;
+        }
+    };
+    let (out, committed) = decide_input(args, &service, input);
+    let code = emit(&out);
+    after();
+    if committed && code == out.code {
+        exit_answered(&audit_path, code);
+    }
+    drop(service);
+    code
 }
 
 /// The deny answer for a failure (valid for `PreToolUse`; `PostToolUse` reads the
@@ -119,7 +233,7 @@ fn write_answer(answer: &Value) -> io::Result<()> {
 }
 
 /// The parts of a hook input the gate reads.
-struct HookInput {
+pub(crate) struct HookInput {
     event: String,
     session: String,
     tool_name: String,
@@ -233,7 +347,8 @@ fn position_only(e: &serde_json::Error) -> String {
     format!("line {} column {}", e.line(), e.column())
 }
 
-fn claude_code(args: &ClaudeCodeArgs) -> Result<u8, String> {
+/// The hook input from stdin, at most [`MAX_INPUT_BYTES`].
+fn read_input() -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     io::stdin()
         .lock()
@@ -245,14 +360,28 @@ fn claude_code(args: &ClaudeCodeArgs) -> Result<u8, String> {
             "the hook input is longer than {MAX_INPUT_BYTES} bytes"
         ));
     }
-    let input = parse_input(&bytes)?;
+    Ok(bytes)
+}
+
+/// The hook input, parsed, for an event the hook handles.
+pub(crate) fn parse_checked(bytes: &[u8]) -> Result<HookInput, String> {
+    let input = parse_input(bytes)?;
     if input.event != "PreToolUse" && input.event != "PostToolUse" {
         return Err(format!(
             "hook event `{}` is not handled (only `PreToolUse` and `PostToolUse`)",
             conductor_net::canon::safe(&input.event)
         ));
     }
-    let (service, audit_path) = build_service(args)?;
+    Ok(input)
+}
+
+/// The answer to `input`, decided by `service`, and whether everything it depends on
+/// (the decision's record, the raised labels) is committed.
+pub(crate) fn decide_input(
+    args: &ClaudeCodeArgs,
+    service: &Service,
+    input: HookInput,
+) -> (Outcome, bool) {
     let (tool, server) = tool_name(&input.tool_name);
     let subject = Subject {
         agent: args.agent.clone(),
@@ -264,23 +393,24 @@ fn claude_code(args: &ClaudeCodeArgs) -> Result<u8, String> {
     if input.event == "PostToolUse" {
         let response = input.tool_response.unwrap_or(Value::Null);
         return match service.label(&subject, &response) {
-            Ok(_) => {
-                write_answer(&json!({})).map_err(|e| format!("cannot answer: {e}"))?;
-                exit_answered(&audit_path, crate::exit::OK);
-                Ok(crate::exit::OK)
-            }
+            Ok(_) => (Outcome::answered(json!({})), true),
             Err(e) => {
                 let reason = format!(
                     "conductor could not record the labels of what `{}` returned ({e}); do not use its result",
                     conductor_net::canon::safe(&input.tool_name)
                 );
-                crate::warn(format_args!("error: {reason}"));
-                let _ = write_answer(&json!({
-                    "decision": "block",
-                    "reason": reason,
-                    "hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": reason},
-                }));
-                Ok(BLOCK)
+                (
+                    Outcome {
+                        answer: json!({
+                            "decision": "block",
+                            "reason": reason,
+                            "hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": reason},
+                        }),
+                        code: BLOCK,
+                        warning: Some(format!("error: {reason}")),
+                    },
+                    false,
+                )
             }
         };
     }
@@ -304,16 +434,16 @@ fn claude_code(args: &ClaudeCodeArgs) -> Result<u8, String> {
             format!("conductor denied `{tool}`: {}", reasons_text(&d.reasons)),
         ),
     };
-    write_answer(&json!({
-        "hookSpecificOutput": {
-            "hookEventName": "PreToolUse",
-            "permissionDecision": decision,
-            "permissionDecisionReason": reason,
-        }
-    }))
-    .map_err(|e| format!("cannot answer: {e}"))?;
-    exit_answered(&audit_path, crate::exit::OK);
-    Ok(crate::exit::OK)
+    (
+        Outcome::answered(json!({
+            "hookSpecificOutput": {
+                "hookEventName": "PreToolUse",
+                "permissionDecision": decision,
+                "permissionDecisionReason": reason,
+            }
+        })),
+        true,
+    )
 }
 
 /// The write-ahead log size past which an answered hook closes its stores normally,
@@ -354,7 +484,20 @@ fn reasons_text(reasons: &[Reason]) -> String {
         .join("; ")
 }
 
-fn build_service(args: &ClaudeCodeArgs) -> Result<(Service, PathBuf), String> {
+/// How long the stores of a service stay open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifetime {
+    /// One call, then the process ends (no background checkpointer).
+    OneCall,
+    /// The resident gate: many calls.
+    Resident,
+}
+
+/// The service a hook call is decided by, and the audit store's path.
+pub(crate) fn build_service(
+    args: &ClaudeCodeArgs,
+    lifetime: Lifetime,
+) -> Result<(Service, PathBuf), String> {
     let resolver = args
         .resolve
         .build()
@@ -380,8 +523,11 @@ fn build_service(args: &ClaudeCodeArgs) -> Result<(Service, PathBuf), String> {
         let _ = std::fs::create_dir_all(dir);
     }
     // One call per process: no background checkpointer (see `exit_answered`).
-    let store = AuditStore::open_short_lived(&audit_path, AuditOptions::default())
-        .map_err(|e| format!("the audit store cannot be opened: {e}"))?;
+    let store = match lifetime {
+        Lifetime::OneCall => AuditStore::open_short_lived(&audit_path, AuditOptions::default()),
+        Lifetime::Resident => AuditStore::open(&audit_path, AuditOptions::default()),
+    }
+    .map_err(|e| format!("the audit store cannot be opened: {e}"))?;
     let sessions = SqliteStore::open(&audit_path)
         .map_err(|e| format!("the session labels cannot be kept: {e}"))?;
     Ok((

@@ -11,6 +11,7 @@ pub mod audit_cmd;
 pub mod check;
 pub mod console_cmd;
 pub mod hook_cmd;
+mod hook_resident;
 pub mod init_cmd;
 pub mod keys_cmd;
 pub mod policy_cmd;

@@ -11,7 +11,8 @@ use crate::{Run, fixtures, run_in, workspace};
 
 const AGENT: &str = "claude-code";
 
-fn payload(name: &str, session: &str) -> String {
+/// A recorded hook input from tests/fixtures/hook/, for `session`.
+pub(crate) fn payload(name: &str, session: &str) -> String {
     std::fs::read_to_string(fixtures().join("hook").join(format!("{name}.json")))
         .unwrap()
         .replace("SESSION", session)
@@ -72,7 +73,8 @@ fn assert_blocked(r: &Run) {
     assert!(r.stderr.contains("refused"), "{r:?}");
 }
 
-fn export(audit: &Path) -> Vec<Value> {
+/// The audit store's records, as `audit export` gives them.
+pub(crate) fn export(audit: &Path) -> Vec<Value> {
     let a = audit.display().to_string();
     let r = run_in(
         &fixtures(),

@@ -14,6 +14,7 @@ mod audit;
 mod check;
 mod console;
 mod hook;
+mod hook_resident;
 mod init;
 mod policy;
 mod sandbox;
