@@ -76,7 +76,7 @@ pub(crate) fn start(
     listener: std::net::TcpListener,
     egress: Arc<Egress>,
 ) -> Result<Proxy, std::io::Error> {
-    listener.set_nonblocking(true)?;
+    prepare_listener(&listener)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -96,6 +96,23 @@ pub(crate) fn start(
             });
         })?;
     Ok(Proxy { _stop: stop })
+}
+
+/// How long the kernel holds a connection that has sent nothing before handing it to
+/// `accept` anyway (`TCP_DEFER_ACCEPT`; the head's own timeout applies after that).
+const DEFER_ACCEPT_SECS: u32 = 1;
+
+/// Make the listener non-blocking and defer each accept until the client's first bytes
+/// (its request head or CONNECT line) have arrived.
+///
+/// Every proxy client speaks first, so without the deferral each connection woke the
+/// proxy twice: for the handshake (accept, a read that would block, back to sleep) and
+/// again for the request — one more wake-up of an idle vCPU, and a preemption of the
+/// client between its `connect` and its request, on the path to the first byte.
+fn prepare_listener(listener: &std::net::TcpListener) -> Result<(), std::io::Error> {
+    use std::os::fd::AsFd;
+    listener.set_nonblocking(true)?;
+    crate::sys::set_defer_accept(listener.as_fd(), DEFER_ACCEPT_SECS)
 }
 
 /// Accept and serve connections until the listener fails for good.
@@ -885,4 +902,52 @@ fn location_origin(u: &url::Url) -> String {
     let _ = o.set_username("");
     let _ = o.set_password(None);
     o.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    /// The proxy's listener hands a connection to `accept` only once the client has
+    /// sent something: one wake-up of the proxy per connection.
+    #[test]
+    fn the_listener_defers_accept_until_the_request_arrives() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        assert_eq!(crate::sys::defer_accept(listener.as_fd()).expect("get"), 0);
+        prepare_listener(&listener).expect("prepare");
+        assert!(crate::sys::defer_accept(listener.as_fd()).expect("get") > 0);
+
+        // A connected client that has sent nothing is not accepted yet …
+        let addr = listener.local_addr().expect("addr");
+        let mut client = std::net::TcpStream::connect(addr).expect("connect");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            listener.accept().map(|_| ()).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock)
+        );
+        // … and is, with its bytes readable, once it has sent its first line.
+        client
+            .write_all(b"GET http://a.test/ HTTP/1.1\r\n")
+            .expect("write");
+        let mut accepted = None;
+        for _ in 0..200 {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    accepted = Some(s);
+                    break;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        let mut server = accepted.expect("accepted once the client has sent");
+        server.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0u8; 64];
+        let n = server
+            .read(&mut buf)
+            .expect("the request is there at accept");
+        assert!(buf.get(..n).unwrap_or_default().starts_with(b"GET "));
+    }
 }

@@ -229,3 +229,53 @@ pub fn take_fd3() -> Option<std::os::fd::OwnedFd> {
     // init's contract with `pass_fd_as_3`), and `TAKEN` makes this the only adoption.
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(3) })
 }
+
+/// Set `TCP_DEFER_ACCEPT` on a listening socket: a connection is handed to `accept`
+/// only once its first data has arrived (or after about `seconds`), so a server that
+/// reads first is woken once per connection, not once for the handshake and again for
+/// the request.
+pub fn set_defer_accept(listener: std::os::fd::BorrowedFd<'_>, seconds: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(seconds).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `value` is a live `c_int` for the call and its size is passed with it;
+    // the kernel only reads it.
+    let r = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The `TCP_DEFER_ACCEPT` of a listening socket (0: off; the kernel reports the
+/// period it rounded the requested one to).
+#[cfg(test)]
+pub fn defer_accept(listener: std::os::fd::BorrowedFd<'_>) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are live for the call, `len` holds `value`'s size, and
+    // the kernel writes at most that many bytes into `value`.
+    let r = unsafe {
+        libc::getsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(u32::try_from(value).unwrap_or(0))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
