@@ -87,26 +87,28 @@ fn serve_1mib() -> u16 {
         .local_addr()
         .unwrap_or_else(|e| panic!("{e}"))
         .port();
-    let body = vec![b'x'; 1 << 20];
+    // The whole answer, head and 1 MiB body, written with one call.
+    let body_len = 1usize << 20;
+    let mut answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    answer.resize(answer.len() + body_len, b'x');
+    // One connection at a time, answered on the accepting thread: the downloads are
+    // sequential, and a thread started per connection would sit on the proxied path
+    // only (through the proxy the request follows the connection at once; direct,
+    // curl is still preparing it while the thread starts).
     std::thread::spawn(move || {
         for s in listener.incoming().flatten() {
-            let body = body.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(&s);
-                loop {
-                    let mut l = String::new();
-                    if r.read_line(&mut l).is_err() || l == "\r\n" || l.is_empty() {
-                        break;
-                    }
+            let mut r = BufReader::new(&s);
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l).is_err() || l == "\r\n" || l.is_empty() {
+                    break;
                 }
-                let mut w = &s;
-                let _ = write!(
-                    w,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = w.write_all(&body);
-            });
+            }
+            let mut w = &s;
+            let _ = w.write_all(&answer);
         }
     });
     port
