@@ -94,6 +94,8 @@ pub(crate) struct Engine {
     pub(crate) triggers: Vec<Vec<Trigger>>,
     /// Case-sensitive literal keywords searched with memmem: (finder, trigger).
     pub(crate) literals: Vec<(memchr::memmem::Finder<'static>, Trigger)>,
+    /// The distinct first bytes of `literals` (searched for together in short strings).
+    pub(crate) literal_firsts: Vec<u8>,
     pub(crate) always: Vec<usize>,
     pub(crate) secrets: Vec<usize>,
     /// Vendor-gated built-in rules (rule index, keywords), also run on `key=value` of
@@ -217,6 +219,13 @@ impl Scanner {
                         &mut keywords,
                     );
                 }
+            }
+        }
+        for (f, _) in &e.literals {
+            if let Some(&b) = f.needle().first()
+                && !e.literal_firsts.contains(&b)
+            {
+                e.literal_firsts.push(b);
             }
         }
         for (li, l) in labels.iter().enumerate() {

@@ -93,12 +93,12 @@ fn label_char(b: u8) -> bool {
 /// INVARIANT: only the userinfo of a URL (`scheme://user:pass@host`) is exempt; an
 /// address in a URL's path, query or fragment is found.
 pub(crate) fn find_emails(s: &[u8], out: &mut Vec<(usize, usize)>) {
-    for a in memchr::memchr_iter(b'@', s) {
-        email_at(s, a, 1, out);
-    }
-    if let Some(p) = memchr::memchr(b'%', s) {
-        for a in memchr::memmem::find_iter(s.get(p..).unwrap_or(&[]), b"%40") {
-            email_at(s, p + a, 3, out);
+    // One search for both spellings of `@` (most strings hold neither: one call).
+    for a in memchr::memchr2_iter(b'@', b'%', s) {
+        if at(s, a) == b'@' {
+            email_at(s, a, 1, out);
+        } else if s.get(a..a + 3) == Some(b"%40") {
+            email_at(s, a, 3, out);
         }
     }
 }
@@ -440,31 +440,37 @@ fn num(s: &[u8], (a, b): (usize, usize)) -> u32 {
 }
 
 fn context_before(s: &[u8], start: usize, words: &ContextWords) -> bool {
-    let (words, first) = (words.words, &words.first);
     let from = start.saturating_sub(40);
-    let Some(w) = s.get(from..start) else {
+    let Some(hay) = s.get(from..start) else {
         return false;
     };
-    let mut buf = [0u8; 40];
-    let n = w.len().min(40);
-    for (d, c) in buf.iter_mut().zip(w) {
-        *d = c.to_ascii_lowercase();
-    }
-    let hay = buf.get(..n).unwrap_or(&[]);
-    // One pass over the window; words are compared only where their first letter is.
+    // One pass over the window; at each byte, only the words that start with it (either
+    // case) are compared, ASCII case-insensitively and in place (no lowercased copy).
     hay.iter().enumerate().any(|(i, &c)| {
-        first.get(usize::from(c)).copied().unwrap_or(false)
-            && words
-                .iter()
-                .any(|k| k.first() == Some(&c) && hay.get(i..i + k.len()).is_some_and(|x| x == *k))
+        let mut m = words.starting.get(usize::from(c)).copied().unwrap_or(0);
+        while m != 0 {
+            let w = m.trailing_zeros() as usize;
+            m &= m - 1;
+            if let Some(k) = words.words.get(w)
+                && hay
+                    .get(i..i + k.len())
+                    .is_some_and(|x| x.eq_ignore_ascii_case(k))
+            {
+                return true;
+            }
+        }
+        false
     })
 }
 
-/// Context words and a table of their first letters (only where one starts is a
-/// word compared: the SSN words all start with `s`).
+/// Context words (lowercase) and, per byte, the set of words that start with it in
+/// either case: a window is compared only where a word starts, and only with the words
+/// that start there (a context window of JSON or a log line holds many of the phone
+/// words' first letters).
 struct ContextWords {
     words: &'static [&'static [u8]],
-    first: [bool; 256],
+    /// Bit `w` of `starting[b]`: word `w` starts with byte `b` (ASCII case folded).
+    starting: [u32; 256],
 }
 
 impl ContextWords {
@@ -473,16 +479,18 @@ impl ContextWords {
         reason = "compile-time table: a `u8` indexes a 256-entry array"
     )]
     const fn new(words: &'static [&'static [u8]]) -> ContextWords {
-        let mut first = [false; 256];
+        assert!(words.len() <= 32, "a word set is a 32-bit mask");
+        let mut starting = [0u32; 256];
         let mut w = 0;
         while w < words.len() {
             let word = words[w];
             if !word.is_empty() {
-                first[word[0] as usize] = true;
+                starting[word[0] as usize] |= 1 << w;
+                starting[word[0].to_ascii_uppercase() as usize] |= 1 << w;
             }
             w += 1;
         }
-        ContextWords { words, first }
+        ContextWords { words, starting }
     }
 }
 
@@ -807,14 +815,21 @@ fn find_card(s: &[u8], c: &Cluster, out: &mut Vec<(NumberKind, usize, usize)>) -
             if !seps_same || !card_grouping_ok(lens.get(..=b - a).unwrap_or(&[])) {
                 continue;
             }
-            let ds: Vec<u8> = (a..=b)
-                .flat_map(|k| {
-                    let (x, y) = c.group(k);
-                    s.get(x..y).unwrap_or(&[]).iter().copied()
-                })
-                .collect();
+            // The 13 to 19 digits, on the stack (this runs for every long digit run).
+            let mut buf = [0u8; 19];
+            let mut nd = 0;
+            for k in a..=b {
+                let (x, y) = c.group(k);
+                for &d in s.get(x..y).unwrap_or(&[]) {
+                    if let Some(slot) = buf.get_mut(nd) {
+                        *slot = d;
+                        nd += 1;
+                    }
+                }
+            }
+            let ds = buf.get(..nd).unwrap_or(&[]);
             let first = ds.first().copied().unwrap_or(b'0');
-            if ds.iter().all(|&x| x == first) || !iin_ok(&ds) || !luhn(&ds) {
+            if ds.iter().all(|&x| x == first) || !iin_ok(ds) || !luhn(ds) {
                 continue;
             }
             out.push((NumberKind::Card, c.group(a).0, c.group(b).1));
@@ -1044,6 +1059,66 @@ mod tests {
         ));
         assert!(!context_before(b"the score was ", 14, &PHONE_CONTEXT));
         assert!(!context_before(b"socia", 5, &SSN_CONTEXT));
+    }
+
+    /// The in-place, per-letter word look-up finds a context word exactly where a
+    /// search of the lowercased 40-byte window does (random windows of word pieces in
+    /// mixed case, UTF-8 words, words cut by the window's start).
+    #[test]
+    fn context_words_match_a_lowercased_search() {
+        fn naive(s: &[u8], start: usize, words: &[&[u8]]) -> bool {
+            let w = s[start.saturating_sub(40)..start].to_ascii_lowercase();
+            words.iter().any(|k| w.windows(k.len()).any(|x| x == *k))
+        }
+        let pieces: &[&str] = &[
+            "TEL",
+            "tel",
+            "Phone",
+            "ssN",
+            "Social Security",
+            "social-security",
+            "ss#",
+            "SS No",
+            "t\u{e9}l",
+            "T\u{e9}L",
+            "\u{96fb}\u{8a71}",
+            "m\u{f3}vil",
+            "MOBIL",
+            "fax",
+            "s",
+            "t",
+            "p",
+            "x",
+            " ",
+            ":",
+            "-",
+            "\"",
+            "ph",
+            "socia",
+            "call",
+            "whatsApp",
+        ];
+        let mut r = 7u64;
+        let mut hits = 0;
+        for _ in 0..20000 {
+            let mut t = String::new();
+            for _ in 0..(r % 12) {
+                r ^= r << 13;
+                r ^= r >> 7;
+                r ^= r << 17;
+                t.push_str(pieces[(r % pieces.len() as u64) as usize]);
+            }
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            let b = t.as_bytes();
+            for (set, words) in [(&PHONE_CONTEXT, PHONE_WORDS), (&SSN_CONTEXT, SSN_WORDS)] {
+                let want = naive(b, b.len(), words);
+                hits += usize::from(want);
+                assert_eq!(context_before(b, b.len(), set), want, "{t:?}");
+            }
+        }
+        assert!(hits > 1000, "{hits}");
     }
 
     #[test]

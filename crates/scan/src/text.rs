@@ -137,23 +137,33 @@ pub(crate) fn scan_text(e: &Engine, t: &[u8], key_ctx: Option<&str>) -> Vec<Hit>
             }
         }
     }
-    for (f, tr) in &e.literals {
-        let needle = f.needle();
-        let n = needle.len();
-        match needle.split_first() {
-            // Short strings: a memchr for the first byte costs less than setting up
-            // the packed-pair searcher.
-            Some((&first, _)) if t.len() < LITERAL_MEMCHR_BELOW => {
-                for ms in memchr::memchr_iter(first, t) {
-                    if t.get(ms..).is_some_and(|r| r.starts_with(needle)) {
-                        on_hit(tr, ms, ms + n);
-                    }
+    // Short strings: one memchr for the first bytes of every literal (two today, `S`
+    // and `A`), not one per literal: it costs less than the packed-pair searcher's
+    // set-up, and a string of a JSON document holds neither most of the time.
+    let short_firsts = match e.literal_firsts.as_slice() {
+        firsts @ ([_] | [_, _] | [_, _, _]) if t.len() < LITERAL_MEMCHR_BELOW => Some(firsts),
+        _ => None,
+    };
+    if let Some(firsts) = short_firsts {
+        let mut at_first = |ms: usize| {
+            for (f, tr) in &e.literals {
+                let needle = f.needle();
+                if t.get(ms..).is_some_and(|r| r.starts_with(needle)) {
+                    on_hit(tr, ms, ms + needle.len());
                 }
             }
-            _ => {
-                for ms in f.find_iter(t) {
-                    on_hit(tr, ms, ms + n);
-                }
+        };
+        match *firsts {
+            [a] => memchr::memchr_iter(a, t).for_each(&mut at_first),
+            [a, b] => memchr::memchr2_iter(a, b, t).for_each(&mut at_first),
+            [a, b, c] => memchr::memchr3_iter(a, b, c, t).for_each(&mut at_first),
+            _ => {}
+        }
+    } else {
+        for (f, tr) in &e.literals {
+            let n = f.needle().len();
+            for ms in f.find_iter(t) {
+                on_hit(tr, ms, ms + n);
             }
         }
     }

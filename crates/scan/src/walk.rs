@@ -103,27 +103,51 @@ fn finish(cx: Cx<'_>) -> Vec<Finding> {
     out
 }
 
-/// HMAC-SHA256 keyed once per call (the key schedule is not redone per finding).
-struct Keyed(Option<Hmac<Sha256>>);
+/// HMAC-SHA256 keyed once per call (the key schedule is not redone per finding), and
+/// the fingerprints already computed in this call: one value is often found many times
+/// (the same address in every record, a token in a string and in its decoded form), and
+/// a look-up costs a small part of the two SHA-256 blocks. The memo lives as long as
+/// the call and holds only (short) values of the scanned input.
+struct Keyed {
+    mac: Option<Hmac<Sha256>>,
+    memo: std::collections::HashMap<Vec<u8>, String>,
+}
 
 impl Keyed {
     fn new(key: &FingerprintKey) -> Keyed {
         // HMAC accepts keys of any length; `None` is unreachable in practice.
-        Keyed(<Hmac<Sha256> as Mac>::new_from_slice(&key.0).ok())
+        Keyed {
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(&key.0).ok(),
+            memo: std::collections::HashMap::new(),
+        }
     }
 }
 
 /// `hmac-sha256:<hex>` of `value` under `key`.
-fn fingerprint(key: &Keyed, value: &[u8]) -> String {
-    match &key.0 {
+fn fingerprint(key: &mut Keyed, value: &[u8]) -> String {
+    if let Some(fp) = key.memo.get(value) {
+        return fp.clone();
+    }
+    let fp = match &key.mac {
         Some(m) => {
             let mut m = m.clone();
             m.update(value);
             format!("hmac-sha256:{}", hex::encode(m.finalize().into_bytes()))
         }
         None => "hmac-sha256:unavailable".to_string(),
+    };
+    // Bounded: short values only and a fixed number of them, so that the memo costs at
+    // most about 1 MiB whatever the input holds.
+    if value.len() <= MEMO_VALUE_MAX && key.memo.len() < MEMO_ENTRIES {
+        key.memo.insert(value.to_vec(), fp.clone());
     }
+    fp
 }
+
+/// Longest value whose fingerprint is remembered.
+const MEMO_VALUE_MAX: usize = 256;
+/// Most fingerprints remembered per call.
+const MEMO_ENTRIES: usize = 4096;
 
 /// Append `/` and the escaped reference token `t` to a pointer.
 /// Append the decimal digits of `n` (no formatting machinery: called per element).
@@ -336,7 +360,7 @@ impl Cx<'_> {
                 (p, None)
             }
         };
-        let fp = fingerprint(&self.key, value.as_bytes());
+        let fp = fingerprint(&mut self.key, value.as_bytes());
         for &li in &self.e.secrets {
             self.out.push(Finding {
                 detector: detector.into(),
@@ -362,7 +386,7 @@ impl Cx<'_> {
         if n > self.budget {
             self.exhausted = true;
             self.budget = 0;
-            let fp = fingerprint(&self.key, b"");
+            let fp = fingerprint(&mut self.key, b"");
             for li in 0..self.e.labels.len() {
                 self.out.push(Finding {
                     detector: BUDGET_DETECTOR.into(),
@@ -398,7 +422,7 @@ impl Cx<'_> {
         let mut raw_prints: Vec<(String, String)> = Vec::new();
         for h in &hits {
             let value = s.as_bytes().get(h.start..h.end).unwrap_or(&[]);
-            let fp = fingerprint(&self.key, value);
+            let fp = fingerprint(&mut self.key, value);
             if decode {
                 raw_prints.push((h.detector.clone(), fp.clone()));
             }
@@ -479,6 +503,37 @@ impl Cx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A remembered fingerprint is the one computed afresh, and the memo stays bounded.
+    #[test]
+    fn remembered_fingerprints_are_the_computed_ones() {
+        let key = FingerprintKey([3; 32]);
+        let mut memo = Keyed::new(&key);
+        let long = vec![b'x'; MEMO_VALUE_MAX + 1];
+        for v in [
+            &b"jane.doe@example.com"[..],
+            b"",
+            b"+44 20 7946 0958",
+            &long,
+        ] {
+            let first = fingerprint(&mut memo, v);
+            let again = fingerprint(&mut memo, v);
+            let fresh = fingerprint(&mut Keyed::new(&key), v);
+            assert_eq!(first, fresh);
+            assert_eq!(again, fresh);
+        }
+        assert_eq!(
+            memo.memo.len(),
+            3,
+            "a value longer than the bound is not kept"
+        );
+        let other = fingerprint(&mut Keyed::new(&FingerprintKey([4; 32])), b"");
+        assert_ne!(other, fingerprint(&mut memo, b""));
+        for i in 0..MEMO_ENTRIES + 10 {
+            fingerprint(&mut memo, i.to_string().as_bytes());
+        }
+        assert_eq!(memo.memo.len(), MEMO_ENTRIES);
+    }
 
     #[test]
     fn decimal_pointer_tokens() {
