@@ -50,7 +50,7 @@ def refusal(decision: _conductor.Decision) -> Denied:
     return Denied(decision)
 
 
-class Gate:
+class Gate(_conductor.Gate):
     """The gate for one agent.
 
     ``Gate(policy="policy.yaml", agent="research-bot", audit="audit.db")`` loads and
@@ -69,10 +69,29 @@ class Gate:
     The fingerprint key is the installation's (``CONDUCTOR_FINGERPRINT_KEY_FILE`` or the
     data directory), as for the command line. Create the gate after ``fork()``, not
     before: the audit writer is a thread.
+
+    ``decide``, ``label_result`` and ``labels`` are the extension's own methods (no
+    Python frame between the caller and the gate: ``decide`` is called per tool call):
+
+    - ``decide(tool, arguments=None, workflow=None, session=None, *, problem=None)``
+      decides a call to ``tool`` (``<server>.<tool>``) with ``arguments`` (a dict) and
+      returns a `Decision` (``.effect``, ``.allowed``, ``.reasons``, ``.audit_id``);
+      it never raises for a refusal. Arguments that are not plain JSON data (exact
+      ``dict``/``list``/``tuple``/``str``/``int``/``float``/``bool``/``None``) are a
+      deny with check ``input``, and so is a call with a ``problem`` (a sentence saying
+      what the caller could not read in it, e.g. unparseable JSON arguments). The GIL
+      is released while deciding.
+    - ``label_result(tool, result, workflow=None, session=None)`` scans what ``tool``
+      returned and raises the agent's session labels (``flow`` then applies to its
+      next calls); returns the labels found. Raises `StoreError` when the labels cannot
+      be recorded: do not use the result.
+    - ``labels(workflow=None)``: the agent's unexpired session labels.
     """
 
-    def __init__(
-        self,
+    __slots__ = ()
+
+    def __new__(
+        cls,
         policy: PathLike,
         agent: str,
         audit: Optional[PathLike] = None,
@@ -81,8 +100,9 @@ class Gate:
         session: Optional[str] = None,
         resolve: Optional[Mapping[str, Union[str, Sequence[str]]]] = None,
         no_dns: bool = False,
-    ) -> None:
-        self._core = _conductor.Gate(
+    ) -> "Gate":
+        return super().__new__(
+            cls,
             os.fspath(policy),
             agent,
             None if audit is None else os.fspath(audit),
@@ -94,26 +114,6 @@ class Gate:
 
     # --- deciding -------------------------------------------------------------------
 
-    def decide(
-        self,
-        tool: str,
-        arguments: Optional[Mapping[str, Any]] = None,
-        workflow: Optional[str] = None,
-        session: Optional[str] = None,
-        *,
-        problem: Optional[str] = None,
-    ) -> _conductor.Decision:
-        """Decide a call to ``tool`` (``<server>.<tool>``) with ``arguments`` (a dict).
-
-        Returns a `Decision` (``.effect``, ``.allowed``, ``.reasons``, ``.audit_id``);
-        never raises for a refusal. Arguments that are not plain JSON data (exact
-        ``dict``/``list``/``tuple``/``str``/``int``/``float``/``bool``/``None``) are a
-        deny with check ``input``, and so is a call with a ``problem`` (a sentence saying
-        what the caller could not read in it, e.g. unparseable JSON arguments). The GIL
-        is released while deciding.
-        """
-        return self._core.decide(tool, arguments, workflow, session, problem)
-
     def check(
         self,
         tool: str,
@@ -122,7 +122,7 @@ class Gate:
         session: Optional[str] = None,
     ) -> _conductor.Decision:
         """`decide`, raising `Denied` (or `ApprovalRequired`) unless the call is allowed."""
-        decision = self._core.decide(tool, arguments, workflow, session)
+        decision = self.decide(tool, arguments, workflow, session)
         if not decision.allowed:
             raise refusal(decision)
         return decision
@@ -138,7 +138,7 @@ class Gate:
     ) -> _conductor.Decision:
         """`decide` on a worker thread, so a DNS lookup does not stall the event loop."""
         return await asyncio.to_thread(
-            self._core.decide, tool, arguments, workflow, session, problem
+            self.decide, tool, arguments, workflow, session, problem=problem
         )
 
     async def acheck(
@@ -153,24 +153,6 @@ class Gate:
         if not decision.allowed:
             raise refusal(decision)
         return decision
-
-    def label_result(
-        self,
-        tool: str,
-        result: Any,
-        workflow: Optional[str] = None,
-        session: Optional[str] = None,
-    ) -> list:
-        """Scan what ``tool`` returned and raise the agent's session labels (``flow``
-        then applies to its next calls). Returns the labels found.
-
-        Raises `StoreError` when the labels cannot be recorded: do not use the result.
-        """
-        return self._core.label_result(tool, result, workflow, session)
-
-    def labels(self, workflow: Optional[str] = None) -> list:
-        """The agent's unexpired session labels."""
-        return self._core.labels(workflow)
 
     # --- wrapping functions ---------------------------------------------------------
 
@@ -220,30 +202,11 @@ class Gate:
 
         return wrap
 
-    # --- what the gate is -----------------------------------------------------------
-
-    @property
-    def agent(self) -> str:
-        return self._core.agent
-
-    @property
-    def workflow(self) -> Optional[str]:
-        return self._core.workflow
-
-    @property
-    def session(self) -> str:
-        return self._core.session
-
-    @property
-    def policy_sha256(self) -> str:
-        return self._core.policy_sha256
+    # --- what the gate is (the extension's getters; the audit file as a `str`) -------
 
     @property
     def audit_path(self) -> str:
-        return os.fspath(self._core.audit_path)
-
-    def __repr__(self) -> str:
-        return repr(self._core)
+        return os.fspath(_conductor.Gate.audit_path.__get__(self))
 
 
 def bound_arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> dict:

@@ -226,3 +226,45 @@ def test_decide_from_many_threads(make_gate, audit):
         t.join()
     assert len(ids) == 200 and len(set(ids)) == 200
     assert len(records(audit)) == 200
+
+
+def test_each_record_names_its_own_server_session_and_workflow(make_gate, audit):
+    # The gate reuses the subject of its last call to the same server (when the call
+    # names no other workflow or session): a call to another server, or one that names
+    # its own session or workflow, must still be recorded as itself, and the next
+    # default call as the gate's again.
+    gate = make_gate("research-bot", workflow="market-research")
+    calls = [
+        ("search.web", {}),
+        ("fetch.fetch", {}),
+        ("search.web", {"session": "other-session"}),
+        ("search.web", {"workflow": "release"}),
+        ("search.web", {}),
+        ("nosuchserver", {}),
+        ("search.web", {}),
+    ]
+    for tool, kw in calls:
+        gate.decide(tool, {"q": "x"}, **kw)
+    got = [(r["tool"], r.get("server"), r["session"], r.get("workflow")) for r in records(audit)]
+    mine, wf = gate.session, "market-research"
+    assert got == [
+        ("search.web", "search", mine, wf),
+        ("fetch.fetch", "fetch", mine, wf),
+        ("search.web", "search", "other-session", wf),
+        ("search.web", "search", mine, "release"),
+        ("search.web", "search", mine, wf),
+        ("nosuchserver", None, mine, wf),
+        ("search.web", "search", mine, wf),
+    ]
+
+
+def test_decide_is_the_extension_method_with_problem_keyword_only(make_gate):
+    # `Gate.decide` runs per tool call: it is the extension's method itself, with no
+    # Python frame around it (crates/python/BENCHMARKS.md), and `problem` can only
+    # be named, never passed by position by mistake.
+    gate = make_gate("research-bot")
+    assert type(gate).decide is conductor._conductor.Gate.decide
+    with pytest.raises(TypeError):
+        gate.decide("search.web", {"q": "x"}, None, None, "a problem")
+    tool = "search.web"
+    assert gate.decide(tool, {"q": "x"}).tool is tool

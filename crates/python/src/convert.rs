@@ -45,32 +45,7 @@ fn strict(a: &Bound<'_, PyAny>, depth: usize) -> Result<Value, String> {
             "the arguments are nested deeper than {MAX_DEPTH} levels"
         ));
     }
-    if a.is_none() {
-        return Ok(Value::Null);
-    }
-    // `bool` before `int`: it is a subclass of it.
-    if a.is_exact_instance_of::<PyBool>() {
-        return a.extract::<bool>().map(Value::Bool).map_err(|_| refuse(a));
-    }
-    if a.is_exact_instance_of::<PyInt>() {
-        if let Ok(i) = a.extract::<i64>() {
-            return Ok(Value::from(i));
-        }
-        if let Ok(u) = a.extract::<u64>() {
-            return Ok(Value::from(u));
-        }
-        return Err(
-            "the arguments hold an integer outside the 64-bit range JSON readers agree on"
-                .to_string(),
-        );
-    }
-    if a.is_exact_instance_of::<PyFloat>() {
-        let f: f64 = a.extract().map_err(|_| refuse(a))?;
-        return Number::from_f64(f).map(Value::Number).ok_or_else(|| {
-            "the arguments hold a float that is not finite (NaN or infinity is not JSON)"
-                .to_string()
-        });
-    }
+    // The common kinds first (strings, then containers); every test is an exact type.
     if a.is_exact_instance_of::<PyString>() {
         let s = a.cast::<PyString>().map_err(|_| refuse(a))?;
         return s
@@ -80,14 +55,6 @@ fn strict(a: &Bound<'_, PyAny>, depth: usize) -> Result<Value, String> {
                 "the arguments hold a string that is not valid Unicode (a lone surrogate)"
                     .to_string()
             });
-    }
-    if a.is_exact_instance_of::<PyList>() || a.is_exact_instance_of::<PyTuple>() {
-        let mut out = Vec::new();
-        for item in a.try_iter().map_err(|_| refuse(a))? {
-            let item = item.map_err(|_| refuse(a))?;
-            out.push(strict(&item, depth + 1)?);
-        }
-        return Ok(Value::Array(out));
     }
     if a.is_exact_instance_of::<PyDict>() {
         let d = a.cast::<PyDict>().map_err(|_| refuse(a))?;
@@ -114,6 +81,40 @@ fn strict(a: &Bound<'_, PyAny>, depth: usize) -> Result<Value, String> {
             out.insert(key, value);
         }
         return Ok(Value::Object(out));
+    }
+    if a.is_exact_instance_of::<PyList>() || a.is_exact_instance_of::<PyTuple>() {
+        let mut out = Vec::with_capacity(a.len().unwrap_or(0));
+        for item in a.try_iter().map_err(|_| refuse(a))? {
+            let item = item.map_err(|_| refuse(a))?;
+            out.push(strict(&item, depth + 1)?);
+        }
+        return Ok(Value::Array(out));
+    }
+    if a.is_none() {
+        return Ok(Value::Null);
+    }
+    // `bool` before `int`: it is a subclass of it.
+    if a.is_exact_instance_of::<PyBool>() {
+        return a.extract::<bool>().map(Value::Bool).map_err(|_| refuse(a));
+    }
+    if a.is_exact_instance_of::<PyInt>() {
+        if let Ok(i) = a.extract::<i64>() {
+            return Ok(Value::from(i));
+        }
+        if let Ok(u) = a.extract::<u64>() {
+            return Ok(Value::from(u));
+        }
+        return Err(
+            "the arguments hold an integer outside the 64-bit range JSON readers agree on"
+                .to_string(),
+        );
+    }
+    if a.is_exact_instance_of::<PyFloat>() {
+        let f: f64 = a.extract().map_err(|_| refuse(a))?;
+        return Number::from_f64(f).map(Value::Number).ok_or_else(|| {
+            "the arguments hold a float that is not finite (NaN or infinity is not JSON)"
+                .to_string()
+        });
     }
     Err(refuse(a))
 }

@@ -17,15 +17,18 @@
 mod convert;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use conductor_audit::{AuditOptions, AuditStore};
 use conductor_core::{Check, Effect, Reason as CoreReason};
-use conductor_gate::{Call, ResolverConfig, Service, ServiceOptions, SqliteStore, Subject};
+use conductor_gate::{
+    Call, ResolverConfig, Service, ServiceOptions, SqliteStore, Subject, Verdict,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyString};
 use serde_json::Value;
 
 create_exception!(
@@ -101,9 +104,9 @@ pub struct Decision {
     /// Whether the call may go ahead: an `allow` whose audit record is committed.
     #[pyo3(get)]
     allowed: bool,
-    /// The qualified tool name decided.
+    /// The qualified tool name decided (the `str` the caller passed).
     #[pyo3(get)]
-    tool: String,
+    tool: Py<PyString>,
     /// The sequence number of the audit record (`conductor audit query` shows it).
     #[pyo3(get)]
     audit_id: Option<u64>,
@@ -154,11 +157,11 @@ impl Decision {
         self.allowed
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "Decision(effect={:?}, tool={:?}, reasons={}, audit_id={})",
             self.effect,
-            self.tool,
+            self.tool.bind(py).to_string_lossy(),
             self.core.reasons.len(),
             self.audit_id
                 .map_or_else(|| "None".to_string(), |s| s.to_string())
@@ -167,6 +170,18 @@ impl Decision {
 }
 
 impl Decision {
+    /// The Python face of a verdict: allowed only if the decision is `allow` and its
+    /// record is committed (`forward`).
+    fn of(tool: Py<PyString>, verdict: Verdict) -> Decision {
+        Decision {
+            effect: conductor_gate::effect_name(verdict.decision.decision),
+            allowed: verdict.forward && verdict.decision.decision == Effect::Allow,
+            tool,
+            audit_id: verdict.record,
+            core: verdict.decision,
+        }
+    }
+
     /// The decision as `conductor check` prints it.
     fn json(&self) -> String {
         serde_json::to_string(&self.core).unwrap_or_else(|_| {
@@ -192,13 +207,17 @@ impl Decision {
 
 /// The gate, bound to one agent: `Gate(policy, agent, audit=None, *, workflow=None,
 /// session=None, resolve=None, no_dns=False)`.
-#[pyclass(frozen, module = "conductor._conductor")]
+#[pyclass(frozen, subclass, module = "conductor._conductor")]
 pub struct Gate {
     service: Arc<Service>,
     agent: String,
     workflow: Option<String>,
     session: String,
     audit_path: PathBuf,
+    /// The subject of the last call made with the gate's own workflow and session,
+    /// kept for the next call to the same server (an agent calls few servers, many
+    /// times): its strings are not copied again on every call.
+    last_subject: Mutex<Option<Arc<Subject>>>,
 }
 
 #[pymethods]
@@ -237,52 +256,34 @@ impl Gate {
             workflow,
             session,
             audit_path,
+            last_subject: Mutex::new(None),
         })
     }
 
     /// Decide a call to `tool` (`<server>.<tool>`) with `arguments` (a dict), record it
-    /// and return the decision. The GIL is released while deciding. `problem` is a
-    /// problem the caller found in the call itself (arguments it could not read): the
-    /// call is then denied with check `input`, and recorded.
-    #[pyo3(signature = (tool, arguments=None, workflow=None, session=None, problem=None))]
+    /// and return the `Decision` (`.effect`, `.allowed`, `.reasons`, `.audit_id`); never
+    /// raises for a refusal. Arguments that are not plain JSON data (exact `dict`,
+    /// `list`, `tuple`, `str`, `int`, `float`, `bool`, `None`) are a deny with check
+    /// `input`, and so is a call with a `problem` (a sentence saying what the caller
+    /// could not read in it, e.g. unparseable JSON arguments). The GIL is released
+    /// while deciding.
+    ///
+    /// `conductor.Gate.decide` is this method itself (the Python class subclasses
+    /// this one): no Python frame runs per call.
+    #[pyo3(signature = (tool, arguments=None, workflow=None, session=None, *, problem=None))]
     fn decide(
         &self,
         py: Python<'_>,
-        tool: String,
+        tool: Bound<'_, PyString>,
         arguments: Option<&Bound<'_, PyAny>>,
         workflow: Option<String>,
         session: Option<String>,
         problem: Option<String>,
-    ) -> Decision {
-        let (value, converted) = match arguments {
-            None => (Value::Object(serde_json::Map::new()), None),
-            Some(a) => match convert::arguments(a) {
-                Ok(v) => (v, None),
-                Err(problem) => (Value::Object(serde_json::Map::new()), Some(problem)),
-            },
-        };
-        let subject = self.subject(&tool, workflow, session);
-        let mut call = Call::new(EVENT, &tool, value);
-        let problem = problem.map(|p| conductor_types::display::shown(&p, 300));
-        for message in problem.into_iter().chain(converted) {
-            // INVARIANT: arguments the gate cannot read as the tool will see them are
-            // a refusal, decided and recorded (check `input`).
-            call.problems.push(CoreReason {
-                check: Check::Input,
-                rule: conductor_types::RuleId::request("arguments"),
-                message,
-            });
-        }
-        let service = Arc::clone(&self.service);
-        let verdict = py.detach(move || service.decide_blocking(&subject, call));
-        let allowed = verdict.forward && verdict.decision.decision == Effect::Allow;
-        Decision {
-            effect: conductor_gate::effect_name(verdict.decision.decision),
-            allowed,
-            tool,
-            audit_id: verdict.record,
-            core: verdict.decision,
-        }
+    ) -> PyResult<Decision> {
+        let value = arguments.map(convert::arguments);
+        let (subject, call) = self.call(tool.to_str()?, value, workflow, session, problem);
+        let verdict = self.run(py, &subject, call);
+        Ok(Decision::of(tool.unbind(), verdict))
     }
 
     /// The baseline of `decide` for its benchmark (python/bench/bench_decide.py): the
@@ -301,17 +302,69 @@ impl Gate {
     ) -> PyResult<Vec<u64>> {
         let value = convert::arguments(arguments).map_err(Error::new_err)?;
         let subject = self.subject(&tool, None, None);
-        let service = Arc::clone(&self.service);
-        Ok(py.detach(move || {
+        let subject = &*subject;
+        Ok(py.detach(|| {
             (0..n)
                 .map(|_| {
                     let call = Call::new(EVENT, &tool, value.clone());
-                    let start = std::time::Instant::now();
-                    std::hint::black_box(service.decide_blocking(&subject, call));
-                    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+                    let start = Instant::now();
+                    std::hint::black_box(self.service.decide_blocking(subject, call));
+                    nanos(start)
                 })
                 .collect()
         }))
+    }
+
+    /// `decide`'s own steps timed, for its benchmark: `n` calls made with the code
+    /// `decide` runs (the same functions, in the same order), each step timed on its
+    /// own. Returns `{step: [nanoseconds, …]}` for `convert` (the arguments to JSON),
+    /// `call` (subject and `Call`), `release_gil` (releasing and re-taking the GIL
+    /// around the decision, its time less the decision's), `decide_blocking` (the
+    /// service: labels, decide, audit commit) and `decision` (the Python `Decision`
+    /// object made and freed).
+    #[pyo3(signature = (tool, arguments, n))]
+    fn _bench_phases<'py>(
+        &self,
+        py: Python<'py>,
+        tool: Bound<'py, PyString>,
+        arguments: &Bound<'py, PyAny>,
+        n: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut steps: [(&str, Vec<u64>); 5] = [
+            ("convert", Vec::with_capacity(n)),
+            ("call", Vec::with_capacity(n)),
+            ("release_gil", Vec::with_capacity(n)),
+            ("decide_blocking", Vec::with_capacity(n)),
+            ("decision", Vec::with_capacity(n)),
+        ];
+        for _ in 0..n {
+            let t0 = Instant::now();
+            let value = Some(convert::arguments(arguments));
+            let t1 = Instant::now();
+            let (subject, call) = self.call(tool.to_str()?, value, None, None, None);
+            let t2 = Instant::now();
+            let (verdict, inner) = py.detach(|| {
+                let start = Instant::now();
+                let v = self.service.decide_blocking(&subject, call);
+                (v, nanos(start))
+            });
+            let t3 = Instant::now();
+            let decision = Bound::new(py, Decision::of(tool.clone().unbind(), verdict))?;
+            drop(decision);
+            let t4 = Instant::now();
+            let whole = [t1 - t0, t2 - t1, t3 - t2, t4 - t3]
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            let [convert, call, detach, decision] = whole;
+            let samples = [convert, call, detach.saturating_sub(inner), inner, decision];
+            for ((_, v), s) in steps.iter_mut().zip(samples) {
+                v.push(s);
+            }
+        }
+        let out = PyDict::new(py);
+        for (k, v) in steps {
+            out.set_item(k, v)?;
+        }
+        Ok(out)
     }
 
     /// Scan what `tool` returned and raise the session's labels with what was found
@@ -384,16 +437,82 @@ impl Gate {
 }
 
 impl Gate {
-    fn subject(&self, tool: &str, workflow: Option<String>, session: Option<String>) -> Subject {
-        Subject {
+    /// The subject and the call `decide` hands the service; `arguments` already
+    /// converted (`None`: no arguments; `Err`: a refusal of check `input`).
+    fn call(
+        &self,
+        tool: &str,
+        arguments: Option<Result<Value, String>>,
+        workflow: Option<String>,
+        session: Option<String>,
+        problem: Option<String>,
+    ) -> (Arc<Subject>, Call) {
+        let (value, converted) = match arguments {
+            None => (Value::Object(serde_json::Map::new()), None),
+            Some(Ok(v)) => (v, None),
+            Some(Err(problem)) => (Value::Object(serde_json::Map::new()), Some(problem)),
+        };
+        let subject = self.subject(tool, workflow, session);
+        let mut call = Call::new(EVENT, tool, value);
+        let problem = problem.map(|p| conductor_types::display::shown(&p, 300));
+        for message in problem.into_iter().chain(converted) {
+            // INVARIANT: arguments the gate cannot read as the tool will see them are
+            // a refusal, decided and recorded (check `input`).
+            call.problems.push(CoreReason {
+                check: Check::Input,
+                rule: conductor_types::RuleId::request("arguments"),
+                message,
+            });
+        }
+        (subject, call)
+    }
+
+    /// `Service::decide_blocking` with the GIL released: it blocks on the audit commit
+    /// (and on DNS), and other Python threads run meanwhile.
+    fn run(&self, py: Python<'_>, subject: &Subject, call: Call) -> Verdict {
+        py.detach(|| self.service.decide_blocking(subject, call))
+    }
+
+    /// Who makes a call to `tool`: the gate's agent, with `workflow` and `session`
+    /// unless the call names others.
+    fn subject(
+        &self,
+        tool: &str,
+        workflow: Option<String>,
+        session: Option<String>,
+    ) -> Arc<Subject> {
+        let server = tool.split_once('.').map(|(s, _)| s);
+        let default = workflow.is_none() && session.is_none();
+        if default {
+            let last = match self.last_subject.lock() {
+                Ok(l) => l.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            if let Some(s) = last.filter(|s| s.server.as_deref() == server) {
+                return s;
+            }
+        }
+        let subject = Arc::new(Subject {
             agent: self.agent.clone(),
             workflow: workflow.or_else(|| self.workflow.clone()),
             session: session.unwrap_or_else(|| self.session.clone()),
-            server: tool.split_once('.').map(|(s, _)| s.to_string()),
+            server: server.map(str::to_string),
             // In-process: the runtime that loaded the library is the agent.
             auth: None,
+        });
+        if default {
+            match self.last_subject.lock() {
+                Ok(mut l) => *l = Some(Arc::clone(&subject)),
+                Err(poisoned) => *poisoned.into_inner() = Some(Arc::clone(&subject)),
+            }
         }
+        subject
     }
+}
+
+/// Nanoseconds since `start`.
+fn nanos(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// `{"host": "ip" | ["ip", …]}` as `--resolve` values (`host=ip,ip`).
