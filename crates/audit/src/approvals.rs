@@ -26,6 +26,7 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use conductor_types::{JsonPath, PathError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::{Value, json};
 
@@ -336,10 +337,12 @@ impl Grant {
                     self.digest.as_deref() == Some(q.digest)
                 } else {
                     // INVARIANT: every pointer must name a string that matches its glob;
-                    // a missing member or another type does not match.
+                    // a missing member, another type or a pointer that does not read
+                    // (see `pattern_path`) does not match.
                     self.pattern.iter().all(|(ptr, glob)| {
-                        q.arguments
-                            .pointer(ptr)
+                        pattern_path(ptr)
+                            .ok()
+                            .and_then(|p| p.get(q.arguments))
                             .and_then(Value::as_str)
                             .is_some_and(|s| glob_match(glob, s))
                     })
@@ -347,6 +350,22 @@ impl Grant {
             }
             _ => false,
         }
+    }
+}
+
+/// The path a window pattern's pointer names: an RFC 6901 pointer (`""` for the
+/// whole arguments). The withheld-member segment `~k<i>` that findings are written
+/// with names no argument by name, so a pattern cannot use it.
+fn pattern_path(pointer: &str) -> Result<JsonPath, &'static str> {
+    match JsonPath::parse(pointer) {
+        Err(PathError::NoLeadingSlash) => Err("is not a JSON pointer (it starts with `/`)"),
+        Err(PathError::BadEscape { .. }) => {
+            Err("is not a JSON pointer (`~` is followed by `0` for `~` or `1` for `/`)")
+        }
+        Ok(p) if p.withholds_a_name() => {
+            Err("is not a JSON pointer (`~` is followed by `0` for `~` or `1` for `/`)")
+        }
+        Ok(p) => Ok(p),
     }
 }
 
@@ -837,12 +856,9 @@ impl ApprovalStore for SqliteApprovals {
                 });
             }
             for (p, _) in pattern {
-                if !(p.is_empty() || p.starts_with('/')) {
+                if let Err(why) = pattern_path(p) {
                     return Err(ApprovalError::Invalid {
-                        message: format!(
-                            "the pattern pointer {} is not a JSON pointer (it starts with `/`)",
-                            shown(p)
-                        ),
+                        message: format!("the pattern pointer {} {why}", shown(p)),
                     });
                 }
             }

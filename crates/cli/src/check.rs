@@ -405,7 +405,7 @@ pub fn human(line: Option<usize>, request: Option<&Request>, decision: &Decision
                 "    - {} (label {}) at {} bytes {}..{}{enc}",
                 terminal_safe(&f.detector),
                 terminal_safe(&f.label),
-                terminal_safe(&f.pointer),
+                terminal_safe(&f.pointer.to_pointer()),
                 f.start,
                 f.end
             );

@@ -804,12 +804,12 @@ pub fn shown_arguments(r: &conductor_audit::Record) -> Option<Value> {
     // matched is shown: each string a finding points at is replaced whole; a finding
     // in an object key, or one whose pointer does not resolve, withholds everything.
     for f in r.findings.as_array().map(Vec::as_slice).unwrap_or_default() {
-        let ptr = s(f, "pointer");
-        if f.get("in_key").and_then(Value::as_bool) == Some(true) || ptr.contains("~k") {
+        let path = conductor_types::JsonPath::parse(s(f, "pointer")).ok()?;
+        if f.get("in_key").and_then(Value::as_bool) == Some(true) || path.withholds_a_name() {
             return None;
         }
         let label = s(f, "label");
-        let slot = args.pointer_mut(ptr)?;
+        let slot = path.get_mut(&mut args)?;
         *slot = Value::String(format!("[REDACTED:{label}]"));
     }
     Some(args)

@@ -32,14 +32,12 @@ struct Secret {
 }
 
 /// The strings a finding may be about: the key (for `in_key`) or the string value.
-/// A pointer token `~k<i>` names the i-th member of an object (the scanner never
-/// spells out a key that holds a detection; no real key is written `~k…`).
+/// A [`Segment::Member`] names the i-th member of an object (the scanner never
+/// spells out a key that holds a detection).
 fn targets<'a>(arguments: &'a Value, f: &Finding) -> Vec<&'a str> {
     let mut out = Vec::new();
-    let Ok(path) = JsonPath::parse(&f.pointer) else {
-        return out;
-    };
-    let Some((last, parents)) = path.segments().split_last() else {
+    let path = &f.pointer;
+    let Some(last) = path.last() else {
         if !f.in_key
             && let Some(s) = arguments.as_str()
         {
@@ -53,7 +51,7 @@ fn targets<'a>(arguments: &'a Value, f: &Finding) -> Vec<&'a str> {
         }
         return out;
     }
-    if let Some(Value::Object(map)) = JsonPath::from_segments(parents.to_vec()).get(arguments) {
+    if let Some(Value::Object(map)) = path.parent().and_then(|p| p.get(arguments)) {
         let key = match last {
             Segment::Member(i) => map.keys().nth(*i),
             Segment::Key(k) => map.get_key_value(k).map(|(k, _)| k),
@@ -106,6 +104,23 @@ impl Scrubber {
         )
     }
 
+    /// Replace every occurrence of a secret in the written-out `path` (where it may
+    /// also span segments, e.g. a matched `a/b` in the path `/a/b`): the path then
+    /// becomes the replaced text read back as a path (a path of one withheld
+    /// `[REDACTED]` key if that text is no pointer).
+    fn scrub_written(&self, path: &mut JsonPath) {
+        if self.replacements.is_empty() {
+            return;
+        }
+        let text = path.to_pointer();
+        let mut scrubbed = text.clone();
+        self.scrub(&mut scrubbed);
+        if scrubbed != text {
+            *path =
+                JsonPath::parse(&scrubbed).unwrap_or_else(|_| JsonPath::root().key("[REDACTED]"));
+        }
+    }
+
     /// Replace every occurrence of a secret in `s`. Fails closed: if the matcher
     /// could not be built, the whole string is replaced.
     fn scrub(&self, s: &mut String) {
@@ -136,8 +151,8 @@ impl Scrubber {
 /// before the decision is complete (so the arguments need not be kept).
 pub(crate) struct Scrub {
     scrubber: Scrubber,
-    /// Pointers of strings that held an encoded finding, with their replacement.
-    whole: Vec<(String, String)>,
+    /// Paths of strings that held an encoded finding, with their replacement.
+    whole: Vec<(JsonPath, String)>,
 }
 
 impl Scrub {
@@ -154,7 +169,7 @@ impl Scrub {
         }
         let mut secrets: Vec<Secret> = Vec::new();
         // Destinations whose string held an encoded finding: replaced whole.
-        let mut whole: Vec<(String, String)> = Vec::new();
+        let mut whole: Vec<(JsonPath, String)> = Vec::new();
         for f in findings {
             let replacement = format!("[REDACTED:{}]", f.label);
             if f.encoding.is_some() {
@@ -189,10 +204,11 @@ impl Scrub {
     /// contains a matched value (ASCII case-insensitively), or the string it was
     /// found in held an encoded finding (which cannot be located, so it counts).
     pub(crate) fn carries(&self, dest: &Destination) -> bool {
-        if dest.pointer.as_ref().is_some_and(|p| {
-            let p = p.to_pointer();
-            self.whole.iter().any(|(w, _)| *w == p)
-        }) {
+        if dest
+            .pointer
+            .as_ref()
+            .is_some_and(|p| self.whole.iter().any(|(w, _)| w.same_place(p)))
+        {
             return true;
         }
         if self.scrubber.replacements.is_empty() {
@@ -221,7 +237,7 @@ impl Scrub {
         for d in destinations.iter_mut() {
             let original = d.input.clone();
             if let Some(p) = &d.pointer
-                && let Some((_, r)) = self.whole.iter().find(|(wp, _)| *wp == p.to_pointer())
+                && let Some((_, r)) = self.whole.iter().find(|(wp, _)| wp.same_place(p))
             {
                 d.input = r.clone();
             } else {
@@ -246,7 +262,7 @@ impl Scrub {
             scrubber.scrub(&mut r.message);
         }
         for f in findings.iter_mut() {
-            scrubber.scrub(&mut f.pointer);
+            scrubber.scrub_written(&mut f.pointer);
         }
     }
 }

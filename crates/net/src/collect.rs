@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use conductor_types::{JsonPath, Segment};
+use conductor_types::{JsonPath, Step};
 
 use crate::extract::{self, find_in_text};
 
@@ -67,9 +67,9 @@ pub(crate) fn collect<'a>(
     }
     if scan {
         // Depth-first, with an explicit stack (no recursion limit to hit) and the path
-        // kept as segments: a pointer string is only built for a string that holds a hit.
-        let mut path: Vec<Seg<'a>> = Vec::new();
-        let mut stack: Vec<(usize, Option<Seg<'a>>, &'a Value)> = vec![(0, None, arguments)];
+        // kept as borrowed steps: a `JsonPath` is only built for a string that holds a hit.
+        let mut path: Vec<Step<'a>> = Vec::new();
+        let mut stack: Vec<(usize, Option<Step<'a>>, &'a Value)> = vec![(0, None, arguments)];
         while let Some((depth, seg, v)) = stack.pop() {
             path.truncate(depth.saturating_sub(1));
             if let Some(seg) = seg {
@@ -79,15 +79,15 @@ pub(crate) fn collect<'a>(
                 Value::String(s) => scan_string(s, &path, &declared, &mut found),
                 Value::Array(items) => {
                     for (i, item) in items.iter().enumerate().rev() {
-                        stack.push((depth + 1, Some(Seg::Index(i)), item));
+                        stack.push((depth + 1, Some(Step::Index(i)), item));
                     }
                 }
                 Value::Object(map) => {
                     for (k, item) in map.iter().rev() {
-                        path.push(Seg::Key(k));
+                        path.push(Step::Key(k));
                         scan_string(k, &path, &declared, &mut found);
                         path.pop();
-                        stack.push((depth + 1, Some(Seg::Key(k)), item));
+                        stack.push((depth + 1, Some(Step::Key(k)), item));
                     }
                 }
                 _ => {}
@@ -97,42 +97,9 @@ pub(crate) fn collect<'a>(
     found
 }
 
-/// One step of the walk's current path, borrowed from the arguments: a [`JsonPath`]
-/// is built from it only for a string that holds a hit.
-#[derive(Clone, Copy)]
-enum Seg<'a> {
-    Key(&'a str),
-    Index(usize),
-}
-
-fn path_of(path: &[Seg<'_>]) -> JsonPath {
-    JsonPath::from_segments(
-        path.iter()
-            .map(|seg| match seg {
-                Seg::Key(k) => Segment::Key((*k).to_string()),
-                Seg::Index(i) => Segment::Index(*i),
-            })
-            .collect(),
-    )
-}
-
-/// Whether the walk's `path` is `declared` (without building a [`JsonPath`]). A
-/// declared key token names an array element when it is an RFC 6901 index.
-fn path_is(path: &[Seg<'_>], declared: &JsonPath) -> bool {
-    let segments = declared.segments();
-    path.len() == segments.len()
-        && path.iter().zip(segments).all(|(seg, d)| match (seg, d) {
-            (Seg::Key(k), Segment::Key(d)) => k == d,
-            (Seg::Index(i), Segment::Index(d)) => i == d,
-            // `i.to_string()` has no leading zero, so this is RFC 6901's index rule.
-            (Seg::Index(i), Segment::Key(d)) => *d == i.to_string(),
-            _ => false,
-        })
-}
-
 fn scan_string<'a>(
     s: &'a str,
-    path: &[Seg<'_>],
+    path: &[Step<'_>],
     declared: &[JsonPath],
     found: &mut Vec<Found<'a>>,
 ) {
@@ -178,7 +145,7 @@ fn scan_string<'a>(
     if hits.is_empty() {
         return;
     }
-    let is_declared = declared.iter().any(|d| path_is(path, d));
+    let is_declared = declared.iter().any(|d| d.is_at(path));
     let mut ptr: Option<JsonPath> = None;
     for (h, at_start) in hits {
         // A declared value is a destination as a whole already; what starts where it
@@ -187,7 +154,9 @@ fn scan_string<'a>(
             continue;
         }
         if !found.iter().any(|f| f.input == h) {
-            let pointer = ptr.get_or_insert_with(|| path_of(path)).clone();
+            let pointer = ptr
+                .get_or_insert_with(|| JsonPath::from_steps(path))
+                .clone();
             found.push(Found {
                 input: h,
                 pointer: Some(pointer),
@@ -199,31 +168,29 @@ fn scan_string<'a>(
 
 #[cfg(test)]
 mod tests {
-    use conductor_types::JsonPath;
-
-    use super::{Seg, path_is, path_of};
+    use conductor_types::{JsonPath, Step};
 
     #[test]
-    fn path_is_agrees_with_the_written_path() {
-        let paths: Vec<Vec<Seg<'_>>> = vec![
+    fn is_at_agrees_with_the_written_path() {
+        let paths: Vec<Vec<Step<'_>>> = vec![
             vec![],
-            vec![Seg::Key("")],
-            vec![Seg::Key("url")],
-            vec![Seg::Key("a/b"), Seg::Index(0)],
-            vec![Seg::Key("~x"), Seg::Index(10), Seg::Key("y")],
+            vec![Step::Key("")],
+            vec![Step::Key("url")],
+            vec![Step::Key("a/b"), Step::Index(0)],
+            vec![Step::Key("~x"), Step::Index(10), Step::Key("y")],
         ];
         for p in &paths {
-            let text = path_of(p).to_pointer();
+            let text = JsonPath::from_steps(p).to_pointer();
             let declared = JsonPath::parse(&text).unwrap();
             for q in &paths {
                 assert_eq!(
-                    path_is(q, &declared),
-                    path_of(q).to_pointer() == text,
+                    declared.is_at(q),
+                    JsonPath::from_steps(q).to_pointer() == text,
                     "{text}"
                 );
             }
         }
-        assert!(!path_is(&[Seg::Index(1)], &JsonPath::parse("/01").unwrap()));
-        assert!(path_is(&[Seg::Index(1)], &JsonPath::parse("/1").unwrap()));
+        assert!(!JsonPath::parse("/01").unwrap().is_at(&[Step::Index(1)]));
+        assert!(JsonPath::parse("/1").unwrap().is_at(&[Step::Index(1)]));
     }
 }

@@ -62,6 +62,8 @@ mod walk;
 
 use std::sync::Arc;
 
+use conductor_types::JsonPath;
+
 use serde::Serialize;
 
 pub use gitleaks::{
@@ -150,12 +152,16 @@ pub struct Finding {
     pub detector: String,
     /// The label whose detector fired.
     pub label: String,
-    /// JSON pointer (RFC 6901) to the string (or key) in the scanned value.
+    /// Where the string (or key) is in the scanned value; written out (serialised)
+    /// as an RFC 6901 JSON pointer.
     ///
-    /// INVARIANT: a key that holds a detection is never spelled out: its reference
-    /// token is `~k<i>` (the member's position in the object's iteration order) in
-    /// the key's own findings and in every finding below it. [`redact`] understands it.
-    pub pointer: String,
+    /// INVARIANT: a key that holds a detection is never spelled out: its segment is
+    /// [`Segment::Member`] (`~k<i>` when written: the member's position in the
+    /// object's iteration order) in the key's own findings and in every finding below
+    /// it. [`redact`] understands it.
+    ///
+    /// [`Segment::Member`]: conductor_types::Segment::Member
+    pub pointer: JsonPath,
     /// Start of the byte span within that string (of the decoded text when `encoding`
     /// is set; for `json`, within the decoded string that held the match).
     pub start: usize,

@@ -1,7 +1,8 @@
 //! Redaction of findings in a JSON value.
 
+use conductor_types::{JsonPath, Segment};
+
 use crate::Finding;
-use crate::walk::unescape_token;
 
 /// The replacement of a URL parameter redacted by its name.
 pub const REDACTED_PARAMETER: &str = "[REDACTED:credential-parameter]";
@@ -77,27 +78,28 @@ pub const CREDENTIAL_PARAMETERS: &[&str] = &[
 pub fn redact(value: &serde_json::Value, findings: &[Finding]) -> serde_json::Value {
     let mut out = value.clone();
     // Group by (pointer, in_key).
-    let mut groups: Vec<((&str, bool), Vec<&Finding>)> = Vec::new();
+    let mut groups: Vec<((&JsonPath, bool), Vec<&Finding>)> = Vec::new();
     for f in findings {
-        let k = (f.pointer.as_str(), f.in_key);
+        let k = (&f.pointer, f.in_key);
         match groups.iter_mut().find(|(g, _)| *g == k) {
             Some((_, v)) => v.push(f),
             None => groups.push((k, vec![f])),
         }
     }
-    // Resolve every pointer against the original value first (renaming keys would
-    // move members), then change values, then keys from the deepest up.
-    let mut edits: Vec<(Vec<Step>, bool, Vec<&Finding>)> = groups
+    // Resolve every path against the original value first (renaming keys would
+    // move members; a withheld member `~k<i>` is member i, never a key named so),
+    // then change values, then keys from the deepest up.
+    let mut edits: Vec<(JsonPath, bool, Vec<&Finding>)> = groups
         .into_iter()
-        .filter_map(|((ptr, in_key), fs)| resolve(value, ptr).map(|p| (p, in_key, fs)))
+        .filter_map(|((ptr, in_key), fs)| ptr.resolve(value).map(|p| (p, in_key, fs)))
         .collect();
     edits.sort_by_key(|(path, in_key, _)| (*in_key, std::cmp::Reverse(path.len())));
     for (path, in_key, fs) in edits {
         if in_key {
-            let Some((Step::Key(old), parent)) = path.split_last() else {
+            let (Some(Segment::Key(old)), Some(parent)) = (path.last(), path.parent()) else {
                 continue;
             };
-            let Some(serde_json::Value::Object(map)) = step_mut(&mut out, parent) else {
+            let Some(serde_json::Value::Object(map)) = parent.get_mut(&mut out) else {
                 continue;
             };
             let new = redact_text(old, &fs);
@@ -106,7 +108,7 @@ pub fn redact(value: &serde_json::Value, findings: &[Finding]) -> serde_json::Va
             {
                 map.insert(new, v);
             }
-        } else if let Some(serde_json::Value::String(s)) = step_mut(&mut out, &path) {
+        } else if let Some(serde_json::Value::String(s)) = path.get_mut(&mut out) {
             *s = redact_text(s, &fs);
         }
     }
@@ -232,56 +234,6 @@ fn redact_params_text(s: &str) -> Option<String> {
     }
     out.push_str(s.get(pos..)?);
     Some(out)
-}
-
-/// One step of a resolved pointer.
-#[derive(Debug, Clone, PartialEq)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
-/// Resolve a pointer of a finding (RFC 6901, plus `~k<i>` for the i-th member).
-fn resolve(value: &serde_json::Value, ptr: &str) -> Option<Vec<Step>> {
-    let mut cur = value;
-    let mut path = Vec::new();
-    if ptr.is_empty() {
-        return Some(path);
-    }
-    for tok in ptr.strip_prefix('/')?.split('/') {
-        match cur {
-            serde_json::Value::Object(map) => {
-                // INVARIANT: `~k<i>` is member i, never a key: a real key's `~` is
-                // always written `~0`, so a key named like a placeholder (the bug a
-                // literal `[key:1]` exploited) cannot stand for the withheld member.
-                let key = match tok.strip_prefix("~k").and_then(|d| d.parse::<usize>().ok()) {
-                    Some(i) => map.keys().nth(i)?.clone(),
-                    None => unescape_token(tok),
-                };
-                cur = map.get(&key)?;
-                path.push(Step::Key(key));
-            }
-            serde_json::Value::Array(items) => {
-                let i: usize = tok.parse().ok()?;
-                cur = items.get(i)?;
-                path.push(Step::Index(i));
-            }
-            _ => return None,
-        }
-    }
-    Some(path)
-}
-
-fn step_mut<'a>(v: &'a mut serde_json::Value, path: &[Step]) -> Option<&'a mut serde_json::Value> {
-    let mut cur = v;
-    for st in path {
-        cur = match (cur, st) {
-            (serde_json::Value::Object(m), Step::Key(k)) => m.get_mut(k)?,
-            (serde_json::Value::Array(a), Step::Index(i)) => a.get_mut(*i)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
 }
 
 fn redact_text(s: &str, fs: &[&Finding]) -> String {

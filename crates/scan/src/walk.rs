@@ -1,5 +1,6 @@
 //! Walking a JSON value: pointers, budget, keyed fingerprints and one bounded level
 //! of decoding per string.
+use conductor_types::{JsonPath, Step};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -32,7 +33,7 @@ impl Scanner {
             exhausted: false,
             out: Vec::new(),
         };
-        cx.walk(value, String::new(), None);
+        cx.walk(value, None);
         finish(cx)
     }
 
@@ -45,7 +46,7 @@ impl Scanner {
             exhausted: false,
             out: Vec::new(),
         };
-        cx.string(text, "", None, false, None, true);
+        cx.string(text, &[], None, false, None, true);
         finish(cx)
     }
 
@@ -89,15 +90,17 @@ impl Scanner {
 
 fn finish(cx: Cx<'_>) -> Vec<Finding> {
     let mut out = cx.out;
+    // By pointer text (the order findings had when pointers were strings).
     out.sort_unstable_by(|a, b| {
-        (&a.pointer, a.in_key, a.start, a.end, &a.detector, &a.label).cmp(&(
-            &b.pointer,
-            b.in_key,
-            b.start,
-            b.end,
-            &b.detector,
-            &b.label,
-        ))
+        a.pointer.cmp_pointer(&b.pointer).then_with(|| {
+            (a.in_key, a.start, a.end, &a.detector, &a.label).cmp(&(
+                b.in_key,
+                b.start,
+                b.end,
+                &b.detector,
+                &b.label,
+            ))
+        })
     });
     out.dedup();
     out
@@ -149,41 +152,6 @@ const MEMO_VALUE_MAX: usize = 256;
 /// Most fingerprints remembered per call.
 const MEMO_ENTRIES: usize = 4096;
 
-/// Append `/` and the escaped reference token `t` to a pointer.
-/// Append the decimal digits of `n` (no formatting machinery: called per element).
-fn push_usize(ptr: &mut String, mut n: usize) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(d) = buf.get_mut(i) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    for &d in buf.get(i..).unwrap_or(&[]) {
-        ptr.push(char::from(d));
-    }
-}
-
-pub(crate) fn push_token(ptr: &mut String, t: &str) {
-    ptr.push('/');
-    for c in t.chars() {
-        match c {
-            '~' => ptr.push_str("~0"),
-            '/' => ptr.push_str("~1"),
-            c => ptr.push(c),
-        }
-    }
-}
-
-pub(crate) fn unescape_token(t: &str) -> String {
-    t.replace("~1", "/").replace("~0", "~")
-}
-
 /// A raw detection inside one text.
 #[derive(Debug, Clone)]
 pub(crate) struct Hit {
@@ -205,17 +173,13 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     /// Walk `value`. With `fixed` set (decoded JSON), every finding is reported at the
-    /// fixed pointer with that encoding and nothing is decoded again.
-    fn walk(
-        &mut self,
-        value: &serde_json::Value,
-        base: String,
-        fixed: Option<(&str, &'static str)>,
-    ) {
+    /// fixed path with that encoding and nothing is decoded again.
+    fn walk(&mut self, value: &serde_json::Value, fixed: Option<(&[Step<'_>], &'static str)>) {
         // Explicit stack: values built in code may be deeper than any parser allows.
-        // The pointer of the current value lives in one buffer that grows and shrinks
-        // with the walk (no allocation per element); an entry holds its parent's
-        // pointer length and its own reference token.
+        // The path of the current value is a stack of borrowed steps that grows and
+        // shrinks with the walk (no allocation, no formatting per element; a
+        // `JsonPath` is built only for a finding); an entry holds its parent's depth
+        // and its own step.
         enum Tok<'v> {
             Root,
             Index(usize),
@@ -223,29 +187,25 @@ impl Cx<'_> {
             /// A member whose key holds a finding: named by position, not by the key.
             KeyIndex(usize, &'v str),
         }
-        let mut ptr = base;
-        let root_len = ptr.len();
-        let mut stack: Vec<(&serde_json::Value, usize, Tok<'_>)> =
-            vec![(value, root_len, Tok::Root)];
+        let mut path: Vec<Step<'_>> = Vec::new();
+        let mut stack: Vec<(&serde_json::Value, usize, Tok<'_>)> = vec![(value, 0, Tok::Root)];
         while let Some((v, parent_len, tok)) = stack.pop() {
             if self.exhausted {
                 return;
             }
-            ptr.truncate(parent_len);
+            path.truncate(parent_len);
             let parent_key = match tok {
                 Tok::Root => None,
                 Tok::Index(i) => {
-                    ptr.push('/');
-                    push_usize(&mut ptr, i);
+                    path.push(Step::Index(i));
                     None
                 }
                 Tok::Key(k) => {
-                    push_token(&mut ptr, k);
+                    path.push(Step::Key(k));
                     Some(k)
                 }
                 Tok::KeyIndex(i, k) => {
-                    use std::fmt::Write as _;
-                    let _ = write!(ptr, "/~k{i}");
+                    path.push(Step::Member(i));
                     Some(k)
                 }
             };
@@ -253,35 +213,34 @@ impl Cx<'_> {
                 serde_json::Value::String(s) => {
                     let (p, enc, decode) = match fixed {
                         Some((fp, enc)) => (fp, Some(enc), false),
-                        None => (ptr.as_str(), None, true),
+                        None => (path.as_slice(), None, true),
                     };
                     self.string(s, p, parent_key, false, enc, decode);
                 }
                 serde_json::Value::Array(items) => {
-                    let here = ptr.len();
+                    let here = path.len();
                     for (i, item) in items.iter().enumerate().rev() {
                         stack.push((item, here, Tok::Index(i)));
                     }
                 }
                 serde_json::Value::Object(map) => {
-                    self.object_shape(map, &ptr, fixed);
-                    let here = ptr.len();
+                    self.object_shape(map, &path, fixed);
+                    let here = path.len();
                     for (idx, (k, item)) in map.iter().enumerate().rev() {
                         // INVARIANT: a key that holds a detection is never spelled out in
                         // a pointer: its findings, and every finding below it, name the
                         // member `~k<index>` (its position among the members): the
                         // withheld-member segment of `conductor_types::JsonPath`, which no
                         // real key can be written as (a key's `~` is always `~0`).
-                        ptr.push_str("/~k");
-                        push_usize(&mut ptr, idx);
+                        path.push(Step::Member(idx));
                         let (p, enc, decode) = match fixed {
                             Some((fp, enc)) => (fp, Some(enc), false),
-                            None => (ptr.as_str(), None, true),
+                            None => (path.as_slice(), None, true),
                         };
                         let before = self.out.len();
                         self.string(k, p, None, fixed.is_none(), enc, decode);
                         let key_hit = self.out.len() > before;
-                        ptr.truncate(here);
+                        path.truncate(here);
                         let tok = if key_hit {
                             Tok::KeyIndex(idx, k)
                         } else {
@@ -299,8 +258,8 @@ impl Cx<'_> {
     fn object_shape(
         &mut self,
         map: &serde_json::Map<String, serde_json::Value>,
-        ptr: &str,
-        fixed: Option<(&str, &'static str)>,
+        ptr: &[Step<'_>],
+        fixed: Option<(&[Step<'_>], &'static str)>,
     ) {
         if self.e.secrets.is_empty() {
             return;
@@ -345,17 +304,17 @@ impl Cx<'_> {
     fn shape_finding(
         &mut self,
         detector: &str,
-        ptr: &str,
+        ptr: &[Step<'_>],
         tokens: &[&str],
         value: &str,
-        fixed: Option<(&str, &'static str)>,
+        fixed: Option<(&[Step<'_>], &'static str)>,
     ) {
         let (p, enc) = match fixed {
-            Some((fp, enc)) => (fp.to_string(), Some(enc.to_string())),
+            Some((fp, enc)) => (JsonPath::from_steps(fp), Some(enc.to_string())),
             None => {
-                let mut p = ptr.to_string();
+                let mut p = JsonPath::from_steps(ptr);
                 for t in tokens {
-                    push_token(&mut p, t);
+                    p = p.key(t);
                 }
                 (p, None)
             }
@@ -379,7 +338,7 @@ impl Cx<'_> {
         self.e.labels.get(li).cloned().unwrap_or_default()
     }
 
-    fn take_budget(&mut self, n: usize, pointer: &str) -> bool {
+    fn take_budget(&mut self, n: usize, pointer: &[Step<'_>]) -> bool {
         if self.exhausted {
             return false;
         }
@@ -387,11 +346,12 @@ impl Cx<'_> {
             self.exhausted = true;
             self.budget = 0;
             let fp = fingerprint(&mut self.key, b"");
+            let pointer = JsonPath::from_steps(pointer);
             for li in 0..self.e.labels.len() {
                 self.out.push(Finding {
                     detector: BUDGET_DETECTOR.into(),
                     label: self.label(li),
-                    pointer: pointer.to_string(),
+                    pointer: pointer.clone(),
                     start: 0,
                     end: 0,
                     encoding: None,
@@ -409,7 +369,7 @@ impl Cx<'_> {
     fn string(
         &mut self,
         s: &str,
-        pointer: &str,
+        pointer: &[Step<'_>],
         key_ctx: Option<&str>,
         in_key: bool,
         encoding: Option<&'static str>,
@@ -420,6 +380,8 @@ impl Cx<'_> {
         }
         let hits = scan_text(self.e, s.as_bytes(), key_ctx);
         let mut raw_prints: Vec<(String, String)> = Vec::new();
+        // Built once, for the first finding of this string.
+        let mut path: Option<JsonPath> = None;
         for h in &hits {
             let value = s.as_bytes().get(h.start..h.end).unwrap_or(&[]);
             let fp = fingerprint(&mut self.key, value);
@@ -430,7 +392,9 @@ impl Cx<'_> {
                 self.out.push(Finding {
                     detector: h.detector.clone(),
                     label: self.label(li),
-                    pointer: pointer.to_string(),
+                    pointer: path
+                        .get_or_insert_with(|| JsonPath::from_steps(pointer))
+                        .clone(),
                     start: h.start,
                     end: h.end,
                     encoding: encoding.map(str::to_string),
@@ -445,7 +409,7 @@ impl Cx<'_> {
         // One bounded level of decoding.
         if let Some(v) = as_json(s) {
             let before = self.out.len();
-            self.walk(&v, String::new(), Some((pointer, "json")));
+            self.walk(&v, Some((pointer, "json")));
             self.drop_duplicates(before, &raw_prints, in_key);
             return;
         }
@@ -533,23 +497,5 @@ mod tests {
             fingerprint(&mut memo, i.to_string().as_bytes());
         }
         assert_eq!(memo.memo.len(), MEMO_ENTRIES);
-    }
-
-    #[test]
-    fn decimal_pointer_tokens() {
-        for n in [0usize, 7, 10, 99, 1234, usize::MAX] {
-            let mut s = String::new();
-            push_usize(&mut s, n);
-            assert_eq!(s, n.to_string());
-        }
-    }
-
-    #[test]
-    fn pointer_tokens_round_trip() {
-        let mut p = String::from("/x");
-        push_token(&mut p, "a/b~c");
-        assert_eq!(p, "/x/a~1b~0c");
-        assert_eq!(unescape_token("a~1b~0c"), "a/b~c");
-        assert_eq!(unescape_token("~01"), "~1");
     }
 }

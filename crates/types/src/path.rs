@@ -6,6 +6,7 @@
 //! key is escaped with them, so no key can be written `~k…`: a withheld member and a
 //! real key can never be confused (the bug a literal key named `[key:1]` exploited).
 
+use std::cmp::Ordering;
 use std::fmt::{self, Write as _};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -20,6 +21,19 @@ pub enum Segment {
     Index(usize),
     /// Object member number `i` (in the object's iteration order), its name withheld
     /// because the name itself carries data that must not be written out.
+    Member(usize),
+}
+
+/// One step of a path borrowed from the value being walked: what a walk keeps per
+/// level, so that a [`JsonPath`] (which owns its keys) is built only where something
+/// is found ([`JsonPath::from_steps`], [`JsonPath::is_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// An object member by name.
+    Key(&'a str),
+    /// An array element by position.
+    Index(usize),
+    /// Object member number `i`, its name withheld (see [`Segment::Member`]).
     Member(usize),
 }
 
@@ -86,6 +100,112 @@ impl JsonPath {
             segments.push(Segment::Key(key));
         }
         Ok(JsonPath { segments })
+    }
+
+    /// The path a walk is at (its borrowed steps, outermost first).
+    pub fn from_steps(steps: &[Step<'_>]) -> JsonPath {
+        JsonPath {
+            segments: steps
+                .iter()
+                .map(|s| match *s {
+                    Step::Key(k) => Segment::Key(k.to_string()),
+                    Step::Index(i) => Segment::Index(i),
+                    Step::Member(i) => Segment::Member(i),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether a walk at `steps` is at this path, without building a [`JsonPath`]. As
+    /// in [`JsonPath::get`], a key token that is an RFC 6901 index names an element.
+    pub fn is_at(&self, steps: &[Step<'_>]) -> bool {
+        self.segments.len() == steps.len()
+            && self
+                .segments
+                .iter()
+                .zip(steps)
+                .all(|(seg, step)| match (seg, *step) {
+                    (Segment::Key(d), Step::Key(k)) => d == k,
+                    (Segment::Key(d), Step::Index(i)) => parse_index(d) == Some(i),
+                    (Segment::Index(d), Step::Index(i)) | (Segment::Member(d), Step::Member(i)) => {
+                        *d == i
+                    }
+                    _ => false,
+                })
+    }
+
+    /// Whether both paths are written the same (and so name the same place): as
+    /// [`JsonPath::starts_with`], `Key("3")` and `Index(3)` are one element.
+    pub fn same_place(&self, other: &JsonPath) -> bool {
+        self.segments.len() == other.segments.len() && self.starts_with(other)
+    }
+
+    /// The order of the two paths' pointer texts (byte-wise, as `str` orders), without
+    /// writing the paths out: only a pair of differing segments is rendered.
+    pub fn cmp_pointer(&self, other: &JsonPath) -> Ordering {
+        let (mut ta, mut tb) = (String::new(), String::new());
+        let (na, nb) = (self.segments.len(), other.segments.len());
+        for (i, (a, b)) in self.segments.iter().zip(&other.segments).enumerate() {
+            if a == b {
+                continue;
+            }
+            ta.clear();
+            tb.clear();
+            let _ = write_token(&mut ta, a);
+            let _ = write_token(&mut tb, b);
+            if ta == tb {
+                continue;
+            }
+            // A token never holds `/`: what follows each one is `/` (another segment)
+            // or the end, so the texts differ within these bytes.
+            let sep = |n: usize| (i + 1 < n).then_some(b'/');
+            return ta.bytes().chain(sep(na)).cmp(tb.bytes().chain(sep(nb)));
+        }
+        na.cmp(&nb)
+    }
+
+    /// The same place with every segment spelled as `value` has it: a withheld
+    /// member by its key, a numeric key token of an array by its index. `None` when
+    /// the path does not resolve. The result spells out withheld names: it is for
+    /// editing `value`, not for writing out.
+    pub fn resolve(&self, value: &Value) -> Option<JsonPath> {
+        let mut v = value;
+        let mut out = Vec::with_capacity(self.segments.len());
+        for s in &self.segments {
+            match (s, v) {
+                (Segment::Key(k), Value::Object(m)) => {
+                    v = m.get(k)?;
+                    out.push(Segment::Key(k.clone()));
+                }
+                (Segment::Member(i), Value::Object(m)) => {
+                    let (k, next) = m.iter().nth(*i)?;
+                    v = next;
+                    out.push(Segment::Key(k.clone()));
+                }
+                (Segment::Key(k), Value::Array(a)) => {
+                    let i = parse_index(k)?;
+                    v = a.get(i)?;
+                    out.push(Segment::Index(i));
+                }
+                (Segment::Index(i), Value::Array(a)) => {
+                    v = a.get(*i)?;
+                    out.push(Segment::Index(*i));
+                }
+                _ => return None,
+            }
+        }
+        Some(JsonPath { segments: out })
+    }
+
+    /// The path without its last segment (`None` for the root).
+    pub fn parent(&self) -> Option<JsonPath> {
+        let (_, parents) = self.segments.split_last()?;
+        Some(JsonPath::from_segments(parents.to_vec()))
+    }
+
+    /// The last segment (`None` for the root).
+    pub fn last(&self) -> Option<&Segment> {
+        self.segments.last()
     }
 
     /// The segments, outermost first.
@@ -223,23 +343,31 @@ fn parse_index(token: &str) -> Option<usize> {
     token.parse().ok()
 }
 
+/// The reference token of one segment (without its `/`): the one place a path is
+/// written. A key's `~` and `/` are `~0` and `~1` (RFC 6901); a withheld member is
+/// `~k<i>`, which no escaped key can be.
+fn write_token(w: &mut impl fmt::Write, s: &Segment) -> fmt::Result {
+    match s {
+        Segment::Key(k) => {
+            for c in k.chars() {
+                match c {
+                    '~' => w.write_str("~0")?,
+                    '/' => w.write_str("~1")?,
+                    c => w.write_char(c)?,
+                }
+            }
+            Ok(())
+        }
+        Segment::Index(i) => write!(w, "{i}"),
+        Segment::Member(i) => write!(w, "~k{i}"),
+    }
+}
+
 impl fmt::Display for JsonPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for s in &self.segments {
             f.write_char('/')?;
-            match s {
-                Segment::Key(k) => {
-                    for c in k.chars() {
-                        match c {
-                            '~' => f.write_str("~0")?,
-                            '/' => f.write_str("~1")?,
-                            c => f.write_char(c)?,
-                        }
-                    }
-                }
-                Segment::Index(i) => write!(f, "{i}")?,
-                Segment::Member(i) => write!(f, "~k{i}")?,
-            }
+            write_token(f, s)?;
         }
         Ok(())
     }
@@ -323,6 +451,56 @@ mod tests {
         assert!(!parsed.starts_with(&built));
     }
 
+    fn arb_segment() -> impl Strategy<Value = Segment> {
+        prop_oneof![
+            "[a~/0-9.\\-]{0,3}".prop_map(Segment::Key),
+            (0usize..12).prop_map(Segment::Index),
+            (0usize..12).prop_map(Segment::Member),
+        ]
+    }
+
+    fn arb_path() -> impl Strategy<Value = JsonPath> {
+        proptest::collection::vec(arb_segment(), 0..4).prop_map(JsonPath::from_segments)
+    }
+
+    #[test]
+    fn walk_steps_build_and_match_paths() {
+        let steps = [Step::Key("a/b"), Step::Index(3), Step::Member(1)];
+        let p = JsonPath::from_steps(&steps);
+        assert_eq!(p.to_string(), "/a~1b/3/~k1");
+        assert!(p.is_at(&steps));
+        assert!(JsonPath::parse("/a~1b/3/~k1").unwrap().is_at(&steps));
+        assert!(!JsonPath::parse("/a~1b/03/~k1").unwrap().is_at(&steps));
+        assert!(!JsonPath::parse("/a~1b/3").unwrap().is_at(&steps));
+        assert!(!JsonPath::parse("/a~1b/3/~0k1").unwrap().is_at(&steps));
+        assert!(JsonPath::root().is_at(&[]));
+    }
+
+    #[test]
+    fn resolve_spells_members_and_indexes_as_the_value_has_them() {
+        let v = json!({"a": [10, {"s3cr3t": 1}]});
+        let p = JsonPath::from_segments(vec![
+            Segment::Key("a".into()),
+            Segment::Key("1".into()),
+            Segment::Member(0),
+        ]);
+        let r = p.resolve(&v).unwrap();
+        assert_eq!(
+            r.segments(),
+            [
+                Segment::Key("a".into()),
+                Segment::Index(1),
+                Segment::Key("s3cr3t".into())
+            ]
+        );
+        assert_eq!(r.get(&v), Some(&json!(1)));
+        assert_eq!(r.parent().unwrap().to_string(), "/a/1");
+        assert_eq!(r.last(), Some(&Segment::Key("s3cr3t".into())));
+        assert_eq!(JsonPath::root().parent(), None);
+        assert_eq!(JsonPath::parse("/a/01").unwrap().resolve(&v), None);
+        assert_eq!(JsonPath::parse("/a/0/x").unwrap().resolve(&v), None);
+    }
+
     fn unicode_fold(name: &str) -> String {
         name.chars()
             .flat_map(char::to_uppercase)
@@ -341,6 +519,14 @@ mod tests {
             prop_assert_eq!(fold_name(&a), unicode_fold(&a));
             prop_assert_eq!(fold_eq(&a, &b), unicode_fold(&a) == unicode_fold(&b));
             prop_assert!(fold_eq(&a, &a.to_ascii_uppercase()));
+        }
+
+        // The scanner orders findings with `cmp_pointer`; its outputs must keep the
+        // order of the pointer texts they had when pointers were strings.
+        #[test]
+        fn cmp_pointer_orders_like_the_pointer_text(a in arb_path(), b in arb_path()) {
+            prop_assert_eq!(a.cmp_pointer(&b), a.to_string().cmp(&b.to_string()));
+            prop_assert_eq!(a.same_place(&b), a.to_string() == b.to_string());
         }
 
         #[test]

@@ -202,6 +202,43 @@ fn window_grant_matches_its_pattern_and_nothing_else() {
 }
 
 #[test]
+fn window_pattern_pointers_are_json_pointers() {
+    let (_dir, path, _store) = temp_store();
+    let ap = SqliteApprovals::open(&path).unwrap();
+    let window = |p: &str| Scope::Window {
+        duration: Duration::from_secs(600),
+        pattern: vec![(p.into(), "acme/*".into())],
+    };
+    // Not a pointer, a bad escape, or the withheld-member segment findings are
+    // written with (`~k<i>` names a member by position, not by name): refused.
+    for bad in ["repo", "/a~2", "/~k0"] {
+        let a = ap
+            .create(held("deploy-bot", json!({}), Duration::from_secs(60)))
+            .unwrap();
+        let err = ap.approve(&a.id, "alice", &window(bad)).unwrap_err();
+        assert!(
+            err.to_string().contains("not a JSON pointer"),
+            "{bad}: {err}"
+        );
+    }
+    // RFC 6901 escapes are read: `~1` is `/`.
+    let a = ap
+        .create(held("deploy-bot", json!({}), Duration::from_secs(60)))
+        .unwrap();
+    ap.approve(&a.id, "alice", &window("/a~1b")).unwrap();
+    let args = json!({"a/b": "acme/web"});
+    let d = call_digest("deploy-bot", "github.merge_pr", None, &args);
+    let q = GrantQuery {
+        agent: "deploy-bot",
+        tool: "github.merge_pr",
+        digest: &d,
+        session: None,
+        arguments: &args,
+    };
+    assert!(ap.find_grant(&q).unwrap().is_some());
+}
+
+#[test]
 fn a_held_call_is_woken_by_a_decision_through_another_handle() {
     let (_dir, path, _store) = temp_store();
     let holder = SqliteApprovals::open(&path).unwrap();

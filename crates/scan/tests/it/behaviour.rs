@@ -1,12 +1,18 @@
 //! Pointers, keys, encodings, user rules, gitleaks import, budgets, redaction.
 
 use conductor_scan::{
-    BUDGET_DETECTOR, FingerprintKey, LabelSpec, ScanLimits, Scanner, parse_gitleaks_toml, redact,
+    BUDGET_DETECTOR, Finding, FingerprintKey, LabelSpec, ScanLimits, Scanner, parse_gitleaks_toml,
+    redact,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use crate::corpus::{Rng, all_builtins, key};
+
+/// The findings' paths as written out (RFC 6901 pointers).
+fn written(f: &[Finding]) -> Vec<String> {
+    f.iter().map(|f| f.pointer.to_string()).collect()
+}
 
 fn gh(rng: &mut Rng) -> String {
     format!(
@@ -45,16 +51,11 @@ fn labels_pointers_and_order() {
     let t = gh(&mut rng);
     let v = json!({"b": ["mail bob@example.com", {"x/y~z": format!("tok {t}")}], "a": "Project X plans"});
     let f = two_labels().scan(&v, &key());
+    let ptrs = written(&f);
     let got: Vec<(&str, &str, &str, usize)> = f
         .iter()
-        .map(|f| {
-            (
-                f.detector.as_str(),
-                f.label.as_str(),
-                f.pointer.as_str(),
-                f.start,
-            )
-        })
+        .zip(&ptrs)
+        .map(|(f, p)| (f.detector.as_str(), f.label.as_str(), p.as_str(), f.start))
         .collect();
     assert_eq!(
         got,
@@ -76,7 +77,7 @@ fn object_keys_are_scanned() {
     assert_eq!(f.len(), 1);
     assert!(f[0].in_key);
     // The key is never spelled out: the member is named by its position.
-    assert_eq!(f[0].pointer, "/outer/~k0");
+    assert_eq!(f[0].pointer.to_string(), "/outer/~k0");
     let red = redact(&v, &f);
     assert_eq!(red, json!({"outer": {"[REDACTED:all]": 1}}));
 }
@@ -89,9 +90,11 @@ fn pointers_never_spell_out_a_secret_key() {
     let f = all_builtins().scan(&v, &key());
     let out = serde_json::to_string(&f).unwrap() + &format!("{f:?}");
     assert!(!out.contains(&t), "a finding names the secret key");
+    let ptrs = written(&f);
     let got: Vec<(&str, &str, bool)> = f
         .iter()
-        .map(|f| (f.detector.as_str(), f.pointer.as_str(), f.in_key))
+        .zip(&ptrs)
+        .map(|(f, p)| (f.detector.as_str(), p.as_str(), f.in_key))
         .collect();
     assert_eq!(
         got,
@@ -120,9 +123,11 @@ fn encoded_strings_are_decoded_within_bounds() {
     let twice = base64::engine::general_purpose::STANDARD.encode(&b64);
     let v = json!({"b64": b64, "url": url, "pct": pct, "json": nested, "twice": twice});
     let f = all_builtins().scan(&v, &key());
+    let ptrs = written(&f);
     let enc: Vec<(&str, Option<&str>)> = f
         .iter()
-        .map(|f| (f.pointer.as_str(), f.encoding.as_deref()))
+        .zip(&ptrs)
+        .map(|(f, p)| (p.as_str(), f.encoding.as_deref()))
         .collect();
     assert_eq!(
         enc,
@@ -166,7 +171,8 @@ fn blobs_gzip_and_data_uris_are_read() {
     );
     let v = json!({"binary": binary, "gzip": gzip, "inline": inline});
     let f = all_builtins().scan(&v, &key());
-    let at: Vec<&str> = f.iter().map(|f| f.pointer.as_str()).collect();
+    let ptrs = written(&f);
+    let at: Vec<&str> = ptrs.iter().map(String::as_str).collect();
     for p in ["/binary", "/gzip", "/inline"] {
         assert!(at.contains(&p), "{p} not found: {at:?}");
     }
@@ -193,7 +199,7 @@ fn escaped_json_inside_a_string_is_decoded() {
     let f = all_builtins().scan(&json!({"body": inner}), &key());
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(f[0].encoding.as_deref(), Some("json"));
-    assert_eq!(f[0].pointer, "/body");
+    assert_eq!(f[0].pointer.to_string(), "/body");
 }
 
 #[test]
@@ -211,11 +217,8 @@ fn gcp_service_account_object_is_recognised() {
     }])
     .unwrap();
     let f = scanner.scan(&json!({"creds": sa.clone()}), &key());
-    assert!(
-        f.iter()
-            .any(|f| f.detector == "secrets.gcp-service-account"
-                && f.pointer == "/creds/private_key")
-    );
+    assert!(f.iter().any(|f| f.detector == "secrets.gcp-service-account"
+        && f.pointer.to_string() == "/creds/private_key"));
     let as_text = scanner.scan(&json!({"creds": sa.to_string()}), &key());
     assert!(
         as_text
@@ -262,9 +265,11 @@ fn gitleaks_rules_are_imported_and_applied() {
         "lowentropy": "acme_abababababababababababababab",
     });
     let f = scanner.scan(&v, &key());
+    let ptrs = written(&f);
     let got: Vec<(&str, &str)> = f
         .iter()
-        .map(|f| (f.detector.as_str(), f.pointer.as_str()))
+        .zip(&ptrs)
+        .map(|(f, p)| (f.detector.as_str(), p.as_str()))
         .collect();
     assert_eq!(
         got,

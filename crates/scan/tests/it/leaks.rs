@@ -28,7 +28,7 @@ fn findings_never_contain_the_matched_value() {
         for f in &found {
             if f.encoding.is_none()
                 && !f.in_key
-                && let Some(s) = text_at(&c.value, &f.pointer)
+                && let Some(s) = text_at(&c.value, &f.pointer.to_string())
             {
                 let m = &s[f.start..f.end];
                 if m.len() >= 6 {
