@@ -89,10 +89,9 @@ fn serve_1mib() -> u16 {
         .port();
     // The whole answer, head and 1 MiB body, written with one call.
     let body_len = 1usize << 20;
-    let mut answer = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n"
-    )
-    .into_bytes();
+    let mut answer =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n")
+            .into_bytes();
     answer.resize(answer.len() + body_len, b'x');
     // One connection at a time, answered on the accepting thread: the downloads are
     // sequential, and a thread started per connection would sit on the proxied path
