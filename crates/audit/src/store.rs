@@ -216,6 +216,8 @@ struct Inner {
     dirty: Arc<AtomicUsize>,
     /// The (device, inode) of the database file when it was opened.
     identity: Option<(u64, u64)>,
+    /// How hard each commit tries to survive (an `Fsync` commit waits for the disk).
+    durability: Durability,
 }
 
 impl std::fmt::Debug for Job {
@@ -434,6 +436,7 @@ impl AuditStore {
                 conn,
                 dirty,
                 identity,
+                durability: opts.durability,
             }),
         })
     }
@@ -448,6 +451,13 @@ impl AuditStore {
     /// The file this store writes.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// How hard each commit tries to survive: with [`Durability::Fsync`] a commit waits
+    /// for the disk (milliseconds), so a caller on an async runtime should not commit on
+    /// a worker thread with [`AuditStore::append_many_here`].
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
     }
 
     /// Append one record and return once it is committed.

@@ -92,7 +92,7 @@ pub struct WrapArgs {
     pub command: Vec<String>,
 }
 
-/// Threads for blocking work (decisions with their audit commits, large scans).
+/// Threads for blocking work (large scans, refused notifications' records, answers).
 const BLOCKING_THREADS: usize = 32;
 
 pub fn run(args: WrapArgs) -> u8 {
@@ -216,11 +216,12 @@ fn execute(args: WrapArgs) -> anyhow::Result<u8> {
         }
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        // Decisions wait on their audit commit on blocking threads; the store commits
-        // them in groups. 32 waiting decisions keep its groups full; more threads only
-        // contend for 2 cores (measured: crates/mcp/BENCHMARKS.md).
+    // One thread runs the relay: one session's work is a sequence (decide, commit,
+    // forward; label what comes back), and handing each message between two worker
+    // threads cost a wake-up per hop — most of the added latency (crates/mcp/BENCHMARKS.md).
+    // Work that waits (DNS, a commit that waits for the disk, large scans) runs on
+    // other threads; the relay thread never waits for it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()

@@ -32,8 +32,8 @@ pub use service::{
 };
 pub use service::{
     ArgumentsMode, Call, CheckedConnection, Connection, Held, JOINED_SCAN_BYTES,
-    LABEL_WINDOW_BYTES, PendingHook, Service, ServiceOptions, Subject, Verdict, connection_problem,
-    deny, effect_name, warn,
+    LABEL_WINDOW_BYTES, PendingHook, Service, ServiceOptions, Subject, Uncommitted, Verdict,
+    connection_problem, deny, effect_name, warn,
 };
 pub use sessions::{MemoryStore, PinOutcome, SessionStore, SqliteStore, StoreError, TaintKey};
 

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use conductor_audit::approvals::DEFAULT_APPROVAL_TTL;
 use conductor_audit::{
-    ApprovalStore, AuditStore, GrantQuery, NewApproval, NewRecord, Outcome, Ticket, call_digest,
+    ApprovalStore, AuditStore, Durability, GrantQuery, NewApproval, NewRecord, Outcome, Receipt,
+    Ticket, call_digest,
 };
 use conductor_core::{Check, Decision, Effect, Reason, Request, World};
 use conductor_net::{ResolveError, Resolver};
@@ -136,6 +137,106 @@ pub struct Verdict {
     /// The call is held for a person's approval: the transport gives up its place in
     /// the queue, keeps relaying, and awaits [`Service::release`] for the final verdict.
     pub held: Option<Held>,
+}
+
+/// A decided call whose record is not committed yet (see [`Service::decide_now`]):
+/// only [`Service::commit_now`] or [`Service::commit`] turn it into a [`Verdict`].
+///
+/// INVARIANT: nothing here says "forward"; a verdict that forwards exists only once
+/// the record is committed.
+#[derive(Debug)]
+pub struct Uncommitted {
+    decision: Decision,
+    record: NewRecord,
+    tool: String,
+    held: Option<HeldParts>,
+}
+
+impl Uncommitted {
+    /// The decision (not yet recorded).
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+}
+
+/// What a held call keeps until its verdict (see [`Held`]).
+struct HeldParts {
+    id: String,
+    expires: i64,
+    ticket: Ticket,
+    subject: Subject,
+    event: String,
+    request: Request,
+    policy: String,
+}
+
+impl std::fmt::Debug for HeldParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldParts")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+type Unrecorded = (Decision, String, Option<HeldParts>);
+
+fn split(batch: Vec<Uncommitted>) -> (Vec<NewRecord>, Vec<Unrecorded>) {
+    let mut records = Vec::with_capacity(batch.len());
+    let mut rest = Vec::with_capacity(batch.len());
+    for u in batch {
+        records.push(u.record);
+        rest.push((u.decision, u.tool, u.held));
+    }
+    (records, rest)
+}
+
+/// INVARIANT: each call gets the receipt of its own record, or the commit's error.
+fn verdicts(
+    rest: Vec<Unrecorded>,
+    committed: Result<Vec<Receipt>, conductor_audit::AuditError>,
+) -> Vec<Verdict> {
+    let n = rest.len();
+    let seqs: Result<Vec<u64>, String> = match committed {
+        Ok(r) if r.len() == n => Ok(r.iter().map(|r| r.seq).collect()),
+        Ok(r) => Err(format!(
+            "the audit store returned {} receipts for {n} records",
+            r.len()
+        )),
+        Err(e) => Err(e.to_string()),
+    };
+    rest.into_iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let seq = match &seqs {
+                Ok(s) => s.get(i).copied().ok_or_else(|| "no receipt".to_string()),
+                Err(e) => Err(e.clone()),
+            };
+            verdict_of(u, seq)
+        })
+        .collect()
+}
+
+/// INVARIANT: forward only an `allow` whose record is committed; a held call keeps
+/// what [`Service::release`] needs.
+fn verdict_of((decision, tool, held): Unrecorded, committed: Result<u64, String>) -> Verdict {
+    let mut verdict = finish(decision, committed, &tool);
+    if let Some(h) = held
+        && verdict.decision.decision == Effect::Approve
+    {
+        verdict.held = Some(Held {
+            inner: Arc::new(HeldInner {
+                id: h.id,
+                ticket: Mutex::new(Some(h.ticket)),
+                subject: h.subject,
+                event: h.event,
+                request: h.request,
+                decision: verdict.decision.clone(),
+                policy: h.policy,
+                expires: h.expires,
+            }),
+        });
+    }
+    verdict
 }
 
 /// A call held for approval (see [`Service::release`]).
@@ -354,44 +455,126 @@ impl Service {
         } else {
             self.resolver.resolve_all(&hosts).await
         };
-        let mut decision = staged.finish(&answers);
-        add_problems(&mut decision, problems);
-        let held = match answered {
-            // INVARIANT: a call that carries an answer is never held again: the answer
-            // (verified) decides it, or it is refused.
-            Some(a) => {
-                self.apply_answer(subject, &policy, &request, &mut decision, &a);
-                None
-            }
-            None => self.hold_or_grant(subject, &call.event, &policy, &request, &mut decision),
-        };
-        let record = self.record_of(subject, &call.event, &policy, &request, &decision, started);
+        let decided = self.conclude(
+            subject, &call, &policy, request, staged, &answers, problems, answered, started,
+        );
         // The record goes to the store's writer, which commits everything queued in one
         // transaction; this task waits without holding a thread.
+        let Uncommitted {
+            decision,
+            record,
+            tool,
+            held,
+        } = decided;
         let committed = self
             .audit
             .submit(record)
             .await
             .map(|r| r.seq)
             .map_err(|e| e.to_string());
-        let mut verdict = finish(decision, committed, &request.tool);
-        if let Some((id, expires, ticket)) = held
-            && verdict.decision.decision == Effect::Approve
-        {
-            verdict.held = Some(Held {
-                inner: Arc::new(HeldInner {
-                    id,
-                    ticket: Mutex::new(Some(ticket)),
-                    subject: subject.clone(),
-                    event: call.event.clone(),
-                    request,
-                    decision: verdict.decision.clone(),
-                    policy: policy.sha256().to_string(),
-                    expires,
-                }),
-            });
+        verdict_of((decision, tool, held), committed)
+    }
+
+    /// Decide a call now, without waiting for anything: `Err` (the call handed back)
+    /// when a name it names must be looked up first (not fixed, not cached); then
+    /// [`Service::decide`] it. The decision is not recorded yet: commit it with
+    /// [`Service::commit_now`] or [`Service::commit`] — several at once, in one
+    /// transaction — before acting on it.
+    ///
+    /// A call held for approval is stored as pending here (the approvals store is
+    /// written on the calling thread).
+    #[allow(clippy::result_large_err)]
+    pub fn decide_now(&self, subject: &Subject, call: Call) -> Result<Uncommitted, Call> {
+        let started = Instant::now();
+        let policy = self.policy();
+        let (request, mut problems) = self.request(subject, &call, &[]);
+        problems.extend(call.problems.iter().cloned());
+        let staged = self.stage(&policy, &request, &call);
+        let mut answers = Answers::default();
+        for h in staged.hosts() {
+            match self.resolver.known(&h) {
+                Some(a) => answers.insert(h, a),
+                None => {
+                    drop(staged);
+                    return Err(call);
+                }
+            }
         }
-        verdict
+        Ok(self.conclude(
+            subject, &call, &policy, request, staged, &answers, problems, None, started,
+        ))
+    }
+
+    /// The decision of a staged call once its names are answered, its approval
+    /// asked for (or its answer applied), and its record built.
+    #[allow(clippy::too_many_arguments)]
+    fn conclude(
+        &self,
+        subject: &Subject,
+        call: &Call,
+        policy: &Arc<Policy>,
+        request: Request,
+        staged: Staged<'_>,
+        answers: &Answers,
+        problems: Vec<Reason>,
+        answered: Option<Answered>,
+        started: Instant,
+    ) -> Uncommitted {
+        let mut decision = staged.finish(answers);
+        add_problems(&mut decision, problems);
+        let held = match answered {
+            // INVARIANT: a call that carries an answer is never held again: the answer
+            // (verified) decides it, or it is refused.
+            Some(a) => {
+                self.apply_answer(subject, policy, &request, &mut decision, &a);
+                None
+            }
+            None => self.hold_or_grant(subject, &call.event, policy, &request, &mut decision),
+        };
+        let record = self.record_of(subject, &call.event, policy, &request, &decision, started);
+        let tool = request.tool.clone();
+        let held = held.map(|(id, expires, ticket)| HeldParts {
+            id,
+            expires,
+            ticket,
+            subject: subject.clone(),
+            event: call.event.clone(),
+            request,
+            policy: policy.sha256().to_string(),
+        });
+        Uncommitted {
+            decision,
+            record,
+            tool,
+            held,
+        }
+    }
+
+    /// Commit the records of decided calls in ONE transaction, on the calling thread,
+    /// and return their verdicts in the same order: every call forwards only if the
+    /// transaction committed; a failed commit refuses them all (check `audit`).
+    ///
+    /// It blocks for the commit: microseconds with [`Durability::Normal`], a disk
+    /// flush with `Fsync` (see [`Service::commits_fast`]).
+    pub fn commit_now(&self, batch: Vec<Uncommitted>) -> Vec<Verdict> {
+        let (records, rest) = split(batch);
+        let committed = self.audit.append_many_here(&records);
+        verdicts(rest, committed)
+    }
+
+    /// [`Service::commit_now`] through the store's writer thread, which commits
+    /// everything queued (from every session) in one transaction; the task waits
+    /// without holding a thread.
+    pub async fn commit(&self, batch: Vec<Uncommitted>) -> Vec<Verdict> {
+        let (records, rest) = split(batch);
+        let committed = self.audit.submit_many(records).await;
+        verdicts(rest, committed)
+    }
+
+    /// Whether a commit takes microseconds (the store does not wait for the disk), so
+    /// that [`Service::commit_now`] may run on an async worker thread.
+    pub fn commits_fast(&self) -> bool {
+        self.audit.durability() == Durability::Normal
     }
 
     /// An `approve` decision: released at once by a standing grant (the decision

@@ -18,7 +18,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::framing::{self, Line, code};
 use crate::gate::Gate;
-use crate::session::{Ask, ClientStep, Decided, Kind, Mode, ServerStep, Session, answer_body};
+use crate::session::{
+    Ask, ClientStep, Decided, Kind, Mode, Pending, ServerStep, Session, answer_body,
+};
+use conductor_gate::Verdict;
 
 /// Default largest message, in bytes (16 MiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -136,6 +139,7 @@ where
         let to_client = to_client.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::with_capacity(64 * 1024, client_in);
+            let mut batch = Batch::default();
             loop {
                 let line = tokio::select! {
                     biased;
@@ -149,10 +153,32 @@ where
                     Ok(Line::Eof) | Err(_) => break,
                     Ok(l) => l,
                 };
-                if !relay_from_client(&gate, &session, &to_client, &to_server, line, max).await {
+                let io = Io {
+                    gate: &gate,
+                    session: &session,
+                    to_client: &to_client,
+                    to_server: &to_server,
+                };
+                if !relay_from_client(&io, &mut batch, line, max).await {
+                    break;
+                }
+                // Calls decided at once wait for their commit only while the client has
+                // already sent more: the next complete line is in the buffer. Then the
+                // batch is committed in one transaction and forwarded, in order.
+                let more = reader.buffer().contains(&b'\n');
+                if (!more || batch.full()) && !commit_batch(&io, &mut batch).await {
                     break;
                 }
             }
+            // INVARIANT: nothing decided is left uncommitted: a batch still open (the
+            // client went away) is committed (its record kept) and forwarded.
+            let io = Io {
+                gate: &gate,
+                session: &session,
+                to_client: &to_client,
+                to_server: &to_server,
+            };
+            let _ = commit_batch(&io, &mut batch).await;
             // Dropping `to_server` closes the server's input once the queue drains.
         })
     };
@@ -213,15 +239,132 @@ async fn write_queue<W: AsyncWrite + Unpin>(out: W, mut rx: mpsc::Receiver<Out>,
     let _ = out.shutdown().await;
 }
 
+/// What a client-side step writes to.
+struct Io<'a> {
+    gate: &'a Arc<Gate>,
+    session: &'a Shared,
+    to_client: &'a mpsc::Sender<Out>,
+    to_server: &'a mpsc::Sender<Out>,
+}
+
+/// Most calls decided at once that wait for one commit.
+const MAX_BATCH: usize = 256;
+
+/// Calls decided at once whose records are not committed yet, in arrival order.
+///
+/// INVARIANT: nothing from the client that arrived after a call of the batch reaches
+/// the server before it: any other step commits the batch first.
+#[derive(Default)]
+struct Batch {
+    items: Vec<(Pending, conductor_gate::Uncommitted)>,
+}
+
+impl Batch {
+    fn full(&self) -> bool {
+        self.items.len() >= MAX_BATCH
+    }
+}
+
+/// Commit the batch's records in ONE transaction, then send each call on (or its
+/// refusal back), in order. A failed commit refuses every call of the batch.
+async fn commit_batch(io: &Io<'_>, batch: &mut Batch) -> bool {
+    if batch.items.is_empty() {
+        return true;
+    }
+    let items = std::mem::take(&mut batch.items);
+    let (pendings, decided): (Vec<Pending>, Vec<_>) = items.into_iter().unzip();
+    let service = io.gate.service();
+    // A commit that waits for the disk goes through the store's writer thread, so that
+    // no runtime thread waits for it.
+    let verdicts = if service.commits_fast() {
+        service.commit_now(decided)
+    } else {
+        service.commit(decided).await
+    };
+    for (pending, verdict) in pendings.into_iter().zip(verdicts) {
+        if !on_verdict(io, pending, verdict).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// Act on the verdict of a call that holds no place in the queue to the server: send
+/// it on (or its refusal back), or, held for a person, wait for its release aside.
+async fn on_verdict(io: &Io<'_>, pending: Pending, verdict: Verdict) -> bool {
+    if let Some(held) = verdict.held.clone() {
+        tokio::spawn(on_held(
+            Arc::clone(io.gate),
+            Arc::clone(io.session),
+            pending,
+            held,
+            io.to_client.clone(),
+            io.to_server.clone(),
+        ));
+        return true;
+    }
+    let d = lock(io.session).decided(pending, Some(&verdict));
+    send_decided(d, io.to_client, io.to_server).await
+}
+
+/// A call held for a person: the relay keeps going, the person at the client is asked
+/// where the policy lets it, and the call goes (or is refused) when it is released.
+async fn on_held(
+    gate: Arc<Gate>,
+    session: Shared,
+    pending: Pending,
+    held: conductor_gate::Held,
+    to_client: mpsc::Sender<Out>,
+    to_server: mpsc::Sender<Out>,
+) {
+    // Where the policy lets it, the person at the client is asked.
+    let allowed = gate.service().asks_in_client();
+    let ask = lock(&session).ask_mode(&pending, allowed);
+    if ask == Ask::InputRequired {
+        match gate.service().input_required(&held) {
+            Ok(result) => {
+                let d = lock(&session).answer_with(pending, result);
+                if let Some(line) = d.to_client {
+                    let _ = to_client.send(Out::Ready(line)).await;
+                }
+                return;
+            }
+            Err(e) => crate::warn(&format!(
+                "cannot sign a requestState; the call waits for another approver: {e}"
+            )),
+        }
+    }
+    if ask == Ask::Elicit {
+        let form = gate.service().approval_form(&held);
+        let line = lock(&session).ask(&held, form);
+        if let Some(line) = line {
+            let _ = to_client.send(Out::Ready(line)).await;
+        }
+    }
+    let released = {
+        let gate = Arc::clone(&gate);
+        let held = held.clone();
+        tokio::spawn(async move { gate.service().release(&held).await })
+    };
+    let decided = match released.await {
+        Ok(v) => lock(&session).decided(pending, Some(&v)),
+        Err(_) => lock(&session).failed(pending),
+    };
+    let cancel = lock(&session).forget_ask(&held);
+    if let Some(line) = cancel {
+        let _ = to_client.send(Out::Ready(line)).await;
+    }
+    if let Some(line) = decided.to_server {
+        let _ = to_server.send(Out::Ready(line)).await;
+    }
+    if let Some(line) = decided.to_client {
+        let _ = to_client.send(Out::Ready(line)).await;
+    }
+}
+
 /// Handle one line from the client. Returns false when the relay must stop.
-async fn relay_from_client(
-    gate: &Arc<Gate>,
-    session: &Shared,
-    to_client: &mpsc::Sender<Out>,
-    to_server: &mpsc::Sender<Out>,
-    line: Line,
-    max: usize,
-) -> bool {
+async fn relay_from_client(io: &Io<'_>, batch: &mut Batch, line: Line, max: usize) -> bool {
+    let (gate, session, to_client, to_server) = (io.gate, io.session, io.to_client, io.to_server);
     let bytes = match line {
         Line::Eof => return false,
         Line::TooLong { len: n, .. } => {
@@ -241,6 +384,13 @@ async fn relay_from_client(
         Line::Complete(b) => b,
     };
     let step = lock(session).on_client(bytes);
+    // INVARIANT (order): only a call decided at once joins the open batch; every other
+    // step commits and sends the batch first.
+    if !matches!(step, ClientStep::Decide(_) | ClientStep::Nothing)
+        && !commit_batch(io, batch).await
+    {
+        return false;
+    }
     match step {
         ClientStep::Nothing => true,
         ClientStep::Forward(b) => to_server.send(Out::Ready(b)).await.is_ok(),
@@ -278,9 +428,48 @@ async fn relay_from_client(
             }
             // Protocol metadata with nothing in it passes at once, in order.
             if pending.mode == Mode::IfFindings && !gate.service().has_findings(&pending.params) {
+                if !commit_batch(io, batch).await {
+                    return false;
+                }
                 let d = lock(session).decided(pending, None);
                 return send_decided(d, to_client, to_server).await;
             }
+            let call = match &pending.mode {
+                Mode::Reply { method } => gate.reply_call(method, &pending.params),
+                _ => gate.call_for(&pending.method, Some(&pending.params)),
+            };
+            let answered = pending.answered.take();
+            // Decided at once when nothing has to be waited for (no name to look up, no
+            // answer to verify); it joins the batch that commits together.
+            let call = match answered {
+                Some(a) => Err((call, Some(a))),
+                None => {
+                    let service = gate.service();
+                    let subject = gate.subject();
+                    // INVARIANT: a decision that failed (panicked) is a refusal.
+                    let now = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        service.decide_now(subject, call)
+                    }));
+                    match now {
+                        Ok(Ok(decided)) => {
+                            batch.items.push((pending, decided));
+                            return true;
+                        }
+                        Ok(Err(call)) => Err((call, None)),
+                        Err(_) => Ok(()),
+                    }
+                }
+            };
+            if !commit_batch(io, batch).await {
+                return false;
+            }
+            let (call, answered) = match call {
+                Err(c) => c,
+                Ok(()) => {
+                    let d = lock(session).failed(pending);
+                    return send_decided(d, to_client, to_server).await;
+                }
+            };
             // INVARIANT: the message holds its place in the queue to the server until it
             // is decided and its record committed; a refusal leaves the place empty.
             let (tx, rx) = oneshot::channel();
@@ -294,17 +483,11 @@ async fn relay_from_client(
             tokio::spawn(async move {
                 let work = {
                     let gate = Arc::clone(&gate);
-                    let mode = pending.mode.clone();
-                    let method = pending.method.clone();
-                    let params = pending.params.clone();
-                    let answered = pending.answered.take();
                     tokio::spawn(async move {
-                        match (mode, answered) {
-                            (Mode::Reply { method }, _) => {
-                                gate.decide_reply(&method, &params).await
-                            }
-                            (_, Some(a)) => gate.decide_answered(&method, Some(&params), a).await,
-                            _ => gate.decide(&method, Some(&params)).await,
+                        let subject = gate.subject().clone();
+                        match answered {
+                            Some(a) => gate.service().decide_answered(&subject, call, a).await,
+                            None => gate.service().decide(&subject, call).await,
                         }
                     })
                 };
@@ -315,49 +498,7 @@ async fn relay_from_client(
                         // relay keeps going), and the call goes when it is released.
                         Some(held) => {
                             let _ = tx.send(None);
-                            // Where the policy lets it, the person at the client is asked.
-                            let allowed = gate.service().asks_in_client();
-                            let ask = lock(&session).ask_mode(&pending, allowed);
-                            if ask == Ask::InputRequired {
-                                match gate.service().input_required(&held) {
-                                    Ok(result) => {
-                                        let d = lock(&session).answer_with(pending, result);
-                                        if let Some(line) = d.to_client {
-                                            let _ = to_client.send(Out::Ready(line)).await;
-                                        }
-                                        return;
-                                    }
-                                    Err(e) => crate::warn(&format!(
-                                        "cannot sign a requestState; the call waits for another approver: {e}"
-                                    )),
-                                }
-                            }
-                            if ask == Ask::Elicit {
-                                let form = gate.service().approval_form(&held);
-                                let line = lock(&session).ask(&held, form);
-                                if let Some(line) = line {
-                                    let _ = to_client.send(Out::Ready(line)).await;
-                                }
-                            }
-                            let released = {
-                                let gate = Arc::clone(&gate);
-                                let held = held.clone();
-                                tokio::spawn(async move { gate.service().release(&held).await })
-                            };
-                            let decided = match released.await {
-                                Ok(v) => lock(&session).decided(pending, Some(&v)),
-                                Err(_) => lock(&session).failed(pending),
-                            };
-                            let cancel = lock(&session).forget_ask(&held);
-                            if let Some(line) = cancel {
-                                let _ = to_client.send(Out::Ready(line)).await;
-                            }
-                            if let Some(line) = decided.to_server {
-                                let _ = to_server.send(Out::Ready(line)).await;
-                            }
-                            if let Some(line) = decided.to_client {
-                                let _ = to_client.send(Out::Ready(line)).await;
-                            }
+                            on_held(gate, session, pending, held, to_client, to_server).await;
                             return;
                         }
                         None => lock(&session).decided(pending, Some(&v)),

@@ -373,7 +373,13 @@ impl Gate {
     /// `elicitation/create`, `roots/list`): destination, data and flow checks on what
     /// the person or the client sends to the server.
     pub async fn decide_reply(&self, method: &str, answer: &Value) -> Verdict {
-        let call = Call {
+        let call = self.reply_call(method, answer);
+        self.service.decide(&self.subject, call).await
+    }
+
+    /// The call to decide for the client's answer to the server's request `method`.
+    pub fn reply_call(&self, method: &str, answer: &Value) -> Call {
+        Call {
             event: format!("reply:{method}"),
             tool: self.qualified(&format!("reply:{method}")),
             arguments: json!({ "answer": answer }),
@@ -381,8 +387,7 @@ impl Gate {
             problems: Vec::new(),
             envelope: None,
             data_only: true,
-        };
-        self.service.decide(&self.subject, call).await
+        }
     }
 
     /// Blocking [`Gate::decide`] of a `tools/call` (for callers outside a runtime).

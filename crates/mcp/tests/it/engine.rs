@@ -339,7 +339,7 @@ async fn result_labels_raise_the_session_and_the_flow_check_applies() {
 #[tokio::test]
 async fn policy_reload_swaps_a_valid_version_and_keeps_the_last_good_one() {
     let mut h = Harness::start(FakeOptions::default()).await;
-    h.watch();
+    h.watch().await;
     assert_eq!(h.call(call(1, "echo", json!({}))).await["id"], 1);
     // A valid new version that no longer allows `echo`.
     std::fs::write(&h.policy_path, POLICY.replace("\"fake.echo\", ", "")).unwrap();
@@ -407,6 +407,68 @@ async fn pipelined_calls_keep_their_order() {
         .collect();
     let expected: Vec<u64> = (0..50).filter(|i| i % 7 != 3).collect();
     assert_eq!(seen, expected);
+}
+
+// Calls decided at once are committed in batches (one transaction for every call the
+// client had already sent): a message of another kind between them (a `ping`, which
+// passes undecided) must still reach the server in the client's order.
+#[tokio::test]
+async fn batched_calls_and_undecided_messages_keep_their_order() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    let mut batch = Vec::new();
+    for i in 0..60u64 {
+        let m = if i % 5 == 2 {
+            json!({"jsonrpc": "2.0", "id": i, "method": "ping"})
+        } else {
+            call(i, "echo", json!({"i": i}))
+        };
+        let mut b = serde_json::to_vec(&m).unwrap();
+        b.push(b'\n');
+        batch.extend(b);
+    }
+    h.send_raw(&batch).await;
+    for _ in 0..60 {
+        h.recv().await;
+    }
+    let seen: Vec<u64> = h
+        .seen()
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seen, (0..60).collect::<Vec<_>>());
+    // Every call has its record, in the client's order.
+    let records = h.records();
+    assert_eq!(records.len(), 48, "{records:?}");
+    assert!(records.iter().all(|r| r.decision == "allow"));
+}
+
+// A batch whose commit fails is refused whole: not one of its calls is forwarded.
+#[tokio::test]
+async fn a_batch_whose_commit_fails_is_refused_whole() {
+    let mut h = Harness::start(FakeOptions::default()).await;
+    assert_eq!(h.call(call(1, "echo", json!({}))).await["id"], 1);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = h.audit_path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    let mut batch = Vec::new();
+    for i in 10..40u64 {
+        let mut b = serde_json::to_vec(&call(i, "echo", json!({"i": i}))).unwrap();
+        b.push(b'\n');
+        batch.extend(b);
+    }
+    h.send_raw(&batch).await;
+    for _ in 10..40 {
+        let a = h.recv().await;
+        assert_eq!(a["result"]["isError"], true, "{a}");
+        assert!(checks(&a).contains(&"audit".to_string()), "{a}");
+    }
+    assert_eq!(h.seen().len(), 1, "no unrecorded call may be forwarded");
 }
 
 #[tokio::test]

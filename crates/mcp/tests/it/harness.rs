@@ -287,7 +287,9 @@ impl Harness {
     }
 
     /// Watch the policy file every 20 ms; reports arrive on `self.reports`.
-    pub fn watch(&mut self) {
+    /// Start the policy watcher, and return once it has taken its first look at the
+    /// file (a change made before that is its starting point, not a change).
+    pub async fn watch(&mut self) {
         let (tx, rx) = mpsc::unbounded_channel();
         self.reports = rx;
         self.watcher = Some(tokio::spawn(conductor_mcp::watch_policy(
@@ -298,6 +300,8 @@ impl Harness {
                 let _ = tx.send(m);
             }),
         )));
+        // It polls every 20 ms: a few rounds later its starting point is taken.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
