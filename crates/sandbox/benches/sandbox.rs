@@ -139,7 +139,9 @@ fn proxy_threads() -> std::collections::BTreeMap<u64, ProxyThreads> {
             continue;
         };
         let sched = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
-        let mut f = sched.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
+        let mut f = sched
+            .split_whitespace()
+            .map(|x| x.parse::<u64>().unwrap_or(0));
         let (cpu_ns, wait_ns) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
         let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
         let sleeps = status
@@ -339,9 +341,11 @@ async fn main() {
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
         direct.extend(parse(&String::from_utf8_lossy(&direct_out.stdout)));
-        let (out, cost) =
-            sandboxed_counted(&round_script(&format!("http://bench.test:{port}/")), dir.path())
-                .await;
+        let (out, cost) = sandboxed_counted(
+            &round_script(&format!("http://bench.test:{port}/")),
+            dir.path(),
+        )
+        .await;
         proxied.extend(parse(&out));
         threads.cpu_ns += cost.cpu_ns;
         threads.wait_ns += cost.wait_ns;
