@@ -686,16 +686,23 @@ fn notifier_loop(rx: &mpsc::Receiver<Notice>) {
 /// with PASSIVE checkpoints (which never block writers).
 ///
 /// It also starts the log for the next commit whenever that commit would have to: once
-/// at the start (the log of a store just opened is empty or new) and after each
+/// at its first tick (the log of a store just opened is empty or new) and after each
 /// checkpoint that copied all of it back ([`prime_wal`]).
 fn checkpointer_loop(conn: &Connection, rx: &mpsc::Receiver<()>, dirty: &AtomicUsize) {
-    prime_wal(conn);
     // Commits since the last checkpoint, and ticks since the last commit.
     let (mut unchecked, mut idle) = (0usize, 0u32);
+    let mut started = false;
     loop {
         match rx.recv_timeout(CHECKPOINT_EVERY) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        // One tick after the open, not during it: the open (and whatever the process
+        // starts next, e.g. a sandbox) does not wait for the prime's syncs, and a store
+        // closed again at once is left as it was.
+        if !started {
+            prime_wal(conn);
+            started = true;
         }
         let fresh = dirty.swap(0, Ordering::Relaxed);
         if fresh > 0 {
