@@ -694,13 +694,25 @@ fn notifier_loop(rx: &mpsc::Receiver<Notice>) {
 /// Copies the WAL back into the database after [`CHECKPOINT_COMMITS`] commits, or
 /// [`CHECKPOINT_IDLE_TICKS`] quiet ticks of [`CHECKPOINT_EVERY`] after the last one,
 /// with PASSIVE checkpoints (which never block writers).
+///
+/// It also starts the log for the next commit whenever that commit would have to: once
+/// at its first tick (the log of a store just opened is empty or new) and after each
+/// checkpoint that copied all of it back ([`prime_wal`]).
 fn checkpointer_loop(conn: &Connection, rx: &mpsc::Receiver<()>, dirty: &AtomicUsize) {
     // Commits since the last checkpoint, and ticks since the last commit.
     let (mut unchecked, mut idle) = (0usize, 0u32);
+    let mut started = false;
     loop {
         match rx.recv_timeout(CHECKPOINT_EVERY) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        // One tick after the open, not during it: the open (and whatever the process
+        // starts next, e.g. a sandbox) does not wait for the prime's syncs, and a store
+        // closed again at once is left as it was.
+        if !started {
+            prime_wal(conn);
+            started = true;
         }
         let fresh = dirty.swap(0, Ordering::Relaxed);
         if fresh > 0 {
@@ -716,9 +728,51 @@ fn checkpointer_loop(conn: &Connection, rx: &mpsc::Receiver<()>, dirty: &AtomicU
         if unchecked > 0 && (unchecked >= CHECKPOINT_COMMITS || idle >= CHECKPOINT_IDLE_TICKS) {
             // A failed or partial checkpoint only leaves a longer WAL; the records are
             // committed either way.
-            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            });
             unchecked = 0;
+            // All of the log copied back: the next commit would restart it (and sync
+            // its new header); restart it here instead.
+            if let Ok((0, log, copied)) = done
+                && log == copied
+            {
+                prime_wal(conn);
+            }
         }
+    }
+}
+
+/// Start the write-ahead log for the next commit, off that commit's path.
+///
+/// The first frame written into a new log, or into one a checkpoint copied back whole,
+/// starts (or restarts) it, and SQLite syncs the log's new header then — and, for a
+/// file it just created, its directory: one or two `fsync`s (milliseconds on this kind
+/// of disk, tens under load) in the commit that happens to come first, e.g. the sandbox
+/// proxy's first connection, or a connection after two idle seconds. A small write —
+/// the `log-starts` row of `meta`, a counter nothing reads (a write that changes no
+/// byte writes no frame, so it has to change something) — makes the checkpointer's
+/// connection pay them here instead. No record, and no part of the chain, is touched;
+/// a failure leaves things as they were (the next commit starts the log itself, as
+/// before).
+fn prime_wal(conn: &Connection) {
+    if conn.execute_batch("BEGIN IMMEDIATE").is_err() {
+        return;
+    }
+    let done = conn
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ('log-starts', '1') \
+             ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            [],
+        )
+        .is_ok()
+        && conn.execute_batch("COMMIT").is_ok();
+    if !done {
+        let _ = conn.execute_batch("ROLLBACK");
     }
 }
 

@@ -113,7 +113,57 @@ fn serve_1mib() -> u16 {
     port
 }
 
-async fn sandboxed(script: &str, dir: &std::path::Path) -> String {
+/// What the kernel counted for this process's `conductor-proxy` threads: CPU time on
+/// the thread and time runnable but waiting for a CPU (ns, `schedstat`), and voluntary
+/// context switches (each a sleep, so each a later wake-up). Load-insensitive, unlike
+/// the wall clock: what the proxy itself costs per connection.
+#[derive(Default, Clone, Copy)]
+struct ProxyThreads {
+    cpu_ns: u64,
+    wait_ns: u64,
+    sleeps: u64,
+}
+
+fn proxy_threads() -> std::collections::BTreeMap<u64, ProxyThreads> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let p = t.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if comm.trim() != "conductor-proxy" {
+            continue;
+        }
+        let Ok(tid) = t.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let sched = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
+        let mut f = sched
+            .split_whitespace()
+            .map(|x| x.parse::<u64>().unwrap_or(0));
+        let (cpu_ns, wait_ns) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+        let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
+        let sleeps = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        out.insert(
+            tid,
+            ProxyThreads {
+                cpu_ns,
+                wait_ns,
+                sleeps,
+            },
+        );
+    }
+    out
+}
+
+/// Run `script` in a sandbox; its stdout, and what the sandbox's proxy thread cost.
+async fn sandboxed_counted(script: &str, dir: &std::path::Path) -> (String, ProxyThreads) {
+    let before = proxy_threads();
     let cmd = vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string()];
     let (mut child, guard) =
         conductor_sandbox::spawn(&init(), &cmd, &Profile::default(), egress(dir))
@@ -125,8 +175,21 @@ async fn sandboxed(script: &str, dir: &std::path::Path) -> String {
         let _ = o.read_to_string(&mut out).await;
     }
     let _ = child.wait().await;
+    // This sandbox's proxy thread: the one that was not there before the spawn.
+    let mut cost = ProxyThreads::default();
+    for (tid, t) in proxy_threads() {
+        if !before.contains_key(&tid) {
+            cost.cpu_ns += t.cpu_ns;
+            cost.wait_ns += t.wait_ns;
+            cost.sleeps += t.sleeps;
+        }
+    }
     drop(guard);
-    out
+    (out, cost)
+}
+
+async fn sandboxed(script: &str, dir: &std::path::Path) -> String {
+    sandboxed_counted(script, dir).await.0
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -207,6 +270,44 @@ async fn main() {
             "proxy decision + committed record, in process, {} runs, us: median {m:.1} (p10 {p10:.1}, p90 {p90:.1})",
             n * 10
         );
+        // The same, as the proxy meets it: on a thread of its own (a current-thread
+        // runtime) that slept between connections, so caches are cold.
+        let cold = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut took = Vec::new();
+            for i in 0..(n * 2) {
+                std::thread::sleep(Duration::from_millis(5));
+                let connection = conductor_gate::Connection {
+                    action: "get".into(),
+                    destination: format!("http://bench.test:{port}/"),
+                    shown: format!("http://bench.test:{port}/"),
+                    sni: None,
+                    content: serde_json::json!({
+                        "target": format!("http://bench.test:{port}/c{i}"),
+                        "headers": [["Host", format!("bench.test:{port}")], ["User-Agent", "curl/8"]],
+                        "body": "",
+                    }),
+                };
+                let t = Instant::now();
+                let checked = rt.block_on(e.service.check_connection(&e.subject, connection));
+                let v = e
+                    .service
+                    .record_connection_here(&e.subject, checked, Vec::new());
+                took.push(t.elapsed().as_secs_f64() * 1e6);
+                assert!(v.forward, "{:?}", v.decision.reasons);
+            }
+            took
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("cold decisions"));
+        let (m, p10, p90) = stats(cold);
+        println!(
+            "proxy decision + committed record, on a thread that slept 5 ms before each, {} runs, us: median {m:.1} (p10 {p10:.1}, p90 {p90:.1})",
+            n * 2
+        );
     }
 
     let runs = n.min(30);
@@ -230,6 +331,7 @@ async fn main() {
     };
     let mut direct = Vec::new();
     let mut proxied = Vec::new();
+    let mut threads = ProxyThreads::default();
     for _ in 0..rounds {
         let direct_out = std::process::Command::new("/bin/sh")
             .arg("-c")
@@ -239,15 +341,25 @@ async fn main() {
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
         direct.extend(parse(&String::from_utf8_lossy(&direct_out.stdout)));
-        proxied.extend(parse(
-            &sandboxed(
-                &round_script(&format!("http://bench.test:{port}/")),
-                dir.path(),
-            )
-            .await,
-        ));
+        let (out, cost) = sandboxed_counted(
+            &round_script(&format!("http://bench.test:{port}/")),
+            dir.path(),
+        )
+        .await;
+        proxied.extend(parse(&out));
+        threads.cpu_ns += cost.cpu_ns;
+        threads.wait_ns += cost.wait_ns;
+        threads.sleeps += cost.sleeps;
     }
     let counted = direct.len().min(proxied.len());
+    let conns = proxied.len().max(1) as f64;
+    println!(
+        "proxy thread per proxied download (schedstat, all {} of them, each round's first included): CPU {:.1} us, waiting for a CPU {:.1} us, sleeps (voluntary switches) {:.2}",
+        proxied.len(),
+        threads.cpu_ns as f64 / conns / 1e3,
+        threads.wait_ns as f64 / conns / 1e3,
+        threads.sleeps as f64 / conns
+    );
     let (dfirst, _, _) = stats(direct.iter().map(|t| t.0).collect());
     let (xfirst, _, _) = stats(proxied.iter().map(|t| t.0).collect());
     println!(

@@ -356,6 +356,57 @@ async fn connect_pinned(d: &Destination, default_port: u16) -> Result<TcpStream,
     ))
 }
 
+/// Commit the connection's record while the TCP handshake with its checked address
+/// runs, and return the verdict with the upstream connection when it forwards.
+///
+/// When the checks so far allow the connection (and the transport found no problem),
+/// the pinned connect is started first — one poll issues the `connect(2)` — and the
+/// record is committed on this thread while the kernel completes the handshake: the
+/// commit no longer waits in front of the destination's accept (a round trip to a
+/// remote host; on loopback, the server's wake-up). Nothing else changes:
+///
+/// INVARIANT: no byte goes to the destination, and the client learns nothing of the
+/// connect, before the record is committed: the socket is only written (and its
+/// outcome only reported) after `record_connection_here` returned a verdict that
+/// forwards; when it does not (a refused record, a problem), the socket is dropped
+/// unwritten — the destination sees a handshake and a close, never a request.
+/// INVARIANT (pinning): the connect goes to the addresses the gate checked, and the
+/// verdict that forwards names that same destination (checked below).
+async fn record_and_connect(
+    egress: &Egress,
+    checked: CheckedConnection,
+    problems: Vec<Reason>,
+    default_port: u16,
+) -> (Verdict, Option<Result<TcpStream, Refusal>>) {
+    let service = &egress.service;
+    let early = (checked.allowed() && problems.is_empty())
+        .then(|| checked.decision().destinations.first().cloned())
+        .flatten();
+    let Some(dest) = early else {
+        let verdict = service.record_connection_here(&egress.subject, checked, problems);
+        let upstream = match forwarded(&verdict) {
+            Some(d) => Some(connect_pinned(d, default_port).await),
+            None => None,
+        };
+        return (verdict, upstream);
+    };
+    let connect = connect_pinned(&dest, default_port);
+    tokio::pin!(connect);
+    // One poll: the connect(2) of the first checked address is issued (or done).
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(connect.as_mut().poll(cx))).await;
+    let verdict = service.record_connection_here(&egress.subject, checked, problems);
+    if forwarded(&verdict) != Some(&dest) {
+        // Not forwarded (or, never expected, another destination): the pending
+        // connection is dropped unwritten.
+        return (verdict, None);
+    }
+    let upstream = match first {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => connect.await,
+    };
+    (verdict, Some(upstream))
+}
+
 async fn handle(mut client: TcpStream, egress: Arc<Egress>) -> std::io::Result<()> {
     let _ = client.set_nodelay(true);
     let mut buf = Vec::with_capacity(8192);
@@ -523,15 +574,13 @@ async fn tunnel(
         }
     }
     checked.set_sni(sni.map(|n| header_safe(&n)));
-    let verdict = service.record_connection_here(&egress.subject, checked, problems);
-    let Some(dest) = forwarded(&verdict) else {
-        // The 200 is gone already: the TLS client sees the connection close.
-        let _ = client.shutdown().await;
-        return Ok(());
-    };
-    let mut upstream = match connect_pinned(dest, 443).await {
-        Ok(u) => u,
-        Err(_) => {
+    // The record is committed before the ClientHello goes out (during the handshake).
+    let (_verdict, upstream) = record_and_connect(egress, checked, problems, 443).await;
+    let mut upstream = match upstream {
+        Some(Ok(u)) => u,
+        // Refused (the 200 is gone already: the TLS client sees the connection close),
+        // or the destination cannot be reached.
+        None | Some(Err(_)) => {
             let _ = client.shutdown().await;
             return Ok(());
         }
@@ -745,13 +794,12 @@ async fn plain(
         .service
         .check_connection(&egress.subject, connection)
         .await;
-    let verdict = egress
-        .service
-        .record_connection_here(&egress.subject, checked, Vec::new());
-    let Some(dest) = forwarded(&verdict) else {
+    // The record is committed before the request goes out (during the handshake).
+    let (verdict, upstream) = record_and_connect(egress, checked, Vec::new(), 80).await;
+    let Some(upstream) = upstream else {
         return Err(verdict_refusal(&verdict.decision, ""));
     };
-    let mut upstream = connect_pinned(dest, 80).await.map_err(Refusal::recorded)?;
+    let mut upstream = upstream.map_err(Refusal::recorded)?;
 
     // The request as decided, in origin form, one request per connection.
     let listed: Vec<String> = head

@@ -311,3 +311,59 @@ fn the_wal_is_copied_back_after_many_commits_or_when_idle_not_on_every_tick() {
     store.flush().unwrap();
     assert!(verify(&path).broken.is_none());
 }
+
+/// The first frame written into a new write-ahead log, or into one a checkpoint copied
+/// back whole, (re)starts it, and SQLite syncs its header then (an fsync, plus one of
+/// the directory for a new file): it was paid by the first commit after the store was
+/// opened and by the first after each idle checkpoint — the sandbox proxy's first
+/// connection, or any connection after two quiet seconds. The checkpointer now starts
+/// the log itself, so those commits find it started (its header unchanged by them).
+#[test]
+fn the_checkpointer_starts_the_wal_so_that_no_commit_has_to() {
+    use std::time::{Duration, Instant};
+    let (_d, path, store) = temp_store();
+    store.append(record(0)).unwrap();
+    // Closed (SQLite copies the log back and deletes it), then opened again, as each
+    // `wrap` process does: the log of the store just opened is empty.
+    drop(store);
+    let store = AuditStore::open(&path, AuditOptions::default()).unwrap();
+    let wal = path.with_file_name("audit.db-wal");
+    // The log's header: magic, format, page size, checkpoint sequence, salts, checksum.
+    let header = || {
+        std::fs::read(&wal)
+            .ok()
+            .filter(|b| b.len() >= 32)
+            .map(|b| b[..32].to_vec())
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(30), "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // Started after the open, before any record.
+    wait_for("the log was not started before the first commit", &|| {
+        header().is_some()
+    });
+    let h0 = header();
+    store.append(record(1)).unwrap();
+    store.append_many_here(&[record(2)]).unwrap();
+    assert_eq!(header(), h0, "the first commits restarted the log");
+    // Idle: copied back, and started again with no commit.
+    wait_for(
+        "the log was not restarted after the idle checkpoint",
+        &|| header() != h0,
+    );
+    let h1 = header();
+    store.append_many_here(&[record(3)]).unwrap();
+    assert_eq!(
+        header(),
+        h1,
+        "the commit after the idle checkpoint restarted the log"
+    );
+    store.flush().unwrap();
+    let v = verify(&path);
+    assert!(v.broken.is_none());
+    assert_eq!(v.verified, 4);
+}

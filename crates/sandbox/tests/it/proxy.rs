@@ -147,6 +147,40 @@ async fn plain_http_reaches_an_allowed_name_through_the_proxy() {
     );
 }
 
+/// The proxy may open the upstream connection while it commits the record, but the
+/// request goes out only once the record is committed: a connection that cannot be
+/// recorded is refused, and the destination receives no byte of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_cannot_be_recorded_sends_the_destination_nothing() {
+    let server = TestServer::start();
+    let w = World::new(
+        loopback_policy(),
+        Fixed::default().with("allowed.test", &[&["127.0.0.1"]]),
+    );
+    let egress = w.egress();
+    // The store's file is replaced after it was opened: no commit can succeed.
+    let path = w.audit_path();
+    std::fs::rename(&path, path.with_extension("moved")).unwrap();
+    std::fs::write(&path, b"").unwrap();
+    let url = format!("http://allowed.test:{}/page", server.port);
+    let (out, code) = run(
+        &sh(&format!("curl -sS -o /dev/null -w '%{{http_code}}' {url}")),
+        &Profile::default(),
+        egress,
+        b"",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "403", "refused: the decision could not be recorded");
+    // The server thread records every request line it reads; give a late one time.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        server.seen.lock().unwrap().is_empty(),
+        "the destination received a request: {:?}",
+        server.seen.lock().unwrap()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metadata_address_is_refused_before_any_connection() {
     let w = World::new(loopback_policy(), Fixed::default());
