@@ -1099,23 +1099,20 @@ async fn post_inner(
         Message::Request { value, .. } => {
             let (tx, mut rx) = mpsc::channel::<Value>(64);
             let sse = accepts_sse(&h);
-            // The call runs on this task while this handler waits for its messages;
-            // whenever the handler stops waiting (a stream to return, the client gone)
-            // the rest runs on a task of its own, to completion, as if spawned.
-            let mut call = Detached::new(Box::pin(session::handle_request(
+            tokio::spawn(session::handle_request(
                 Arc::clone(&app),
                 session,
                 value,
                 traceparent,
                 tx,
                 sse,
-            )));
+            ));
             // 2026-07-28 carries some errors on the HTTP status, which an event stream
             // has already sent: an answer that comes first (within the keep-alive
             // period) is sent as JSON with its status; anything else streams as before.
             let mut first = None;
             if stateless {
-                match tokio::time::timeout(KEEP_ALIVE, call.next(&mut rx)).await {
+                match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
                     Ok(Some(m)) if is_final(&m) => {
                         return json_response(stateless_status(&m), &m);
                     }
@@ -1127,7 +1124,6 @@ async fn post_inner(
                 }
             }
             if sse {
-                drop(call);
                 // A comment every second while the answer is pending: a client that went
                 // away is noticed by the failed write, and its call cancelled upstream.
                 let head = futures_util::stream::iter(
@@ -1155,7 +1151,7 @@ async fn post_inner(
             } else {
                 // JSON only: what comes before the answer cannot be delivered here.
                 let mut last = first;
-                while let Some(m) = call.next(&mut rx).await {
+                while let Some(m) = rx.recv().await {
                     last = Some(m);
                 }
                 match last {
@@ -1175,47 +1171,6 @@ async fn post_inner(
                     "no such question open in this session",
                 )
             }
-        }
-    }
-}
-
-/// A request's call, run by whoever waits for its messages ([`Detached::next`]);
-/// dropped before it finished, it goes on on a task of its own.
-///
-/// INVARIANT: a call, once started, runs to its end whatever the client does — as
-/// when it was spawned at once: a client that goes away is noticed by the call (its
-/// message channel closes) and cancelled upstream, its record already committed.
-/// Run here, the usual call costs no task spawn and no wake-up of another task.
-struct Detached {
-    call: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
-}
-
-impl Detached {
-    fn new(call: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Detached {
-        Detached { call: Some(call) }
-    }
-
-    /// The call's next message; `None` once it has sent its last.
-    async fn next(&mut self, rx: &mut mpsc::Receiver<Value>) -> Option<Value> {
-        loop {
-            let Some(call) = self.call.as_mut() else {
-                return rx.recv().await;
-            };
-            tokio::select! {
-                biased;
-                m = rx.recv() => return m,
-                () = call.as_mut() => self.call = None,
-            }
-        }
-    }
-}
-
-impl Drop for Detached {
-    fn drop(&mut self) {
-        if let Some(call) = self.call.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(call);
         }
     }
 }
