@@ -15,6 +15,9 @@
 //!   RSS of process PID sampled every 10 s; prints every sample, start/peak/end and the
 //!   least-squares slope. Then 1,000 more sessions opened and held, and the RSS again.
 //!
+//! A request whose keep-alive connection closes before its answer's head is sent again
+//! (at most 3 times) and counted; both modes print the count (see `send`).
+//!
 //! cargo run --release -p conductor-serve --example gateways -- <mode> …
 
 #![allow(
@@ -85,10 +88,8 @@ impl Target {
     async fn open(&self, client: &reqwest::Client) -> Option<String> {
         let r = self
             .post(client)
-            .body(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}).to_string())
-            .send()
-            .await
-            .unwrap();
+            .body(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}).to_string());
+        let r = send(r).await;
         assert!(
             r.status().is_success(),
             "{}: initialize: {}",
@@ -106,11 +107,7 @@ impl Target {
         if let Some(s) = &sid {
             rb = rb.header("mcp-session-id", s.as_str());
         }
-        let r = rb
-            .body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-            .send()
-            .await
-            .unwrap();
+        let r = send(rb.body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)).await;
         let _ = r.bytes().await;
         sid
     }
@@ -124,7 +121,7 @@ impl Target {
         if let Some((k, v)) = &self.header {
             rb = rb.header(k.as_str(), v.as_str());
         }
-        let _ = rb.send().await.unwrap().bytes().await;
+        let _ = send(rb).await.bytes().await;
     }
 
     async fn call(&self, client: &reqwest::Client, sid: &Option<String>, id: u64) {
@@ -134,14 +131,11 @@ impl Target {
         if let Some(s) = sid {
             rb = rb.header("mcp-session-id", s.as_str());
         }
-        let r = rb
-            .body(format!(
-                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{}}}}}}"#,
-                self.tool
-            ))
-            .send()
-            .await
-            .unwrap();
+        let r = send(rb.body(format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{}}}}}}"#,
+            self.tool
+        )))
+        .await;
         let b = r.bytes().await.unwrap();
         assert!(
             b.windows(12).any(|w| w == b"zero-work-ok"),
@@ -150,6 +144,58 @@ impl Target {
             String::from_utf8_lossy(&b)
         );
     }
+}
+
+/// Requests sent again by [`send`].
+static RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// Sends `rb`. A request whose connection was closed before its response head came (the
+/// keep-alive race: a pooled connection closed by the server as the request was sent,
+/// `hyper::Error(IncompleteMessage)`, or reset) is sent again, at most 3 times, and
+/// counted in [`RETRIES`] (the soak reports it). Safe here only: every request of this
+/// harness may be repeated — the zero-work upstream's `noop`, `DELETE` of a session,
+/// `initialize` (a repeat opens one more session, reaped when idle), a notification. A
+/// failure after the response head (a body cut short) is not retried: it fails the run.
+async fn send(rb: reqwest::RequestBuilder) -> reqwest::Response {
+    let mut attempt = 0;
+    loop {
+        let again = rb.try_clone().expect("a buffered body");
+        match again.send().await {
+            Ok(r) => return r,
+            Err(e) if attempt < 3 && closed_before_answer(&e) => {
+                attempt += 1;
+                let n = RETRIES.fetch_add(1, Ordering::Relaxed) + 1;
+                eprintln!("retry {n}: the connection closed before an answer: {e:?}");
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
+
+/// The connection ended before a response head: hyper's `IncompleteMessage` (closed
+/// before the message completed) or canceled (closed before the request was written), or
+/// a reset.
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            )
+        {
+            return true;
+        }
+        src = s.source();
+    }
+    false
 }
 
 fn client() -> reqwest::Client {
@@ -273,7 +319,11 @@ async fn bench(args: &[String]) {
                 t.name
             );
         }
-        println!("round {r} load average {}", loadavg());
+        println!(
+            "round {r} load average {}; retries so far {}",
+            loadavg(),
+            RETRIES.load(Ordering::Relaxed)
+        );
     }
 }
 
@@ -360,6 +410,10 @@ async fn soak(args: &[String]) {
         samples[0].1,
         samples[samples.len() - 1].1
     );
+    println!(
+        "soak: {} requests sent again after their connection closed before an answer",
+        RETRIES.load(Ordering::Relaxed)
+    );
     let before = rss_kib(pid);
     let c = client();
     let mut held = Vec::new();
@@ -376,6 +430,10 @@ async fn soak(args: &[String]) {
     for sid in &held {
         t.close(&c, sid).await;
     }
+    println!(
+        "retries in all: {} (requests sent again after their connection closed before an answer)",
+        RETRIES.load(Ordering::Relaxed)
+    );
 }
 
 fn main() {

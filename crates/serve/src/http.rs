@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::auth::{self, AuthError, Authenticated, Authenticator, ConnInfo, prm};
 use crate::config::{Auth, GatewayConfig};
+use crate::conn_timing::{self, Timeouts};
 use crate::gate_glue::{self, GateEnv, Message, code};
 use crate::metrics::Metrics;
 use crate::session::{
@@ -356,7 +357,7 @@ pub async fn serve_with(opts: ServeOptions, extra: Router) -> Result<(), ServeEr
     if let Some(f) = opts.on_listen {
         f(bound);
     }
-    let result = accept_loop(listener, router, acceptor, opts.shutdown.clone()).await;
+    let result = accept_loop(listener, router, acceptor, opts.shutdown.clone(), TIMEOUTS).await;
     reloader.abort();
     reaper.abort();
     let sessions: Vec<Arc<ClientSession>> = app
@@ -380,8 +381,19 @@ pub async fn serve_with(opts: ServeOptions, extra: Router) -> Result<(), ServeEr
     result.map_err(ServeError::Io)
 }
 
-/// How long a client may take to send a request's head (slow-client protection).
+/// How long a client may take to send a request's head, from its first byte
+/// (slow-client protection), and the TLS handshake.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a keep-alive connection may wait for the first byte of its next request:
+/// longer than common clients' pool idle timeouts (reqwest, hyper-util, Go: 90 s), so
+/// that they retire an idle connection before the gateway closes it under a request
+/// ([`crate::conn_timing`]).
+const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(120);
+/// The connection timing of the listener.
+const TIMEOUTS: Timeouts = Timeouts {
+    head: HEADER_READ_TIMEOUT,
+    idle: KEEP_ALIVE_IDLE,
+};
 /// Largest request head, in bytes.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Connections served at once; more wait in the kernel's backlog.
@@ -396,16 +408,19 @@ async fn accept_loop(
     router: Router,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
+    timeouts: Timeouts,
 ) -> Result<(), std::io::Error> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::TokioIo;
     use tower::ServiceExt as _;
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // HTTP/1 only, served by hyper's own HTTP/1 connection: no protocol sniffing read
+    // (hyper-util's `auto` read the first bytes without any timeout, so a connection
+    // that sent nothing, or a slow first line, was held for ever).
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // The timer is per connection (below); hyper needs a header read timeout set to use
+    // it, its value is replaced by `timeouts`.
     builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(timeouts.head)
         .max_buf_size(MAX_HEAD_BYTES);
-    let builder = builder.http1_only();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -430,7 +445,7 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let builder = builder.clone();
+        let mut builder = builder.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
@@ -447,11 +462,13 @@ async fn accept_loop(
                         peer: Some(peer),
                         client_cert: None,
                     });
-                    let c = builder.serve_connection_with_upgrades(
-                        TokioIo::new(stream),
+                    let (io, timer) = conn_timing::for_connection(stream, timeouts);
+                    builder.timer(timer);
+                    let c = builder.serve_connection(
+                        TokioIo::new(io),
                         hyper_util::service::TowerToHyperService::new(serve(conn)),
                     );
-                    let _ = watcher.watch(c.into_owned()).await;
+                    let _ = watcher.watch(c).await;
                 }
                 Some(acceptor) => {
                     // INVARIANT: a handshake that fails (no certificate, wrong CA,
@@ -476,11 +493,13 @@ async fn accept_loop(
                         peer: Some(peer),
                         client_cert,
                     });
-                    let c = builder.serve_connection_with_upgrades(
-                        TokioIo::new(tls),
+                    let (io, timer) = conn_timing::for_connection(tls, timeouts);
+                    builder.timer(timer);
+                    let c = builder.serve_connection(
+                        TokioIo::new(io),
                         hyper_util::service::TowerToHyperService::new(serve(conn)),
                     );
-                    let _ = watcher.watch(c.into_owned()).await;
+                    let _ = watcher.watch(c).await;
                 }
             }
             drop(permit);
@@ -1517,5 +1536,114 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         ));
         assert!(!valid_traceparent("00-zz-00f067aa0ba902b7-01"));
+    }
+
+    // ---- connection timing (issue 11, the soak's `IncompleteMessage`) ----
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A listener with `timeouts` serving `GET /` → `ok`; its address.
+    async fn timed_listener(timeouts: Timeouts) -> (std::net::SocketAddr, watch::Sender<bool>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(accept_loop(listener, router, None, rx, timeouts));
+        (addr, tx)
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    /// Reads one small response (`ok` body) from `s`; `None` if the connection ended first.
+    async fn response(s: &mut tokio::net::TcpStream) -> Option<String> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("an answer or a close within 10 s")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if text.contains("\r\n\r\n") && text.ends_with("ok") {
+                return Some(text);
+            }
+        }
+    }
+
+    /// Waits (at most 10 s) for the peer to close `s` without sending anything more.
+    async fn closed_without_answer(s: &mut tokio::net::TcpStream) -> bool {
+        let mut buf = [0u8; 1024];
+        let mut got = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return !String::from_utf8_lossy(&got).contains(" 200 "),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_keep_alive_connection_idle_past_the_head_timeout_then_used_is_answered() {
+        // Before: the head timer started when the connection went idle, so a pooled
+        // connection idle for the head timeout was closed under the client's next request.
+        let (addr, _stop) = timed_listener(Timeouts {
+            head: Duration::from_millis(300),
+            idle: Duration::from_secs(60),
+        })
+        .await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(GET).await.unwrap();
+        assert!(response(&mut s).await.is_some());
+        // Idle for several head timeouts, then a head in two parts (its whole window
+        // counts from its first byte).
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        s.write_all(&GET[..10]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.write_all(&GET[10..]).await.unwrap();
+        let r = response(&mut s).await;
+        assert!(
+            r.as_deref().is_some_and(|r| r.starts_with("HTTP/1.1 200")),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_head_that_does_not_complete_within_the_head_timeout_is_cut_off() {
+        let (addr, _stop) = timed_listener(Timeouts {
+            head: Duration::from_millis(300),
+            idle: Duration::from_secs(60),
+        })
+        .await;
+        // On a fresh connection and on a kept-alive one.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(&GET[..10]).await.unwrap();
+        assert!(closed_without_answer(&mut s).await);
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(GET).await.unwrap();
+        assert!(response(&mut s).await.is_some());
+        s.write_all(&GET[..10]).await.unwrap();
+        assert!(closed_without_answer(&mut s).await);
+    }
+
+    #[tokio::test]
+    async fn a_keep_alive_connection_without_a_next_request_is_closed_after_the_idle_timeout() {
+        let (addr, _stop) = timed_listener(Timeouts {
+            head: Duration::from_secs(60),
+            idle: Duration::from_millis(300),
+        })
+        .await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(GET).await.unwrap();
+        assert!(response(&mut s).await.is_some());
+        assert!(closed_without_answer(&mut s).await);
+        // A connection that never sends a byte (before: held for ever, hyper-util's
+        // protocol sniffing read had no timeout).
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(closed_without_answer(&mut s).await);
     }
 }

@@ -14,6 +14,7 @@ pub mod approvals_api;
 pub mod auth;
 pub mod authzen;
 pub mod config;
+mod conn_timing;
 pub mod gate_glue;
 pub mod http;
 pub mod metrics;
