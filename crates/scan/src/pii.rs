@@ -2,20 +2,37 @@
 //! `iban`. Each is gated on a cheap byte test (`@`, a digit) and then checked by hand,
 //! so their cost is one pass over the text.
 
+use crate::checks::{KeyWords, key_has_any};
+
 /// Which number detectors are wanted, and the context a key gives.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct NumberWants {
+pub(crate) struct NumberWants<'k> {
     pub phone: bool,
     pub card: bool,
     pub ssn: bool,
     pub iban: bool,
-    /// The string is the value of a key that names a phone number.
-    pub phone_key: bool,
-    /// The string is the value of a key that names a social security number.
-    pub ssn_key: bool,
+    /// The key whose value the string is: whether it names a phone number or a social
+    /// security number is looked up (`key_has_any`) only when a digit cluster gets as
+    /// far as the phone and SSN checks, most strings with digits never do (ids, hashes,
+    /// dates).
+    pub key: Option<&'k str>,
 }
 
-impl NumberWants {
+/// Whether a key names a phone number / a social security number.
+pub(crate) static PHONE_KEY: KeyWords = KeyWords::new(&["phone", "mobile", "tel", "fax", "cell"]);
+pub(crate) static SSN_KEY: KeyWords = KeyWords::new(&["ssn", "social_security", "socialsecurity"]);
+
+/// `(phone_key, ssn_key)` of `key`, computed on first use (the same answer as computing
+/// it up front: `key_has_any` is a pure function of the key).
+fn key_flags(key: Option<&str>, memo: &mut Option<(bool, bool)>) -> (bool, bool) {
+    *memo.get_or_insert_with(|| {
+        key.map_or((false, false), |k| {
+            (key_has_any(k, &PHONE_KEY), key_has_any(k, &SSN_KEY))
+        })
+    })
+}
+
+impl NumberWants<'_> {
     pub(crate) fn any(&self) -> bool {
         self.phone || self.card || self.ssn || self.iban
     }
@@ -683,7 +700,11 @@ fn next_digit(s: &[u8], from: usize) -> Option<usize> {
 ///
 /// Digit runs glued to a word or a base64/hex token are skipped with the token; the
 /// rest are checked by hand.
-pub(crate) fn find_numbers(s: &[u8], w: NumberWants, out: &mut Vec<(NumberKind, usize, usize)>) {
+pub(crate) fn find_numbers(
+    s: &[u8],
+    w: NumberWants<'_>,
+    out: &mut Vec<(NumberKind, usize, usize)>,
+) {
     let Some(first) = next_digit(s, 0) else {
         return;
     };
@@ -696,8 +717,9 @@ pub(crate) fn find_numbers(s: &[u8], w: NumberWants, out: &mut Vec<(NumberKind, 
         total: 0,
         seps: [OTHER; MAX_GROUPS],
     };
+    let mut keys = None;
     while let Some(d) = next_digit(s, from) {
-        from = at_digit_run(s, d, w, &mut c, out).max(d + 1);
+        from = at_digit_run(s, d, w, &mut c, &mut keys, out).max(d + 1);
     }
 }
 
@@ -705,8 +727,9 @@ pub(crate) fn find_numbers(s: &[u8], w: NumberWants, out: &mut Vec<(NumberKind, 
 fn at_digit_run(
     s: &[u8],
     d: usize,
-    w: NumberWants,
+    w: NumberWants<'_>,
     c: &mut Cluster,
+    keys: &mut Option<(bool, bool)>,
     out: &mut Vec<(NumberKind, usize, usize)>,
 ) -> usize {
     // IBAN: two capital letters right before the check digits.
@@ -775,10 +798,10 @@ fn at_digit_run(
         found = find_card(s, c, out);
     }
     if !found && w.ssn {
-        found = find_ssn(s, c, w.ssn_key, out);
+        found = find_ssn(s, c, key_flags(w.key, keys).1, out);
     }
     if !found && w.phone {
-        find_phone(s, c, lead, plus, w.phone_key, out);
+        find_phone(s, c, lead, plus, key_flags(w.key, keys).0, out);
     }
     from
 }
