@@ -36,13 +36,161 @@ pub(crate) const BASE32: u8 = 2;
 /// See [`alphabets`].
 pub(crate) const BASE64: u8 = 4;
 
+/// The string as JSON (an object or an array), parsed into a `serde_json::Value`.
+/// The scan uses [`as_json_tree`]; this is the reference it is tested against.
+#[cfg(test)]
 pub(crate) fn as_json(s: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(json_candidate(s)?).ok()
+}
+
+/// The trimmed string when it could be a JSON object or array.
+fn json_candidate(s: &str) -> Option<&str> {
     let t = s.trim();
     let (first, last) = (t.as_bytes().first()?, t.as_bytes().last()?);
     if !matches!((first, last), (b'{', b'}') | (b'[', b']')) || t.len() < 2 {
         return None;
     }
-    serde_json::from_str(t).ok()
+    Some(t)
+}
+
+/// The string as JSON (an object or an array), as a [`Json`] tree that borrows its
+/// strings from `s` where they hold no escapes. Accepts exactly what
+/// `serde_json::from_str::<serde_json::Value>` accepts (the same parser, the same
+/// limits: only the visitor differs) and holds the same strings in the same order.
+pub(crate) fn as_json_tree(s: &str) -> Option<Json<'_>> {
+    serde_json::from_str(json_candidate(s)?).ok()
+}
+
+/// A decoded JSON document as the scan needs it: the strings, the arrays and the
+/// objects; numbers, booleans and nulls are `Other`. Parsing into this instead of a
+/// `serde_json::Value` saves a `String` per key and per string (they are borrowed)
+/// and the map's nodes.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Json<'a> {
+    Str(std::borrow::Cow<'a, str>),
+    Arr(Vec<Json<'a>>),
+    /// Members ordered by key, a repeated key holding its last value: the iteration
+    /// order and contents of the `serde_json::Map` (a `BTreeMap`) the same text gives.
+    Obj(Vec<(std::borrow::Cow<'a, str>, Json<'a>)>),
+    Other,
+}
+
+impl<'a> Json<'a> {
+    /// The value of member `k` of an object.
+    pub(crate) fn get(&self, k: &str) -> Option<&Json<'a>> {
+        match self {
+            Json::Obj(m) => m
+                .binary_search_by(|(key, _)| key.as_ref().cmp(k))
+                .ok()
+                .and_then(|i| m.get(i))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+struct JsonVisitor;
+
+/// A string (a key, a value) borrowed from the input when it has no escapes.
+struct JsonStr<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for JsonStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<JsonStr<'de>, E> {
+                Ok(JsonStr(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<JsonStr<'de>, E> {
+                Ok(JsonStr(std::borrow::Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<JsonStr<'de>, E> {
+                Ok(JsonStr(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_none<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(std::borrow::Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(std::borrow::Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Json<'de>, E> {
+        Ok(Json::Str(std::borrow::Cow::Owned(v)))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Json<'de>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = a.next_element()? {
+            items.push(v);
+        }
+        Ok(Json::Arr(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Json<'de>, A::Error> {
+        let mut members: Vec<(std::borrow::Cow<'de, str>, Json<'de>)> = Vec::new();
+        while let Some((JsonStr(k), v)) = a.next_entry::<JsonStr<'de>, Json<'de>>()? {
+            members.push((k, v));
+        }
+        // As a `BTreeMap` holds them: by key (stable, so repeats stay in text order),
+        // then each repeated key with its last value.
+        if !members.is_sorted_by(|x, y| x.0 < y.0) {
+            members.sort_by(|x, y| x.0.cmp(&y.0));
+            members.dedup_by(|later, kept| {
+                if later.0 == kept.0 {
+                    std::mem::swap(&mut later.1, &mut kept.1);
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        Ok(Json::Obj(members))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Json<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
 }
 
 fn mostly_text(s: &str) -> bool {
