@@ -90,18 +90,48 @@ impl Scanner {
 
 fn finish(cx: Cx<'_>) -> Vec<Finding> {
     let mut out = cx.out;
-    // By pointer text (the order findings had when pointers were strings).
-    out.sort_unstable_by(|a, b| {
-        a.pointer.cmp_pointer(&b.pointer).then_with(|| {
-            (a.in_key, a.start, a.end, &a.detector, &a.label).cmp(&(
+    // By pointer text (the order findings had when pointers were strings), then the
+    // rest of the finding: a total order, so that the result (and which duplicates
+    // end up adjacent for `dedup`) does not depend on the sort's handling of ties.
+    let rest = |a: &Finding, b: &Finding| {
+        (
+            a.in_key,
+            a.start,
+            a.end,
+            &a.detector,
+            &a.label,
+            &a.encoding,
+            &a.fingerprint,
+        )
+            .cmp(&(
                 b.in_key,
                 b.start,
                 b.end,
                 &b.detector,
                 &b.label,
+                &b.encoding,
+                &b.fingerprint,
             ))
-        })
-    });
+    };
+    // `cmp_pointer` renders the differing segments of two pointers on every
+    // comparison (`/documents/17` against `/documents/170`): with findings in more than
+    // one string, each finding's pointer text is rendered once instead. The same
+    // order: `cmp_pointer` orders as the texts do (a property test of
+    // `conductor-types`), and the order is total.
+    let many_pointers = out.len() > 8
+        && out
+            .first()
+            .is_some_and(|f0| out.iter().any(|f| f.pointer != f0.pointer));
+    if many_pointers {
+        let mut keyed: Vec<(String, Finding)> = out
+            .into_iter()
+            .map(|f| (f.pointer.to_string(), f))
+            .collect();
+        keyed.sort_unstable_by(|(pa, a), (pb, b)| pa.cmp(pb).then_with(|| rest(a, b)));
+        out = keyed.into_iter().map(|(_, f)| f).collect();
+    } else {
+        out.sort_unstable_by(|a, b| a.pointer.cmp_pointer(&b.pointer).then_with(|| rest(a, b)));
+    }
     out.dedup();
     out
 }
