@@ -159,14 +159,15 @@ impl<'de> serde::de::Visitor<'de> for JsonVisitor {
         Ok(Json::Str(std::borrow::Cow::Owned(v)))
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Json<'de>, A::Error> {
-        let mut items = Vec::new();
+        // Capacity for a typical short array up front (one allocation, not 4 → 8 → 16).
+        let mut items = Vec::with_capacity(4);
         while let Some(v) = a.next_element()? {
             items.push(v);
         }
         Ok(Json::Arr(items))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Json<'de>, A::Error> {
-        let mut members: Vec<(std::borrow::Cow<'de, str>, Json<'de>)> = Vec::new();
+        let mut members: Vec<(std::borrow::Cow<'de, str>, Json<'de>)> = Vec::with_capacity(8);
         while let Some((JsonStr(k), v)) = a.next_entry::<JsonStr<'de>, Json<'de>>()? {
             members.push((k, v));
         }
