@@ -294,6 +294,44 @@ const RPAR_SP_LPAR: u8 = 8;
 const SP_DASH_SP: u8 = 9;
 const SLASH: u8 = 10;
 
+/// [`sep_code`] of the 1 to 3 separator bytes packed big-endian into `packed` (none
+/// of them is 0, so the packing is unambiguous).
+fn sep_code_packed(packed: u32) -> u8 {
+    const fn p(s: &[u8]) -> u32 {
+        let mut v = 0u32;
+        let mut i = 0;
+        while i < s.len() {
+            v = v << 8 | s[i] as u32;
+            i += 1;
+        }
+        v
+    }
+    const SP_: u32 = p(b" ");
+    const DASH_: u32 = p(b"-");
+    const DOT_: u32 = p(b".");
+    const RPAR_: u32 = p(b")");
+    const RPAR_SP_: u32 = p(b") ");
+    const LPAR_: u32 = p(b"(");
+    const SP_LPAR_: u32 = p(b" (");
+    const RPAR_SP_LPAR_: u32 = p(b") (");
+    const SP_DASH_SP_: u32 = p(b" - ");
+    const SLASH_: u32 = p(b"/");
+    match packed {
+        SP_ => SP,
+        DASH_ => DASH,
+        DOT_ => DOT,
+        RPAR_ => RPAR,
+        RPAR_SP_ => RPAR_SP,
+        LPAR_ => LPAR,
+        SP_LPAR_ => SP_LPAR,
+        RPAR_SP_LPAR_ => RPAR_SP_LPAR,
+        SP_DASH_SP_ => SP_DASH_SP,
+        SLASH_ => SLASH,
+        _ => OTHER,
+    }
+}
+
+#[cfg(test)]
 fn sep_code(sep: &[u8]) -> u8 {
     match sep {
         b" " => SP,
@@ -358,21 +396,26 @@ fn fill_cluster(s: &[u8], d: usize, c: &mut Cluster) {
             c.overflow = true;
         }
         c.end = i;
-        // Separator: up to 3 bytes of ` -.()`, then a digit.
+        // Separator: up to 3 bytes of ` -.()/`, then a digit. Its bytes are packed
+        // into an integer as they are read (for `sep_code_packed`), and its dots and
+        // dashes counted, in the one pass.
         let mut j = i;
-        while j < s.len()
-            && j - i < 3
-            && matches!(at(s, j), b' ' | b'-' | b'.' | b'(' | b')' | b'/')
-        {
+        let mut packed = 0u32;
+        let mut dots = 0;
+        while j < s.len() && j - i < 3 {
+            let b = at(s, j);
+            if !matches!(b, b' ' | b'-' | b'.' | b'(' | b')' | b'/') {
+                break;
+            }
+            packed = packed << 8 | u32::from(b);
+            dots += usize::from(b == b'.' || b == b'-');
             j += 1;
         }
         if j > i && at(s, j).is_ascii_digit() {
-            let sep = s.get(i..j).unwrap_or(&[]);
             if let Some(x) = c.seps.get_mut(c.n.saturating_sub(1)) {
-                *x = sep_code(sep);
+                *x = sep_code_packed(packed);
             }
             // A sentence end (`. `) or two different dashes/dots is not a separator.
-            let dots = sep.iter().filter(|&&b| b == b'.' || b == b'-').count();
             if dots > 1 {
                 break;
             }
@@ -1142,6 +1185,28 @@ mod tests {
             }
         }
         assert!(hits > 1000, "{hits}");
+    }
+
+    /// The packed separator codes are the slice codes, for every separator the
+    /// cluster fill can read (1 to 3 bytes of ` -.()/`).
+    #[test]
+    fn packed_separator_codes_match_the_slice_codes() {
+        let abc = b" -.()/";
+        let mut seen = std::collections::BTreeSet::new();
+        for n in 1..=3u32 {
+            for k in 0..6usize.pow(n) {
+                let mut sep = Vec::new();
+                let mut x = k;
+                for _ in 0..n {
+                    sep.push(abc[x % 6]);
+                    x /= 6;
+                }
+                let packed = sep.iter().fold(0u32, |v, &b| v << 8 | u32::from(b));
+                assert_eq!(sep_code_packed(packed), sep_code(&sep), "{sep:?}");
+                seen.insert(sep_code(&sep));
+            }
+        }
+        assert_eq!(seen.len(), 11, "every code, OTHER included");
     }
 
     #[test]
