@@ -317,6 +317,17 @@ impl Cx<'_> {
         if self.e.secrets.is_empty() {
             return;
         }
+        // Each shape needs one of these members; most objects have none of them, and
+        // one pass over the keys costs less than the look-ups below.
+        let Json::Obj(members) = obj else {
+            return;
+        };
+        if !members
+            .iter()
+            .any(|(k, _)| matches!(k.as_ref(), "private_key" | "kty" | "kind"))
+        {
+            return;
+        }
         let fixed = Some((ptr, enc));
         if let Some(pk) = obj.get("private_key").and_then(Json::as_str)
             && pk.len() >= 64
