@@ -3,10 +3,22 @@
 
 use base64::Engine as _;
 
+/// `s.trim()`, without the Unicode search when neither end can be white space: a
+/// Unicode white-space character is ASCII `\t`–`\r` or ` `, or starts with a byte of
+/// 0x80 or more. Every decoding probe trims each string it looks at.
+#[inline]
+fn trim(s: &str) -> &str {
+    let solid = |b: u8| b > b' ' && b < 0x80;
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(&a), Some(&z)) if solid(a) && solid(z) => s,
+        _ => s.trim(),
+    }
+}
+
 /// The alphabets a whole string (trimmed) is written in, found in one pass that stops
 /// at the first byte outside all of them: [`HEX`], [`BASE32`], [`BASE64`].
 pub(crate) fn alphabets(s: &str) -> u8 {
-    let t = s.trim().as_bytes();
+    let t = trim(s).as_bytes();
     if t.len() < 24 {
         return 0;
     }
@@ -45,7 +57,7 @@ pub(crate) fn as_json(s: &str) -> Option<serde_json::Value> {
 
 /// The trimmed string when it could be a JSON object or array.
 fn json_candidate(s: &str) -> Option<&str> {
-    let t = s.trim();
+    let t = trim(s);
     let (first, last) = (t.as_bytes().first()?, t.as_bytes().last()?);
     if !matches!((first, last), (b'{', b'}') | (b'[', b']')) || t.len() < 2 {
         return None;
@@ -343,7 +355,7 @@ fn b64_run(t: &[u8]) -> (usize, u8) {
 }
 
 fn as_base64_depth(s: &str, depth: u8) -> Option<String> {
-    let t = s.trim().as_bytes();
+    let t = trim(s).as_bytes();
     if t.len() < 24 {
         return None;
     }
@@ -631,7 +643,7 @@ pub(crate) fn data_uri_payloads(s: &str) -> Option<String> {
 /// Whole-string hex (either case, even length, at least 32 digits: 16 bytes), decoding
 /// to mostly-printable UTF-8. Digests and ids decode to binary and are not taken.
 pub(crate) fn as_hex(s: &str) -> Option<String> {
-    let t = s.trim().as_bytes();
+    let t = trim(s).as_bytes();
     if t.len() < 32 || !t.len().is_multiple_of(2) || !t.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
@@ -657,7 +669,7 @@ pub(crate) fn as_hex(s: &str) -> Option<String> {
 /// Whole-string base32 (RFC 4648 §6 alphabet, upper case, `=` padding at the end only),
 /// at least 24 characters, decoding to mostly-printable UTF-8.
 pub(crate) fn as_base32(s: &str) -> Option<String> {
-    let t = s.trim().as_bytes();
+    let t = trim(s).as_bytes();
     // Cheap rejection first: prose, code and lower-case tokens fail on an early byte.
     if t.len() < 24
         || !t
@@ -895,6 +907,27 @@ mod tests {
                 assert_eq!(b64_classes(&t), want, "{t:?}");
             }
         }
+    }
+
+    /// `trim` is `str::trim` (every one-byte end, and multi-byte white space).
+    #[test]
+    fn fast_trim_is_str_trim() {
+        let mut ends: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
+        ends.extend(
+            [
+                "\u{85}", "\u{a0}", "\u{1680}", "\u{2000}", "\u{2028}", "\u{3000}", "é", "\u{feff}",
+            ]
+            .map(String::from),
+        );
+        for a in &ends {
+            for z in &ends {
+                for mid in ["", "x", " y ", "\u{a0}"] {
+                    let s = format!("{a}{mid}{z}");
+                    assert_eq!(trim(&s), s.trim(), "{s:?}");
+                }
+            }
+        }
+        assert_eq!(trim(""), "");
     }
 
     #[test]
