@@ -516,6 +516,9 @@ impl Cx<'_> {
         // INVARIANT: one level only, and the strictest alphabets first (a hex or base32
         // string is also base64).
         let abc = alphabets(s);
+        // Percent-encoding needs a `%`, a `data:` URI a `;`: one search for both rules
+        // the two probes out for most strings (each was a search of its own).
+        let pct_or_uri = memchr::memchr2(b'%', b';', s.as_bytes()).is_some();
         let decoded = None
             .or_else(|| {
                 (abc & HEX != 0)
@@ -535,8 +538,18 @@ impl Cx<'_> {
                     .flatten()
                     .map(|d| (d, "base64"))
             })
-            .or_else(|| as_percent(s).map(|d| (d, "percent")))
-            .or_else(|| data_uri_payloads(s).map(|d| (d, "data-uri")));
+            .or_else(|| {
+                pct_or_uri
+                    .then(|| as_percent(s))
+                    .flatten()
+                    .map(|d| (d, "percent"))
+            })
+            .or_else(|| {
+                pct_or_uri
+                    .then(|| data_uri_payloads(s))
+                    .flatten()
+                    .map(|d| (d, "data-uri"))
+            });
         if let Some((text, enc)) = decoded {
             let before = self.out.len();
             self.string(&text, pointer, key_ctx, in_key, Some(enc), false);
