@@ -661,6 +661,21 @@ pub(crate) fn as_hex(s: &str) -> Option<String> {
     if binary {
         return None;
     }
+    // Then the first 16 bytes on the stack: an invalid UTF-8 sequence there (not one
+    // merely cut off by the probe's end) makes the whole decoding invalid UTF-8, which
+    // is refused below; random bytes (a digest) have one within a few bytes.
+    let mut head = [0u8; 16];
+    let k = (t.len() / 2).min(head.len());
+    for (h, p) in head.iter_mut().zip(t.chunks_exact(2)) {
+        if let [hi, lo] = p {
+            *h = nibble(*hi) << 4 | nibble(*lo);
+        }
+    }
+    if let Err(e) = std::str::from_utf8(head.get(..k).unwrap_or(&[]))
+        && e.error_len().is_some()
+    {
+        return None;
+    }
     let bytes = hex::decode(t).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     mostly_text(&text).then_some(text)
@@ -907,6 +922,53 @@ mod tests {
                 assert_eq!(b64_classes(&t), want, "{t:?}");
             }
         }
+    }
+
+    /// The stack probe of `as_hex` refuses only what the full decoding refuses: hex of
+    /// random bytes, of text, and of text with binary or multi-byte characters late.
+    #[test]
+    fn hex_probe_keeps_the_full_decoding() {
+        fn full(s: &str) -> Option<String> {
+            let bytes = hex::decode(s).ok()?;
+            let text = String::from_utf8(bytes).ok()?;
+            mostly_text(&text).then_some(text)
+        }
+        let mut r = 5u64;
+        let mut rnd = || {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            r
+        };
+        let mut accepted = 0;
+        for i in 0..20000 {
+            let mut bytes: Vec<u8> = "access key: é€ 電話 token=ab"
+                .bytes()
+                .cycle()
+                .skip(i % 23)
+                .take(16 + i % 40)
+                .collect();
+            // Some random bytes somewhere (or none, or everywhere).
+            for _ in 0..(rnd() % 3) {
+                let n = bytes.len();
+                bytes[(rnd() as usize) % n] = rnd() as u8;
+            }
+            if i % 5 == 0 {
+                bytes.iter_mut().for_each(|b| *b = rnd() as u8);
+            }
+            let s = hex::encode(&bytes);
+            let want = if s.len() >= 32
+                && (bytes[0].is_ascii_graphic() || b" \t\n\r".contains(&bytes[0]))
+                && (bytes[1].is_ascii_graphic() || b" \t\n\r".contains(&bytes[1]))
+            {
+                full(&s)
+            } else {
+                None
+            };
+            assert_eq!(as_hex(&s), want, "{bytes:?}");
+            accepted += usize::from(want.is_some());
+        }
+        assert!(accepted > 2000, "{accepted}");
     }
 
     /// `trim` is `str::trim` (every one-byte end, and multi-byte white space).
