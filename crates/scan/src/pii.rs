@@ -297,6 +297,10 @@ const SLASH: u8 = 10;
 /// [`sep_code`] of the 1 to 3 separator bytes packed big-endian into `packed` (none
 /// of them is 0, so the packing is unambiguous).
 fn sep_code_packed(packed: u32) -> u8 {
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "compile-time constants: `i < s.len()`"
+    )]
     const fn p(s: &[u8]) -> u32 {
         let mut v = 0u32;
         let mut i = 0;
