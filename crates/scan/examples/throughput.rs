@@ -54,6 +54,11 @@ fn main() {
     if std::env::var_os("KEYWORDS").is_some() {
         eprintln!("{:?}", s.keyword_hits(&text));
     }
+    // The findings of one scan (detector, pointer, span, fingerprint: no values), to
+    // compare two builds' results on the same input.
+    if let Some(p) = std::env::var_os("FINDINGS") {
+        std::fs::write(p, serde_json::to_string_pretty(&s.scan(doc, &key)).unwrap()).unwrap();
+    }
     let mut found = 0;
     let t = std::time::Instant::now();
     for _ in 0..n {

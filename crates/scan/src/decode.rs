@@ -3,10 +3,22 @@
 
 use base64::Engine as _;
 
+/// `s.trim()`, without the Unicode search when neither end can be white space: a
+/// Unicode white-space character is ASCII `\t`–`\r` or ` `, or starts with a byte of
+/// 0x80 or more. Every decoding probe trims each string it looks at.
+#[inline]
+fn trim(s: &str) -> &str {
+    let solid = |b: u8| b > b' ' && b < 0x80;
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(&a), Some(&z)) if solid(a) && solid(z) => s,
+        _ => s.trim(),
+    }
+}
+
 /// The alphabets a whole string (trimmed) is written in, found in one pass that stops
 /// at the first byte outside all of them: [`HEX`], [`BASE32`], [`BASE64`].
 pub(crate) fn alphabets(s: &str) -> u8 {
-    let t = s.trim().as_bytes();
+    let t = trim(s).as_bytes();
     if t.len() < 24 {
         return 0;
     }
@@ -36,13 +48,162 @@ pub(crate) const BASE32: u8 = 2;
 /// See [`alphabets`].
 pub(crate) const BASE64: u8 = 4;
 
+/// The string as JSON (an object or an array), parsed into a `serde_json::Value`.
+/// The scan uses [`as_json_tree`]; this is the reference it is tested against.
+#[cfg(test)]
 pub(crate) fn as_json(s: &str) -> Option<serde_json::Value> {
-    let t = s.trim();
+    serde_json::from_str(json_candidate(s)?).ok()
+}
+
+/// The trimmed string when it could be a JSON object or array.
+fn json_candidate(s: &str) -> Option<&str> {
+    let t = trim(s);
     let (first, last) = (t.as_bytes().first()?, t.as_bytes().last()?);
     if !matches!((first, last), (b'{', b'}') | (b'[', b']')) || t.len() < 2 {
         return None;
     }
-    serde_json::from_str(t).ok()
+    Some(t)
+}
+
+/// The string as JSON (an object or an array), as a [`Json`] tree that borrows its
+/// strings from `s` where they hold no escapes. Accepts exactly what
+/// `serde_json::from_str::<serde_json::Value>` accepts (the same parser, the same
+/// limits: only the visitor differs) and holds the same strings in the same order.
+pub(crate) fn as_json_tree(s: &str) -> Option<Json<'_>> {
+    serde_json::from_str(json_candidate(s)?).ok()
+}
+
+/// A decoded JSON document as the scan needs it: the strings, the arrays and the
+/// objects; numbers, booleans and nulls are `Other`. Parsing into this instead of a
+/// `serde_json::Value` saves a `String` per key and per string (they are borrowed)
+/// and the map's nodes.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Json<'a> {
+    Str(std::borrow::Cow<'a, str>),
+    Arr(Vec<Json<'a>>),
+    /// Members ordered by key, a repeated key holding its last value: the iteration
+    /// order and contents of the `serde_json::Map` (a `BTreeMap`) the same text gives.
+    Obj(Vec<(std::borrow::Cow<'a, str>, Json<'a>)>),
+    Other,
+}
+
+impl<'a> Json<'a> {
+    /// The value of member `k` of an object.
+    pub(crate) fn get(&self, k: &str) -> Option<&Json<'a>> {
+        match self {
+            Json::Obj(m) => m
+                .binary_search_by(|(key, _)| key.as_ref().cmp(k))
+                .ok()
+                .and_then(|i| m.get(i))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+struct JsonVisitor;
+
+/// A string (a key, a value) borrowed from the input when it has no escapes.
+struct JsonStr<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for JsonStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<JsonStr<'de>, E> {
+                Ok(JsonStr(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<JsonStr<'de>, E> {
+                Ok(JsonStr(std::borrow::Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<JsonStr<'de>, E> {
+                Ok(JsonStr(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_none<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(std::borrow::Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(std::borrow::Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Json<'de>, E> {
+        Ok(Json::Str(std::borrow::Cow::Owned(v)))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Json<'de>, A::Error> {
+        // Capacity for a typical short array up front (one allocation, not 4 → 8 → 16).
+        let mut items = Vec::with_capacity(4);
+        while let Some(v) = a.next_element()? {
+            items.push(v);
+        }
+        Ok(Json::Arr(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Json<'de>, A::Error> {
+        let mut members: Vec<(std::borrow::Cow<'de, str>, Json<'de>)> = Vec::with_capacity(8);
+        while let Some((JsonStr(k), v)) = a.next_entry::<JsonStr<'de>, Json<'de>>()? {
+            members.push((k, v));
+        }
+        // As a `BTreeMap` holds them: by key (stable, so repeats stay in text order),
+        // then each repeated key with its last value.
+        if !members.is_sorted_by(|x, y| x.0 < y.0) {
+            members.sort_by(|x, y| x.0.cmp(&y.0));
+            members.dedup_by(|later, kept| {
+                if later.0 == kept.0 {
+                    std::mem::swap(&mut later.1, &mut kept.1);
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        Ok(Json::Obj(members))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Json<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
 }
 
 fn mostly_text(s: &str) -> bool {
@@ -194,7 +355,7 @@ fn b64_run(t: &[u8]) -> (usize, u8) {
 }
 
 fn as_base64_depth(s: &str, depth: u8) -> Option<String> {
-    let t = s.trim().as_bytes();
+    let t = trim(s).as_bytes();
     if t.len() < 24 {
         return None;
     }
@@ -482,7 +643,7 @@ pub(crate) fn data_uri_payloads(s: &str) -> Option<String> {
 /// Whole-string hex (either case, even length, at least 32 digits: 16 bytes), decoding
 /// to mostly-printable UTF-8. Digests and ids decode to binary and are not taken.
 pub(crate) fn as_hex(s: &str) -> Option<String> {
-    let t = s.trim().as_bytes();
+    let t = trim(s).as_bytes();
     if t.len() < 32 || !t.len().is_multiple_of(2) || !t.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
@@ -500,6 +661,21 @@ pub(crate) fn as_hex(s: &str) -> Option<String> {
     if binary {
         return None;
     }
+    // Then the first 16 bytes on the stack: an invalid UTF-8 sequence there (not one
+    // merely cut off by the probe's end) makes the whole decoding invalid UTF-8, which
+    // is refused below; random bytes (a digest) have one within a few bytes.
+    let mut head = [0u8; 16];
+    let k = (t.len() / 2).min(head.len());
+    for (h, p) in head.iter_mut().zip(t.chunks_exact(2)) {
+        if let [hi, lo] = p {
+            *h = nibble(*hi) << 4 | nibble(*lo);
+        }
+    }
+    if let Err(e) = std::str::from_utf8(head.get(..k).unwrap_or(&[]))
+        && e.error_len().is_some()
+    {
+        return None;
+    }
     let bytes = hex::decode(t).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     mostly_text(&text).then_some(text)
@@ -508,7 +684,7 @@ pub(crate) fn as_hex(s: &str) -> Option<String> {
 /// Whole-string base32 (RFC 4648 §6 alphabet, upper case, `=` padding at the end only),
 /// at least 24 characters, decoding to mostly-printable UTF-8.
 pub(crate) fn as_base32(s: &str) -> Option<String> {
-    let t = s.trim().as_bytes();
+    let t = trim(s).as_bytes();
     // Cheap rejection first: prose, code and lower-case tokens fail on an early byte.
     if t.len() < 24
         || !t
@@ -746,6 +922,74 @@ mod tests {
                 assert_eq!(b64_classes(&t), want, "{t:?}");
             }
         }
+    }
+
+    /// The stack probe of `as_hex` refuses only what the full decoding refuses: hex of
+    /// random bytes, of text, and of text with binary or multi-byte characters late.
+    #[test]
+    fn hex_probe_keeps_the_full_decoding() {
+        fn full(s: &str) -> Option<String> {
+            let bytes = hex::decode(s).ok()?;
+            let text = String::from_utf8(bytes).ok()?;
+            mostly_text(&text).then_some(text)
+        }
+        let mut r = 5u64;
+        let mut rnd = || {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            r
+        };
+        let mut accepted = 0;
+        for i in 0..20000 {
+            let mut bytes: Vec<u8> = "access key: é€ 電話 token=ab"
+                .bytes()
+                .cycle()
+                .skip(i % 23)
+                .take(16 + i % 40)
+                .collect();
+            // Some random bytes somewhere (or none, or everywhere).
+            for _ in 0..(rnd() % 3) {
+                let n = bytes.len();
+                bytes[(rnd() as usize) % n] = rnd() as u8;
+            }
+            if i % 5 == 0 {
+                bytes.iter_mut().for_each(|b| *b = rnd() as u8);
+            }
+            let s = hex::encode(&bytes);
+            let want = if s.len() >= 32
+                && (bytes[0].is_ascii_graphic() || b" \t\n\r".contains(&bytes[0]))
+                && (bytes[1].is_ascii_graphic() || b" \t\n\r".contains(&bytes[1]))
+            {
+                full(&s)
+            } else {
+                None
+            };
+            assert_eq!(as_hex(&s), want, "{bytes:?}");
+            accepted += usize::from(want.is_some());
+        }
+        assert!(accepted > 2000, "{accepted}");
+    }
+
+    /// `trim` is `str::trim` (every one-byte end, and multi-byte white space).
+    #[test]
+    fn fast_trim_is_str_trim() {
+        let mut ends: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
+        ends.extend(
+            [
+                "\u{85}", "\u{a0}", "\u{1680}", "\u{2000}", "\u{2028}", "\u{3000}", "é", "\u{feff}",
+            ]
+            .map(String::from),
+        );
+        for a in &ends {
+            for z in &ends {
+                for mid in ["", "x", " y ", "\u{a0}"] {
+                    let s = format!("{a}{mid}{z}");
+                    assert_eq!(trim(&s), s.trim(), "{s:?}");
+                }
+            }
+        }
+        assert_eq!(trim(""), "");
     }
 
     #[test]

@@ -204,24 +204,37 @@ impl KwDfa {
 
     /// Every keyword occurrence in `t`, as `(keyword index, start, end)`, ordered by end.
     pub(crate) fn find_all(&self, t: &[u8], hits: &mut Vec<(usize, usize, usize)>) {
-        let mut ends: Vec<(usize, usize)> = Vec::new();
         let n = t.len();
         if n < 64 || n < 2 * self.maxlen {
-            self.walk(t, 0, 0, n, &mut ends);
-        } else {
-            self.walk4(t, &mut ends);
-        }
-        for (state, end) in ends {
-            let m = (state - self.first_match) / self.stride;
-            let (a, b) = (
-                self.out_at.get(m).copied().unwrap_or(0) as usize,
-                self.out_at.get(m + 1).copied().unwrap_or(0) as usize,
-            );
-            for &p in self.outs.get(a..b).unwrap_or(&[]) {
-                let p = p as usize;
-                let len = self.lens.get(p).copied().unwrap_or(0);
-                hits.push((p, end - len, end));
+            // Short strings (most keys and values of a JSON document): one stream,
+            // matches reported as they end (the order the buffered path gives).
+            let mut s = 0usize;
+            for (i, &b) in t.iter().enumerate() {
+                s = self.step(s, b);
+                if s >= self.first_match {
+                    self.report(s, i + 1, hits);
+                }
             }
+            return;
+        }
+        let mut ends: Vec<(usize, usize)> = Vec::new();
+        self.walk4(t, &mut ends);
+        for (state, end) in ends {
+            self.report(state, end, hits);
+        }
+    }
+
+    /// The keywords that match state `state` (a match state) ending at `end`.
+    fn report(&self, state: usize, end: usize, hits: &mut Vec<(usize, usize, usize)>) {
+        let m = (state - self.first_match) / self.stride;
+        let (a, b) = (
+            self.out_at.get(m).copied().unwrap_or(0) as usize,
+            self.out_at.get(m + 1).copied().unwrap_or(0) as usize,
+        );
+        for &p in self.outs.get(a..b).unwrap_or(&[]) {
+            let p = p as usize;
+            let len = self.lens.get(p).copied().unwrap_or(0);
+            hits.push((p, end - len, end));
         }
     }
 
@@ -233,24 +246,6 @@ impl KwDfa {
     fn step(&self, s: usize, b: u8) -> usize {
         let c = usize::from(self.class.get(usize::from(b)).copied().unwrap_or(0));
         usize::from(self.trans[usize::from((s + c) as u16)])
-    }
-
-    /// One stream: walk `t[from..to]`, report matches ending after `report_from`.
-    fn walk(
-        &self,
-        t: &[u8],
-        from: usize,
-        report_from: usize,
-        to: usize,
-        ends: &mut Vec<(usize, usize)>,
-    ) {
-        let mut s = 0usize;
-        for (i, &b) in t.get(from..to).unwrap_or(&[]).iter().enumerate() {
-            s = self.step(s, b);
-            if s >= self.first_match && from + i >= report_from {
-                ends.push((s, from + i + 1));
-            }
-        }
     }
 
     /// The lock-step over whole 8-byte blocks of the four streams (blocks of equal

@@ -2,20 +2,37 @@
 //! `iban`. Each is gated on a cheap byte test (`@`, a digit) and then checked by hand,
 //! so their cost is one pass over the text.
 
+use crate::checks::{KeyWords, key_has_any};
+
 /// Which number detectors are wanted, and the context a key gives.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct NumberWants {
+pub(crate) struct NumberWants<'k> {
     pub phone: bool,
     pub card: bool,
     pub ssn: bool,
     pub iban: bool,
-    /// The string is the value of a key that names a phone number.
-    pub phone_key: bool,
-    /// The string is the value of a key that names a social security number.
-    pub ssn_key: bool,
+    /// The key whose value the string is: whether it names a phone number or a social
+    /// security number is looked up (`key_has_any`) only when a digit cluster gets as
+    /// far as the phone and SSN checks, most strings with digits never do (ids, hashes,
+    /// dates).
+    pub key: Option<&'k str>,
 }
 
-impl NumberWants {
+/// Whether a key names a phone number / a social security number.
+pub(crate) static PHONE_KEY: KeyWords = KeyWords::new(&["phone", "mobile", "tel", "fax", "cell"]);
+pub(crate) static SSN_KEY: KeyWords = KeyWords::new(&["ssn", "social_security", "socialsecurity"]);
+
+/// `(phone_key, ssn_key)` of `key`, computed on first use (the same answer as computing
+/// it up front: `key_has_any` is a pure function of the key).
+fn key_flags(key: Option<&str>, memo: &mut Option<(bool, bool)>) -> (bool, bool) {
+    *memo.get_or_insert_with(|| {
+        key.map_or((false, false), |k| {
+            (key_has_any(k, &PHONE_KEY), key_has_any(k, &SSN_KEY))
+        })
+    })
+}
+
+impl NumberWants<'_> {
     pub(crate) fn any(&self) -> bool {
         self.phone || self.card || self.ssn || self.iban
     }
@@ -277,6 +294,48 @@ const RPAR_SP_LPAR: u8 = 8;
 const SP_DASH_SP: u8 = 9;
 const SLASH: u8 = 10;
 
+/// [`sep_code`] of the 1 to 3 separator bytes packed big-endian into `packed` (none
+/// of them is 0, so the packing is unambiguous).
+fn sep_code_packed(packed: u32) -> u8 {
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "compile-time constants: `i < s.len()`"
+    )]
+    const fn p(s: &[u8]) -> u32 {
+        let mut v = 0u32;
+        let mut i = 0;
+        while i < s.len() {
+            v = v << 8 | s[i] as u32;
+            i += 1;
+        }
+        v
+    }
+    const SP_: u32 = p(b" ");
+    const DASH_: u32 = p(b"-");
+    const DOT_: u32 = p(b".");
+    const RPAR_: u32 = p(b")");
+    const RPAR_SP_: u32 = p(b") ");
+    const LPAR_: u32 = p(b"(");
+    const SP_LPAR_: u32 = p(b" (");
+    const RPAR_SP_LPAR_: u32 = p(b") (");
+    const SP_DASH_SP_: u32 = p(b" - ");
+    const SLASH_: u32 = p(b"/");
+    match packed {
+        SP_ => SP,
+        DASH_ => DASH,
+        DOT_ => DOT,
+        RPAR_ => RPAR,
+        RPAR_SP_ => RPAR_SP,
+        LPAR_ => LPAR,
+        SP_LPAR_ => SP_LPAR,
+        RPAR_SP_LPAR_ => RPAR_SP_LPAR,
+        SP_DASH_SP_ => SP_DASH_SP,
+        SLASH_ => SLASH,
+        _ => OTHER,
+    }
+}
+
+#[cfg(test)]
 fn sep_code(sep: &[u8]) -> u8 {
     match sep {
         b" " => SP,
@@ -341,21 +400,26 @@ fn fill_cluster(s: &[u8], d: usize, c: &mut Cluster) {
             c.overflow = true;
         }
         c.end = i;
-        // Separator: up to 3 bytes of ` -.()`, then a digit.
+        // Separator: up to 3 bytes of ` -.()/`, then a digit. Its bytes are packed
+        // into an integer as they are read (for `sep_code_packed`), and its dots and
+        // dashes counted, in the one pass.
         let mut j = i;
-        while j < s.len()
-            && j - i < 3
-            && matches!(at(s, j), b' ' | b'-' | b'.' | b'(' | b')' | b'/')
-        {
+        let mut packed = 0u32;
+        let mut dots = 0;
+        while j < s.len() && j - i < 3 {
+            let b = at(s, j);
+            if !matches!(b, b' ' | b'-' | b'.' | b'(' | b')' | b'/') {
+                break;
+            }
+            packed = packed << 8 | u32::from(b);
+            dots += usize::from(b == b'.' || b == b'-');
             j += 1;
         }
         if j > i && at(s, j).is_ascii_digit() {
-            let sep = s.get(i..j).unwrap_or(&[]);
             if let Some(x) = c.seps.get_mut(c.n.saturating_sub(1)) {
-                *x = sep_code(sep);
+                *x = sep_code_packed(packed);
             }
             // A sentence end (`. `) or two different dashes/dots is not a separator.
-            let dots = sep.iter().filter(|&&b| b == b'.' || b == b'-').count();
             if dots > 1 {
                 break;
             }
@@ -683,7 +747,11 @@ fn next_digit(s: &[u8], from: usize) -> Option<usize> {
 ///
 /// Digit runs glued to a word or a base64/hex token are skipped with the token; the
 /// rest are checked by hand.
-pub(crate) fn find_numbers(s: &[u8], w: NumberWants, out: &mut Vec<(NumberKind, usize, usize)>) {
+pub(crate) fn find_numbers(
+    s: &[u8],
+    w: NumberWants<'_>,
+    out: &mut Vec<(NumberKind, usize, usize)>,
+) {
     let Some(first) = next_digit(s, 0) else {
         return;
     };
@@ -696,8 +764,9 @@ pub(crate) fn find_numbers(s: &[u8], w: NumberWants, out: &mut Vec<(NumberKind, 
         total: 0,
         seps: [OTHER; MAX_GROUPS],
     };
+    let mut keys = None;
     while let Some(d) = next_digit(s, from) {
-        from = at_digit_run(s, d, w, &mut c, out).max(d + 1);
+        from = at_digit_run(s, d, w, &mut c, &mut keys, out).max(d + 1);
     }
 }
 
@@ -705,8 +774,9 @@ pub(crate) fn find_numbers(s: &[u8], w: NumberWants, out: &mut Vec<(NumberKind, 
 fn at_digit_run(
     s: &[u8],
     d: usize,
-    w: NumberWants,
+    w: NumberWants<'_>,
     c: &mut Cluster,
+    keys: &mut Option<(bool, bool)>,
     out: &mut Vec<(NumberKind, usize, usize)>,
 ) -> usize {
     // IBAN: two capital letters right before the check digits.
@@ -775,10 +845,10 @@ fn at_digit_run(
         found = find_card(s, c, out);
     }
     if !found && w.ssn {
-        found = find_ssn(s, c, w.ssn_key, out);
+        found = find_ssn(s, c, key_flags(w.key, keys).1, out);
     }
     if !found && w.phone {
-        find_phone(s, c, lead, plus, w.phone_key, out);
+        find_phone(s, c, lead, plus, key_flags(w.key, keys).0, out);
     }
     from
 }
@@ -1119,6 +1189,28 @@ mod tests {
             }
         }
         assert!(hits > 1000, "{hits}");
+    }
+
+    /// The packed separator codes are the slice codes, for every separator the
+    /// cluster fill can read (1 to 3 bytes of ` -.()/`).
+    #[test]
+    fn packed_separator_codes_match_the_slice_codes() {
+        let abc = b" -.()/";
+        let mut seen = std::collections::BTreeSet::new();
+        for n in 1..=3u32 {
+            for k in 0..6usize.pow(n) {
+                let mut sep = Vec::new();
+                let mut x = k;
+                for _ in 0..n {
+                    sep.push(abc[x % 6]);
+                    x /= 6;
+                }
+                let packed = sep.iter().fold(0u32, |v, &b| v << 8 | u32::from(b));
+                assert_eq!(sep_code_packed(packed), sep_code(&sep), "{sep:?}");
+                seen.insert(sep_code(&sep));
+            }
+        }
+        assert_eq!(seen.len(), 11, "every code, OTHER included");
     }
 
     #[test]

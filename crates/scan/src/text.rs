@@ -228,22 +228,12 @@ pub(crate) fn scan_text(e: &Engine, t: &[u8], key_ctx: Option<&str>) -> Vec<Hit>
             });
         }
     }
-    // Every number detection needs a digit: strings without one skip the key check.
-    let (phone_key, ssn_key) = match key_ctx {
-        Some(key)
-            if !(e.phone.is_empty() && e.ssn.is_empty()) && t.iter().any(u8::is_ascii_digit) =>
-        {
-            (key_has_any(key, &PHONE_KEY), key_has_any(key, &SSN_KEY))
-        }
-        _ => (false, false),
-    };
     let wants = NumberWants {
         phone: !e.phone.is_empty(),
         card: !e.card.is_empty(),
         ssn: !e.ssn.is_empty(),
         iban: !e.iban.is_empty(),
-        phone_key,
-        ssn_key,
+        key: key_ctx,
     };
     if wants.any() {
         let mut spans = Vec::new();
@@ -418,8 +408,6 @@ const KEY_CONTEXT_WORDS: &[&str] = &[
 ];
 
 static KEY_CONTEXT: KeyWords = KeyWords::new(KEY_CONTEXT_WORDS);
-static PHONE_KEY: KeyWords = KeyWords::new(&["phone", "mobile", "tel", "fax", "cell"]);
-static SSN_KEY: KeyWords = KeyWords::new(&["ssn", "social_security", "socialsecurity"]);
 
 /// The value of a member whose key names a secret.
 fn key_context_hits(e: &Engine, key: &str, t: &[u8], hits: &mut Vec<Hit>) {
