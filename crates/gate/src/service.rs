@@ -483,8 +483,7 @@ impl Service {
     ///
     /// A call held for approval is stored as pending here (the approvals store is
     /// written on the calling thread).
-    #[allow(clippy::result_large_err)]
-    pub fn decide_now(&self, subject: &Subject, call: Call) -> Result<Uncommitted, Call> {
+    pub fn decide_now(&self, subject: &Subject, call: Call) -> Result<Uncommitted, Box<Call>> {
         let started = Instant::now();
         let policy = self.policy();
         let (request, mut problems) = self.request(subject, &call, &[]);
@@ -496,7 +495,7 @@ impl Service {
                 Some(a) => answers.insert(h, a),
                 None => {
                     drop(staged);
-                    return Err(call);
+                    return Err(Box::new(call));
                 }
             }
         }

@@ -455,7 +455,7 @@ async fn relay_from_client(io: &Io<'_>, batch: &mut Batch, line: Line, max: usiz
                             batch.items.push((pending, decided));
                             return true;
                         }
-                        Ok(Err(call)) => Err((call, None)),
+                        Ok(Err(call)) => Err((*call, None)),
                         Err(_) => Ok(()),
                     }
                 }
