@@ -442,10 +442,7 @@ impl Service {
         labels: &[String],
         answered: Option<Answered>,
     ) -> Verdict {
-        let started = Instant::now();
-        let policy = self.policy();
-        let (request, mut problems) = self.request(subject, &call, labels);
-        problems.extend(call.problems.iter().cloned());
+        let (started, policy, request, problems) = self.begin(subject, &call, labels);
         // Resolve last: every check but DNS first; the names are looked up (all at
         // once, without blocking the runtime) only if nothing else denies.
         let staged = self.stage(&policy, &request, &call);
@@ -484,10 +481,7 @@ impl Service {
     /// A call held for approval is stored as pending here (the approvals store is
     /// written on the calling thread).
     pub fn decide_now(&self, subject: &Subject, call: Call) -> Result<Uncommitted, Box<Call>> {
-        let started = Instant::now();
-        let policy = self.policy();
-        let (request, mut problems) = self.request(subject, &call, &[]);
-        problems.extend(call.problems.iter().cloned());
+        let (started, policy, request, problems) = self.begin(subject, &call, &[]);
         let staged = self.stage(&policy, &request, &call);
         let mut answers = Answers::default();
         for h in staged.hosts() {
@@ -781,10 +775,7 @@ impl Service {
     /// [`Service::decide`] for callers outside an async runtime (`check`, hooks, the
     /// library): blocks on DNS and on the audit commit.
     pub fn decide_blocking(&self, subject: &Subject, call: Call) -> Verdict {
-        let started = Instant::now();
-        let policy = self.policy();
-        let (request, mut problems) = self.request(subject, &call, &[]);
-        problems.extend(call.problems.iter().cloned());
+        let (started, policy, request, problems) = self.begin(subject, &call, &[]);
         let staged = self.stage(&policy, &request, &call);
         let mut answers = Answers::default();
         for h in staged.hosts() {
@@ -807,6 +798,21 @@ impl Service {
                     .ok_or_else(|| "the audit store returned no receipt".to_string())
             });
         finish(decision, committed, &request.tool)
+    }
+
+    /// What every decision starts from: its clock, the policy in force, the core's
+    /// request, and the problems found so far (the transport's and the session state's).
+    fn begin(
+        &self,
+        subject: &Subject,
+        call: &Call,
+        labels: &[String],
+    ) -> (Instant, Arc<Policy>, Request, Vec<Reason>) {
+        let started = Instant::now();
+        let policy = self.policy();
+        let (request, mut problems) = self.request(subject, call, labels);
+        problems.extend(call.problems.iter().cloned());
+        (started, policy, request, problems)
     }
 
     /// Decide without recording (for `conductor check` and `policy test`, which
