@@ -43,8 +43,12 @@ fn main() {
     let v = Value::String(text.clone());
     let lines = json!({"documents": text.lines().map(|l| Value::String(l.to_string())).collect::<Vec<_>>()});
     let small = json!({"url": "https://api.example.com/v1/search", "query": mixed_text(4 << 10, 7), "limit": 20});
+    // The gate service's cross-message window on `serve`'s bench: 4 KiB of the
+    // zero-work upstream's "ok" answers, then the next one.
+    let window = Value::String("ok".repeat(2049));
     let doc = match args.get(3).map(String::as_str) {
         Some("lines") => &lines,
+        Some("window") => &window,
         Some("4k") => &small,
         _ => &v,
     };

@@ -5,8 +5,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::decode::{
-    BASE32, BASE64, HEX, Json, alphabets, as_base32, as_base64, as_hex, as_json_tree, as_percent,
-    data_uri_payloads,
+    BASE32, BASE64, HEX, Json, alphabets, as_base32, as_base64_in_alphabet, as_hex, as_json_tree,
+    as_percent, data_uri_payloads,
 };
 use crate::engine::Engine;
 use crate::text::scan_text;
@@ -534,7 +534,7 @@ impl Cx<'_> {
             })
             .or_else(|| {
                 (abc & BASE64 != 0)
-                    .then(|| as_base64(s))
+                    .then(|| as_base64_in_alphabet(s))
                     .flatten()
                     .map(|d| (d, "base64"))
             })
