@@ -995,12 +995,18 @@ impl Service {
                 .unwrap_or_default();
             let mut across = prev;
             across.push_str(&joined);
-            for l in conductor_core::label_result(&policy, &Value::String(across.clone()), &world) {
+            let across = Value::String(across);
+            for l in conductor_core::label_result(&policy, &across, &world) {
                 if !labels.contains(&l) {
                     labels.push(l);
                 }
             }
-            let tail = tail_of(&across, LABEL_WINDOW_BYTES).to_string();
+            // The window keeps the joined text's tail, cut in place (no copy).
+            let Value::String(mut tail) = across else {
+                return labels;
+            };
+            let cut = tail.len() - tail_of(&tail, LABEL_WINDOW_BYTES).len();
+            tail.drain(..cut);
             if let Ok(mut w) = self.windows.lock() {
                 if w.len() >= MAX_WINDOWS && !w.contains_key(&subject.session) {
                     w.clear();

@@ -264,6 +264,20 @@ async fn a_credential_read_in_pieces_still_labels_the_session() {
     // Another session's tail does not join this one's.
     let u = subject("other");
     assert!(svc.label(&u, &json!({"text": b})).unwrap().is_empty());
+    // After more text than the window holds, what the window keeps is the end of it
+    // (the start of a split credential), not the beginning.
+    let w = subject("long");
+    let filler = "lorem ipsum dolor sit amet ".repeat(200);
+    assert!(filler.len() > conductor_gate::LABEL_WINDOW_BYTES);
+    assert!(
+        svc.label(&w, &json!({"text": format!("{filler}{a}")}))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        svc.label(&w, &json!({"text": b})).unwrap(),
+        vec!["credentials".to_string()]
+    );
 }
 
 fn counting_service(dir: &std::path::Path, count: Arc<std::sync::atomic::AtomicUsize>) -> Service {
