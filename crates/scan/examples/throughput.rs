@@ -47,9 +47,8 @@ fn main() {
     // zero-work upstream's "ok" answers, then the next one.
     let window = Value::String("ok".repeat(2049));
     // The same on `wrap`'s bench: its echo server answers the argument's prose.
-    let prose = Value::String(
-        "summarise the latest quarterly report for the team meeting".repeat(71),
-    );
+    let prose =
+        Value::String("summarise the latest quarterly report for the team meeting".repeat(71));
     let doc = match args.get(3).map(String::as_str) {
         Some("lines") => &lines,
         Some("window") => &window,

@@ -136,32 +136,40 @@ fn finish(cx: Cx<'_>) -> Vec<Finding> {
     out
 }
 
-/// HMAC-SHA256 keyed once per call (the key schedule is not redone per finding), and
-/// the fingerprints already computed in this call: one value is often found many times
-/// (the same address in every record, a token in a string and in its decoded form), and
-/// a look-up costs a small part of the two SHA-256 blocks. The memo lives as long as
-/// the call and holds only (short) values of the scanned input.
-struct Keyed {
-    mac: Option<Hmac<Sha256>>,
+/// HMAC-SHA256 keyed at most once per call, when the call's first finding needs a
+/// fingerprint (most scans find nothing, and the key schedule is two SHA-256 blocks),
+/// and the fingerprints already computed in this call: one value is often found many
+/// times (the same address in every record, a token in a string and in its decoded
+/// form), and a look-up costs a small part of the two SHA-256 blocks. The memo lives
+/// as long as the call and holds only (short) values of the scanned input.
+struct Keyed<'k> {
+    key: &'k FingerprintKey,
+    /// Set up on first use; `Some(None)` only if HMAC refused the key (unreachable:
+    /// HMAC accepts keys of any length).
+    mac: Option<Option<Hmac<Sha256>>>,
     memo: std::collections::HashMap<Vec<u8>, String>,
 }
 
-impl Keyed {
-    fn new(key: &FingerprintKey) -> Keyed {
-        // HMAC accepts keys of any length; `None` is unreachable in practice.
+impl<'k> Keyed<'k> {
+    fn new(key: &'k FingerprintKey) -> Keyed<'k> {
         Keyed {
-            mac: <Hmac<Sha256> as Mac>::new_from_slice(&key.0).ok(),
+            key,
+            mac: None,
             memo: std::collections::HashMap::new(),
         }
     }
 }
 
 /// `hmac-sha256:<hex>` of `value` under `key`.
-fn fingerprint(key: &mut Keyed, value: &[u8]) -> String {
+fn fingerprint(key: &mut Keyed<'_>, value: &[u8]) -> String {
     if let Some(fp) = key.memo.get(value) {
         return fp.clone();
     }
-    let fp = match &key.mac {
+    let k = key.key;
+    let mac = key
+        .mac
+        .get_or_insert_with(|| <Hmac<Sha256> as Mac>::new_from_slice(&k.0).ok());
+    let fp = match mac {
         Some(m) => {
             let mut m = m.clone();
             m.update(value);
@@ -194,8 +202,8 @@ pub(crate) struct Hit {
 
 struct Cx<'a> {
     e: &'a Engine,
-    /// The keyed MAC, set up once per call and cloned per finding.
-    key: Keyed,
+    /// The keyed MAC, set up at most once per call and cloned per finding.
+    key: Keyed<'a>,
     budget: usize,
     exhausted: bool,
     out: Vec<Finding>,
