@@ -418,21 +418,8 @@ fn b64_run(t: &[u8]) -> (usize, u8) {
         .iter()
         .position(|&b| !in_run(b))
         .unwrap_or(t.len() - len);
-    let run = t.get(..len).unwrap_or(&[]);
-    let mut all = 0u8;
-    if run.iter().any(u8::is_ascii_alphanumeric) {
-        all |= B64_ALNUM;
-    }
-    if memchr::memchr2(b'+', b'/', run).is_some() {
-        all |= B64_STD;
-    }
-    if memchr::memchr2(b'-', b'_', run).is_some() {
-        all |= B64_URL;
-    }
-    if memchr::memchr(b'=', run).is_some() {
-        all |= B64_PAD;
-    }
-    (len, all)
+    // The run holds no line break, so its EOL class stays clear.
+    (len, known_b64_classes(t.get(..len).unwrap_or(&[])))
 }
 
 fn as_base64_depth(s: &str, depth: u8) -> Option<String> {
