@@ -25,7 +25,7 @@ mod service;
 pub mod sessions;
 
 pub use key::{KeyError, load_fingerprint_key};
-pub use reload::watch_policy;
+pub use reload::{PolicyWatch, Reload, watch_policy};
 pub use resolver::{Answers, GateResolver, ResolverConfig};
 pub use service::{
     APPROVAL_INPUT_KEY, Answered, ClientAnswer, REQUEST_STATE_PREFIX, StateError, is_our_state,

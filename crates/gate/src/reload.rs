@@ -49,13 +49,22 @@ pub fn read_regular(path: &Path) -> Result<(Vec<u8>, Option<std::time::SystemTim
     Ok((bytes, meta.modified().ok()))
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+fn stamp_one(path: &Path) -> Option<Stamp> {
     let (bytes, modified) = read_regular(path).ok()?;
     Some(Stamp {
         modified,
         len: bytes.len() as u64,
         sha: hex::encode(sha2::Sha256::digest(&bytes)),
     })
+}
+
+/// The policy file and every file the policy in force references (a `gitleaks`
+/// rules file), stamped in that order: a change to any of them is a change.
+fn stamp(path: &Path, referenced: &[PathBuf]) -> Vec<Option<Stamp>> {
+    std::iter::once(path)
+        .chain(referenced.iter().map(PathBuf::as_path))
+        .map(stamp_one)
+        .collect()
 }
 
 /// The policy at `path`, if the file is stable (reads the same twice, `settle` apart)
@@ -79,62 +88,152 @@ pub fn load_stable(
             p
         }
     });
-    conductor_policy::load_str(&text, &path.display().to_string(), base)
-        .map(Some)
-        .map_err(|e| e.render(false).trim_end().to_string())
+    let name = path.display().to_string();
+    let policy = conductor_policy::load_str(&text, &name, base)
+        .map_err(|e| e.render(false).trim_end().to_string())?;
+    if policy.referenced_files().is_empty() {
+        return Ok(Some(policy));
+    }
+    // A referenced file is read once per compile: compile again a moment later and
+    // put it in force only when both saw the same files (the digest covers them).
+    std::thread::sleep(settle);
+    let again = conductor_policy::load_str(&text, &name, base)
+        .map_err(|e| e.render(false).trim_end().to_string())?;
+    Ok((again.sha256() == policy.sha256()).then_some(again))
 }
 
-/// Watch the policy file: every `interval`, when it changed, load it; a valid, stable
-/// new version is put in force in `service`, an invalid one is reported through
-/// `report` and the last good one stays. Runs until aborted.
+/// What one look at the policy files found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// Nothing changed on disk.
+    Unchanged,
+    /// A new version is in force; its [`conductor_policy::Policy::sha256`].
+    Swapped(String),
+    /// The files changed but compile to the policy already in force.
+    Same,
+    /// A file is being written: looked at again next time.
+    Unstable,
+    /// The new version is invalid; the last good one stays. `first` is false when
+    /// this same report was returned for the previous change (report it once).
+    Invalid {
+        /// Every problem, rendered for a person.
+        rendered: String,
+        /// Whether this report differs from the last one returned.
+        first: bool,
+    },
+    /// The reload itself failed (the blocking task died); the last good one stays.
+    Failed,
+}
+
+/// Watches a policy file and the files the policy in force references, and puts a
+/// valid, stable new version in force. Every transport's reload goes through it.
+#[derive(Debug)]
+pub struct PolicyWatch {
+    path: PathBuf,
+    last: Vec<Option<Stamp>>,
+    last_bad: Option<String>,
+    settle: Duration,
+}
+
+impl PolicyWatch {
+    /// Stamp `path` and the files `service`'s policy references now: a change made
+    /// after this call is seen by the next [`PolicyWatch::poll`]. Reads files; call it
+    /// off the async runtime where that matters.
+    pub fn new(service: &Service, path: PathBuf, settle: Duration) -> Self {
+        let last = stamp(&path, service.policy().referenced_files());
+        PolicyWatch {
+            path,
+            last,
+            last_bad: None,
+            settle,
+        }
+    }
+
+    /// The policy file watched.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Look once: when the policy file or a file the policy in force references
+    /// changed, load the new version and, when it is valid and stable, put it in force
+    /// in `service`.
+    pub async fn poll(&mut self, service: &Service) -> Reload {
+        let path = self.path.clone();
+        let referenced = service.policy().referenced_files().to_vec();
+        let now = tokio::task::spawn_blocking(move || stamp(&path, &referenced))
+            .await
+            .unwrap_or_default();
+        if now == self.last {
+            return Reload::Unchanged;
+        }
+        let path = self.path.clone();
+        let settle = self.settle;
+        match tokio::task::spawn_blocking(move || load_stable(&path, settle)).await {
+            Ok(Ok(Some(policy))) => {
+                self.last_bad = None;
+                // Stamp what the new policy references (its list may differ), so that
+                // the next look compares like with like.
+                let path = self.path.clone();
+                let referenced = policy.referenced_files().to_vec();
+                let swapped = if policy.sha256() == service.policy().sha256() {
+                    Reload::Same
+                } else {
+                    let sha = policy.sha256().to_string();
+                    service.swap_policy(policy);
+                    Reload::Swapped(sha)
+                };
+                self.last = tokio::task::spawn_blocking(move || stamp(&path, &referenced))
+                    .await
+                    .unwrap_or(now);
+                swapped
+            }
+            // Unstable: look again next time (`last` not updated).
+            Ok(Ok(None)) => Reload::Unstable,
+            Ok(Err(rendered)) => {
+                self.last = now;
+                let first = self.last_bad.as_deref() != Some(rendered.as_str());
+                self.last_bad = Some(rendered.clone());
+                Reload::Invalid { rendered, first }
+            }
+            Err(_) => Reload::Failed,
+        }
+    }
+}
+
+/// Watch the policy file (and the files the policy references): every `interval`,
+/// when one changed, load it; a valid, stable new version is put in force in
+/// `service`, an invalid one is reported through `report` and the last good one
+/// stays. Runs until aborted.
 pub async fn watch_policy(
     service: Arc<Service>,
     path: PathBuf,
     interval: Duration,
     report: Arc<dyn Fn(String) + Send + Sync>,
 ) {
+    let settle = Duration::from_millis(50).min(interval);
+    let svc = Arc::clone(&service);
     let p = path.clone();
-    let mut last = tokio::task::spawn_blocking(move || stamp(&p))
-        .await
-        .ok()
-        .flatten();
-    let mut last_bad: Option<String> = None;
+    let Ok(mut watch) =
+        tokio::task::spawn_blocking(move || PolicyWatch::new(&svc, p, settle)).await
+    else {
+        report("policy reload could not start; the policy in force stays".into());
+        return;
+    };
     loop {
         tokio::time::sleep(interval).await;
-        let p = path.clone();
-        let now = tokio::task::spawn_blocking(move || stamp(&p))
-            .await
-            .ok()
-            .flatten();
-        if now == last {
-            continue;
-        }
-        let p = path.clone();
-        let settle = Duration::from_millis(50).min(interval);
-        let loaded = tokio::task::spawn_blocking(move || load_stable(&p, settle)).await;
-        match loaded {
-            Ok(Ok(Some(policy))) => {
-                last = now;
-                last_bad = None;
-                if policy.sha256() != service.policy().sha256() {
-                    let sha = policy.sha256().to_string();
-                    service.swap_policy(policy);
-                    report(format!("policy `{}` reloaded ({sha})", path.display()));
-                }
+        match watch.poll(&service).await {
+            Reload::Swapped(sha) => report(format!("policy `{}` reloaded ({sha})", path.display())),
+            Reload::Invalid {
+                rendered,
+                first: true,
+            } => report(format!(
+                "policy `{}` changed but is invalid; the last good version stays in force:\n{rendered}",
+                path.display(),
+            )),
+            Reload::Failed => {
+                report("policy reload failed; the last good version stays in force".into())
             }
-            // Unstable: look again next time (`last` not updated).
-            Ok(Ok(None)) => {}
-            Ok(Err(rendered)) => {
-                last = now;
-                if last_bad.as_deref() != Some(rendered.as_str()) {
-                    report(format!(
-                        "policy `{}` changed but is invalid; the last good version stays in force:\n{rendered}",
-                        path.display(),
-                    ));
-                    last_bad = Some(rendered);
-                }
-            }
-            Err(_) => report("policy reload failed; the last good version stays in force".into()),
+            Reload::Unchanged | Reload::Same | Reload::Unstable | Reload::Invalid { .. } => {}
         }
     }
 }

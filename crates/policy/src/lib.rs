@@ -57,7 +57,11 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// `sha256:<hex>` of the policy file's bytes.
+    /// `sha256:<hex>` naming exactly what is in force: for a policy that references
+    /// no other file, the SHA-256 of the policy file's bytes; for one that does (a
+    /// `gitleaks` rules file), the SHA-256 of a framed record of the policy file's
+    /// digest and each referenced file's name and digest, so that editing a rules
+    /// file changes it (audit records and reload both go by it).
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
@@ -247,7 +251,7 @@ pub fn load_str(source: &str, name: &str, base_dir: Option<&Path>) -> Result<Pol
     };
     match compile::compile(raw, start, base_dir) {
         Ok(c) if problems.is_empty() => Ok(Policy {
-            sha256: format!("sha256:{}", hex::encode(Sha256::digest(source.as_bytes()))),
+            sha256: policy_digest(source, &c.file_digests),
             c,
         }),
         Ok(_) => Err(LoadError::new(name, source, problems)),
@@ -256,6 +260,26 @@ pub fn load_str(source: &str, name: &str, base_dir: Option<&Path>) -> Result<Pol
             Err(LoadError::new(name, source, problems))
         }
     }
+}
+
+/// The digest [`Policy::sha256`] returns. With referenced files the input is framed
+/// (a domain tag that no policy text can begin with — YAML forbids NUL — then
+/// fixed-size digests and length-prefixed names), so no two different sets of files
+/// frame to the same bytes.
+fn policy_digest(source: &str, files: &[(String, [u8; 32])]) -> String {
+    if files.is_empty() {
+        return format!("sha256:{}", hex::encode(Sha256::digest(source.as_bytes())));
+    }
+    let mut h = Sha256::new();
+    h.update(b"\0conductor policy with referenced files v1\0");
+    h.update(Sha256::digest(source.as_bytes()));
+    h.update((files.len() as u64).to_be_bytes());
+    for (name, digest) in files {
+        h.update((name.len() as u64).to_be_bytes());
+        h.update(name.as_bytes());
+        h.update(digest);
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
 }
 
 fn problems_from(p: Vec<de::DeProblem>) -> Vec<Problem> {

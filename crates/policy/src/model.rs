@@ -360,4 +360,7 @@ pub struct Compiled {
     pub approve_in_client: bool,
     /// The files besides the policy file that compiling it read (gitleaks rules).
     pub files: Vec<std::path::PathBuf>,
+    /// Each referenced file compiled, as the policy names it, with the SHA-256 of the
+    /// bytes read: part of [`crate::Policy::sha256`].
+    pub file_digests: Vec<(String, [u8; 32])>,
 }

@@ -324,13 +324,14 @@ pub async fn serve_with(opts: ServeOptions, extra: Router) -> Result<(), ServeEr
     });
     // Stamped now, before anyone can see the listener: a change made after that is seen.
     let cfg_stamp = opts.config_path.as_deref().and_then(crate::reload::stamp);
-    let pol_stamp = opts.policy_path.as_deref().and_then(crate::reload::stamp);
+    let pol_watch = opts.policy_path.map(|p| {
+        conductor_gate::PolicyWatch::new(app.gates.service(), p, Duration::from_millis(50))
+    });
     let reloader = tokio::spawn(crate::reload::watch(
         Arc::clone(&app),
         opts.config_path,
-        opts.policy_path,
         cfg_stamp,
-        pol_stamp,
+        pol_watch,
     ));
     let reaper = tokio::spawn(reap_idle(Arc::clone(&app)));
     let router = Router::new()

@@ -33,14 +33,15 @@ fn reloaded(app: &App, outcome: &str) {
         .inc();
 }
 
-/// Watch both files (every second) until aborted.
-/// `last_cfg`/`last_pol`: the versions in force, stamped before the listener opened.
+/// Watch the gateway file and the policy (every second) until aborted.
+/// `last_cfg`: the gateway file's version in force; `policy`: the policy's watch, both
+/// stamped before the listener opened. The policy's reload is the gate service's
+/// ([`conductor_gate::PolicyWatch`]), which also watches the files the policy references.
 pub async fn watch(
     app: Arc<App>,
     config: Option<PathBuf>,
-    policy: Option<PathBuf>,
     mut last_cfg: Stamp,
-    mut last_pol: Stamp,
+    mut policy: Option<conductor_gate::PolicyWatch>,
 ) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -74,29 +75,22 @@ pub async fn watch(
                 }
             }
         }
-        if let Some(p) = &policy {
-            let now = stamp(p);
-            if now != last_pol {
-                last_pol = now;
-                let path = p.clone();
-                let loaded =
-                    tokio::task::spawn_blocking(move || conductor_policy::load_file(&path)).await;
-                match loaded {
-                    Ok(Ok(pol)) => {
-                        if pol.sha256() != app.gates.policy().sha256() {
-                            let sha = pol.sha256().to_string();
-                            app.gates.swap_policy(pol);
-                            reloaded(&app, "ok");
-                            tracing::info!(file = %p.display(), policy = %sha, "policy reloaded");
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        reloaded(&app, "invalid");
-                        tracing::error!(file = %p.display(), problems = %e.render(false),
+        if let Some(w) = policy.as_mut() {
+            use conductor_gate::Reload;
+            match w.poll(app.gates.service()).await {
+                Reload::Swapped(sha) => {
+                    reloaded(&app, "ok");
+                    tracing::info!(file = %w.path().display(), policy = %sha, "policy reloaded");
+                }
+                Reload::Invalid { rendered, first } => {
+                    reloaded(&app, "invalid");
+                    if first {
+                        tracing::error!(file = %w.path().display(), problems = %rendered,
                             "the policy changed but is invalid; the last good version stays in force");
                     }
-                    Err(_) => reloaded(&app, "failed"),
                 }
+                Reload::Failed => reloaded(&app, "failed"),
+                Reload::Unchanged | Reload::Same | Reload::Unstable => {}
             }
         }
     }

@@ -67,3 +67,76 @@ fn a_policy_file_being_written_is_not_put_in_force() {
     let expected = conductor_policy::load_str(&whole, "p.yaml", None).unwrap();
     assert_eq!(loaded.sha256(), expected.sha256());
 }
+
+// Regression: the watcher stamped only the policy file, so an edited gitleaks rules
+// file the policy references never took effect while the process ran.
+#[tokio::test]
+async fn an_edited_rules_file_is_put_in_force() {
+    use std::sync::Arc;
+
+    use conductor_gate::{GateResolver, MemoryStore, PolicyWatch, Reload, ResolverConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("policy.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\ndata:\n  labels:\n    l: {level: secret, detect: [{gitleaks: rules.toml}]}\n",
+    )
+    .unwrap();
+    let rules = dir.path().join("rules.toml");
+    let rule = |prefix: &str| {
+        format!(
+            "[[rules]]\nid = \"{prefix}\"\nregex = \"{prefix}_[a-z0-9]{{20}}\"\nkeywords = [\"{prefix}_\"]\n"
+        )
+    };
+    std::fs::write(&rules, rule("oldtok")).unwrap();
+    let policy = conductor_policy::load_file(&p).unwrap();
+    let audit = Arc::new(
+        conductor_audit::AuditStore::open(
+            &dir.path().join("audit.db"),
+            conductor_audit::AuditOptions::default(),
+        )
+        .unwrap(),
+    );
+    let service = conductor_gate::Service::new(
+        policy,
+        GateResolver::new(ResolverConfig::from_args(&[], true).unwrap()),
+        Arc::new(conductor_scan::FingerprintKey([7; 32])),
+        audit,
+        Arc::new(MemoryStore::default()),
+        conductor_gate::ServiceOptions::default(),
+    );
+    let finds = |svc: &conductor_gate::Service, token: &str| {
+        !svc.policy()
+            .data()
+            .scanner
+            .scan(
+                &serde_json::json!({"note": token}),
+                &conductor_scan::FingerprintKey([3; 32]),
+            )
+            .is_empty()
+    };
+    let new_token = "newtok_k3j9x0q2m5n8b1v4c7z6";
+    assert!(!finds(&service, new_token));
+    let mut watch = PolicyWatch::new(&service, p.clone(), Duration::from_millis(10));
+    assert_eq!(watch.poll(&service).await, Reload::Unchanged);
+    let before = service.policy().sha256().to_string();
+
+    std::fs::write(&rules, rule("newtok")).unwrap();
+    let got = watch.poll(&service).await;
+    assert!(
+        matches!(&got, Reload::Swapped(sha) if *sha != before),
+        "{got:?}"
+    );
+    assert!(finds(&service, new_token), "the new rule is not in force");
+    assert_eq!(watch.poll(&service).await, Reload::Unchanged);
+
+    // A broken rules file: reported once, the last good rules stay.
+    std::fs::write(&rules, "[[rules]]\nid = \"x\"\nregex = \"(\"\n").unwrap();
+    let got = watch.poll(&service).await;
+    assert!(
+        matches!(got, Reload::Invalid { first: true, .. }),
+        "{got:?}"
+    );
+    assert!(finds(&service, new_token));
+    assert_eq!(watch.poll(&service).await, Reload::Unchanged);
+}

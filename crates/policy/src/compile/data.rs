@@ -263,7 +263,14 @@ fn detect_entry(cx: &mut Cx<'_>, d: &Sp<Value>) -> Option<Detect> {
             cx.files.push(full.clone());
             match read_limited(&full, MAX_GITLEAKS_BYTES) {
                 Ok(text) => match conductor_scan::parse_gitleaks_toml(&text) {
-                    Ok(rules) => Some(Detect::Gitleaks(rules)),
+                    Ok(rules) => {
+                        use sha2::Digest;
+                        cx.file_digests.push((
+                            path.to_string(),
+                            sha2::Sha256::digest(text.as_bytes()).into(),
+                        ));
+                        Some(Detect::Gitleaks(rules))
+                    }
                     Err(e) => {
                         cx.err(d.loc, format!("gitleaks file `{path}`: {e}"));
                         None

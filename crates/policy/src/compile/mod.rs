@@ -55,6 +55,9 @@ struct Cx<'a> {
     regex_budget: usize,
     /// The files besides the policy that compiling it read.
     files: Vec<std::path::PathBuf>,
+    /// Each referenced file read, as the policy names it, with the SHA-256 of the bytes
+    /// compiled.
+    file_digests: Vec<(String, [u8; 32])>,
 }
 
 impl Cx<'_> {
@@ -95,6 +98,7 @@ pub fn compile(
         base_dir,
         regex_budget: REGEX_BUDGET,
         files: Vec::new(),
+        file_digests: Vec::new(),
     };
 
     match &raw.version {
@@ -225,6 +229,7 @@ pub fn compile(
         approval_ttl,
         approve_in_client,
         files: cx.files,
+        file_digests: cx.file_digests,
     })
 }
 

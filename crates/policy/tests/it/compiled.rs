@@ -186,6 +186,41 @@ fn gitleaks_rules_are_imported_relative_to_the_policy() {
     );
 }
 
+// Regression: the policy digest covered only the policy file, so an edited gitleaks
+// rules file left audit records naming the old digest, and the reload watchers (which
+// skip a version whose digest is unchanged) never put the new rules in force.
+#[test]
+fn the_policy_digest_covers_the_gitleaks_rules_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy =
+        "version: 1\ndata:\n  labels:\n    l: {level: secret, detect: [{gitleaks: rules.toml}]}\n";
+    let p = dir.path().join("p.yaml");
+    std::fs::write(&p, policy).unwrap();
+    let rules = |re: &str| format!("[[rules]]\nid = \"r\"\nregex = \"{re}\"\n");
+    std::fs::write(dir.path().join("rules.toml"), rules("acme_[a-z]{8}")).unwrap();
+    let a = conductor_policy::load_file(&p).unwrap();
+    let again = conductor_policy::load_file(&p).unwrap();
+    assert_eq!(a.sha256(), again.sha256(), "the digest is deterministic");
+    std::fs::write(dir.path().join("rules.toml"), rules("acme_[a-z]{9}")).unwrap();
+    let b = conductor_policy::load_file(&p).unwrap();
+    assert_ne!(
+        a.sha256(),
+        b.sha256(),
+        "an edited rules file left the digest unchanged"
+    );
+    // The same text and rules in another directory: the same digest (the names the
+    // policy gives are framed, not absolute paths).
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("p.yaml"), policy).unwrap();
+    std::fs::write(other.path().join("rules.toml"), rules("acme_[a-z]{9}")).unwrap();
+    let c = conductor_policy::load_file(&other.path().join("p.yaml")).unwrap();
+    assert_eq!(b.sha256(), c.sha256());
+    // Nor is it the digest of the policy text alone.
+    use sha2::Digest;
+    let text_only = format!("sha256:{}", hex::encode(sha2::Sha256::digest(policy)));
+    assert_ne!(text_only, b.sha256());
+}
+
 #[test]
 fn a_broken_gitleaks_file_is_a_located_problem() {
     let e = conductor_policy::load_file(&fixture("gitleaks/broken.yaml")).unwrap_err();
