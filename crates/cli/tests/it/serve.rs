@@ -1422,6 +1422,72 @@ fn serve_an_invalid_gateway_file_on_reload_keeps_the_last_good_one() {
     );
 }
 
+// Regression: serve's policy watcher stamped only the policy file, so an edited
+// gitleaks rules file the policy references never took effect while serving.
+#[test]
+fn serve_an_edited_rules_file_is_put_in_force() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |prefix: &str| {
+        format!(
+            "[[rules]]\nid = \"{prefix}\"\nregex = \"{prefix}_[a-z0-9]{{20}}\"\nkeywords = [\"{prefix}_\"]\n"
+        )
+    };
+    std::fs::write(dir.path().join("rules.toml"), rule("oldtok")).unwrap();
+    let policy = POLICY.replace(
+        "destinations:\n  allow: [\"*\"]",
+        "data:\n  labels:\n    inhouse: {level: secret, detect: [{gitleaks: rules.toml}]}\ndestinations:\n  allow: [\"*\"]",
+    );
+    assert_ne!(policy, POLICY);
+    let script = dir.path().join("fake.py");
+    std::fs::write(&script, FAKE_SERVER).unwrap();
+    let cmd = serde_json::to_string(&[python(&peers), s(&script), s(&dir.path().join("fake.log"))])
+        .unwrap();
+    let gateway = format!(
+        "version: 1\nlisten: \"127.0.0.1:0\"\norigins: [\"http://localhost:3000\"]\nservers:\n  fake:\n    command: {cmd}\n    timeout_seconds: 3\nauth: {{none: {{agent: {AGENT}}}}}\n"
+    );
+    let gw = Gateway::launch(dir, &policy, &gateway, &[]);
+    let sid = open_session(&gw, "/mcp/fake");
+    let call = |id: u64| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "slow", "arguments": {"message": "newtok_k3j9x0q2m5n8b1v4c7z6"}}})
+        .to_string();
+        http(&gw.addr, "POST", "/mcp/fake", &with_session(&sid), &body)
+    };
+    let a = call(2);
+    assert_eq!(
+        a.last()["result"]["content"][0]["text"],
+        "slow done",
+        "{}",
+        a.body
+    );
+
+    std::fs::write(gw.path("rules.toml"), rule("newtok")).unwrap();
+    let start = Instant::now();
+    while !gw.log().contains("policy reloaded") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no reload:\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The new rule finds the token: refused as a tool error naming the label.
+    let a = call(3);
+    let decision = &a.last()["result"]["_meta"]["dev.conductor/decision"];
+    assert_eq!(decision["decision"], "deny", "{}", a.body);
+    assert_eq!(
+        decision["findings"][0]["detector"], "gitleaks.newtok",
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        decision["reasons"][0]["rule"], "data.labels.inhouse",
+        "{}",
+        a.body
+    );
+}
+
 #[test]
 fn serve_a_slow_client_is_cut_off_after_the_header_timeout() {
     let Some(peers) = peers() else { return };
