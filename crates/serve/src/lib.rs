@@ -17,6 +17,7 @@ pub mod config;
 mod conn_timing;
 pub mod gate_glue;
 pub mod http;
+mod json_seq;
 pub mod metrics;
 pub mod reload;
 pub mod session;

@@ -715,6 +715,11 @@ pub async fn handle_request(
             }
             json!({"jsonrpc": "2.0", "id": id, "result": {}})
         }
+        // Its notifications can only be carried on an event stream.
+        "subscriptions/listen" if !sse => json!({"jsonrpc": "2.0", "id": id, "error": error_body(
+            code::INVALID_REQUEST,
+            "`subscriptions/listen` streams its notifications: the request must accept `text/event-stream`",
+        )}),
         _ => match route_request(&session.scope, &method, msg) {
             Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e}),
             Ok((server, mut msg)) => match session.link(&app, &server).await {
@@ -995,6 +1000,8 @@ async fn exchange(
     }
     let deadline =
         tokio::time::Instant::now() + link.server.timeout.min(app.config().limits.request_timeout);
+    // A `subscriptions/listen` stream lasts until its client cancels it by going away.
+    let long_lived = method == "subscriptions/listen" && sink.is_some();
     let kind = gate_glue::answer_kind(method);
     let result = loop {
         let closed = async {
@@ -1009,7 +1016,7 @@ async fn exchange(
                 cancel(&conn, &ctx, up_id, "the client went away").await;
                 break error_answer(&id, code::INTERNAL_ERROR, "cancelled: the client went away");
             }
-            () = tokio::time::sleep_until(deadline) => {
+            () = tokio::time::sleep_until(deadline), if !long_lived => {
                 cancel(&conn, &ctx, up_id, "timed out").await;
                 break error_answer(&id, code::SERVER_GONE,
                     &format!("upstream `{}` did not answer in time", link.server.id));
@@ -1094,6 +1101,7 @@ async fn cancel(conn: &Conn, ctx: &RequestCtx, up_id: u64, reason: &str) {
     let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
                       "params": {"requestId": up_id, "reason": reason}});
     let _ = conn.send(note, ctx).await;
+    conn.forget(up_id);
 }
 
 /// Handle a client notification or an answer to a server request. `false`: refused

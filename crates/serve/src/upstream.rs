@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Secret, Server, Transport};
 use crate::gate_glue::{self, Message, code};
+use crate::json_seq::{JsonSeq, SeqError};
 
 /// Largest message accepted from an upstream.
 pub const MAX_UPSTREAM_MESSAGE: usize = 16 * 1024 * 1024;
@@ -146,6 +147,18 @@ impl Conn {
         }
     }
 
+    /// Stop waiting for the answer to request `up_id` (cancelled: its client went away or
+    /// it timed out), so that a server that never answers a cancelled request does not
+    /// leave it in flight for the connection's life.
+    pub fn forget(&self, up_id: u64) {
+        if let Conn::Stdio(c) = self
+            && let Ok(mut p) = c.pending.lock()
+        {
+            p.remove(&up_id);
+        }
+        // HTTP: each request's answer has its own reader, which ends with its client.
+    }
+
     /// The upstream's session id (HTTP), if it gave one.
     pub fn upstream_session(&self) -> Option<String> {
         match self {
@@ -160,6 +173,19 @@ impl Conn {
             Conn::Stdio(c) => c.close(),
             Conn::Http(c) => c.close().await,
         }
+    }
+}
+
+/// Where a `subscriptions/listen` stream's notifications carry its subscription id (the
+/// JSON-RPC id of the listen request).
+const SUBSCRIPTION_ID: &str = "/params/_meta/io.modelcontextprotocol~1subscriptionId";
+
+/// The upstream id a subscription id names: the id as sent, or its decimal string.
+fn subscription_of(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse::<u64>().ok().filter(|n| n.to_string() == *s),
+        _ => None,
     }
 }
 
@@ -228,7 +254,30 @@ async fn route(pending: &Pending, unsolicited: &mpsc::Sender<Value>, value: Valu
                 }
             }
         }
-        Message::Notification { method, value } => {
+        Message::Notification { method, mut value } => {
+            if let Some(sub) = value.pointer(SUBSCRIPTION_ID) {
+                // A `subscriptions/listen` stream's: tagged with the upstream's id of the
+                // listen request, which is restored to the client's. One whose listen is
+                // no longer in flight has no one to go to.
+                let target = subscription_of(sub).and_then(|n| {
+                    let p = pending.lock().ok()?;
+                    p.get(&n).map(|f| (f.tx.clone(), f.client_id.clone()))
+                });
+                match target {
+                    Some((tx, client_id)) => {
+                        if let Some(sub) = value.pointer_mut(SUBSCRIPTION_ID) {
+                            *sub = client_id;
+                        }
+                        let _ = tx.send(value).await;
+                    }
+                    // Expected just after a listen ends; debug, so a chatty upstream
+                    // does not flood the log.
+                    None => tracing::debug!(
+                        "dropped an upstream notification of a subscription that is not open"
+                    ),
+                }
+                return;
+            }
             let target = {
                 let p = pending.lock().ok();
                 p.and_then(|p| {
@@ -660,43 +709,82 @@ impl HttpConn {
             }
             return Err(self.failed(format!("http status {}", status.as_u16())));
         }
+        // The request's own channel: the stream is dropped (and the upstream sees its
+        // client go) once nobody waits on it any more.
+        let watch = pending
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&id).map(|f| f.tx.clone()));
         if ctype.starts_with("text/event-stream") {
             let server = self.server.clone();
             let unsolicited = self.unsolicited.clone();
             tokio::spawn(async move {
-                read_sse(resp, &pending, &unsolicited).await;
-                // INVARIANT: the stream closed; a request still waiting is answered.
-                let waiting: Vec<InFlight> = match pending.lock() {
-                    Ok(mut p) => p.drain().map(|(_, f)| f).collect(),
-                    Err(_) => Vec::new(),
-                };
-                for f in waiting {
-                    let _ = f
-                        .tx
-                        .send(gone_error(
-                            &f.client_id,
-                            &format!("upstream `{server}` closed its stream before answering this request"),
-                        ))
-                        .await;
+                if let Some(watch) = watch {
+                    tokio::select! {
+                        () = read_sse(resp, &pending, &unsolicited) => {}
+                        () = watch.closed() => {}
+                    }
                 }
+                answer_waiting(
+                    &pending,
+                    &format!("upstream `{server}` closed its stream before answering this request"),
+                )
+                .await;
             });
             return Ok((id, rx));
         }
-        let body = resp
-            .bytes()
+        // A JSON answer: its first message is read here, so that a body that is not
+        // JSON-RPC is refused as the request's failure.
+        let mut body = Box::pin(resp.bytes_stream());
+        let mut seq = JsonSeq::new(MAX_UPSTREAM_MESSAGE);
+        let first = tokio::time::timeout(self.timeout, next_message(&mut body, &mut seq))
             .await
-            .map_err(|e| self.failed(reqwest_reason(&e)))?;
-        if body.len() > MAX_UPSTREAM_MESSAGE {
-            return Err(self.failed("the answer is longer than the limit"));
+            .map_err(|_| self.failed("no answer in time"))?;
+        match first {
+            Ok(Some(v)) => route(&pending, &self.unsolicited, v).await,
+            Ok(None) | Err(BodyError::NotJson) => {
+                return Err(self.failed("the answer is not a json-rpc message"));
+            }
+            Err(BodyError::TooLong) => {
+                return Err(self.failed("the answer is longer than the limit"));
+            }
+            Err(BodyError::Read) => return Err(self.failed("the answer could not be read")),
         }
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(v) if v.is_object() => route(&pending, &self.unsolicited, v).await,
-            _ => return Err(self.failed("the answer is not a json-rpc message")),
+        if pending.lock().map(|p| p.is_empty()).unwrap_or(false) {
+            return Ok((id, rx));
         }
-        let left = pending.lock().map(|p| !p.is_empty()).unwrap_or(true);
-        if left {
-            return Err(self.failed("the answer does not answer the request"));
-        }
+        // Not answered yet: the server streams further messages in the same body (a
+        // `subscriptions/listen` stream, progress before the answer); read on as they come.
+        let server = self.server.clone();
+        let unsolicited = self.unsolicited.clone();
+        tokio::spawn(async move {
+            if let Some(watch) = watch {
+                loop {
+                    let next = tokio::select! {
+                        m = next_message(&mut body, &mut seq) => m,
+                        () = watch.closed() => break,
+                    };
+                    match next {
+                        Ok(Some(v)) => {
+                            route(&pending, &unsolicited, v).await;
+                            if pending.lock().map(|p| p.is_empty()).unwrap_or(true) {
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_) => {
+                            tracing::warn!(server = %server, "an upstream's json answer went on with something that is not a json-rpc message; dropped");
+                            break;
+                        }
+                    }
+                }
+            }
+            answer_waiting(
+                &pending,
+                &format!("upstream `{server}` ended its answer before answering this request"),
+            )
+            .await;
+        });
         Ok((id, rx))
     }
 
@@ -736,6 +824,49 @@ fn reqwest_reason(e: &reqwest::Error) -> String {
         "the answer could not be read".into()
     } else {
         "the request failed".into()
+    }
+}
+
+/// INVARIANT: an answer body has ended; a request still waiting on it is answered.
+async fn answer_waiting(pending: &Pending, message: &str) {
+    let waiting: Vec<InFlight> = match pending.lock() {
+        Ok(mut p) => p.drain().map(|(_, f)| f).collect(),
+        Err(_) => Vec::new(),
+    };
+    for f in waiting {
+        let _ = f.tx.send(gone_error(&f.client_id, message)).await;
+    }
+}
+
+/// Why a JSON answer body could not be read on.
+enum BodyError {
+    NotJson,
+    TooLong,
+    Read,
+}
+
+/// The next message of a JSON answer body; `None` at its end.
+async fn next_message<S>(body: &mut S, seq: &mut JsonSeq) -> Result<Option<Value>, BodyError>
+where
+    S: futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+{
+    loop {
+        match seq.next() {
+            Ok(Some(v)) => return Ok(Some(v)),
+            Ok(None) => {}
+            Err(SeqError::NotJson) => return Err(BodyError::NotJson),
+            Err(SeqError::TooLong) => return Err(BodyError::TooLong),
+        }
+        match body.next().await {
+            Some(Ok(chunk)) => seq.push(&chunk),
+            Some(Err(_)) => return Err(BodyError::Read),
+            None => {
+                return match seq.finish() {
+                    Ok(()) => Ok(None),
+                    Err(_) => Err(BodyError::NotJson),
+                };
+            }
+        }
     }
 }
 

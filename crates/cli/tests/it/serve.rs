@@ -111,6 +111,7 @@ tools:
   fake.garbage: {action: read, destinations: []}
   fake.echo: {action: read, destinations: []}
   fake.closes: {action: read, destinations: []}
+  fake.read_resource: {action: read, destinations: []}
 destinations:
   allow: ["*"]
   permit: [loopback]
@@ -1517,7 +1518,7 @@ fn serve_a_slow_client_is_cut_off_after_the_header_timeout() {
 /// `garbage` answers `application/json` that is not JSON; `echo` answers properly.
 /// Every body it receives is appended to the file named by its first argument.
 const FAKE_HTTP: &str = r#"
-import json, sys
+import json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 log = open(sys.argv[1], "a", buffering=1)
 class H(BaseHTTPRequestHandler):
@@ -1545,6 +1546,32 @@ class H(BaseHTTPRequestHandler):
             return ok({"protocolVersion": m["params"]["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "fakehttp", "version": "0"}}, [("Mcp-Session-Id", "upstream-session-1")])
         if meth == "tools/list":
             return ok({"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in ["echo", "closes", "garbage"]]})
+        if meth == "subscriptions/listen":
+            # A listen stream: the acknowledgement, then a tools notification every 0.1 s
+            # (and one tagged for a subscription that is not open), until the client goes.
+            # `ndjson` in the params: one JSON text per line under application/json, as
+            # the conformance suite's reference server streams it.
+            nd = m["params"].get("ndjson")
+            sub = str(m["id"])
+            def frame(v):
+                return (json.dumps(v) + "\n") if nd else ("event: message\ndata: " + json.dumps(v) + "\n\n")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json" if nd else "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            tag = lambda s: {"_meta": {"io.modelcontextprotocol/subscriptionId": s}}
+            try:
+                self.wfile.write(frame({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+                                        "params": dict(tag(sub), notifications=m["params"]["notifications"])}).encode())
+                while True:
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                    self.wfile.write(frame({"jsonrpc": "2.0", "method": "notifications/resources/list_changed", "params": tag("999999")}).encode())
+                    self.wfile.write(frame({"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": tag(sub)}).encode())
+            except (BrokenPipeError, ConnectionResetError):
+                log.write("LISTEN CLOSED " + sub + "\n")
+            return
         if meth == "tools/call":
             n = m["params"]["name"]
             if n == "echo":
@@ -1567,14 +1594,12 @@ print(s.server_address[1], flush=True)
 s.serve_forever()
 "#;
 
-#[test]
-fn serve_http_upstream_closed_stream_and_garbage_give_clear_errors_and_sessions_are_kept() {
-    let Some(peers) = peers() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("fakehttp.py");
+/// FAKE_HTTP on 127.0.0.1 behind a gateway; the gateway, the upstream and its log.
+fn fake_http_gateway(peers: &Path, dir: &Path, timeout_seconds: u64) -> (Gateway, Proc, PathBuf) {
+    let script = dir.join("fakehttp.py");
     std::fs::write(&script, FAKE_HTTP).unwrap();
-    let log = dir.path().join("fakehttp.log");
-    let mut cmd = Command::new(python(&peers));
+    let log = dir.join("fakehttp.log");
+    let mut cmd = Command::new(python(peers));
     cmd.arg(&script)
         .arg(&log)
         .stdin(Stdio::null())
@@ -1586,10 +1611,105 @@ fn serve_http_upstream_closed_stream_and_garbage_give_clear_errors_and_sessions_
         .read_line(&mut port)
         .unwrap();
     let servers = format!(
-        "  fake:\n    url: \"http://127.0.0.1:{}/mcp\"\n    timeout_seconds: 5\n",
+        "  fake:\n    url: \"http://127.0.0.1:{}/mcp\"\n    timeout_seconds: {timeout_seconds}\n",
         port.trim()
     );
-    let gw = Gateway::start(&servers, "");
+    (Gateway::start(&servers, ""), upstream, log)
+}
+
+// A `subscriptions/listen` stream (SSE, or JSON texts in a row as the conformance suite's
+// reference server sends them) is relayed for longer than the server's timeout, every
+// notification tagged with the client's own id, none of a subscription not open; when its
+// client goes away the gateway drops the upstream stream.
+#[test]
+fn serve_a_subscription_stream_is_relayed_until_its_client_goes() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _upstream, log) = fake_http_gateway(&peers, dir.path(), 1);
+    let sid = open_session(&gw, "/mcp/fake");
+    for (round, (id, ndjson)) in [(77u64, false), (78, true)].into_iter().enumerate() {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen", "params": {
+            "notifications": {"toolsListChanged": true}, "ndjson": ndjson}})
+        .to_string();
+        let mut stream = TcpStream::connect(&gw.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut req = format!("POST /mcp/fake HTTP/1.1\r\nHost: {}\r\n", gw.addr);
+        for (k, v) in with_session(&sid) {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut lines = BufReader::new(stream.try_clone().unwrap()).lines();
+        let mut frames: Vec<Value> = Vec::new();
+        let start = Instant::now();
+        // Past twice the server's 1 s timeout.
+        while start.elapsed() < Duration::from_millis(2500) {
+            let line = match lines.next() {
+                Some(Ok(l)) => l,
+                other => panic!(
+                    "the stream ended ({other:?}) after {frames:?}\n{}\n{}",
+                    gw.log(),
+                    spy_saw(&log)
+                ),
+            };
+            if let Some(d) = line.strip_prefix("data: ") {
+                frames.push(serde_json::from_str(d).unwrap());
+            }
+        }
+        assert_eq!(
+            frames[0]["method"], "notifications/subscriptions/acknowledged",
+            "{frames:?}"
+        );
+        assert!(frames.len() > 3, "{frames:?}");
+        for f in &frames {
+            assert_eq!(
+                f["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], id,
+                "{f}"
+            );
+            assert!(f.get("error").is_none(), "{f}");
+        }
+        assert!(
+            frames[1..]
+                .iter()
+                .all(|f| f["method"] == "notifications/tools/list_changed")
+        );
+        drop(lines);
+        drop(stream);
+        let start = Instant::now();
+        // (The upstream logs its own id of the listen request, not the client's.)
+        while spy_saw(&log).matches("LISTEN CLOSED").count() < round + 1 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the upstream stream was not dropped:\n{}",
+                spy_saw(&log)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // A client that takes JSON only cannot be given a stream.
+    let body = json!({"jsonrpc": "2.0", "id": 79, "method": "subscriptions/listen",
+        "params": {"notifications": {"toolsListChanged": true}}})
+    .to_string();
+    let mut h = with_session(&sid);
+    h[1] = ("Accept", "application/json");
+    let a = http(&gw.addr, "POST", "/mcp/fake", &h, &body);
+    assert!(
+        a.last()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("text/event-stream"),
+        "{}",
+        a.body
+    );
+}
+
+#[test]
+fn serve_http_upstream_closed_stream_and_garbage_give_clear_errors_and_sessions_are_kept() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _upstream, log) = fake_http_gateway(&peers, dir.path(), 5);
     let sid = open_session(&gw, "/mcp/fake");
     let mut h = with_session(&sid);
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
