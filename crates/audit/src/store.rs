@@ -196,6 +196,45 @@ impl<T> Future for Pending<T> {
     }
 }
 
+/// How busy the writer thread is: while jobs are queued for it, or it commits batch
+/// after batch (other callers are submitting), a record joins them rather than being
+/// committed alone.
+#[derive(Debug)]
+struct WriterLoad {
+    /// Jobs sent to the writer and not yet taken by it.
+    queued: AtomicUsize,
+    origin: std::time::Instant,
+    /// Microseconds after `origin` until which the writer counts as busy.
+    busy_until: std::sync::atomic::AtomicU64,
+}
+
+impl WriterLoad {
+    /// How long after a commit of the writer's it counts as busy.
+    const HOT: Duration = Duration::from_millis(1);
+
+    fn new() -> Self {
+        WriterLoad {
+            queued: AtomicUsize::new(0),
+            origin: std::time::Instant::now(),
+            busy_until: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn committed(&self) {
+        let until = self.now().saturating_add(Self::HOT.as_micros() as u64);
+        self.busy_until.store(until, Ordering::Relaxed);
+    }
+
+    fn busy(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) != 0
+            || self.now() < self.busy_until.load(Ordering::Relaxed)
+    }
+}
+
 enum Job {
     Append(Prepared, Reply<Receipt>),
     /// Records committed together, in this order, in one transaction.
@@ -214,6 +253,8 @@ struct Inner {
     conn: Arc<Mutex<Connection>>,
     /// Set after every commit; the checkpointer clears it.
     dirty: Arc<AtomicUsize>,
+    /// How busy the writer thread is (see [`WriterLoad`]).
+    load: Arc<WriterLoad>,
     /// The (device, inode) of the database file when it was opened.
     identity: Option<(u64, u64)>,
     /// How hard each commit tries to survive (an `Fsync` commit waits for the disk).
@@ -413,7 +454,9 @@ impl AuditStore {
         let thread_path = path.to_path_buf();
         let conn = Arc::new(Mutex::new(conn));
         let dirty = Arc::new(AtomicUsize::new(0));
-        let (thread_conn, thread_dirty) = (Arc::clone(&conn), Arc::clone(&dirty));
+        let load = Arc::new(WriterLoad::new());
+        let (thread_conn, thread_dirty, thread_load) =
+            (Arc::clone(&conn), Arc::clone(&dirty), Arc::clone(&load));
         let writer = std::thread::Builder::new()
             .name("conductor-audit-writer".into())
             .spawn(move || {
@@ -423,6 +466,7 @@ impl AuditStore {
                     &thread_path,
                     &rx,
                     thread_dirty,
+                    &thread_load,
                     identity,
                 )
             })
@@ -435,6 +479,7 @@ impl AuditStore {
                 writer: Some(writer),
                 conn,
                 dirty,
+                load,
                 identity,
                 durability: opts.durability,
             }),
@@ -517,6 +562,41 @@ impl AuditStore {
         Ok(receipts)
     }
 
+    /// Commit `record` on the calling thread if that costs no wait: the store commits
+    /// without waiting for the disk ([`Durability::Normal`]), nothing is queued for the
+    /// writer thread and it is not committing. `None` otherwise: then
+    /// [`AuditStore::submit`] it, to be committed with whatever else is queued.
+    ///
+    /// For a caller that waits for the commit anyway, one record at a time (a
+    /// sequential client): the hand-off to the writer thread, and the answer back
+    /// through its notifier, are three thread wake-ups, most of such a commit's time.
+    /// Under load the writer is busy and this declines (for a millisecond after each of
+    /// its commits), so records still share transactions. Same guarantees as [`AuditStore::append_many_here`].
+    pub fn try_append_here(&self, record: &NewRecord) -> Option<Result<Receipt, AuditError>> {
+        if self.inner.durability != Durability::Normal || self.inner.load.busy() {
+            return None;
+        }
+        let mut conn = match self.inner.conn.try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+            // A panic mid-commit rolled its transaction back (rusqlite's drop).
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        let prepared = [Prepared::new(record)];
+        // INVARIANT: Ok only after COMMIT returned.
+        let committed = same_file(&self.inner.path, self.inner.identity)
+            .and_then(|()| commit_batch(&mut conn, &prepared))
+            .map_err(|e| store_err(&self.inner.path, e));
+        drop(conn);
+        Some(committed.and_then(|receipts| {
+            self.inner.dirty.fetch_add(1, Ordering::Relaxed);
+            receipts
+                .into_iter()
+                .next()
+                .ok_or_else(|| store_err(&self.inner.path, "the commit returned no receipt"))
+        }))
+    }
+
     fn enqueue<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Pending<T> {
         let slot = Arc::new(Slot::new());
         let reply = Reply {
@@ -525,7 +605,12 @@ impl AuditStore {
         };
         match self.sender() {
             // A failed send drops the job, whose reply then answers with an error.
-            Ok(tx) => drop(tx.send(job(reply))),
+            Ok(tx) => {
+                self.inner.load.queued.fetch_add(1, Ordering::Relaxed);
+                if tx.send(job(reply)).is_err() {
+                    self.inner.load.queued.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
             Err(e) => {
                 let mut reply = reply;
                 if let Some(s) = reply.slot.take() {
@@ -794,6 +879,7 @@ fn writer_loop(
     path: &Path,
     rx: &mpsc::Receiver<Job>,
     dirty: Arc<AtomicUsize>,
+    load: &WriterLoad,
     identity: Option<(u64, u64)>,
 ) {
     let lock = || match conn.lock() {
@@ -836,6 +922,7 @@ fn writer_loop(
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some(job) = next.take() {
+            load.queued.fetch_sub(1, Ordering::Relaxed);
             match job {
                 Job::Append(p, r) => {
                     records.push(p);
@@ -863,6 +950,7 @@ fn writer_loop(
                 match committed {
                     Ok(receipts) => {
                         dirty.fetch_add(1, Ordering::Relaxed);
+                        load.committed();
                         answers_ok(waiting, receipts)
                     }
                     // INVARIANT: a failed transaction fails every submitter in it.

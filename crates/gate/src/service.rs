@@ -455,20 +455,22 @@ impl Service {
         let decided = self.conclude(
             subject, &call, &policy, request, staged, &answers, problems, answered, started,
         );
-        // The record goes to the store's writer, which commits everything queued in one
-        // transaction; this task waits without holding a thread.
+        // Committed here when the store is idle (a sequential client: no hand-off to
+        // the writer thread and back); otherwise the record goes to the store's writer,
+        // which commits everything queued in one transaction while this task waits
+        // without holding a thread.
         let Uncommitted {
             decision,
             record,
             tool,
             held,
         } = decided;
-        let committed = self
-            .audit
-            .submit(record)
-            .await
-            .map(|r| r.seq)
-            .map_err(|e| e.to_string());
+        let committed = match self.audit.try_append_here(&record) {
+            Some(r) => r,
+            None => self.audit.submit(record).await,
+        }
+        .map(|r| r.seq)
+        .map_err(|e| e.to_string());
         verdict_of((decision, tool, held), committed)
     }
 

@@ -292,7 +292,7 @@ fn the_wal_is_copied_back_after_many_commits_or_when_idle_not_on_every_tick() {
             started.elapsed() < Duration::from_secs(30),
             "an idle store's WAL was never copied back"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // Busy: many commits, never idle for a whole tick, are folded back too.
     let s1 = size();
@@ -366,4 +366,58 @@ fn the_checkpointer_starts_the_wal_so_that_no_commit_has_to() {
     let v = verify(&path);
     assert!(v.broken.is_none());
     assert_eq!(v.verified, 4);
+}
+
+// `try_append_here` commits on the caller's thread only when the writer is idle: a
+// sequential caller skips the hand-off to the writer thread and back, concurrent callers
+// still share the writer's transactions, and every record is chained either way.
+#[test]
+fn a_record_is_committed_here_only_while_the_writer_is_idle() {
+    let (_dir, path, store) = temp_store();
+    let r = store
+        .try_append_here(&record(1))
+        .expect("an idle store commits here")
+        .unwrap();
+    assert_eq!(r.seq, 1);
+    // Just after a commit of the writer's it declines: the record is to join its batches.
+    // (The busy period is a millisecond; a few tries cover a descheduled test thread.)
+    let mut n = 1;
+    let mut declined = false;
+    for i in 0..20 {
+        store.append(record(10 + i)).unwrap();
+        n += 1;
+        match store.try_append_here(&record(100 + i)) {
+            None => {
+                declined = true;
+                break;
+            }
+            Some(r) => {
+                r.unwrap();
+                n += 1;
+            }
+        }
+    }
+    assert!(declined, "committed here right after the writer's commits");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let r = store
+        .try_append_here(&record(2))
+        .expect("idle again: commits here")
+        .unwrap();
+    n += 1;
+    assert_eq!(r.seq, n);
+    store.flush().unwrap();
+    let v = verify(&path);
+    assert!(v.broken.is_none());
+    assert_eq!(v.verified, n);
+    // A store that waits for the disk never blocks the caller's thread with a commit.
+    let dir = tempfile::tempdir().unwrap();
+    let synced = AuditStore::open(
+        &dir.path().join("audit.db"),
+        AuditOptions {
+            durability: Durability::Fsync,
+            ..AuditOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(synced.try_append_here(&record(1)).is_none());
 }
