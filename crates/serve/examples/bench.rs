@@ -150,10 +150,15 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// The runtime every role uses: two workers, as many as the machine's cores.
+/// The runtime every role uses: two workers, as many as the machine's cores
+/// (`BENCH_WORKERS` to try another number).
 fn runtime() -> tokio::runtime::Runtime {
+    let workers = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2);
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .max_blocking_threads(64)
         .enable_all()
         .build()

@@ -22,6 +22,7 @@
 
 use std::convert::Infallible;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -1100,30 +1101,52 @@ async fn post_inner(
         Message::Request { value, .. } => {
             let (tx, mut rx) = mpsc::channel::<Value>(64);
             let sse = accepts_sse(&h);
-            tokio::spawn(session::handle_request(
+            let mut work = Handoff(Some(Box::pin(session::handle_request(
                 Arc::clone(&app),
                 session,
                 value,
                 traceparent,
                 tx,
                 sse,
-            ));
+            ))));
             // 2026-07-28 carries some errors on the HTTP status, which an event stream
             // has already sent: an answer that comes first (within the keep-alive
             // period) is sent as JSON with its status; anything else streams as before.
+            // The request runs on this task until then (most answers need no hand-off
+            // to another task); what is still running after it moves to a task of its own.
             let mut first = None;
             if stateless {
-                match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
-                    Ok(Some(m)) if is_final(&m) => {
+                let waited = tokio::time::sleep(KEEP_ALIVE);
+                tokio::pin!(waited);
+                let got = loop {
+                    let step = tokio::select! {
+                        biased;
+                        m = rx.recv() => Some(m),
+                        () = work.run(), if work.running() => None,
+                        () = &mut waited => break None,
+                    };
+                    match step {
+                        Some(m) => break Some(m),
+                        None => work.finished(),
+                    }
+                };
+                match got {
+                    Some(Some(m)) if is_final(&m) => {
+                        // Its answer was its last step.
+                        if work.running() {
+                            work.run().await;
+                            work.finished();
+                        }
                         return json_response(stateless_status(&m), &m);
                     }
-                    Ok(Some(m)) => first = Some(m),
-                    Ok(None) => {
+                    Some(Some(m)) => first = Some(m),
+                    Some(None) => {
                         return rpc_error(StatusCode::OK, &id, code::INTERNAL_ERROR, "no answer");
                     }
-                    Err(_) => {}
+                    None => {}
                 }
             }
+            work.hand_off();
             if sse {
                 // A comment every second while the answer is pending: a client that went
                 // away is noticed by the failed write, and its call cancelled upstream.
@@ -1172,6 +1195,48 @@ async fn post_inner(
                     "no such question open in this session",
                 )
             }
+        }
+    }
+}
+
+/// A request's work, run on the handler's task until handed off to a task of its own.
+///
+/// INVARIANT: work that has not finished is never dropped: a handler dropped before
+/// the hand-off (its client went away) hands it off then, so that the request still
+/// notices its client gone and cancels the call upstream.
+struct Handoff<F: Future<Output = ()> + Send + 'static>(Option<Pin<Box<F>>>);
+
+impl<F: Future<Output = ()> + Send + 'static> Handoff<F> {
+    fn running(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Drive the work (pending for ever once it has finished: see `finished`).
+    async fn run(&mut self) {
+        match self.0.as_mut() {
+            Some(f) => f.await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The work returned: it must not be polled again.
+    fn finished(&mut self) {
+        self.0 = None;
+    }
+
+    fn hand_off(mut self) {
+        if let Some(f) = self.0.take() {
+            tokio::spawn(f);
+        }
+    }
+}
+
+impl<F: Future<Output = ()> + Send + 'static> Drop for Handoff<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(f);
         }
     }
 }
