@@ -415,7 +415,6 @@ fn a_record_is_committed_here_only_while_the_writer_is_idle() {
         &dir.path().join("audit.db"),
         AuditOptions {
             durability: Durability::Fsync,
-            ..AuditOptions::default()
         },
     )
     .unwrap();
