@@ -19,6 +19,10 @@
 #   cargo build --release -p conductor-serve --example bench
 #   bash crates/serve/bench/wrk.sh [ROUNDS] [SECONDS] [AUTH...]
 #
+# BENCH_BIN: the bench binary (default target/release/examples/bench); UPSTREAM_BIN: the
+# one whose upstream role to run (default BENCH_BIN), to keep "direct" the same while
+# comparing gateways built differently (another allocator, an older commit).
+#
 # Needs `wrk` (scripts/setup-debian.sh installs it).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -131,7 +135,7 @@ check_forwarded() {
   fi
 }
 
-start up "$BIN" upstream
+start up "${UPSTREAM_BIN:-$BIN}" upstream
 UP=$(addr up)
 echo "machine: $(nproc) cpus, load average $(cut -d' ' -f1-3 /proc/loadavg); rounds $ROUNDS, ${SECS} s per phase; wrk -t1"
 for auth in "${AUTHS[@]}"; do
