@@ -674,7 +674,7 @@ impl Asks {
 /// Whether a request says (2026-07-28 `_meta`) that its client takes an
 /// `input_required` result with an elicitation in it.
 pub fn takes_input_required(request: &Value) -> bool {
-    let Some(meta) = request.pointer("/params/_meta") else {
+    let Some(meta) = conductor_types::member(request, &["params", "_meta"]) else {
         return false;
     };
     let version = meta.get(META_VERSION).and_then(Value::as_str);

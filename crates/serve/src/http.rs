@@ -243,7 +243,7 @@ fn missing_scopes(
         Message::Response { .. } => return v.missing_scopes(None, None, have),
     };
     let name = (method == "tools/call")
-        .then(|| value.pointer("/params/name").and_then(Value::as_str))
+        .then(|| conductor_types::member(value, &["params", "name"]).and_then(Value::as_str))
         .flatten();
     match scope {
         Scope::One(server) => v.missing_scopes(Some(server), name, have),
@@ -735,7 +735,7 @@ fn check_routing(h: &HeaderMap, body: &Value, id: &Value) -> Result<bool, Respon
         Err(e) => return bad(HEADER_MISMATCH, &e),
     };
     let method = body.get("method").and_then(Value::as_str);
-    let meta = body.pointer("/params/_meta");
+    let meta = conductor_types::member(body, &["params", "_meta"]);
     let envelope = meta.and_then(|m| m.get(PROTOCOL_VERSION_META_KEY));
     let stateless = version.is_some_and(|v| STATELESS_VERSIONS.contains(&v)) || envelope.is_some();
     if stateless && method.is_some() && body.get("id").is_some() {
@@ -855,7 +855,7 @@ fn unsupported_version(id: &Value, requested: &str, any: bool) -> Response {
 /// The HTTP status of a 2026-07-28 answer: SEP-2575 puts method-not-found on 404 and
 /// the protocol errors of the request itself on 400; everything else is 200.
 fn stateless_status(answer: &Value) -> StatusCode {
-    match answer.pointer("/error/code").and_then(Value::as_i64) {
+    match conductor_types::member(answer, &["error", "code"]).and_then(Value::as_i64) {
         Some(session::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
         Some(MISSING_CLIENT_CAPABILITY | HEADER_MISMATCH | UNSUPPORTED_PROTOCOL_VERSION) => {
             StatusCode::BAD_REQUEST
@@ -1033,14 +1033,8 @@ async fn post_inner(
             "the body must be `application/json`",
         );
     }
-    if has_duplicate_keys(&body) {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            &Value::Null,
-            code::INVALID_REQUEST,
-            "invalid request: a member name occurs twice in one object (readers would disagree on its value)",
-        );
-    }
+    // INVARIANT: the strict reader refuses a body with a member name twice, or two
+    // names equal under case folding, at any depth (readers would disagree on it).
     let message = match gate_glue::classify(&body) {
         Ok(m) => m,
         Err(gate_glue::Invalid::Parse(e)) => {

@@ -862,7 +862,7 @@ impl Asking<'_> {
 
 fn tool_label(method: &str, msg: &Value) -> String {
     if method == "tools/call" {
-        msg.pointer("/params/name")
+        conductor_types::member(msg, &["params", "name"])
             .and_then(Value::as_str)
             .unwrap_or("")
             .chars()

@@ -179,6 +179,7 @@ impl Conn {
 /// Where a `subscriptions/listen` stream's notifications carry its subscription id (the
 /// JSON-RPC id of the listen request).
 const SUBSCRIPTION_ID: &str = "/params/_meta/io.modelcontextprotocol~1subscriptionId";
+const SUBSCRIPTION_KEYS: [&str; 3] = ["params", "_meta", "io.modelcontextprotocol/subscriptionId"];
 
 /// The upstream id a subscription id names: the id as sent, or its decimal string.
 fn subscription_of(v: &Value) -> Option<u64> {
@@ -190,9 +191,7 @@ fn subscription_of(v: &Value) -> Option<u64> {
 }
 
 fn progress_key(message: &Value) -> Option<String> {
-    message
-        .pointer("/params/_meta/progressToken")
-        .map(gate_glue::id_key)
+    conductor_types::member(message, &["params", "_meta", "progressToken"]).map(gate_glue::id_key)
 }
 
 fn register(
@@ -255,7 +254,7 @@ async fn route(pending: &Pending, unsolicited: &mpsc::Sender<Value>, value: Valu
             }
         }
         Message::Notification { method, mut value } => {
-            if let Some(sub) = value.pointer(SUBSCRIPTION_ID) {
+            if let Some(sub) = conductor_types::member(&value, &SUBSCRIPTION_KEYS) {
                 // A `subscriptions/listen` stream's: tagged with the upstream's id of the
                 // listen request, which is restored to the client's. One whose listen is
                 // no longer in flight has no one to go to.
@@ -282,8 +281,7 @@ async fn route(pending: &Pending, unsolicited: &mpsc::Sender<Value>, value: Valu
                 let p = pending.lock().ok();
                 p.and_then(|p| {
                     if method == "notifications/progress" {
-                        let key = value
-                            .pointer("/params/progressToken")
+                        let key = conductor_types::member(&value, &["params", "progressToken"])
                             .map(gate_glue::id_key);
                         p.values()
                             .find(|f| f.progress.is_some() && f.progress == key)

@@ -400,6 +400,29 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn member_finds_what_a_pointer_of_plain_names_finds() {
+        let v = json!({"params": {"_meta": {"io.modelcontextprotocol/x": 1, "t": [0]}}, "n": null});
+        for keys in [
+            &["params", "_meta"][..],
+            &["params", "_meta", "t"],
+            &["n"],
+            &["params", "missing"],
+            &["n", "below-null"],
+            &[],
+        ] {
+            let pointer: String = keys.iter().map(|k| format!("/{k}")).collect();
+            assert_eq!(member(&v, keys), v.pointer(&pointer), "{pointer}");
+        }
+        // A name with `/` is a name, not two.
+        assert_eq!(
+            member(&v, &["params", "_meta", "io.modelcontextprotocol/x"]),
+            Some(&json!(1))
+        );
+        // Arrays are not indexed by name.
+        assert_eq!(member(&v, &["params", "_meta", "t", "0"]), None);
+    }
+
+    #[test]
     fn writes_rfc6901_pointers() {
         let p = JsonPath::root().key("a/b").key("c~d").index(2).key("");
         assert_eq!(p.to_string(), "/a~1b/c~0d/2/");
@@ -540,6 +563,13 @@ mod tests {
             prop_assert_eq!(back, p);
         }
     }
+}
+
+/// The value reached from `value` through the object members `keys`, in turn: what
+/// `value.pointer("/a/b")` finds for names without `/` or `~`, without a pointer string
+/// to split and unescape (which allocates) on every lookup of a hot path.
+pub fn member<'a>(value: &'a Value, keys: &[&str]) -> Option<&'a Value> {
+    keys.iter().try_fold(value, |v, k| v.as_object()?.get(*k))
 }
 
 /// A member name under Unicode case folding (upper, then lower case: `ſ` and `s`, `K`

@@ -1015,6 +1015,27 @@ pub(crate) fn with_session(sid: &str) -> Vec<(&str, &str)> {
     h
 }
 
+// Readers disagree on a body with a member name twice (serde_json and JSON.parse keep
+// the last, first-wins readers the first) or two names equal under case folding (Go's
+// encoding/json reads `paramſ` as `params`): refused with 400 before any decision, and
+// the upstream never sees it.
+#[test]
+fn serve_a_body_with_an_ambiguous_member_name_is_refused_before_any_decision() {
+    let Some(peers) = peers() else { return };
+    let (gw, log) = fake_gateway(&peers, "");
+    let sid = open_session(&gw, "/mcp/fake");
+    for body in [
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","name":"crash","arguments":{}}}"#,
+        "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/call\",\"params\":{\"name\":\"slow\",\"arguments\":{}},\"param\u{17f}\":{\"name\":\"crash\"}}",
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow","arguments":{"a":{"k":1,"k":2}}}}"#,
+    ] {
+        let a = http(&gw.addr, "POST", "/mcp/fake", &with_session(&sid), body);
+        assert_eq!(a.status, 400, "{body}: {}", a.body);
+        assert_eq!(a.last()["error"]["code"], -32600, "{}", a.body);
+    }
+    assert!(!spy_saw(&log).contains("tools/call"), "{}", spy_saw(&log));
+}
+
 #[test]
 fn serve_header_body_mismatch_is_refused_before_any_decision() {
     let Some(peers) = peers() else { return };
