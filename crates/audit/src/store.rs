@@ -627,9 +627,13 @@ impl AuditStore {
     /// Wait until everything appended so far is committed.
     pub fn flush(&self) -> Result<(), AuditError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.sender()?
-            .send(Job::Flush(tx))
-            .map_err(|_| store_err(&self.inner.path, "the audit writer has stopped"))?;
+        let sender = self.sender()?;
+        // Counted like every job (the writer counts each one it takes).
+        self.inner.load.queued.fetch_add(1, Ordering::Relaxed);
+        if sender.send(Job::Flush(tx)).is_err() {
+            self.inner.load.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(store_err(&self.inner.path, "the audit writer has stopped"));
+        }
         rx.recv()
             .map_err(|_| store_err(&self.inner.path, "the audit writer has stopped"))
     }

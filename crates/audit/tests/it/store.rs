@@ -409,6 +409,14 @@ fn a_record_is_committed_here_only_while_the_writer_is_idle() {
     let v = verify(&path);
     assert!(v.broken.is_none());
     assert_eq!(v.verified, n);
+    // Regression: a flush (a job for the writer too) was not counted as queued, so the
+    // writer's count of the jobs it took went below zero and the store never committed
+    // on the caller's thread again.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        store.try_append_here(&record(3)).is_some(),
+        "idle after a flush: commits here"
+    );
     // A store that waits for the disk never blocks the caller's thread with a commit.
     let dir = tempfile::tempdir().unwrap();
     let synced = AuditStore::open(
