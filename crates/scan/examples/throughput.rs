@@ -21,6 +21,10 @@ use serde_json::{Value, json};
 
 include!("../benches/support/mixed.rs");
 
+// The allocator the `conductor` binary ships with (crates/cli/src/main.rs).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).map_or("all", String::as_str);
