@@ -39,6 +39,10 @@ impl<'de> de::Deserialize<'de> for StrictValue {
 
 struct StrictVisitor;
 
+/// Up to this many members, an object of ASCII names is checked for case variants by
+/// comparing names pairwise.
+const FEW_MEMBERS: usize = 16;
+
 /// A member name shown in an error: escaped and cut (it is the client's own input,
 /// but it may be long or hold control characters).
 fn shown(name: &str) -> String {
@@ -92,7 +96,10 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        let mut folded: HashSet<String> = HashSet::new();
+        // The folded names, built only once the comparison without them no longer
+        // applies: while every name is ASCII (and there are few), two fold alike
+        // exactly when they are ASCII case variants, which needs no folded copy.
+        let mut folded: Option<HashSet<String>> = None;
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
                 return Err(de::Error::custom(format!(
@@ -100,8 +107,19 @@ impl<'de> Visitor<'de> for StrictVisitor {
                     shown(&key)
                 )));
             }
-            let f = fold(&key);
-            if !folded.insert(f) {
+            let clash = match &mut folded {
+                None if key.is_ascii() && out.len() < FEW_MEMBERS => {
+                    out.keys().any(|k| k.eq_ignore_ascii_case(&key))
+                }
+                None => {
+                    let mut set: HashSet<String> = out.keys().map(|k| fold(k)).collect();
+                    let clash = !set.insert(fold(&key));
+                    folded = Some(set);
+                    clash
+                }
+                Some(set) => !set.insert(fold(&key)),
+            };
+            if clash {
                 return Err(de::Error::custom(format!(
                     "member `{}` equals another member name under case folding (go's encoding/json would read them as one)",
                     shown(&key)
@@ -138,10 +156,24 @@ mod tests {
             "{\"params\":{\"name\":\"echo\"},\"param\u{17f}\":{\"name\":\"delete_everything\"}}",
             "{\"arguments\":{},\"argument\u{17f}\":{}}",
             "{\"kind\":1,\"\u{212a}ind\":2}",
+            // A non-ASCII name first, its ASCII twin after.
+            "{\"\u{212a}ind\":1,\"kind\":2}",
+            // ASCII case variants, within and past the pairwise comparison.
+            "{\"Params\":1,\"params\":2}",
+            "{\"m0\":0,\"m1\":0,\"m2\":0,\"m3\":0,\"m4\":0,\"m5\":0,\"m6\":0,\"m7\":0,\"m8\":0,\"m9\":0,\"m10\":0,\"m11\":0,\"m12\":0,\"m13\":0,\"m14\":0,\"m15\":0,\"m16\":0,\"M3\":0}",
             r#"{"method":"a","METHOD":"b"}"#,
         ] {
             let e = parse(bad.as_bytes()).unwrap_err().to_string();
             assert!(e.contains("case folding"), "{bad}: {e}");
+        }
+        // Distinct names, few or many, ASCII or not, are not refused.
+        let many: Vec<String> = (0..40).map(|i| format!("\"m{i}\":{i}")).collect();
+        for good in [
+            format!("{{{}}}", many.join(",")),
+            "{\"param\u{17f}x\":1,\"params\":2,\"\u{212a}\":3,\"kk\":4}".to_string(),
+            r#"{"a":1,"b":{"a":2},"ab":3}"#.to_string(),
+        ] {
+            assert!(parse(good.as_bytes()).is_ok(), "{good}");
         }
     }
 
