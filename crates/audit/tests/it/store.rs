@@ -428,3 +428,37 @@ fn a_record_is_committed_here_only_while_the_writer_is_idle() {
     .unwrap();
     assert!(synced.try_append_here(&record(1)).is_none());
 }
+
+// A batch that fails inside its transaction (here: the chain head no longer reads as a
+// hash) leaves no transaction open behind it: once the head is right again, the next
+// commit goes through and the chain verifies.
+#[test]
+fn a_batch_that_fails_inside_its_transaction_is_rolled_back() {
+    let (_dir, path, store) = temp_store();
+    store.append(record(1)).unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    let good: String = other
+        .query_row("SELECT hash FROM records WHERE seq = 1", [], |r| r.get(0))
+        .unwrap();
+    other
+        .execute("UPDATE records SET hash = 'nope' WHERE seq = 1", [])
+        .unwrap();
+    for _ in 0..2 {
+        let e = store.append(record(2)).unwrap_err().to_string();
+        assert!(e.contains("hash"), "{e}");
+        let e = store
+            .append_many_here(&[record(2)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hash"), "{e}");
+    }
+    other
+        .execute("UPDATE records SET hash = ?1 WHERE seq = 1", [&good])
+        .unwrap();
+    assert_eq!(store.append(record(2)).unwrap().seq, 2);
+    assert_eq!(store.append_many_here(&[record(3)]).unwrap()[0].seq, 3);
+    store.flush().unwrap();
+    let v = verify(&path);
+    assert!(v.broken.is_none(), "{:?}", v.broken);
+    assert_eq!(v.verified, 3);
+}
