@@ -189,6 +189,62 @@ mod tests {
         assert_eq!(all(b"  \n ", 1), Ok(vec![]));
     }
 
+    fn value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            // Strings full of what the framer must not miscount: braces, brackets,
+            // quotes and backslashes.
+            "[\\[\\]{}\"\\\\a-z é\n]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z{}\\[\\]\"]{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        // Any sequence of objects, compact or pretty, cut anywhere, comes out whole and
+        // in order, as serde_json reads each one alone.
+        #[test]
+        fn every_object_comes_out_whole_however_the_body_is_cut(
+            values in proptest::collection::vec(
+                proptest::collection::btree_map("[a-z]{1,4}", value(), 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                1..5),
+            pretty in proptest::prelude::any::<bool>(),
+            chunk in 1usize..40,
+        ) {
+            let mut body = Vec::new();
+            for v in &values {
+                let text = if pretty {
+                    serde_json::to_vec_pretty(v).unwrap()
+                } else {
+                    serde_json::to_vec(v).unwrap()
+                };
+                body.extend_from_slice(&text);
+                body.extend_from_slice(b"\n");
+            }
+            let mut seq = JsonSeq::new(1 << 20);
+            let mut out = Vec::new();
+            for c in body.chunks(chunk) {
+                seq.push(c);
+                while let Some(v) = seq.next().unwrap() {
+                    out.push(v);
+                }
+            }
+            seq.finish().unwrap();
+            proptest::prop_assert_eq!(out, values);
+        }
+    }
+
     #[test]
     fn a_message_longer_than_the_limit_is_refused_before_it_ends() {
         let mut seq = JsonSeq::new(16);
