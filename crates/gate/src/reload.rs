@@ -171,10 +171,11 @@ impl PolicyWatch {
         match tokio::task::spawn_blocking(move || load_stable(&path, settle)).await {
             Ok(Ok(Some(policy))) => {
                 self.last_bad = None;
-                // Stamp what the new policy references (its list may differ), so that
-                // the next look compares like with like.
-                let path = self.path.clone();
+                // The stamps taken before loading, when the new policy references the
+                // same files: a change made while it loaded is then seen next time. A
+                // new list of files is stamped afresh, to compare like with like.
                 let referenced = policy.referenced_files().to_vec();
+                let same_files = referenced.as_slice() == service.policy().referenced_files();
                 let swapped = if policy.sha256() == service.policy().sha256() {
                     Reload::Same
                 } else {
@@ -182,9 +183,14 @@ impl PolicyWatch {
                     service.swap_policy(policy);
                     Reload::Swapped(sha)
                 };
-                self.last = tokio::task::spawn_blocking(move || stamp(&path, &referenced))
-                    .await
-                    .unwrap_or(now);
+                self.last = if same_files {
+                    now
+                } else {
+                    let path = self.path.clone();
+                    tokio::task::spawn_blocking(move || stamp(&path, &referenced))
+                        .await
+                        .unwrap_or(now)
+                };
                 swapped
             }
             // Unstable: look again next time (`last` not updated).

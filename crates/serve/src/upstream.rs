@@ -178,8 +178,7 @@ impl Conn {
 
 /// Where a `subscriptions/listen` stream's notifications carry its subscription id (the
 /// JSON-RPC id of the listen request).
-const SUBSCRIPTION_ID: &str = "/params/_meta/io.modelcontextprotocol~1subscriptionId";
-const SUBSCRIPTION_KEYS: [&str; 3] = ["params", "_meta", "io.modelcontextprotocol/subscriptionId"];
+const SUBSCRIPTION_ID: [&str; 3] = ["params", "_meta", "io.modelcontextprotocol/subscriptionId"];
 
 /// The upstream id a subscription id names: the id as sent, or its decimal string.
 fn subscription_of(v: &Value) -> Option<u64> {
@@ -254,7 +253,7 @@ async fn route(pending: &Pending, unsolicited: &mpsc::Sender<Value>, value: Valu
             }
         }
         Message::Notification { method, mut value } => {
-            if let Some(sub) = conductor_types::member(&value, &SUBSCRIPTION_KEYS) {
+            if let Some(sub) = conductor_types::member(&value, &SUBSCRIPTION_ID) {
                 // A `subscriptions/listen` stream's: tagged with the upstream's id of the
                 // listen request, which is restored to the client's. One whose listen is
                 // no longer in flight has no one to go to.
@@ -264,7 +263,8 @@ async fn route(pending: &Pending, unsolicited: &mpsc::Sender<Value>, value: Valu
                 });
                 match target {
                     Some((tx, client_id)) => {
-                        if let Some(sub) = value.pointer_mut(SUBSCRIPTION_ID) {
+                        if let Some(sub) = conductor_types::member_mut(&mut value, &SUBSCRIPTION_ID)
+                        {
                             *sub = client_id;
                         }
                         let _ = tx.send(value).await;

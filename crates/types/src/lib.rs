@@ -15,5 +15,5 @@ mod rule;
 
 pub use check::Check;
 pub use failure::{FailureClass, jsonrpc_code};
-pub use path::{JsonPath, PathError, Segment, Step, fold_eq, fold_name, member};
+pub use path::{JsonPath, PathError, Segment, Step, fold_eq, fold_name, member, member_mut};
 pub use rule::RuleId;

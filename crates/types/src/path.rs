@@ -420,6 +420,13 @@ mod tests {
         );
         // Arrays are not indexed by name.
         assert_eq!(member(&v, &["params", "_meta", "t", "0"]), None);
+        let mut w = v.clone();
+        *member_mut(&mut w, &["params", "_meta", "io.modelcontextprotocol/x"]).unwrap() = json!(2);
+        assert_eq!(
+            w.pointer("/params/_meta/io.modelcontextprotocol~1x"),
+            Some(&json!(2))
+        );
+        assert_eq!(member_mut(&mut w, &["n", "below-null"]), None);
     }
 
     #[test]
@@ -570,6 +577,12 @@ mod tests {
 /// to split and unescape (which allocates) on every lookup of a hot path.
 pub fn member<'a>(value: &'a Value, keys: &[&str]) -> Option<&'a Value> {
     keys.iter().try_fold(value, |v, k| v.as_object()?.get(*k))
+}
+
+/// [`member`], for changing the value found.
+pub fn member_mut<'a>(value: &'a mut Value, keys: &[&str]) -> Option<&'a mut Value> {
+    keys.iter()
+        .try_fold(value, |v, k| v.as_object_mut()?.get_mut(*k))
 }
 
 /// A member name under Unicode case folding (upper, then lower case: `ſ` and `s`, `K`
