@@ -73,7 +73,7 @@ async fn load(base: &str, kind: Kind, clients: usize, secs: f64) -> (f64, Durati
         let base = base.to_string();
         let body = Arc::clone(&body);
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
+            let client = conductor_serve::upstream_tls::client_builder()
                 .no_proxy()
                 .pool_max_idle_per_host(1)
                 .build()

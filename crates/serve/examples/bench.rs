@@ -100,7 +100,10 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 }
 
 async fn sequential(url: &str, n: usize) -> (Duration, Duration) {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = conductor_serve::upstream_tls::client_builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     let sid = open(&client, url).await;
     for i in 0..200 {
         call(&client, url, &sid, i).await;
@@ -120,7 +123,10 @@ async fn concurrent(url: &str, clients: usize, secs: u64) -> (f64, Duration) {
     for _ in 0..clients {
         let url = url.to_string();
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            let client = conductor_serve::upstream_tls::client_builder()
+                .no_proxy()
+                .build()
+                .unwrap();
             let sid = open(&client, &url).await;
             let mut lat = Vec::new();
             let mut i = 0;
@@ -351,7 +357,7 @@ fn main() {
             );
         }
         let before = rss_kib();
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let client = conductor_serve::upstream_tls::client_builder().no_proxy().build().unwrap();
         let mut sids = Vec::new();
         for _ in 0..1000 {
             let sid = open(&client, &through).await;

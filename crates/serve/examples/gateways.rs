@@ -199,7 +199,10 @@ fn closed_before_answer(e: &reqwest::Error) -> bool {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    conductor_serve::upstream_tls::client_builder()
+        .no_proxy()
+        .build()
+        .unwrap()
 }
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {

@@ -46,6 +46,7 @@ impl std::fmt::Debug for Secret {
 pub use crate::auth::jwks::{JwksSource, JwksTimings};
 pub use crate::auth::jwt::JwtConfig;
 pub use crate::auth::mtls::{AgentFrom, MtlsConfig, TlsConfig};
+pub use crate::upstream_tls::UpstreamTls;
 
 /// Upstream credentials of one agent (`servers.<id>.agents.<agent>`): headers replace
 /// the server's headers of the same name; environment variables add to the server's.
@@ -68,6 +69,8 @@ pub enum Transport {
     Http {
         url: url::Url,
         headers: Vec<(String, Secret)>,
+        /// `tls:` of an `https` server (its CA, the gateway's client certificate).
+        tls: Option<UpstreamTls>,
     },
 }
 
@@ -102,7 +105,7 @@ impl Server {
                     cwd: cwd.clone(),
                 }
             }
-            Transport::Http { url, headers } => {
+            Transport::Http { url, headers, tls } => {
                 let mut out: Vec<(String, Secret)> = headers
                     .iter()
                     .filter(|(k, _)| !creds.headers.iter().any(|(a, _)| a.eq_ignore_ascii_case(k)))
@@ -112,6 +115,7 @@ impl Server {
                 Transport::Http {
                     url: url.clone(),
                     headers: out,
+                    tls: tls.clone(),
                 }
             }
         }
@@ -356,6 +360,20 @@ struct RawServer {
     #[serde(default)]
     agents: Lenient<Entries<Sp<Lenient<RawAgentCreds>>>>,
     sandbox: Option<Sp<Lenient<RawSandbox>>>,
+    #[serde(default)]
+    tls: Option<Sp<Lenient<RawUpstreamTls>>>,
+}
+
+/// `servers.<id>.tls` of an `https` server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamTls {
+    #[serde(default)]
+    ca: Option<Sp<Lenient<String>>>,
+    #[serde(default)]
+    cert: Option<Sp<Lenient<String>>>,
+    #[serde(default)]
+    key: Option<Sp<Lenient<String>>>,
 }
 
 /// `sandbox: true|false` or `sandbox: {read: [...], write: [...], env: [...]}`.
@@ -1198,6 +1216,42 @@ impl Validator<'_> {
         Some(cfg)
     }
 
+    /// `tls:` of an `https` server: paths relative to the gateway file, loaded here so
+    /// that a problem is reported with its place (and loaded again per connection).
+    fn upstream_tls(&mut self, loc: Loc, r: &RawUpstreamTls) -> Option<UpstreamTls> {
+        let path = |v: &Option<Sp<Lenient<String>>>| {
+            v.as_ref()
+                .and_then(|s| s.value.0.as_ref())
+                .map(|p| self.secrets.path(Path::new(p)))
+        };
+        let tls = UpstreamTls {
+            ca: path(&r.ca),
+            cert: path(&r.cert),
+            key: path(&r.key),
+        };
+        if tls.cert.is_some() != tls.key.is_some() {
+            self.err_help(
+                loc,
+                "`tls.cert` and `tls.key` go together",
+                "name the gateway's client certificate and its key, or neither",
+            );
+            return None;
+        }
+        if tls == UpstreamTls::default() {
+            self.err_help(
+                loc,
+                "`tls` names nothing",
+                "`ca: FILE` to trust a private CA, `cert:`/`key:` for a client certificate",
+            );
+            return None;
+        }
+        if let Err(e) = crate::upstream_tls::client_config(&tls) {
+            self.err(loc, e.to_string());
+            return None;
+        }
+        Some(tls)
+    }
+
     fn authzen(&mut self, raw: Option<&RawAuthzen>) -> AuthzenConfig {
         let mut out = AuthzenConfig::default();
         let Some(raw) = raw else { return out };
@@ -1312,6 +1366,9 @@ impl Validator<'_> {
                 if let Some(h) = raw.headers.0.as_ref().and_then(|h| h.0.first()) {
                     self.err(h.0.loc, "`headers` are for `url` servers");
                 }
+                if let Some(t) = &raw.tls {
+                    self.err(t.loc, "`tls` is for `url` servers");
+                }
                 let words: Vec<String> = cmd
                     .value
                     .0
@@ -1341,16 +1398,11 @@ impl Validator<'_> {
                 }
                 let s = u.value.0.as_ref()?;
                 let url = match url::Url::parse(s) {
-                    Ok(url) if url.scheme() == "http" && url.host().is_some() => url,
-                    Ok(url) if url.scheme() == "https" => {
-                        self.err(
-                            u.loc,
-                            "`https` upstreams are not supported yet by this build",
-                        );
-                        return None;
+                    Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                        url
                     }
                     _ => {
-                        self.err(u.loc, format!("`{s}` is not an http url"));
+                        self.err(u.loc, format!("`{s}` is not an http(s) url"));
                         return None;
                     }
                 };
@@ -1363,7 +1415,21 @@ impl Validator<'_> {
                     return None;
                 }
                 let headers = self.headers(&raw.headers);
-                Transport::Http { url, headers }
+                let tls = match &raw.tls {
+                    None => None,
+                    Some(t) if url.scheme() != "https" => {
+                        self.err_help(
+                            t.loc,
+                            format!(
+                                "server `{id}` is not an `https` url: `tls` is for https servers"
+                            ),
+                            "write the url as `https://…`",
+                        );
+                        return None;
+                    }
+                    Some(t) => Some(self.upstream_tls(t.loc, t.value.0.as_ref()?)?),
+                };
+                Transport::Http { url, headers, tls }
             }
         };
         let mut agents = BTreeMap::new();

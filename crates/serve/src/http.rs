@@ -93,6 +93,8 @@ pub enum ServeError {
     Tls(#[from] auth::mtls::TlsError),
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Start(String),
 }
 
 /// What every handler shares.
@@ -290,14 +292,15 @@ pub async fn serve_with(opts: ServeOptions, extra: Router) -> Result<(), ServeEr
         None => None,
     };
     let authenticator = Arc::new(Authenticator::new(&opts.config.auth));
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(5))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(64)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new());
+    // `https` upstreams without `tls:` are verified against the system's roots.
+    let http = match crate::upstream_tls::upstream_client_builder().build() {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(ServeError::Start(format!(
+                "cannot build the upstream http client: {e}"
+            )));
+        }
+    };
     let limits = opts.config.limits.clone();
     let app = Arc::new(App {
         cfg: Mutex::new(Arc::new(opts.config)),

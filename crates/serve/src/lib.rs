@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod reload;
 pub mod session;
 pub mod upstream;
+pub mod upstream_tls;
 pub mod webhook;
 mod yaml;
 

@@ -404,6 +404,7 @@ impl Link {
             let answer = first_answer(&conn, probe, &ctx, self.server.timeout).await;
             let modern = answer
                 .as_ref()
+                .ok()
                 .and_then(|a| a.pointer("/result/supportedVersions"))
                 .and_then(Value::as_array)
                 .is_some_and(|v| v.iter().any(|x| x.as_str() == Some(STATELESS_VERSIONS[0])));
@@ -433,19 +434,23 @@ impl Link {
                 traceparent: None,
             };
             let answer = first_answer(&conn, init, &ctx, self.server.timeout).await;
-            match answer.as_ref().and_then(|a| a.get("result")) {
-                Some(r) => {
+            let answer = answer.and_then(|a| match a.get("result") {
+                Some(r) => Ok(r.clone()),
+                None => Err("it answered `initialize` with an error".into()),
+            });
+            match answer {
+                Ok(r) => {
                     if let Ok(mut i) = self.init_result.lock() {
-                        *i = Some(r.clone());
+                        *i = Some(r);
                     }
                 }
-                None => {
+                Err(why) => {
                     self.failed(app);
                     conn.close().await;
                     return Err(error_body(
                         code::SERVER_GONE,
                         &format!(
-                            "upstream `{}` did not complete the handshake",
+                            "upstream `{}` did not complete the handshake: {why}",
                             self.server.id
                         ),
                     ));
@@ -491,14 +496,23 @@ impl Link {
 }
 
 /// Send a request and wait (bounded) for its answer, skipping what comes before it.
-async fn first_answer(conn: &Conn, msg: Value, ctx: &RequestCtx, limit: Duration) -> Option<Value> {
-    let (_, mut ex) = conn.request(msg, ctx).await.ok()?;
-    while let Ok(Some(m)) = tokio::time::timeout(limit, ex.recv()).await {
-        if m.get("method").is_none() {
-            return Some(m);
+/// The answer to `msg`, or why there is none (the gateway's own words: an upstream's
+/// error text is not relayed from here).
+async fn first_answer(
+    conn: &Conn,
+    msg: Value,
+    ctx: &RequestCtx,
+    limit: Duration,
+) -> Result<Value, String> {
+    let (_, mut ex) = conn.request(msg, ctx).await.map_err(|e| e.reason())?;
+    loop {
+        match tokio::time::timeout(limit, ex.recv()).await {
+            Ok(Some(m)) if m.get("method").is_none() => return Ok(m),
+            Ok(Some(_)) => {}
+            Ok(None) => return Err("it closed the exchange without an answer".into()),
+            Err(_) => return Err("no answer in time".into()),
         }
     }
-    None
 }
 
 /// For a bridged link: the 2026-07-28 envelope keys removed from `params._meta`.

@@ -38,6 +38,17 @@ pub enum UpstreamError {
     Failed { server: String, reason: String },
 }
 
+impl UpstreamError {
+    /// What went wrong, without the server's name (for a message that names it).
+    pub fn reason(&self) -> String {
+        match self {
+            UpstreamError::Spawn { reason, .. } => format!("it could not be started: {reason}"),
+            UpstreamError::Gone { .. } => "it is not running".into(),
+            UpstreamError::Failed { reason, .. } => reason.clone(),
+        }
+    }
+}
+
 /// What the caller needs to know about the request besides the message.
 #[derive(Debug, Clone, Default)]
 pub struct RequestCtx {
@@ -105,11 +116,18 @@ impl Conn {
                 )
                 .map(Conn::Stdio)
             }
-            Transport::Http { url, headers } => Ok(Conn::Http(HttpConn {
+            Transport::Http { url, headers, tls } => Ok(Conn::Http(HttpConn {
                 server: server.id.clone(),
                 url: url.clone(),
                 headers: headers.clone(),
-                client: http.clone(),
+                // INVARIANT: TLS settings that cannot be loaded end here (no fallback to
+                // another trust store, and no plain connection).
+                client: crate::upstream_tls::client_for(tls.as_ref(), http).map_err(|e| {
+                    UpstreamError::Failed {
+                        server: server.id.clone(),
+                        reason: format!("its tls settings cannot be used: {e}"),
+                    }
+                })?,
                 session: Mutex::new(None),
                 next: AtomicU64::new(1),
                 unsolicited,
@@ -814,7 +832,11 @@ impl HttpConn {
 }
 
 fn reqwest_reason(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
+    if let Some(t) = crate::upstream_tls::tls_reason(e) {
+        format!("tls with the upstream failed: {t}")
+    } else if crate::upstream_tls::closed_early(e) {
+        "the upstream closed the connection before it answered (an https upstream that requires a client certificate does this to a client without one: `tls.cert`/`tls.key`)".into()
+    } else if e.is_timeout() {
         "no answer in time".into()
     } else if e.is_connect() {
         "cannot connect".into()

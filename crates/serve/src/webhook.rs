@@ -67,18 +67,20 @@ pub fn body(approval: &conductor_audit::Approval) -> Vec<u8> {
 /// approval, so a reloaded gateway file takes effect for the next one).
 pub(crate) struct Notifier {
     app: Weak<App>,
-    client: reqwest::Client,
+    /// `None` when no client could be built: every delivery is logged as not sent.
+    client: Option<reqwest::Client>,
     in_flight: Arc<AtomicUsize>,
 }
 
 impl Notifier {
     pub(crate) fn new(app: &Arc<App>) -> Notifier {
-        let client = reqwest::Client::builder()
+        let client = crate::upstream_tls::client_builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+            .map_err(|e| tracing::warn!(error = %e, "webhooks cannot be sent: no http client"))
+            .ok();
         Notifier {
             app: Arc::downgrade(app),
             client,
@@ -103,9 +105,12 @@ impl Notifier {
             tracing::warn!(approval = %approval.id, host = host(&hook), "webhook not sent: too many deliveries in flight");
             return;
         }
+        let Some(client) = self.client.clone() else {
+            tracing::warn!(approval = %approval.id, "webhook not sent: no http client");
+            return;
+        };
         let body = body(approval);
         let id = approval.id.clone();
-        let client = self.client.clone();
         let in_flight = Arc::clone(&self.in_flight);
         rt.spawn(async move {
             deliver(&client, &hook, &id, body).await;

@@ -63,6 +63,8 @@ pub enum TlsError {
     Empty { path: String, what: &'static str },
     #[error("the tls configuration is not usable: {0}")]
     Rustls(String),
+    #[error("`{path}`: {reason}")]
+    Invalid { path: String, reason: String },
 }
 
 /// What a verified client certificate says.
@@ -129,14 +131,14 @@ impl ClientCert {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|e| TlsError::Read {
         path: path.display().to_string(),
         reason: e.kind().to_string().to_lowercase(),
     })
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .filter_map(Result::ok)

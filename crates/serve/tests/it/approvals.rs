@@ -33,7 +33,10 @@ fn sha(s: &str) -> String {
 }
 
 async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
-    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let c = conductor_serve::upstream_tls::client_builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     let mut rb = c.get(url);
     for (k, v) in headers {
         rb = rb.header(*k, *v);

@@ -330,7 +330,7 @@ impl Stream {
 }
 
 async fn call_on(s: &Setup, key: &str, sid: &str) -> Stream {
-    let r = reqwest::Client::builder()
+    let r = conductor_serve::upstream_tls::client_builder()
         .no_proxy()
         .build()
         .unwrap()
@@ -503,7 +503,10 @@ async fn elicitation_for_a_json_only_post_goes_to_the_get_stream() {
     // the session's GET stream, and the POST is answered once the call is decided.
     let s = setup("30s").await;
     let sid = open_session(&s, &s.bot, true).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = conductor_serve::upstream_tls::client_builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     let get = client
         .get(s.gw.url("/mcp/up"))
         .header("accept", "text/event-stream")
@@ -521,7 +524,7 @@ async fn elicitation_for_a_json_only_post_goes_to_the_get_stream() {
     let post = {
         let (url, key, sid) = (s.gw.url("/mcp/up"), bearer(&s.bot), sid.clone());
         tokio::spawn(async move {
-            reqwest::Client::builder()
+            conductor_serve::upstream_tls::client_builder()
                 .no_proxy()
                 .build()
                 .unwrap()

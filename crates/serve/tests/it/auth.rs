@@ -326,7 +326,10 @@ pub(crate) struct Answer {
 }
 
 pub(crate) async fn send(url: &str, headers: &[(&str, &str)], body: &Value) -> Answer {
-    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let c = conductor_serve::upstream_tls::client_builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     let mut rb = c
         .post(url)
         .header("content-type", "application/json")

@@ -103,7 +103,10 @@ impl Gw {
             sessions,
             stop,
             task,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            http: conductor_serve::upstream_tls::client_builder()
+                .no_proxy()
+                .build()
+                .unwrap(),
             _dir: dir,
         }
     }

@@ -15,3 +15,4 @@ mod authzen;
 mod config;
 mod python_sdk;
 mod tls;
+mod upstream_tls;

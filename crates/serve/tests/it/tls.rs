@@ -18,12 +18,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::auth::{gateway, initialize, spy_server};
 
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
+pub(crate) struct Ca {
+    pub(crate) cert: rcgen::Certificate,
+    pub(crate) key: KeyPair,
 }
 
-fn ca(name: &str) -> Ca {
+pub(crate) fn ca(name: &str) -> Ca {
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -39,18 +39,32 @@ fn ca(name: &str) -> Ca {
 
 /// A leaf certificate and its key (PEM), valid from `from` to `to` days from now.
 fn leaf(ca: &Ca, cn: &str, serial: u64, server: bool, from: i64, to: i64) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let sans = if server {
-        vec!["localhost".to_string(), "127.0.0.1".to_string()]
+    let sans: &[&str] = if server {
+        &["localhost", "127.0.0.1"]
     } else {
-        vec![]
+        &[]
     };
-    let mut p = CertificateParams::new(sans).unwrap();
+    cert_for(ca, sans, cn, serial, server, (from, to))
+}
+
+/// A certificate for `sans` and `cn` (a server's or a client's), valid from `days.0` to
+/// `days.1` days from now, and its key (PEM).
+pub(crate) fn cert_for(
+    ca: &Ca,
+    sans: &[&str],
+    cn: &str,
+    serial: u64,
+    server: bool,
+    days: (i64, i64),
+) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut p =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     p.distinguished_name.push(DnType::CommonName, cn);
     p.serial_number = Some(SerialNumber::from(serial));
     let now = time::OffsetDateTime::now_utc();
-    p.not_before = now + time::Duration::days(from);
-    p.not_after = now + time::Duration::days(to);
+    p.not_before = now + time::Duration::days(days.0);
+    p.not_after = now + time::Duration::days(days.1);
     p.extended_key_usages = vec![if server {
         ExtendedKeyUsagePurpose::ServerAuth
     } else {
