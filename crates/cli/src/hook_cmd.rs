@@ -273,78 +273,16 @@ fn parse_input(bytes: &[u8]) -> Result<HookInput, String> {
     })
 }
 
-/// Parse JSON, refusing duplicate object members anywhere.
+/// Parse JSON, refusing what readers could read differently (duplicate members, or
+/// names equal under case folding, at any depth): the reader every transport uses.
 fn strict_parse(text: &str) -> Result<Value, String> {
-    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
-    struct Strict;
-    impl<'de> Visitor<'de> for Strict {
-        type Value = Value;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("json")
-        }
-        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-            Ok(Value::Bool(v))
-        }
-        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-            Ok(Value::String(v.to_string()))
-        }
-        fn visit_string<E>(self, v: String) -> Result<Value, E> {
-            Ok(Value::String(v))
-        }
-        fn visit_unit<E>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_none<E>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(v) = seq.next_element_seed(StrictSeed)? {
-                out.push(v);
-            }
-            Ok(Value::Array(out))
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            let mut out = Map::new();
-            while let Some(k) = map.next_key::<String>()? {
-                let v = map.next_value_seed(StrictSeed)?;
-                if out.insert(k, v).is_some() {
-                    return Err(serde::de::Error::custom("a member name appears twice"));
-                }
-            }
-            Ok(Value::Object(out))
-        }
-    }
-    struct StrictSeed;
-    impl<'de> serde::de::DeserializeSeed<'de> for StrictSeed {
-        type Value = Value;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_any(Strict)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let v = serde::de::DeserializeSeed::deserialize(StrictSeed, &mut de)
-        .map_err(|e| format!("the hook input is not valid JSON ({})", position_only(&e)))?;
-    de.end()
-        .map_err(|_| "the hook input has data after its JSON value".to_string())?;
-    Ok(v)
+    conductor_types::strict::parse(text.as_bytes())
+        .map_err(|e| format!("the hook input is not valid JSON ({})", position_only(&e)))
 }
 
 /// A JSON error's message without any quoted input (it may hold secrets).
 fn position_only(e: &serde_json::Error) -> String {
-    if e.to_string().contains("appears twice") {
-        return format!("a member name appears twice, line {}", e.line());
-    }
-    format!("line {} column {}", e.line(), e.column())
+    conductor_types::strict::position_only(e)
 }
 
 /// The hook input from stdin, at most [`MAX_INPUT_BYTES`].

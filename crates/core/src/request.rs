@@ -57,6 +57,19 @@ impl Request {
                 column: 0,
             });
         }
+        // INVARIANT: a request another reader could read differently (a member twice,
+        // or two names equal under case folding, at any depth) is refused: a script
+        // that gates with `check` and forwards the same bytes to a first-wins reader
+        // must not send what was not decided.
+        if let Err(e) = conductor_types::strict::parse(text.as_bytes())
+            && e.is_data()
+        {
+            return Err(RequestError {
+                message: conductor_types::strict::position_only(&e),
+                line: e.line(),
+                column: e.column(),
+            });
+        }
         serde_json::from_str(text).map_err(|e| request_error(text, &e))
     }
 }

@@ -45,7 +45,9 @@ pub mod gate;
 pub mod session;
 #[cfg(unix)]
 pub mod stdio;
-pub mod strict;
+/// The strict JSON reader (it lives in `conductor-types`: `check`, the hook and every
+/// transport read with the same one).
+pub use conductor_types::strict;
 
 pub use conductor_gate::watch_policy;
 pub use engine::{DEFAULT_MAX_MESSAGE_BYTES, EngineOptions, Outcome, run};

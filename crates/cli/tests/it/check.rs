@@ -618,3 +618,42 @@ fn jsonl_answers_each_line_before_the_next_arrives() {
     drop(stdin);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn check_refuses_a_member_twice_inside_the_arguments() {
+    // Regression (red-team review 2026-12-04, F4): `check` decided on the last of two
+    // `url` members inside `arguments` (serde keeps the last), while a first-wins
+    // reader (gjson, jsonparser) given the same bytes fetches the first: the metadata
+    // service. `wrap`, `serve`, AuthZEN and the hook refused it; `check` now does too,
+    // with the same reader, and without quoting the member (it may be a secret).
+    for (body, what) in [
+        (
+            r#"{"agent":"research-bot","tool":"fetch.fetch","arguments":{"url":"http://169.254.169.254/latest/meta-data/","url":"https://api.github.com/"}}"#,
+            "appears twice",
+        ),
+        (
+            r#"{"agent":"research-bot","tool":"github.create_issue","arguments":{"repo":"victim/prod","nested":[{"AKIAQYLPMN5HHHFPZAM2":1,"AKIAQYLPMN5HHHFPZAM2":2}]}}"#,
+            "appears twice",
+        ),
+        (
+            "{\"agent\":\"research-bot\",\"tool\":\"search.web\",\"arguments\":{\"q\":\"a\",\"\u{212a}\":1,\"k\":2}}",
+            "case folding",
+        ),
+    ] {
+        let r = check(&[], body);
+        assert_eq!(r.code, 65, "{body}: {r:?}");
+        assert!(r.stderr.contains(what), "{body}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains("AKIA"),
+            "the member name leaked: {}",
+            r.stderr
+        );
+        // One line of --jsonl: the same refusal, the other lines still decided.
+        let lines = format!("{body}\n{SEARCH}\n");
+        let r = check(&["--jsonl"], lines);
+        let out: Vec<Value> = r.stdout.lines().map(json).collect();
+        assert_eq!(out.len(), 2, "{r:?}");
+        assert_eq!(out[0]["decision"], "deny", "{body}: {}", out[0]);
+        assert_eq!(out[1]["decision"], "allow");
+    }
+}

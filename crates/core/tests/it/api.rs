@@ -368,13 +368,19 @@ destinations: {scan: false, allow: ["https://example.com"]}
         resolver: &resolver,
         fingerprint_key: &KEY,
     };
+    // The request is built as a value: `Request::from_json` refuses the case variants
+    // in the first place (below), but a caller may build a `Request` itself, and the
+    // core must still check what a case-insensitive reader binds.
     let decide_args = |args: serde_json::Value| {
-        let r = Request::from_json(
-            &json!({"agent": "bot", "tool": "fetch.fetch", "arguments": args}).to_string(),
+        let r: Request = serde_json::from_value(
+            json!({"agent": "bot", "tool": "fetch.fetch", "arguments": args}),
         )
         .unwrap();
         decide(&p, &r, &world)
     };
+    let text = r#"{"agent":"bot","tool":"fetch.fetch","arguments":{"url":"https://example.com/","Url":"http://169.254.169.254/"}}"#;
+    let e = Request::from_json(text).unwrap_err();
+    assert!(e.message.contains("case folding"), "{}", e.message);
     // The control: the declared field, in scope, is allowed.
     let d = decide_args(json!({"url": "https://example.com/"}));
     assert_eq!(d.decision, conductor_core::Effect::Allow, "{:?}", d.reasons);

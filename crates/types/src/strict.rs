@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 /// lower-cased (so `ſ` → `S` → `s`, `K` → `k`, `ß` → `SS` → `ss`). This is at least as
 /// wide as Go's `bytes.EqualFold` simple folding; folding wider only refuses more.
 pub fn fold(name: &str) -> String {
-    conductor_types::fold_name(name)
+    crate::fold_name(name)
 }
 
 /// Parse `bytes` as one JSON value, refusing ambiguous objects (see the module docs).
@@ -27,6 +27,27 @@ pub fn parse(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let v = StrictValue::deserialize(&mut de)?;
     de.end()?;
     Ok(v.0)
+}
+
+/// What a [`parse`] error says without quoting the input (a member name may be a
+/// secret): the kind of problem and its line (and column).
+pub fn position_only(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.contains("duplicate member") {
+        format!(
+            "a member name appears twice (readers disagree on which one counts), line {} column {}",
+            e.line(),
+            e.column()
+        )
+    } else if text.contains("case folding") {
+        format!(
+            "two member names are equal under case folding (go's encoding/json would read them as one), line {} column {}",
+            e.line(),
+            e.column()
+        )
+    } else {
+        format!("line {} column {}", e.line(), e.column())
+    }
 }
 
 struct StrictValue(Value);
