@@ -142,6 +142,16 @@ fn scan_string<'a>(
     for t in &decoded {
         collect_hits(t, &mut hits);
     }
+    // The whole string as a relative reference a tool joins to its base URL
+    // (`//localhost:6379/`, `/\t/169.254.169.254/`), when no hit starts it already.
+    if !hits.iter().any(|(_, at_start)| *at_start) {
+        for t in std::iter::once(s).chain(decoded.iter().map(String::as_str)) {
+            if let Some(r) = extract::whole_reference(t) {
+                hits.push((Cow::Owned(r), true));
+                break;
+            }
+        }
+    }
     if hits.is_empty() {
         return;
     }

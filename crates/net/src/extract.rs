@@ -6,13 +6,22 @@
 //! 1. `scheme://…`, `scheme:\\…` and the like (any RFC 3986 scheme), and for the
 //!    WHATWG special schemes (`http`, `https`, `ws`, `wss`, `ftp`) also
 //!    `scheme:/host` and `scheme:host`, which browsers and the `url` crate accept;
-//! 2. a word starting with `//` or `\\` followed by a host that is an IP address or
-//!    contains a dot (`//169.254.169.254/x`, `\\fileserver.corp\share`);
+//! 2. a word starting with `//` or `\\` followed by a host that is an IP address (any
+//!    form), a name blocked by name, or contains a dot (`//169.254.169.254/x`,
+//!    `//2852039166/`, `//localhost:6379/`, `\\fileserver.corp\share`); and a whole
+//!    string that is a network-path reference once tab/LF/CR are removed, whatever its
+//!    host (`/\t/169.254.169.254/`, `///evil.example.net/`: [`whole_reference`]);
 //! 3. a word that is a dotted-quad IPv4 address in any base (`169.254.169.254`,
-//!    `0xa9.0xfe.0xa9.0xfe`, `0251.0376.0251.0376`), optionally with `:port`;
+//!    `0xa9.0xfe.0xa9.0xfe`, `0251.0376.0251.0376`), optionally with `:port`; with a
+//!    port, also a short form naming a blocked class (`127.1:8080`, `0x7f000001:6379`,
+//!    `2852039166:80`; the dotless ones with a path too: `2852039166/latest/`);
 //! 4. a word that is an IPv6 address, bare or in brackets (`fd00:ec2::254`, `[::1]:80`);
 //! 5. a whole string (trimmed) that is a name blocked by name (`metadata.google.internal`,
-//!    `localhost:6379`);
+//!    `localhost:6379`), and in prose a word that is one: dotted (`metadata.google.internal/x`)
+//!    or with a port or path (`localhost:6379`, `metadata/computeMetadata/v1`);
+//!    Items 2–5 apply also to what follows a `=`, `@` or `:` inside a word, or an
+//!    option's letters (`host=10.0.0.5`, `root@10.0.0.5`, `-h10.0.0.5`,
+//!    `--resolve *:443:169.254.169.254`, `src=//169.254.169.254/`);
 //! 6. and all of the above again in the percent-decoded text when the string contains
 //!    percent-escapes (`?next=http%3A%2F%2F169.254.169.254%2F`);
 //! 7. for every URL of item 1, the readings a parser given the rest of the string makes
@@ -24,8 +33,8 @@
 //!
 //! Words (the prose reading) end at whitespace and at `"`, `'`, `<`, `>`, `` ` ``, `(`, `)`, `,`, `;`, `|`,
 //! `{`, `}`; trailing `.`, `:`, `!`, `?`, `]` (unbalanced) are dropped. Dotless or
-//! short IPv4 forms (`2852039166`, `127.1`) are *not* found by scanning (they are
-//! ordinary numbers); they are destinations when a tool declares the argument.
+//! short IPv4 forms without a port (`2852039166`, `127.1`) are *not* found by scanning
+//! (they are ordinary numbers); they are destinations when a tool declares the argument.
 
 use crate::canon::{Host, canonical_host_text};
 use crate::classes::name_hit;
@@ -175,8 +184,10 @@ pub fn find_in_text(text: &str) -> Vec<(usize, usize)> {
                         .and_then(|t| t.chars().next())
                         .map_or(0, char::len_utf8);
                 let w = trim_tail(word);
-                if !w.is_empty() && word_is_destination(w) {
-                    found.push((wstart, wstart + w.len()));
+                if !w.is_empty()
+                    && let Some((off, len)) = destination_in_word(w)
+                {
+                    found.push((wstart + off, wstart + off + len));
                 }
             }
         }
@@ -196,9 +207,102 @@ fn maybe_word_hit(text: &str) -> bool {
         [b'/' | b'\\', b'/' | b'\\'] => true,
         [b'[', _] | [_, b'['] => true,
         [x, b'.'] | [b'.', x] => x.is_ascii_digit(),
+        // `0x7f000001:6379`: a hexadecimal address.
+        [b'0', b'x' | b'X'] => true,
         _ => false,
     }) || b.iter().filter(|&&c| c == b':').count() >= 2
         || !text.is_ascii()
+        || long_digits_then_colon(b)
+        || has_blocked_name_word(b)
+}
+
+/// Eight or more digits followed by `:` or `/` (`2852039166:80`, `2852039166/x`: a
+/// dotless address and a port or path).
+fn long_digits_then_colon(b: &[u8]) -> bool {
+    let mut run = 0usize;
+    for &c in b {
+        if c.is_ascii_digit() {
+            run += 1;
+        } else {
+            if matches!(c, b':' | b'/') && run >= 8 {
+                return true;
+            }
+            run = 0;
+        }
+    }
+    false
+}
+
+/// Every name blocked by name holds one of these (ASCII, any case).
+const NAME_NEEDLES: &[&[u8]] = &[b"localhost", b"metadata", b"instance-data", b"loopback"];
+
+/// Whether the text holds a word of a name blocked by name (see [`NAME_NEEDLES`]).
+fn has_blocked_name_word(b: &[u8]) -> bool {
+    b.iter().enumerate().any(|(i, &c)| {
+        matches!(c | 0x20, b'l' | b'm' | b'i')
+            && NAME_NEEDLES.iter().any(|n| {
+                b.get(i..i + n.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(n))
+            })
+    })
+}
+
+/// Where in the word `w` a destination is: the whole word, or what follows a `=`, a `@`
+/// or a `:` in it (`host=10.0.0.5`, `root@10.0.0.5`, `src=//169.254.169.254/`, curl's
+/// `--resolve *:443:169.254.169.254` and `--connect-to a:443:169.254.169.254:80`), or
+/// what follows an option's letters (`-h10.0.0.5`, `-x169.254.169.254:80`): the byte
+/// offset and length of the first such reading that is one.
+fn destination_in_word(w: &str) -> Option<(usize, usize)> {
+    if word_is_destination(w) {
+        return Some((0, w.len()));
+    }
+    // Not for a word that is a list of many separators (long base64, hex dumps): the
+    // readings are bounded.
+    for (i, c) in w.char_indices().take(512) {
+        if matches!(c, '=' | '@' | ':') {
+            let rest = w.get(i + 1..).unwrap_or("");
+            if !rest.is_empty() && word_is_destination(rest) {
+                return Some((i + 1, rest.len()));
+            }
+        }
+    }
+    if let Some(r) = w.strip_prefix('-') {
+        let letters = r.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let rest = r.get(letters..).unwrap_or("");
+        if letters > 0
+            && rest.starts_with(|c: char| c.is_ascii_digit() || c == '[')
+            && word_is_destination(rest)
+        {
+            return Some((1 + letters, rest.len()));
+        }
+    }
+    None
+}
+
+/// Whether `host` (no port, no path) is a name blocked by name, written in ASCII.
+fn is_blocked_name(host: &str) -> bool {
+    let lower = host.to_ascii_lowercase();
+    let name = lower.strip_suffix('.').unwrap_or(&lower);
+    name_hit(name).is_some()
+}
+
+/// A dotless or short IPv4 form (`2852039166`, `0x7f000001`, `127.1`) that names a
+/// blocked class (not `0.x`): what curl and `getaddrinfo` connect to, where prose
+/// numbers (`10:30`, `20261204:1`, `1.5:1`) name nothing blocked. `dotless`: only the
+/// one-part forms (hexadecimal, or eight or more digits).
+fn short_ipv4_blocked(host: &str, dotless: bool) -> bool {
+    let Some(ip) = parse_ipv4_legacy(host) else {
+        return false;
+    };
+    let parts = host.split('.').count();
+    if parts == 1 {
+        if !host.to_ascii_lowercase().starts_with("0x") && host.len() < 8 {
+            return false;
+        }
+    } else if dotless {
+        return false;
+    }
+    ip.octets()[0] != 0 && !crate::classes::classes_of(std::net::IpAddr::V4(ip)).is_empty()
 }
 
 fn word_is_destination(w: &str) -> bool {
@@ -215,7 +319,9 @@ fn word_is_destination(w: &str) -> bool {
             return true;
         }
         let host = hostport.split(':').next().unwrap_or(hostport);
-        return host.contains('.')
+        // A dotless host too when it is an address (`//2852039166/`, `//0x7f000001/`)
+        // or a name blocked by name (`//localhost:6379/`, `//metadata/…`).
+        return (host.contains('.') || parse_ipv4_legacy(host).is_some() || is_blocked_name(host))
             && host
                 .chars()
                 .next()
@@ -242,13 +348,30 @@ fn word_is_destination(w: &str) -> bool {
     if h.split('.').count() == 4 && parse_ipv4_legacy(h).is_some() {
         return true;
     }
+    let has_port = head.contains(':');
+    let has_path = w.len() > head.len();
+    // `2852039166:80`, `0x7f000001:6379`, `127.1:8080`, `curl 2852039166/latest/`
+    // (curl and `getaddrinfo` read them).
+    if (has_port && short_ipv4_blocked(h, false)) || (has_path && short_ipv4_blocked(h, true)) {
+        return true;
+    }
+    // A name blocked by name: a dotted one anywhere (`metadata.google.internal/x`), a
+    // dotless one beside a port or a path (`localhost:6379`, `metadata/computeMetadata`;
+    // `localhost` alone is prose).
+    if is_blocked_name(h) && (h.contains('.') || has_port || has_path) {
+        return true;
+    }
     // Full-width digits, ideographic dots, enclosed numbers: map them as UTS 46 (and so
-    // the URL parser) would, then look again.
-    if !w.is_ascii()
-        && let Ok(mapped) = idna::domain_to_ascii_cow(head.as_bytes(), idna::AsciiDenyList::URL)
-    {
-        let m = mapped.strip_suffix('.').unwrap_or(&mapped);
-        return m.split('.').count() == 4 && parse_ipv4_legacy(m).is_some();
+    // the URL parser) would, then look again (the host alone: a `:port` after it is no
+    // part of a domain).
+    if !w.is_ascii() {
+        let host_part = head.split([':', '\u{ff1a}']).next().unwrap_or(head);
+        if let Ok(mapped) =
+            idna::domain_to_ascii_cow(host_part.as_bytes(), idna::AsciiDenyList::URL)
+        {
+            let m = mapped.strip_suffix('.').unwrap_or(&mapped);
+            return m.split('.').count() == 4 && parse_ipv4_legacy(m).is_some();
+        }
     }
     false
 }
@@ -375,6 +498,44 @@ pub(crate) fn whole_is_blocked_name(text: &str) -> bool {
         return name_hit(name).is_some();
     }
     matches!(canonical_host_text(host), Ok(Host::Name(n)) if name_hit(&n).is_some())
+}
+
+/// A whole string that a URL parser given a base reads as a network-path reference
+/// (RFC 3986 §4.2; the URL standard's special-authority slashes): once leading and
+/// trailing C0 controls and spaces are trimmed and every tab, LF and CR is removed (as
+/// the URL standard and Python's `urllib` do), two or more `/` or `\` and then an
+/// authority — `/\t/169.254.169.254/`, `//2852039166/`, `//localhost:6379/`,
+/// `/\/evil.example.net/`, `///evil.example.net/` (the URL standard skips every slash;
+/// RFC 3986 readers see an empty authority: the readers differ, so it is a
+/// destination), `\\\\fileserver\\share`. Returns `//host[:port]/` (the host after the
+/// last `@`); `None` when there is no such reference, or its host is empty or holds a
+/// character no host has (`// a comment`).
+pub(crate) fn whole_reference(text: &str) -> Option<String> {
+    let t = text.trim_matches(|c: char| c <= ' ');
+    if !t.starts_with(['/', '\\']) {
+        return None;
+    }
+    let cleaned: String = t
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .take(crate::canon::MAX_INPUT)
+        .collect();
+    let rest = cleaned.trim_start_matches(['/', '\\']);
+    if cleaned.len() - rest.len() < 2 {
+        return None;
+    }
+    let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+    let authority = rest.get(..end)?;
+    let host_port = authority.rsplit('@').next()?;
+    let host_chars_ok = host_port.chars().all(|c| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '.' | '-' | '_' | ':' | '[' | ']' | '%')
+            || (!c.is_ascii() && !c.is_whitespace())
+    });
+    if host_port.is_empty() || host_port.starts_with(':') || !host_chars_ok {
+        return None;
+    }
+    Some(format!("//{host_port}/"))
 }
 
 /// The percent-decoded forms of `text` (decoded once, twice, three times — as long as
