@@ -734,6 +734,10 @@ pub async fn handle_request(
             code::INVALID_REQUEST,
             "`subscriptions/listen` streams its notifications: the request must accept `text/event-stream`",
         )}),
+        // One listen on `/mcp`: a part per upstream, one stream back.
+        "subscriptions/listen" if session.scope == Scope::All => {
+            crate::listen::listen_all(&app, &session, msg, traceparent, &out, sse).await
+        }
         _ => match route_request(&session.scope, &method, msg) {
             Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e}),
             Ok((server, mut msg)) => match session.link(&app, &server).await {
@@ -786,7 +790,8 @@ pub(crate) struct Gated {
 }
 
 /// A request of one session to one upstream on its way through the gate: every gated
-/// request is decided here, whichever endpoint it came in on.
+/// request is decided here, whichever endpoint it came in on (`subscriptions/listen` on
+/// `/mcp` decides each upstream's part here too).
 pub(crate) struct Gating<'a> {
     pub(crate) app: &'a Arc<App>,
     pub(crate) session: &'a Arc<ClientSession>,
@@ -1003,7 +1008,7 @@ async fn list_all(
 /// Send `msg` (already decided, in the upstream's names) and wait for its answer,
 /// relaying what comes before it to `sink`. The answer is processed by the gate.
 /// A sink that closes (the client went away) or a deadline cancels the request upstream.
-async fn exchange(
+pub(crate) async fn exchange(
     app: &Arc<App>,
     session: &Arc<ClientSession>,
     link: &Arc<Link>,
@@ -1053,6 +1058,7 @@ async fn exchange(
         tokio::time::Instant::now() + link.server.timeout.min(app.config().limits.request_timeout);
     // A `subscriptions/listen` stream lasts until its client cancels it by going away.
     let long_lived = method == "subscriptions/listen" && sink.is_some();
+    let _counted = long_lived.then(|| app.metrics.listen_stream(&link.server.id));
     let kind = gate_glue::answer_kind(method);
     let result = loop {
         let closed = async {
