@@ -13,5 +13,6 @@ mod ask;
 mod auth;
 mod authzen;
 mod config;
+mod listen;
 mod python_sdk;
 mod tls;
