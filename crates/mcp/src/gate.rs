@@ -537,7 +537,8 @@ fn input(rule: RuleId, message: String) -> Reason {
     }
 }
 
-/// The JSON pointers of every member named `uri` (or `uris` elements) in `value`.
+/// The JSON pointers of every member named `uri` (or elements of `uris` and
+/// `resourceSubscriptions`) in `value`.
 fn uri_pointers(value: &Value, prefix: &mut JsonPath, out: &mut Vec<JsonPath>, depth: usize) {
     if depth > 16 {
         return;
@@ -546,7 +547,9 @@ fn uri_pointers(value: &Value, prefix: &mut JsonPath, out: &mut Vec<JsonPath>, d
         Value::Object(m) => {
             for (k, v) in m {
                 prefix.push(Segment::Key(k.clone()));
-                if (k == "uri" || k == "uris") && !v.is_object() {
+                // `resourceSubscriptions`: the URIs of a 2026-07-28 `subscriptions/listen`
+                // filter (`params.notifications`).
+                if (k == "uri" || k == "uris" || k == "resourceSubscriptions") && !v.is_object() {
                     if let Value::Array(items) = v {
                         for i in 0..items.len() {
                             out.push(prefix.index(i));
@@ -600,5 +603,30 @@ pub fn refusal_text(decision: &Decision) -> String {
         head.to_string()
     } else {
         format!("{head}: {}", parts.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The 2026-07-28 `subscriptions/listen` names its resources in
+    // `notifications.resourceSubscriptions`: every one is a destination of the decision
+    // (without it, a listen's URIs were checked only when `destinations.scan` found them).
+    #[test]
+    fn every_uri_a_listen_subscribes_to_is_a_destination() {
+        let params = json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"},
+            "notifications": {"toolsListChanged": true,
+                              "resourceSubscriptions": ["note://a/1", "http://169.254.169.254/"]}});
+        let mut pointers = Vec::new();
+        uri_pointers(&params, &mut JsonPath::root(), &mut pointers, 0);
+        let shown: Vec<String> = pointers.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "/notifications/resourceSubscriptions/0",
+                "/notifications/resourceSubscriptions/1"
+            ]
+        );
     }
 }

@@ -18,6 +18,7 @@ mod conn_timing;
 pub mod gate_glue;
 pub mod http;
 mod json_seq;
+pub mod listen;
 pub mod metrics;
 pub mod reload;
 pub mod session;

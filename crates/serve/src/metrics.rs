@@ -52,6 +52,7 @@ pub struct Metrics {
     refusals: Family<CheckLabels, Counter>,
     call_seconds: Family<ServerLabels, Histogram, fn() -> Histogram>,
     up: Family<ServerLabels, Gauge>,
+    listen_streams: Family<ServerLabels, Gauge>,
     pub sessions: Gauge,
     pub http: Family<StatusLabels, Counter>,
     pub reloads: Family<StatusLabels, Counter>,
@@ -78,6 +79,7 @@ impl Metrics {
         let call_seconds: Family<ServerLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
         let up = Family::<ServerLabels, Gauge>::default();
+        let listen_streams = Family::<ServerLabels, Gauge>::default();
         let sessions = Gauge::default();
         let http = Family::<StatusLabels, Counter>::default();
         let reloads = Family::<StatusLabels, Counter>::default();
@@ -107,6 +109,11 @@ impl Metrics {
             "1 when the last connection to the upstream worked",
             up.clone(),
         );
+        registry.register(
+            "listen_streams",
+            "open subscriptions/listen streams to the upstream",
+            listen_streams.clone(),
+        );
         registry.register("sessions", "open client sessions", sessions.clone());
         registry.register("http_responses", "http responses by status", http.clone());
         registry.register(
@@ -120,6 +127,7 @@ impl Metrics {
             refusals,
             call_seconds,
             up,
+            listen_streams,
             sessions,
             http,
             reloads,
@@ -159,6 +167,18 @@ impl Metrics {
             .set(i64::from(up));
     }
 
+    /// A `subscriptions/listen` stream to `server` opens; counted until the guard is dropped.
+    pub fn listen_stream(&self, server: &str) -> OpenStream {
+        let gauge = self
+            .listen_streams
+            .get_or_create(&ServerLabels {
+                server: server.into(),
+            })
+            .clone();
+        gauge.inc();
+        OpenStream(gauge)
+    }
+
     /// A request refused for its credentials (`reason`: a fixed word, never input).
     pub fn auth_failure(&self, reason: &str) {
         self.auth_failures
@@ -181,5 +201,15 @@ impl Metrics {
         let mut s = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
         s
+    }
+}
+
+/// An open upstream stream, counted in `conductor_listen_streams` while it is kept.
+#[derive(Debug)]
+pub struct OpenStream(Gauge);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -41,6 +41,20 @@ pub const METHOD_NOT_FOUND: i64 = -32601;
 /// The URI prefix of resources on `/mcp`: `conductor:<server>/<the server's uri>`.
 pub const URI_PREFIX: &str = "conductor:";
 
+/// `uri` of `server` as `/mcp` names it: `conductor:<server>/<uri>`.
+pub fn aggregate_uri(server: &str, uri: &str) -> String {
+    format!("{URI_PREFIX}{server}/{uri}")
+}
+
+/// The server and its own URI that a `/mcp` URI names: the text between the prefix and
+/// the first `/` is the server id, the rest the server's URI, both as written (nothing is
+/// decoded: `conductor:a%2Fb/x` names the server `a%2Fb`). `None` when `uri` is not of
+/// that form or either part is empty. Whether the server exists is the caller's to check.
+pub fn split_aggregate_uri(uri: &str) -> Option<(&str, &str)> {
+    let (server, own) = uri.strip_prefix(URI_PREFIX)?.split_once('/')?;
+    (!server.is_empty() && !own.is_empty()).then_some((server, own))
+}
+
 /// Which upstreams an endpoint exposes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -562,7 +576,7 @@ async fn from_server(
         && let Some(uri) = v.pointer_mut("/params/uri")
         && let Some(s) = uri.as_str()
     {
-        *uri = Value::from(format!("{URI_PREFIX}{server}/{s}"));
+        *uri = Value::from(aggregate_uri(server, s));
     }
     Some(v)
 }
@@ -616,8 +630,8 @@ fn route_request(scope: &Scope, method: &str, mut msg: Value) -> Result<(String,
                     &format!("`{field}` must be a string"),
                 ));
             };
-            let (server, own) = if let Some(rest) = s.strip_prefix(URI_PREFIX) {
-                match rest.split_once('/') {
+            let (server, own) = if s.starts_with(URI_PREFIX) {
+                match split_aggregate_uri(s) {
                     Some((srv, uri)) => (srv.to_string(), uri.to_string()),
                     None => return Err(error_body(code::INVALID_PARAMS, "unknown resource")),
                 }
@@ -646,7 +660,7 @@ fn namespaced(list: &mut Value, key: &str, field: &str, server: &str, uri: bool)
                 && let Some(s) = v.as_str()
             {
                 *v = Value::from(if uri {
-                    format!("{URI_PREFIX}{server}/{s}")
+                    aggregate_uri(server, s)
                 } else {
                     format!("{server}.{s}")
                 });
@@ -734,6 +748,10 @@ pub async fn handle_request(
             code::INVALID_REQUEST,
             "`subscriptions/listen` streams its notifications: the request must accept `text/event-stream`",
         )}),
+        // One listen on `/mcp`: a part per upstream, one stream back.
+        "subscriptions/listen" if session.scope == Scope::All => {
+            crate::listen::listen_all(&app, &session, msg, traceparent, &out, sse).await
+        }
         _ => match route_request(&session.scope, &method, msg) {
             Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e}),
             Ok((server, mut msg)) => match session.link(&app, &server).await {
@@ -741,51 +759,14 @@ pub async fn handle_request(
                 Ok(link) => {
                     let started = Instant::now();
                     let tool = tool_label(&method, &msg);
-                    let mut decided = "pass".to_string();
-                    let gated = gate_glue::is_gated(&method);
-                    let mut refused = None;
-                    if gated {
-                        // The gate's state and the person's answer are the gate's: taken
-                        // off the request (the server gets the call as first sent).
-                        let takes_input = takes_input_required(&msg);
-                        let answered = take_answer(&mut msg);
-                        let params = msg.get("params").cloned();
-                        let outcome = match link
-                            .gate
-                            .decide_or_hold(&id, &method, params, answered)
-                            .await
-                        {
-                            Hold::Decided(d) => d,
-                            Hold::Waiting(held) => {
-                                let ask = Asking {
-                                    session: &session,
-                                    link: &link,
-                                    out: &out,
-                                    sse,
-                                    takes_input,
-                                };
-                                ask.hold(&id, &method, held).await
-                            }
-                        };
-                        match outcome {
-                            Decided::Forward { decision } => decided = decision,
-                            Decided::Refuse {
-                                answer,
-                                decision,
-                                checks,
-                            } => {
-                                for c in &checks {
-                                    app.metrics.refusal(&server, c);
-                                }
-                                decided = decision;
-                                refused = Some(answer);
-                            }
-                            Decided::Ask { answer } => {
-                                decided = "approve".into();
-                                refused = Some(answer);
-                            }
-                        }
-                    }
+                    let gating = Gating {
+                        app: &app,
+                        session: &session,
+                        link: &link,
+                        out: &out,
+                        sse,
+                    };
+                    let Gated { decided, refused } = gating.decide(&id, &method, &mut msg).await;
                     let answer = match refused {
                         Some(a) => a,
                         None => {
@@ -814,12 +795,87 @@ pub async fn handle_request(
     let _ = out.send(answer).await;
 }
 
+/// What the gate made of a request.
+pub(crate) struct Gated {
+    /// The decision's name (`pass`: a method the gate does not decide).
+    pub(crate) decided: String,
+    /// The answer the client gets instead of the upstream's; `None`: forward the request.
+    pub(crate) refused: Option<Value>,
+}
+
+/// A request of one session to one upstream on its way through the gate: every gated
+/// request is decided here, whichever endpoint it came in on (`subscriptions/listen` on
+/// `/mcp` decides each upstream's part here too).
+pub(crate) struct Gating<'a> {
+    pub(crate) app: &'a Arc<App>,
+    pub(crate) session: &'a Arc<ClientSession>,
+    pub(crate) link: &'a Arc<Link>,
+    /// Where the client's messages go (the POST's stream).
+    pub(crate) out: &'a mpsc::Sender<Value>,
+    /// `out` is an event stream.
+    pub(crate) sse: bool,
+}
+
+impl Gating<'_> {
+    /// Decide `msg` (request `id` of `method`, already in the upstream's names) and record
+    /// the decision; a call held for a person is put to the person at the client where
+    /// the policy lets the gate ask, and waits until decided. The gate's state and the
+    /// person's answer are the gate's: taken off `msg` (the server gets the call as first
+    /// sent).
+    pub(crate) async fn decide(&self, id: &Value, method: &str, msg: &mut Value) -> Gated {
+        if !gate_glue::is_gated(method) {
+            return Gated {
+                decided: "pass".into(),
+                refused: None,
+            };
+        }
+        let takes_input = takes_input_required(msg);
+        let answered = take_answer(msg);
+        let params = msg.get("params").cloned();
+        let outcome = match self
+            .link
+            .gate
+            .decide_or_hold(id, method, params, answered)
+            .await
+        {
+            Hold::Decided(d) => d,
+            Hold::Waiting(held) => {
+                let ask = Asking {
+                    via: self,
+                    takes_input,
+                };
+                ask.hold(id, method, held).await
+            }
+        };
+        match outcome {
+            Decided::Forward { decision } => Gated {
+                decided: decision,
+                refused: None,
+            },
+            Decided::Refuse {
+                answer,
+                decision,
+                checks,
+            } => {
+                for c in &checks {
+                    self.app.metrics.refusal(&self.link.server.id, c);
+                }
+                Gated {
+                    decided: decision,
+                    refused: Some(answer),
+                }
+            }
+            Decided::Ask { answer } => Gated {
+                decided: "approve".into(),
+                refused: Some(answer),
+            },
+        }
+    }
+}
+
 /// A held request of one session, and how its client can be asked about it.
 struct Asking<'a> {
-    session: &'a Arc<ClientSession>,
-    link: &'a Arc<Link>,
-    out: &'a mpsc::Sender<Value>,
-    sse: bool,
+    via: &'a Gating<'a>,
     /// The request says (2026-07-28 `_meta`) that its client takes `input_required`.
     takes_input: bool,
 }
@@ -830,11 +886,11 @@ impl Asking<'_> {
     /// `elicitation/create` while the request waits), then wait until it is decided
     /// (by the client's answer or any other approver, or its expiry).
     async fn hold(&self, id: &Value, method: &str, held: conductor_gate::Held) -> Decided {
-        let gate = &self.link.gate;
+        let gate = &self.via.link.gate;
         let ask = ask_mode(
             gate.asks_in_client(),
             self.takes_input,
-            self.session.elicits(),
+            self.via.session.elicits(),
         );
         if ask == Ask::InputRequired
             && let Some(answer) = gate.input_required(id, &held)
@@ -843,8 +899,8 @@ impl Asking<'_> {
         }
         if ask == Ask::Elicit {
             let form = gate.approval_form(&held);
-            let requests = &self.session.server_requests;
-            let question = self.session.asks().ask(&held, form, |key| {
+            let requests = &self.via.session.server_requests;
+            let question = self.via.session.asks().ask(&held, form, |key| {
                 requests.lock().is_ok_and(|m| m.contains_key(key))
             });
             match question {
@@ -856,7 +912,7 @@ impl Asking<'_> {
         }
         let decided = gate.release(id, method, held.clone()).await;
         // Decided elsewhere (or expired) while the question was open: withdrawn.
-        let cancel = self.session.asks().forget(&held);
+        let cancel = self.via.session.asks().forget(&held);
         if let Some(c) = cancel {
             self.to_client(c).await;
         }
@@ -866,10 +922,10 @@ impl Asking<'_> {
     /// A message of the gate's to the client: on the POST's SSE stream, or (a JSON-only
     /// POST) the session's GET stream.
     async fn to_client(&self, m: Value) {
-        if self.sse {
-            let _ = self.out.send(m).await;
+        if self.via.sse {
+            let _ = self.via.out.send(m).await;
         } else {
-            let _ = self.session.events_tx.try_send(m);
+            let _ = self.via.session.events_tx.try_send(m);
         }
     }
 }
@@ -966,7 +1022,7 @@ async fn list_all(
 /// Send `msg` (already decided, in the upstream's names) and wait for its answer,
 /// relaying what comes before it to `sink`. The answer is processed by the gate.
 /// A sink that closes (the client went away) or a deadline cancels the request upstream.
-async fn exchange(
+pub(crate) async fn exchange(
     app: &Arc<App>,
     session: &Arc<ClientSession>,
     link: &Arc<Link>,
@@ -1016,6 +1072,7 @@ async fn exchange(
         tokio::time::Instant::now() + link.server.timeout.min(app.config().limits.request_timeout);
     // A `subscriptions/listen` stream lasts until its client cancels it by going away.
     let long_lived = method == "subscriptions/listen" && sink.is_some();
+    let _counted = long_lived.then(|| app.metrics.listen_stream(&link.server.id));
     let kind = gate_glue::answer_kind(method);
     let result = loop {
         let closed = async {

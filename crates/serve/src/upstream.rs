@@ -194,9 +194,14 @@ impl Conn {
     }
 }
 
-/// Where a `subscriptions/listen` stream's notifications carry its subscription id (the
-/// JSON-RPC id of the listen request).
-const SUBSCRIPTION_ID: [&str; 3] = ["params", "_meta", "io.modelcontextprotocol/subscriptionId"];
+/// The `_meta` key of a `subscriptions/listen` stream's subscription id (the JSON-RPC id
+/// of the listen request).
+pub const SUBSCRIPTION_ID_META_KEY: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// Where a `subscriptions/listen` stream's notifications carry its subscription id.
+const SUBSCRIPTION_ID: [&str; 3] = ["params", "_meta", SUBSCRIPTION_ID_META_KEY];
+/// Where the listen's answer (the stream ended on purpose) carries it.
+const SUBSCRIPTION_ID_OF_ANSWER: [&str; 3] = ["result", "_meta", SUBSCRIPTION_ID_META_KEY];
 
 /// The upstream id a subscription id names: the id as sent, or its decimal string.
 fn subscription_of(v: &Value) -> Option<u64> {
@@ -260,6 +265,12 @@ async fn route(pending: &Pending, unsolicited: &mpsc::Sender<Value>, value: Valu
                 .and_then(|n| pending.lock().ok().and_then(|mut p| p.remove(&n)));
             match entry {
                 Some(f) => {
+                    // The answer that ends a listen names its subscription: the client's.
+                    if let Some(sub) =
+                        conductor_types::member_mut(&mut value, &SUBSCRIPTION_ID_OF_ANSWER)
+                    {
+                        *sub = f.client_id.clone();
+                    }
                     if let Some(obj) = value.as_object_mut() {
                         obj.insert("id".into(), f.client_id);
                     }
@@ -938,6 +949,55 @@ async fn read_sse(resp: reqwest::Response, pending: &Pending, unsolicited: &mpsc
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    // A listen's stream and the answer that ends it (the server closing the
+    // subscription on purpose) name the subscription by the client's id, not the
+    // connection's own id of the request.
+    #[tokio::test]
+    async fn a_listen_and_its_last_answer_carry_the_clients_subscription_id() {
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let (id, sent, mut rx) = register(
+            &pending,
+            &AtomicU64::new(41),
+            json!({"jsonrpc": "2.0", "id": "client-1", "method": "subscriptions/listen", "params": {}}),
+        );
+        assert_eq!(sent["id"], 41);
+        let (unsolicited, mut none) = mpsc::channel(4);
+        let tag = |s: Value| json!({ SUBSCRIPTION_ID_META_KEY: s });
+        for n in [json!(id), json!(id.to_string())] {
+            route(
+                &pending,
+                &unsolicited,
+                json!({"jsonrpc": "2.0",
+                "method": "notifications/resources/updated",
+                "params": {"uri": "x://1", "_meta": tag(n)}}),
+            )
+            .await;
+            let m = rx.recv().await.unwrap();
+            assert_eq!(m["params"]["_meta"], tag(json!("client-1")), "{m}");
+        }
+        // Another subscription's: dropped, not relayed anywhere.
+        route(
+            &pending,
+            &unsolicited,
+            json!({"jsonrpc": "2.0",
+            "method": "notifications/tools/list_changed", "params": {"_meta": tag(json!(999))}}),
+        )
+        .await;
+        route(
+            &pending,
+            &unsolicited,
+            json!({"jsonrpc": "2.0", "id": id,
+            "result": {"_meta": tag(json!(id)), "resultType": "complete"}}),
+        )
+        .await;
+        let last = rx.recv().await.unwrap();
+        assert_eq!(last["id"], "client-1", "{last}");
+        assert_eq!(last["result"]["_meta"], tag(json!("client-1")), "{last}");
+        assert!(none.try_recv().is_err());
+    }
+
     #[test]
     fn header_values_are_encoded_when_not_plain_ascii() {
         assert_eq!(super::encode_header_value("fetch"), "fetch");

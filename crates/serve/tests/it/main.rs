@@ -13,6 +13,7 @@ mod ask;
 mod auth;
 mod authzen;
 mod config;
+mod listen;
 mod python_sdk;
 mod tls;
 mod upstream_tls;
