@@ -280,6 +280,21 @@ fn read_line_bounded(
     }
 }
 
+/// JSON text that every line reader keeps on one line: serde escapes the C0 controls,
+/// but U+0085, U+2028 and U+2029 stay raw, and Python's `str.splitlines()` (and
+/// JavaScript before ES2019, for the last two) splits there. Inside a JSON string, where
+/// they can only occur, their `\u` escapes mean the same.
+fn one_line(json: &str) -> std::borrow::Cow<'_, str> {
+    if !json.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    std::borrow::Cow::Owned(
+        json.replace('\u{85}', "\\u0085")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029"),
+    )
+}
+
 fn write_decision(
     out: &mut impl Write,
     format: Format,
@@ -293,8 +308,8 @@ fn write_decision(
             writeln!(out)
         }
         (Format::Json, Some(_)) => {
-            serde_json::to_writer(&mut *out, decision)?;
-            writeln!(out)
+            let text = serde_json::to_string(decision).map_err(io::Error::other)?;
+            writeln!(out, "{}", one_line(&text))
         }
         (Format::Human, _) => {
             if line.is_some_and(|l| l > 1) {

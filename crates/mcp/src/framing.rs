@@ -248,6 +248,14 @@ fn classify_parsed(value: Value, bare_cr: bool) -> Result<Message, Invalid> {
     if !id_valid {
         return Err(shape("`id` must be a string or a number"));
     }
+    // INVARIANT: a message is a request (or notification) or a response, never both: a
+    // peer that looks at `result`/`error` first would take a gated `tools/call` for an
+    // answer, or an ungated answer for a call (red-team review 2026-12-04).
+    if obj.contains_key("method") && (obj.contains_key("result") || obj.contains_key("error")) {
+        return Err(shape(
+            "a message with `method` and `result` or `error` is both a request and a response (peers would disagree which)",
+        ));
+    }
     match obj.get("method") {
         Some(Value::String(m)) => {
             let method = m.clone();
@@ -357,6 +365,28 @@ mod tests {
         assert!(has_bare_cr(b"{}\r\r"));
         assert!(!has_bare_cr(b"{}"));
         assert!(!has_bare_cr(b"{\"a\":\"\\r\"}"));
+    }
+
+    #[test]
+    fn a_call_that_is_also_an_answer_is_refused() {
+        // Regression (red-team review 2026-12-04, F6): `wrap` forwarded a `tools/call`
+        // that also carried `result`; a peer that checks `result` first reads an answer.
+        for both in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"},"result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","error":{"code":1,"message":"m"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","result":{}}"#,
+        ] {
+            match classify(both.as_bytes()) {
+                Err(Invalid::Shape { message, .. }) => {
+                    assert!(
+                        message.contains("both a request and a response"),
+                        "{message}"
+                    );
+                }
+                other => panic!("{both} accepted: {other:?}"),
+            }
+        }
+        assert!(classify(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#).is_ok());
     }
 
     async fn lines(input: &[u8], max: usize) -> Vec<Line> {

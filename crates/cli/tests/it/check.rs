@@ -657,3 +657,24 @@ fn check_refuses_a_member_twice_inside_the_arguments() {
         assert_eq!(out[1]["decision"], "allow");
     }
 }
+
+#[test]
+fn jsonl_decisions_stay_on_one_line_for_every_line_reader() {
+    // Regression (red-team review 2026-12-04, F6): a tool name or argument with U+2028,
+    // U+2029 or U+0085 came back raw inside the decision's JSON, and a consumer that
+    // splits lines with Python's `str.splitlines()` read a broken record.
+    let body = "{\"agent\":\"research-bot\",\"tool\":\"search.we\u{2028}b\u{85}x\u{2029}\",\"arguments\":{\"q\":\"a\u{2028}b\"}}\n";
+    let r = check(&["--jsonl"], format!("{body}{SEARCH}\n"));
+    for c in ['\u{85}', '\u{2028}', '\u{2029}'] {
+        assert!(!r.stdout.contains(c), "raw {c:?} in {}", r.stdout);
+    }
+    let out: Vec<Value> = r.stdout.lines().map(json).collect();
+    assert_eq!(out.len(), 2, "{}", r.stdout);
+    // The escape means the same text: the tool name is read back as sent.
+    assert!(
+        out[0].to_string().contains("search.we\u{2028}b") || r.stdout.contains("\\u2028"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(out[1]["decision"], "allow");
+}
