@@ -90,6 +90,13 @@ fn parts(c: &mut Criterion) {
             )))
         })
     });
+    // Prose of 4 KiB with `=`, `@`, `:`, numbers and names (a chat message or a shell
+    // script): the word pass, its glued readings and the blocked-name prefilter.
+    let prose = "Meeting at 10:30 with admin@example.com, ratio 1.5:1; see the runbook at docs/ops.md, key=value pairs, --timeout=30, the local cache on port 8080 and version 2.4.1 of the client. "
+        .repeat(22);
+    c.bench_function("part/find_in_text-4kib-prose", |b| {
+        b.iter(|| black_box(conductor_net::find_in_text(black_box(&prose))))
+    });
     c.bench_function("part/find_in_text", |b| {
         b.iter(|| {
             black_box(conductor_net::find_in_text(black_box(

@@ -256,14 +256,25 @@ fn destination_in_word(w: &str) -> Option<(usize, usize)> {
     if word_is_destination(w) {
         return Some((0, w.len()));
     }
-    // Not for a word that is a list of many separators (long base64, hex dumps): the
-    // readings are bounded.
-    for (i, c) in w.char_indices().take(512) {
-        if matches!(c, '=' | '@' | ':') {
-            let rest = w.get(i + 1..).unwrap_or("");
-            if !rest.is_empty() && word_is_destination(rest) {
-                return Some((i + 1, rest.len()));
-            }
+    // The separators are ASCII, so their byte offsets are character boundaries. At
+    // most 64 readings per word (a long list of separators is no host).
+    let seps = w
+        .bytes()
+        .enumerate()
+        .filter(|&(_, b)| matches!(b, b'=' | b'@' | b':'))
+        .take(64);
+    for (i, _) in seps {
+        let rest = w.get(i + 1..).unwrap_or("");
+        // Every reading that can be a destination starts with a digit, `[`, `/`, `\`,
+        // a letter of a blocked name, `:` (IPv6 `::1`) or a non-ASCII character.
+        let lead = rest.as_bytes().first().copied().unwrap_or(b' ');
+        if (lead.is_ascii_digit()
+            || matches!(lead | 0x20, b'l' | b'm' | b'i')
+            || matches!(lead, b'[' | b'/' | b'\\' | b':')
+            || lead >= 0x80)
+            && word_is_destination(rest)
+        {
+            return Some((i + 1, rest.len()));
         }
     }
     if let Some(r) = w.strip_prefix('-') {
@@ -281,6 +292,10 @@ fn destination_in_word(w: &str) -> Option<(usize, usize)> {
 
 /// Whether `host` (no port, no path) is a name blocked by name, written in ASCII.
 fn is_blocked_name(host: &str) -> bool {
+    // Every blocked name is 8 bytes or more and holds a needle: most words are neither.
+    if host.len() < 8 || !has_blocked_name_word(host.as_bytes()) {
+        return false;
+    }
     let lower = host.to_ascii_lowercase();
     let name = lower.strip_suffix('.').unwrap_or(&lower);
     name_hit(name).is_some()
@@ -306,6 +321,17 @@ fn short_ipv4_blocked(host: &str, dotless: bool) -> bool {
 }
 
 fn word_is_destination(w: &str) -> bool {
+    // Most words of prose: ASCII without digits or the characters of an address, a port
+    // or a path. Such a word is a destination only as a dotted blocked name.
+    let b = w.as_bytes();
+    if w.is_ascii()
+        && !b
+            .iter()
+            .any(|&c| c.is_ascii_digit() || matches!(c, b':' | b'/' | b'\\' | b'['))
+    {
+        let h = w.strip_suffix('.').unwrap_or(w);
+        return h.contains('.') && is_blocked_name(h);
+    }
     if let Some(rest) = w
         .strip_prefix("//")
         .or_else(|| w.strip_prefix("\\\\"))
