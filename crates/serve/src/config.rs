@@ -208,8 +208,10 @@ pub struct ApprovalsConfig {
 /// A webhook told about every new pending approval (a signed POST).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
-    /// An `http` URL (https receivers: not yet, like https upstreams).
+    /// An `http` or `https` URL (https: verified like an upstream's, see `tls`).
     pub url: url::Url,
+    /// `tls:` of an `https` receiver (its CA, the gateway's client certificate).
+    pub tls: Option<UpstreamTls>,
     /// The HMAC-SHA256 key of the signature (from a reference; never shown).
     pub secret: Secret,
     /// Attempts after the first failed one (default 3, at most 10).
@@ -323,6 +325,8 @@ struct RawApprovals {
 struct RawWebhook {
     url: Sp<Lenient<String>>,
     secret: Sp<Lenient<String>>,
+    #[serde(default)]
+    tls: Option<Sp<Lenient<RawUpstreamTls>>>,
     #[serde(default)]
     retries: Option<Sp<Lenient<u64>>>,
     #[serde(default)]
@@ -870,26 +874,18 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|s| match url::Url::parse(s) {
                 Ok(u)
-                    if u.scheme() == "http"
+                    if matches!(u.scheme(), "http" | "https")
                         && u.host().is_some()
                         && u.username().is_empty()
                         && u.password().is_none() =>
                 {
                     Some(u)
                 }
-                Ok(u) if u.scheme() == "https" => {
-                    self.err_help(
-                        w.url.loc,
-                        "https webhooks are not supported yet",
-                        "point the webhook at a relay on this host (`http://127.0.0.1:PORT/…`)",
-                    );
-                    None
-                }
                 _ => {
                     self.err(
                         w.url.loc,
                         format!(
-                            "`{}` is not an http url without credentials",
+                            "`{}` is not an http(s) url without credentials",
                             conductor_types::display::shown(s, 200)
                         ),
                     );
@@ -933,9 +929,28 @@ impl Validator<'_> {
             };
         let retries = num(&w.retries, "retries", 0, 10, 3);
         let timeout = num(&w.timeout_seconds, "timeout_seconds", 1, 60, 5);
-        if let (Some(url), Some(secret)) = (url, secret) {
+        // `tls:` as for an https upstream (a private CA, a client certificate).
+        let tls = match (&w.tls, &url) {
+            (None, _) => Some(None),
+            (Some(t), Some(u)) if u.scheme() != "https" => {
+                self.err_help(
+                    t.loc,
+                    "the webhook is not an `https` url: `tls` is for https receivers",
+                    "write the url as `https://…`",
+                );
+                None
+            }
+            (Some(t), _) => t
+                .value
+                .0
+                .as_ref()
+                .and_then(|raw| self.upstream_tls(t.loc, raw))
+                .map(Some),
+        };
+        if let (Some(url), Some(secret), Some(tls)) = (url, secret, tls) {
             out.webhook = Some(Webhook {
                 url,
+                tls,
                 secret,
                 retries: u32::try_from(retries).unwrap_or(3),
                 timeout: Duration::from_secs(timeout),

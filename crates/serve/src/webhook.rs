@@ -105,9 +105,18 @@ impl Notifier {
             tracing::warn!(approval = %approval.id, host = host(&hook), "webhook not sent: too many deliveries in flight");
             return;
         }
-        let Some(client) = self.client.clone() else {
+        let Some(default) = self.client.as_ref() else {
             tracing::warn!(approval = %approval.id, "webhook not sent: no http client");
             return;
+        };
+        // An https receiver with `tls:` gets a client of its own (its CA read now, so a
+        // rotated one takes effect); one whose settings cannot be used gets nothing.
+        let client = match crate::upstream_tls::client_for(hook.tls.as_ref(), default) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(approval = %approval.id, host = host(&hook), error = %e, "webhook not sent: its tls settings cannot be used");
+                return;
+            }
         };
         let body = body(approval);
         let id = approval.id.clone();
@@ -155,6 +164,10 @@ async fn deliver(client: &reqwest::Client, hook: &Webhook, id: &str, body: Vec<u
             }
             Ok(r) => format!("http {}", r.status().as_u16()),
             // INVARIANT: the error's text names the URL: only its class is logged.
+            Err(e) if crate::upstream_tls::tls_reason(&e).is_some() => format!(
+                "tls: {}",
+                crate::upstream_tls::tls_reason(&e).unwrap_or_default()
+            ),
             Err(e) if e.is_timeout() => "timeout".into(),
             Err(e) if e.is_connect() => "cannot connect".into(),
             Err(_) => "request failed".into(),

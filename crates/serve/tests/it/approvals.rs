@@ -526,6 +526,102 @@ async fn webhook_failures_are_bounded_and_do_not_block_calls() {
     assert_eq!(recv.got.lock().unwrap().len(), 2);
 }
 
+/// `app` served over TLS on 127.0.0.1:0 with a certificate for `localhost`/`127.0.0.1`
+/// from `ca` (rustls, as a receiver behind a public or private CA would be).
+async fn serve_tls(app: Router, ca: &crate::tls::Ca) -> std::net::SocketAddr {
+    use rustls_pki_types::pem::PemObject as _;
+    let (cert, key) = crate::tls::cert_for(
+        ca,
+        &["localhost", "127.0.0.1"],
+        "receiver",
+        9,
+        true,
+        (-1, 30),
+    );
+    let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // A handshake the client refuses ends here: nothing is served.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_webhook_is_verified_like_an_upstream() {
+    // The receiver's certificate is from a private CA: with `tls.ca` naming it the
+    // delivery arrives, signed; with the system's roots only (no `tls`) the handshake is
+    // refused and nothing reaches the receiver; the call is decided either way.
+    let ca = crate::tls::ca("receiver CA");
+    for (trusted, want) in [(true, 1usize), (false, 0)] {
+        let recv = Arc::new(Receiver::default());
+        let app = Router::new()
+            .route("/h", post(hook))
+            .with_state(Arc::clone(&recv));
+        let hook_addr = serve_tls(app, &ca).await;
+        let (key, hash) = conductor_serve::auth::keys::generate().unwrap();
+        let (_seen, up) = spy_server().await;
+        let tls = if trusted { ", tls: {ca: ca.pem}" } else { "" };
+        let extra = format!(
+            "approvals:\n  webhook: {{url: \"https://127.0.0.1:{}/h\", secret: \"${{file:s}}\", retries: 0{tls}}}\n",
+            hook_addr.port()
+        );
+        let gw = gateway_with(
+            &yaml(up, &hash, &extra),
+            POLICY,
+            true,
+            &[("s", HOOK_SECRET), ("ca.pem", &ca.cert.pem())],
+        )
+        .await;
+        let call = held_call(&gw, &key);
+        let id = pending(&gw).await["id"].as_str().unwrap().to_string();
+        for _ in 0..150 {
+            if recv.got.lock().unwrap().len() >= want.max(1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = recv.got.lock().unwrap().clone();
+        assert_eq!(got.len(), want, "trusted={trusted}: {got:?}");
+        if let Some(d) = got.first() {
+            assert_eq!(d.id, id);
+            assert!(receiver_accepts(HOOK_SECRET, d), "signature refused: {d:?}");
+        }
+        let r = as_alice(&gw, &format!("/v1/approvals/{id}/approve"), &json!({})).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        answer(call).await;
+    }
+}
+
 #[test]
 fn approvers_and_the_webhook_are_read_strictly() {
     struct S;
@@ -551,13 +647,21 @@ fn approvers_and_the_webhook_are_read_strictly() {
     assert_eq!(ok.approvers.by_key(ALICE_KEY).unwrap().name, "alice");
     let w = ok.approvals.webhook.unwrap();
     assert_eq!((w.retries, w.timeout), (3, Duration::from_secs(5)));
+    // An https receiver (the system's roots) loads.
+    let https = load(
+        "approvals:\n  webhook: {url: \"https://hooks.example.com/h\", secret: \"${env:HOOK}\"}\n",
+    )
+    .unwrap();
+    let w = https.approvals.webhook.unwrap();
+    assert_eq!((w.url.scheme(), w.tls.is_none()), ("https", true));
     for (extra, needle) in [
         (format!("approvers:\n  - {{name: alice, sha256: \"{h}\", role: admin}}\n"), "role"),
         ("approvers:\n  - {name: alice, sha256: \"abc\"}\n".to_string(), "64 hex"),
         (format!("approvers:\n  - {{name: \"al ice\", sha256: \"{h}\"}}\n"), "approver name"),
         (format!("approvers:\n  - {{name: a, sha256: \"{h}\"}}\n  - {{name: a, sha256: \"{h}\"}}\n"), "twice"),
         ("approvals:\n  webhook: {url: \"http://127.0.0.1:9/h\", secret: \"literal-secret-0123456789\"}\n".to_string(), "reference"),
-        ("approvals:\n  webhook: {url: \"https://hooks.example.com/h\", secret: \"${env:HOOK}\"}\n".to_string(), "https"),
+        ("approvals:\n  webhook: {url: \"http://127.0.0.1:9/h\", secret: \"${env:HOOK}\", tls: {ca: ca.pem}}\n".to_string(), "`tls` is for https receivers"),
+        ("approvals:\n  webhook: {url: \"https://hooks.example.com/h\", secret: \"${env:HOOK}\", tls: {ca: absent.pem}}\n".to_string(), "absent.pem"),
         ("approvals:\n  webhook: {url: \"http://127.0.0.1:9/h\", secret: \"${env:NOPE}\"}\n".to_string(), "NOPE"),
         ("approvals:\n  webhook: {url: \"http://127.0.0.1:9/h\", secret: \"${env:HOOK}\", retries: 99}\n".to_string(), "retries"),
         ("approvals:\n  webhook: {url: \"http://127.0.0.1:9/h\", secret: \"${env:HOOK}\", when: always}\n".to_string(), "when"),
