@@ -33,7 +33,7 @@ pub fn parse(bytes: &[u8]) -> Result<Value, serde_json::Error> {
 /// secret): the kind of problem and its line (and column).
 pub fn position_only(e: &serde_json::Error) -> String {
     let text = e.to_string();
-    if text.contains("duplicate member") {
+    if text.contains("appears twice") {
         format!(
             "a member name appears twice (readers disagree on which one counts), line {} column {}",
             e.line(),
@@ -63,20 +63,6 @@ struct StrictVisitor;
 /// Up to this many members, an object of ASCII names is checked for case variants by
 /// comparing names pairwise.
 const FEW_MEMBERS: usize = 16;
-
-/// A member name shown in an error: escaped and cut (it is the client's own input,
-/// but it may be long or hold control characters).
-fn shown(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .take(40)
-        .flat_map(char::escape_default)
-        .collect();
-    if name.chars().count() > 40 {
-        s.push('…');
-    }
-    s
-}
 
 impl<'de> Visitor<'de> for StrictVisitor {
     type Value = Value;
@@ -123,10 +109,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let mut folded: Option<HashSet<String>> = None;
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
-                return Err(de::Error::custom(format!(
-                    "duplicate member `{}` (readers disagree on which one counts)",
-                    shown(&key)
-                )));
+                // INVARIANT: the name is not quoted (it may be a secret): serde adds
+                // the line and column.
+                return Err(de::Error::custom(
+                    "a member name appears twice in one object (readers disagree on which one counts)",
+                ));
             }
             let clash = match &mut folded {
                 None if key.is_ascii() && out.len() < FEW_MEMBERS => {
@@ -141,10 +128,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
                 Some(set) => !set.insert(fold(&key)),
             };
             if clash {
-                return Err(de::Error::custom(format!(
-                    "member `{}` equals another member name under case folding (go's encoding/json would read them as one)",
-                    shown(&key)
-                )));
+                return Err(de::Error::custom(
+                    "two member names in one object are equal under case folding (go's encoding/json would read them as one)",
+                ));
             }
             let StrictValue(v) = map.next_value()?;
             out.insert(key, v);
@@ -195,6 +181,20 @@ mod tests {
             r#"{"a":1,"b":{"a":2},"ab":3}"#.to_string(),
         ] {
             assert!(parse(good.as_bytes()).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn errors_never_quote_the_member_name() {
+        // A member name may be a secret; the error goes back through the agent's
+        // runtime (and its logs). Line and column say where.
+        for bad in [
+            r#"{"AKIAQYLPMN5HHHFPZAM2":1,"AKIAQYLPMN5HHHFPZAM2":2}"#,
+            r#"{"akiaqylpmn5hhhfpzam2":1,"AKIAQYLPMN5HHHFPZAM2":2}"#,
+        ] {
+            let e = parse(bad.as_bytes()).unwrap_err().to_string();
+            assert!(!e.to_lowercase().contains("akia"), "{e}");
+            assert!(e.contains("line 1 column"), "{e}");
         }
     }
 
