@@ -573,7 +573,41 @@ impl AuditStore {
     /// Under load the writer is busy and this declines (for a millisecond after each of
     /// its commits), so records still share transactions. Same guarantees as [`AuditStore::append_many_here`].
     pub fn try_append_here(&self, record: &NewRecord) -> Option<Result<Receipt, AuditError>> {
-        if self.inner.durability != Durability::Normal || self.inner.load.busy() {
+        if self.inner.load.busy() {
+            return None;
+        }
+        let committed = self.commit_here_if_free(std::slice::from_ref(record))?;
+        Some(committed.and_then(|receipts| {
+            receipts
+                .into_iter()
+                .next()
+                .ok_or_else(|| store_err(&self.inner.path, "the commit returned no receipt"))
+        }))
+    }
+
+    /// [`AuditStore::append_many_here`] if that costs no wait: the store commits without
+    /// waiting for the disk ([`Durability::Normal`]), no other thread holds its
+    /// connection, and no other connection (another process) holds the database's
+    /// write lock. `None` otherwise (nothing was written): then
+    /// [`AuditStore::submit_many`] them. For a caller on an async worker thread, which
+    /// must not wait for a lock.
+    pub fn try_append_many_here(
+        &self,
+        records: &[NewRecord],
+    ) -> Option<Result<Vec<Receipt>, AuditError>> {
+        if records.is_empty() {
+            return Some(Ok(Vec::new()));
+        }
+        self.commit_here_if_free(records)
+    }
+
+    /// Commit `records` in one transaction on this thread, or `None` (nothing written)
+    /// when that would wait: see [`AuditStore::try_append_many_here`].
+    fn commit_here_if_free(
+        &self,
+        records: &[NewRecord],
+    ) -> Option<Result<Vec<Receipt>, AuditError>> {
+        if self.inner.durability != Durability::Normal {
             return None;
         }
         let mut conn = match self.inner.conn.try_lock() {
@@ -582,19 +616,35 @@ impl AuditStore {
             // A panic mid-commit rolled its transaction back (rusqlite's drop).
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
         };
-        let prepared = [Prepared::new(record)];
-        // INVARIANT: Ok only after COMMIT returned.
-        let committed = same_file(&self.inner.path, self.inner.identity)
-            .and_then(|()| commit_batch(&mut conn, &prepared))
-            .map_err(|e| store_err(&self.inner.path, e));
+        let prepared: Vec<Prepared> = records.iter().map(Prepared::new).collect();
+        // INVARIANT: the inline attempt never waits for another connection's lock: it
+        // runs on the caller's thread (an async worker), where SQLite's busy handler
+        // would stall every task for up to BUSY_TIMEOUT while another process (an
+        // approval from the command line, the console) writes. Busy at BEGIN (or at
+        // COMMIT, rolled back) means nothing was written: declined, and the writer
+        // thread waits instead.
+        let _ = conn.busy_timeout(Duration::ZERO);
+        let attempt = same_file(&self.inner.path, self.inner.identity)
+            .and_then(|()| commit_batch(&mut conn, &prepared));
+        let _ = conn.busy_timeout(BUSY_TIMEOUT);
+        if let Err(WriteError::Sql(rusqlite::Error::SqliteFailure(e, _))) = &attempt
+            && matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            )
+            && conn.is_autocommit()
+        {
+            return None;
+        }
         drop(conn);
-        Some(committed.and_then(|receipts| {
-            self.inner.dirty.fetch_add(1, Ordering::Relaxed);
-            receipts
-                .into_iter()
-                .next()
-                .ok_or_else(|| store_err(&self.inner.path, "the commit returned no receipt"))
-        }))
+        // INVARIANT: Ok only after COMMIT returned.
+        Some(
+            attempt
+                .inspect(|_| {
+                    self.inner.dirty.fetch_add(1, Ordering::Relaxed);
+                })
+                .map_err(|e| store_err(&self.inner.path, e)),
+        )
     }
 
     fn enqueue<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Pending<T> {

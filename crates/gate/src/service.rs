@@ -566,6 +566,19 @@ impl Service {
         verdicts(rest, committed)
     }
 
+    /// [`Service::commit_now`] when that costs no wait (the store does not wait for the
+    /// disk and no other thread or process holds its lock), else [`Service::commit`]:
+    /// for a transport on an async worker, which must not wait for another process's
+    /// write (an approval from the command line) with every other task.
+    pub async fn commit_fast(&self, batch: Vec<Uncommitted>) -> Vec<Verdict> {
+        let (records, rest) = split(batch);
+        let committed = match self.audit.try_append_many_here(&records) {
+            Some(c) => c,
+            None => self.audit.submit_many(records).await,
+        };
+        verdicts(rest, committed)
+    }
+
     /// Whether a commit takes microseconds (the store does not wait for the disk), so
     /// that [`Service::commit_now`] may run on an async worker thread.
     pub fn commits_fast(&self) -> bool {

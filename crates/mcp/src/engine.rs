@@ -274,13 +274,10 @@ async fn commit_batch(io: &Io<'_>, batch: &mut Batch) -> bool {
     let items = std::mem::take(&mut batch.items);
     let (pendings, decided): (Vec<Pending>, Vec<_>) = items.into_iter().unzip();
     let service = io.gate.service();
-    // A commit that waits for the disk goes through the store's writer thread, so that
-    // no runtime thread waits for it.
-    let verdicts = if service.commits_fast() {
-        service.commit_now(decided)
-    } else {
-        service.commit(decided).await
-    };
+    // On this thread when that costs no wait; a commit that would wait (for the disk,
+    // or for another process's write lock) goes through the store's writer thread, so
+    // that no runtime thread waits for it.
+    let verdicts = service.commit_fast(decided).await;
     for (pending, verdict) in pendings.into_iter().zip(verdicts) {
         if !on_verdict(io, pending, verdict).await {
             return false;
