@@ -386,6 +386,49 @@ async fn spawn_sandboxed(
         .map_err(|e| fail(e.to_string()))
 }
 
+/// The variables of the gateway's environment a stdio server inherits: where programs
+/// are found, whose home and locale, temporary and cache directories, and which TLS
+/// roots to trust. Nothing that usually holds a credential (tokens, keys, proxy URLs
+/// with their user and password): a server that needs one names it in `env:`.
+pub const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "SHELL",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    // How the runtimes that stdio servers are written in behave (`uvx`/`python`,
+    // `npx`/`node`): buffering, module paths, the active virtual environment.
+    "PYTHONUNBUFFERED",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONIOENCODING",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "NODE_PATH",
+    "NODE_OPTIONS",
+];
+
+/// [`INHERITED_ENV`] and the locale's `LC_*` variables, as the gateway has them.
+fn inherited_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| {
+            k.to_str().is_some_and(|k| {
+                INHERITED_ENV.contains(&k) || (k.starts_with("LC_") && k.len() > 3)
+            })
+        })
+        .collect()
+}
+
 pub struct StdioConn {
     server: String,
     to_child: mpsc::Sender<Vec<u8>>,
@@ -422,6 +465,14 @@ impl StdioConn {
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .kill_on_drop(true);
+                // INVARIANT: a stdio server gets what it needs to run and what its
+                // `env:` (and its agent's) names — never the gateway's own environment,
+                // which holds every secret the gateway file references (other servers'
+                // tokens, other agents' credentials).
+                cmd.env_clear();
+                for (k, v) in inherited_env() {
+                    cmd.env(k, v);
+                }
                 for (k, v) in env {
                     cmd.env(k, v.expose());
                 }

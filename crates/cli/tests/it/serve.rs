@@ -109,6 +109,7 @@ tools:
   fake.crash: {action: read, destinations: []}
   fake.hang: {action: read, destinations: []}
   fake.garbage: {action: read, destinations: []}
+  fake.env: {action: read, destinations: []}
   fake.echo: {action: read, destinations: []}
   fake.closes: {action: read, destinations: []}
   fake.read_resource: {action: read, destinations: []}
@@ -140,6 +141,17 @@ impl Gateway {
         gateway: &str,
         args: &[&str],
     ) -> Gateway {
+        Gateway::launch_env(dir, policy, gateway, args, &[])
+    }
+
+    /// [`Gateway::launch`] with more variables in the gateway's environment.
+    pub(crate) fn launch_env(
+        dir: tempfile::TempDir,
+        policy: &str,
+        gateway: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
         std::fs::write(dir.path().join("gateway.yaml"), gateway).unwrap();
         let mut cmd = crate::conductor_in(dir.path());
@@ -156,6 +168,7 @@ impl Gateway {
         .args(args)
         .env("GZIP_ALLOWED_DOMAINS", "127.0.0.1")
         .env("CONDUCTOR_LOG", "info")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -425,7 +438,12 @@ fn everything_stdio_through_serve(sdk: Sdk) {
         spy.path(),
         &["node".into(), everything_js(&peers), "stdio".into()],
     );
-    let gw = Gateway::start(&format!("  everything:\n    command: {server}\n"), "");
+    let gw = Gateway::start(
+        &format!(
+            "  everything:\n    command: {server}\n    env: {{GZIP_ALLOWED_DOMAINS: \"127.0.0.1\"}}\n"
+        ),
+        "",
+    );
     let out = client(
         &peers,
         &gw,
@@ -961,9 +979,9 @@ fn open_session(gw: &Gateway, path: &str) -> String {
 /// exits mid-call, `hang` never answers, `garbage` answers with a line that is not JSON.
 /// Every line it receives is appended to the file named by its first argument.
 const FAKE_SERVER: &str = r#"
-import json, sys, time
+import json, os, sys, time
 log = open(sys.argv[1], "a", buffering=1)
-tools = [{"name": n, "description": n, "inputSchema": {"type": "object"}} for n in ["slow", "crash", "hang", "garbage"]]
+tools = [{"name": n, "description": n, "inputSchema": {"type": "object"}} for n in ["slow", "crash", "hang", "garbage", "env"]]
 for line in sys.stdin:
     log.write(line)
     m = json.loads(line)
@@ -986,6 +1004,8 @@ for line in sys.stdin:
             pass
         elif n == "garbage":
             sys.stdout.write('{"jsonrpc": "2.0", "id": %s, "result": nope\n' % json.dumps(m["id"])); sys.stdout.flush()
+        elif n == "env":
+            answer({"content": [{"type": "text", "text": json.dumps(dict(os.environ))}]})
     else:
         sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": m["id"], "error": {"code": -32601, "message": "no"}}) + "\n"); sys.stdout.flush()
 "#;
@@ -1034,6 +1054,66 @@ fn serve_a_body_with_an_ambiguous_member_name_is_refused_before_any_decision() {
         assert_eq!(a.last()["error"]["code"], -32600, "{}", a.body);
     }
     assert!(!spy_saw(&log).contains("tools/call"), "{}", spy_saw(&log));
+}
+
+#[test]
+fn serve_a_stdio_server_never_inherits_the_gateways_secrets() {
+    // Regression (red-team review 2026-12-04, round 2, S1): stdio servers inherited the
+    // gateway's whole environment — every secret the gateway file references for other
+    // servers and other agents — so any agent that could call a tool reading its
+    // environment read them all. Now a server gets PATH, HOME, the locale and the like,
+    // and what its `env:` names.
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fake.py");
+    std::fs::write(&script, FAKE_SERVER).unwrap();
+    let log = dir.path().join("fake.log");
+    let cmd = serde_json::to_string(&[python(&peers), s(&script), s(&log)]).unwrap();
+    let gateway = format!(
+        "version: 1\nlisten: \"127.0.0.1:0\"\nservers:\n  fake:\n    command: {cmd}\n    env: {{GIVEN_TO_FAKE: \"${{env:FAKE_TOKEN}}\"}}\n  other:\n    url: \"http://127.0.0.1:9/mcp\"\n    headers: {{Authorization: \"Bearer ${{env:OTHER_SERVERS_TOKEN}}\"}}\nauth: {{none: {{agent: {AGENT}}}}}\n"
+    );
+    let gw = Gateway::launch_env(
+        dir,
+        POLICY,
+        &gateway,
+        &[],
+        &[
+            ("FAKE_TOKEN", "token-for-fake-0123"),
+            ("OTHER_SERVERS_TOKEN", "token-for-other-4567"),
+            ("AWS_SECRET_ACCESS_KEY", "gateway-host-credential-89ab"),
+        ],
+    );
+    let sid = open_session(&gw, "/mcp/fake");
+    let a = http(
+        &gw.addr,
+        "POST",
+        "/mcp/fake",
+        &with_session(&sid),
+        &call_body(3, "env"),
+    );
+    assert_eq!(a.status, 200, "{}\n{}", a.body, gw.log());
+    let text = a.last()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", a.body))
+        .to_string();
+    let env: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        env.get("GIVEN_TO_FAKE").and_then(Value::as_str),
+        Some("token-for-fake-0123")
+    );
+    assert!(env.contains_key("PATH"), "{text}");
+    for leaked in [
+        "OTHER_SERVERS_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "FAKE_TOKEN",
+        "CONDUCTOR_LOG",
+    ] {
+        assert!(
+            !env.contains_key(leaked),
+            "{leaked} reached the server: {text}"
+        );
+    }
+    assert!(!text.contains("token-for-other") && !text.contains("gateway-host-credential"));
 }
 
 #[test]
