@@ -180,6 +180,19 @@ impl std::fmt::Debug for HeldParts {
 
 type Unrecorded = (Decision, String, Option<HeldParts>);
 
+/// `tool` with what the policy's detectors find in it redacted.
+fn redacted_name(policy: &Policy, key: &FingerprintKey, tool: &str) -> String {
+    let v = Value::String(tool.to_string());
+    let found = policy.data().scanner.scan(&v, key);
+    if found.is_empty() {
+        return tool.to_string();
+    }
+    match conductor_scan::redact(&v, &found) {
+        Value::String(s) => s,
+        _ => "[REDACTED]".to_string(),
+    }
+}
+
 fn split(batch: Vec<Uncommitted>) -> (Vec<NewRecord>, Vec<Unrecorded>) {
     let mut records = Vec::with_capacity(batch.len());
     let mut rest = Vec::with_capacity(batch.len());
@@ -961,15 +974,13 @@ impl Service {
         if decision.findings.is_empty() {
             return tool.to_string();
         }
-        let v = Value::String(tool.to_string());
-        let found = policy.data().scanner.scan(&v, &self.key);
-        if found.is_empty() {
-            return tool.to_string();
-        }
-        match conductor_scan::redact(&v, &found) {
-            Value::String(s) => s,
-            _ => "[REDACTED]".to_string(),
-        }
+        redacted_name(policy, &self.key, tool)
+    }
+
+    /// A client's tool name as it may be shown outside the decision (a metric's label,
+    /// a log line): redacted where a detector finds something in it. Scans the name.
+    pub fn shown_tool_name(&self, tool: &str) -> String {
+        redacted_name(&self.policy(), &self.key, tool)
     }
 
     /// Scan what a server sent and raise the subject's labels with what was found.

@@ -57,7 +57,16 @@ pub struct Metrics {
     pub http: Family<StatusLabels, Counter>,
     pub reloads: Family<StatusLabels, Counter>,
     auth_failures: Family<ReasonLabels, Counter>,
+    /// The `tool` label values in use (bounded: see [`MAX_TOOL_LABELS`]).
+    tool_labels: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Distinct `tool` label values of `conductor_calls_total`; a name beyond them is
+/// counted as `(other)`. The name is the client's text: without a bound, every call
+/// with a new name would make a new series in the gateway and in Prometheus.
+pub const MAX_TOOL_LABELS: usize = 1000;
+/// The `tool` label of a name beyond [`MAX_TOOL_LABELS`].
+pub const OTHER_TOOL: &str = "(other)";
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,14 +141,27 @@ impl Metrics {
             http,
             reloads,
             auth_failures,
+            tool_labels: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
+    /// Count a `tools/call`. `tool` must already be as it may be shown (redacted where a
+    /// detector finds something: `Service::shown_tool_name`); it is cut to 64 characters
+    /// and bounded in number (beyond [`MAX_TOOL_LABELS`] names: [`OTHER_TOOL`]).
     pub fn call(&self, server: &str, tool: &str, decision: &str, took: Duration) {
+        let tool: String = tool.chars().take(64).collect();
+        let tool = match self.tool_labels.lock() {
+            Ok(seen) if seen.contains(&tool) => tool,
+            Ok(mut seen) if seen.len() < MAX_TOOL_LABELS => {
+                seen.insert(tool.clone());
+                tool
+            }
+            _ => OTHER_TOOL.to_string(),
+        };
         self.calls
             .get_or_create(&CallLabels {
                 server: server.into(),
-                tool: tool.into(),
+                tool,
                 decision: decision.into(),
             })
             .inc();
@@ -211,5 +233,33 @@ pub struct OpenStream(Gauge);
 impl Drop for OpenStream {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_labels_are_bounded() {
+        let m = Metrics::new();
+        for i in 0..(MAX_TOOL_LABELS + 50) {
+            m.call("up", &format!("t{i}"), "allow", Duration::from_millis(1));
+        }
+        m.call("up", "t0", "allow", Duration::from_millis(1));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry).unwrap();
+        let series = text.matches("conductor_calls_total{").count();
+        assert_eq!(
+            series,
+            MAX_TOOL_LABELS + 1,
+            "names beyond the bound share one series"
+        );
+        assert!(
+            text.contains(r#"tool="(other)",decision="allow"} 50"#),
+            "{}",
+            &text[..400.min(text.len())]
+        );
+        assert!(text.contains(r#"tool="t0",decision="allow"} 2"#));
     }
 }

@@ -784,8 +784,12 @@ pub async fn handle_request(
                         }
                     };
                     if method == "tools/call" {
+                        // INVARIANT: the label is the client's name redacted where a
+                        // detector finds something (`/metrics` is for operators, not for
+                        // the secrets an agent was tricked into naming a tool after).
+                        let shown = app.gates.service().shown_tool_name(&tool);
                         app.metrics
-                            .call(&server, &tool, &decided, started.elapsed());
+                            .call(&server, &shown, &decided, started.elapsed());
                     }
                     answer
                 }

@@ -1402,6 +1402,27 @@ fn serve_a_thousand_concurrent_sessions() {
 }
 
 #[test]
+fn serve_metrics_never_publish_a_credential_named_as_a_tool() {
+    // Regression (red-team review 2026-12-04, round 2, S3): the `tool` label of
+    // conductor_calls_total was the client's raw name, so a token an agent was tricked
+    // into calling a tool after was published on /metrics (which the decision itself
+    // redacted), and every new name made a new series.
+    let Some(peers) = peers() else { return };
+    let (gw, _) = fake_gateway(&peers, "");
+    let sid = open_session(&gw, "/mcp/fake");
+    let h = with_session(&sid);
+    let token = "ghp_R2hBz8kQ1vXyL0pTqW3eN7mC5aJ6sD4fG9hK";
+    let a = http(&gw.addr, "POST", "/mcp/fake", &h, &call_body(2, token));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let m = http(&gw.addr, "GET", "/metrics", &[], "").body;
+    assert!(!m.contains(token) && !m.contains("R2hBz8kQ1vXyL0pT"), "{m}");
+    assert!(
+        m.contains(r#"conductor_calls_total{server="fake",tool="[REDACTED"#),
+        "the refused call is not counted under a redacted name: {m}"
+    );
+}
+
+#[test]
 fn serve_metrics_count_calls_by_decision_and_shutdown_drains_and_exits_cleanly() {
     let Some(peers) = peers() else { return };
     let (mut gw, _) = fake_gateway(&peers, "");

@@ -375,7 +375,16 @@ pub(crate) async fn session_call_at(addr: SocketAddr, auth: &[(&str, &str)]) -> 
 }
 
 async fn get_json(url: &str) -> Value {
-    let t = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let t = conductor_serve::upstream_tls::client_builder()
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     serde_json::from_str(&t).unwrap()
 }
 
@@ -633,7 +642,11 @@ async fn jwt_refusals_each_get_401_with_resource_metadata() {
     // Nothing of the refused requests reached the upstream.
     assert_eq!(seen.lock().unwrap().len(), upstream_before);
     // Failures are counted by reason.
-    let m = reqwest::get(gw.url("/metrics"))
+    let m = conductor_serve::upstream_tls::client_builder()
+        .build()
+        .unwrap()
+        .get(gw.url("/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -998,7 +1011,11 @@ async fn api_keys_by_bearer_or_x_api_key_and_nothing_of_the_client_goes_upstream
         Some(json!({"method": "api_key", "key_id": &other_hash[..8]}))
     );
     assert!(!serde_json::to_string(&records).unwrap().contains(&key));
-    let m = reqwest::get(gw.url("/metrics"))
+    let m = conductor_serve::upstream_tls::client_builder()
+        .build()
+        .unwrap()
+        .get(gw.url("/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
