@@ -597,13 +597,37 @@ fn path_problem(path: &str) -> Option<String> {
     {
         return Some("has `.`, `..` or empty segments".into());
     }
-    if let Ok(real) = std::fs::canonicalize(path)
-        && real.as_os_str() != std::ffi::OsStr::new(body)
-    {
-        return Some(format!(
-            "reaches its file through a symbolic link (it is `{}`)",
-            conductor_net::canon::safe(&real.display().to_string())
-        ));
+    let shown = |p: &std::path::Path| conductor_net::canon::safe(&p.display().to_string());
+    match std::fs::canonicalize(path) {
+        Ok(real) if real.as_os_str() != std::ffi::OsStr::new(body) => {
+            return Some(format!(
+                "reaches its file through a symbolic link (it is `{}`)",
+                shown(&real)
+            ));
+        }
+        Ok(_) => {}
+        // A file that does not exist yet (a `Write` creates it): the tool follows links
+        // on the way to it, so its nearest existing directory must be reached without
+        // one, and the name itself must not be a link that points nowhere yet.
+        Err(_) => {
+            if std::fs::symlink_metadata(body).is_ok() {
+                return Some("is a symbolic link to a file that does not exist".into());
+            }
+            let mut dir = std::path::Path::new(body).parent();
+            while let Some(d) = dir {
+                if let Ok(real) = std::fs::canonicalize(d) {
+                    if real != d {
+                        return Some(format!(
+                            "reaches its directory through a symbolic link (`{}` is `{}`)",
+                            shown(d),
+                            shown(&real)
+                        ));
+                    }
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
     }
     None
 }
@@ -797,6 +821,19 @@ mod tests {
         std::os::unix::fs::symlink(real.join("f"), real.join("link")).unwrap();
         assert!(path_problem(real.join("f").to_str().unwrap()).is_none());
         assert!(path_problem(real.join("link").to_str().unwrap()).is_some());
+        // Regression (red-team review 2026-12-04, round 2, H2): a new file under a
+        // symbolically linked directory (a cloned repository's `docs -> ~/.ssh`) matched
+        // the project's glob as text and was written through the link.
+        std::fs::create_dir(real.join("secret")).unwrap();
+        std::os::unix::fs::symlink(real.join("secret"), real.join("docs")).unwrap();
+        let through = real.join("docs/new/authorized_keys");
+        let why = path_problem(through.to_str().unwrap()).expect("a new file through a link");
+        assert!(why.contains("directory through a symbolic link"), "{why}");
+        // A link that points nowhere yet is refused too; a new file in a real directory
+        // is not.
+        std::os::unix::fs::symlink(real.join("secret/absent"), real.join("dangling")).unwrap();
+        assert!(path_problem(real.join("dangling").to_str().unwrap()).is_some());
+        assert!(path_problem(real.join("new/deeper/file").to_str().unwrap()).is_none());
     }
 
     #[test]
