@@ -679,20 +679,27 @@ pub fn command_destinations(command: &str) -> Vec<String> {
             out.push(s.to_string());
         }
     };
-    // Words: split at whitespace and shell operators; quotes are dropped (a quoted
-    // URL is still a URL).
-    let words: Vec<&str> = command
+    // As bash reads it: line continuations joined, then quote removal (`\curl`,
+    // `c""url`, `cu'rl'` and `cur\<newline>l` all run curl; a quoted URL is a URL).
+    let joined = command.replace("\\\r\n", "").replace("\\\n", "");
+    let unquoted: String = joined
+        .chars()
+        .filter(|c| !matches!(c, '"' | '\'' | '\\'))
+        .collect();
+    // Words: split at whitespace and shell operators.
+    let words: Vec<&str> = unquoted
         .split(|c: char| {
             c.is_whitespace()
                 || matches!(
                     c,
-                    ';' | '|' | '&' | '(' | ')' | '<' | '>' | '`' | '"' | '\'' | '$' | '{' | '}'
+                    ';' | '|' | '&' | '(' | ')' | '<' | '>' | '`' | '$' | '{' | '}'
                 )
         })
         .filter(|w| !w.is_empty())
         .collect();
     let mut in_network = false;
     let mut copier = false;
+    let mut url_program = false;
     let mut skip_next = false;
     for w in &words {
         let lower = w.to_ascii_lowercase();
@@ -710,6 +717,7 @@ pub fn command_destinations(command: &str) -> Vec<String> {
         if NETWORK_PROGRAMS.contains(&program) {
             in_network = true;
             copier = matches!(program, "scp" | "rsync");
+            url_program = URL_PROGRAMS.contains(&program);
             skip_next = false;
             continue;
         }
@@ -756,12 +764,28 @@ pub fn command_destinations(command: &str) -> Vec<String> {
         }
         if copier && looks_like_host(w) {
             push(w.split(':').next().unwrap_or(w));
-        } else if looks_like_host(w) {
+        } else if looks_like_host(w) || url_program {
+            // Every operand of a downloader is a URL (`curl 0` fetches 0.0.0.0, which
+            // is this host), never a port.
             push(w.trim_end_matches(':'));
+        }
+    }
+    // And whatever names a host anywhere in the command, for any program (the reader
+    // above knows the downloaders; `redis-cli -h 10.0.0.5`, `DOCKER_HOST=10.0.0.5:2375`,
+    // `smbclient //10.0.0.5/share`, `mysql -h10.0.0.5` are found here): the scan of
+    // `destinations.scan`, on the command as bash reads it.
+    for (start, end) in conductor_net::find_in_text(&unquoted) {
+        if let Some(hit) = unquoted.get(start..end) {
+            push(hit);
         }
     }
     out
 }
+
+/// The network programs whose operands are URLs (never a port or a file).
+const URL_PROGRAMS: &[&str] = &[
+    "curl", "wget", "http", "https", "xh", "aria2c", "lynx", "links", "w3m", "fetch",
+];
 
 /// A word that could name a host: a dotted name or address, a number (a decimal
 /// IPv4 address: `2852039166`), a hex number, an IPv6 address, or `host:port`.
@@ -834,6 +858,43 @@ mod tests {
         std::os::unix::fs::symlink(real.join("secret/absent"), real.join("dangling")).unwrap();
         assert!(path_problem(real.join("dangling").to_str().unwrap()).is_some());
         assert!(path_problem(real.join("new/deeper/file").to_str().unwrap()).is_none());
+    }
+
+    #[test]
+    fn bash_destinations_as_bash_reads_the_command() {
+        // Regression (red-team review 2026-12-04, round 2, H1): quoting and escapes hid
+        // the program (`\curl`, `c""url`, `cu'rl'`, a line continuation), operands of
+        // programs the reader did not know were not looked at, and `curl 0` (0.0.0.0,
+        // this host) read as a port. Bash fetched the stand-in loopback service for each.
+        for (command, host) in [
+            ("\\curl -s 127.0.0.1:8765/", "127.0.0.1:8765/"),
+            ("c\"\"url -s 127.0.0.1:8765/", "127.0.0.1:8765/"),
+            ("cu'rl' -s 127.0.0.1:8765/", "127.0.0.1:8765/"),
+            ("cur\\\nl -s 127.0.0.1:8765/", "127.0.0.1:8765/"),
+            ("curl -s localhost:8765/", "localhost:8765/"),
+            ("curl 0", "0"),
+            ("n\\c 169.254.169.254 80", "169.254.169.254"),
+            ("redis-cli -h 10.0.0.5", "10.0.0.5"),
+            ("mysql -h10.0.0.5", "10.0.0.5"),
+            ("PGHOST=10.0.0.5 psql", "10.0.0.5"),
+            ("smbclient //10.0.0.5/share", "//10.0.0.5/share"),
+            ("DOCKER_HOST=10.0.0.5:2375 docker ps", "10.0.0.5:2375"),
+            (
+                "curl metadata/computeMetadata/v1/",
+                "metadata/computeMetadata/v1/",
+            ),
+        ] {
+            let d = command_destinations(command);
+            assert!(d.iter().any(|x| x == host), "{command:?}: {d:?}");
+        }
+        // Commands without a host name none.
+        for command in [
+            "ls -la src",
+            "cargo test -p conductor-cli",
+            "grep -rn 'fn main' .",
+        ] {
+            assert!(command_destinations(command).is_empty(), "{command}");
+        }
     }
 
     #[test]
