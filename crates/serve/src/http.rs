@@ -1271,6 +1271,16 @@ async fn initialize(
         );
     }
     let params = value.get("params").cloned().unwrap_or_else(|| json!({}));
+    // INVARIANT: the handshake's params go into every upstream's handshake; like any
+    // protocol metadata (and as `wrap` does), they carry nothing a detector finds.
+    if app.gates.service().has_findings(&params) {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            code::INVALID_PARAMS,
+            "the initialize params carry data the gate's detectors find (in clientInfo, capabilities or _meta); they would reach every upstream",
+        );
+    }
     let requested = params
         .get("protocolVersion")
         .and_then(Value::as_str)

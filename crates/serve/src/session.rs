@@ -720,6 +720,23 @@ pub async fn handle_request(
             "result": {"supportedVersions": STATELESS_VERSIONS, "capabilities": gateway_capabilities(),
                        "serverInfo": server_info(), "resultType": "complete",
                        "ttlMs": 0, "cacheScope": "private"}}),
+        // Fanned out to every upstream: as protocol metadata, only with nothing in it
+        // that a detector finds (a `cursor`, `_meta`, a `logging/setLevel` param).
+        "tools/list"
+        | "prompts/list"
+        | "resources/list"
+        | "resources/templates/list"
+        | "logging/setLevel"
+            if session.scope == Scope::All
+                && msg
+                    .get("params")
+                    .is_some_and(|p| app.gates.service().has_findings(p)) =>
+        {
+            json!({"jsonrpc": "2.0", "id": id, "error": error_body(
+                code::INVALID_PARAMS,
+                "the params carry data the gate's detectors find; they would reach every upstream",
+            )})
+        }
         "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list"
             if session.scope == Scope::All =>
         {
@@ -827,7 +844,14 @@ impl Gating<'_> {
     /// person's answer are the gate's: taken off `msg` (the server gets the call as first
     /// sent).
     pub(crate) async fn decide(&self, id: &Value, method: &str, msg: &mut Value) -> Gated {
-        if !gate_glue::is_gated(method) {
+        // Protocol metadata (`tools/list`, its `cursor` and `_meta`…) is decided, as in
+        // `wrap`, when a detector finds something in its params: on the data check, like
+        // a method that names nothing the policy addresses.
+        if !gate_glue::is_gated(method)
+            && !msg
+                .get("params")
+                .is_some_and(|p| self.link.gate.has_findings(p))
+        {
             return Gated {
                 decided: "pass".into(),
                 refused: None,
@@ -1197,10 +1221,10 @@ pub async fn handle_one_way(app: Arc<App>, session: Arc<ClientSession>, msg: Val
                     && let Ok(link) = session.link(&app, &server).await
                     && let Some(conn) = link.conn().await
                 {
-                    let mut m = msg.clone();
-                    if let Some(p) = m.pointer_mut("/params/requestId") {
-                        *p = Value::from(up_id);
-                    }
+                    // Only what the upstream needs: the request to stop. The client's
+                    // `reason` is free text, undecided: it stays here.
+                    let m = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                   "params": {"requestId": up_id}});
                     let _ = conn.send(m, &ctx).await;
                 }
             }

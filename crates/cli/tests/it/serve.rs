@@ -1117,6 +1117,61 @@ fn serve_a_stdio_server_never_inherits_the_gateways_secrets() {
 }
 
 #[test]
+fn serve_protocol_metadata_carrying_a_credential_never_reaches_an_upstream() {
+    // Regression (red-team review 2026-12-04, round 2, S2): serve passed list methods
+    // (their `cursor`, `_meta`), the aggregate `logging/setLevel`, the initialize params
+    // (copied into every upstream's handshake) and a cancellation's `reason` to upstreams
+    // without a decision; `wrap` decides protocol metadata when a detector finds
+    // something in it. Each carries an AWS key id here; the fake server logs every line.
+    let Some(peers) = peers() else { return };
+    let (gw, log) = fake_gateway(&peers, "");
+    let key = "AKIAQYLPMN5HHHFPZAM2";
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": format!("agent {key}"), "version": "0"}}})
+    .to_string();
+    let a = http(&gw.addr, "POST", "/mcp/fake", &JSON_SSE, &init);
+    assert_eq!(a.status, 400, "{}", a.body);
+    let sid = open_session(&gw, "/mcp/fake");
+    let h = with_session(&sid);
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list",
+        "params": {"cursor": format!("page {key}")}})
+    .to_string();
+    let a = http(&gw.addr, "POST", "/mcp/fake", &h, &list);
+    assert!(a.last().get("error").is_some(), "{}", a.body);
+    let all = open_session(&gw, "/mcp");
+    for method in ["tools/list", "resources/list", "logging/setLevel"] {
+        let body = json!({"jsonrpc": "2.0", "id": 3, "method": method,
+            "params": {"level": "debug", "cursor": format!("c {key}")}})
+        .to_string();
+        let a = http(&gw.addr, "POST", "/mcp", &with_session(&all), &body);
+        assert_eq!(a.last()["error"]["code"], -32602, "{method}: {}", a.body);
+    }
+    // A cancellation reaches the upstream without the client's `reason`.
+    let addr = gw.addr.clone();
+    let hh: Vec<(String, String)> = h
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let slow = std::thread::spawn(move || {
+        let hv: Vec<(&str, &str)> = hh.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        http(&addr, "POST", "/mcp/fake", &hv, &call_body(9, "slow"))
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 9, "reason": format!("stop {key}")}})
+    .to_string();
+    http(&gw.addr, "POST", "/mcp/fake", &h, &cancel);
+    let _ = slow.join();
+    let saw = spy_saw(&log);
+    assert!(saw.contains("notifications/cancelled"), "{saw}");
+    assert!(
+        !saw.contains(key),
+        "a credential reached the upstream:\n{saw}"
+    );
+}
+
+#[test]
 fn serve_header_body_mismatch_is_refused_before_any_decision() {
     let Some(peers) = peers() else { return };
     let (gw, log) = fake_gateway(&peers, "");
