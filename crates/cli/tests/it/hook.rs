@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{Run, fixtures, run_in, workspace};
 
@@ -156,6 +156,66 @@ fn the_metadata_curl_in_a_bash_command_is_denied_in_every_spelling() {
         let (decision, reason) = pre_answer(&hook(&audit, &p.to_string()));
         assert_eq!(decision, "deny", "{command}: {reason}");
         assert!(reason.contains("destination"), "{command}: {reason}");
+    }
+}
+
+#[test]
+fn the_starter_policy_keeps_every_common_credential_store_unread() {
+    // Regression (red-team review 2026-12-04, round 2, H3): the starter policy said
+    // "credentials stay unread" but allowed Grep/Glob/LS on ~/.aws (Grep with
+    // output_mode=content prints the file), and Read of `.env.production`,
+    // `.git-credentials`, `.netrc`, gh's hosts file, Docker's and kube's configs and
+    // /proc/<pid>/environ.
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.db");
+    let base: Value = serde_json::from_str(&payload("pre-bash-test", "s")).unwrap();
+    let cases = [
+        (
+            "Grep",
+            json!({"pattern": ".", "path": "/home/dev/.aws/credentials", "output_mode": "content"}),
+        ),
+        ("Glob", json!({"pattern": "**/*", "path": "/home/dev/.aws"})),
+        ("LS", json!({"path": "/home/dev/.ssh"})),
+        (
+            "Read",
+            json!({"file_path": "/home/dev/project/.env.production"}),
+        ),
+        ("Read", json!({"file_path": "/home/dev/.git-credentials"})),
+        ("Read", json!({"file_path": "/home/dev/.netrc"})),
+        (
+            "Read",
+            json!({"file_path": "/home/dev/.config/gh/hosts.yml"}),
+        ),
+        (
+            "Read",
+            json!({"file_path": "/home/dev/.docker/config.json"}),
+        ),
+        ("Read", json!({"file_path": "/home/dev/.kube/config"})),
+        ("Read", json!({"file_path": "/proc/1/environ"})),
+    ];
+    for (tool, input) in cases {
+        let mut p = base.clone();
+        p["tool_name"] = Value::String(tool.into());
+        p["tool_input"] = input.clone();
+        let (decision, reason) = pre_answer(&hook(&audit, &p.to_string()));
+        assert_eq!(decision, "deny", "{tool} {input}: {reason}");
+    }
+    // Reading and searching the project stays allowed.
+    for (tool, input) in [
+        (
+            "Read",
+            json!({"file_path": "/home/dev/project/src/main.rs"}),
+        ),
+        (
+            "Grep",
+            json!({"pattern": "fn main", "path": "/home/dev/project/src"}),
+        ),
+    ] {
+        let mut p = base.clone();
+        p["tool_name"] = Value::String(tool.into());
+        p["tool_input"] = input.clone();
+        let (decision, reason) = pre_answer(&hook(&audit, &p.to_string()));
+        assert_eq!(decision, "allow", "{tool} {input}: {reason}");
     }
 }
 
