@@ -226,6 +226,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub max_sessions: usize,
+    /// Open sessions of one agent at most: one agent cannot take every session (nor
+    /// spawn a stdio server per session without bound).
+    pub max_sessions_per_agent: usize,
     /// A session unused for this long is closed.
     pub session_idle: Duration,
 }
@@ -236,6 +239,7 @@ impl Default for Limits {
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(120),
             max_sessions: 10_000,
+            max_sessions_per_agent: 2_500,
             session_idle: Duration::from_secs(3600),
         }
     }
@@ -503,6 +507,8 @@ struct RawLimits {
     request_timeout_seconds: Option<Sp<Lenient<u64>>>,
     #[serde(default)]
     max_sessions: Option<Sp<Lenient<u64>>>,
+    #[serde(default)]
+    max_sessions_per_agent: Option<Sp<Lenient<u64>>>,
     #[serde(default)]
     session_idle_seconds: Option<Sp<Lenient<u64>>>,
 }
@@ -1334,6 +1340,14 @@ impl Validator<'_> {
         }
         if let Some(n) = num(&raw.max_sessions, "max_sessions", 1, 10_000_000) {
             l.max_sessions = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = num(
+            &raw.max_sessions_per_agent,
+            "max_sessions_per_agent",
+            1,
+            10_000_000,
+        ) {
+            l.max_sessions_per_agent = usize::try_from(n).unwrap_or(usize::MAX);
         }
         if let Some(n) = num(
             &raw.session_idle_seconds,

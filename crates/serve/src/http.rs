@@ -1270,6 +1270,15 @@ async fn initialize(
             "too many open sessions; retry later",
         );
     }
+    // One agent cannot take every session (each may spawn a stdio server of its own).
+    if app.agent_session_count(agent) >= cfg.limits.max_sessions_per_agent {
+        return rpc_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            id,
+            code::SERVER_GONE,
+            "this agent has too many open sessions (`limits.max_sessions_per_agent`); end one (DELETE) or retry later",
+        );
+    }
     let params = value.get("params").cloned().unwrap_or_else(|| json!({}));
     // INVARIANT: the handshake's params go into every upstream's handshake; like any
     // protocol metadata (and as `wrap` does), they carry nothing a detector finds.

@@ -95,6 +95,14 @@ impl App {
         self.sessions.lock().map(|s| s.len()).unwrap_or(0)
     }
 
+    /// Open sessions of `agent` (a lock failure counts as full: refuse, not admit).
+    pub fn agent_session_count(&self, agent: &str) -> usize {
+        self.sessions
+            .lock()
+            .map(|s| s.values().filter(|c| c.agent == agent).count())
+            .unwrap_or(usize::MAX)
+    }
+
     /// The agent's stateless session on `scope`.
     pub fn stateless_session(&self, agent: &str, scope: &Scope) -> Arc<ClientSession> {
         let key = (agent.to_string(), scope.clone());

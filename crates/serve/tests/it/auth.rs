@@ -919,6 +919,39 @@ async fn prm_a_client_without_credentials_is_told_where_to_log_in() {
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_agent_cannot_take_every_session() {
+    // Regression (red-team review 2026-12-04, round 2, S5): sessions were bounded only
+    // in total, so one agent could open them all (each spawning a stdio server of its
+    // own) and the others got 503. Now each agent has its own bound.
+    let (key, hash) = conductor_serve::auth::keys::generate().unwrap();
+    let (other_key, other_hash) = conductor_serve::auth::keys::generate().unwrap();
+    let (_seen, up) = spy_server().await;
+    let gw = gateway(&format!(
+        "version: 1\nservers:\n  up:\n    url: \"http://{up}/mcp\"\n\
+         auth:\n  api_keys:\n    - {{agent: bot, sha256: \"{hash}\"}}\n    - {{agent: other, sha256: \"{other_hash}\"}}\n\
+         limits: {{max_sessions: 10, max_sessions_per_agent: 3}}\n"
+    ))
+    .await;
+    let url = gw.url("/mcp/up");
+    let bot = bearer(&key);
+    for i in 0..3 {
+        let a = send(&url, &[("authorization", &bot)], &initialize()).await;
+        assert_eq!(a.status, 200, "session {i}: {}", a.body);
+    }
+    let a = send(&url, &[("authorization", &bot)], &initialize()).await;
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert!(a.body.contains("max_sessions_per_agent"), "{}", a.body);
+    // Another agent still gets one.
+    let a = send(
+        &url,
+        &[("authorization", &bearer(&other_key))],
+        &initialize(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_by_bearer_or_x_api_key_and_nothing_of_the_client_goes_upstream() {
     let (key, hash) = conductor_serve::auth::keys::generate().unwrap();
     let (other_key, other_hash) = conductor_serve::auth::keys::generate().unwrap();
