@@ -882,7 +882,7 @@ async fn mcp_post_all(
     State(st): State<St>,
     Extension(c): Conn,
     h: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     post(st, None, h, c, body).await
 }
@@ -892,9 +892,28 @@ async fn mcp_post_one(
     Extension(c): Conn,
     Path(server): Path<String>,
     h: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     post(st, Some(server), h, c, body).await
+}
+
+/// The longest a request body may take to arrive (and at most the request timeout):
+/// a client that sends a byte now and then holds no connection open for long.
+const BODY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Read `body` whole: at most `limit` bytes, within `deadline`. The refusal otherwise.
+async fn read_body(body: Body, limit: usize, deadline: Duration) -> Result<Bytes, Response> {
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is larger than `limits.max_body_bytes` (or was cut off)",
+        )),
+        Err(_) => Err(plain(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body did not arrive in time",
+        )),
+    }
 }
 
 async fn mcp_get(State(st): State<St>, Extension(c): Conn, h: HeaderMap) -> Response {
@@ -998,7 +1017,7 @@ async fn post(
     server: Option<String>,
     h: HeaderMap,
     conn: Arc<ConnInfo>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let app = Arc::clone(&st.app);
     let r = post_inner(st, server, h, conn, body).await;
@@ -1010,15 +1029,27 @@ async fn post_inner(
     server: Option<String>,
     h: HeaderMap,
     conn: Arc<ConnInfo>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let app = Arc::clone(&st.app);
     let cfg = app.config();
     if let Err(r) = hygiene(&st, &cfg, &h) {
         return r;
     }
+    // INVARIANT: no body is read before its caller is authenticated (a 401 does not
+    // wait for 4 MB from anyone), and none for longer than its deadline.
     let who = match authenticate_request(&st, &cfg, &h, &conn, server.as_deref()).await {
         Ok(w) => w,
+        Err(r) => return r,
+    };
+    let body = match read_body(
+        body,
+        cfg.limits.max_body_bytes,
+        BODY_DEADLINE.min(cfg.limits.request_timeout),
+    )
+    .await
+    {
+        Ok(b) => b,
         Err(r) => return r,
     };
     let agent = who.agent.clone();

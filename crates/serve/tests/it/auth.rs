@@ -919,6 +919,62 @@ async fn prm_a_client_without_credentials_is_told_where_to_log_in() {
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_body_is_read_before_authentication_nor_after_its_deadline() {
+    // Regression (red-team review 2026-12-04, round 2, S6): a body was read whole before
+    // the caller was authenticated (4 MB from anyone, then 401), and a client sending a
+    // byte every two seconds held its connection for minutes.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (key, hash) = conductor_serve::auth::keys::generate().unwrap();
+    let (_seen, up) = spy_server().await;
+    let gw = gateway(&format!(
+        "version: 1\nservers:\n  up:\n    url: \"http://{up}/mcp\"\n\
+         auth:\n  api_keys:\n    - {{agent: bot, sha256: \"{hash}\"}}\n\
+         limits: {{request_timeout_seconds: 2}}\n"
+    ))
+    .await;
+    let head = |auth: &str| {
+        format!(
+            "POST /mcp/up HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{auth}Content-Length: 4000000\r\n\r\n{{\"jsonrpc\":",
+            gw.addr
+        )
+    };
+    // Without credentials: the 401 comes while the body is still to come.
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(head("").as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("the gateway waited for the body of an unauthenticated request")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    // Authenticated, but the body trickles in: 408 once its deadline passes.
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(head(&format!("Authorization: Bearer {key}\r\n")).as_bytes())
+        .await
+        .unwrap();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            if s.write_all(b" ").await.is_err() {
+                break;
+            }
+            let mut one = [0u8; 512];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(std::time::Duration::from_millis(1), s.read(&mut one)).await
+            {
+                return String::from_utf8_lossy(&one[..n]).to_string();
+            }
+        }
+        String::new()
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(20), trickle)
+        .await
+        .expect("a trickling body held the connection past its deadline");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_agent_cannot_take_every_session() {
     // Regression (red-team review 2026-12-04, round 2, S5): sessions were bounded only
     // in total, so one agent could open them all (each spawning a stdio server of its
