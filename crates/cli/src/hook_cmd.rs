@@ -672,6 +672,13 @@ const VALUE_OPTIONS: &[&str] = &[
 /// cannot place is taken as a destination when a network program is on the line) so
 /// that a destination is not missed; a false destination denies, never allows.
 pub fn command_destinations(command: &str) -> Vec<String> {
+    destinations_at(command, 0)
+}
+
+/// How deep quoted commands are read again (`bash -c '…'`, `sh -c "eval '…'"`).
+const NESTED_COMMANDS: usize = 4;
+
+fn destinations_at(command: &str, depth: usize) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut push = |s: &str| {
         let s = s.trim_matches(|c: char| matches!(c, '"' | '\'' | '\\'));
@@ -679,24 +686,23 @@ pub fn command_destinations(command: &str) -> Vec<String> {
             out.push(s.to_string());
         }
     };
-    // As bash reads it: line continuations joined, then quote removal (`\curl`,
-    // `c""url`, `cu'rl'` and `cur\<newline>l` all run curl; a quoted URL is a URL).
-    let joined = command.replace("\\\r\n", "").replace("\\\n", "");
-    let unquoted: String = joined
-        .chars()
-        .filter(|c| !matches!(c, '"' | '\'' | '\\'))
-        .collect();
-    // Words: split at whitespace and shell operators.
-    let words: Vec<&str> = unquoted
-        .split(|c: char| {
-            c.is_whitespace()
-                || matches!(
-                    c,
-                    ';' | '|' | '&' | '(' | ')' | '<' | '>' | '`' | '$' | '{' | '}'
-                )
-        })
-        .filter(|w| !w.is_empty())
-        .collect();
+    // As bash reads it: words split at unquoted whitespace and operators, then quote
+    // removal (`\curl`, `c""url`, `cu'rl'` and `cur\<newline>l` all run curl; a quoted
+    // header value stays one word).
+    let owned = shell_words(command);
+    let words: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let unquoted = owned.join(" ");
+    // A quoted word that is itself a command (`bash -c '…'`, `ssh host '…'`, `eval`)
+    // is read again as one.
+    if depth < NESTED_COMMANDS {
+        for w in &words {
+            if w.contains(char::is_whitespace) || w.contains(['<', '>', ';', '|', '&']) {
+                for d in destinations_at(w, depth + 1) {
+                    push(&d);
+                }
+            }
+        }
+    }
     let mut in_network = false;
     let mut copier = false;
     let mut url_program = false;
@@ -764,9 +770,9 @@ pub fn command_destinations(command: &str) -> Vec<String> {
         }
         if copier && looks_like_host(w) {
             push(w.split(':').next().unwrap_or(w));
-        } else if looks_like_host(w) || url_program {
-            // Every operand of a downloader is a URL (`curl 0` fetches 0.0.0.0, which
-            // is this host), never a port.
+        } else if looks_like_host(w) || (url_program && w.bytes().all(|b| b.is_ascii_digit())) {
+            // A number operand of a downloader is a URL (`curl 0` fetches 0.0.0.0,
+            // this host), never a port.
             push(w.trim_end_matches(':'));
         }
     }
@@ -780,6 +786,47 @@ pub fn command_destinations(command: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The words of a shell command after quote removal, split where bash splits them:
+/// unquoted whitespace and operators, with backslash escapes and line continuations
+/// (a backslash before a newline) outside single quotes.
+fn shell_words(command: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let (mut single, mut double) = (false, false);
+    let mut chars = command.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '\\' if !single => match chars.next() {
+                Some('\n') => {}
+                Some('\r') if chars.peek() == Some(&'\n') => {
+                    chars.next();
+                }
+                Some(n) => cur.push(n),
+                None => {}
+            },
+            c if !single
+                && !double
+                && (c.is_whitespace()
+                    || matches!(
+                        c,
+                        ';' | '|' | '&' | '(' | ')' | '<' | '>' | '`' | '$' | '{' | '}'
+                    )) =>
+            {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
 }
 
 /// The network programs whose operands are URLs (never a port or a file).
@@ -892,9 +939,15 @@ mod tests {
             "ls -la src",
             "cargo test -p conductor-cli",
             "grep -rn 'fn main' .",
+            "echo \"Content-Type: application/json\"",
         ] {
             assert!(command_destinations(command).is_empty(), "{command}");
         }
+        // A quoted header of a downloader is one word, not hosts.
+        let d = command_destinations(
+            "curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' https://api.github.com/user",
+        );
+        assert_eq!(d, ["https://api.github.com/user"], "{d:?}");
     }
 
     #[test]
